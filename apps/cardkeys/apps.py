@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CardkeysConfig(AppConfig):
+    name = "apps.cardkeys"
+    label = "cardkeys"

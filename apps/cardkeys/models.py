@@ -1,0 +1,76 @@
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class KeyBatch(models.Model):
+    """One upload of keys by a merchant, with what became of its lines."""
+
+    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="key_batches")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    source_name = models.CharField(_("source"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("uploaded at"), auto_now_add=True)
+    accepted_count = models.PositiveIntegerField(_("accepted"), default=0)
+    duplicate_count = models.PositiveIntegerField(_("duplicates"), default=0)
+    invalid_count = models.PositiveIntegerField(_("invalid"), default=0)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("key batch")
+        verbose_name_plural = _("key batches")
+
+    def __str__(self):
+        return f"#{self.pk} {self.product.sku} +{self.accepted_count}"
+
+
+class CardKey(models.Model):
+    """One sellable key. The secret is stored only as a Fernet token."""
+
+    class Status(models.TextChoices):
+        AVAILABLE = "available", _("available")
+        SOLD = "sold", _("sold")
+        VOID = "void", _("void")
+
+    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="card_keys")
+    batch = models.ForeignKey(KeyBatch, on_delete=models.PROTECT, related_name="card_keys", null=True, blank=True)
+    # Fernet token (ASCII) of the secret; see apps.cardkeys.crypto.
+    secret_encrypted = models.TextField(_("encrypted secret"))
+    # HMAC-SHA256 (hex) of the normalised secret: duplicate detection without plaintext.
+    fingerprint = models.CharField(_("fingerprint"), max_length=64)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.AVAILABLE)
+    order = models.ForeignKey(
+        "orders.Order", on_delete=models.PROTECT, null=True, blank=True, related_name="card_keys"
+    )
+    sold_at = models.DateTimeField(_("sold at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("card key")
+        verbose_name_plural = _("card keys")
+        constraints = [
+            models.UniqueConstraint(fields=["product", "fingerprint"], name="cardkey_unique_per_product"),
+            # A sold key names its order; an unsold key names none.
+            models.CheckConstraint(
+                condition=(models.Q(status="sold", order__isnull=False) | (~models.Q(status="sold") & models.Q(order__isnull=True))),
+                name="cardkey_sold_iff_order",
+            ),
+        ]
+        indexes = [models.Index(fields=["product", "status", "id"], name="cardkey_claim_idx")]
+
+    def __str__(self):
+        return f"{self.product_id}:{self.masked_secret}"
+
+    @property
+    def secret(self) -> str:
+        from .crypto import decrypt_secret
+
+        return decrypt_secret(self.secret_encrypted)
+
+    @property
+    def masked_secret(self) -> str:
+        from .crypto import mask_secret
+
+        return mask_secret(self.secret)

@@ -1,0 +1,58 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Category(models.Model):
+    name = models.CharField(_("name"), max_length=100)
+    slug = models.SlugField(_("slug"), max_length=100, unique=True)
+    sort_order = models.PositiveIntegerField(_("sort order"), default=0)
+
+    class Meta:
+        ordering = ["sort_order", "id"]
+        verbose_name = _("category")
+        verbose_name_plural = _("categories")
+
+    def __str__(self):
+        return self.name
+
+
+class Product(models.Model):
+    category = models.ForeignKey(
+        Category, on_delete=models.PROTECT, related_name="products", null=True, blank=True, verbose_name=_("category")
+    )
+    sku = models.CharField(_("SKU"), max_length=64, unique=True)
+    title = models.CharField(_("title"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+    price = models.DecimalField(_("price"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3, default=settings.DEFAULT_CURRENCY)
+    is_active = models.BooleanField(_("active"), default=True)
+    sale_starts_at = models.DateTimeField(_("sale starts at"), null=True, blank=True)
+    sale_ends_at = models.DateTimeField(_("sale ends at"), null=True, blank=True)
+    per_buyer_limit = models.PositiveIntegerField(_("per-buyer limit"), default=5)
+    max_per_order = models.PositiveIntegerField(_("max quantity per order"), default=5)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(price__gt=0), name="product_price_positive"),
+            models.CheckConstraint(condition=models.Q(max_per_order__gte=1), name="product_max_per_order_min_1"),
+            models.CheckConstraint(condition=models.Q(per_buyer_limit__gte=1), name="product_per_buyer_limit_min_1"),
+        ]
+
+    def __str__(self):
+        return f"{self.title} ({self.sku})"
+
+    def sale_state(self, now=None) -> str:
+        """'not_started', 'open' or 'ended', from the sale window."""
+        now = now or timezone.now()
+        if self.sale_starts_at and now < self.sale_starts_at:
+            return "not_started"
+        if self.sale_ends_at and now >= self.sale_ends_at:
+            return "ended"
+        return "open"

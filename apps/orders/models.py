@@ -1,0 +1,48 @@
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        AWAITING_PAYMENT = "awaiting_payment", _("awaiting payment")
+        PAID = "paid", _("paid")
+        DELIVERED = "delivered", _("delivered")
+        EXPIRED = "expired", _("expired")
+        REFUND_PENDING = "refund_pending", _("refund pending")
+        REFUNDED = "refunded", _("refunded")
+        NEEDS_ATTENTION = "needs_attention", _("needs attention")
+
+    # Random, so exposing it in URLs and emails reveals nothing about volume.
+    order_no = models.CharField(_("order number"), max_length=32, unique=True)
+    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="orders")
+    buyer_email = models.EmailField(_("buyer email"), max_length=254, db_index=True)
+    quantity = models.PositiveIntegerField(_("quantity"))
+    unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.AWAITING_PAYMENT)
+    # SHA-256 (hex) of the buyer's access token; the token itself is never stored.
+    access_token_hash = models.CharField(max_length=64)
+    # Why an operator must look at this order (needs_attention / refund_pending).
+    attention_reason = models.TextField(_("attention reason"), blank=True)
+    reserved_until = models.DateTimeField(_("reserved until"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
+        indexes = [
+            models.Index(fields=["status", "reserved_until"], name="order_status_reserved_idx"),
+            models.Index(fields=["product", "status"], name="order_product_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(quantity__gte=1), name="order_quantity_min_1"),
+        ]
+
+    def __str__(self):
+        return self.order_no

@@ -1,0 +1,1 @@
+# Models for this app arrive with the issues that need them.

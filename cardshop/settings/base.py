@@ -1,0 +1,186 @@
+"""Settings shared by every environment. Each value comes from the environment
+with a default that works on a developer machine (see .env.example)."""
+from cardshop.env import BASE_DIR, env
+
+# Only for local development; production.py refuses to start with this value.
+INSECURE_DEV_SECRET_KEY = "dev-insecure-change-me"
+# A development-only Fernet key; production.py refuses it too.
+INSECURE_DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktY2FyZHNob3Ata2V5LWRvLW5vdC11c2U="
+INSECURE_DEV_FINGERPRINT_KEY = "dev-only-fingerprint-key"
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default=INSECURE_DEV_SECRET_KEY)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "apps.core",
+    "apps.catalog",
+    "apps.stock",
+    "apps.cardkeys",
+    "apps.orders",
+    "apps.payments",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "apps.core.middleware.PrimaryReadsForWritesMiddleware",
+]
+
+ROOT_URLCONF = "cardshop.urls"
+WSGI_APPLICATION = "cardshop.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Databases: MariaDB primary for every write, a replica alias for catalog reads.
+DATABASE_URL = env("DATABASE_URL", default="mysql://root:@127.0.0.1:3306/cardshop")
+DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", default=DATABASE_URL)
+
+
+def _mariadb(url: str) -> dict:
+    config = env.db_url_config(url)
+    config.setdefault("OPTIONS", {})
+    config["OPTIONS"].update(
+        {
+            "charset": "utf8mb4",
+            # READ COMMITTED: key claims with SKIP LOCKED must not take gap locks.
+            "isolation_level": "read committed",
+            "init_command": "SET sql_mode='STRICT_TRANS_TABLES'",
+        }
+    )
+    config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    config["CONN_HEALTH_CHECKS"] = True
+    config["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    return config
+
+
+DATABASES = {"default": _mariadb(DATABASE_URL), "replica": _mariadb(DATABASE_REPLICA_URL)}
+DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["cardshop.db_router.PrimaryReplicaRouter"]
+ATOMIC_REQUESTS = False
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: the gate (stock, reservations), the cache and the broker.
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Every Redis key this process writes starts with this, so tests, benchmarks and
+# the demo can share one server without touching each other's data.
+REDIS_KEY_PREFIX = env("REDIS_KEY_PREFIX", default="cardshop")
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": REDIS_KEY_PREFIX + ":cache",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": 1,
+            "SOCKET_TIMEOUT": 1,
+        },
+    }
+}
+# Product info is cached this long; a merchant's edit invalidates it at once.
+PRODUCT_CACHE_TTL = env.int("PRODUCT_CACHE_TTL", default=300)
+
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+# --- Celery
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/1")
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "global_keyprefix": REDIS_KEY_PREFIX + ":celery:",
+    # With acks_late a task whose worker died is redelivered after this many seconds.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
+}
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+
+# --- Card keys: encrypted at rest with keys that are not SECRET_KEY.
+# Comma-separated Fernet keys; the first encrypts, all decrypt (rotation).
+CARDKEY_ENCRYPTION_KEYS = env.list("CARDKEY_ENCRYPTION_KEYS", default=[INSECURE_DEV_ENCRYPTION_KEY])
+# HMAC key for the duplicate-detection fingerprint. It must never change once keys
+# are stored (fingerprints would no longer match), so it is separate from the
+# rotating encryption keys.
+CARDKEY_FINGERPRINT_KEY = env("CARDKEY_FINGERPRINT_KEY", default=INSECURE_DEV_FINGERPRINT_KEY)
+CARDKEY_MAX_LENGTH = 512
+CARDKEY_IMPORT_CHUNK_SIZE = env.int("CARDKEY_IMPORT_CHUNK_SIZE", default=5000)
+# Uploads above this many bytes are refused before reading.
+CARDKEY_IMPORT_MAX_BYTES = env.int("CARDKEY_IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=20 * 1024 * 1024)
+
+# --- Shop behaviour
+DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", default="CNY")
+# Stock at or below this many keys shows as "low".
+LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=10)
+RESERVATION_TTL = env.int("RESERVATION_TTL", default=15 * 60)
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
+
+# --- Mail
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="cardshop <noreply@cardshop.local>")
+
+# --- Internationalisation: Chinese first, English alongside.
+LANGUAGE_CODE = "zh-hans"
+LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env("TIME_ZONE", default="Asia/Shanghai")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "var" / "staticfiles"))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = env("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+}
+
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

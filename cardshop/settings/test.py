@@ -1,0 +1,17 @@
+"""The test suite: the real MariaDB and Redis, with its own database and key prefix."""
+from .base import *  # noqa: F403
+from .base import CACHES, CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES
+from cardshop.env import env
+
+# Parallel runs on one machine (a developer and CI) pick their own names.
+REDIS_KEY_PREFIX = env("TEST_REDIS_KEY_PREFIX", default="cardshop-test")
+CACHES["default"]["KEY_PREFIX"] = REDIS_KEY_PREFIX + ":cache"
+CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = REDIS_KEY_PREFIX + ":celery:"
+DATABASES["default"]["TEST"]["NAME"] = env("TEST_DATABASE_NAME", default="test_cardshop")
+# Tests open and close connections across threads; persistent ones would leak.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["replica"]["CONN_MAX_AGE"] = 0
+
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LANGUAGE_CODE = "zh-hans"
