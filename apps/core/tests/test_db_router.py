@@ -40,8 +40,7 @@ def test_queryset_uses_replica_alias_and_mirror_sees_the_committed_write():
     assert qs.exists()  # the test replica mirrors default
 
 
-@pytest.mark.django_db(databases=["default", "replica"])
-def test_post_request_reads_from_the_primary(client, monkeypatch):
+def test_post_request_reads_from_the_primary():
     seen = []
     original = router.db_for_read
 
