@@ -1,0 +1,25 @@
+"""Domain errors. Each carries a stable code that the API returns verbatim and
+the templates translate; the HTTP status it maps to lives here too."""
+from django.utils.translation import gettext_lazy as _
+
+
+class ShopError(Exception):
+    code = "error"
+    http_status = 400
+    default_detail = _("The request could not be completed.")
+
+    def __init__(self, detail=None, **extra):
+        self.detail = detail if detail is not None else self.default_detail
+        self.extra = extra
+        super().__init__(str(self.detail))
+
+    def as_json(self) -> dict:
+        return {"error": self.code, "detail": str(self.detail), **self.extra}
+
+
+class InvalidInput(ShopError):
+    """Bad input; `fields` maps each field to its messages."""
+
+    code = "invalid"
+    http_status = 400
+    default_detail = _("Some fields are not valid.")

@@ -1,0 +1,40 @@
+"""Names of the Redis keys of the stock gate.
+
+Every key of one product carries the hash tag {p:<id>}, so a script touching
+several keys of one product runs unchanged on Redis Cluster; every key starts
+with REDIS_KEY_PREFIX so environments can share a server.
+"""
+from django.conf import settings
+
+
+def _product(product_id: int, name: str) -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:{{p:{product_id}}}:{name}"
+
+
+def stock_key(product_id: int) -> str:
+    """Keys still free to reserve. Missing means "not warmed": checkout pauses."""
+    return _product(product_id, "stock")
+
+
+def buyers_key(product_id: int) -> str:
+    """Hash: buyer identity hash -> quantity held or bought (the per-buyer limit)."""
+    return _product(product_id, "buyers")
+
+
+def reservations_key(product_id: int) -> str:
+    """Hash: order number -> reservation record, until the order ends or expires."""
+    return _product(product_id, "reservations")
+
+
+def persist_queue_key(product_id: int) -> str:
+    """List of reservation records waiting to become database orders."""
+    return _product(product_id, "persist")
+
+
+def idempotency_key(product_id: int, digest: str) -> str:
+    return _product(product_id, f"idem:{digest}")
+
+
+def warmed_products_key() -> str:
+    """Set of product ids whose stock has been warmed (the persist worker's list)."""
+    return f"{settings.REDIS_KEY_PREFIX}:stock:warmed"
