@@ -1,1 +1,31 @@
-# Models for this app arrive with the issues that need them.
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class PaymentEvent(models.Model):
+    """One provider notification that changed state. The unique (provider,
+    event_id) pair is the dedupe: it is written in the same transaction as the
+    order's state change, so a notification delivered ten times acts once."""
+
+    class Kind(models.TextChoices):
+        PAID = "paid", _("paid")
+        REFUNDED = "refunded", _("refunded")
+
+    provider = models.CharField(_("provider"), max_length=32)
+    event_id = models.CharField(_("event id"), max_length=128)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="payment_events")
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3)
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("payment event")
+        verbose_name_plural = _("payment events")
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="payment_event_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.provider}:{self.event_id}"
