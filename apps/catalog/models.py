@@ -32,6 +32,9 @@ class Product(models.Model):
     sale_ends_at = models.DateTimeField(_("sale ends at"), null=True, blank=True)
     per_buyer_limit = models.PositiveIntegerField(_("per-buyer limit"), default=5)
     max_per_order = models.PositiveIntegerField(_("max quantity per order"), default=5)
+    # Seconds a buyer must have had the product page open before checkout accepts
+    # the purchase (a bot that posts straight away is refused); enforced by checkout.
+    min_page_seconds = models.PositiveIntegerField(_("minimum seconds on page"), default=2)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
