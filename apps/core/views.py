@@ -1,6 +1,20 @@
 from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+
+from .health import run_readiness_checks
 
 
+@never_cache
 def healthz(request):
-    """Liveness: the process answers. Readiness (/readyz) checks the servers."""
+    """Liveness: the process answers. It touches no server, so a database
+    outage does not get every web process restarted."""
     return JsonResponse({"status": "ok"})
+
+
+@never_cache
+def readyz(request):
+    """Readiness: 200 when every check passes, 503 naming the ones that fail,
+    so a load balancer stops sending buyers to a process that cannot sell."""
+    checks = run_readiness_checks()
+    ready = all(result == "ok" for result in checks.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)

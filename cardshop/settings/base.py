@@ -145,7 +145,31 @@ DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", default="CNY")
 # Stock at or below this many keys shows as "low".
 LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=10)
 RESERVATION_TTL = env.int("RESERVATION_TTL", default=15 * 60)
+# An Idempotency-Key is remembered this long past the reservation it made.
+IDEMPOTENCY_GRACE_SECONDS = env.int("IDEMPOTENCY_GRACE_SECONDS", default=15 * 60)
+# Queued reservations written to MariaDB per statement, and the drain lock's lease.
+PERSIST_BATCH_SIZE = env.int("PERSIST_BATCH_SIZE", default=500)
+PERSIST_LOCK_SECONDS = env.int("PERSIST_LOCK_SECONDS", default=30)
+# Paid orders served by one fulfilment transaction when the queue is deep.
+FULFIL_BATCH_SIZE = env.int("FULFIL_BATCH_SIZE", default=50)
+# A paid order undelivered this long is re-driven by reconciliation.
+FULFIL_REDRIVE_AFTER_SECONDS = env.int("FULFIL_REDRIVE_AFTER_SECONDS", default=60)
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
+
+# --- Payments
+# Providers whose webhook and pages are served; a real deployment lists its
+# real provider and drops "sandbox", which pays without money.
+PAYMENT_PROVIDERS = env.list("PAYMENT_PROVIDERS", default=["sandbox"])
+PAYMENT_DEFAULT_PROVIDER = env("PAYMENT_DEFAULT_PROVIDER", default="sandbox")
+# A notification whose timestamp is further than this from now is refused, so a
+# captured notification cannot be replayed later.
+PAYMENT_WEBHOOK_TOLERANCE_SECONDS = env.int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Only for local development; production must set its own.
+INSECURE_DEV_SANDBOX_PAYMENT_SECRET = "dev-only-sandbox-payment-secret"
+SANDBOX_PAYMENT_SECRET = env("SANDBOX_PAYMENT_SECRET", default=INSECURE_DEV_SANDBOX_PAYMENT_SECRET)
+# How the sandbox delivers its notifications, like a real provider would.
+SANDBOX_WEBHOOK_TIMEOUT_SECONDS = env.float("SANDBOX_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+SANDBOX_WEBHOOK_ATTEMPTS = env.int("SANDBOX_WEBHOOK_ATTEMPTS", default=3)
 
 # --- Mail
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
@@ -162,6 +186,8 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "var" / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# gunicorn serves STATIC_ROOT itself when no nginx is in front (`make run` sets it).
+SERVE_STATIC = env.bool("SERVE_STATIC", default=False)
 MEDIA_ROOT = env("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,4 +1,10 @@
-"""Production insists: no default secret key, no default encryption keys."""
+"""Production insists: no default secret key, no default encryption keys.
+
+Each check raises ImproperlyConfigured naming the variable, so a deployment
+with a missing or placeholder secret never starts serving (and never encrypts
+card keys with a key everyone can read in this repository).
+"""
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
@@ -9,15 +15,32 @@ from .base import (
 )
 from cardshop.env import env
 
+
+def _required(name: str) -> str:
+    value = env(name, default="").strip()
+    if not value:
+        raise ImproperlyConfigured(f"{name} is not set; production needs a real value (see .env.example).")
+    return value
+
+
 DEBUG = False
-SECRET_KEY = env("DJANGO_SECRET_KEY")
-CARDKEY_ENCRYPTION_KEYS = env.list("CARDKEY_ENCRYPTION_KEYS")
-CARDKEY_FINGERPRINT_KEY = env("CARDKEY_FINGERPRINT_KEY")
+SECRET_KEY = _required("DJANGO_SECRET_KEY")
+CARDKEY_ENCRYPTION_KEYS = [key.strip() for key in _required("CARDKEY_ENCRYPTION_KEYS").split(",") if key.strip()]
+CARDKEY_FINGERPRINT_KEY = _required("CARDKEY_FINGERPRINT_KEY")
 
 if SECRET_KEY == INSECURE_DEV_SECRET_KEY or len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be a real secret of at least 32 characters.")
-if not CARDKEY_ENCRYPTION_KEYS or INSECURE_DEV_ENCRYPTION_KEY in CARDKEY_ENCRYPTION_KEYS:
+if INSECURE_DEV_ENCRYPTION_KEY in CARDKEY_ENCRYPTION_KEYS:
     raise ImproperlyConfigured("CARDKEY_ENCRYPTION_KEYS must hold real Fernet keys, not the development key.")
+for _position, _key in enumerate(CARDKEY_ENCRYPTION_KEYS, start=1):
+    try:
+        Fernet(_key.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        # The key itself stays out of the message: it may be a real secret with a typo.
+        raise ImproperlyConfigured(
+            f"CARDKEY_ENCRYPTION_KEYS key #{_position} is not a valid Fernet key "
+            "(32 url-safe base64-encoded bytes; see .env.example for how to generate one)."
+        ) from None
 if CARDKEY_FINGERPRINT_KEY == INSECURE_DEV_FINGERPRINT_KEY or len(CARDKEY_FINGERPRINT_KEY) < 32:
     raise ImproperlyConfigured("CARDKEY_FINGERPRINT_KEY must be a real secret of at least 32 characters.")
 

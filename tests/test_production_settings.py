@@ -1,0 +1,96 @@
+"""cardshop.settings.production refuses to start without real secrets.
+
+Each case imports the settings in a fresh interpreter, as a web or worker
+process would, with exactly the environment given (a developer's .env file is
+not read, so the result does not depend on the machine).
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_VARS = ("DJANGO_SECRET_KEY", "CARDKEY_ENCRYPTION_KEYS", "CARDKEY_FINGERPRINT_KEY")
+
+LOAD_SETTINGS = """
+import environ
+environ.Env.read_env = classmethod(lambda cls, *args, **kwargs: None)
+from django.conf import settings
+print("DEBUG=%s KEYS=%d" % (settings.DEBUG, len(settings.CARDKEY_ENCRYPTION_KEYS)))
+"""
+
+REAL = {
+    "DJANGO_SECRET_KEY": "k" * 20 + "-real-secret-for-tests-0123456789",
+    "CARDKEY_ENCRYPTION_KEYS": Fernet.generate_key().decode() + "," + Fernet.generate_key().decode(),
+    "CARDKEY_FINGERPRINT_KEY": "f" * 40,
+}
+
+
+def load_production_settings(**variables) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+    environment["DJANGO_SETTINGS_MODULE"] = "cardshop.settings.production"
+    environment.update(variables)
+    return subprocess.run(
+        [sys.executable, "-c", LOAD_SETTINGS],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode != 0, result.stdout
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("django.core.exceptions.ImproperlyConfigured: "), result.stderr
+    assert message in last_line
+
+
+def test_starts_with_real_values():
+    result = load_production_settings(**REAL)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "DEBUG=False KEYS=2"
+
+
+@pytest.mark.parametrize("missing", SECRET_VARS)
+def test_refuses_to_start_when_a_secret_is_missing(missing):
+    variables = {k: v for k, v in REAL.items() if k != missing}
+    assert_refused(load_production_settings(**variables), f"{missing} is not set")
+
+
+@pytest.mark.parametrize("empty", SECRET_VARS)
+def test_refuses_an_empty_secret(empty):
+    assert_refused(load_production_settings(**{**REAL, empty: " "}), f"{empty} is not set")
+
+
+def test_refuses_the_development_secret_key():
+    from cardshop.settings.base import INSECURE_DEV_SECRET_KEY
+
+    result = load_production_settings(**{**REAL, "DJANGO_SECRET_KEY": INSECURE_DEV_SECRET_KEY})
+    assert_refused(result, "DJANGO_SECRET_KEY must be a real secret")
+
+
+def test_refuses_the_development_encryption_key_even_beside_a_real_one():
+    from cardshop.settings.base import INSECURE_DEV_ENCRYPTION_KEY
+
+    keys = Fernet.generate_key().decode() + "," + INSECURE_DEV_ENCRYPTION_KEY
+    result = load_production_settings(**{**REAL, "CARDKEY_ENCRYPTION_KEYS": keys})
+    assert_refused(result, "not the development key")
+
+
+def test_refuses_an_invalid_fernet_key_without_echoing_it():
+    keys = Fernet.generate_key().decode() + ",not-a-fernet-key-but-a-typo"
+    result = load_production_settings(**{**REAL, "CARDKEY_ENCRYPTION_KEYS": keys})
+    assert_refused(result, "key #2 is not a valid Fernet key")
+    assert "not-a-fernet-key-but-a-typo" not in result.stderr
+
+
+def test_refuses_the_development_fingerprint_key():
+    from cardshop.settings.base import INSECURE_DEV_FINGERPRINT_KEY
+
+    result = load_production_settings(**{**REAL, "CARDKEY_FINGERPRINT_KEY": INSECURE_DEV_FINGERPRINT_KEY})
+    assert_refused(result, "CARDKEY_FINGERPRINT_KEY must be a real secret")
