@@ -1,5 +1,6 @@
-"""Catalog reads. Product info is served from the cache so a refresh storm
-never reaches MariaDB; a merchant's edit drops the cached copy (signals.py)."""
+"""Catalog reads. Product info and the storefront listing are served from the
+cache so a refresh storm never reaches MariaDB; a merchant's edit drops the
+cached copies (signals.py). Database reads here go to the replica (router)."""
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -8,7 +9,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from .models import Product
+from .models import Category, Product
+
+LISTING_CACHE_KEY = "catalog:listing"
+# Cached for an unknown SKU, so requests for a missing product do not reach
+# the database either; creating that SKU drops it like any other edit.
+_MISSING = "missing"
 
 
 @dataclass(frozen=True)
@@ -27,9 +33,13 @@ class ProductInfo:
     per_buyer_limit: int
     max_per_order: int
     category_id: int | None
+    min_page_seconds: int = 2
+    category_slug: str | None = None
+    category_name: str | None = None
 
     @classmethod
     def from_product(cls, product: Product) -> "ProductInfo":
+        category = product.category
         return cls(
             id=product.id,
             sku=product.sku,
@@ -43,6 +53,9 @@ class ProductInfo:
             per_buyer_limit=product.per_buyer_limit,
             max_per_order=product.max_per_order,
             category_id=product.category_id,
+            min_page_seconds=product.min_page_seconds,
+            category_slug=category.slug if category else None,
+            category_name=category.name if category else None,
         )
 
     def sale_state(self, now: datetime | None = None) -> str:
@@ -55,6 +68,17 @@ class ProductInfo:
         return "open"
 
 
+@dataclass(frozen=True)
+class CategoryListing:
+    """One storefront section: a category (or, with slug None, the products
+    that have none) and its active products in display order."""
+
+    id: int | None
+    slug: str | None
+    name: str
+    products: tuple[ProductInfo, ...]
+
+
 def product_cache_key(sku: str) -> str:
     return f"catalog:product:{sku}"
 
@@ -64,9 +88,37 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
     key = product_cache_key(sku)
     info = cache.get(key)
     if info is None:
-        product = Product.objects.filter(sku=sku).first()
-        if product is None:
-            return None
-        info = ProductInfo.from_product(product)
+        product = Product.objects.select_related("category").filter(sku=sku).first()
+        info = ProductInfo.from_product(product) if product else _MISSING
         cache.set(key, info, settings.PRODUCT_CACHE_TTL)
-    return info
+    return None if info == _MISSING else info
+
+
+def catalog_listing_get() -> list[CategoryListing]:
+    """Every category with its active products, then the active products
+    without a category (if any), from cache. Empty categories are included so
+    their pages exist; the home page leaves them out."""
+    listing = cache.get(LISTING_CACHE_KEY)
+    if listing is None:
+        listing = _catalog_listing_build()
+        cache.set(LISTING_CACHE_KEY, listing, settings.PRODUCT_CACHE_TTL)
+    return listing
+
+
+def category_listing_get(*, slug: str) -> CategoryListing | None:
+    return next((section for section in catalog_listing_get() if section.slug == slug), None)
+
+
+def _catalog_listing_build() -> list[CategoryListing]:
+    products = list(Product.objects.select_related("category").filter(is_active=True).order_by("id"))
+    by_category: dict[int | None, list[ProductInfo]] = {}
+    for product in products:
+        by_category.setdefault(product.category_id, []).append(ProductInfo.from_product(product))
+    listing = [
+        CategoryListing(id=c.id, slug=c.slug, name=c.name, products=tuple(by_category.get(c.id, ())))
+        for c in Category.objects.all()
+    ]
+    if by_category.get(None):
+        # The template names this section; a data row has no translatable name.
+        listing.append(CategoryListing(id=None, slug=None, name="", products=tuple(by_category[None])))
+    return listing

@@ -1,0 +1,73 @@
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from django.core.management.base import BaseCommand, CommandError, no_translations
+from django.utils import timezone
+
+from apps.catalog.models import Category
+from apps.catalog.services import product_create
+from apps.core.errors import InvalidInput
+
+
+def _iso_time(value: str) -> datetime:
+    """An ISO 8601 time; without an offset it is read in settings.TIME_ZONE."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"Not an ISO 8601 time: {value!r} (example: 2026-12-01T20:00:00+08:00).")
+    return moment if moment.tzinfo else timezone.make_aware(moment)
+
+
+def _price(value: str) -> Decimal:
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise CommandError(f"Not a price: {value!r} (example: 9.90).")
+
+
+class Command(BaseCommand):
+    help = "Create a product. Bad input is refused with the reason and nothing is written."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--sku", required=True)
+        parser.add_argument("--title", required=True)
+        parser.add_argument("--price", required=True, help="Decimal, e.g. 9.90")
+        parser.add_argument("--currency", help="Three-letter code; default settings.DEFAULT_CURRENCY")
+        parser.add_argument("--description", default="")
+        parser.add_argument("--category", metavar="SLUG", help="Slug of an existing category")
+        parser.add_argument("--per-buyer-limit", type=int, default=5)
+        parser.add_argument("--max-per-order", type=int, default=5)
+        parser.add_argument("--starts-at", metavar="ISO", help="Sale start, ISO 8601 (default: on sale now)")
+        parser.add_argument("--ends-at", metavar="ISO", help="Sale end, ISO 8601 (default: no end)")
+        parser.add_argument(
+            "--min-page-seconds",
+            type=int,
+            default=2,
+            help="Seconds the product page must be open before checkout accepts a purchase",
+        )
+
+    @no_translations  # operator output in one language (English), like the rest of this command
+    def handle(self, *args, **options):
+        category = None
+        if options["category"]:
+            category = Category.objects.filter(slug=options["category"]).first()
+            if category is None:
+                raise CommandError(f"No category with slug {options['category']!r}.")
+        try:
+            product = product_create(
+                sku=options["sku"],
+                title=options["title"],
+                price=_price(options["price"]),
+                currency=options["currency"],
+                description=options["description"],
+                category=category,
+                per_buyer_limit=options["per_buyer_limit"],
+                max_per_order=options["max_per_order"],
+                sale_starts_at=_iso_time(options["starts_at"]) if options["starts_at"] else None,
+                sale_ends_at=_iso_time(options["ends_at"]) if options["ends_at"] else None,
+                min_page_seconds=options["min_page_seconds"],
+            )
+        except InvalidInput as exc:
+            reasons = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.extra["fields"].items())
+            raise CommandError(f"Product not created. {reasons}")
+        self.stdout.write(self.style.SUCCESS(f"Created product {product.sku} (id {product.id}): {product.title}"))

@@ -1,0 +1,149 @@
+"""Catalog writes: products and categories."""
+import re
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+
+from apps.core.errors import InvalidInput
+
+from .models import Category, Product
+
+# The SKU appears in URLs (/p/<sku>) and Redis-free log lines: keep it plain.
+SKU_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+_PRICE_MAX = Decimal("9999999999.99")  # max_digits=12, decimal_places=2
+
+
+def _price_errors(price) -> list[str]:
+    try:
+        price = Decimal(price)
+    except (InvalidOperation, TypeError, ValueError):
+        return [_("Enter a price such as 9.90.")]
+    if not price.is_finite() or price <= 0:
+        return [_("The price must be greater than zero.")]
+    if price.as_tuple().exponent < -2:
+        return [_("The price may have at most two decimal places.")]
+    if price > _PRICE_MAX:
+        return [_("The price is too large.")]
+    return []
+
+
+def _product_errors(
+    *,
+    sku: str,
+    title: str,
+    price,
+    currency: str,
+    per_buyer_limit: int,
+    max_per_order: int,
+    sale_starts_at: datetime | None,
+    sale_ends_at: datetime | None,
+    min_page_seconds: int,
+) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    max_sku = Product._meta.get_field("sku").max_length
+    if not sku or len(sku) > max_sku or not SKU_RE.match(sku):
+        errors["sku"] = [
+            _("A SKU is 1 to %(max)d letters, digits, dots, dashes or underscores, starting with a letter or digit.")
+            % {"max": max_sku}
+        ]
+    elif Product.objects.using("default").filter(sku=sku).exists():
+        errors["sku"] = [_("A product with SKU %(sku)s already exists.") % {"sku": sku}]
+    max_title = Product._meta.get_field("title").max_length
+    if not title.strip() or len(title) > max_title:
+        errors["title"] = [_("The title must be 1 to %(max)d characters.") % {"max": max_title}]
+    if price_errors := _price_errors(price):
+        errors["price"] = price_errors
+    if not CURRENCY_RE.match(currency):
+        errors["currency"] = [_("The currency must be a three-letter code such as CNY.")]
+    for field, value in (("per_buyer_limit", per_buyer_limit), ("max_per_order", max_per_order)):
+        if value < 1:
+            errors[field] = [_("Must be at least 1.")]
+    if min_page_seconds < 0:
+        errors["min_page_seconds"] = [_("Must not be negative.")]
+    for field, value in (("sale_starts_at", sale_starts_at), ("sale_ends_at", sale_ends_at)):
+        if value is not None and value.tzinfo is None:
+            errors[field] = [_("The time must carry a time zone.")]
+    if sale_starts_at and sale_ends_at and "sale_starts_at" not in errors and "sale_ends_at" not in errors:
+        if sale_ends_at <= sale_starts_at:
+            errors["sale_ends_at"] = [_("The sale must end after it starts.")]
+    return errors
+
+
+@transaction.atomic(durable=True)
+def product_create(
+    *,
+    sku: str,
+    title: str,
+    price: Decimal | str,
+    currency: str | None = None,
+    description: str = "",
+    category: Category | None = None,
+    per_buyer_limit: int = 5,
+    max_per_order: int = 5,
+    sale_starts_at: datetime | None = None,
+    sale_ends_at: datetime | None = None,
+    min_page_seconds: int = 2,
+    is_active: bool = True,
+) -> Product:
+    """Create a product. Raises InvalidInput (with `fields`) and writes
+    nothing when any value is wrong, including a SKU that is taken."""
+    currency = currency or settings.DEFAULT_CURRENCY
+    errors = _product_errors(
+        sku=sku,
+        title=title,
+        price=price,
+        currency=currency,
+        per_buyer_limit=per_buyer_limit,
+        max_per_order=max_per_order,
+        sale_starts_at=sale_starts_at,
+        sale_ends_at=sale_ends_at,
+        min_page_seconds=min_page_seconds,
+    )
+    if errors:
+        raise InvalidInput(fields=errors)
+    try:
+        with transaction.atomic():
+            return Product.objects.create(
+                sku=sku,
+                title=title.strip(),
+                description=description,
+                price=Decimal(price),
+                currency=currency,
+                category=category,
+                per_buyer_limit=per_buyer_limit,
+                max_per_order=max_per_order,
+                sale_starts_at=sale_starts_at,
+                sale_ends_at=sale_ends_at,
+                min_page_seconds=min_page_seconds,
+                is_active=is_active,
+            )
+    except IntegrityError:
+        # Another writer took the SKU between the check and the insert.
+        raise InvalidInput(fields={"sku": [_("A product with SKU %(sku)s already exists.") % {"sku": sku}]})
+
+
+@transaction.atomic(durable=True)
+def product_sale_window_set(*, product: Product, starts_at: datetime | None, ends_at: datetime | None) -> Product:
+    """Move a product's sale window. Raises InvalidInput if it ends before it starts."""
+    if starts_at and ends_at and ends_at <= starts_at:
+        raise InvalidInput(fields={"sale_ends_at": [_("The sale must end after it starts.")]})
+    product.sale_starts_at = starts_at
+    product.sale_ends_at = ends_at
+    product.save(update_fields=["sale_starts_at", "sale_ends_at", "updated_at"])
+    return product
+
+
+@transaction.atomic(durable=True)
+def category_ensure(*, slug: str, name: str, sort_order: int = 0) -> Category:
+    """The category with this slug, created (or renamed) to match."""
+    category, created = Category.objects.select_for_update().get_or_create(
+        slug=slug, defaults={"name": name, "sort_order": sort_order}
+    )
+    if not created and (category.name, category.sort_order) != (name, sort_order):
+        category.name, category.sort_order = name, sort_order
+        category.save(update_fields=["name", "sort_order"])
+    return category

@@ -1,0 +1,22 @@
+import pytest
+from django.utils import translation
+
+from apps.stock.keys import stock_key
+from apps.stock.redis import stock_redis
+
+
+@pytest.fixture
+def set_stock():
+    """Set a product's Redis stock counter the way warm_stock would."""
+
+    def _set(product, remaining):
+        stock_redis().set(stock_key(product.id), remaining)
+
+    return _set
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    # Templates and messages rendered outside a request follow LANGUAGE_CODE.
+    with translation.override("zh-hans"):
+        yield

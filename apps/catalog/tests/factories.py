@@ -1,0 +1,25 @@
+from decimal import Decimal
+
+import factory
+
+from apps.catalog.models import Category, Product
+
+
+class CategoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Category
+
+    name = factory.Sequence(lambda n: f"Category {n}")
+    slug = factory.Sequence(lambda n: f"category-{n}")
+
+
+class ProductFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Product
+
+    category = factory.SubFactory(CategoryFactory)
+    sku = factory.Sequence(lambda n: f"SKU-{n}")
+    title = factory.Sequence(lambda n: f"Product {n}")
+    description = "A test product."
+    price = Decimal("9.90")
+    currency = "CNY"

@@ -1,0 +1,77 @@
+"""Storefront pages. Everything here is read from the cache (product info,
+listing) and the Redis stock counters: a page refresh never reaches MariaDB
+once the cache is warm."""
+import math
+import uuid
+
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_safe
+
+from apps.orders.forms import PurchaseForm
+from apps.stock.selectors import SOLD_OUT, UNKNOWN, stock_remaining_many, stock_status
+
+from .selectors import ProductInfo, catalog_listing_get, category_listing_get, product_info_get
+
+
+def _not_found(request):
+    return render(request, "catalog/not_found.html", status=404)
+
+
+def _cards(products: tuple[ProductInfo, ...] | list[ProductInfo], remaining: dict[int, int | None], now) -> list[dict]:
+    return [
+        {"product": p, "stock": stock_status(remaining.get(p.id)), "sale": p.sale_state(now)} for p in products
+    ]
+
+
+@require_safe
+def home(request):
+    sections = [section for section in catalog_listing_get() if section.products]
+    remaining = stock_remaining_many(product_ids=[p.id for s in sections for p in s.products])
+    now = timezone.now()
+    return render(
+        request,
+        "catalog/home.html",
+        {"sections": [{"section": s, "cards": _cards(s.products, remaining, now)} for s in sections]},
+    )
+
+
+@require_safe
+def category(request, slug):
+    section = category_listing_get(slug=slug)
+    if section is None:
+        return _not_found(request)
+    remaining = stock_remaining_many(product_ids=[p.id for p in section.products])
+    return render(
+        request,
+        "catalog/category.html",
+        {"section": section, "cards": _cards(section.products, remaining, timezone.now())},
+    )
+
+
+@require_safe
+def product(request, sku):
+    info = product_info_get(sku=sku)
+    if info is None or not info.is_active:
+        return _not_found(request)
+    remaining = stock_remaining_many(product_ids=[info.id])[info.id]
+    stock = stock_status(remaining)
+    now = timezone.now()
+    sale = info.sale_state(now)
+    # A fresh key per rendered form: a double submit of this page is one order.
+    form = PurchaseForm(initial={"quantity": 1, "idempotency_key": uuid.uuid4().hex})
+    form.fields["quantity"].widget.attrs.update(max=info.max_per_order)
+    seconds_to_start = math.ceil((info.sale_starts_at - now).total_seconds()) if sale == "not_started" else None
+    return render(
+        request,
+        "catalog/product.html",
+        {
+            "product": info,
+            "stock": stock,
+            "remaining": remaining,
+            "sale": sale,
+            "seconds_to_start": seconds_to_start,
+            "form": form,
+            "can_buy": sale == "open" and stock not in (SOLD_OUT, UNKNOWN),
+        },
+    )
