@@ -1,5 +1,11 @@
 """Celery beat schedule: the periodic jobs of the shop, in one place."""
+from celery.schedules import schedule
 
-# Tasks are added here by the issues that introduce them (expiry, reconciliation,
-# warm-up before a sale). Each entry names a task by its dotted path.
-BEAT_SCHEDULE: dict = {}
+BEAT_SCHEDULE = {
+    # Queued reservations become orders within about a second.
+    "persist-reservations": {"task": "apps.orders.tasks.persist_reservations_task", "schedule": schedule(1.0), "options": {"expires": 5}},
+    "expire-reservations": {"task": "apps.orders.tasks.expire_reservations_task", "schedule": schedule(15.0)},
+    # Warms products before a sale and rebuilds a gate Redis lost; a no-op otherwise.
+    "warm-stock": {"task": "apps.stock.tasks.warm_stock_task", "schedule": schedule(5.0)},
+    "reconcile": {"task": "apps.stock.tasks.reconcile_task", "schedule": schedule(60.0)},
+}

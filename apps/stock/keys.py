@@ -16,6 +16,16 @@ def stock_key(product_id: int) -> str:
     return _product(product_id, "stock")
 
 
+def rules_key(product_id: int) -> str:
+    """Hash of the sale rules the checkout script enforces (window, limits, price)."""
+    return _product(product_id, "rules")
+
+
+def persist_lock_key(product_id: int) -> str:
+    """Held by the one worker draining this product's persist queue."""
+    return _product(product_id, "persist-lock")
+
+
 def buyers_key(product_id: int) -> str:
     """Hash: buyer identity hash -> quantity held or bought (the per-buyer limit)."""
     return _product(product_id, "buyers")

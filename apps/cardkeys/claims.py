@@ -1,0 +1,28 @@
+"""The one place that locks card key rows. Orders claim keys here, by id order."""
+from django.db import connection
+from django.utils import timezone
+
+from .models import CardKey
+
+
+def cardkeys_claim(*, product_id: int, count: int) -> list[int]:
+    """Lock up to `count` available keys of a product, skipping rows another
+    transaction holds, lowest ids first. Caller holds a transaction (the locks
+    last until it ends) and must mark them sold in it."""
+    assert connection.in_atomic_block, "cardkeys_claim needs the caller's transaction"
+    if count <= 0:
+        return []
+    return list(
+        CardKey.objects.select_for_update(skip_locked=True)
+        .filter(product_id=product_id, status=CardKey.Status.AVAILABLE)
+        .order_by("id")
+        .values_list("id", flat=True)[:count]
+    )
+
+
+def cardkeys_mark_sold(*, key_ids: list[int], order_id: int) -> int:
+    """Caller holds the rows' locks from cardkeys_claim. The status condition
+    is a second guard: a key that is not available is never re-sold."""
+    return CardKey.objects.filter(id__in=key_ids, status=CardKey.Status.AVAILABLE).update(
+        status=CardKey.Status.SOLD, order_id=order_id, sold_at=timezone.now()
+    )

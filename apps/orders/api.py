@@ -1,0 +1,69 @@
+"""The public JSON API of orders (design.md, "Public JSON API (v1)").
+
+Plain Django views: checkout is the hot path and every layer on it shows in
+the benchmark's ceiling ratio."""
+import json
+
+from django.http import JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from apps.core.errors import InvalidInput, ShopError
+
+from .selectors import order_snapshot_get
+from .services import order_checkout
+
+
+def shop_error_response(error: ShopError) -> JsonResponse:
+    response = JsonResponse(error.as_json(), status=error.http_status)
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def order_urls(order_no: str) -> dict:
+    return {
+        "status_url": reverse("api:order-detail", kwargs={"order_no": order_no}),
+        "pay_url": f"/api/v1/payments/sandbox/{order_no}/pay",
+        "order_url": f"/orders/{order_no}",
+    }
+
+
+@csrf_exempt  # no cookie authentication here, so there is nothing to forge
+@require_POST
+def order_create(request):
+    try:
+        body = json.loads(request.body or b"{}")
+        if not isinstance(body, dict):
+            raise ValueError
+    except ValueError:
+        return shop_error_response(InvalidInput("The body must be a JSON object.", fields={}))
+    try:
+        result = order_checkout(
+            sku=body.get("sku"),
+            email=body.get("email"),
+            quantity=body.get("quantity", 1),
+            idempotency_key=request.headers.get("Idempotency-Key") or body.get("idempotency_key"),
+        )
+    except ShopError as error:
+        return shop_error_response(error)
+    return JsonResponse(
+        {
+            "order_no": result.order_no,
+            "status": result.status,
+            "access_token": result.access_token,
+            **order_urls(result.order_no),
+        },
+        status=202,
+    )
+
+
+@require_GET
+def order_detail(request, order_no: str):
+    token = request.headers.get("X-Order-Token") or request.GET.get("token", "")
+    snapshot = order_snapshot_get(order_no=order_no, token=token)
+    if snapshot is None:
+        return JsonResponse({"error": "not_found", "detail": "No such order."}, status=404)
+    return JsonResponse(snapshot)

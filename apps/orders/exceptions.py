@@ -1,0 +1,66 @@
+from django.utils.translation import gettext_lazy as _
+
+from apps.core.errors import InvalidInput, ShopError
+
+__all__ = [
+    "InvalidInput",
+    "ProductNotFound",
+    "SoldOut",
+    "LimitExceeded",
+    "SaleNotStarted",
+    "SaleEnded",
+    "SalePaused",
+    "OrderNotFound",
+    "PaymentMismatch",
+]
+
+
+class ProductNotFound(ShopError):
+    code = "not_found"
+    http_status = 404
+    default_detail = _("This product does not exist or is not on sale.")
+
+
+class SoldOut(ShopError):
+    code = "sold_out"
+    http_status = 409
+    default_detail = _("Sold out.")
+
+
+class LimitExceeded(ShopError):
+    code = "limit_exceeded"
+    http_status = 409
+    default_detail = _("You have reached the purchase limit for this product.")
+
+
+class SaleNotStarted(ShopError):
+    code = "sale_not_started"
+    http_status = 409
+    default_detail = _("The sale has not started yet.")
+
+
+class SaleEnded(ShopError):
+    code = "sale_ended"
+    http_status = 409
+    default_detail = _("The sale has ended.")
+
+
+class SalePaused(ShopError):
+    """Stock is unknown (not warmed, or Redis unreachable): checkout fails closed."""
+
+    code = "sale_paused"
+    http_status = 503
+    default_detail = _("The sale is paused for a moment. Please try again shortly.")
+    retry_after = 5
+
+
+class OrderNotFound(ShopError):
+    code = "order_not_found"
+    http_status = 404
+    default_detail = _("No such order.")
+
+
+class PaymentMismatch(ShopError):
+    code = "payment_mismatch"
+    http_status = 400
+    default_detail = _("The payment does not match the order's amount or currency.")

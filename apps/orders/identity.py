@@ -1,0 +1,43 @@
+"""Order numbers, access tokens and buyer identities."""
+import hashlib
+import secrets
+from django.utils import timezone
+
+# Crockford-style alphabet: no I, L, O, U, so numbers survive being read aloud.
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def order_number_new(*, product_id: int) -> str:
+    """Date, product id, 60 random bits: unguessable, sortable by day, and the
+    product id lets a queued order be found in its product's Redis keys."""
+    random_part = "".join(secrets.choice(_ALPHABET) for _ in range(12))
+    return f"{timezone.now():%y%m%d}-{product_id}-{random_part}"
+
+
+def order_number_product_id(order_no: str) -> int | None:
+    parts = order_no.split("-")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+def access_token_new() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def access_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def email_normalise(email: str) -> str:
+    return email.strip().lower()
+
+
+def buyer_identity(*, email: str) -> str:
+    """What the per-buyer limit counts by; a hash, so Redis holds no address."""
+    return hashlib.sha256(email_normalise(email).encode("utf-8")).hexdigest()[:32]
+
+
+def idempotency_digest(*, email: str, key: str) -> str:
+    """Scoped to the buyer, so one buyer's key never returns another's order."""
+    return hashlib.sha256(f"{email_normalise(email)}\0{key}".encode("utf-8")).hexdigest()[:40]

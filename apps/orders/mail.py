@@ -1,0 +1,22 @@
+"""The delivery email: the buyer's keys, decrypted only to be sent."""
+from django.conf import settings
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from apps.cardkeys.selectors import order_keys_reveal
+
+from .models import Order
+
+
+def order_keys_email_send(*, order_id: int) -> None:
+    order = Order.objects.select_related("product").get(id=order_id)
+    if order.status != Order.Status.DELIVERED:
+        return
+    keys = order_keys_reveal(order_id=order.id)
+    with translation.override(settings.LANGUAGE_CODE):
+        context = {"order": order, "keys": keys, "site_url": settings.SITE_URL}
+        subject = _("Your keys for order %(order_no)s") % {"order_no": order.order_no}
+        body = render_to_string("orders/email_keys.txt", context)
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [order.buyer_email])

@@ -1,0 +1,83 @@
+"""Order reads for buyers. Orders are read from the primary: a buyer polling
+right after paying must see the write just made."""
+import hmac
+
+from redis.exceptions import RedisError
+
+from apps.cardkeys.selectors import order_keys_reveal
+from apps.catalog.models import Product
+from apps.stock.services import stock_reservation_get
+
+from .identity import access_token_hash, email_normalise, order_number_product_id
+from .models import Order
+from .pricing import order_amount
+
+
+def _token_matches(token: str, stored_hash: str) -> bool:
+    if not isinstance(token, str) or not token:
+        return False
+    return hmac.compare_digest(access_token_hash(token), stored_hash)
+
+
+def order_get_for_token(*, order_no: str, token: str) -> Order | None:
+    """A persisted order, only for the holder of its access token."""
+    order = Order.objects.using("default").select_related("product").filter(order_no=order_no).first()
+    if order is None or not _token_matches(token, order.access_token_hash):
+        return None
+    return order
+
+
+def order_find_for_lookup(*, order_no: str, email: str) -> Order | None:
+    order = Order.objects.using("default").filter(order_no=(order_no or "").strip()).first()
+    if order is None or not hmac.compare_digest(order.buyer_email, email_normalise(email or "")):
+        return None
+    return order
+
+
+def order_snapshot_get(*, order_no: str, token: str) -> dict | None:
+    """What the buyer may see of an order (the JSON API body), or None for an
+    unknown order or a wrong token. A reservation not yet written to MariaDB
+    answers as `queued` from Redis."""
+    order = Order.objects.using("default").select_related("product").filter(order_no=order_no).first()
+    if order is not None:
+        if not _token_matches(token, order.access_token_hash):
+            return None
+        return order_snapshot(order)
+    return _queued_snapshot(order_no=order_no, token=token)
+
+
+def order_snapshot(order: Order) -> dict:
+    snapshot = {
+        "order_no": order.order_no,
+        "status": order.status,
+        "sku": order.product.sku,
+        "title": order.product.title,
+        "quantity": order.quantity,
+        "amount": str(order.amount),
+        "currency": order.currency,
+    }
+    if order.status == Order.Status.DELIVERED:
+        snapshot["keys"] = order_keys_reveal(order_id=order.id)
+    return snapshot
+
+
+def _queued_snapshot(*, order_no: str, token: str) -> dict | None:
+    product_id = order_number_product_id(order_no)
+    if product_id is None:
+        return None
+    try:
+        record = stock_reservation_get(product_id=product_id, order_no=order_no)
+    except RedisError:
+        return None
+    if record is None or not _token_matches(token, record.get("token_hash", "")):
+        return None
+    product = Product.objects.using("default").filter(id=product_id).only("sku", "title").first()
+    return {
+        "order_no": order_no,
+        "status": Order.Status.QUEUED,
+        "sku": product.sku if product else "",
+        "title": product.title if product else "",
+        "quantity": int(record["quantity"]),
+        "amount": str(order_amount(unit_price=record["unit_price"], quantity=int(record["quantity"]))),
+        "currency": record["currency"],
+    }

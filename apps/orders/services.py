@@ -1,0 +1,417 @@
+"""The order lifecycle: checkout, persistence, payment, fulfilment, expiry.
+
+queued -> awaiting_payment -> paid -> delivered, with the side exits expired,
+refund_pending -> refunded and needs_attention (design.md). Each transition has
+one writer here.
+"""
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone as dt_timezone
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from redis.exceptions import RedisError
+
+from apps.cardkeys.claims import cardkeys_claim, cardkeys_mark_sold
+from apps.catalog.selectors import ProductInfo, product_info_get
+from apps.payments.models import PaymentEvent
+from apps.stock import services as stock
+
+from .exceptions import (
+    InvalidInput,
+    LimitExceeded,
+    OrderNotFound,
+    PaymentMismatch,
+    ProductNotFound,
+    SaleEnded,
+    SaleNotStarted,
+    SalePaused,
+    SoldOut,
+)
+from .identity import (
+    access_token_hash,
+    access_token_new,
+    buyer_identity,
+    email_normalise,
+    idempotency_digest,
+    order_number_new,
+)
+from .models import Order
+from .pricing import order_amount
+
+logger = logging.getLogger(__name__)
+
+Status = Order.Status
+# Orders that still hold stock in the gate (their keys are not yet sold).
+HOLDING_STATUSES = (Status.AWAITING_PAYMENT, Status.PAID)
+# Orders that count towards a buyer's per-product limit.
+COUNTED_STATUSES = (Status.AWAITING_PAYMENT, Status.PAID, Status.DELIVERED, Status.NEEDS_ATTENTION)
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    order_no: str
+    access_token: str
+    status: str
+    product_id: int
+
+
+def order_checkout(*, sku: str, email: str, quantity, idempotency_key: str | None = None) -> CheckoutResult:
+    """Reserve stock for a buyer. One Redis round trip decides; no database
+    read beyond the cached product, no database write, no row lock.
+
+    Raises InvalidInput, ProductNotFound, SoldOut, LimitExceeded,
+    SaleNotStarted, SaleEnded or SalePaused."""
+    email, quantity, idempotency_key = _checkout_input_clean(email=email, quantity=quantity, key=idempotency_key)
+    product = _product_for_checkout(sku)
+    order_no = order_number_new(product_id=product.id)
+    token = access_token_new()
+    digest = idempotency_digest(email=email, key=idempotency_key) if idempotency_key else ""
+    try:
+        outcome = stock.stock_reserve(
+            product_id=product.id,
+            order_no=order_no,
+            buyer=buyer_identity(email=email),
+            quantity=quantity,
+            token_hash=access_token_hash(token),
+            email=email,
+            idempotency_digest=digest,
+            idempotency_value=f"{order_no} {token}",
+        )
+    except RedisError:
+        logger.warning("checkout for %s paused: Redis unreachable", sku)
+        raise SalePaused() from None
+    if outcome.code == "ok":
+        return CheckoutResult(order_no=order_no, access_token=token, status=Status.QUEUED, product_id=product.id)
+    if outcome.code == "duplicate":
+        first_order_no, first_token = outcome.idempotency_value.split(" ", 1)
+        return CheckoutResult(
+            order_no=first_order_no, access_token=first_token, status=Status.QUEUED, product_id=product.id
+        )
+    raise _checkout_refusal(outcome)
+
+
+def _checkout_input_clean(*, email, quantity, key) -> tuple[str, int, str | None]:
+    fields: dict[str, list[str]] = {}
+    email = email_normalise(email) if isinstance(email, str) else ""
+    try:
+        validate_email(email)
+    except ValidationError:
+        fields["email"] = [str(_("Enter a valid email address."))]
+    try:
+        quantity = int(quantity)
+        if isinstance(quantity, bool) or quantity < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        fields["quantity"] = [str(_("Quantity must be a whole number of at least 1."))]
+    if key is not None and (not isinstance(key, str) or len(key) > 64):
+        fields["idempotency_key"] = [str(_("The idempotency key must be text of at most 64 characters."))]
+    if fields:
+        raise InvalidInput(fields=fields)
+    return email, quantity, (key or None)
+
+
+def _product_for_checkout(sku: str) -> ProductInfo:
+    if not isinstance(sku, str) or not sku or len(sku) > 64:
+        raise InvalidInput(fields={"sku": [str(_("Unknown product."))]})
+    try:
+        product = product_info_get(sku=sku)
+    except RedisError:
+        raise SalePaused() from None
+    if product is None or not product.is_active:
+        raise ProductNotFound()
+    return product
+
+
+def _checkout_refusal(outcome: stock.ReserveOutcome) -> Exception:
+    if outcome.code == "sold_out":
+        return SoldOut()
+    if outcome.code == "limit_exceeded":
+        return LimitExceeded(limit=outcome.limit, already=outcome.held)
+    if outcome.code == "too_many":
+        message = _("At most %(n)d per order.") % {"n": outcome.max_per_order}
+        return InvalidInput(fields={"quantity": [str(message)]})
+    if outcome.code == "sale_not_started":
+        return SaleNotStarted()
+    if outcome.code == "sale_ended":
+        return SaleEnded()
+    if outcome.code == "not_found":
+        return ProductNotFound()
+    return SalePaused()
+
+
+# --- Persistence: queued reservations become database orders.
+
+
+def order_persist_reservations(*, product_id: int, records: list[dict]) -> int:
+    """Write queued reservations as `awaiting_payment` orders, idempotent on the
+    order number (a record persisted twice stays one order). Returns how many
+    rows were new."""
+    orders = [_order_from_reservation(product_id=product_id, record=r) for r in records]
+    with transaction.atomic(durable=True):
+        existing = set(
+            Order.objects.filter(order_no__in=[o.order_no for o in orders]).values_list("order_no", flat=True)
+        )
+        new = [o for o in orders if o.order_no not in existing]
+        Order.objects.bulk_create(new, ignore_conflicts=True)
+    return len(new)
+
+
+def _order_from_reservation(*, product_id: int, record: dict) -> Order:
+    unit_price = Decimal(record["unit_price"])
+    quantity = int(record["quantity"])
+    return Order(
+        order_no=record["order_no"],
+        product_id=product_id,
+        buyer_email=record["email"],
+        quantity=quantity,
+        unit_price=unit_price,
+        amount=order_amount(unit_price=unit_price, quantity=quantity),
+        currency=record["currency"],
+        status=Status.AWAITING_PAYMENT,
+        access_token_hash=record["token_hash"],
+        reserved_until=datetime.fromtimestamp(int(record["reserved_until"]), tz=dt_timezone.utc),
+    )
+
+
+def order_persist_queued(*, product_ids: list[int] | None = None) -> int:
+    """Drain every warmed product's persist queue. Safe to run anywhere, any
+    number of times at once."""
+    total = 0
+    for product_id in product_ids if product_ids is not None else stock.stock_warmed_product_ids():
+        total += stock.stock_queue_drain(
+            product_id=product_id,
+            handle=lambda records, pid=product_id: order_persist_reservations(product_id=pid, records=records),
+            batch_size=settings.PERSIST_BATCH_SIZE,
+        )
+    return total
+
+
+# --- Payment
+
+
+@transaction.atomic(durable=True)
+def order_mark_paid(*, order_no: str, provider: str, event_id: str, amount: Decimal, currency: str) -> Order:
+    """Apply a verified payment notification, once. The event id is recorded
+    in the same transaction as the state change, so a notification delivered
+    again (also concurrently) returns the order unchanged.
+
+    Raises OrderNotFound (also for a reservation never persisted: such an order
+    can never be paid) and PaymentMismatch."""
+    order = Order.objects.select_for_update().filter(order_no=order_no).first()
+    if order is None:
+        raise OrderNotFound()
+    if PaymentEvent.objects.filter(provider=provider, event_id=event_id).exists():
+        return order
+    if Decimal(amount) != order.amount or currency != order.currency:
+        raise PaymentMismatch(expected_amount=str(order.amount), expected_currency=order.currency)
+    try:
+        with transaction.atomic():
+            PaymentEvent.objects.create(
+                provider=provider, event_id=event_id, kind=PaymentEvent.Kind.PAID, order=order,
+                amount=amount, currency=currency,
+            )
+    except IntegrityError:
+        return order  # another delivery of this event won the race
+
+    if order.status == Status.AWAITING_PAYMENT:
+        _order_to_paid(order)
+    elif order.status == Status.EXPIRED:
+        _order_late_payment(order)
+    else:
+        # A second, different payment for an order already paid: keep the
+        # first, and make the extra money visible to an operator.
+        note = f"extra payment {provider}:{event_id} received while {order.status}; refund it"
+        order.attention_reason = (order.attention_reason + "\n" + note).strip()
+        order.save(update_fields=["attention_reason", "updated_at"])
+        logger.warning("order %s: %s", order.order_no, note)
+    return order
+
+
+def _order_to_paid(order: Order) -> None:
+    order.status = Status.PAID
+    order.paid_at = timezone.now()
+    order.save(update_fields=["status", "paid_at", "updated_at"])
+    from .tasks import fulfil_order_task
+
+    transaction.on_commit(lambda: fulfil_order_task.delay(order.id))
+
+
+def _order_late_payment(order: Order) -> None:
+    """Paid after its reservation expired: deliver if stock remains, else refund."""
+    try:
+        taken = stock.stock_rereserve(
+            product_id=order.product_id,
+            order_no=order.order_no,
+            buyer=buyer_identity(email=order.buyer_email),
+            quantity=order.quantity,
+            record=order_reservation_record(order),
+        )
+    except RedisError:
+        taken = -1
+    if taken == 0:
+        order_to_refund_pending(order=order, reason="paid after the reservation expired; sold out meanwhile")
+        return
+    # taken == -1: the gate is down or not warmed; fulfilment's key claim in
+    # MariaDB decides, and reconciliation repairs the gate afterwards.
+    _order_to_paid(order)
+
+
+def order_to_refund_pending(*, order: Order, reason: str) -> None:
+    """Caller holds the order's row lock in a transaction."""
+    order.status = Status.REFUND_PENDING
+    order.paid_at = order.paid_at or timezone.now()
+    order.attention_reason = reason
+    order.save(update_fields=["status", "paid_at", "attention_reason", "updated_at"])
+    from .tasks import refund_order_task
+
+    transaction.on_commit(lambda: refund_order_task.delay(order.id))
+
+
+@transaction.atomic(durable=True)
+def order_mark_refunded(*, order_no: str, provider: str, event_id: str) -> Order:
+    """Apply a verified refund notification, once."""
+    order = Order.objects.select_for_update().filter(order_no=order_no).first()
+    if order is None:
+        raise OrderNotFound()
+    if PaymentEvent.objects.filter(provider=provider, event_id=event_id).exists():
+        return order
+    PaymentEvent.objects.create(
+        provider=provider, event_id=event_id, kind=PaymentEvent.Kind.REFUNDED, order=order,
+        amount=order.amount, currency=order.currency,
+    )
+    if order.status == Status.REFUND_PENDING:
+        order.status = Status.REFUNDED
+        order.save(update_fields=["status", "updated_at"])
+    return order
+
+
+def order_reservation_record(order: Order) -> dict:
+    return {
+        "order_no": order.order_no,
+        "buyer": buyer_identity(email=order.buyer_email),
+        "email": order.buyer_email,
+        "quantity": order.quantity,
+        "token_hash": order.access_token_hash,
+        "unit_price": str(order.unit_price),
+        "currency": order.currency,
+        "created_at": int(order.created_at.timestamp()),
+        "reserved_until": int((order.reserved_until or timezone.now()).timestamp()),
+    }
+
+
+# --- Fulfilment
+
+
+@dataclass
+class FulfilReport:
+    delivered: list[str]
+    short: list[str]
+
+
+def order_fulfil(*, order_id: int, batch_size: int | None = None) -> FulfilReport:
+    """Deliver a paid order, and when the queue is deep other paid orders with
+    it, in one transaction: lock the orders (skipping those another worker
+    holds), claim their keys, mark the keys sold, mark the orders delivered.
+    A delivered order is left alone, so running this twice changes nothing.
+    An order whose keys run short goes to needs_attention, never partly filled."""
+    batch_size = batch_size or settings.FULFIL_BATCH_SIZE
+    delivered: list[Order] = []
+    short: list[Order] = []
+    with transaction.atomic(durable=True):
+        orders = _orders_lock_for_fulfilment(order_id=order_id, batch_size=batch_size)
+        by_product: dict[int, list[Order]] = {}
+        for order in orders:
+            by_product.setdefault(order.product_id, []).append(order)
+        now = timezone.now()
+        for product_id, product_orders in by_product.items():
+            key_ids = cardkeys_claim(product_id=product_id, count=sum(o.quantity for o in product_orders))
+            for order in product_orders:
+                if len(key_ids) < order.quantity:
+                    order.status = Status.NEEDS_ATTENTION
+                    order.attention_reason = (
+                        f"keys ran short at fulfilment: needed {order.quantity}, found {len(key_ids)} available"
+                    )
+                    order.save(update_fields=["status", "attention_reason", "updated_at"])
+                    short.append(order)
+                    continue
+                mine, key_ids = key_ids[: order.quantity], key_ids[order.quantity :]
+                if cardkeys_mark_sold(key_ids=mine, order_id=order.id) != order.quantity:
+                    raise RuntimeError(f"key claim for {order.order_no} lost a row it held")  # rolls back
+                order.status = Status.DELIVERED
+                order.delivered_at = now
+                order.save(update_fields=["status", "delivered_at", "updated_at"])
+                delivered.append(order)
+        transaction.on_commit(lambda: _after_delivery(delivered, short))
+    return FulfilReport(delivered=[o.order_no for o in delivered], short=[o.order_no for o in short])
+
+
+def _orders_lock_for_fulfilment(*, order_id: int, batch_size: int) -> list[Order]:
+    first = list(Order.objects.select_for_update(skip_locked=True).filter(id=order_id, status=Status.PAID))
+    others = list(
+        Order.objects.select_for_update(skip_locked=True)
+        .filter(status=Status.PAID)
+        .exclude(id=order_id)
+        .order_by("id")[: max(batch_size - len(first), 0)]
+    )
+    return first + others
+
+
+def _after_delivery(delivered: list[Order], short: list[Order]) -> None:
+    from .tasks import send_order_keys_email_task
+
+    for order in delivered:
+        try:
+            stock.stock_reservation_finish(product_id=order.product_id, order_no=order.order_no)
+        except RedisError:
+            logger.warning("order %s delivered; its reservation stays in Redis until reconcile", order.order_no)
+        send_order_keys_email_task.delay(order.id)
+    for order in short:
+        logger.error("order %s needs attention: %s", order.order_no, order.attention_reason)
+        # It holds no keys, so it holds no stock either; the counter itself is
+        # corrected by reconciliation, which sees the shortfall as drift.
+        try:
+            stock.stock_reservation_finish(product_id=order.product_id, order_no=order.order_no)
+        except RedisError:
+            pass
+
+
+# --- Expiry
+
+
+def order_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Expire orders unpaid past their reservation and return their stock.
+    The database transition comes first; the stock returns after commit (and
+    reconciliation returns it if Redis could not be reached then)."""
+    now = now or timezone.now()
+    with transaction.atomic(durable=True):
+        due = list(
+            Order.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.AWAITING_PAYMENT, reserved_until__lt=now)
+            .order_by("id")[:limit]
+        )
+        if not due:
+            return 0
+        Order.objects.filter(id__in=[o.id for o in due], status=Status.AWAITING_PAYMENT).update(
+            status=Status.EXPIRED, updated_at=now
+        )
+        transaction.on_commit(lambda: _release_reservations(due))
+    return len(due)
+
+
+def _release_reservations(orders: list[Order]) -> None:
+    for order in orders:
+        try:
+            stock.stock_release(
+                product_id=order.product_id,
+                order_no=order.order_no,
+                buyer=buyer_identity(email=order.buyer_email),
+                quantity=order.quantity,
+            )
+        except RedisError:
+            logger.warning("order %s expired; its stock returns at the next reconcile", order.order_no)

@@ -1,0 +1,46 @@
+"""Thin Celery tasks: load ids, call a service, own the retries. Every service
+called here is a no-op when run twice, so acks_late redelivery is safe."""
+from celery import shared_task
+
+from . import services
+from .mail import order_keys_email_send
+
+TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "max_retries": 5}
+
+
+@shared_task(bind=True, **TASK_OPTIONS)
+def fulfil_order_task(self, order_id: int):
+    try:
+        report = services.order_fulfil(order_id=order_id)
+    except Exception as exc:  # a database hiccup: retry with backoff, bounded
+        raise self.retry(exc=exc, countdown=2 ** self.request.retries)
+    return {"delivered": len(report.delivered), "short": len(report.short)}
+
+
+@shared_task(bind=True, **TASK_OPTIONS)
+def send_order_keys_email_task(self, order_id: int):
+    # Keys are decrypted here, in the worker, and never travel through the broker.
+    try:
+        order_keys_email_send(order_id=order_id)
+    except Exception as exc:
+        raise self.retry(exc=exc, countdown=5 * 2 ** self.request.retries)
+
+
+@shared_task(bind=True, **TASK_OPTIONS)
+def refund_order_task(self, order_id: int):
+    from apps.payments.services import payment_refund_request
+
+    try:
+        payment_refund_request(order_id=order_id)
+    except Exception as exc:
+        raise self.retry(exc=exc, countdown=5 * 2 ** self.request.retries)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def persist_reservations_task():
+    return services.order_persist_queued()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def expire_reservations_task():
+    return services.order_expire_due()

@@ -1,0 +1,27 @@
+from django.core.management.base import BaseCommand, CommandError
+from redis.exceptions import RedisError
+
+from apps.stock.reconcile import products_to_warm, stock_warm
+
+
+class Command(BaseCommand):
+    help = (
+        "Set each product's Redis stock to its available keys minus outstanding reservations, "
+        "where the stock is unknown (before a sale, after Redis lost its data); publish sale rules."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--sku", help="only this product")
+
+    def handle(self, *args, sku=None, **options):
+        products = list(products_to_warm(sku=sku))
+        if sku and not products:
+            raise CommandError(f"No product with SKU {sku!r}.")
+        try:
+            for product in products:
+                rebuilt, stock = stock_warm(product=product)
+                state = "warmed" if rebuilt else "already warm"
+                self.stdout.write(f"{product.sku}: {state}, stock {stock}")
+        except RedisError as exc:
+            raise CommandError(f"Redis unreachable: {exc}") from None
+        self.stdout.write(self.style.SUCCESS(f"{len(products)} product(s) checked."))

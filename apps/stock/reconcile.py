@@ -1,0 +1,182 @@
+"""Keep the Redis gate in step with MariaDB, the record: warm a product's stock
+before its sale (and after Redis lost its data), and repair drift.
+
+The gate's stock of a product must equal its available keys minus the keys
+reserved by orders that do not hold them yet. Warming writes that figure only
+while the stock is unknown (checkout is paused then, so nothing races it);
+reconciliation corrects a live counter by a delta, so checkouts running at the
+same moment are not lost.
+"""
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from apps.cardkeys.models import CardKey
+from apps.catalog.models import Product
+from apps.orders.identity import buyer_identity
+from apps.orders.models import Order
+from apps.orders.services import COUNTED_STATUSES, HOLDING_STATUSES, order_reservation_record
+
+from . import services as gate
+
+logger = logging.getLogger(__name__)
+
+
+def available_keys(*, product_id: int) -> int:
+    return CardKey.objects.filter(product_id=product_id, status=CardKey.Status.AVAILABLE).count()
+
+
+def stock_warm(*, product: Product) -> tuple[bool, int | None]:
+    """Rebuild a product's gate from MariaDB if its stock is unknown, and
+    publish its sale rules either way. Returns (rebuilt, stock now)."""
+    holding = list(Order.objects.filter(product_id=product.id, status__in=HOLDING_STATUSES))
+    stock = available_keys(product_id=product.id) - sum(o.quantity for o in holding)
+    buyers: dict[str, int] = {}
+    for email, quantity in (
+        Order.objects.filter(product_id=product.id, status__in=COUNTED_STATUSES)
+        .values_list("buyer_email")
+        .annotate(total=Sum("quantity"))
+    ):
+        buyer = buyer_identity(email=email)
+        buyers[buyer] = buyers.get(buyer, 0) + quantity
+    reservations = {o.order_no: order_reservation_record(o) for o in holding}
+    rebuilt = gate.stock_rebuild(product=product, stock=stock, buyers=buyers, reservations=reservations)
+    current, _ = gate.stock_gate_state(product_id=product.id)
+    return rebuilt, current
+
+
+def products_to_warm(*, sku: str | None = None):
+    """Active products whose sale has not ended (or the one named)."""
+    if sku:
+        return Product.objects.filter(sku=sku)
+    now = timezone.now()
+    return Product.objects.filter(is_active=True).filter(Q(sale_ends_at__isnull=True) | Q(sale_ends_at__gt=now))
+
+
+@dataclass
+class ReconcileReport:
+    redriven: list[str] = field(default_factory=list)
+    persisted: int = 0
+    expired: int = 0
+    finished: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    rewarmed: list[str] = field(default_factory=list)
+    drift_fixed: dict[str, int] = field(default_factory=dict)
+    needs_attention: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"re-driven paid orders: {len(self.redriven)} {' '.join(self.redriven)}".rstrip(),
+            f"reservations persisted: {self.persisted}",
+            f"reservations expired: {self.expired}",
+            f"stale reservations cleared (delivered or needing attention): {len(self.finished)}",
+            f"stock returned for ended orders: {len(self.released)}",
+            f"gates rebuilt after loss: {len(self.rewarmed)} {' '.join(self.rewarmed)}".rstrip(),
+            "stock drift fixed: "
+            + (", ".join(f"{sku} {delta:+d}" for sku, delta in self.drift_fixed.items()) or "none"),
+            f"orders needing attention: {self.needs_attention}",
+        ]
+        out += [f"error: {e}" for e in self.errors]
+        return out
+
+    @property
+    def fixed_anything(self) -> bool:
+        return bool(
+            self.redriven or self.persisted or self.expired or self.finished or self.released
+            or self.rewarmed or self.drift_fixed
+        )
+
+
+def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
+    """Re-drive what is stuck and repair the gate; report what was found."""
+    from apps.orders import services as orders
+    from apps.orders.tasks import fulfil_order_task
+
+    report = ReconcileReport()
+    cutoff = timezone.now() - timezone.timedelta(seconds=settings.FULFIL_REDRIVE_AFTER_SECONDS)
+    for order_id, order_no in Order.objects.filter(status=Order.Status.PAID, paid_at__lt=cutoff).values_list(
+        "id", "order_no"
+    ):
+        fulfil_order_task.delay(order_id)
+        report.redriven.append(order_no)
+    report.needs_attention = Order.objects.filter(status=Order.Status.NEEDS_ATTENTION).count()
+    try:
+        report.persisted = orders.order_persist_queued()
+        report.expired = orders.order_expire_due()
+        for product in products_to_warm():
+            _reconcile_product(product, report, drift_settle_seconds)
+    except RedisError as exc:
+        report.errors.append(f"Redis unreachable: {exc}")
+    return report
+
+
+def _reconcile_product(product: Product, report: ReconcileReport, settle: float) -> None:
+    stock, reservations = gate.stock_gate_state(product_id=product.id)
+    if stock is None:
+        rebuilt, _ = stock_warm(product=product)
+        if rebuilt:
+            report.rewarmed.append(product.sku)
+        return
+    _clear_ended_reservations(product, reservations, report)
+    drift = _stock_drift(product.id)
+    if drift and settle:
+        # A delivery between the two reads looks like drift for a moment; act
+        # only on drift that holds still.
+        time.sleep(settle)
+        if _stock_drift(product.id) != drift:
+            return
+    if drift:
+        gate.stock_adjust(product_id=product.id, delta=drift)
+        report.drift_fixed[product.sku] = drift
+        logger.warning("stock drift on %s repaired by %+d", product.sku, drift)
+
+
+def _clear_ended_reservations(product: Product, reservations: dict[str, dict], report: ReconcileReport) -> None:
+    if not reservations:
+        return
+    statuses = dict(
+        Order.objects.filter(order_no__in=list(reservations)).values_list("order_no", "status")
+    )
+    for order_no, record in reservations.items():
+        status = statuses.get(order_no)
+        if status in (Order.Status.DELIVERED, Order.Status.NEEDS_ATTENTION):
+            gate.stock_reservation_finish(product_id=product.id, order_no=order_no)
+            report.finished.append(order_no)
+        elif status in (Order.Status.EXPIRED, Order.Status.REFUND_PENDING, Order.Status.REFUNDED):
+            if gate.stock_release(
+                product_id=product.id, order_no=order_no, buyer=record["buyer"], quantity=int(record["quantity"])
+            ):
+                report.released.append(order_no)
+
+
+def _stock_drift(product_id: int) -> int:
+    """Expected minus actual stock. Redis is read before MariaDB so that a
+    delivery in between can only make the expected figure look lower, never
+    higher: a wrong reading never raises stock above the keys there are."""
+    stock, reservations = gate.stock_gate_state(product_id=product_id)
+    if stock is None:
+        return 0
+    reserved = sum(int(r["quantity"]) for r in reservations.values())
+    expected = available_keys(product_id=product_id) - reserved
+    return expected - stock
+
+
+def stock_summary(*, product: Product) -> dict:
+    """Figures for an operator: database keys by status and the gate's view."""
+    counts = dict(
+        CardKey.objects.filter(product_id=product.id).values_list("status").annotate(n=Count("id"))
+    )
+    stock, reservations = gate.stock_gate_state(product_id=product.id)
+    return {
+        "available": counts.get(CardKey.Status.AVAILABLE, 0),
+        "sold": counts.get(CardKey.Status.SOLD, 0),
+        "void": counts.get(CardKey.Status.VOID, 0),
+        "gate_stock": stock,
+        "reserved": sum(int(r["quantity"]) for r in reservations.values()),
+    }

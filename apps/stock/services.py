@@ -1,0 +1,198 @@
+"""Writes to the stock gate in Redis. The checkout decision is one script call;
+everything else here keeps the gate in step with MariaDB, the record."""
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+
+from .keys import (
+    buyers_key,
+    idempotency_key,
+    persist_lock_key,
+    persist_queue_key,
+    reservations_key,
+    rules_key,
+    stock_key,
+    warmed_products_key,
+)
+from .redis import stock_redis
+from .scripts import lua_script
+
+logger = logging.getLogger(__name__)
+
+# Redis stores "no bound" as -1 so the script can compare numbers only.
+NO_BOUND = -1
+
+
+@dataclass(frozen=True)
+class ReserveOutcome:
+    """What the checkout script decided. `code` is "ok", "duplicate" or a refusal."""
+
+    code: str
+    order_no: str = ""
+    remaining: int = 0
+    idempotency_value: str = ""
+    limit: int = 0
+    held: int = 0
+    max_per_order: int = 0
+
+
+def stock_reserve(
+    *,
+    product_id: int,
+    order_no: str,
+    buyer: str,
+    quantity: int,
+    token_hash: str,
+    email: str,
+    idempotency_digest: str = "",
+    idempotency_value: str = "",
+) -> ReserveOutcome:
+    """The checkout decision: one Redis round trip (rules, window, limits,
+    idempotency, stock; then decrement, reserve and queue for persistence)."""
+    keys = [
+        stock_key(product_id),
+        rules_key(product_id),
+        buyers_key(product_id),
+        reservations_key(product_id),
+        persist_queue_key(product_id),
+        idempotency_key(product_id, idempotency_digest or "-"),
+    ]
+    args = [
+        order_no,
+        buyer,
+        quantity,
+        token_hash,
+        email,
+        idempotency_value if idempotency_digest else "",
+        settings.RESERVATION_TTL + settings.IDEMPOTENCY_GRACE_SECONDS,
+        settings.RESERVATION_TTL,
+    ]
+    reply = lua_script("checkout")(keys=keys, args=args)
+    code = _text(reply[0])
+    if code == "ok":
+        return ReserveOutcome(code=code, order_no=_text(reply[1]), remaining=int(reply[2]))
+    if code == "duplicate":
+        return ReserveOutcome(code=code, idempotency_value=_text(reply[1]))
+    if code == "limit_exceeded":
+        return ReserveOutcome(code=code, limit=int(reply[1]), held=int(reply[2]))
+    if code == "too_many":
+        return ReserveOutcome(code=code, max_per_order=int(reply[1]))
+    return ReserveOutcome(code=code)
+
+
+def stock_release(*, product_id: int, order_no: str, buyer: str, quantity: int) -> bool:
+    """Return an ended reservation's stock and the buyer's share. Idempotent."""
+    keys = [stock_key(product_id), buyers_key(product_id), reservations_key(product_id)]
+    return lua_script("release")(keys=keys, args=[order_no, buyer, quantity]) == 1
+
+
+def stock_rereserve(*, product_id: int, order_no: str, buyer: str, quantity: int, record: dict) -> int:
+    """Take stock again for a late payment: 1 taken, 0 too little left, -1 not warmed."""
+    keys = [stock_key(product_id), buyers_key(product_id), reservations_key(product_id)]
+    return int(lua_script("rereserve")(keys=keys, args=[order_no, buyer, quantity, json.dumps(record)]))
+
+
+def stock_reservation_finish(*, product_id: int, order_no: str) -> None:
+    """A delivered order no longer holds a reservation; its stock stays taken."""
+    stock_redis().hdel(reservations_key(product_id), order_no)
+
+
+def stock_reservation_get(*, product_id: int, order_no: str) -> dict | None:
+    raw = stock_redis().hget(reservations_key(product_id), order_no)
+    return json.loads(raw) if raw else None
+
+
+def stock_adjust(*, product_id: int, delta: int) -> int | None:
+    """Move a warmed product's stock by delta; None when it is not warmed."""
+    value = lua_script("adjust")(keys=[stock_key(product_id)], args=[delta])
+    return None if value is None else int(value)
+
+
+def stock_rules_publish(*, product) -> None:
+    """Copy the product's sale rules where the checkout script reads them."""
+    stock_redis().hset(rules_key(product.id), mapping=sale_rules(product))
+
+
+def sale_rules(product) -> dict:
+    return {
+        "active": "1" if product.is_active else "0",
+        "starts": _epoch(product.sale_starts_at),
+        "ends": _epoch(product.sale_ends_at),
+        "max_per_order": product.max_per_order,
+        "per_buyer_limit": product.per_buyer_limit,
+        "price": str(product.price),
+        "currency": product.currency,
+        "paused": "0",
+    }
+
+
+def stock_rebuild(*, product, stock: int, buyers: dict[str, int], reservations: dict[str, dict]) -> bool:
+    """Write a product's gate from database figures, only while its stock is
+    unknown. Returns False when the stock was already there (nothing written)."""
+    stock_rules_publish(product=product)
+    keys = [stock_key(product.id), buyers_key(product.id), reservations_key(product.id)]
+    args = [stock, json.dumps(buyers), json.dumps({no: json.dumps(r) for no, r in reservations.items()})]
+    rebuilt = lua_script("warm")(keys=keys, args=args) == 1
+    stock_redis().sadd(warmed_products_key(), product.id)
+    return rebuilt
+
+
+def stock_warmed_product_ids() -> list[int]:
+    return sorted(int(pid) for pid in stock_redis().smembers(warmed_products_key()))
+
+
+def stock_gate_state(*, product_id: int) -> tuple[int | None, dict[str, dict]]:
+    """The stock counter and the reservations, read together in one transaction."""
+    pipe = stock_redis().pipeline(transaction=True)
+    pipe.get(stock_key(product_id))
+    pipe.hgetall(reservations_key(product_id))
+    stock, reservations = pipe.execute()
+    return (
+        None if stock is None else int(stock),
+        {_text(no): json.loads(rec) for no, rec in reservations.items()},
+    )
+
+
+def stock_queue_drain(*, product_id: int, handle, batch_size: int) -> int:
+    """Hand the oldest queued reservations of a product to `handle(records)`,
+    then drop them from the queue. One worker per product at a time (a lock
+    with a lease); an entry is dropped only after `handle` returned, so a
+    worker killed half-way leaves it for the next. Returns how many were handled."""
+    client = stock_redis()
+    lock, queue = persist_lock_key(product_id), persist_queue_key(product_id)
+    token = secrets.token_hex(8)
+    if not client.set(lock, token, nx=True, ex=settings.PERSIST_LOCK_SECONDS):
+        return 0
+    handled = 0
+    try:
+        while True:
+            raw = client.lrange(queue, 0, batch_size - 1)
+            if not raw:
+                break
+            handle([json.loads(r) for r in raw])
+            if lua_script("trim_queue")(keys=[queue, lock], args=[token, len(raw)]) != 1:
+                logger.warning("persist lock for product %s lost while draining", product_id)
+                break
+            handled += len(raw)
+            client.expire(lock, settings.PERSIST_LOCK_SECONDS)
+    finally:
+        # Give the lock up only if it is still ours.
+        if client.get(lock) == token.encode():
+            client.delete(lock)
+    return handled
+
+
+def stock_queue_length(*, product_id: int) -> int:
+    return int(stock_redis().llen(persist_queue_key(product_id)))
+
+
+def _epoch(moment: datetime | None) -> int:
+    return NO_BOUND if moment is None else int(moment.timestamp())
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,22 @@
+from celery import shared_task
+from redis.exceptions import RedisError
+
+from .reconcile import products_to_warm, reconcile_run, stock_warm
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def warm_stock_task():
+    """Warm products before their sale, and rebuild any gate Redis lost."""
+    warmed = 0
+    try:
+        for product in products_to_warm():
+            rebuilt, _ = stock_warm(product=product)
+            warmed += rebuilt
+    except RedisError:
+        return -1
+    return warmed
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def reconcile_task():
+    return reconcile_run().lines()

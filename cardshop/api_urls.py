@@ -1,0 +1,11 @@
+"""/api/v1/: the public JSON API."""
+from django.urls import path
+
+from apps.orders import api as orders_api
+
+app_name = "api"
+
+urlpatterns = [
+    path("orders", orders_api.order_create, name="order-create"),
+    path("orders/<str:order_no>", orders_api.order_detail, name="order-detail"),
+]
