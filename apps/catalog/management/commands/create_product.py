@@ -7,6 +7,7 @@ from django.utils import timezone
 from apps.catalog.models import Category
 from apps.catalog.services import product_create
 from apps.core.errors import InvalidInput
+from cardshop.db_router import primary_reads
 
 
 def _iso_time(value: str) -> datetime:
@@ -50,7 +51,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         category = None
         if options["category"]:
-            category = Category.objects.filter(slug=options["category"]).first()
+            with primary_reads():
+                category = Category.objects.filter(slug=options["category"]).first()
             if category is None:
                 raise CommandError(f"No category with slug {options['category']!r}.")
         try:
