@@ -54,3 +54,14 @@ def _replica_reads_see_the_test_transaction(request):
         return
     with primary_reads():
         yield
+
+
+def pytest_collection_modifyitems(items):
+    """Let every database test use the replica alias too (it mirrors default in
+    tests), so routed catalog reads are allowed without repeating it per test."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is None or "databases" in marker.kwargs:
+            continue
+        kwargs = dict(marker.kwargs, databases="__all__")
+        item.add_marker(pytest.mark.django_db(*marker.args, **kwargs), append=False)

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
 
+from apps.core.db_locks import persist_fence
 from apps.cardkeys.claims import cardkeys_claim, cardkeys_mark_sold
 from apps.catalog.selectors import ProductInfo, product_info_get
 from apps.payments.models import PaymentEvent
@@ -180,15 +181,19 @@ def _order_from_reservation(*, product_id: int, record: dict) -> Order:
 
 
 def order_persist_queued(*, product_ids: list[int] | None = None) -> int:
-    """Drain every warmed product's persist queue. Safe to run anywhere, any
-    number of times at once."""
+    """Move every warmed product's queued reservations into MariaDB. Safe to
+    run anywhere, any number of times at once: one worker per product drains
+    (the others skip it), and an entry leaves the queue only after commit, so
+    a worker killed half-way leaves it for the next."""
     total = 0
     for product_id in product_ids if product_ids is not None else stock.stock_warmed_product_ids():
-        total += stock.stock_queue_drain(
-            product_id=product_id,
-            handle=lambda records, pid=product_id: order_persist_reservations(product_id=pid, records=records),
-            batch_size=settings.PERSIST_BATCH_SIZE,
-        )
+        with persist_fence(product_id=product_id, timeout=0) as held:
+            if not held:
+                continue
+            while records := stock.stock_queue_peek(product_id=product_id, count=settings.PERSIST_BATCH_SIZE):
+                order_persist_reservations(product_id=product_id, records=records)
+                stock.stock_queue_drop(product_id=product_id, count=len(records))
+                total += len(records)
     return total
 
 

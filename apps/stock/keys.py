@@ -21,11 +21,6 @@ def rules_key(product_id: int) -> str:
     return _product(product_id, "rules")
 
 
-def persist_lock_key(product_id: int) -> str:
-    """Held by the one worker draining this product's persist queue."""
-    return _product(product_id, "persist-lock")
-
-
 def buyers_key(product_id: int) -> str:
     """Hash: buyer identity hash -> quantity held or bought (the per-buyer limit)."""
     return _product(product_id, "buyers")

@@ -17,6 +17,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.cardkeys.models import CardKey
+from apps.core.db_locks import persist_fence
 from apps.catalog.models import Product
 from apps.orders.identity import buyer_identity
 from apps.orders.models import Order
@@ -33,7 +34,24 @@ def available_keys(*, product_id: int) -> int:
 
 def stock_warm(*, product: Product) -> tuple[bool, int | None]:
     """Rebuild a product's gate from MariaDB if its stock is unknown, and
-    publish its sale rules either way. Returns (rebuilt, stock now)."""
+    publish its sale rules either way. Returns (rebuilt, stock now).
+
+    Holds the product's persist fence, so no batch of reservations read from
+    Redis before a data loss can land in MariaDB after the figures are read."""
+    with persist_fence(product_id=product.id, timeout=settings.WARM_FENCE_TIMEOUT) as held:
+        if not held:
+            raise WarmBlocked(f"{product.sku}: reservations are being persisted; try again")
+        if gate.stock_remaining_known(product_id=product.id):
+            gate.stock_rules_publish(product=product)
+            return False, gate.stock_gate_state(product_id=product.id)[0]
+        return _stock_rebuild_from_database(product)
+
+
+class WarmBlocked(Exception):
+    pass
+
+
+def _stock_rebuild_from_database(product: Product) -> tuple[bool, int | None]:
     holding = list(Order.objects.filter(product_id=product.id, status__in=HOLDING_STATUSES))
     stock = available_keys(product_id=product.id) - sum(o.quantity for o in holding)
     buyers: dict[str, int] = {}
@@ -119,7 +137,11 @@ def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
 def _reconcile_product(product: Product, report: ReconcileReport, settle: float) -> None:
     stock, reservations = gate.stock_gate_state(product_id=product.id)
     if stock is None:
-        rebuilt, _ = stock_warm(product=product)
+        try:
+            rebuilt, _ = stock_warm(product=product)
+        except WarmBlocked as exc:
+            report.errors.append(str(exc))
+            return
         if rebuilt:
             report.rewarmed.append(product.sku)
         return

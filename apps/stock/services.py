@@ -2,7 +2,6 @@
 everything else here keeps the gate in step with MariaDB, the record."""
 import json
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,7 +10,6 @@ from django.conf import settings
 from .keys import (
     buyers_key,
     idempotency_key,
-    persist_lock_key,
     persist_queue_key,
     reservations_key,
     rules_key,
@@ -106,6 +104,10 @@ def stock_reservation_get(*, product_id: int, order_no: str) -> dict | None:
     return json.loads(raw) if raw else None
 
 
+def stock_remaining_known(*, product_id: int) -> bool:
+    return bool(stock_redis().exists(stock_key(product_id)))
+
+
 def stock_adjust(*, product_id: int, delta: int) -> int | None:
     """Move a warmed product's stock by delta; None when it is not warmed."""
     value = lua_script("adjust")(keys=[stock_key(product_id)], args=[delta])
@@ -157,33 +159,16 @@ def stock_gate_state(*, product_id: int) -> tuple[int | None, dict[str, dict]]:
     )
 
 
-def stock_queue_drain(*, product_id: int, handle, batch_size: int) -> int:
-    """Hand the oldest queued reservations of a product to `handle(records)`,
-    then drop them from the queue. One worker per product at a time (a lock
-    with a lease); an entry is dropped only after `handle` returned, so a
-    worker killed half-way leaves it for the next. Returns how many were handled."""
-    client = stock_redis()
-    lock, queue = persist_lock_key(product_id), persist_queue_key(product_id)
-    token = secrets.token_hex(8)
-    if not client.set(lock, token, nx=True, ex=settings.PERSIST_LOCK_SECONDS):
-        return 0
-    handled = 0
-    try:
-        while True:
-            raw = client.lrange(queue, 0, batch_size - 1)
-            if not raw:
-                break
-            handle([json.loads(r) for r in raw])
-            if lua_script("trim_queue")(keys=[queue, lock], args=[token, len(raw)]) != 1:
-                logger.warning("persist lock for product %s lost while draining", product_id)
-                break
-            handled += len(raw)
-            client.expire(lock, settings.PERSIST_LOCK_SECONDS)
-    finally:
-        # Give the lock up only if it is still ours.
-        if client.get(lock) == token.encode():
-            client.delete(lock)
-    return handled
+def stock_queue_peek(*, product_id: int, count: int) -> list[dict]:
+    """The oldest queued reservations of a product, left in the queue.
+    Caller holds the product's persist fence (apps.core.db_locks)."""
+    return [json.loads(r) for r in stock_redis().lrange(persist_queue_key(product_id), 0, count - 1)]
+
+
+def stock_queue_drop(*, product_id: int, count: int) -> None:
+    """Drop the oldest `count` entries, once they are safely in MariaDB.
+    Caller holds the product's persist fence."""
+    stock_redis().ltrim(persist_queue_key(product_id), count, -1)
 
 
 def stock_queue_length(*, product_id: int) -> int:

@@ -1,7 +1,7 @@
 from celery import shared_task
 from redis.exceptions import RedisError
 
-from .reconcile import products_to_warm, reconcile_run, stock_warm
+from .reconcile import WarmBlocked, products_to_warm, reconcile_run, stock_warm
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -10,7 +10,10 @@ def warm_stock_task():
     warmed = 0
     try:
         for product in products_to_warm():
-            rebuilt, _ = stock_warm(product=product)
+            try:
+                rebuilt, _ = stock_warm(product=product)
+            except WarmBlocked:
+                continue  # the next run gets it
             warmed += rebuilt
     except RedisError:
         return -1

@@ -147,9 +147,10 @@ LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=10)
 RESERVATION_TTL = env.int("RESERVATION_TTL", default=15 * 60)
 # An Idempotency-Key is remembered this long past the reservation it made.
 IDEMPOTENCY_GRACE_SECONDS = env.int("IDEMPOTENCY_GRACE_SECONDS", default=15 * 60)
-# Queued reservations written to MariaDB per statement, and the drain lock's lease.
+# Queued reservations written to MariaDB per statement.
 PERSIST_BATCH_SIZE = env.int("PERSIST_BATCH_SIZE", default=500)
-PERSIST_LOCK_SECONDS = env.int("PERSIST_LOCK_SECONDS", default=30)
+# How long a stock rebuild waits for a persisting batch to finish.
+WARM_FENCE_TIMEOUT = env.int("WARM_FENCE_TIMEOUT", default=10)
 # Paid orders served by one fulfilment transaction when the queue is deep.
 FULFIL_BATCH_SIZE = env.int("FULFIL_BATCH_SIZE", default=50)
 # A paid order undelivered this long is re-driven by reconciliation.

@@ -15,3 +15,6 @@ DATABASES["replica"]["CONN_MAX_AGE"] = 0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LANGUAGE_CODE = "zh-hans"
+# The broker shares the suite's Redis database and key prefix, so the per-test
+# cleanup drops queued tasks too.
+CELERY_BROKER_URL = env("TEST_CELERY_BROKER_URL", default=REDIS_URL)  # noqa: F405

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from redis.exceptions import RedisError
 
-from apps.stock.reconcile import products_to_warm, stock_warm
+from apps.stock.reconcile import WarmBlocked, products_to_warm, stock_warm
 
 
 class Command(BaseCommand):
@@ -22,6 +22,6 @@ class Command(BaseCommand):
                 rebuilt, stock = stock_warm(product=product)
                 state = "warmed" if rebuilt else "already warm"
                 self.stdout.write(f"{product.sku}: {state}, stock {stock}")
-        except RedisError as exc:
-            raise CommandError(f"Redis unreachable: {exc}") from None
+        except (RedisError, WarmBlocked) as exc:
+            raise CommandError(f"Stock not warmed: {exc}") from None
         self.stdout.write(self.style.SUCCESS(f"{len(products)} product(s) checked."))

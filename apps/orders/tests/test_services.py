@@ -1,0 +1,242 @@
+from decimal import Decimal
+
+import pytest
+from django.core import mail
+
+from apps.cardkeys.models import CardKey
+from apps.orders import services
+from apps.orders.exceptions import (
+    InvalidInput,
+    LimitExceeded,
+    OrderNotFound,
+    PaymentMismatch,
+    ProductNotFound,
+    SaleEnded,
+    SaleNotStarted,
+    SalePaused,
+    SoldOut,
+)
+from apps.orders.models import Order
+from apps.orders.selectors import order_snapshot_get
+from apps.payments.models import PaymentEvent
+from apps.stock.keys import stock_key
+from apps.stock.redis import stock_redis
+from apps.stock.selectors import stock_remaining
+
+from .support import product_with_keys
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def checkout(product, email="buyer@example.com", quantity=1, key=None):
+    return services.order_checkout(sku=product.sku, email=email, quantity=quantity, idempotency_key=key)
+
+
+def pay(order_no, event_id="evt-1", amount=None):
+    order = Order.objects.get(order_no=order_no)
+    return services.order_mark_paid(
+        order_no=order_no, provider="sandbox", event_id=event_id,
+        amount=order.amount if amount is None else amount, currency=order.currency,
+    )
+
+
+def test_checkout_reserves_in_redis_only_then_persists(django_assert_num_queries):
+    from django.db import connections
+
+    from apps.catalog.selectors import product_info_get
+
+    product = product_with_keys(keys=3)
+    product_info_get(sku=product.sku)  # the page view cached it
+    with django_assert_num_queries(0), django_assert_num_queries(0, connection=connections["replica"]):
+        result = checkout(product, quantity=2)
+    assert result.status == "queued"
+    assert stock_remaining(product_id=product.id) == 1
+    assert not Order.objects.filter(order_no=result.order_no).exists()
+    snapshot = order_snapshot_get(order_no=result.order_no, token=result.access_token)
+    assert snapshot["status"] == "queued" and snapshot["amount"] == "19.80"
+
+    assert services.order_persist_queued() == 1
+    order = Order.objects.get(order_no=result.order_no)
+    assert order.status == Order.Status.AWAITING_PAYMENT
+    assert order.amount == Decimal("19.80") and order.buyer_email == "buyer@example.com"
+    # Persisting again (a redelivered batch) changes nothing.
+    assert services.order_persist_reservations(product_id=product.id, records=[]) == 0
+    assert services.order_persist_queued() == 0
+    assert Order.objects.count() == 1
+
+
+def test_full_path_delivers_distinct_keys_and_mails_them(celery_eager):
+    product = product_with_keys(keys=4)
+    result = checkout(product, quantity=2)
+    services.order_persist_queued()
+    pay(result.order_no)
+    order = Order.objects.get(order_no=result.order_no)
+    assert order.status == Order.Status.DELIVERED
+    keys = CardKey.objects.filter(order=order)
+    assert keys.count() == 2 and {k.status for k in keys} == {"sold"}
+    snapshot = order_snapshot_get(order_no=result.order_no, token=result.access_token)
+    assert snapshot["status"] == "delivered" and len(set(snapshot["keys"])) == 2
+    assert len(mail.outbox) == 1 and all(k in mail.outbox[0].body for k in snapshot["keys"])
+    # Fulfilment again: nothing changes.
+    assert services.order_fulfil(order_id=order.id).delivered == []
+    assert CardKey.objects.filter(status="sold").count() == 2
+
+
+def test_wrong_token_sees_nothing():
+    product = product_with_keys(keys=1)
+    result = checkout(product)
+    assert order_snapshot_get(order_no=result.order_no, token="nope") is None
+    services.order_persist_queued()
+    assert order_snapshot_get(order_no=result.order_no, token="") is None
+    assert order_snapshot_get(order_no="bogus", token=result.access_token) is None
+
+
+@pytest.mark.parametrize(
+    "email,quantity,field",
+    [("not-an-email", 1, "email"), ("a@b.co", 0, "quantity"), ("a@b.co", "two", "quantity"), ("a@b.co", 9, "quantity")],
+)
+def test_bad_input_is_refused_and_reserves_nothing(email, quantity, field):
+    product = product_with_keys(keys=10, max_per_order=5)
+    with pytest.raises(InvalidInput) as caught:
+        services.order_checkout(sku=product.sku, email=email, quantity=quantity)
+    assert field in caught.value.extra["fields"]
+    assert stock_remaining(product_id=product.id) == 10
+
+
+def test_unknown_or_inactive_product():
+    with pytest.raises(ProductNotFound):
+        services.order_checkout(sku="nope", email="a@b.co", quantity=1)
+    product = product_with_keys(keys=1, is_active=False)
+    with pytest.raises(ProductNotFound):
+        checkout(product)
+
+
+def test_sold_out_and_limit():
+    product = product_with_keys(keys=3, per_buyer_limit=2)
+    checkout(product, email="A@x.com ", quantity=2)
+    with pytest.raises(LimitExceeded):
+        checkout(product, email="a@x.com")  # same buyer after normalising
+    checkout(product, email="b@x.com")
+    with pytest.raises(SoldOut):
+        checkout(product, email="c@x.com")
+
+
+def test_sale_window():
+    from django.utils import timezone
+
+    soon = product_with_keys(keys=1, sale_starts_at=timezone.now() + timezone.timedelta(hours=1))
+    with pytest.raises(SaleNotStarted):
+        checkout(soon)
+    over = product_with_keys(keys=1, sale_ends_at=timezone.now() - timezone.timedelta(seconds=1))
+    with pytest.raises(SaleEnded):
+        checkout(over)
+
+
+def test_not_warmed_pauses_and_warm_reopens():
+    product = product_with_keys(keys=2, warm=False)
+    with pytest.raises(SalePaused):
+        checkout(product)
+    from apps.stock.reconcile import stock_warm
+
+    assert stock_warm(product=product) == (True, 2)
+    assert checkout(product).status == "queued"
+
+
+def test_idempotency_key_returns_the_first_order():
+    product = product_with_keys(keys=5)
+    first = checkout(product, key="k-1")
+    second = checkout(product, key="k-1")
+    assert (second.order_no, second.access_token) == (first.order_no, first.access_token)
+    assert stock_remaining(product_id=product.id) == 4
+    other_buyer = checkout(product, email="other@x.com", key="k-1")
+    assert other_buyer.order_no != first.order_no
+
+
+def test_payment_checks_amount_and_dedupes(celery_eager):
+    product = product_with_keys(keys=2)
+    result = checkout(product)
+    with pytest.raises(OrderNotFound):  # not persisted yet: cannot be paid
+        services.order_mark_paid(order_no=result.order_no, provider="sandbox", event_id="e", amount=Decimal("9.90"), currency="CNY")
+    services.order_persist_queued()
+    with pytest.raises(PaymentMismatch):
+        pay(result.order_no, amount=Decimal("1.00"))
+    assert not PaymentEvent.objects.exists()
+    for _ in range(3):
+        pay(result.order_no, event_id="evt-same")
+    assert PaymentEvent.objects.count() == 1
+    assert CardKey.objects.filter(status="sold").count() == 1
+
+
+def test_shortage_goes_to_needs_attention_not_partial(celery_eager):
+    product = product_with_keys(keys=2)
+    result = checkout(product, quantity=2)
+    services.order_persist_queued()
+    first = CardKey.objects.filter(product=product).order_by("id").first()
+    CardKey.objects.filter(id=first.id).update(status="void")  # drift: a key vanished
+    pay(result.order_no)
+    order = Order.objects.get(order_no=result.order_no)
+    assert order.status == Order.Status.NEEDS_ATTENTION
+    assert "ran short" in order.attention_reason
+    assert CardKey.objects.filter(status="sold").count() == 0
+
+
+def test_expiry_returns_stock_and_late_payment(celery_eager):
+    from django.utils import timezone
+
+    product = product_with_keys(keys=1, per_buyer_limit=1)
+    result = checkout(product)
+    services.order_persist_queued()
+    assert stock_remaining(product_id=product.id) == 0
+    later = timezone.now() + timezone.timedelta(hours=1)
+    assert services.order_expire_due(now=later) == 1
+    assert services.order_expire_due(now=later) == 0
+    assert Order.objects.get(order_no=result.order_no).status == Order.Status.EXPIRED
+    assert stock_remaining(product_id=product.id) == 1
+    # The buyer's slot is free again too.
+    # A late payment with stock left: delivered.
+    pay(result.order_no, event_id="late")
+    assert Order.objects.get(order_no=result.order_no).status == Order.Status.DELIVERED
+    assert stock_remaining(product_id=product.id) == 0
+
+
+def test_late_payment_without_stock_goes_to_refund_pending(celery_eager, monkeypatch):
+    from django.utils import timezone
+
+    refunds = []
+    monkeypatch.setattr("apps.orders.tasks.refund_order_task.delay", lambda order_id: refunds.append(order_id))
+    product = product_with_keys(keys=1)
+    first = checkout(product, email="a@x.com")
+    services.order_persist_queued()
+    services.order_expire_due(now=timezone.now() + timezone.timedelta(hours=1))
+    checkout(product, email="b@x.com")  # takes the returned key
+    pay(first.order_no, event_id="late")
+    order = Order.objects.get(order_no=first.order_no)
+    assert order.status == Order.Status.REFUND_PENDING
+    assert refunds == [order.id]
+
+
+def test_rules_follow_a_merchant_edit():
+    product = product_with_keys(keys=3, per_buyer_limit=5)
+    product.per_buyer_limit = 1
+    product.save()
+    checkout(product)
+    with pytest.raises(LimitExceeded):
+        checkout(product)
+
+
+def test_redis_lost_pauses_then_warm_restores_without_oversell(celery_eager):
+    product = product_with_keys(keys=3)
+    a = checkout(product, email="a@x.com")
+    services.order_persist_queued()
+    checkout(product, email="b@x.com")  # queued only: lost with Redis
+    client = stock_redis()
+    for key in client.scan_iter(match=f"*{{p:{product.id}}}*"):
+        client.delete(key)
+    with pytest.raises(SalePaused):
+        checkout(product, email="c@x.com")
+    from apps.stock.reconcile import stock_warm
+
+    assert stock_warm(product=product) == (True, 2)  # 3 keys - a's reservation
+    assert int(client.get(stock_key(product.id))) == 2
+    pay(a.order_no)
+    assert Order.objects.get(order_no=a.order_no).status == Order.Status.DELIVERED
