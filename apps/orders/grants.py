@@ -1,0 +1,59 @@
+"""Who may see an order page: the holder of the order's access token (from the
+link, or remembered in the session by checkout), or a browser that proved the
+order number and email on the lookup page. Everyone else gets a 404."""
+from dataclasses import dataclass
+
+from .selectors import order_find_for_lookup, order_snapshot, order_snapshot_get
+
+# order_no -> access token, written by checkout and by a visit with ?token=.
+SESSION_TOKENS = "order_tokens"
+# order_no -> normalised email, written by the lookup page. Checked again on
+# every visit, so it never outlives a change of the order's email.
+SESSION_LOOKUPS = "order_lookups"
+# Bounds the session's size; a buyer's most recent orders stay reachable.
+MAX_GRANTS = 20
+
+
+@dataclass(frozen=True)
+class OrderAccess:
+    snapshot: dict
+    token: str | None  # None when access comes from the lookup page
+
+
+def order_grant_token(*, session, order_no: str, token: str) -> None:
+    _grant(session, SESSION_TOKENS, order_no, token)
+
+
+def order_grant_lookup(*, session, order_no: str, email: str) -> None:
+    _grant(session, SESSION_LOOKUPS, order_no, email.strip().lower())
+
+
+def _grant(session, name: str, order_no: str, value: str) -> None:
+    grants = dict(session.get(name) or {})
+    if grants.get(order_no) == value:
+        return  # unchanged: a polling page must not rewrite its session each time
+    grants.pop(order_no, None)
+    grants[order_no] = value
+    session[name] = dict(list(grants.items())[-MAX_GRANTS:])
+
+
+def order_access_get(*, request, order_no: str) -> OrderAccess | None:
+    """The order as this request may see it, or None (answer 404). A valid
+    ?token= is remembered in the session."""
+    query_token = request.GET.get("token")
+    if query_token:
+        snapshot = order_snapshot_get(order_no=order_no, token=query_token)
+        if snapshot is not None:
+            order_grant_token(session=request.session, order_no=order_no, token=query_token)
+            return OrderAccess(snapshot=snapshot, token=query_token)
+    session_token = (request.session.get(SESSION_TOKENS) or {}).get(order_no)
+    if session_token:
+        snapshot = order_snapshot_get(order_no=order_no, token=session_token)
+        if snapshot is not None:
+            return OrderAccess(snapshot=snapshot, token=session_token)
+    email = (request.session.get(SESSION_LOOKUPS) or {}).get(order_no)
+    if email:
+        order = order_find_for_lookup(order_no=order_no, email=email)
+        if order is not None:
+            return OrderAccess(snapshot=order_snapshot(order), token=None)
+    return None

@@ -1,0 +1,91 @@
+"""The buyer's order pages: the order itself (polling its status) and the
+lookup that brings a buyer back to it. Checkout and the JSON API live in
+services.py and api.py."""
+from decimal import Decimal
+
+from django import forms
+from django.conf import settings
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from apps.payments.providers import provider_get
+
+from .grants import order_access_get, order_grant_lookup
+from .models import Order
+from .selectors import order_find_for_lookup
+
+Status = Order.Status
+# The page stops polling once nothing more can happen without an operator.
+FINAL_STATES = frozenset({Status.DELIVERED, Status.REFUNDED})
+# The pay button shows while the reservation holds; a queued order is payable
+# too: the provider's notification is retried until the order is persisted.
+PAYABLE_STATES = frozenset({Status.QUEUED, Status.AWAITING_PAYMENT})
+
+
+class OrderLookupForm(forms.Form):
+    order_no = forms.CharField(label=_("Order number"), max_length=32)
+    email = forms.EmailField(label=_("Email"), max_length=254)
+
+
+def _status_url(order_no: str, token: str | None) -> str:
+    url = reverse("orders:status", kwargs={"order_no": order_no})
+    # The link's token goes along, so polling works even where cookies do not.
+    return f"{url}?token={token}" if token else url
+
+
+@never_cache  # the page can hold the keys: no shared or browser cache
+@require_GET
+def order_detail(request, order_no: str):
+    access = order_access_get(request=request, order_no=order_no)
+    if access is None:
+        raise Http404
+    snapshot = access.snapshot
+    pay_url = None
+    if snapshot["status"] in PAYABLE_STATES:
+        provider = provider_get(name=settings.PAYMENT_DEFAULT_PROVIDER)
+        pay_url = provider.payment_start(order_no=order_no, token=access.token)
+    return render(
+        request,
+        "orders/detail.html",
+        {
+            "order": snapshot,
+            "amount": Decimal(snapshot["amount"]),
+            "states": Status,
+            "pay_url": pay_url,
+            "status_url": _status_url(order_no, access.token),
+            "final": snapshot["status"] in FINAL_STATES,
+        },
+    )
+
+
+@never_cache
+@require_GET
+def order_status(request, order_no: str):
+    """What the order page polls: the same body as GET /api/v1/orders/<no>, for
+    the same people as the page (a lookup grant has no token for the API)."""
+    access = order_access_get(request=request, order_no=order_no)
+    if access is None:
+        return JsonResponse({"error": "not_found", "detail": str(_("No such order."))}, status=404)
+    return JsonResponse(access.snapshot)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def order_lookup(request):
+    """Order number + email open the order in this browser. A wrong pair and an
+    unknown order get the same answer, so the page reveals nothing."""
+    form = OrderLookupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        order = order_find_for_lookup(order_no=form.cleaned_data["order_no"], email=form.cleaned_data["email"])
+        if order is not None:
+            # Access was just granted: a new session id, so one planted before
+            # (session fixation) does not get it too.
+            request.session.cycle_key()
+            order_grant_lookup(session=request.session, order_no=order.order_no, email=form.cleaned_data["email"])
+            return redirect("orders:detail", order_no=order.order_no)
+        form.add_error(None, _("No order matches this order number and email."))
+    return render(request, "orders/lookup.html", {"form": form})

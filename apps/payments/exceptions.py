@@ -1,0 +1,39 @@
+"""Why a payment notification or a payment request is refused. Each code is
+returned verbatim by the webhook so a provider's dashboard shows the reason."""
+from django.utils.translation import gettext_lazy as _
+
+from apps.core.errors import ShopError
+
+
+class UnknownProvider(ShopError):
+    code = "unknown_provider"
+    http_status = 404
+    default_detail = _("No such payment provider.")
+
+
+class InvalidSignature(ShopError):
+    code = "invalid_signature"
+    http_status = 400
+    default_detail = _("The notification's signature is missing or wrong.")
+
+
+class StaleNotification(ShopError):
+    code = "stale_timestamp"
+    http_status = 400
+    default_detail = _("The notification's timestamp is outside the accepted window.")
+
+
+class MalformedNotification(ShopError):
+    code = "malformed_notification"
+    http_status = 400
+    default_detail = _("The notification could not be read.")
+
+
+class OrderNotPayable(ShopError):
+    code = "not_payable"
+    http_status = 409
+    default_detail = _("This order cannot be paid now.")
+
+
+class NotificationDeliveryFailed(Exception):
+    """The webhook did not answer 2xx after every attempt; the task retries later."""

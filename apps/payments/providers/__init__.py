@@ -1,0 +1,19 @@
+"""The registry of payment providers, by the name used in webhook URLs."""
+from django.conf import settings
+
+from ..exceptions import UnknownProvider
+from .base import PaymentNotification, PaymentProvider
+from .sandbox import SandboxProvider
+
+_PROVIDERS: dict[str, type[PaymentProvider]] = {
+    SandboxProvider.name: SandboxProvider,
+}
+
+__all__ = ["PaymentNotification", "PaymentProvider", "provider_get"]
+
+
+def provider_get(*, name: str) -> PaymentProvider:
+    """The enabled provider with this name. Raises UnknownProvider."""
+    if name not in settings.PAYMENT_PROVIDERS or name not in _PROVIDERS:
+        raise UnknownProvider()
+    return _PROVIDERS[name]()

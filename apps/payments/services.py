@@ -1,0 +1,68 @@
+"""Payments: turning a provider's notification into an order state change, and
+asking providers to pay (sandbox) or refund."""
+from collections.abc import Mapping
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from apps.orders.models import Order
+from apps.orders.services import order_mark_paid, order_mark_refunded
+
+from .exceptions import OrderNotPayable, StaleNotification
+from .models import PaymentEvent
+from .providers import provider_get
+from .providers.sandbox import SandboxProvider
+from .selectors import payment_refundable_get
+
+# A late payment (after the reservation expired) is still taken: it is
+# delivered if keys remain, otherwise refunded.
+SANDBOX_PAYABLE = frozenset({Order.Status.QUEUED, Order.Status.AWAITING_PAYMENT, Order.Status.EXPIRED})
+
+
+def payment_notification_process(*, provider_name: str, body: bytes, headers: Mapping[str, str]) -> Order:
+    """Verify a webhook call and apply it. Not atomic itself: the order service
+    it calls is the durable transaction that records the event and the state
+    change together, so when this returns the change is committed. Raises
+    UnknownProvider, InvalidSignature, MalformedNotification,
+    StaleNotification, and the order service's errors (OrderNotFound,
+    PaymentMismatch)."""
+    provider = provider_get(name=provider_name)
+    notification = provider.notification_verify(body=body, headers=headers)
+    age = abs((timezone.now() - notification.timestamp).total_seconds())
+    if age > settings.PAYMENT_WEBHOOK_TOLERANCE_SECONDS:
+        raise StaleNotification()
+    if notification.kind == PaymentEvent.Kind.PAID:
+        return order_mark_paid(
+            order_no=notification.order_no,
+            provider=provider.name,
+            event_id=notification.event_id,
+            amount=notification.amount,
+            currency=notification.currency,
+        )
+    return order_mark_refunded(order_no=notification.order_no, provider=provider.name, event_id=notification.event_id)
+
+
+def sandbox_payment_make(*, snapshot: Mapping) -> None:
+    """The buyer paid in the sandbox: it notifies the webhook, asynchronously
+    and with retries, as a real provider does. `snapshot` is the order as the
+    token holder sees it (order_snapshot_get). Raises OrderNotPayable."""
+    if snapshot["status"] not in SANDBOX_PAYABLE:
+        raise OrderNotPayable()
+    SandboxProvider().payment_make(
+        order_no=snapshot["order_no"], amount=Decimal(str(snapshot["amount"])), currency=snapshot["currency"]
+    )
+
+
+def payment_refund_request(*, order_id: int) -> bool:
+    """Ask the provider that took the order's payment to refund it; the order
+    becomes `refunded` when the provider's notification arrives. Returns False,
+    doing nothing, unless the order is refund_pending with a recorded payment
+    (so a task run twice, or after the refund, is harmless)."""
+    payment = payment_refundable_get(order_id=order_id)
+    if payment is None:
+        return False
+    provider_get(name=payment.provider).refund_start(
+        order_no=payment.order.order_no, amount=payment.amount, currency=payment.currency
+    )
+    return True

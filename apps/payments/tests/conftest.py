@@ -1,0 +1,26 @@
+from unittest import mock
+
+import pytest
+
+from apps.orders.tasks import fulfil_order_task
+from apps.payments.tasks import sandbox_notification_deliver_task
+
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    """Pages render in the English source strings the assertions read."""
+    settings.LANGUAGE_CODE = "en"
+
+
+@pytest.fixture
+def fulfil_enqueued():
+    """The fulfilment enqueue point, replaced: counts calls, runs nothing."""
+    with mock.patch.object(fulfil_order_task, "delay") as delay:
+        yield delay
+
+
+@pytest.fixture
+def sandbox_sent():
+    """The sandbox's delivery enqueue point, replaced: records what would be sent."""
+    with mock.patch.object(sandbox_notification_deliver_task, "delay") as delay:
+        yield delay

@@ -1,0 +1,93 @@
+"""The webhook every provider calls, and the sandbox provider's own pages."""
+import json
+import logging
+from decimal import Decimal
+
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+
+from apps.core.errors import ShopError
+from apps.orders.api import shop_error_response
+from apps.orders.grants import order_access_get
+from apps.orders.selectors import order_snapshot_get
+
+from .exceptions import OrderNotPayable
+from .services import SANDBOX_PAYABLE, payment_notification_process, sandbox_payment_make
+
+logger = logging.getLogger(__name__)
+
+_NOT_FOUND = _("No such order.")
+
+
+@csrf_exempt  # called by the provider's servers; the signature is the authentication
+@require_POST
+def webhook(request, provider: str):
+    """2xx only once the state change is committed, so a provider retries on any
+    failure; 4xx with the reason for a notification that will never be accepted."""
+    try:
+        order = payment_notification_process(provider_name=provider, body=request.body, headers=request.headers)
+    except ShopError as error:
+        logger.warning("webhook %s refused: %s (%s)", provider, error.code, error.detail)
+        return shop_error_response(error)
+    return JsonResponse({"status": "ok", "order_no": order.order_no, "order_status": order.status})
+
+
+def _order_page_url(order_no: str, token: str | None) -> str:
+    url = reverse("orders:detail", kwargs={"order_no": order_no})
+    return f"{url}?token={token}" if token else url
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def sandbox_pay_page(request, order_no: str):
+    """The sandbox's payment page: the amount, "Pay" and "Cancel". Reached with
+    the order's token (?token=) or a session grant, like the order page."""
+    access = order_access_get(request=request, order_no=order_no)
+    if access is None:
+        raise Http404
+    snapshot = access.snapshot
+    back_url = _order_page_url(order_no, access.token)
+    if request.method == "POST":
+        if "pay" in request.POST:
+            try:
+                sandbox_payment_make(snapshot=snapshot)
+            except OrderNotPayable:
+                pass  # already paid or ended: the order page says which
+        return redirect(back_url)
+    return render(
+        request,
+        "payments/sandbox_pay.html",
+        {
+            "order": snapshot,
+            "amount": Decimal(snapshot["amount"]),
+            "payable": snapshot["status"] in SANDBOX_PAYABLE,
+            "back_url": back_url,
+        },
+    )
+
+
+@csrf_exempt  # authenticated by the order token, not by a cookie
+@require_POST
+def sandbox_pay_api(request, order_no: str):
+    """POST /api/v1/payments/sandbox/<order_no>/pay with the order token
+    (X-Order-Token header or JSON body "token"): pays in full, 202."""
+    token = request.headers.get("X-Order-Token")
+    if not token:
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            body = {}
+        token = body.get("token") if isinstance(body, dict) else None
+    snapshot = order_snapshot_get(order_no=order_no, token=token) if isinstance(token, str) and token else None
+    if snapshot is None:
+        return JsonResponse({"error": "not_found", "detail": str(_NOT_FOUND)}, status=404)
+    try:
+        sandbox_payment_make(snapshot=snapshot)
+    except ShopError as error:
+        return shop_error_response(error)
+    return JsonResponse({"order_no": order_no, "status": snapshot["status"], "payment": "sent"}, status=202)
