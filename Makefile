@@ -1,6 +1,7 @@
 # cardshop — two commands on a fresh machine:
 #   make run    the shop (storefront, admin, workers) on http://127.0.0.1:8000
 #   make test   the whole test suite against the real MariaDB and Redis
+# Configuration is environment variables (see .env.example); a .env file is read too.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,23 +10,27 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB_WORKERS ?= 2
-DB_NAME ?= cardshop
 export DJANGO_SETTINGS_MODULE ?= cardshop.settings.local
+# Links in mails, payment callbacks and seed_demo's output point at this run,
+# unless the environment or .env chose SITE_URL.
+ifeq ($(origin SITE_URL)$(shell grep -s '^SITE_URL=' .env),undefined)
+export SITE_URL := http://$(HOST):$(PORT)
+endif
 
-.PHONY: run test system-deps venv services database migrate messages seed bench bench-import clean
+.PHONY: run test system-deps browser-deps venv services database migrate messages static seed bench-import clean
 
-run: system-deps venv services database messages
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) manage.py seed_demo
+run: system-deps venv services database migrate messages static seed
 	HOST=$(HOST) PORT=$(PORT) WEB_WORKERS=$(WEB_WORKERS) scripts/run_all.sh
 
-test: system-deps venv services messages
-	scripts/ensure_system_packages.sh --browser
+test: browser-deps venv services messages
 	DJANGO_SETTINGS_MODULE=cardshop.settings.test $(PY) -m pytest $(PYTEST_ARGS)
 
 system-deps:
 	@scripts/ensure_system_packages.sh
+
+# The browser tests drive Debian's chromium.
+browser-deps:
+	@scripts/ensure_system_packages.sh --browser
 
 # The virtualenv is rebuilt when the pins change.
 venv: $(VENV)/.installed
@@ -35,18 +40,28 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@
 
-services:
+# MariaDB and Redis where DATABASE_URL / REDIS_URL / CELERY_BROKER_URL point.
+services: venv
 	@scripts/ensure_services.sh
 
-database:
-	mariadb -h 127.0.0.1 -uroot -e "CREATE DATABASE IF NOT EXISTS \`$(DB_NAME)\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+database: services
+	$(PY) manage.py create_database
+
+migrate: database
+	$(PY) manage.py migrate --noinput
 
 # Compiled translations are built, not committed.
 messages: venv
 	$(PY) manage.py compilemessages -v 0 --ignore '.venv/*'
 
-seed: venv
-	$(PY) manage.py seed_demo
+static: venv
+	$(PY) manage.py collectstatic --noinput -v 0
+
+# seed_demo gives admin a fresh password each time; run_all.sh shows it again
+# from var/demo-admin-$(PORT).txt (readable by this user only) once the shop is up.
+seed: migrate
+	@mkdir -p var
+	set -o pipefail; umask 077; $(PY) manage.py seed_demo | tee var/demo-admin-$(PORT).txt
 
 bench-import: venv services
 	$(PY) bench/import_keys.py

@@ -1,50 +1,108 @@
 #!/usr/bin/env bash
-# Reach MariaDB and Redis on their local addresses, starting them when they are
-# installed but down. Says exactly what is missing when it cannot.
+# Reach MariaDB and Redis where the settings point (DATABASE_URL, REDIS_URL,
+# CELERY_BROKER_URL, from the environment or .env), starting local servers that
+# are installed but down. Says exactly what is missing when it cannot.
 set -uo pipefail
+cd "$(dirname "$0")/.."
 
-MARIADB_HOST=${MARIADB_HOST:-127.0.0.1}
-MARIADB_PORT=${MARIADB_PORT:-3306}
-REDIS_HOST=${REDIS_HOST:-127.0.0.1}
-REDIS_PORT=${REDIS_PORT:-6379}
+PY=${PY:-.venv/bin/python}
+[ -x "$PY" ] || { echo "No virtualenv at .venv: run 'make venv' first." >&2; exit 1; }
+addresses=$("$PY" scripts/service_urls.py) || { echo "Could not read the settings (see the error above)." >&2; exit 1; }
+eval "$addresses"
 
-mariadb_up() { mariadb-admin -h "$MARIADB_HOST" -P "$MARIADB_PORT" -uroot --connect-timeout=2 ping >/dev/null 2>&1; }
-redis_up() { redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+SUDO=""
+[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
 
-wait_for() { # name, check function
-  for _ in $(seq 1 30); do "$2" && return 0; sleep 1; done
+fail() { echo "error: $*" >&2; exit 1; }
+is_local() { case "$1" in 127.0.0.1 | localhost | ::1) return 0 ;; *) return 1 ;; esac; }
+wait_for() { # check command and its arguments; up to 30 s
+  for _ in $(seq 1 30); do "$@" && return 0; sleep 1; done
   return 1
 }
+has_init_script() { command -v service >/dev/null 2>&1 && [ -x "/etc/init.d/$1" ]; }
 
+# --- MariaDB
+# `ping` answers even when the login is refused: it tells "server up" apart from "login works".
+mariadb_up() { mariadb-admin -h "$DB_HOST" -P "$DB_PORT" --connect-timeout=2 ping >/dev/null 2>&1; }
+mariadb_login() {
+  MYSQL_PWD="$DB_PASSWORD" mariadb -h "$DB_HOST" -P "$DB_PORT" -u "$DB_USER" --connect-timeout=2 -e "SELECT 1" >/dev/null 2>&1
+}
+
+start_mariadb() {
+  echo "MariaDB is down on $DB_HOST:$DB_PORT; starting it."
+  if has_init_script mariadb; then
+    $SUDO service mariadb start >/dev/null 2>&1 && return 0
+  fi
+  # No init system (a container): start the daemon directly, as the mysql user.
+  $SUDO mkdir -p /run/mysqld && $SUDO chown mysql:mysql /run/mysqld
+  $SUDO start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+}
+
+if ! command -v mariadb-admin >/dev/null 2>&1; then
+  fail "the MariaDB client is not installed: run scripts/ensure_system_packages.sh (apt-get install mariadb-client)."
+fi
 if ! mariadb_up; then
-  if [ -x /usr/sbin/mariadbd ] && [ "$MARIADB_HOST" = 127.0.0.1 ]; then
-    echo "MariaDB is down; starting it."
-    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
-    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
-    wait_for MariaDB mariadb_up || { echo "MariaDB did not come up on $MARIADB_HOST:$MARIADB_PORT; see its error log." >&2; exit 1; }
+  if ! is_local "$DB_HOST"; then
+    fail "MariaDB is not reachable at $DB_HOST:$DB_PORT (DATABASE_URL). Start it there or point DATABASE_URL at a running server."
+  fi
+  [ -x /usr/sbin/mariadbd ] || fail "MariaDB is not installed: run scripts/ensure_system_packages.sh (apt-get install mariadb-server), or point DATABASE_URL at a running server."
+  start_mariadb
+  wait_for mariadb_up || fail "MariaDB did not come up on $DB_HOST:$DB_PORT; see /var/log/mysql/error.log or 'journalctl -u mariadb'."
+fi
+
+if ! mariadb_login; then
+  # A fresh Debian MariaDB lets root in only through the unix socket. The local
+  # default (DATABASE_URL=mysql://root:@127.0.0.1/...) needs a TCP login, so on a
+  # machine where we are root we add one, keeping the socket login as it was.
+  if [ "$DB_USER" = root ] && [ -z "$DB_PASSWORD" ] && is_local "$DB_HOST" && [ "$(id -u)" -eq 0 ] \
+    && mariadb -uroot -e "SELECT 1" >/dev/null 2>&1; then
+    echo "MariaDB refuses root over TCP; allowing root@localhost and root@127.0.0.1 to log in without a password (local development default)."
+    mariadb -uroot -e "
+      ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('');
+      CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+      GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+      FLUSH PRIVILEGES;" || fail "could not grant root a TCP login; set DATABASE_URL to an account that can log in."
+    mariadb_login || fail "MariaDB still refuses $DB_USER@$DB_HOST:$DB_PORT; set DATABASE_URL to an account that can log in."
   else
-    echo "MariaDB is not reachable on $MARIADB_HOST:$MARIADB_PORT. Install it (apt-get install mariadb-server) or set DATABASE_URL." >&2
-    exit 1
+    fail "MariaDB on $DB_HOST:$DB_PORT refuses user '$DB_USER' (DATABASE_URL). Set DATABASE_URL to an account that can log in and create the database '$DB_NAME'."
   fi
 fi
 
-if ! redis_up; then
-  if command -v redis-server >/dev/null 2>&1 && [ "$REDIS_HOST" = 127.0.0.1 ]; then
-    echo "Redis is down; starting it."
-    mkdir -p /var/lib/redis /var/log/redis
-    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" --appendonly no \
-      --maxmemory-policy noeviction --dir /var/lib/redis --logfile /var/log/redis/ci.log
-    wait_for Redis redis_up || { echo "Redis did not come up on $REDIS_HOST:$REDIS_PORT." >&2; exit 1; }
-  else
-    echo "Redis is not reachable on $REDIS_HOST:$REDIS_PORT. Install it (apt-get install redis-server) or set REDIS_URL." >&2
-    exit 1
+# --- Redis (the gate and cache) and the Celery broker (a Redis database too)
+redis_up() { redis-cli -u "$1" ping 2>/dev/null | grep -q PONG; }
+
+start_redis() { # port
+  echo "Redis is down on 127.0.0.1:$1; starting it."
+  if [ "$1" = 6379 ] && has_init_script redis-server; then
+    $SUDO service redis-server start >/dev/null 2>&1 && return 0
   fi
+  # No init system: a plain server without persistence. Stock is rebuilt from
+  # MariaDB by warm_stock (design.md P6), so nothing of record lives only here.
+  $SUDO mkdir -p /var/lib/redis /var/log/redis
+  $SUDO redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$1" --save "" --appendonly no \
+    --maxmemory-policy noeviction --dir /var/lib/redis --logfile "/var/log/redis/cardshop-$1.log"
+}
+
+ensure_redis() { # what (REDIS_URL / CELERY_BROKER_URL), url, host, port
+  local what=$1 url=$2 host=$3 port=$4
+  redis_up "$url" && return 0
+  is_local "$host" || fail "Redis is not reachable at $host:$port ($what). Start it there or fix $what."
+  command -v redis-server >/dev/null 2>&1 \
+    || fail "Redis is not installed: run scripts/ensure_system_packages.sh (apt-get install redis-server), or point $what at a running server."
+  start_redis "$port"
+  wait_for redis_up "$url" || fail "Redis did not come up on $host:$port ($what); see /var/log/redis/."
+}
+
+command -v redis-cli >/dev/null 2>&1 || fail "redis-cli is not installed: run scripts/ensure_system_packages.sh (apt-get install redis-tools)."
+ensure_redis REDIS_URL "$REDIS_URL" "$REDIS_HOST" "$REDIS_PORT"
+if [ "$BROKER_SCHEME" = redis ]; then
+  ensure_redis CELERY_BROKER_URL "$BROKER_URL" "$BROKER_HOST" "$BROKER_PORT"
 fi
 
 # An evicted stock counter would be an oversell (design.md, Redis layout).
-policy=$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" config get maxmemory-policy 2>/dev/null | tail -1)
+policy=$(redis-cli -u "$REDIS_URL" config get maxmemory-policy 2>/dev/null | tail -1)
 if [ -n "$policy" ] && [ "$policy" != noeviction ]; then
-  redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" config set maxmemory-policy noeviction >/dev/null 2>&1 \
-    || echo "warning: Redis maxmemory-policy is $policy; cardshop needs noeviction." >&2
+  redis-cli -u "$REDIS_URL" config set maxmemory-policy noeviction >/dev/null 2>&1 \
+    || echo "warning: Redis maxmemory-policy is $policy; cardshop needs noeviction (set it in redis.conf)." >&2
 fi
-echo "MariaDB and Redis are reachable."
+echo "MariaDB ($DB_HOST:$DB_PORT) and Redis ($REDIS_HOST:$REDIS_PORT) are reachable."

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages cardshop needs, only those missing.
-#   ensure_system_packages.sh            build + runtime packages
+#   ensure_system_packages.sh            build + runtime packages, MariaDB and Redis
 #   ensure_system_packages.sh --browser  also Chromium for the browser tests
 set -euo pipefail
 
-packages=(pkg-config libmariadb-dev gcc python3-dev gettext mariadb-client redis-tools)
+# python3-venv: .venv; pkg-config, libmariadb-dev, gcc, python3-dev: build mysqlclient;
+# gettext: compilemessages; the clients: scripts/ensure_services.sh.
+packages=(python3-venv python3-dev pkg-config libmariadb-dev gcc gettext mariadb-client redis-tools)
+# Servers only when none is installed: a machine may run them from elsewhere (DATABASE_URL, REDIS_URL).
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || packages+=(mariadb-server)
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 [ "${1:-}" = "--browser" ] && packages+=(chromium)
@@ -21,7 +24,11 @@ if ! command -v apt-get >/dev/null 2>&1; then
   exit 1
 fi
 SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "Missing system packages: ${missing[*]}. Install them as root: apt-get install ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
 echo "Installing system packages: ${missing[*]}"
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+  || { echo "apt-get could not install: ${missing[*]}" >&2; exit 1; }
