@@ -1,0 +1,220 @@
+"""The buyer's order pages: only a token holder (link or session grant) or a
+successful lookup sees an order; everyone else gets 404, and the lookup page
+answers a wrong pair exactly as it answers an unknown order."""
+import re
+from decimal import Decimal
+
+import pytest
+
+from apps.orders.models import Order
+from apps.payments.tests.factories import order_with_token, sold_key_create
+
+Status = Order.Status
+
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    settings.LANGUAGE_CODE = "en"
+
+
+def _grant_in_session(client, order_no: str, token: str) -> None:
+    session = client.session
+    session["order_tokens"] = {order_no: token}
+    session.save()
+
+
+def _visible_state(html: str) -> list[str]:
+    """The data-state panels rendered without `hidden`."""
+    return re.findall(r'data-state="([a-z_]+)"\s*>', html)
+
+
+# --- order page access
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["", "?token=", "?token=wrong-token"])
+def test_the_order_page_is_404_without_the_right_token(client, query):
+    order, _ = order_with_token()
+    assert client.get(f"/orders/{order.order_no}{query}").status_code == 404
+    assert client.get(f"/orders/{order.order_no}/status{query}").status_code == 404
+
+
+@pytest.mark.django_db
+def test_another_orders_token_does_not_open_an_order(client):
+    order, _ = order_with_token()
+    _, other_token = order_with_token()
+    assert client.get(f"/orders/{order.order_no}?token={other_token}").status_code == 404
+    _grant_in_session(client, order.order_no, other_token)
+    assert client.get(f"/orders/{order.order_no}").status_code == 404
+
+
+@pytest.mark.django_db
+def test_an_unknown_order_is_404(client):
+    assert client.get("/orders/261122-1-NOSUCHORDER0?token=x").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_order_page_opens_with_the_token_in_the_link(client):
+    order, token = order_with_token(quantity=2, amount=Decimal("19.80"))
+    response = client.get(f"/orders/{order.order_no}?token={token}")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert order.order_no in html and "¥19.80" in html
+    assert "no-store" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_the_order_page_opens_with_a_session_grant(client):
+    order, token = order_with_token()
+    _grant_in_session(client, order.order_no, token)
+    assert client.get(f"/orders/{order.order_no}").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_visit_with_the_token_is_remembered_in_the_session(client):
+    order, token = order_with_token()
+    assert client.get(f"/orders/{order.order_no}?token={token}").status_code == 200
+    assert client.session["order_tokens"] == {order.order_no: token}
+    assert client.get(f"/orders/{order.order_no}").status_code == 200
+
+
+# --- what the page says
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "status, message",
+    [
+        (Status.AWAITING_PAYMENT, "Waiting for your payment."),
+        (Status.PAID, "Payment received. Your keys are on the way."),
+        (Status.EXPIRED, "This order expired before a payment arrived."),
+        (Status.REFUND_PENDING, "we are refunding your payment"),
+        (Status.REFUNDED, "Your payment has been refunded."),
+        (Status.NEEDS_ATTENTION, "We are looking into this order. Your payment is safe."),
+    ],
+)
+def test_each_state_shows_its_own_message(client, status, message):
+    order, token = order_with_token(status=status)
+    html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
+    assert message in html
+    assert _visible_state(html) == [status]
+
+
+@pytest.mark.django_db
+def test_an_order_awaiting_payment_links_to_the_sandbox_payment_page(client):
+    order, token = order_with_token()
+    html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
+    assert f'href="/pay/sandbox/{order.order_no}?token={token}"' in html
+
+
+@pytest.mark.django_db
+def test_a_paid_order_offers_no_pay_button(client):
+    order, token = order_with_token(status=Status.PAID)
+    html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
+    assert "/pay/sandbox/" not in html
+    assert "orders/order.js" in html and f"/orders/{order.order_no}/status?token={token}" in html
+
+
+@pytest.mark.django_db
+def test_a_delivered_order_shows_its_keys_with_copy_buttons(client):
+    order, token = order_with_token(status=Status.DELIVERED, quantity=2, amount=Decimal("19.80"))
+    sold_key_create(order=order, secret="AAAA-1111-BBBB")
+    sold_key_create(order=order, secret="CCCC-2222-DDDD")
+
+    html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
+
+    assert _visible_state(html) == [Status.DELIVERED]
+    assert "<code>AAAA-1111-BBBB</code>" in html and "<code>CCCC-2222-DDDD</code>" in html
+    assert 'data-copy="AAAA-1111-BBBB"' in html
+    assert '<meta http-equiv="refresh"' not in html  # nothing more will change
+
+
+@pytest.mark.django_db
+def test_keys_are_not_shown_before_delivery(client):
+    order, token = order_with_token(status=Status.PAID)
+    sold_key_create(order=order, secret="EEEE-3333-FFFF")
+    html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
+    assert "EEEE-3333-FFFF" not in html
+    assert '<meta http-equiv="refresh"' in html  # without JavaScript the page refreshes
+
+
+@pytest.mark.django_db
+def test_the_status_endpoint_answers_the_api_snapshot(client):
+    order, token = order_with_token(status=Status.DELIVERED)
+    sold_key_create(order=order, secret="GGGG-4444-HHHH")
+    response = client.get(f"/orders/{order.order_no}/status?token={token}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "delivered" and body["keys"] == ["GGGG-4444-HHHH"]
+    assert body["amount"] == "9.90" and body["currency"] == "CNY"
+    api = client.get(f"/api/v1/orders/{order.order_no}", HTTP_X_ORDER_TOKEN=token)
+    assert api.json() == body
+
+
+# --- lookup
+
+NO_MATCH = "No order matches this order number and email."
+
+
+def _lookup(client, order_no, email):
+    return client.post("/orders/lookup", {"order_no": order_no, "email": email})
+
+
+def _without_csrf(html: str) -> str:
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+
+
+@pytest.mark.django_db
+def test_lookup_with_the_right_pair_opens_the_order(client):
+    order, _ = order_with_token(buyer_email="buyer@example.com")
+    response = _lookup(client, f" {order.order_no} ", "  Buyer@Example.COM ")
+    assert response.status_code == 302
+    assert response["Location"] == f"/orders/{order.order_no}"
+
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    assert client.get(f"/orders/{order.order_no}/status").json()["order_no"] == order.order_no
+    # Paying works from a lookup too, through the session.
+    html = page.content.decode()
+    assert f'href="/pay/sandbox/{order.order_no}"' in html
+    assert client.get(f"/pay/sandbox/{order.order_no}").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_wrong_pair_and_an_unknown_order_get_the_same_answer(client):
+    order, _ = order_with_token(buyer_email="buyer@example.com")
+
+    wrong_pair = _lookup(client, order.order_no, "someone@example.com")
+    unknown = _lookup(client, "261122-1-NOSUCHORDER0", "buyer@example.com")
+
+    assert wrong_pair.status_code == unknown.status_code == 200
+    assert NO_MATCH in wrong_pair.content.decode()
+    # Identical pages apart from the echoed input and the CSRF token.
+    strip = lambda r, *values: _without_csrf(r.content.decode()).replace(values[0], "").replace(values[1], "")  # noqa: E731
+    assert strip(wrong_pair, order.order_no, "someone@example.com") == strip(
+        unknown, "261122-1-NOSUCHORDER0", "buyer@example.com"
+    )
+    assert client.get(f"/orders/{order.order_no}").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_lookup_grant_follows_the_order_email(client):
+    order, _ = order_with_token(buyer_email="buyer@example.com")
+    assert _lookup(client, order.order_no, "buyer@example.com").status_code == 302
+    Order.objects.filter(pk=order.pk).update(buyer_email="new@example.com")
+    assert client.get(f"/orders/{order.order_no}").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_lookup_page_renders_its_form(client):
+    response = client.get("/orders/lookup")
+    assert response.status_code == 200
+    assert 'name="order_no"' in response.content.decode() and 'name="email"' in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_lookup_with_a_malformed_email_explains_the_field(client):
+    response = _lookup(client, "261122-1-ABC", "not-an-email")
+    assert response.status_code == 200
+    assert NO_MATCH not in response.content.decode()
+    assert "Enter a valid email address." in response.content.decode()
