@@ -11,3 +11,23 @@ def celery_eager():
     yield
     celery_app.conf.task_always_eager = False
     celery_app.conf.task_eager_propagates = False
+
+
+@pytest.fixture
+def celery_worker_process():
+    """A real Celery worker process on the test database; stopped afterwards."""
+    from .processes import CeleryWorker
+
+    worker = CeleryWorker().start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def app_server():
+    """The app under real gunicorn on the test database."""
+    from .processes import GunicornServer
+
+    server = GunicornServer().start()
+    yield server
+    server.stop()

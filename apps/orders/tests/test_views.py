@@ -5,6 +5,7 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 
 from apps.orders.models import Order
 from apps.payments.tests.factories import order_with_token, sold_key_create
@@ -218,3 +219,44 @@ def test_a_lookup_with_a_malformed_email_explains_the_field(client):
     assert response.status_code == 200
     assert NO_MATCH not in response.content.decode()
     assert "Enter a valid email address." in response.content.decode()
+
+
+# --- the whole buyer path through these pages
+
+
+@pytest.mark.django_db(transaction=True)
+def test_checkout_to_keys_through_the_order_page(client, live_server, settings):
+    """Checkout → the page shows the queued order → persisted → the sandbox pays
+    over real HTTP to the webhook → fulfilled → the page shows the key."""
+    from unittest import mock
+
+    from apps.orders import services
+    from apps.orders.tasks import fulfil_order_task
+    from apps.orders.tests.support import product_with_keys
+    from apps.payments.providers.sandbox import notification_deliver
+    from apps.payments.tasks import sandbox_notification_deliver_task
+
+    settings.SITE_URL = live_server.url
+    product = product_with_keys(keys=1)
+    result = services.order_checkout(sku=product.sku, email="buyer@example.com", quantity=1, idempotency_key=None)
+    page = f"/orders/{result.order_no}?token={result.access_token}"
+
+    html = client.get(page).content.decode()
+    assert _visible_state(html) == [Status.QUEUED]
+    assert "Your order is being placed." in html and "/pay/sandbox/" in html
+    assert Client().get(f"/orders/{result.order_no}?token=wrong").status_code == 404  # another browser
+
+    services.order_persist_queued(product_ids=[product.id])
+    assert client.get(f"/orders/{result.order_no}/status").json()["status"] == Status.AWAITING_PAYMENT
+
+    with mock.patch.object(sandbox_notification_deliver_task, "delay") as sent, \
+            mock.patch.object(fulfil_order_task, "delay") as fulfil:
+        assert client.post(f"/pay/sandbox/{result.order_no}", {"pay": "1"}).status_code == 302
+        assert notification_deliver(fields=sent.call_args.kwargs["fields"]) == 200
+    assert client.get(f"/orders/{result.order_no}/status").json()["status"] == Status.PAID
+
+    (order_id,) = fulfil.call_args.args
+    services.order_fulfil(order_id=order_id)
+    html = client.get(f"/orders/{result.order_no}").content.decode()
+    assert _visible_state(html) == [Status.DELIVERED]
+    assert f"<code>{product.sku}-KEY-000000</code>" in html
