@@ -1,6 +1,7 @@
 """Catalog reads. Product info and the storefront listing are served from the
 cache so a refresh storm never reaches MariaDB; a merchant's edit drops the
 cached copies (signals.py). Database reads here go to the replica (router)."""
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -8,8 +9,11 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from .models import Category, Product
+
+logger = logging.getLogger(__name__)
 
 LISTING_CACHE_KEY = "catalog:listing"
 # Cached for an unknown SKU, so requests for a missing product do not reach
@@ -86,11 +90,11 @@ def product_cache_key(sku: str) -> str:
 def product_info_get(*, sku: str) -> ProductInfo | None:
     """The active-or-not product with this SKU, from cache; None if unknown."""
     key = product_cache_key(sku)
-    info = cache.get(key)
+    info = _cache_get(key)
     if info is None:
         product = Product.objects.select_related("category").filter(sku=sku).first()
         info = ProductInfo.from_product(product) if product else _MISSING
-        cache.set(key, info, settings.PRODUCT_CACHE_TTL)
+        _cache_set(key, info)
     return None if info == _MISSING else info
 
 
@@ -98,15 +102,32 @@ def catalog_listing_get() -> list[CategoryListing]:
     """Every category with its active products, then the active products
     without a category (if any), from cache. Empty categories are included so
     their pages exist; the home page leaves them out."""
-    listing = cache.get(LISTING_CACHE_KEY)
+    listing = _cache_get(LISTING_CACHE_KEY)
     if listing is None:
         listing = _catalog_listing_build()
-        cache.set(LISTING_CACHE_KEY, listing, settings.PRODUCT_CACHE_TTL)
+        _cache_set(LISTING_CACHE_KEY, listing)
     return listing
 
 
 def category_listing_get(*, slug: str) -> CategoryListing | None:
     return next((section for section in catalog_listing_get() if section.slug == slug), None)
+
+
+# Without Redis the shop still shows its pages (read from the database, stock
+# shown as paused) instead of failing: Redis is the gate, not the record.
+def _cache_get(key: str):
+    try:
+        return cache.get(key)
+    except RedisError:
+        logger.warning("catalog cache unreachable, reading %s from the database", key)
+        return None
+
+
+def _cache_set(key: str, value) -> None:
+    try:
+        cache.set(key, value, settings.PRODUCT_CACHE_TTL)
+    except RedisError:
+        pass
 
 
 def _catalog_listing_build() -> list[CategoryListing]:

@@ -191,3 +191,23 @@ class TestPages:
         storage.update(carrier)
         client.cookies[storage.cookie_name] = carrier.cookies[storage.cookie_name].value
         assert '<li class="message success">Order placed</li>' in client.get("/").content.decode()
+
+
+def test_pages_render_without_redis(client, settings):
+    """Redis down: the pages still render from the database, sale paused."""
+    product = ProductFactory()
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"},
+    }
+    assert client.get("/").status_code == 200
+    page = client.get(f"/p/{product.sku}", HTTP_ACCEPT_LANGUAGE="en")
+    assert page.status_code == 200
+    assert badge(page) == "badge-paused" and form_disabled(page)
+
+
+def test_site_wide_404_page_uses_the_shop_layout(client, settings):
+    settings.DEBUG = False
+    response = client.get("/no/such/page", HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 404
+    assert "This page does not exist" in response.content.decode()
+    assert "The link may be mistyped" in response.content.decode()
