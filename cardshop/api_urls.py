@@ -1,6 +1,7 @@
 """/api/v1/: the public JSON API."""
 from django.urls import path
 
+from apps.catalog import api as catalog_api
 from apps.orders import api as orders_api
 
 app_name = "api"
@@ -8,4 +9,5 @@ app_name = "api"
 urlpatterns = [
     path("orders", orders_api.order_create, name="order-create"),
     path("orders/<str:order_no>", orders_api.order_detail, name="order-detail"),
+    path("products/<str:sku>", catalog_api.product_detail, name="product-detail"),
 ]
