@@ -297,3 +297,13 @@ def test_notifications_carry_a_current_timestamp():
     notification = provider_get(name="sandbox").notification_verify(body=body, headers=headers)
     assert abs(notification.timestamp.timestamp() - time.time()) < 5
     assert SIGNATURE_HEADER in headers
+
+
+@pytest.mark.django_db
+def test_payment_events_are_listed_read_only_in_the_admin(admin_client):
+    order, _ = order_with_token()
+    paid_event_create(order=order)
+    listing = admin_client.get("/admin/payments/paymentevent/")
+    assert listing.status_code == 200
+    assert f"test-paid-{order.order_no}" in listing.content.decode()
+    assert admin_client.get("/admin/payments/paymentevent/add/").status_code == 403
