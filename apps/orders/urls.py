@@ -1,10 +1,11 @@
 from django.urls import path
 
-from . import views
+from . import checkout_page, views
 
 app_name = "orders"
 
 urlpatterns = [
+    path("p/<str:sku>/buy", checkout_page.checkout, name="checkout"),
     path("orders/lookup", views.order_lookup, name="lookup"),
     path("orders/<str:order_no>", views.order_detail, name="detail"),
     path("orders/<str:order_no>/status", views.order_status, name="status"),

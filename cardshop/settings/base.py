@@ -110,7 +110,9 @@ CACHES = {
 # Product info is cached this long; a merchant's edit invalidates it at once.
 PRODUCT_CACHE_TTL = env.int("PRODUCT_CACHE_TTL", default=300)
 
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Sessions live in Redis only: the purchase form's session write must not be a
+# MariaDB write on the checkout path.
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 
 # --- Celery
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/1")

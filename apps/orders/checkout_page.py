@@ -1,0 +1,30 @@
+"""The storefront's purchase form: the same checkout service as the JSON API,
+answered with a redirect (to the order page, or back with the reason)."""
+from django.contrib import messages
+from django.shortcuts import redirect
+from django.views.decorators.http import require_POST
+
+from apps.core.errors import ShopError
+
+from .grants import order_grant_token
+from .services import order_checkout
+
+
+@require_POST
+def checkout(request, sku: str):
+    try:
+        result = order_checkout(
+            sku=sku,
+            email=request.POST.get("email", ""),
+            quantity=request.POST.get("quantity", ""),
+            idempotency_key=request.POST.get("idempotency_key") or None,
+        )
+    except ShopError as error:
+        messages.error(request, error.detail)
+        for field_messages in error.extra.get("fields", {}).values():
+            for message in field_messages:
+                messages.error(request, message)
+        return redirect("catalog:product", sku=sku)
+    # This browser may see the order without the token in its address bar.
+    order_grant_token(session=request.session, order_no=result.order_no, token=result.access_token)
+    return redirect("orders:detail", order_no=result.order_no)
