@@ -18,7 +18,7 @@ def _not_found(request):
     return render(request, "catalog/not_found.html", status=404)
 
 
-def _cards(products: tuple[ProductInfo, ...] | list[ProductInfo], remaining: dict[int, int | None], now) -> list[dict]:
+def _cards(products: tuple[ProductInfo, ...], remaining: dict[int, int | None], now) -> list[dict]:
     return [
         {"product": p, "stock": stock_status(remaining.get(p.id)), "sale": p.sale_state(now)} for p in products
     ]
