@@ -420,3 +420,31 @@ def _release_reservations(orders: list[Order]) -> None:
             )
         except RedisError:
             logger.warning("order %s expired; its stock returns at the next reconcile", order.order_no)
+
+
+# --- Operator actions (admin)
+
+
+@transaction.atomic(durable=True)
+def order_fulfilment_retry(*, order_ids: list[int]) -> int:
+    """Send orders that needed attention (keys ran short) back to fulfilment,
+    e.g. after the merchant uploaded more keys. Returns how many."""
+    from .tasks import fulfil_order_task
+
+    orders = list(Order.objects.select_for_update().filter(id__in=order_ids, status=Status.NEEDS_ATTENTION))
+    for order in orders:
+        order.status = Status.PAID
+        order.save(update_fields=["status", "updated_at"])
+        transaction.on_commit(lambda order_id=order.id: fulfil_order_task.delay(order_id))
+    return len(orders)
+
+
+@transaction.atomic(durable=True)
+def order_refund_start(*, order_ids: list[int], reason: str) -> int:
+    """Refund paid orders that cannot be delivered (needs_attention or paid)."""
+    orders = list(
+        Order.objects.select_for_update().filter(id__in=order_ids, status__in=[Status.NEEDS_ATTENTION, Status.PAID])
+    )
+    for order in orders:
+        order_to_refund_pending(order=order, reason=reason)
+    return len(orders)

@@ -1,0 +1,52 @@
+import pytest
+
+from apps.orders import services
+from apps.orders.models import Order
+from apps.orders.tests.support import add_keys, product_with_keys
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def needs_attention_order(celery_eager):
+    product = product_with_keys(keys=1)
+    result = services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    services.order_persist_queued()
+    from apps.cardkeys.models import CardKey
+
+    CardKey.objects.filter(product=product).update(status="void")
+    order = Order.objects.get(order_no=result.order_no)
+    services.order_mark_paid(order_no=order.order_no, provider="sandbox", event_id="e", amount=order.amount, currency="CNY")
+    order.refresh_from_db()
+    assert order.status == "needs_attention"
+    return order
+
+
+def test_needs_attention_is_visible_with_its_reason(admin_client, needs_attention_order):
+    listing = admin_client.get("/admin/orders/order/?status__exact=needs_attention")
+    assert needs_attention_order.order_no in listing.content.decode()
+    page = admin_client.get(f"/admin/orders/order/{needs_attention_order.id}/change/")
+    assert "keys ran short" in page.content.decode()
+    assert needs_attention_order.access_token_hash not in page.content.decode()
+
+
+def test_retry_after_new_keys_delivers(admin_client, needs_attention_order):
+    add_keys(product=needs_attention_order.product, count=1, prefix="more")
+    response = admin_client.post(
+        "/admin/orders/order/",
+        {"action": "retry_fulfilment", "_selected_action": [needs_attention_order.id]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    needs_attention_order.refresh_from_db()
+    assert needs_attention_order.status == "delivered"
+
+
+def test_refund_action(admin_client, needs_attention_order, monkeypatch):
+    refunds = []
+    monkeypatch.setattr("apps.orders.tasks.refund_order_task.delay", lambda order_id: refunds.append(order_id))
+    admin_client.post(
+        "/admin/orders/order/", {"action": "start_refund", "_selected_action": [needs_attention_order.id]}
+    )
+    needs_attention_order.refresh_from_db()
+    assert needs_attention_order.status == "refund_pending" and refunds == [needs_attention_order.id]
