@@ -1,6 +1,7 @@
 """The buyer's order pages: the order itself (polling its status) and the
 lookup that brings a buyer back to it. Checkout and the JSON API live in
 services.py and api.py."""
+import logging
 from decimal import Decimal
 
 from django import forms
@@ -12,11 +13,14 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
+from apps.payments.exceptions import UnknownProvider
 from apps.payments.providers import provider_get
 
 from .grants import order_access_get, order_grant_lookup
 from .models import Order
 from .selectors import order_find_for_lookup
+
+logger = logging.getLogger(__name__)
 
 Status = Order.Status
 # The page stops polling once nothing more can happen without an operator.
@@ -46,8 +50,13 @@ def order_detail(request, order_no: str):
     snapshot = access.snapshot
     pay_url = None
     if snapshot["status"] in PAYABLE_STATES:
-        provider = provider_get(name=settings.PAYMENT_DEFAULT_PROVIDER)
-        pay_url = provider.payment_start(order_no=order_no, token=access.token)
+        try:
+            provider = provider_get(name=settings.PAYMENT_DEFAULT_PROVIDER)
+        except UnknownProvider:
+            # Misconfigured: the buyer still sees the order, without a pay button.
+            logger.error("PAYMENT_DEFAULT_PROVIDER %r is not enabled", settings.PAYMENT_DEFAULT_PROVIDER)
+        else:
+            pay_url = provider.payment_start(order_no=order_no, token=access.token)
     return render(
         request,
         "orders/detail.html",

@@ -46,10 +46,12 @@ def payment_notification_process(*, provider_name: str, body: bytes, headers: Ma
 def sandbox_payment_make(*, snapshot: Mapping) -> None:
     """The buyer paid in the sandbox: it notifies the webhook, asynchronously
     and with retries, as a real provider does. `snapshot` is the order as the
-    token holder sees it (order_snapshot_get). Raises OrderNotPayable."""
+    token holder sees it (order_snapshot_get). Raises UnknownProvider when the
+    sandbox is not enabled, and OrderNotPayable."""
+    sandbox = provider_get(name=SandboxProvider.name)
     if snapshot["status"] not in SANDBOX_PAYABLE:
         raise OrderNotPayable()
-    SandboxProvider().payment_make(
+    sandbox.payment_make(
         order_no=snapshot["order_no"], amount=Decimal(str(snapshot["amount"])), currency=snapshot["currency"]
     )
 

@@ -3,6 +3,7 @@ import json
 import logging
 from decimal import Decimal
 
+from django.conf import settings
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,6 +18,7 @@ from apps.orders.grants import order_access_get
 from apps.orders.selectors import order_snapshot_get
 
 from .exceptions import OrderNotPayable
+from .providers.sandbox import SandboxProvider
 from .services import SANDBOX_PAYABLE, payment_notification_process, sandbox_payment_make
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ def sandbox_pay_page(request, order_no: str):
     """The sandbox's payment page: the amount, "Pay" and "Cancel". Reached with
     the order's token (?token=) or a session grant, like the order page."""
     access = order_access_get(request=request, order_no=order_no)
-    if access is None:
+    if access is None or SandboxProvider.name not in settings.PAYMENT_PROVIDERS:
         raise Http404
     snapshot = access.snapshot
     back_url = _order_page_url(order_no, access.token)

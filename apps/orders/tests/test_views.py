@@ -109,6 +109,15 @@ def test_an_order_awaiting_payment_links_to_the_sandbox_payment_page(client):
 
 
 @pytest.mark.django_db
+def test_without_an_enabled_provider_the_page_shows_the_order_without_a_pay_button(client, settings):
+    settings.PAYMENT_PROVIDERS = []
+    order, token = order_with_token()
+    response = client.get(f"/orders/{order.order_no}?token={token}")
+    assert response.status_code == 200
+    assert "/pay/sandbox/" not in response.content.decode()
+
+
+@pytest.mark.django_db
 def test_a_paid_order_offers_no_pay_button(client):
     order, token = order_with_token(status=Status.PAID)
     html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()

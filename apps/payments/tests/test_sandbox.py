@@ -307,3 +307,17 @@ def test_payment_events_are_listed_read_only_in_the_admin(admin_client):
     assert listing.status_code == 200
     assert f"test-paid-{order.order_no}" in listing.content.decode()
     assert admin_client.get("/admin/payments/paymentevent/add/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_disabled_sandbox_serves_no_payment_page_and_takes_no_payment(
+    client, settings, sandbox_sent, django_capture_on_commit_callbacks
+):
+    settings.PAYMENT_PROVIDERS = ["someotherpay"]
+    order, token = order_with_token()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.get(f"/pay/sandbox/{order.order_no}?token={token}").status_code == 404
+        response = client.post(f"/api/v1/payments/sandbox/{order.order_no}/pay", HTTP_X_ORDER_TOKEN=token)
+    assert response.status_code == 404
+    assert response.json()["error"] == "unknown_provider"
+    sandbox_sent.assert_not_called()
