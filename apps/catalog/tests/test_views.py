@@ -170,6 +170,12 @@ class TestPages:
         assert "游戏充值" in html and shown.title in html
         assert hidden.title not in html and empty.name not in html
 
+    def test_products_without_a_category_get_their_own_section(self, client):
+        loose = ProductFactory(category=None, title="Loose product")
+        html = client.get("/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        assert "More products" in html and loose.title in html
+        assert "更多商品" in client.get("/").content.decode()
+
     def test_category_page(self, client):
         category = CategoryFactory(name="软件授权")
         product = ProductFactory(category=category)
