@@ -9,7 +9,10 @@
   if (!root) return;
 
   var FINAL = ["delivered", "refunded"];
+  // States that change only after a late payment or an operator's action.
+  var SLOW = ["expired", "refund_pending", "needs_attention"];
   var INTERVAL = 2000;
+  var SLOW_INTERVAL = 10000;
   var RETRY_AFTER_ERROR = 5000;
   var statusUrl = root.getAttribute("data-status-url");
   var timer = null;
@@ -84,7 +87,7 @@
       .then(function (order) {
         inFlight = false;
         if (order) update(order);
-        schedule(INTERVAL);
+        schedule(SLOW.indexOf(root.getAttribute("data-status")) !== -1 ? SLOW_INTERVAL : INTERVAL);
       })
       .catch(function () {
         inFlight = false;
