@@ -1,0 +1,28 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+
+from apps.cardkeys.services import cardkeys_rotate_encryption
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every stored card key under the first key of CARDKEY_ENCRYPTION_KEYS. "
+        "Put the new key first, keep the old ones after it, run this, then drop the old ones."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--chunk-size", type=int, default=1000, help="Keys re-encrypted per transaction.")
+
+    def handle(self, *args, chunk_size, **options):
+        if chunk_size < 1:
+            raise CommandError(_("--chunk-size must be at least 1."))
+        report = cardkeys_rotate_encryption(chunk_size=chunk_size)
+        self.stdout.write(
+            _("%(rotated)d keys re-encrypted, %(current)d already under the current key.")
+            % {"rotated": report.rotated, "current": report.already_current}
+        )
+        if report.unreadable_ids:
+            raise CommandError(
+                _("%(count)d keys could not be decrypted with any configured key (ids: %(ids)s).")
+                % {"count": len(report.unreadable_ids), "ids": ", ".join(map(str, report.unreadable_ids[:50]))}
+            )

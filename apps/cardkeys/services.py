@@ -1,0 +1,262 @@
+"""Writes to the key pool: importing uploads, voiding keys, rotating the encryption key.
+
+Claiming keys for orders lives in claims.py; nothing here locks key rows.
+"""
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from cryptography.fernet import InvalidToken
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
+
+from apps.catalog.models import Product
+
+from .bulk_store import ChunkResult, KeyStore
+from .crypto import fingerprinter, is_current_token, reencrypt_secret
+from .exceptions import ImportRefused
+from .models import CardKey, KeyBatch
+from .upload_reader import CSV, TEXT, read_upload, upload_format
+
+logger = logging.getLogger(__name__)
+
+# How many duplicate / invalid line numbers a report lists; the counts are always complete.
+REPORT_LINE_LIMIT = 20
+# In-batch duplicates are found by this many bytes of the HMAC: a million keys
+# fit in ~80 MB, and a false match needs a 2^-128 collision.
+_SEEN_DIGEST_BYTES = 16
+
+
+@dataclass
+class ImportReport:
+    """What became of an upload's lines. Counts are complete; the line lists
+    hold the first REPORT_LINE_LIMIT line numbers."""
+
+    batch_id: int
+    accepted: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    duplicate_lines: list[int] = field(default_factory=list)
+    invalid_lines: list[tuple[int, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return _(
+            "%(accepted)d keys imported, %(duplicates)d duplicates skipped, %(invalid)d invalid lines refused."
+        ) % {"accepted": self.accepted, "duplicates": self.duplicates, "invalid": self.invalid}
+
+    def details(self) -> list[str]:
+        """The summary, then which lines were skipped or refused and why."""
+        lines = [self.summary()]
+        if self.duplicate_lines:
+            lines.append(
+                _("Duplicate lines: %(lines)s%(more)s")
+                % {"lines": ", ".join(map(str, self.duplicate_lines)), "more": _more(self.duplicates, self.duplicate_lines)}
+            )
+        if self.invalid_lines:
+            lines.append(_("Invalid lines:"))
+            lines.extend(_("line %(number)d: %(reason)s") % {"number": n, "reason": r} for n, r in self.invalid_lines)
+            if self.invalid > len(self.invalid_lines):
+                lines.append(_more(self.invalid, self.invalid_lines))
+        return lines
+
+    def note_duplicate(self, number: int) -> None:
+        # Stored duplicates are found a chunk after in-batch ones, so line
+        # numbers arrive out of order; keep the smallest ones.
+        self.duplicates += 1
+        self.duplicate_lines.append(number)
+        if len(self.duplicate_lines) >= 4 * REPORT_LINE_LIMIT:
+            self.trim()
+
+    def note_invalid(self, number: int, reason: str) -> None:
+        self.invalid += 1
+        if len(self.invalid_lines) < REPORT_LINE_LIMIT:
+            self.invalid_lines.append((number, reason))
+
+    def add_stored(self, result: ChunkResult | None) -> None:
+        if result is not None:
+            self.accepted += result.accepted
+            for number in result.duplicate_lines:
+                self.note_duplicate(number)
+
+    def trim(self) -> None:
+        self.duplicate_lines.sort()
+        del self.duplicate_lines[REPORT_LINE_LIMIT:]
+
+
+def _more(total: int, listed: list) -> str:
+    hidden = total - len(listed)
+    return _(" … and %(count)d more") % {"count": hidden} if hidden > 0 else ""
+
+
+@transaction.atomic(durable=True)
+def cardkeys_import(
+    *,
+    product: Product,
+    source: BinaryIO,
+    file_name: str = "",
+    uploaded_by=None,
+    column: str | None = None,
+) -> ImportReport:
+    """Import a .txt/.csv upload of keys into `product` as one batch.
+
+    Blank lines are skipped, duplicates (in the upload or already stored for
+    the product) skipped and counted, bad lines refused with their reason;
+    the rest is stored. Raises ImportRefused for a problem with the whole
+    file, and then nothing of the upload is stored (one transaction).
+    Imports of one product run one at a time (the product row is locked)."""
+    if column and not file_name:
+        fmt = CSV  # pasted text or stdin with a column name is CSV
+    else:
+        fmt = upload_format(file_name)
+    if column and fmt == TEXT:
+        raise ImportRefused(_("A column name only applies to .csv files."))
+    # Serialise imports per product: the stored-duplicate check of one must see
+    # every key committed by another, or the two would count duplicates wrongly.
+    Product.objects.using(DEFAULT_DB_ALIAS).select_for_update().filter(pk=product.pk).values_list("pk").get()
+    batch = KeyBatch.objects.create(product_id=product.pk, uploaded_by=uploaded_by, source_name=file_name[:255])
+    report = ImportReport(batch_id=batch.pk)
+    fingerprint = fingerprinter()
+    chunk_size = settings.CARDKEY_IMPORT_CHUNK_SIZE
+    seen: set[bytes] = set()
+    pending: list[tuple[int, str, str]] = []
+    with KeyStore(product_id=product.pk, batch_id=batch.pk) as store:
+        for number, secret, reason in read_upload(source, fmt=fmt, column=column):
+            if reason is not None:
+                report.note_invalid(number, reason)
+                continue
+            digest = fingerprint(secret)
+            short = digest[:_SEEN_DIGEST_BYTES]
+            if short in seen:
+                report.note_duplicate(number)
+                continue
+            seen.add(short)
+            pending.append((number, secret, digest.hex()))
+            if len(pending) >= chunk_size:
+                report.add_stored(store.submit(pending))
+                pending = []
+        if pending:
+            report.add_stored(store.submit(pending))
+        report.add_stored(store.wait())
+    report.trim()
+    if not (report.accepted or report.duplicates or report.invalid):
+        raise ImportRefused(_("The upload holds no keys."))
+    _reconcile_accepted(report)
+    KeyBatch.objects.filter(pk=batch.pk).update(
+        accepted_count=report.accepted, duplicate_count=report.duplicates, invalid_count=report.invalid
+    )
+    _adjust_stock_on_commit({product.pk: report.accepted})
+    logger.info(
+        "cardkeys import product=%s batch=%s accepted=%s duplicates=%s invalid=%s",
+        product.pk, batch.pk, report.accepted, report.duplicates, report.invalid,
+    )
+    return report
+
+
+def _reconcile_accepted(report: ImportReport) -> None:
+    # Rows the unique-constraint backstop skipped were counted as accepted; the
+    # batch's stored rows are the truth. (Cannot differ while imports hold the
+    # product lock; a key inserted by other means could make it.)
+    stored = CardKey.objects.filter(batch_id=report.batch_id).count()
+    if stored != report.accepted:
+        logger.warning("cardkeys import batch=%s: %s rows skipped by the unique constraint", report.batch_id, report.accepted - stored)
+        report.duplicates += report.accepted - stored
+        report.accepted = stored
+
+
+def _adjust_stock_on_commit(deltas: dict[int, int]) -> None:
+    """After commit, move warmed stock counters by what changed in the pool.
+    Redis is only the gate: if it is unreachable, reconciliation catches up."""
+    from apps.stock.services import stock_adjust
+
+    def adjust():
+        for product_id, delta in deltas.items():
+            if not delta:
+                continue
+            try:
+                stock_adjust(product_id=product_id, delta=delta)
+            except RedisError:
+                logger.warning("stock counter of product %s not adjusted by %s; reconcile will", product_id, delta)
+
+    transaction.on_commit(adjust)
+
+
+def _set_status(*, key_ids: Iterable[int], old: str, new: str) -> dict[int, int]:
+    """Move keys from `old` to `new` status (conditional update, no row locks
+    held beyond the statement); returns how many moved per product."""
+    moved: dict[int, int] = {}
+    ids = sorted(set(key_ids))
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start:start + 1000]
+        product_ids = set(CardKey.objects.filter(id__in=chunk).values_list("product_id", flat=True))
+        for product_id in sorted(product_ids):
+            count = CardKey.objects.filter(id__in=chunk, product_id=product_id, status=old).update(status=new)
+            moved[product_id] = moved.get(product_id, 0) + count
+    return moved
+
+
+@transaction.atomic(durable=True)
+def cardkeys_void(*, key_ids: Iterable[int]) -> int:
+    """Withdraw available keys from sale. Sold and already void keys are left
+    alone. Returns how many keys were voided."""
+    moved = _set_status(key_ids=key_ids, old=CardKey.Status.AVAILABLE, new=CardKey.Status.VOID)
+    _adjust_stock_on_commit({pid: -count for pid, count in moved.items()})
+    return sum(moved.values())
+
+
+@transaction.atomic(durable=True)
+def cardkeys_unvoid(*, key_ids: Iterable[int]) -> int:
+    """Put void keys back on sale. Returns how many keys became available."""
+    moved = _set_status(key_ids=key_ids, old=CardKey.Status.VOID, new=CardKey.Status.AVAILABLE)
+    _adjust_stock_on_commit(moved)
+    return sum(moved.values())
+
+
+@dataclass
+class RotationReport:
+    rotated: int = 0
+    already_current: int = 0
+    # Keys no configured encryption key opens (listed, never silently skipped).
+    unreadable_ids: list[int] = field(default_factory=list)
+
+
+def cardkeys_rotate_encryption(*, chunk_size: int = 1000) -> RotationReport:
+    """Re-encrypt every stored secret under the first CARDKEY_ENCRYPTION_KEYS
+    key, one committed chunk at a time, so it can be stopped and re-run.
+    Afterwards the older keys can be removed from the setting."""
+    report = RotationReport()
+    last_id = 0
+    while True:
+        rows = list(
+            CardKey.objects.filter(id__gt=last_id).order_by("id").values_list("id", "secret_encrypted")[:chunk_size]
+        )
+        if not rows:
+            return report
+        last_id = rows[-1][0]
+        _rotate_chunk(rows, report)
+
+
+@transaction.atomic(durable=True)
+def _rotate_chunk(rows: list[tuple[int, str]], report: RotationReport) -> None:
+    updates = []
+    for key_id, token in rows:
+        if is_current_token(token):
+            report.already_current += 1
+            continue
+        try:
+            updates.append((reencrypt_secret(token), key_id, token))
+        except InvalidToken:
+            report.unreadable_ids.append(key_id)
+    if not updates:
+        return
+    table = connections[DEFAULT_DB_ALIAS].ops.quote_name(CardKey._meta.db_table)
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        # Conditional on the old token: a concurrent rotation's result is never overwritten.
+        for new_token, key_id, old_token in updates:
+            cursor.execute(
+                f"UPDATE {table} SET secret_encrypted = %s WHERE id = %s AND secret_encrypted = %s",
+                [new_token, key_id, old_token],
+            )
+            report.rotated += cursor.rowcount
