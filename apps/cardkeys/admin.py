@@ -1,0 +1,81 @@
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _, ngettext
+
+from . import services
+from .crypto import fingerprint_secret
+from .models import CardKey, KeyBatch
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by services: the admin shows them, nothing more."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(KeyBatch)
+class KeyBatchAdmin(ReadOnlyAdmin):
+    list_display = ("id", "product", "source_name", "uploaded_by", "created_at", "accepted_count", "duplicate_count", "invalid_count")
+    list_filter = ("product",)
+    list_select_related = ("product", "uploaded_by")
+
+
+@admin.register(CardKey)
+class CardKeyAdmin(admin.ModelAdmin):
+    """Secrets appear masked only, on every page; a key is found by typing it
+    in full (matched through its fingerprint, never decrypting the pool)."""
+
+    list_display = ("id", "product", "masked_secret", "status", "batch", "order", "sold_at", "created_at")
+    list_filter = ("status", "product")
+    list_select_related = ("product", "order")
+    list_per_page = 100
+    search_fields = ("fingerprint",)
+    search_help_text = _("Type a whole key to find it.")
+    fields = ("product", "batch", "masked_secret", "status", "order", "sold_at", "created_at")
+    readonly_fields = fields
+    actions = ("void_keys", "unvoid_keys")
+
+    def has_add_permission(self, request):
+        return False  # keys arrive through the import only
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a key leaves sale by being voided, keeping its history
+
+    def has_change_permission(self, request, obj=None):
+        # The list's actions need the change permission; a key's own page stays read-only.
+        return obj is None and super().has_change_permission(request)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(fingerprint=fingerprint_secret(term)), False
+
+    @admin.display(description=_("key"))
+    def masked_secret(self, key):
+        return key.masked_secret
+
+    @admin.action(description=_("Void selected keys (withdraw from sale)"), permissions=["change"])
+    def void_keys(self, request, queryset):
+        count = services.cardkeys_void(key_ids=list(queryset.values_list("id", flat=True)))
+        self.message_user(
+            request,
+            ngettext("%(n)d key voided; sold keys are never changed.", "%(n)d keys voided; sold keys are never changed.", count)
+            % {"n": count},
+            messages.SUCCESS if count else messages.WARNING,
+        )
+
+    @admin.action(description=_("Make selected keys available again"), permissions=["change"])
+    def unvoid_keys(self, request, queryset):
+        count = services.cardkeys_unvoid(key_ids=list(queryset.values_list("id", flat=True)))
+        self.message_user(
+            request,
+            ngettext("%(n)d key is available again.", "%(n)d keys are available again.", count) % {"n": count},
+            messages.SUCCESS if count else messages.WARNING,
+        )

@@ -1,0 +1,91 @@
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.cardkeys.models import CardKey, KeyBatch
+
+from .factories import CardKeyFactory, ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def import_keys(*args, **kwargs) -> str:
+    out = io.StringIO()
+    call_command("import_keys", *args, stdout=out, **kwargs)
+    return out.getvalue()
+
+
+def test_imports_a_file_and_prints_the_report(tmp_path):
+    product = ProductFactory(sku="CMD-1")
+    CardKeyFactory(product=product, secret="OLD")
+    path = tmp_path / "keys.txt"
+    path.write_bytes(b"NEW-1\nOLD\nNEW-2\nNEW-1\n" + b"x" * 600 + b"\n")
+    output = import_keys("--sku", "CMD-1", str(path))
+    assert "2 keys imported, 2 duplicates skipped, 1 invalid lines refused." in output
+    assert "Duplicate lines: 2, 4" in output
+    assert "line 5: longer than 512 characters" in output
+    assert CardKey.objects.filter(product=product).count() == 3
+
+
+def test_reads_stdin_with_a_dash():
+    product = ProductFactory(sku="CMD-STDIN")
+    output = import_keys("--sku", "CMD-STDIN", "-", stdin=io.BytesIO(b"S-1\r\nS-2\r\n"))
+    assert "2 keys imported" in output
+    assert sorted(k.secret for k in CardKey.objects.filter(product=product)) == ["S-1", "S-2"]
+
+
+def test_stdin_with_a_column_is_csv():
+    ProductFactory(sku="CMD-CSV")
+    output = import_keys("--sku", "CMD-CSV", "--column", "code", "-", stdin=io.BytesIO(b"n,code\n1,C-1\n"))
+    assert "1 keys imported" in output
+    assert CardKey.objects.get().secret == "C-1"
+
+
+def test_csv_file_with_named_column(tmp_path):
+    ProductFactory(sku="CMD-CSV2")
+    path = tmp_path / "export.csv"
+    path.write_bytes(b"serial,pin\n1,PIN-1\n2,PIN-2\n")
+    assert "2 keys imported" in import_keys("--sku", "CMD-CSV2", "--column", "pin", str(path))
+
+
+def test_refused_import_exits_non_zero_with_the_reason(tmp_path):
+    ProductFactory(sku="CMD-BAD")
+    path = tmp_path / "keys.txt"
+    path.write_bytes("K-1\nK-2\n".encode("utf-16"))
+    with pytest.raises(CommandError, match="UTF-8"):
+        import_keys("--sku", "CMD-BAD", str(path))
+    assert not KeyBatch.objects.exists()
+
+
+def test_missing_csv_column_is_refused(tmp_path):
+    ProductFactory(sku="CMD-COL")
+    path = tmp_path / "keys.csv"
+    path.write_bytes(b"code\nK-1\n")
+    with pytest.raises(CommandError, match="no column"):
+        import_keys("--sku", "CMD-COL", "--column", "pin", str(path))
+
+
+def test_unknown_sku_is_a_clear_error(tmp_path):
+    path = tmp_path / "keys.txt"
+    path.write_bytes(b"K-1\n")
+    with pytest.raises(CommandError, match="Unknown SKU"):
+        import_keys("--sku", "NOPE", str(path))
+
+
+def test_unreadable_file_is_a_clear_error(tmp_path):
+    ProductFactory(sku="CMD-MISSING")
+    with pytest.raises(CommandError, match="Cannot read"):
+        import_keys("--sku", "CMD-MISSING", str(tmp_path / "absent.txt"))
+
+
+def test_refusal_exits_with_status_1_from_the_command_line(tmp_path):
+    # run_from_argv is what `manage.py import_keys` runs: a CommandError is exit status 1.
+    from django.core.management import ManagementUtility
+
+    ProductFactory(sku="CMD-EXIT")
+    path = tmp_path / "keys.doc"
+    path.write_bytes(b"K-1\n")
+    with pytest.raises(SystemExit) as exited:
+        ManagementUtility(["manage.py", "import_keys", "--sku", "CMD-EXIT", str(path)]).execute()
+    assert exited.value.code == 1

@@ -1,0 +1,79 @@
+from django.contrib import admin
+from django.db.models import Count, Q
+from django.urls import path
+from django.utils.translation import gettext_lazy as _
+
+from apps.cardkeys.admin_upload import upload_keys_view
+from apps.cardkeys.models import CardKey
+
+from .models import Category, Product
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "sort_order")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    """Products are edited with the normal form (saving drops the cached copy,
+    see signals.py); keys are added on the product's "Upload keys" page."""
+
+    list_display = (
+        "sku", "title", "category", "price", "currency", "is_active", "sale_state",
+        "sale_starts_at", "sale_ends_at", "keys_available", "keys_sold", "keys_void",
+    )
+    list_display_links = ("sku", "title")
+    list_filter = ("is_active", "category")
+    list_select_related = ("category",)
+    search_fields = ("sku", "title")
+    readonly_fields = ("sale_state", "keys_available", "keys_sold", "keys_void", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("sku", "title", "category", "description", "is_active")}),
+        (_("Price"), {"fields": ("price", "currency")}),
+        (_("Sale rules"), {"fields": ("sale_starts_at", "sale_ends_at", "per_buyer_limit", "max_per_order", "min_page_seconds")}),
+        (_("Sales"), {"fields": ("sale_state", "keys_available", "keys_sold", "keys_void", "created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request):
+        # The three key counts in the same query as the products: no query per row.
+        status = "card_keys__status"
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_available=Count("card_keys", filter=Q(**{status: CardKey.Status.AVAILABLE})),
+                n_sold=Count("card_keys", filter=Q(**{status: CardKey.Status.SOLD})),
+                n_void=Count("card_keys", filter=Q(**{status: CardKey.Status.VOID})),
+            )
+        )
+
+    def get_urls(self):
+        upload = path(
+            "<path:object_id>/upload-keys/",
+            self.admin_site.admin_view(self.upload_keys),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_upload_keys",
+        )
+        return [upload, *super().get_urls()]
+
+    def upload_keys(self, request, object_id):
+        return upload_keys_view(self, request, object_id)
+
+    @admin.display(description=_("sale"))
+    def sale_state(self, product):
+        labels = {"not_started": _("not started"), "open": _("open"), "ended": _("ended")}
+        return labels[product.sale_state()]
+
+    @admin.display(description=_("available keys"), ordering="n_available")
+    def keys_available(self, product):
+        return getattr(product, "n_available", "—")
+
+    @admin.display(description=_("sold keys"), ordering="n_sold")
+    def keys_sold(self, product):
+        return getattr(product, "n_sold", "—")
+
+    @admin.display(description=_("void keys"), ordering="n_void")
+    def keys_void(self, product):
+        return getattr(product, "n_void", "—")
