@@ -14,7 +14,7 @@ export DJANGO_SETTINGS_MODULE ?= cardshop.settings.local
 # Links in mails, payment callbacks and seed_demo's output point at this run,
 # unless the environment or .env chose SITE_URL.
 ifeq ($(origin SITE_URL)$(shell grep -s '^SITE_URL=' .env),undefined)
-export SITE_URL := http://$(HOST):$(PORT)
+run seed: export SITE_URL = http://$(HOST):$(PORT)
 endif
 
 .PHONY: run test system-deps browser-deps venv services database migrate messages static seed bench-import clean
