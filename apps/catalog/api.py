@@ -1,19 +1,12 @@
 """GET /api/v1/products/<sku>: a product as a script sees it."""
-from django.core import signing
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from apps.orders.buyer_context import device_cookie_ensure
 from apps.stock.selectors import stock_remaining, stock_status
 
+from .page_tokens import page_token_new
 from .selectors import product_info_get
-
-PAGE_TOKEN_SALT = "cardshop.page-token"
-
-
-def page_token_new(*, sku: str) -> str:
-    """A signed, timestamped token: proof that the client fetched the product
-    before checking out (the minimum time on the page is enforced at checkout)."""
-    return signing.TimestampSigner(salt=PAGE_TOKEN_SALT).sign(sku)
 
 
 def _iso(moment):
@@ -26,7 +19,7 @@ def product_detail(request, sku: str):
     if product is None or not product.is_active:
         return JsonResponse({"error": "not_found", "detail": "No such product."}, status=404)
     remaining = stock_remaining(product_id=product.id)
-    return JsonResponse(
+    response = JsonResponse(
         {
             "sku": product.sku,
             "title": product.title,
@@ -42,3 +35,5 @@ def product_detail(request, sku: str):
             "page_token": page_token_new(sku=product.sku),
         }
     )
+    device_cookie_ensure(request, response)
+    return response

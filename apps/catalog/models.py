@@ -35,6 +35,15 @@ class Product(models.Model):
     # Seconds a buyer must have had the product page open before checkout accepts
     # the purchase (a bot that posts straight away is refused); enforced by checkout.
     min_page_seconds = models.PositiveIntegerField(_("minimum seconds on page"), default=2)
+    # Which identities the per-buyer limit counts by, beyond the email (anti-scalping):
+    # a buyer is under the limit only if every identity turned on here is.
+    limit_by_account = models.BooleanField(_("limit per logged-in account"), default=False)
+    limit_by_device = models.BooleanField(_("limit per device cookie"), default=False)
+    limit_by_ip = models.BooleanField(_("limit per client IP"), default=False)
+    # Unpaid reservations one buyer may hold at once, so nobody holds stock hostage.
+    max_unpaid_per_buyer = models.PositiveIntegerField(_("unpaid reservations per buyer"), default=1)
+    # The merchant's kill switch: checkout answers "sale paused" while it is on.
+    sale_paused = models.BooleanField(_("sale paused"), default=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -46,6 +55,7 @@ class Product(models.Model):
             models.CheckConstraint(condition=models.Q(price__gt=0), name="product_price_positive"),
             models.CheckConstraint(condition=models.Q(max_per_order__gte=1), name="product_max_per_order_min_1"),
             models.CheckConstraint(condition=models.Q(per_buyer_limit__gte=1), name="product_per_buyer_limit_min_1"),
+            models.CheckConstraint(condition=models.Q(max_unpaid_per_buyer__gte=1), name="product_max_unpaid_min_1"),
         ]
 
     def __str__(self):

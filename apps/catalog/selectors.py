@@ -38,6 +38,11 @@ class ProductInfo:
     max_per_order: int
     category_id: int | None
     min_page_seconds: int = 2
+    limit_by_account: bool = False
+    limit_by_device: bool = False
+    limit_by_ip: bool = False
+    max_unpaid_per_buyer: int = 1
+    sale_paused: bool = False
     category_slug: str | None = None
     category_name: str | None = None
 
@@ -58,6 +63,11 @@ class ProductInfo:
             max_per_order=product.max_per_order,
             category_id=product.category_id,
             min_page_seconds=product.min_page_seconds,
+            limit_by_account=product.limit_by_account,
+            limit_by_device=product.limit_by_device,
+            limit_by_ip=product.limit_by_ip,
+            max_unpaid_per_buyer=product.max_unpaid_per_buyer,
+            sale_paused=product.sale_paused,
             category_slug=category.slug if category else None,
             category_name=category.name if category else None,
         )

@@ -8,9 +8,11 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
+from apps.orders.buyer_context import device_cookie_ensure
 from apps.orders.forms import PurchaseForm
 from apps.stock.selectors import SOLD_OUT, UNKNOWN, stock_remaining_many, stock_status
 
+from .page_tokens import page_token_new
 from .selectors import ProductInfo, catalog_listing_get, category_listing_get, product_info_get
 
 
@@ -55,14 +57,17 @@ def product(request, sku):
     if info is None or not info.is_active:
         return _not_found(request)
     remaining = stock_remaining_many(product_ids=[info.id])[info.id]
-    stock = stock_status(remaining)
+    # The merchant's kill switch shows as the same "sale paused" as unknown stock.
+    stock = UNKNOWN if info.sale_paused else stock_status(remaining)
     now = timezone.now()
     sale = info.sale_state(now)
     # A fresh key per rendered form: a double submit of this page is one order.
-    form = PurchaseForm(initial={"quantity": 1, "idempotency_key": uuid.uuid4().hex})
+    form = PurchaseForm(
+        initial={"quantity": 1, "idempotency_key": uuid.uuid4().hex, "page_token": page_token_new(sku=info.sku)}
+    )
     form.fields["quantity"].widget.attrs.update(max=info.max_per_order)
     seconds_to_start = math.ceil((info.sale_starts_at - now).total_seconds()) if sale == "not_started" else None
-    return render(
+    response = render(
         request,
         "catalog/product.html",
         {
@@ -75,3 +80,5 @@ def product(request, sku):
             "can_buy": sale == "open" and stock not in (SOLD_OUT, UNKNOWN),
         },
     )
+    device_cookie_ensure(request, response)
+    return response

@@ -8,9 +8,14 @@ class ShopError(Exception):
     http_status = 400
     default_detail = _("The request could not be completed.")
 
-    def __init__(self, detail=None, **extra):
+    # Seconds a client should wait before retrying (sent as Retry-After), if any.
+    retry_after: int | None = None
+
+    def __init__(self, detail=None, *, retry_after: int | None = None, **extra):
         self.detail = detail if detail is not None else self.default_detail
         self.extra = extra
+        if retry_after is not None:
+            self.retry_after = retry_after
         super().__init__(str(self.detail))
 
     def as_json(self) -> dict:

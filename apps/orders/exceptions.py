@@ -6,6 +6,10 @@ __all__ = [
     "InvalidInput",
     "ProductNotFound",
     "SoldOut",
+    "UnpaidLimit",
+    "RateLimited",
+    "PageTokenInvalid",
+    "TooFast",
     "LimitExceeded",
     "SaleNotStarted",
     "SaleEnded",
@@ -31,6 +35,35 @@ class LimitExceeded(ShopError):
     code = "limit_exceeded"
     http_status = 409
     default_detail = _("You have reached the purchase limit for this product.")
+
+
+class UnpaidLimit(ShopError):
+    """The buyer already holds as many unpaid reservations as allowed."""
+
+    code = "unpaid_limit"
+    http_status = 409
+    default_detail = _("You already have an unpaid order for this product. Pay it or let it expire first.")
+
+
+class RateLimited(ShopError):
+    code = "rate_limited"
+    http_status = 429
+    default_detail = _("Too many requests. Please wait a moment and try again.")
+    retry_after = 1
+
+
+class PageTokenInvalid(ShopError):
+    """The checkout did not come from a product page fetched long enough ago."""
+
+    code = "page_token_invalid"
+    http_status = 400
+    default_detail = _("Please open the product page again and retry.")
+
+
+class TooFast(ShopError):
+    code = "too_fast"
+    http_status = 400
+    default_detail = _("That was quicker than a person can be. Please wait a moment and submit again.")
 
 
 class SaleNotStarted(ShopError):

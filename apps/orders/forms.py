@@ -11,3 +11,6 @@ class PurchaseForm(forms.Form):
     # A fresh value per rendered form: a double click submits it twice and the
     # checkout script answers the second with the first order.
     idempotency_key = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
+    # Signed when the page was rendered; checkout refuses a submission faster
+    # than the product's minimum time on the page (apps.catalog.page_tokens).
+    page_token = forms.CharField(widget=forms.HiddenInput, required=False)

@@ -41,3 +41,24 @@ def buyer_identity(*, email: str) -> str:
 def idempotency_digest(*, email: str, key: str) -> str:
     """Scoped to the buyer, so one buyer's key never returns another's order."""
     return hashlib.sha256(f"{email_normalise(email)}\0{key}".encode("utf-8")).hexdigest()[:40]
+
+
+def _hashed(kind: str, value: str) -> str:
+    return f"{kind}:" + hashlib.sha256(f"{kind}\0{value}".encode("utf-8")).hexdigest()[:24]
+
+
+def buyer_identities(*, email: str, product, context) -> list[str]:
+    """Every identity the product's per-buyer limits count this buyer by: the
+    email always, plus the logged-in account, the device cookie and the client
+    IP where the merchant turned them on. Hashed: Redis holds no address.
+
+    A buyer without a device cookie counts as the one cookie-less device, so
+    dropping cookies does not reset the limit."""
+    identities = ["e:" + buyer_identity(email=email)]
+    if product.limit_by_account and context.account_id:
+        identities.append(_hashed("a", str(context.account_id)))
+    if product.limit_by_device:
+        identities.append(_hashed("d", context.device_id or "-"))
+    if product.limit_by_ip and context.ip:
+        identities.append(_hashed("i", context.ip))
+    return identities

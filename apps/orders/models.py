@@ -22,6 +22,9 @@ class Order(models.Model):
     amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
     currency = models.CharField(_("currency"), max_length=3)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.AWAITING_PAYMENT)
+    # The buyer identities (hashes, space-separated) the per-buyer limits counted
+    # this order against; kept so the Redis gate can be rebuilt from MariaDB.
+    buyer_keys = models.TextField(blank=True)
     # SHA-256 (hex) of the buyer's access token; the token itself is never stored.
     access_token_hash = models.CharField(max_length=64)
     # Why an operator must look at this order (needs_attention / refund_pending).

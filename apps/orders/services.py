@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from apps.core.db_locks import persist_fence
 from apps.cardkeys.claims import cardkeys_claim, cardkeys_mark_sold
+from apps.catalog.page_tokens import page_token_check
 from apps.catalog.selectors import ProductInfo, product_info_get
 from apps.payments.models import PaymentEvent
 from apps.stock import services as stock
@@ -29,6 +30,8 @@ from .exceptions import (
     OrderNotFound,
     PaymentMismatch,
     ProductNotFound,
+    RateLimited,
+    UnpaidLimit,
     SaleEnded,
     SaleNotStarted,
     SalePaused,
@@ -37,6 +40,7 @@ from .exceptions import (
 from .identity import (
     access_token_hash,
     access_token_new,
+    buyer_identities,
     buyer_identity,
     email_normalise,
     idempotency_digest,
@@ -55,6 +59,16 @@ COUNTED_STATUSES = (Status.AWAITING_PAYMENT, Status.PAID, Status.DELIVERED, Stat
 
 
 @dataclass(frozen=True)
+class BuyerContext:
+    """What the request tells about the buyer beyond the email."""
+
+    account_id: int | None = None
+    device_id: str = ""
+    ip: str = ""
+    page_token: str | None = None
+
+
+@dataclass(frozen=True)
 class CheckoutResult:
     order_no: str
     access_token: str
@@ -62,7 +76,9 @@ class CheckoutResult:
     product_id: int
 
 
-def order_checkout(*, sku: str, email: str, quantity, idempotency_key: str | None = None) -> CheckoutResult:
+def order_checkout(
+    *, sku: str, email: str, quantity, idempotency_key: str | None = None, buyer: BuyerContext | None = None
+) -> CheckoutResult:
     """Reserve stock for a buyer. One Redis round trip decides; no database
     read beyond the cached product, no database write, no row lock.
 
@@ -70,6 +86,8 @@ def order_checkout(*, sku: str, email: str, quantity, idempotency_key: str | Non
     SaleNotStarted, SaleEnded or SalePaused."""
     email, quantity, idempotency_key = _checkout_input_clean(email=email, quantity=quantity, key=idempotency_key)
     product = _product_for_checkout(sku)
+    buyer = buyer or BuyerContext()
+    page_token_check(product=product, token=buyer.page_token)
     order_no = order_number_new(product_id=product.id)
     token = access_token_new()
     digest = idempotency_digest(email=email, key=idempotency_key) if idempotency_key else ""
@@ -77,7 +95,7 @@ def order_checkout(*, sku: str, email: str, quantity, idempotency_key: str | Non
         outcome = stock.stock_reserve(
             product_id=product.id,
             order_no=order_no,
-            buyer=buyer_identity(email=email),
+            buyers=buyer_identities(email=email, product=product, context=buyer),
             quantity=quantity,
             token_hash=access_token_hash(token),
             email=email,
@@ -134,6 +152,12 @@ def _checkout_refusal(outcome: stock.ReserveOutcome) -> Exception:
         return SoldOut()
     if outcome.code == "limit_exceeded":
         return LimitExceeded(limit=outcome.limit, already=outcome.held)
+    if outcome.code == "unpaid_limit":
+        return UnpaidLimit(max_unpaid=outcome.max_unpaid)
+    if outcome.code == "rate_limited":
+        return RateLimited(retry_after=max(1, -(-outcome.retry_after_ms // 1000)))
+    if outcome.code == "queue_full":
+        return SalePaused(_("Too many orders are waiting to be placed. Please try again in a few seconds."))
     if outcome.code == "too_many":
         message = _("At most %(n)d per order.") % {"n": outcome.max_per_order}
         return InvalidInput(fields={"quantity": [str(message)]})
@@ -175,6 +199,7 @@ def _order_from_reservation(*, product_id: int, record: dict) -> Order:
         amount=order_amount(unit_price=unit_price, quantity=quantity),
         currency=record["currency"],
         status=Status.AWAITING_PAYMENT,
+        buyer_keys=" ".join(record["buyers"]),
         access_token_hash=record["token_hash"],
         reserved_until=datetime.fromtimestamp(int(record["reserved_until"]), tz=dt_timezone.utc),
     )
@@ -245,17 +270,23 @@ def _order_to_paid(order: Order) -> None:
     from .tasks import fulfil_order_task
 
     transaction.on_commit(lambda: fulfil_order_task.delay(order.id))
+    transaction.on_commit(lambda: _gate_mark_paid(order, finish=False))
+
+
+def _gate_mark_paid(order: Order, *, finish: bool) -> None:
+    """Free the buyer's unpaid slot (and with finish, end the reservation).
+    If Redis cannot be reached, reconciliation does it later."""
+    try:
+        stock.stock_reservation_paid(product_id=order.product_id, order_no=order.order_no, finish=finish)
+    except RedisError:
+        logger.warning("order %s: reservation not updated in Redis; reconcile will", order.order_no)
 
 
 def _order_late_payment(order: Order) -> None:
     """Paid after its reservation expired: deliver if stock remains, else refund."""
     try:
         taken = stock.stock_rereserve(
-            product_id=order.product_id,
-            order_no=order.order_no,
-            buyer=buyer_identity(email=order.buyer_email),
-            quantity=order.quantity,
-            record=order_reservation_record(order),
+            product_id=order.product_id, order_no=order.order_no, record=order_reservation_record(order, paid=True)
         )
     except RedisError:
         taken = -1
@@ -296,10 +327,12 @@ def order_mark_refunded(*, order_no: str, provider: str, event_id: str) -> Order
     return order
 
 
-def order_reservation_record(order: Order) -> dict:
+def order_reservation_record(order: Order, *, paid: bool) -> dict:
+    """The order's reservation as the gate stores it (for rebuilds)."""
     return {
         "order_no": order.order_no,
-        "buyer": buyer_identity(email=order.buyer_email),
+        "buyers": order.buyer_keys.split() or ["e:" + buyer_identity(email=order.buyer_email)],
+        "paid": paid,
         "email": order.buyer_email,
         "quantity": order.quantity,
         "token_hash": order.access_token_hash,
@@ -371,19 +404,13 @@ def _after_delivery(delivered: list[Order], short: list[Order]) -> None:
     from .tasks import send_order_keys_email_task
 
     for order in delivered:
-        try:
-            stock.stock_reservation_finish(product_id=order.product_id, order_no=order.order_no)
-        except RedisError:
-            logger.warning("order %s delivered; its reservation stays in Redis until reconcile", order.order_no)
+        _gate_mark_paid(order, finish=True)
         send_order_keys_email_task.delay(order.id)
     for order in short:
         logger.error("order %s needs attention: %s", order.order_no, order.attention_reason)
         # It holds no keys, so it holds no stock either; the counter itself is
         # corrected by reconciliation, which sees the shortfall as drift.
-        try:
-            stock.stock_reservation_finish(product_id=order.product_id, order_no=order.order_no)
-        except RedisError:
-            pass
+        _gate_mark_paid(order, finish=True)
 
 
 # --- Expiry
@@ -412,12 +439,7 @@ def order_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
 def _release_reservations(orders: list[Order]) -> None:
     for order in orders:
         try:
-            stock.stock_release(
-                product_id=order.product_id,
-                order_no=order.order_no,
-                buyer=buyer_identity(email=order.buyer_email),
-                quantity=order.quantity,
-            )
+            stock.stock_release(product_id=order.product_id, order_no=order.order_no)
         except RedisError:
             logger.warning("order %s expired; its stock returns at the next reconcile", order.order_no)
 

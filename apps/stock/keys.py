@@ -26,6 +26,16 @@ def buyers_key(product_id: int) -> str:
     return _product(product_id, "buyers")
 
 
+def unpaid_key(product_id: int) -> str:
+    """Hash: buyer identity hash -> unpaid reservations held (the hostage cap)."""
+    return _product(product_id, "unpaid")
+
+
+def bucket_key(product_id: int, endpoint: str) -> str:
+    """Token bucket capping an endpoint's rate for this product."""
+    return _product(product_id, f"bucket:{endpoint}")
+
+
 def reservations_key(product_id: int) -> str:
     """Hash: order number -> reservation record, until the order ends or expires."""
     return _product(product_id, "reservations")

@@ -12,14 +12,13 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.cardkeys.models import CardKey
 from apps.core.db_locks import persist_fence
 from apps.catalog.models import Product
-from apps.orders.identity import buyer_identity
 from apps.orders.models import Order
 from apps.orders.services import COUNTED_STATUSES, HOLDING_STATUSES, order_reservation_record
 
@@ -55,15 +54,22 @@ def _stock_rebuild_from_database(product: Product) -> tuple[bool, int | None]:
     holding = list(Order.objects.filter(product_id=product.id, status__in=HOLDING_STATUSES))
     stock = available_keys(product_id=product.id) - sum(o.quantity for o in holding)
     buyers: dict[str, int] = {}
-    for email, quantity in (
-        Order.objects.filter(product_id=product.id, status__in=COUNTED_STATUSES)
-        .values_list("buyer_email")
-        .annotate(total=Sum("quantity"))
+    for order in Order.objects.filter(product_id=product.id, status__in=COUNTED_STATUSES).only(
+        "buyer_keys", "buyer_email", "quantity"
     ):
-        buyer = buyer_identity(email=email)
-        buyers[buyer] = buyers.get(buyer, 0) + quantity
-    reservations = {o.order_no: order_reservation_record(o) for o in holding}
-    rebuilt = gate.stock_rebuild(product=product, stock=stock, buyers=buyers, reservations=reservations)
+        for identity in order_reservation_record(order, paid=True)["buyers"]:
+            buyers[identity] = buyers.get(identity, 0) + order.quantity
+    unpaid: dict[str, int] = {}
+    reservations = {}
+    for order in holding:
+        record = order_reservation_record(order, paid=order.status != Order.Status.AWAITING_PAYMENT)
+        reservations[order.order_no] = record
+        if not record["paid"]:
+            for identity in record["buyers"]:
+                unpaid[identity] = unpaid.get(identity, 0) + 1
+    rebuilt = gate.stock_rebuild(
+        product=product, stock=stock, buyers=buyers, unpaid=unpaid, reservations=reservations
+    )
     current, _ = gate.stock_gate_state(product_id=product.id)
     return rebuilt, current
 
@@ -93,7 +99,7 @@ class ReconcileReport:
             f"re-driven paid orders: {len(self.redriven)} {' '.join(self.redriven)}".rstrip(),
             f"reservations persisted: {self.persisted}",
             f"reservations expired: {self.expired}",
-            f"stale reservations cleared (delivered or needing attention): {len(self.finished)}",
+            f"reservations brought up to date (paid, delivered, needing attention): {len(self.finished)}",
             f"stock returned for ended orders: {len(self.released)}",
             f"gates rebuilt after loss: {len(self.rewarmed)} {' '.join(self.rewarmed)}".rstrip(),
             "stock drift fixed: "
@@ -168,13 +174,14 @@ def _clear_ended_reservations(product: Product, reservations: dict[str, dict], r
     for order_no, record in reservations.items():
         status = statuses.get(order_no)
         if status in (Order.Status.DELIVERED, Order.Status.NEEDS_ATTENTION):
-            gate.stock_reservation_finish(product_id=product.id, order_no=order_no)
+            gate.stock_reservation_paid(product_id=product.id, order_no=order_no, finish=True)
             report.finished.append(order_no)
         elif status in (Order.Status.EXPIRED, Order.Status.REFUND_PENDING, Order.Status.REFUNDED):
-            if gate.stock_release(
-                product_id=product.id, order_no=order_no, buyer=record["buyer"], quantity=int(record["quantity"])
-            ):
+            if gate.stock_release(product_id=product.id, order_no=order_no):
                 report.released.append(order_no)
+        elif status == Order.Status.PAID and not record.get("paid"):
+            gate.stock_reservation_paid(product_id=product.id, order_no=order_no)
+            report.finished.append(order_no)
 
 
 def _stock_drift(product_id: int) -> int:

@@ -8,12 +8,14 @@ from datetime import datetime
 from django.conf import settings
 
 from .keys import (
+    bucket_key,
     buyers_key,
     idempotency_key,
     persist_queue_key,
     reservations_key,
     rules_key,
     stock_key,
+    unpaid_key,
     warmed_products_key,
 )
 from .redis import stock_redis
@@ -36,21 +38,26 @@ class ReserveOutcome:
     limit: int = 0
     held: int = 0
     max_per_order: int = 0
+    max_unpaid: int = 0
+    retry_after_ms: int = 0
 
 
 def stock_reserve(
     *,
     product_id: int,
     order_no: str,
-    buyer: str,
+    buyers: list[str],
     quantity: int,
     token_hash: str,
     email: str,
     idempotency_digest: str = "",
     idempotency_value: str = "",
 ) -> ReserveOutcome:
-    """The checkout decision: one Redis round trip (rules, window, limits,
-    idempotency, stock; then decrement, reserve and queue for persistence)."""
+    """The checkout decision: one Redis round trip (rate cap, idempotency,
+    rules, window, limits for every buyer identity, stock; then decrement,
+    reserve and queue for persistence)."""
+    if not buyers:
+        raise ValueError("at least one buyer identity is needed")
     keys = [
         stock_key(product_id),
         rules_key(product_id),
@@ -58,16 +65,21 @@ def stock_reserve(
         reservations_key(product_id),
         persist_queue_key(product_id),
         idempotency_key(product_id, idempotency_digest or "-"),
+        unpaid_key(product_id),
+        bucket_key(product_id, "checkout"),
     ]
     args = [
         order_no,
-        buyer,
         quantity,
         token_hash,
         email,
         idempotency_value if idempotency_digest else "",
         settings.RESERVATION_TTL + settings.IDEMPOTENCY_GRACE_SECONDS,
         settings.RESERVATION_TTL,
+        settings.CHECKOUT_RATE_PER_SECOND,
+        settings.CHECKOUT_RATE_BURST,
+        settings.PERSIST_BACKLOG_LIMIT,
+        *buyers,
     ]
     reply = lua_script("checkout")(keys=keys, args=args)
     code = _text(reply[0])
@@ -79,24 +91,32 @@ def stock_reserve(
         return ReserveOutcome(code=code, limit=int(reply[1]), held=int(reply[2]))
     if code == "too_many":
         return ReserveOutcome(code=code, max_per_order=int(reply[1]))
+    if code == "unpaid_limit":
+        return ReserveOutcome(code=code, max_unpaid=int(reply[1]))
+    if code == "rate_limited":
+        return ReserveOutcome(code=code, retry_after_ms=int(reply[1]))
     return ReserveOutcome(code=code)
 
 
-def stock_release(*, product_id: int, order_no: str, buyer: str, quantity: int) -> bool:
-    """Return an ended reservation's stock and the buyer's share. Idempotent."""
+def stock_release(*, product_id: int, order_no: str) -> bool:
+    """Return an ended reservation's stock and its buyers' shares. Idempotent."""
+    keys = [stock_key(product_id), buyers_key(product_id), reservations_key(product_id), unpaid_key(product_id)]
+    return lua_script("release")(keys=keys, args=[order_no]) == 1
+
+
+def stock_reservation_paid(*, product_id: int, order_no: str, finish: bool = False) -> bool:
+    """The reservation was paid: its buyers' unpaid slots free up. With
+    finish, the reservation also ends (delivered, or it holds no keys); its
+    stock stays taken either way."""
+    keys = [reservations_key(product_id), unpaid_key(product_id)]
+    return lua_script("paid")(keys=keys, args=[order_no, "1" if finish else "0"]) == 1
+
+
+def stock_rereserve(*, product_id: int, order_no: str, record: dict) -> int:
+    """Take stock again for a late payment: 1 taken, 0 too little left, -1 not warmed.
+    `record` is the reservation as stock_rebuild takes it, marked paid."""
     keys = [stock_key(product_id), buyers_key(product_id), reservations_key(product_id)]
-    return lua_script("release")(keys=keys, args=[order_no, buyer, quantity]) == 1
-
-
-def stock_rereserve(*, product_id: int, order_no: str, buyer: str, quantity: int, record: dict) -> int:
-    """Take stock again for a late payment: 1 taken, 0 too little left, -1 not warmed."""
-    keys = [stock_key(product_id), buyers_key(product_id), reservations_key(product_id)]
-    return int(lua_script("rereserve")(keys=keys, args=[order_no, buyer, quantity, json.dumps(record)]))
-
-
-def stock_reservation_finish(*, product_id: int, order_no: str) -> None:
-    """A delivered order no longer holds a reservation; its stock stays taken."""
-    stock_redis().hdel(reservations_key(product_id), order_no)
+    return int(lua_script("rereserve")(keys=keys, args=[order_no, json.dumps(record)]))
 
 
 def stock_reservation_get(*, product_id: int, order_no: str) -> dict | None:
@@ -128,16 +148,24 @@ def sale_rules(product) -> dict:
         "per_buyer_limit": product.per_buyer_limit,
         "price": str(product.price),
         "currency": product.currency,
-        "paused": "0",
+        "paused": "1" if product.sale_paused else "0",
+        "max_unpaid": product.max_unpaid_per_buyer,
     }
 
 
-def stock_rebuild(*, product, stock: int, buyers: dict[str, int], reservations: dict[str, dict]) -> bool:
+def stock_rebuild(
+    *, product, stock: int, buyers: dict[str, int], unpaid: dict[str, int], reservations: dict[str, dict]
+) -> bool:
     """Write a product's gate from database figures, only while its stock is
     unknown. Returns False when the stock was already there (nothing written)."""
     stock_rules_publish(product=product)
-    keys = [stock_key(product.id), buyers_key(product.id), reservations_key(product.id)]
-    args = [stock, json.dumps(buyers), json.dumps({no: json.dumps(r) for no, r in reservations.items()})]
+    keys = [stock_key(product.id), buyers_key(product.id), reservations_key(product.id), unpaid_key(product.id)]
+    args = [
+        stock,
+        json.dumps(buyers),
+        json.dumps({no: json.dumps(r) for no, r in reservations.items()}),
+        json.dumps(unpaid),
+    ]
     rebuilt = lua_script("warm")(keys=keys, args=args) == 1
     stock_redis().sadd(warmed_products_key(), product.id)
     return rebuilt

@@ -149,6 +149,13 @@ LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=10)
 RESERVATION_TTL = env.int("RESERVATION_TTL", default=15 * 60)
 # An Idempotency-Key is remembered this long past the reservation it made.
 IDEMPOTENCY_GRACE_SECONDS = env.int("IDEMPOTENCY_GRACE_SECONDS", default=15 * 60)
+# A product page's token is good for checkout this long (then: reload the page).
+PAGE_TOKEN_MAX_AGE = env.int("PAGE_TOKEN_MAX_AGE", default=2 * 60 * 60)
+# The checkout cap per product, a token bucket folded into the checkout script
+# (0 turns it off), and the persistence backlog at which checkout pauses.
+CHECKOUT_RATE_PER_SECOND = env.int("CHECKOUT_RATE_PER_SECOND", default=1000)
+CHECKOUT_RATE_BURST = env.int("CHECKOUT_RATE_BURST", default=1000)
+PERSIST_BACKLOG_LIMIT = env.int("PERSIST_BACKLOG_LIMIT", default=20000)
 # Queued reservations written to MariaDB per statement.
 PERSIST_BATCH_SIZE = env.int("PERSIST_BATCH_SIZE", default=500)
 # How long a stock rebuild waits for a persisting batch to finish.
@@ -177,6 +184,40 @@ SANDBOX_WEBHOOK_ATTEMPTS = env.int("SANDBOX_WEBHOOK_ATTEMPTS", default=3)
 # --- Mail
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="cardshop <noreply@cardshop.local>")
+
+# --- Per-client rate limits (django-ratelimit, counted in the Redis cache).
+# django-ratelimit's own switch: false turns every per-client limit off (for a
+# benchmark sending a crowd from one address); the per-buyer purchase limit is
+# counted in the checkout script and always holds.
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+RATELIMIT_USE_CACHE = "default"
+# A counter that cannot be read for an instant (expiring between two calls)
+# lets the request through rather than refusing it.
+RATELIMIT_FAIL_OPEN = True
+# "count/period" (period s, m, h or d, e.g. "30/m"); an empty value turns that limit off.
+RATELIMIT_CHECKOUT_IP = env("RATELIMIT_CHECKOUT_IP", default="30/m")
+RATELIMIT_CHECKOUT_BUYER = env("RATELIMIT_CHECKOUT_BUYER", default="10/m")
+RATELIMIT_LOOKUP_IP = env("RATELIMIT_LOOKUP_IP", default="10/m")
+RATELIMIT_PAY_IP = env("RATELIMIT_PAY_IP", default="30/m")
+# The client address behind a reverse proxy: the header our proxy sets (e.g.
+# X-Forwarded-For, X-Real-IP) and how many of our proxies append to it. Empty
+# means REMOTE_ADDR, and every client-supplied header is ignored.
+TRUSTED_PROXY_IP_HEADER = env("TRUSTED_PROXY_IP_HEADER", default="")
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
+
+# --- Circuit breakers around payment providers and mail: after fail_max
+# failures in a row calls fail fast for reset_timeout seconds, then one trial
+# call closes or reopens the breaker.
+CIRCUIT_BREAKERS = {
+    "payment": {
+        "fail_max": env.int("BREAKER_PAYMENT_FAIL_MAX", default=5),
+        "reset_timeout": env.float("BREAKER_PAYMENT_RESET_TIMEOUT", default=30.0),
+    },
+    "mail": {
+        "fail_max": env.int("BREAKER_MAIL_FAIL_MAX", default=5),
+        "reset_timeout": env.float("BREAKER_MAIL_RESET_TIMEOUT", default=60.0),
+    },
+}
 
 # --- Internationalisation: Chinese first, English alongside.
 LANGUAGE_CODE = "zh-hans"

@@ -37,3 +37,15 @@ def add_keys(*, product: Product, count: int, prefix: str = "") -> list[str]:
         for s in secrets_
     )
     return secrets_
+
+
+def redis_lose_product(product: Product) -> None:
+    """What a Redis restart does to one product's gate: every key gone (only
+    this environment's keys: the prefix keeps other runs' data safe)."""
+    from django.conf import settings
+
+    from apps.stock.redis import stock_redis
+
+    client = stock_redis()
+    for key in client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:{{p:{product.id}}}:*"):
+        client.delete(key)

@@ -19,7 +19,7 @@ from apps.stock.keys import stock_key
 from apps.stock.reconcile import stock_warm
 from apps.stock.redis import stock_redis
 
-from .support import product_with_keys
+from .support import product_with_keys, redis_lose_product
 from .processes import CeleryWorker, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
@@ -165,8 +165,7 @@ def test_redis_lost_mid_sale_pauses_rebuilds_and_never_oversells(app_server, cel
     lost = checkout_crowd(app_server.url, product.sku, [f"lost{i}@x.com" for i in range(20)])
     assert Counter(s for s, _ in lost) == {202: 20}
     client = stock_redis()
-    for key in client.scan_iter(match=f"*{{p:{product.id}}}*"):
-        client.delete(key)
+    redis_lose_product(product)
 
     paused = checkout_crowd(app_server.url, product.sku, [f"p{i}@x.com" for i in range(10)])
     assert {(s, b["error"]) for s, b in paused} == {(503, "sale_paused")}

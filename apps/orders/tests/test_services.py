@@ -23,7 +23,7 @@ from apps.stock.keys import stock_key
 from apps.stock.redis import stock_redis
 from apps.stock.selectors import stock_remaining
 
-from .support import product_with_keys
+from .support import product_with_keys, redis_lose_product
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -230,8 +230,7 @@ def test_redis_lost_pauses_then_warm_restores_without_oversell(celery_eager):
     services.order_persist_queued()
     checkout(product, email="b@x.com")  # queued only: lost with Redis
     client = stock_redis()
-    for key in client.scan_iter(match=f"*{{p:{product.id}}}*"):
-        client.delete(key)
+    redis_lose_product(product)
     with pytest.raises(SalePaused):
         checkout(product, email="c@x.com")
     from apps.stock.reconcile import stock_warm

@@ -1,16 +1,39 @@
 -- Checkout: the one decision of the purchase path, atomic in Redis.
--- KEYS[1] stock   KEYS[2] rules   KEYS[3] buyers   KEYS[4] reservations
--- KEYS[5] persist queue           KEYS[6] idempotency key ("" part when none)
--- ARGV[1] order_no  ARGV[2] buyer id  ARGV[3] quantity  ARGV[4] token hash
--- ARGV[5] email     ARGV[6] idempotency value ("" = no key)  ARGV[7] idempotency ttl (s)
--- ARGV[8] reservation ttl (s)
+-- KEYS[1] stock   KEYS[2] rules   KEYS[3] buyers (identity -> quantity held or bought)
+-- KEYS[4] reservations   KEYS[5] persist queue   KEYS[6] idempotency key
+-- KEYS[7] unpaid (identity -> unpaid reservations)   KEYS[8] token bucket
+-- ARGV[1] order_no  ARGV[2] quantity  ARGV[3] token hash  ARGV[4] email
+-- ARGV[5] idempotency value ("" = no key)  ARGV[6] idempotency ttl (s)  ARGV[7] reservation ttl (s)
+-- ARGV[8] bucket rate (per s, 0 = no cap)  ARGV[9] bucket burst
+-- ARGV[10] persist backlog limit (0 = none)  ARGV[11..] buyer identities (at least one)
 -- Returns {code, ...}: {"ok", order_no, remaining} | {"duplicate", idempotency value}
---   | {"not_found"} | {"sale_paused"} | {"sale_not_started"} | {"sale_ended"}
---   | {"too_many", max_per_order} | {"sold_out"} | {"limit_exceeded", limit, held}
-local stock_key, rules_key, buyers_key, reservations_key, queue_key, idem_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local order_no, buyer, qty, token_hash, email = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local idem_value, idem_ttl, reservation_ttl = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+--   | {"rate_limited", retry_after_ms} | {"not_found"} | {"sale_paused"} | {"queue_full"}
+--   | {"sale_not_started"} | {"sale_ended"} | {"too_many", max_per_order} | {"sold_out"}
+--   | {"limit_exceeded", limit, held} | {"unpaid_limit", cap}
+local stock_key, rules_key, buyers_key, reservations_key, queue_key, idem_key, unpaid_key, bucket_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local order_no, qty, token_hash, email = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local idem_value, idem_ttl, reservation_ttl = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local rate, burst, backlog_limit = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local buyers = {}
+for i = 11, #ARGV do buyers[#buyers + 1] = ARGV[i] end
+
+local now = redis.call("TIME")
+local now_s = tonumber(now[1])
+local now_ms = now_s * 1000 + math.floor(tonumber(now[2]) / 1000)
+
+-- The endpoint's cap, as a token bucket refilled at `rate` per second.
+if rate > 0 then
+  local bucket = redis.call("HMGET", bucket_key, "tokens", "at")
+  local tokens, at = tonumber(bucket[1]) or burst, tonumber(bucket[2]) or now_ms
+  tokens = math.min(burst, tokens + (now_ms - at) * rate / 1000)
+  if tokens < 1 then
+    redis.call("HSET", bucket_key, "tokens", tokens, "at", now_ms)
+    return {"rate_limited", math.ceil((1 - tokens) * 1000 / rate)}
+  end
+  redis.call("HSET", bucket_key, "tokens", tokens - 1, "at", now_ms)
+  redis.call("PEXPIRE", bucket_key, 60000)
+end
 
 if idem_value ~= "" then
   local first = redis.call("GET", idem_key)
@@ -18,15 +41,14 @@ if idem_value ~= "" then
 end
 
 local rules = redis.call("HMGET", rules_key, "active", "starts", "ends", "max_per_order", "per_buyer_limit",
-  "price", "currency", "paused")
+  "price", "currency", "paused", "max_unpaid")
 local stock = redis.call("GET", stock_key)
 -- Stock or rules unknown (not warmed yet, or Redis lost its data): fail closed.
 if not stock or not rules[1] then return {"sale_paused"} end
 if rules[1] ~= "1" then return {"not_found"} end
 if rules[8] == "1" then return {"sale_paused"} end
+if backlog_limit > 0 and redis.call("LLEN", queue_key) >= backlog_limit then return {"queue_full"} end
 
-local now = redis.call("TIME")
-local now_s = tonumber(now[1])
 local starts, ends = tonumber(rules[2]), tonumber(rules[3])
 if starts >= 0 and now_s < starts then return {"sale_not_started"} end
 if ends >= 0 and now_s >= ends then return {"sale_ended"} end
@@ -36,14 +58,25 @@ if qty > max_per_order then return {"too_many", max_per_order} end
 
 if tonumber(stock) < qty then return {"sold_out"} end
 
-local limit = tonumber(rules[5])
-local held = tonumber(redis.call("HGET", buyers_key, buyer) or "0")
-if held + qty > limit then return {"limit_exceeded", limit, held} end
+-- Every identity the merchant counts by must be under the limits.
+local limit, max_unpaid = tonumber(rules[5]), tonumber(rules[9])
+local held = redis.call("HMGET", buyers_key, unpack(buyers))
+for i = 1, #buyers do
+  local h = tonumber(held[i] or "0")
+  if h + qty > limit then return {"limit_exceeded", limit, h} end
+end
+local unpaid = redis.call("HMGET", unpaid_key, unpack(buyers))
+for i = 1, #buyers do
+  if tonumber(unpaid[i] or "0") >= max_unpaid then return {"unpaid_limit", max_unpaid} end
+end
 
 local remaining = redis.call("DECRBY", stock_key, qty)
-redis.call("HINCRBY", buyers_key, buyer, qty)
+for i = 1, #buyers do
+  redis.call("HINCRBY", buyers_key, buyers[i], qty)
+  redis.call("HINCRBY", unpaid_key, buyers[i], 1)
+end
 local record = cjson.encode({
-  order_no = order_no, buyer = buyer, email = email, quantity = qty, token_hash = token_hash,
+  order_no = order_no, buyers = buyers, email = email, quantity = qty, token_hash = token_hash,
   unit_price = rules[6], currency = rules[7], created_at = now_s, reserved_until = now_s + reservation_ttl,
 })
 redis.call("HSET", reservations_key, order_no, record)
