@@ -10,7 +10,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.core.errors import InvalidInput, ShopError
+from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP, rate_limit
 
+from .buyer_context import buyer_context
 from .selectors import order_snapshot_get
 from .services import order_checkout
 
@@ -33,6 +35,7 @@ def order_urls(order_no: str) -> dict:
 
 @csrf_exempt  # no cookie authentication here, so there is nothing to forge
 @require_POST
+@rate_limit(CHECKOUT_IP, CHECKOUT_BUYER)  # before checkout: a refused request reserves nothing
 def order_create(request):
     try:
         body = json.loads(request.body or b"{}")
@@ -46,6 +49,7 @@ def order_create(request):
             email=body.get("email"),
             quantity=body.get("quantity", 1),
             idempotency_key=request.headers.get("Idempotency-Key") or body.get("idempotency_key"),
+            buyer=buyer_context(request, page_token=request.headers.get("X-Page-Token") or body.get("page_token")),
         )
     except ShopError as error:
         return shop_error_response(error)

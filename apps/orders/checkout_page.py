@@ -5,12 +5,15 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from apps.core.errors import ShopError
+from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP, rate_limit
 
+from .buyer_context import buyer_context
 from .grants import order_grant_token
 from .services import order_checkout
 
 
 @require_POST
+@rate_limit(CHECKOUT_IP, CHECKOUT_BUYER, page=True)  # before checkout: a refused request reserves nothing
 def checkout(request, sku: str):
     try:
         result = order_checkout(
@@ -18,6 +21,7 @@ def checkout(request, sku: str):
             email=request.POST.get("email", ""),
             quantity=request.POST.get("quantity", ""),
             idempotency_key=request.POST.get("idempotency_key") or None,
+            buyer=buyer_context(request, page_token=request.POST.get("page_token")),
         )
     except ShopError as error:
         messages.error(request, error.detail)

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -13,8 +14,9 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from apps.payments.exceptions import UnknownProvider
-from apps.payments.providers import provider_get
+from apps.core.ratelimits import LOOKUP_IP, rate_limit
+from apps.payments.exceptions import PaymentUnavailable, UnknownProvider
+from apps.payments.services import payment_url_get
 
 from .grants import order_access_get, order_grant_lookup
 from .models import Order
@@ -51,12 +53,13 @@ def order_detail(request, order_no: str):
     pay_url = None
     if snapshot["status"] in PAYABLE_STATES:
         try:
-            provider = provider_get(name=settings.PAYMENT_DEFAULT_PROVIDER)
+            pay_url = payment_url_get(order_no=order_no, token=access.token)
         except UnknownProvider:
             # Misconfigured: the buyer still sees the order, without a pay button.
             logger.error("PAYMENT_DEFAULT_PROVIDER %r is not enabled", settings.PAYMENT_DEFAULT_PROVIDER)
-        else:
-            pay_url = provider.payment_start(order_no=order_no, token=access.token)
+        except PaymentUnavailable as error:
+            # The provider is failing: no pay button, and the reason.
+            messages.warning(request, error.detail)
     return render(
         request,
         "orders/detail.html",
@@ -84,6 +87,7 @@ def order_status(request, order_no: str):
 
 @never_cache
 @require_http_methods(["GET", "POST"])
+@rate_limit(LOOKUP_IP, page=True)
 def order_lookup(request):
     """Order number + email open the order in this browser. A wrong pair and an
     unknown order get the same answer, so the page reveals nothing."""

@@ -6,6 +6,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from apps.core.breakers import BreakerOpen
+
 from .exceptions import NotificationDeliveryFailed
 
 # Calls to our own site must not go through an HTTP proxy set in the environment.
@@ -35,12 +37,15 @@ def webhook_deliver(
 ) -> int:
     """POST `message()` (called again for each attempt, so every attempt is
     signed with a fresh timestamp) until the webhook answers 2xx; returns that
-    status. Raises NotificationDeliveryFailed with the last reason."""
+    status. Raises NotificationDeliveryFailed with the last reason, at once
+    when `post` raises BreakerOpen (retrying now would only fail fast again)."""
     reason = "no attempt made"
     for attempt in range(1, attempts + 1):
         body, headers = message()
         try:
             status = post(url, body, headers, timeout)
+        except BreakerOpen as exc:
+            raise NotificationDeliveryFailed(f"{url}: {exc}") from exc
         except OSError as exc:
             reason = f"{type(exc).__name__}: {exc}"
         else:

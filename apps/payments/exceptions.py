@@ -35,5 +35,15 @@ class OrderNotPayable(ShopError):
     default_detail = _("This order cannot be paid now.")
 
 
+class PaymentUnavailable(ShopError):
+    """The provider is failing (or its circuit breaker is open). The order is
+    untouched: it keeps its reservation and can be paid once this passes."""
+
+    code = "payment_unavailable"
+    http_status = 503
+    default_detail = _("Payment is temporarily unavailable. Your order is kept: please try again in a few minutes.")
+    retry_after = 30
+
+
 class NotificationDeliveryFailed(Exception):
     """The webhook did not answer 2xx after every attempt; the task retries later."""

@@ -9,6 +9,7 @@ from django.utils import timezone
 from apps.orders.models import Order
 from apps.orders.services import order_mark_paid, order_mark_refunded
 
+from .breaker import provider_call
 from .exceptions import OrderNotPayable, StaleNotification
 from .models import PaymentEvent
 from .providers import provider_get
@@ -47,24 +48,42 @@ def sandbox_payment_make(*, snapshot: Mapping) -> None:
     """The buyer paid in the sandbox: it notifies the webhook, asynchronously
     and with retries, as a real provider does. `snapshot` is the order as the
     token holder sees it (order_snapshot_get). Raises UnknownProvider when the
-    sandbox is not enabled, and OrderNotPayable."""
+    sandbox is not enabled, OrderNotPayable, and PaymentUnavailable while the
+    sandbox is failing (the order stays as it is)."""
     sandbox = provider_get(name=SandboxProvider.name)
     if snapshot["status"] not in SANDBOX_PAYABLE:
         raise OrderNotPayable()
-    sandbox.payment_make(
-        order_no=snapshot["order_no"], amount=Decimal(str(snapshot["amount"])), currency=snapshot["currency"]
+    provider_call(
+        sandbox,
+        "payment_make",
+        order_no=snapshot["order_no"],
+        amount=Decimal(str(snapshot["amount"])),
+        currency=snapshot["currency"],
     )
+
+
+def payment_url_get(*, order_no: str, token: str | None) -> str:
+    """Where the buyer goes to pay the order, at the default provider. Raises
+    UnknownProvider when that provider is not enabled, and PaymentUnavailable
+    while it is failing."""
+    provider = provider_get(name=settings.PAYMENT_DEFAULT_PROVIDER)
+    return provider_call(provider, "payment_start", order_no=order_no, token=token)
 
 
 def payment_refund_request(*, order_id: int) -> bool:
     """Ask the provider that took the order's payment to refund it; the order
     becomes `refunded` when the provider's notification arrives. Returns False,
     doing nothing, unless the order is refund_pending with a recorded payment
-    (so a task run twice, or after the refund, is harmless)."""
+    (so a task run twice, or after the refund, is harmless). Raises
+    PaymentUnavailable while the provider is failing; the task retries."""
     payment = payment_refundable_get(order_id=order_id)
     if payment is None:
         return False
-    provider_get(name=payment.provider).refund_start(
-        order_no=payment.order.order_no, amount=payment.amount, currency=payment.currency
+    provider_call(
+        provider_get(name=payment.provider),
+        "refund_start",
+        order_no=payment.order.order_no,
+        amount=payment.amount,
+        currency=payment.currency,
     )
     return True

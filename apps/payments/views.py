@@ -4,6 +4,7 @@ import logging
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -13,11 +14,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.core.errors import ShopError
+from apps.core.ratelimits import PAY_IP, rate_limit
 from apps.orders.api import shop_error_response
 from apps.orders.grants import order_access_get
 from apps.orders.selectors import order_snapshot_get
 
-from .exceptions import OrderNotPayable
+from .exceptions import OrderNotPayable, PaymentUnavailable
 from .providers.sandbox import SandboxProvider
 from .services import SANDBOX_PAYABLE, payment_notification_process, sandbox_payment_make
 
@@ -30,7 +32,9 @@ _NOT_FOUND = _("No such order.")
 @require_POST
 def webhook(request, provider: str):
     """2xx only once the state change is committed, so a provider retries on any
-    failure; 4xx with the reason for a notification that will never be accepted."""
+    failure; 4xx with the reason for a notification that will never be accepted.
+    No per-client rate limit: a provider sends every notification from a few
+    addresses, and a refused one would only be retried."""
     try:
         order = payment_notification_process(provider_name=provider, body=request.body, headers=request.headers)
     except ShopError as error:
@@ -46,6 +50,7 @@ def _order_page_url(order_no: str, token: str | None) -> str:
 
 @never_cache
 @require_http_methods(["GET", "POST"])
+@rate_limit(PAY_IP, page=True)
 def sandbox_pay_page(request, order_no: str):
     """The sandbox's payment page: the amount, "Pay" and "Cancel". Reached with
     the order's token (?token=) or a session grant, like the order page."""
@@ -60,7 +65,17 @@ def sandbox_pay_page(request, order_no: str):
                 sandbox_payment_make(snapshot=snapshot)
             except OrderNotPayable:
                 pass  # already paid or ended: the order page says which
+            except PaymentUnavailable as error:
+                # The same page again, saying so: the buyer can retry from here.
+                messages.error(request, error.detail)
+                response = _pay_page(request, snapshot, back_url, status=error.http_status)
+                response["Retry-After"] = str(error.retry_after)
+                return response
         return redirect(back_url)
+    return _pay_page(request, snapshot, back_url)
+
+
+def _pay_page(request, snapshot: dict, back_url: str, status: int = 200):
     return render(
         request,
         "payments/sandbox_pay.html",
@@ -70,14 +85,17 @@ def sandbox_pay_page(request, order_no: str):
             "payable": snapshot["status"] in SANDBOX_PAYABLE,
             "back_url": back_url,
         },
+        status=status,
     )
 
 
 @csrf_exempt  # authenticated by the order token, not by a cookie
 @require_POST
+@rate_limit(PAY_IP)
 def sandbox_pay_api(request, order_no: str):
     """POST /api/v1/payments/sandbox/<order_no>/pay with the order token
-    (X-Order-Token header or JSON body "token"): pays in full, 202."""
+    (X-Order-Token header or JSON body "token"): pays in full, 202; 503
+    payment_unavailable with Retry-After while the sandbox is failing."""
     token = request.headers.get("X-Order-Token")
     if not token:
         try:

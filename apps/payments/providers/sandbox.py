@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 
+from ..breaker import provider_post_guarded
 from ..delivery import http_post, webhook_deliver
 from ..exceptions import InvalidSignature, MalformedNotification
 from ..models import PaymentEvent
@@ -76,14 +77,15 @@ def _notification_send(*, kind: str, order_no: str, amount: Decimal, currency: s
 
 def notification_deliver(*, fields: Mapping[str, str], post=http_post, sleep=time.sleep) -> int:
     """POST the notification to this site's sandbox webhook, signed afresh for
-    each attempt. Raises NotificationDeliveryFailed."""
+    each attempt, through the sandbox's circuit breaker: while it is open
+    nothing is sent. Raises NotificationDeliveryFailed."""
     url = settings.SITE_URL.rstrip("/") + reverse("payments:webhook", kwargs={"provider": SandboxProvider.name})
     return webhook_deliver(
         url=url,
         message=lambda: notification_sign({**fields, "timestamp": int(time.time())}),
         attempts=settings.SANDBOX_WEBHOOK_ATTEMPTS,
         timeout=settings.SANDBOX_WEBHOOK_TIMEOUT_SECONDS,
-        post=post,
+        post=provider_post_guarded(SandboxProvider.name, post),
         sleep=sleep,
     )
 
