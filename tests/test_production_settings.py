@@ -26,6 +26,9 @@ REAL = {
     "DJANGO_SECRET_KEY": "k" * 20 + "-real-secret-for-tests-0123456789",
     "CARDKEY_ENCRYPTION_KEYS": Fernet.generate_key().decode() + "," + Fernet.generate_key().decode(),
     "CARDKEY_FINGERPRINT_KEY": "f" * 40,
+    # The demo's only provider is the sandbox; a real shop would list its own.
+    "ALLOW_SANDBOX_PAYMENTS": "true",
+    "SANDBOX_PAYMENT_SECRET": "s" * 40,
 }
 
 
@@ -94,3 +97,13 @@ def test_refuses_the_development_fingerprint_key():
 
     result = load_production_settings(**{**REAL, "CARDKEY_FINGERPRINT_KEY": INSECURE_DEV_FINGERPRINT_KEY})
     assert_refused(result, "CARDKEY_FINGERPRINT_KEY must be a real secret")
+
+
+def test_refuses_the_sandbox_provider_unless_explicitly_allowed():
+    result = load_production_settings(**{**REAL, "ALLOW_SANDBOX_PAYMENTS": "false"})
+    assert_refused(result, "pays without money")
+
+
+def test_refuses_the_development_sandbox_secret():
+    result = load_production_settings(**{**REAL, "SANDBOX_PAYMENT_SECRET": "dev-only-sandbox-payment-secret"})
+    assert_refused(result, "SANDBOX_PAYMENT_SECRET")

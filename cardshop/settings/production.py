@@ -11,6 +11,7 @@ from .base import *  # noqa: F403
 from .base import (
     INSECURE_DEV_ENCRYPTION_KEY,
     INSECURE_DEV_FINGERPRINT_KEY,
+    INSECURE_DEV_SANDBOX_PAYMENT_SECRET,
     INSECURE_DEV_SECRET_KEY,
 )
 from cardshop.env import env
@@ -43,6 +44,17 @@ for _position, _key in enumerate(CARDKEY_ENCRYPTION_KEYS, start=1):
         ) from None
 if CARDKEY_FINGERPRINT_KEY == INSECURE_DEV_FINGERPRINT_KEY or len(CARDKEY_FINGERPRINT_KEY) < 32:
     raise ImproperlyConfigured("CARDKEY_FINGERPRINT_KEY must be a real secret of at least 32 characters.")
+
+# The sandbox provider pays without money: a production shop that offers it
+# gives keys away. Only an explicit demo deployment may keep it.
+if "sandbox" in PAYMENT_PROVIDERS:  # noqa: F405
+    if not env.bool("ALLOW_SANDBOX_PAYMENTS", default=False):
+        raise ImproperlyConfigured(
+            "PAYMENT_PROVIDERS includes 'sandbox', which pays without money. Remove it, or set "
+            "ALLOW_SANDBOX_PAYMENTS=true for a demo deployment."
+        )
+    if SANDBOX_PAYMENT_SECRET == INSECURE_DEV_SANDBOX_PAYMENT_SECRET or len(SANDBOX_PAYMENT_SECRET) < 32:  # noqa: F405
+        raise ImproperlyConfigured("SANDBOX_PAYMENT_SECRET must be a real secret of at least 32 characters.")
 
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
