@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
@@ -82,8 +82,9 @@ def order_checkout(
     """Reserve stock for a buyer. One Redis round trip decides; no database
     read beyond the cached product, no database write, no row lock.
 
-    Raises InvalidInput, ProductNotFound, SoldOut, LimitExceeded,
-    SaleNotStarted, SaleEnded or SalePaused."""
+    Raises InvalidInput, ProductNotFound, PageTokenInvalid, TooFast,
+    RateLimited, SoldOut, LimitExceeded, UnpaidLimit, SaleNotStarted,
+    SaleEnded or SalePaused."""
     email, quantity, idempotency_key = _checkout_input_clean(email=email, quantity=quantity, key=idempotency_key)
     product = _product_for_checkout(sku)
     buyer = buyer or BuyerContext()
@@ -119,14 +120,19 @@ def _checkout_input_clean(*, email, quantity, key) -> tuple[str, int, str | None
     fields: dict[str, list[str]] = {}
     email = email_normalise(email) if isinstance(email, str) else ""
     try:
+        # The order row holds at most 254 characters; longer must not reach the queue.
+        if len(email) > Order._meta.get_field("buyer_email").max_length:
+            raise ValidationError("too long")
         validate_email(email)
     except ValidationError:
         fields["email"] = [str(_("Enter a valid email address."))]
     try:
-        quantity = int(quantity)
-        if isinstance(quantity, bool) or quantity < 1:
+        if isinstance(quantity, bool) or (isinstance(quantity, float) and not quantity.is_integer()):
             raise ValueError
-    except (TypeError, ValueError):
+        quantity = int(quantity)
+        if quantity < 1:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
         fields["quantity"] = [str(_("Quantity must be a whole number of at least 1."))]
     if key is not None and (not isinstance(key, str) or len(key) > 64):
         fields["idempotency_key"] = [str(_("The idempotency key must be text of at most 64 characters."))]
@@ -183,7 +189,8 @@ def order_persist_reservations(*, product_id: int, records: list[dict]) -> int:
             Order.objects.filter(order_no__in=[o.order_no for o in orders]).values_list("order_no", flat=True)
         )
         new = [o for o in orders if o.order_no not in existing]
-        Order.objects.bulk_create(new, ignore_conflicts=True)
+        # Plain INSERT: IGNORE would turn a bad value into a silent truncation.
+        Order.objects.bulk_create(new)
     return len(new)
 
 
@@ -216,10 +223,29 @@ def order_persist_queued(*, product_ids: list[int] | None = None) -> int:
             if not held:
                 continue
             while records := stock.stock_queue_peek(product_id=product_id, count=settings.PERSIST_BATCH_SIZE):
-                order_persist_reservations(product_id=product_id, records=records)
+                try:
+                    order_persist_reservations(product_id=product_id, records=records)
+                except (IntegrityError, DataError, KeyError, ValueError):
+                    _persist_one_by_one(product_id=product_id, records=records)
                 stock.stock_queue_drop(product_id=product_id, count=len(records))
                 total += len(records)
     return total
+
+
+def _persist_one_by_one(*, product_id: int, records: list[dict]) -> None:
+    """A batch the database refused: write its records one at a time, so one
+    bad record cannot block the queue behind it. A record refused on its own
+    is logged and dropped; its reservation then expires like an unpaid one.
+    A database that is down raises OperationalError, which is not caught: the
+    batch stays queued for the next run."""
+    for record in records:
+        try:
+            order_persist_reservations(product_id=product_id, records=[record])
+        except (IntegrityError, DataError, KeyError, ValueError) as exc:
+            logger.error(
+                "reservation %s of product %s could not be persisted and was dropped: %s",
+                record.get("order_no"), product_id, type(exc).__name__,
+            )
 
 
 # --- Payment

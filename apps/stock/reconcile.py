@@ -26,6 +26,9 @@ from . import services as gate
 
 logger = logging.getLogger(__name__)
 
+# A reservation that is not an order this long after it lapsed is released.
+ORPHAN_GRACE_SECONDS = 10 * 60
+
 
 def available_keys(*, product_id: int) -> int:
     return CardKey.objects.filter(product_id=product_id, status=CardKey.Status.AVAILABLE).count()
@@ -168,6 +171,7 @@ def _reconcile_product(product: Product, report: ReconcileReport, settle: float)
 def _clear_ended_reservations(product: Product, reservations: dict[str, dict], report: ReconcileReport) -> None:
     if not reservations:
         return
+    now = time.time()
     statuses = dict(
         Order.objects.filter(order_no__in=list(reservations)).values_list("order_no", "status")
     )
@@ -177,6 +181,11 @@ def _clear_ended_reservations(product: Product, reservations: dict[str, dict], r
             gate.stock_reservation_paid(product_id=product.id, order_no=order_no, finish=True)
             report.finished.append(order_no)
         elif status in (Order.Status.EXPIRED, Order.Status.REFUND_PENDING, Order.Status.REFUNDED):
+            if gate.stock_release(product_id=product.id, order_no=order_no):
+                report.released.append(order_no)
+        elif status is None and int(record["reserved_until"]) + ORPHAN_GRACE_SECONDS < now:
+            # Never became an order (its record was refused, or lost with a
+            # worker's data) and long past its reservation: nobody can pay it.
             if gate.stock_release(product_id=product.id, order_no=order_no):
                 report.released.append(order_no)
         elif status == Order.Status.PAID and not record.get("paid"):

@@ -93,7 +93,16 @@ def test_wrong_token_sees_nothing():
 
 @pytest.mark.parametrize(
     "email,quantity,field",
-    [("not-an-email", 1, "email"), ("a@b.co", 0, "quantity"), ("a@b.co", "two", "quantity"), ("a@b.co", 9, "quantity")],
+    [
+        ("not-an-email", 1, "email"),
+        ("a" * 250 + "@b.co", 1, "email"),
+        ("a@b.co", 0, "quantity"),
+        ("a@b.co", "two", "quantity"),
+        ("a@b.co", 1.5, "quantity"),
+        ("a@b.co", True, "quantity"),
+        ("a@b.co", None, "quantity"),
+        ("a@b.co", 9, "quantity"),
+    ],
 )
 def test_bad_input_is_refused_and_reserves_nothing(email, quantity, field):
     product = product_with_keys(keys=10, max_per_order=5)

@@ -1,4 +1,7 @@
 import io
+import json
+import time
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
@@ -8,7 +11,8 @@ from apps.cardkeys.models import CardKey
 from apps.orders import services
 from apps.orders.models import Order
 from apps.orders.tests.support import add_keys, product_with_keys
-from apps.stock.keys import reservations_key, stock_key
+from apps.stock import reconcile
+from apps.stock.keys import persist_queue_key, reservations_key, stock_key
 from apps.stock.reconcile import reconcile_run
 from apps.stock.redis import stock_redis
 
@@ -83,3 +87,27 @@ def test_reconcile_returns_stock_of_orders_that_ended_while_redis_was_away():
     assert report.released == [result.order_no]
     assert int(stock_redis().get(stock_key(product.id))) == 2
     assert report.drift_fixed == {}
+
+
+def test_a_bad_record_does_not_block_the_queue_and_its_stock_returns_later(caplog):
+    product = product_with_keys(keys=5)
+    services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    bad = services.order_checkout(sku=product.sku, email="b@x.com", quantity=1)
+    services.order_checkout(sku=product.sku, email="c@x.com", quantity=1)
+    client = stock_redis()
+    queue = persist_queue_key(product.id)
+    records = [json.loads(r) for r in client.lrange(queue, 0, -1)]
+    records[1]["currency"] = "TOO-LONG-FOR-THE-COLUMN"  # the database will refuse it
+    client.delete(queue)
+    client.rpush(queue, *[json.dumps(r) for r in records])
+
+    assert services.order_persist_queued() == 3
+    assert Order.objects.filter(product=product).count() == 2
+    assert not Order.objects.filter(order_no=bad.order_no).exists()
+    assert "could not be persisted" in caplog.text
+    assert int(client.get(stock_key(product.id))) == 2  # the bad one still holds its key
+    # Long after its reservation lapsed, reconciliation gives its key back.
+    with mock.patch.object(reconcile.time, "time", return_value=time.time() + 3600):
+        report = reconcile.reconcile_run(drift_settle_seconds=0)
+    assert bad.order_no in report.released
+    assert int(client.get(stock_key(product.id))) == 3
