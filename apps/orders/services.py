@@ -333,6 +333,7 @@ def order_to_refund_pending(*, order: Order, reason: str) -> None:
     from .tasks import refund_order_task
 
     transaction.on_commit(lambda: refund_order_task.delay(order.id))
+    transaction.on_commit(lambda: _release_reservations([order], unpaid_only=False))
 
 
 @transaction.atomic(durable=True)
@@ -458,14 +459,14 @@ def order_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
         Order.objects.filter(id__in=[o.id for o in due], status=Status.AWAITING_PAYMENT).update(
             status=Status.EXPIRED, updated_at=now
         )
-        transaction.on_commit(lambda: _release_reservations(due))
+        transaction.on_commit(lambda: _release_reservations(due, unpaid_only=True))
     return len(due)
 
 
-def _release_reservations(orders: list[Order]) -> None:
+def _release_reservations(orders: list[Order], *, unpaid_only: bool) -> None:
     for order in orders:
         try:
-            stock.stock_release(product_id=order.product_id, order_no=order.order_no)
+            stock.stock_release(product_id=order.product_id, order_no=order.order_no, unpaid_only=unpaid_only)
         except RedisError:
             logger.warning("order %s expired; its stock returns at the next reconcile", order.order_no)
 

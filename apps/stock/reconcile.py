@@ -180,13 +180,16 @@ def _clear_ended_reservations(product: Product, reservations: dict[str, dict], r
         if status in (Order.Status.DELIVERED, Order.Status.NEEDS_ATTENTION):
             gate.stock_reservation_paid(product_id=product.id, order_no=order_no, finish=True)
             report.finished.append(order_no)
-        elif status in (Order.Status.EXPIRED, Order.Status.REFUND_PENDING, Order.Status.REFUNDED):
-            if gate.stock_release(product_id=product.id, order_no=order_no):
+        elif status in (Order.Status.REFUND_PENDING, Order.Status.REFUNDED):
+            if gate.stock_release(product_id=product.id, order_no=order_no, unpaid_only=False):
+                report.released.append(order_no)
+        elif status == Order.Status.EXPIRED:
+            if gate.stock_release(product_id=product.id, order_no=order_no, unpaid_only=True):
                 report.released.append(order_no)
         elif status is None and int(record["reserved_until"]) + ORPHAN_GRACE_SECONDS < now:
             # Never became an order (its record was refused, or lost with a
             # worker's data) and long past its reservation: nobody can pay it.
-            if gate.stock_release(product_id=product.id, order_no=order_no):
+            if gate.stock_release(product_id=product.id, order_no=order_no, unpaid_only=True):
                 report.released.append(order_no)
         elif status == Order.Status.PAID and not record.get("paid"):
             gate.stock_reservation_paid(product_id=product.id, order_no=order_no)

@@ -98,10 +98,11 @@ def stock_reserve(
     return ReserveOutcome(code=code)
 
 
-def stock_release(*, product_id: int, order_no: str) -> bool:
-    """Return an ended reservation's stock and its buyers' shares. Idempotent."""
+def stock_release(*, product_id: int, order_no: str, unpaid_only: bool) -> bool:
+    """Return an ended reservation's stock and its buyers' shares. Idempotent.
+    With unpaid_only (expiry), a reservation a payment got to first is kept."""
     keys = [stock_key(product_id), buyers_key(product_id), reservations_key(product_id), unpaid_key(product_id)]
-    return lua_script("release")(keys=keys, args=[order_no]) == 1
+    return lua_script("release")(keys=keys, args=[order_no, "1" if unpaid_only else "0"]) == 1
 
 
 def stock_reservation_paid(*, product_id: int, order_no: str, finish: bool = False) -> bool:
@@ -115,7 +116,7 @@ def stock_reservation_paid(*, product_id: int, order_no: str, finish: bool = Fal
 def stock_rereserve(*, product_id: int, order_no: str, record: dict) -> int:
     """Take stock again for a late payment: 1 taken, 0 too little left, -1 not warmed.
     `record` is the reservation as stock_rebuild takes it, marked paid."""
-    keys = [stock_key(product_id), buyers_key(product_id), reservations_key(product_id)]
+    keys = [stock_key(product_id), buyers_key(product_id), reservations_key(product_id), unpaid_key(product_id)]
     return int(lua_script("rereserve")(keys=keys, args=[order_no, json.dumps(record)]))
 
 

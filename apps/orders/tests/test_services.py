@@ -248,3 +248,22 @@ def test_redis_lost_pauses_then_warm_restores_without_oversell(celery_eager):
     assert int(client.get(stock_key(product.id))) == 2
     pay(a.order_no)
     assert Order.objects.get(order_no=a.order_no).status == Order.Status.DELIVERED
+
+
+def test_payment_between_expiry_commit_and_its_release_keeps_its_stock(celery_eager, monkeypatch):
+    """Expiry commits, then a payment takes the order's row lock before the
+    expiry's after-commit release has run: the late payment keeps the
+    reservation, and the release that runs afterwards must not return it."""
+    from django.utils import timezone
+
+    product = product_with_keys(keys=2)
+    result = checkout(product)
+    services.order_persist_queued()
+    held_back = []
+    monkeypatch.setattr(services, "_release_reservations", lambda orders, unpaid_only: held_back.append((orders, unpaid_only)))
+    services.order_expire_due(now=timezone.now() + timezone.timedelta(hours=1))
+    pay(result.order_no, event_id="late-race")
+    monkeypatch.undo()
+    services._release_reservations(*held_back[0][:1], unpaid_only=held_back[0][1])
+    assert Order.objects.get(order_no=result.order_no).status == Order.Status.DELIVERED
+    assert stock_remaining(product_id=product.id) == 1  # one key sold, one left: no phantom stock

@@ -1,9 +1,21 @@
 -- Take stock again for an order paid after its reservation expired.
--- KEYS[1] stock  KEYS[2] buyers  KEYS[3] reservations
+-- KEYS[1] stock  KEYS[2] buyers  KEYS[3] reservations  KEYS[4] unpaid
 -- ARGV[1] order_no  ARGV[2] reservation record (JSON, marked paid)
--- Returns 1 when the stock was taken (or the order still held it), 0 when too little is left,
+-- Returns 1 when the stock was taken (or the order still held it: its expiry's
+-- release has not run yet, and now never will), 0 when too little is left,
 -- -1 when stock is unknown (not warmed).
-if redis.call("HEXISTS", KEYS[3], ARGV[1]) == 1 then return 1 end
+local held = redis.call("HGET", KEYS[3], ARGV[1])
+if held then
+  local r = cjson.decode(held)
+  if not r.paid then
+    for _, buyer in ipairs(r.buyers) do
+      if redis.call("HINCRBY", KEYS[4], buyer, -1) <= 0 then redis.call("HDEL", KEYS[4], buyer) end
+    end
+    r.paid = true
+    redis.call("HSET", KEYS[3], ARGV[1], cjson.encode(r))
+  end
+  return 1
+end
 local stock = redis.call("GET", KEYS[1])
 if not stock then return -1 end
 local r = cjson.decode(ARGV[2])
