@@ -34,9 +34,13 @@ class BreakerOpen(Exception):
     """The named system failed repeatedly; it is not called for `retry_after` seconds."""
 
     def __init__(self, name: str, retry_after: int):
+        # Both in args, so the error pickles (Celery keeps it for a retry).
+        super().__init__(name, retry_after)
         self.name = name
         self.retry_after = retry_after
-        super().__init__(f"circuit breaker {name!r} is open; retry in {retry_after} s")
+
+    def __str__(self):
+        return f"circuit breaker {self.name!r} is open; retry in {self.retry_after} s"
 
 
 class _SharedBreaker(pybreaker.CircuitBreaker):
