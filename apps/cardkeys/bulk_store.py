@@ -1,12 +1,12 @@
 """Storing an import's keys in bulk, one chunk at a time.
 
-Each chunk: drop the keys already stored for the product, encrypt the rest,
-insert them with multi-row INSERTs. The chunk's database work runs on a helper
-thread while the importer reads and fingerprints the next chunk: MariaDB round
-trips release the GIL, so parsing overlaps the server's insert time (the
-import is twice as fast). The helper uses the importer's own connection, hence
-its transaction and the product lock it holds; at most one chunk is in flight
-and the importer touches the connection only when none is.
+Each chunk is encrypted on the caller's thread, then a helper thread drops
+the keys already stored for the product and inserts the rest with multi-row
+INSERTs, while the caller reads, fingerprints and encrypts the next chunk:
+MariaDB round trips release the GIL, so the Python work overlaps the server's
+(measured in docs/import.md). The helper uses the caller's own connection,
+hence its transaction and the product lock it holds; at most one chunk is in
+flight and the caller touches the connection only when none is.
 """
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,11 +34,15 @@ def _insert_rows(cursor, sql: str, params: list[str]) -> None:
 class KeyStore:
     """Use as a context manager; `submit` chunks of (line number, secret, fingerprint hex)."""
 
-    def __init__(self, *, product_id: int, batch_id: int):
+    def __init__(self, *, product_id: int, batch_id: int, check_stored: bool = True):
+        """check_stored=False skips looking up each chunk among the stored keys;
+        only right when the product had none and no one else can add any (the
+        caller holds the product lock)."""
         self._connection = connections[DEFAULT_DB_ALIAS]
         self._connection.ensure_connection()
         self._product_id = int(product_id)
         self._batch_id = int(batch_id)
+        self._check_stored = check_stored
         self._encrypt = secret_encrypter()
         # Stored as UTC like every Django datetime, in a fixed format.
         self._created_at = timezone.now().astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -58,8 +62,13 @@ class KeyStore:
     def submit(self, chunk: list[tuple[int, str, str]]) -> ChunkResult | None:
         """Start storing `chunk`; returns the previous chunk's result (None for the first).
         Raises the previous chunk's database error."""
+        # Encrypted here, not on the helper: the helper's time is the server's
+        # and the GIL is free for this thread meanwhile. A key that turns out to
+        # be stored already was encrypted for nothing; re-uploads are rare.
+        encrypt = self._encrypt
+        rows = [(number, encrypt(secret), fingerprint) for number, secret, fingerprint in chunk]
         previous = self.wait()
-        self._in_flight = self._executor.submit(self._store, chunk)
+        self._in_flight = self._executor.submit(self._store, rows)
         return previous
 
     def wait(self) -> ChunkResult | None:
@@ -67,24 +76,29 @@ class KeyStore:
         future, self._in_flight = self._in_flight, None
         return None if future is None else future.result()
 
-    def _store(self, chunk: list[tuple[int, str, str]]) -> ChunkResult:
+    def _store(self, rows: list[tuple[int, str, str]]) -> ChunkResult:
+        """Runs on the helper thread: (line number, token, fingerprint) rows."""
         with self._connection.wrap_database_errors:
             cursor = self._connection.connection.cursor()
             try:
-                stored = self._stored_fingerprints(cursor, [fingerprint for _, _, fingerprint in chunk])
+                stored = (
+                    self._stored_fingerprints(cursor, [fingerprint for _, _, fingerprint in rows])
+                    if self._check_stored
+                    else set()
+                )
                 params, duplicates = [], []
-                for number, secret, fingerprint in chunk:
+                for number, token, fingerprint in rows:
                     if fingerprint in stored:
                         duplicates.append(number)
                     else:
-                        params += (self._encrypt(secret), fingerprint)
-                rows = len(params) // 2
-                for start in range(0, rows, _ROWS_PER_STATEMENT):
-                    count = min(_ROWS_PER_STATEMENT, rows - start)
+                        params += (token, fingerprint)
+                accepted = len(params) // 2
+                for start in range(0, accepted, _ROWS_PER_STATEMENT):
+                    count = min(_ROWS_PER_STATEMENT, accepted - start)
                     _insert_rows(cursor, self._insert_sql(count), params[2 * start:2 * (start + count)])
             finally:
                 cursor.close()
-        return ChunkResult(accepted=rows, duplicate_lines=duplicates)
+        return ChunkResult(accepted=accepted, duplicate_lines=duplicates)
 
     def _stored_fingerprints(self, cursor, fingerprints: list[str]) -> set[str]:
         placeholders = ", ".join(["%s"] * len(fingerprints))
