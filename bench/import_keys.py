@@ -1,6 +1,6 @@
 """Benchmark: import a generated key file through cardkeys_import.
 
-    .venv/bin/python bench/import_keys.py [--lines 1000000] [--profile]
+    .venv/bin/python bench/import_keys.py [--lines 1000000] [--existing 0] [--profile]
 
 Recreates its own database (BENCH_DATABASE_NAME, default cardshop_bench_import)
 on the configured MariaDB server and uses its own Redis key prefix, so it never
@@ -44,11 +44,16 @@ def _recreate_database(name: str) -> None:
     server.close()
 
 
-def _write_keys(path: Path, lines: int) -> None:
+def _write_keys(path: Path, lines: int, prefix: bytes = b"BENCH") -> None:
     # 24-character keys shaped like real top-up codes, distinct by construction.
     with open(path, "wb") as out:
         for start in range(0, lines, 10_000):
-            out.write(b"".join(b"BENCH-%08d-%09x\n" % (i, i * 2654435761 % (1 << 36)) for i in range(start, min(start + 10_000, lines))))
+            out.write(
+                b"".join(
+                    b"%s-%08d-%09x\n" % (prefix, i, i * 2654435761 % (1 << 36))
+                    for i in range(start, min(start + 10_000, lines))
+                )
+            )
 
 
 def _peak_rss_mb() -> float:
@@ -60,6 +65,10 @@ def _peak_rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument(
+        "--existing", type=int, default=0,
+        help="first store this many other keys for the product (untimed), so each chunk is checked against them",
+    )
     parser.add_argument("--profile", action="store_true", help="print the top functions by cumulative time to stderr")
     args = parser.parse_args()
 
@@ -83,6 +92,11 @@ def main() -> None:
     product = Product.objects.using("default").create(sku="BENCH-IMPORT", title="Import benchmark", price="1.00")
 
     with tempfile.TemporaryDirectory() as tmp:
+        if args.existing:
+            earlier = Path(tmp) / "earlier.txt"
+            _write_keys(earlier, args.existing, prefix=b"EARLY")
+            with open(earlier, "rb") as source:
+                cardkeys_import(product=product, source=source, file_name="earlier.txt")
         path = Path(tmp) / "keys.txt"
         _write_keys(path, args.lines)
         size = path.stat().st_size
@@ -107,6 +121,7 @@ def main() -> None:
         json.dumps(
             {
                 "lines": args.lines,
+                "existing_keys": args.existing,
                 "file_mb": round(size / 1024 / 1024, 1),
                 "accepted": report.accepted,
                 "duplicates": report.duplicates,

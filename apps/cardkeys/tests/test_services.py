@@ -343,3 +343,31 @@ def test_void_and_unvoid_move_only_available_and_void_keys():
     available.refresh_from_db(), sold.refresh_from_db()
     assert (available.status, sold.status) == ("available", "sold")
     assert sold.order_id is not None
+
+
+# --- the stock gate follows the pool -------------------------------------------
+
+
+def test_warmed_stock_counter_follows_imports_and_voids(django_capture_on_commit_callbacks):
+    from apps.stock.keys import stock_key
+    from apps.stock.redis import stock_redis
+
+    product = ProductFactory()
+    other = ProductFactory()  # not warmed: its counter must stay absent
+    redis = stock_redis()
+    redis.set(stock_key(product.pk), 2)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        report = run_import(product, b"W-1\nW-2\nW-3\nW-1\n")
+    with django_capture_on_commit_callbacks(execute=True):
+        run_import(other, b"X-1\n")
+    assert int(redis.get(stock_key(product.pk))) == 2 + report.accepted
+    assert redis.get(stock_key(other.pk)) is None
+
+    ids = list(CardKey.objects.filter(product=product).values_list("id", flat=True)[:2])
+    with django_capture_on_commit_callbacks(execute=True):
+        cardkeys_void(key_ids=ids)
+    assert int(redis.get(stock_key(product.pk))) == 3
+    with django_capture_on_commit_callbacks(execute=True):
+        cardkeys_unvoid(key_ids=ids[:1])
+    assert int(redis.get(stock_key(product.pk))) == 4
