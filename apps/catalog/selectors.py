@@ -11,6 +11,8 @@ from django.core.cache import cache
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from apps.core.last_good import LastGood
+
 from .models import Category, Product
 
 logger = logging.getLogger(__name__)
@@ -123,17 +125,29 @@ def category_listing_get(*, slug: str) -> CategoryListing | None:
     return next((section for section in catalog_listing_get() if section.slug == slug), None)
 
 
-# Without Redis the shop still shows its pages (read from the database, stock
-# shown as paused) instead of failing: Redis is the gate, not the record.
+# Without Redis the shop still shows its pages (stock shown as paused) instead
+# of failing: Redis is the gate, not the record. Each process keeps the last
+# good copy of what it served and serves that while Redis is down, so a refresh
+# storm does not move onto MariaDB; a copy older than CATALOG_FALLBACK_SECONDS
+# is read from the database again (and kept again).
+_last_good = LastGood()
+
+
 def _cache_get(key: str):
     try:
-        return cache.get(key)
+        value = cache.get(key)
     except RedisError:
-        logger.warning("catalog cache unreachable, reading %s from the database", key)
-        return None
+        value = _last_good.recall(key, max_age=settings.CATALOG_FALLBACK_SECONDS)
+        if value is None:
+            logger.warning("catalog cache unreachable, reading %s from the database", key)
+        return value
+    if value is not None:
+        _last_good.remember(key, value)
+    return value
 
 
 def _cache_set(key: str, value) -> None:
+    _last_good.remember(key, value)
     try:
         cache.set(key, value, settings.PRODUCT_CACHE_TTL)
     except RedisError:

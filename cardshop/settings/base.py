@@ -109,10 +109,15 @@ CACHES = {
 }
 # Product info is cached this long; a merchant's edit invalidates it at once.
 PRODUCT_CACHE_TTL = env.int("PRODUCT_CACHE_TTL", default=300)
+# While Redis is down each web process serves its last good copy of product
+# info and listings this long before reading MariaDB again (apps.core.last_good).
+CATALOG_FALLBACK_SECONDS = env.int("CATALOG_FALLBACK_SECONDS", default=300)
 
 # Sessions live in Redis only: the purchase form's session write must not be a
 # MariaDB write on the checkout path.
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+# apps.core.sessions: the cache store, but a Redis outage loses a session write
+# instead of answering 500.
+SESSION_ENGINE = "apps.core.sessions"
 
 # --- Celery
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/1")

@@ -102,10 +102,12 @@ def free_port() -> int:
 
 
 class GunicornServer:
-    """The app under gunicorn, as production runs it, on a free local port."""
+    """The app under gunicorn, as production runs it, on a free local port.
+    `extra_env` overrides the test environment (e.g. REDIS_URL for a private Redis)."""
 
-    def __init__(self, *, workers: int = 2, threads: int = 8):
+    def __init__(self, *, workers: int = 2, threads: int = 8, extra_env: dict | None = None):
         self.workers, self.threads = workers, threads
+        self.extra_env = extra_env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -119,7 +121,8 @@ class GunicornServer:
                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
                 "--worker-class", "gthread", "--threads", str(self.threads), "--backlog", "2048",
             ],
-            cwd=ROOT, env=test_environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=test_environment(**self.extra_env), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

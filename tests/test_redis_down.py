@@ -1,0 +1,182 @@
+"""Redis stopped during a sale (issue 4): pages still render from each web
+process's last good copy, checkout answers 503 sale_paused with Retry-After,
+nothing is sold; Redis back (empty): checkout stays paused until warm_stock
+rebuilds the gate, then reopens without overselling.
+
+The shared Redis other runs use is never stopped: the test starts its own
+redis-server on a free port and points the app (gunicorn, manage.py) at it."""
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import redis
+import requests
+
+from apps.catalog.models import Category, Product
+from apps.orders.models import Order
+from apps.orders.tests import processes
+from apps.orders.tests.processes import ROOT, GunicornServer, free_port, wait_until
+from apps.orders.tests.support import product_with_keys
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
+
+
+class PrivateRedis:
+    """A throwaway redis-server that keeps nothing on disk: a restart comes back empty."""
+
+    def __init__(self):
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not shutil.which(binary):
+            pytest.fail("redis-server is not installed; run scripts/ensure_system_packages.sh (Debian: redis-server)")
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.dir = tempfile.mkdtemp(prefix="private-redis-")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "PrivateRedis":
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir, "--maxmemory-policy", "noeviction"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until(self.answers, timeout=10, message=f"private redis-server on port {self.port}")
+        return self
+
+    def answers(self) -> bool:
+        try:
+            return redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping()
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            try:
+                redis.Redis.from_url(self.url).shutdown(nosave=True)
+            except redis.RedisError:
+                self.process.kill()
+            self.process.wait(timeout=10)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+@pytest.fixture
+def private_redis():
+    server = PrivateRedis().start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)
+
+
+def manage(env: dict, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=processes.test_environment(**env),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def persist_queued(env: dict) -> int:
+    out = manage(env, "shell", "-c", "from apps.orders.services import order_persist_queued; print(order_persist_queued())")
+    return int(out.strip().splitlines()[-1])
+
+
+def checkout(base: str, sku: str, email: str) -> requests.Response:
+    return requests.post(f"{base}/api/v1/orders", json={"sku": sku, "email": email, "quantity": 1}, timeout=10)
+
+
+def form_checkout(base: str, sku: str, email: str) -> requests.Response:
+    """The storefront's purchase form, as a browser sends it (CSRF cookie and token)."""
+    browser = requests.Session()
+    page = browser.get(f"{base}/p/{sku}", headers={"Accept-Language": "en"}, timeout=10)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    return browser.post(
+        f"{base}/p/{sku}/buy",
+        data={"csrfmiddlewaretoken": token, "email": email, "quantity": "1", "idempotency_key": "form-1"},
+        headers={"Referer": f"{base}/p/{sku}", "Accept-Language": "en"}, timeout=10,
+    )
+
+
+def test_redis_down_pages_render_checkout_pauses_and_reopens_after_warm_up(private_redis):
+    category = Category.objects.create(name="Games", slug="games")
+    product = product_with_keys(keys=5, warm=False, title="Original title", category=category, per_buyer_limit=1)
+    env = {"REDIS_URL": private_redis.url, "TEST_CELERY_BROKER_URL": private_redis.url}
+    # One worker, so the pages read before the outage are in the process that serves the ones after it.
+    server = GunicornServer(workers=1, threads=4, extra_env=env).start()
+    try:
+        base = server.url
+        assert "warmed, stock 5" in manage(env, "warm_stock", "--sku", product.sku)
+        for path in ("/", "/c/games", f"/p/{product.sku}"):
+            assert requests.get(base + path, timeout=10).status_code == 200
+        first = checkout(base, product.sku, "first@x.com")
+        assert first.status_code == 202, first.text
+        assert persist_queued(env) == 1
+
+        private_redis.stop()
+        # Changed behind the cache's back: a page showing the old title was not read from MariaDB.
+        Product.objects.filter(pk=product.pk).update(title="Changed in the database")
+
+        page = requests.get(f"{base}/p/{product.sku}", headers={"Accept-Language": "en"}, timeout=10)
+        assert page.status_code == 200
+        assert "Original title" in page.text and "Changed in the database" not in page.text
+        assert "badge-paused" in page.text
+        assert requests.get(f"{base}/", timeout=10).status_code == 200
+        assert requests.get(f"{base}/c/games", timeout=10).status_code == 200
+
+        started = time.monotonic()
+        for n in range(5):
+            refused = checkout(base, product.sku, f"down{n}@x.com")
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"] == "sale_paused"
+            assert int(refused.headers["Retry-After"]) >= 1
+        assert time.monotonic() - started < 5, "a dead Redis must fail fast, not hang the request"
+
+        form = form_checkout(base, product.sku, "form@x.com")
+        assert form.status_code == 200 and form.url.endswith(f"/p/{product.sku}"), (form.status_code, form.url)
+        assert "The sale is paused for a moment" in form.text
+
+        assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
+        ready = requests.get(f"{base}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["checks"]["redis"] != "ok"
+        assert Order.objects.filter(product=product).count() == 1
+
+        # Back, but empty: stock is unknown, so checkout stays closed until the warm-up.
+        private_redis.start()
+        for n in range(3):
+            still = checkout(base, product.sku, f"early{n}@x.com")
+            assert (still.status_code, still.json()["error"]) == (503, "sale_paused"), still.text
+        assert "warmed, stock 4" in manage(env, "warm_stock", "--sku", product.sku)
+
+        answers = [checkout(base, product.sku, f"after{n}@x.com") for n in range(8)]
+        codes = [(a.status_code, a.json().get("error")) for a in answers]
+        assert codes == [(202, None)] * 4 + [(409, "sold_out")] * 4, codes
+        assert persist_queued(env) == 4
+        assert Order.objects.filter(product=product).count() == 5  # = keys uploaded: nothing oversold
+        assert requests.get(f"{base}/readyz", timeout=10).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_sessions_survive_an_unreachable_redis(settings):
+    """A session write while Redis is down is lost (logged), not a 500."""
+    from django.contrib.sessions.backends.cache import SessionStore as DjangoCacheStore
+
+    from apps.core.sessions import SessionStore
+
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
+    with pytest.raises(redis.RedisError):
+        stock = DjangoCacheStore()
+        stock["grant"] = "x"
+        stock.save()  # what Django's own store does: the request would answer 500
+    session = SessionStore()
+    session["grant"] = "x"
+    session.save()
+    assert session.session_key
+    assert SessionStore(session.session_key).load() == {}
+    session.delete()
