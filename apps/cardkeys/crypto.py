@@ -98,5 +98,6 @@ def fingerprint_secret(secret: str) -> str:
 
 
 def mask_secret(secret: str) -> str:
-    """What admin pages and logs may show: the first 4 characters, then ****."""
-    return secret[:4] + "****"
+    """What admin pages and logs may show: the first 4 characters, then ****.
+    Never more than half of the key, so a short key is not shown whole."""
+    return secret[: min(4, len(secret) // 2)] + "****"

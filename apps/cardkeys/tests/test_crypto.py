@@ -37,8 +37,10 @@ def test_fingerprint_is_keyed_and_normalised(settings):
     assert len(first) == 64
 
 
-def test_mask_shows_four_characters():
-    assert mask_secret("ABCDEFGH") == "ABCD****"
+def test_mask_shows_four_characters_and_never_half_of_a_short_key():
+    assert mask_secret("ABCDEFGH-1234") == "ABCD****"
+    assert mask_secret("ABCD") == "AB****"
+    assert mask_secret("A") == "****"
 
 
 @pytest.mark.django_db
