@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
+    path("", include("apps.monitoring.urls")),  # /metrics, and admin/sales/ ahead of the admin's catch-all
     path("admin/", admin.site.urls),
     path("api/v1/", include("cardshop.api_urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -43,10 +43,50 @@ def check_broker() -> None:
         connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=CHECK_TIMEOUT)
 
 
+class StockNotWarmed(Exception):
+    pass
+
+
+def check_stock_warmed() -> None:
+    """Every active product whose sale is open has its stock counter in Redis;
+    one without it refuses checkout (sale_paused) until warm_stock rebuilds it.
+    Read from MariaDB, so a Redis that lost everything (the list of warmed
+    products too) fails this check instead of passing it. Passes when no sale
+    is open."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from apps.catalog.models import Product
+    from apps.stock.keys import stock_key
+
+    now = timezone.now()
+    open_sales = list(
+        Product.objects.using("default").filter(is_active=True)
+        .filter(Q(sale_starts_at__isnull=True) | Q(sale_starts_at__lte=now))
+        .filter(Q(sale_ends_at__isnull=True) | Q(sale_ends_at__gt=now))
+        .values_list("id", "sku")[:1000]
+    )
+    if not open_sales:
+        return
+    client = redis.Redis.from_url(
+        settings.REDIS_URL, socket_connect_timeout=CHECK_TIMEOUT, socket_timeout=CHECK_TIMEOUT
+    )
+    try:
+        pipe = client.pipeline(transaction=False)
+        for product_id, _sku in open_sales:
+            pipe.exists(stock_key(product_id))
+        missing = [sku for (_id, sku), found in zip(open_sales, pipe.execute()) if not found]
+    finally:
+        client.close()
+    if missing:
+        raise StockNotWarmed(f"open sales without stock in Redis: {', '.join(missing[:20])}")
+
+
 READINESS_CHECKS: list[tuple[str, Callable[[], None]]] = [
     ("database", check_database),
     ("redis", check_redis),
     ("broker", check_broker),
+    ("stock_warmed", check_stock_warmed),
 ]
 
 

@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from django_ratelimit.core import get_usage
 from redis.exceptions import RedisError
 
+from apps.core import metrics
 from apps.core.client_ip import client_ip
 from apps.core.errors import ShopError
 from apps.orders.identity import email_normalise
@@ -105,6 +106,7 @@ def limits_check(*, request: HttpRequest, limits: Sequence[Limit]) -> None:
     for limit in limits:
         usage = _usage(request, limit)
         if usage and usage["should_limit"]:
+            metrics.rate_limit_refused(group=limit.group)
             error = RateLimited()
             error.retry_after = max(1, usage["time_left"])
             raise error

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
 
+from apps.core import metrics
 from apps.core.db_locks import persist_fence
 from apps.cardkeys.claims import cardkeys_claim, cardkeys_mark_sold
 from apps.catalog.page_tokens import page_token_check
@@ -76,6 +77,7 @@ class CheckoutResult:
     product_id: int
 
 
+@metrics.checkout_observed
 def order_checkout(
     *, sku: str, email: str, quantity, idempotency_key: str | None = None, buyer: BuyerContext | None = None
 ) -> CheckoutResult:
@@ -430,6 +432,7 @@ def _orders_lock_for_fulfilment(*, order_id: int, batch_size: int) -> list[Order
 def _after_delivery(delivered: list[Order], short: list[Order]) -> None:
     from .tasks import send_order_keys_email_task
 
+    metrics.orders_fulfilled(delivered=delivered, short=short)
     for order in delivered:
         _gate_mark_paid(order, finish=True)
         send_order_keys_email_task.delay(order.id)
@@ -459,6 +462,7 @@ def order_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
         Order.objects.filter(id__in=[o.id for o in due], status=Status.AWAITING_PAYMENT).update(
             status=Status.EXPIRED, updated_at=now
         )
+        transaction.on_commit(lambda: metrics.orders_expired(count=len(due)))
         transaction.on_commit(lambda: _release_reservations(due, unpaid_only=True))
     return len(due)
 

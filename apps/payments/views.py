@@ -13,6 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
+from apps.core import metrics
 from apps.core.errors import ShopError
 from apps.core.ratelimits import PAY_IP, rate_limit
 from apps.orders.api import shop_error_response
@@ -38,8 +39,10 @@ def webhook(request, provider: str):
     try:
         order = payment_notification_process(provider_name=provider, body=request.body, headers=request.headers)
     except ShopError as error:
+        metrics.payment_notification(provider=provider, outcome=error.code)
         logger.warning("webhook %s refused: %s (%s)", provider, error.code, error.detail)
         return shop_error_response(error)
+    metrics.payment_notification(provider=provider, outcome="accepted")
     return JsonResponse({"status": "ok", "order_no": order.order_no, "order_status": order.status})
 
 

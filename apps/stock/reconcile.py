@@ -17,6 +17,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.cardkeys.models import CardKey
+from apps.core import metrics
 from apps.core.db_locks import persist_fence
 from apps.catalog.models import Product
 from apps.orders.models import Order
@@ -140,6 +141,7 @@ def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
             _reconcile_product(product, report, drift_settle_seconds)
     except RedisError as exc:
         report.errors.append(f"Redis unreachable: {exc}")
+    metrics.reconcile_reported(report)
     return report
 
 

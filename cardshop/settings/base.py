@@ -28,9 +28,12 @@ INSTALLED_APPS = [
     "apps.cardkeys",
     "apps.orders",
     "apps.payments",
+    "apps.monitoring",
 ]
 
 MIDDLEWARE = [
+    "apps.core.logging.RequestIdMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -40,6 +43,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.core.middleware.PrimaryReadsForWritesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "cardshop.urls"
@@ -250,12 +254,30 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
+# --- Metrics (apps.monitoring, docs/metrics.md)
+# /metrics answers requests from these networks, or with "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# Products whose gate figures a scrape reports (bounds the scrape's cost and series).
+METRICS_MAX_PRODUCTS = env.int("METRICS_MAX_PRODUCTS", default=200)
+# A Celery worker serves its own metrics on this port (0: not at all), same access rule.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDRESS = env("WORKER_METRICS_ADDRESS", default="127.0.0.1")
+# Request latency buckets of django-prometheus; 2 s is the checkout latency alert's line.
+PROMETHEUS_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, float("inf"))
+
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+# "json": one JSON object a line with request id and order number (apps.core.logging);
+# "plain": the same fields as readable text, for a developer's terminal.
+LOG_FORMAT = env("LOG_FORMAT", default="json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "json": {"()": "apps.core.logging.JsonFormatter"},
+        "plain": {"()": "apps.core.logging.PlainFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -28,7 +28,7 @@ def test_readyz_is_200_and_names_every_check_when_all_servers_answer(client):
     assert response.status_code == 200, response.content
     assert response.json() == {
         "status": "ok",
-        "checks": {"database": "ok", "redis": "ok", "broker": "ok"},
+        "checks": {"database": "ok", "redis": "ok", "broker": "ok", "stock_warmed": "ok"},
     }
 
 

@@ -1,0 +1,39 @@
+"""Celery signals: the worker's metrics endpoint, task counters, and the
+request id carried from the request that queued a task into its logs."""
+from celery import signals
+from django.conf import settings
+
+from apps.core import metrics
+from apps.core.logging import request_id_get, request_id_set
+
+from .exporter import worker_exporter_start
+
+REQUEST_ID_HEADER = "cardshop_request_id"
+
+
+@signals.worker_ready.connect
+def _serve_worker_metrics(sender=None, **kwargs):
+    # In the worker's main process, after the pool started: the thread is not
+    # forked into the pool processes, which only write their metric files.
+    if settings.CELERY_METRICS_PORT:
+        worker_exporter_start(address=settings.CELERY_METRICS_ADDRESS, port=settings.CELERY_METRICS_PORT)
+
+
+@signals.task_postrun.connect
+def _count_task(sender=None, state=None, **kwargs):
+    if sender is not None and state:
+        metrics.celery_task_finished(task=sender.name, state=state.lower())
+
+
+@signals.before_task_publish.connect
+def _carry_request_id(headers=None, **kwargs):
+    request_id = request_id_get()
+    if request_id and headers is not None:
+        headers.setdefault(REQUEST_ID_HEADER, request_id)
+
+
+@signals.task_prerun.connect
+def _adopt_request_id(task_id=None, task=None, **kwargs):
+    # The request that queued the task, else the task's own id.
+    carried = getattr(task.request, REQUEST_ID_HEADER, None) if task is not None else None
+    request_id_set(carried or task_id)

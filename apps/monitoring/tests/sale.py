@@ -1,0 +1,42 @@
+"""Drive a small sale through the public HTTP paths, and read /metrics."""
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from apps.payments.providers.sandbox import SIGNATURE_HEADER, notification_sign
+
+
+def checkout(client, *, sku: str, email: str, quantity: int = 1):
+    return client.post(
+        "/api/v1/orders", {"sku": sku, "email": email, "quantity": quantity}, content_type="application/json"
+    )
+
+
+def pay(client, *, order, signature: str | None = None):
+    body, headers = notification_sign(
+        {
+            "event_id": f"test-paid-{order.order_no}",
+            "order_no": order.order_no,
+            "amount": str(order.amount),
+            "currency": order.currency,
+            "kind": "paid",
+            "timestamp": int(time.time()),
+        }
+    )
+    return client.post(
+        "/payments/webhook/sandbox", body, content_type="application/json",
+        headers={SIGNATURE_HEADER: signature or headers[SIGNATURE_HEADER]},
+    )
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """{(sample name, sorted label pairs): value} of a Prometheus text page."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def value(page: dict, name: str, **labels) -> float:
+    return page.get((name, tuple(sorted(labels.items()))), 0.0)
