@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages cardshop needs, only those missing.
 #   ensure_system_packages.sh            build + runtime packages, MariaDB and Redis
-#   ensure_system_packages.sh --browser  also Chromium for the browser tests
+#   ensure_system_packages.sh --browser  also what only the tests drive: Chromium (browser
+#                                        tests) and nginx (tests/test_nginx.py runs its own)
 set -euo pipefail
 
 # python3-venv: .venv; pkg-config, libmariadb-dev, gcc, python3-dev: build mysqlclient;
@@ -10,7 +11,10 @@ packages=(python3-venv python3-dev pkg-config libmariadb-dev gcc gettext mariadb
 # Servers only when none is installed: a machine may run them from elsewhere (DATABASE_URL, REDIS_URL).
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || packages+=(mariadb-server)
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
-[ "${1:-}" = "--browser" ] && packages+=(chromium)
+if [ "${1:-}" = "--browser" ]; then
+  packages+=(chromium)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

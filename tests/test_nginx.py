@@ -1,0 +1,199 @@
+"""deploy/nginx/cardshop.conf under a real nginx (Debian package) in front of
+the app under gunicorn (issue 4): one client address hammering is answered 429
+by nginx while another address is still served; static files come from disk;
+the client address reaches the app through X-Forwarded-For, and an address a
+client writes there itself is ignored.
+
+The second client binds its socket to 127.0.0.2 (the loopback range, so no
+network is touched). nginx runs as the current user with every path in a
+temporary directory."""
+import getpass
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from apps.orders.tests.processes import GunicornServer, free_port, wait_until
+from apps.orders.tests.support import product_with_keys
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+
+DEPLOY_CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "cardshop.conf"
+MIME_TYPES = Path("/etc/nginx/mime.types")
+
+
+def nginx_binary() -> str:
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+    if binary is None:
+        pytest.fail(
+            "nginx is not installed. `make test` installs it (scripts/ensure_system_packages.sh --browser); "
+            "on Debian/Ubuntu: apt-get install nginx-light"
+        )
+    return binary
+
+
+def render_site(*, upstream: str, port: int, static_root: str) -> str:
+    """The deploy file with its three deployment-specific values swapped."""
+    text = DEPLOY_CONF.read_text()
+    for old, new in (
+        ("server web:8000;", f"server {upstream};"),
+        ("listen 80 default_server;", f"listen 127.0.0.1:{port} default_server;"),
+        ("alias /srv/cardshop/static/;", f"alias {static_root}/;"),
+    ):
+        assert text.count(old) == 1, f"{DEPLOY_CONF} no longer contains {old!r} exactly once"
+        text = text.replace(old, new)
+    return text
+
+
+class Nginx:
+    def __init__(self, *, upstream: str, static_root: str):
+        self.binary = nginx_binary()
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="nginx-"))
+        (self.dir / "site.conf").write_text(render_site(upstream=upstream, port=self.port, static_root=static_root))
+        # As root nginx would hand its workers to "nobody"; keep them this user's.
+        user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
+        mime = f"include {MIME_TYPES};" if MIME_TYPES.exists() else ""
+        temp_paths = "\n".join(
+            f"    {name}_temp_path {self.dir / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        (self.dir / "nginx.conf").write_text(
+            f"""{user}
+worker_processes 1;
+pid {self.dir / 'nginx.pid'};
+error_log {self.dir / 'error.log'} warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log {self.dir / 'access.log'};
+{temp_paths}
+    {mime}
+    default_type application/octet-stream;
+    include {self.dir / 'site.conf'};
+}}
+"""
+        )
+        self.process: subprocess.Popen | None = None
+
+    def command(self, *extra: str) -> list[str]:
+        conf = str(self.dir / "nginx.conf")
+        return [self.binary, "-p", str(self.dir), "-e", str(self.dir / "error.log"), "-c", conf, *extra]
+
+    def start(self) -> "Nginx":
+        check = subprocess.run(self.command("-t"), capture_output=True, text=True)
+        assert check.returncode == 0, f"nginx -t refused the rendered config:\n{check.stderr}"
+        self.process = subprocess.Popen(self.command("-g", "daemon off;"), stderr=subprocess.PIPE)
+        wait_until(self._answers, timeout=10, message=f"nginx on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"nginx exited: {self.process.stderr.read().decode()}")
+        try:
+            return request("127.0.0.1", self.port, "GET", "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def request(source: str, port: int, method: str, path: str, body: dict | None = None, headers: dict | None = None):
+    """One request from the given local address. Returns (status, headers, body text)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        all_headers = {"Content-Type": "application/json", **(headers or {})} if payload else dict(headers or {})
+        connection.request(method, path, body=payload, headers=all_headers)
+        response = connection.getresponse()
+        return response.status, response.headers, response.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def static_root():
+    root = Path(tempfile.mkdtemp(prefix="static-"))
+    (root / "css").mkdir()
+    (root / "css" / "probe.css").write_text("/* served by nginx */\n")
+    yield str(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def stack(static_root):
+    # The per-client limits in the app are off, so every 429 below is nginx's.
+    app = GunicornServer(
+        workers=2, threads=8,
+        extra_env={"TRUSTED_PROXY_IP_HEADER": "X-Forwarded-For", "TRUSTED_PROXY_COUNT": "1", "RATELIMIT_ENABLE": "false"},
+    ).start()
+    nginx = Nginx(upstream=f"127.0.0.1:{app.port}", static_root=static_root)
+    try:
+        nginx.start()
+        yield nginx
+    finally:
+        nginx.stop()
+        app.stop()
+
+
+def hammer(port: int, method: str, path: str, count: int, body: dict | None = None) -> list[int]:
+    return [request("127.0.0.1", port, method, path, body)[0] for _ in range(count)]
+
+
+def test_one_address_hammering_is_limited_while_another_is_served(stack):
+    port = stack.port
+    pages = hammer(port, "GET", "/", 90)
+    assert pages.count(429) >= 20 and pages.count(200) >= 40, pages
+    status, headers, body = request("127.0.0.1", port, "GET", "/")
+    assert status == 429 and headers["Retry-After"] == "1"
+    assert json.loads(body)["error"] == "rate_limited"
+    assert request("127.0.0.2", port, "GET", "/")[0] == 200
+
+    checkouts = hammer(port, "POST", "/api/v1/orders", 30, body={"sku": "none", "email": "a@x.com"})
+    assert checkouts.count(429) >= 10, checkouts
+    assert set(checkouts) <= {404, 429}, checkouts  # the app answers "no such product" to the rest
+    assert request("127.0.0.2", port, "POST", "/api/v1/orders", {"sku": "none", "email": "b@x.com"})[0] == 404
+    # Probes are never limited.
+    assert request("127.0.0.1", port, "GET", "/healthz")[0] == 200
+
+
+def test_static_files_come_from_disk(stack):
+    status, headers, body = request("127.0.0.1", stack.port, "GET", "/static/css/probe.css")
+    assert (status, body) == (200, "/* served by nginx */\n")
+    assert "max-age=604800" in headers.get_all("Cache-Control")
+
+
+def test_the_app_sees_the_client_address_nginx_saw_not_a_forged_one(stack):
+    product = product_with_keys(keys=10, per_buyer_limit=1, limit_by_ip=True)
+    port = stack.port
+
+    def buy(source: str, email: str, headers: dict | None = None) -> tuple[int, str]:
+        status, _, body = request(source, port, "POST", "/api/v1/orders", {"sku": product.sku, "email": email}, headers)
+        return status, json.loads(body).get("error", "")
+
+    assert buy("127.0.0.2", "first@x.com") == (202, "")
+    # Same address, another email: the address's share is used up.
+    assert buy("127.0.0.2", "second@x.com") == (409, "limit_exceeded")
+    # A forged header does not make it another client.
+    assert buy("127.0.0.2", "third@x.com", {"X-Forwarded-For": "203.0.113.9"}) == (409, "limit_exceeded")
+    # Another address is another client.
+    assert buy("127.0.0.3", "fourth@x.com") == (202, "")
+
+
+def test_big_bodies_are_refused_except_for_the_admin_upload(stack):
+    port = stack.port
+    big = {"sku": "x", "email": "a@x.com", "padding": "x" * (2 * 1024 * 1024)}
+    assert request("127.0.0.4", port, "POST", "/api/v1/orders", big)[0] == 413
+    # The admin takes key files this large (its login page answers, it is not 413).
+    assert request("127.0.0.4", port, "POST", "/admin/login/", big)[0] != 413
