@@ -7,5 +7,9 @@ BEAT_SCHEDULE = {
     "expire-reservations": {"task": "apps.orders.tasks.expire_reservations_task", "schedule": schedule(15.0)},
     # Warms products before a sale and rebuilds a gate Redis lost; a no-op otherwise.
     "warm-stock": {"task": "apps.stock.tasks.warm_stock_task", "schedule": schedule(5.0)},
+    # Pauses checkout while the fulfilment or persistence backlog is too deep, and reopens it.
+    # It waits in the queue it measures, behind fewer messages than the limit
+    # while under it, so it is late by at most the limit's worth of work: keep it a minute.
+    "overload-check": {"task": "apps.stock.tasks.overload_check_task", "schedule": schedule(2.0), "options": {"expires": 60}},
     "reconcile": {"task": "apps.stock.tasks.reconcile_task", "schedule": schedule(60.0)},
 }

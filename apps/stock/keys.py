@@ -53,3 +53,8 @@ def idempotency_key(product_id: int, digest: str) -> str:
 def warmed_products_key() -> str:
     """Set of product ids whose stock has been warmed (the persist worker's list)."""
     return f"{settings.REDIS_KEY_PREFIX}:stock:warmed"
+
+
+def overloaded_key() -> str:
+    """"1" while the workers' backlog pauses checkout store-wide (apps.stock.overload)."""
+    return f"{settings.REDIS_KEY_PREFIX}:stock:overloaded"

@@ -23,3 +23,14 @@ def warm_stock_task():
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def reconcile_task():
     return reconcile_run().lines()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def overload_check_task():
+    """Pause checkout store-wide while the workers' backlog is too deep (apps.stock.overload)."""
+    from .overload import overload_check
+
+    try:
+        return overload_check()
+    except RedisError:
+        return None  # checkout is paused anyway while Redis is unreachable

@@ -60,6 +60,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.stock.overload.overload_context",
             ],
         },
     },
@@ -165,6 +166,12 @@ PAGE_TOKEN_MAX_AGE = env.int("PAGE_TOKEN_MAX_AGE", default=2 * 60 * 60)
 CHECKOUT_RATE_PER_SECOND = env.int("CHECKOUT_RATE_PER_SECOND", default=1000)
 CHECKOUT_RATE_BURST = env.int("CHECKOUT_RATE_BURST", default=1000)
 PERSIST_BACKLOG_LIMIT = env.int("PERSIST_BACKLOG_LIMIT", default=20000)
+# Store-wide (apps.stock.overload): checkout pauses while the Celery queue
+# (fulfilment, mail) holds this many messages or every product's persistence
+# queues together hold PERSIST_BACKLOG_LIMIT (0 turns one off), and reopens once
+# both are under BACKLOG_RESUME_RATIO of their limits.
+FULFIL_BACKLOG_LIMIT = env.int("FULFIL_BACKLOG_LIMIT", default=5000)
+BACKLOG_RESUME_RATIO = env.float("BACKLOG_RESUME_RATIO", default=0.5)
 # Queued reservations written to MariaDB per statement.
 PERSIST_BATCH_SIZE = env.int("PERSIST_BATCH_SIZE", default=500)
 # How long a stock rebuild waits for a persisting batch to finish.

@@ -41,12 +41,13 @@ if idem_value ~= "" then
 end
 
 local rules = redis.call("HMGET", rules_key, "active", "starts", "ends", "max_per_order", "per_buyer_limit",
-  "price", "currency", "paused", "max_unpaid")
+  "price", "currency", "paused", "max_unpaid", "overloaded")
 local stock = redis.call("GET", stock_key)
 -- Stock or rules unknown (not warmed yet, or Redis lost its data): fail closed.
 if not stock or not rules[1] then return {"sale_paused"} end
 if rules[1] ~= "1" then return {"not_found"} end
 if rules[8] == "1" then return {"sale_paused"} end
+if rules[10] == "1" then return {"queue_full"} end
 if backlog_limit > 0 and redis.call("LLEN", queue_key) >= backlog_limit then return {"queue_full"} end
 
 local starts, ends = tonumber(rules[2]), tonumber(rules[3])

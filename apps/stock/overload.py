@@ -1,0 +1,118 @@
+"""Overload protection: pause checkout store-wide while the workers are behind.
+
+A beat task (overload_check_task, every ~2 s) measures the two backlogs the
+workers drain: the Celery queue (fulfilment and mail tasks) in the broker, and
+the reservations queued for persistence of every warmed product. When either
+reaches its limit, the field `overloaded` of every warmed product's rules hash
+is set to "1" and the checkout script answers queue_full (503 sale_paused with
+Retry-After); it goes back to "0" only once both have drained below
+BACKLOG_RESUME_RATIO of their limits, so the shop does not flap at the edge.
+The storefront shows a notice meanwhile (overload_context).
+
+The per-product persistence limit in the checkout script itself stays the
+exact, atomic guard; this is the store-wide one that also sees the fulfilment
+side.
+"""
+import logging
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+from kombu.transport.redis import PRIORITY_STEPS, Channel
+from redis.exceptions import RedisError
+
+from .keys import overloaded_key, persist_queue_key, rules_key
+from .redis import stock_redis
+from .services import stock_warmed_product_ids
+
+logger = logging.getLogger(__name__)
+
+# The storefront reads the flag at most this often per process.
+NOTICE_CACHE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Backlog:
+    fulfil: int
+    persist: int
+
+    def over(self, *, ratio: float = 1.0) -> bool:
+        """Is either backlog at or above `ratio` of its limit (a limit of 0 is off)?"""
+        fulfil_limit, persist_limit = settings.FULFIL_BACKLOG_LIMIT, settings.PERSIST_BACKLOG_LIMIT
+        return bool(
+            (fulfil_limit > 0 and self.fulfil >= fulfil_limit * ratio)
+            or (persist_limit > 0 and self.persist >= persist_limit * ratio)
+        )
+
+
+@lru_cache(maxsize=1)
+def _broker_redis() -> redis.Redis:
+    # The broker may be another Redis (or database) than the gate's.
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=2)
+
+
+def celery_queue_keys(queue: str) -> list[str]:
+    """The Redis lists kombu keeps a queue's messages in: the queue's name
+    after the transport's global_keyprefix, plus one list per priority step."""
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+    return [f"{prefix}{queue}"] + [f"{prefix}{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS if step]
+
+
+def backlog_measure() -> Backlog:
+    from cardshop.celery import app
+
+    pipe = _broker_redis().pipeline(transaction=False)
+    for key in celery_queue_keys(app.conf.task_default_queue):
+        pipe.llen(key)
+    fulfil = sum(pipe.execute())
+    pipe = stock_redis().pipeline(transaction=False)
+    for product_id in stock_warmed_product_ids():
+        pipe.llen(persist_queue_key(product_id))
+    persist = sum(pipe.execute())
+    return Backlog(fulfil=fulfil, persist=persist)
+
+
+def overload_check(*, backlog: Backlog | None = None) -> bool:
+    """Measure the backlogs (unless given), decide with hysteresis, and write
+    the decision into every warmed product's rules. Returns the decision.
+    Written each run, not only on a change, so a product warmed meanwhile
+    gets it too."""
+    backlog = backlog or backlog_measure()
+    client = stock_redis()
+    was_overloaded = client.get(overloaded_key()) == b"1"
+    overloaded = backlog.over() or (was_overloaded and backlog.over(ratio=settings.BACKLOG_RESUME_RATIO))
+    flag = "1" if overloaded else "0"
+    pipe = client.pipeline(transaction=False)
+    pipe.set(overloaded_key(), flag)
+    for product_id in stock_warmed_product_ids():
+        pipe.hset(rules_key(product_id), "overloaded", flag)
+    pipe.execute()
+    if overloaded != was_overloaded:
+        log = logger.warning if overloaded else logger.info
+        log("checkout %s: fulfilment backlog %d, persistence backlog %d",
+            "paused" if overloaded else "reopened", backlog.fulfil, backlog.persist)
+    return overloaded
+
+
+_notice = {"at": float("-inf"), "value": False}
+
+
+def shop_overloaded() -> bool:
+    """The last decision, as the storefront shows it (read from Redis at most
+    every NOTICE_CACHE_SECONDS per process). False when Redis is down: the
+    pages say "sale paused" then anyway."""
+    now = time.monotonic()
+    if now - _notice["at"] >= NOTICE_CACHE_SECONDS:
+        try:
+            _notice["value"] = stock_redis().get(overloaded_key()) == b"1"
+        except RedisError:
+            _notice["value"] = False
+        _notice["at"] = now
+    return _notice["value"]
+
+
+def overload_context(request) -> dict:
+    """Template context processor: `shop_overloaded` for the layout's notice."""
+    return {"shop_overloaded": shop_overloaded()}

@@ -1,0 +1,126 @@
+"""Overload protection (issue 4): a deep fulfilment or persistence backlog
+pauses checkout store-wide through the `overloaded` rule field, with
+hysteresis, and the storefront says so. Real Redis broker queue, real script."""
+import pytest
+from django.test import Client
+
+from apps.orders.tests.support import product_with_keys
+from apps.stock import overload
+from apps.stock.keys import overloaded_key, persist_queue_key, rules_key
+from apps.stock.redis import stock_redis
+from apps.stock.tasks import overload_check_task
+from cardshop.celery import app as celery_app
+from celery_worker.schedule import BEAT_SCHEDULE
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def limits(settings):
+    settings.FULFIL_BACKLOG_LIMIT = 20
+    settings.PERSIST_BACKLOG_LIMIT = 6
+    settings.BACKLOG_RESUME_RATIO = 0.5
+    return settings
+
+
+@pytest.fixture
+def fresh_notice(monkeypatch):
+    monkeypatch.setattr(overload, "NOTICE_CACHE_SECONDS", 0)
+
+
+def enqueue_dummy_tasks(count: int) -> None:
+    """Real messages in the suite's broker queue, as .delay() would publish them
+    (no worker runs here, so they wait like a backlog)."""
+    for n in range(count):
+        celery_app.send_task("cardshop.tests.backlog_dummy", args=[n])
+
+
+def drain(count: int) -> None:
+    """Take `count` messages off the queue, as workers would."""
+    key = overload.celery_queue_keys(celery_app.conf.task_default_queue)[0]
+    overload._broker_redis().rpop(key, count)
+
+
+def checkout(client: Client, sku: str, email: str):
+    return client.post("/api/v1/orders", {"sku": sku, "email": email, "quantity": 1}, content_type="application/json")
+
+
+def rules_flag(product) -> bytes | None:
+    return stock_redis().hget(rules_key(product.id), "overloaded")
+
+
+def test_the_fulfilment_queue_is_measured_where_kombu_keeps_it(limits):
+    assert overload.backlog_measure().fulfil == 0
+    enqueue_dummy_tasks(7)
+    # kombu's key is the queue's name after the transport's global_keyprefix.
+    key = overload.celery_queue_keys("celery")[0]
+    assert key == limits.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] + "celery"
+    assert overload._broker_redis().llen(key) == 7
+    assert overload.backlog_measure().fulfil == 7
+
+
+def test_fulfilment_backlog_pauses_checkout_until_it_drains_below_the_lower_mark(limits, fresh_notice):
+    product = product_with_keys(keys=10, per_buyer_limit=10)
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    assert checkout(client, product.sku, "a@x.com").status_code == 202
+    assert overload_check_task() is False
+    assert rules_flag(product) == b"0"
+
+    enqueue_dummy_tasks(20)
+    assert overload_check_task() is True
+    assert rules_flag(product) == b"1" and stock_redis().get(overloaded_key()) == b"1"
+    refused = checkout(client, product.sku, "b@x.com")
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "sale_paused" and "few seconds" in refused.json()["detail"]
+    assert int(refused["Retry-After"]) >= 1
+    page = client.get(f"/p/{product.sku}")
+    assert "checkout is paused for a few seconds" in page.content.decode()
+
+    drain(8)  # 12 left: under the limit, still over half of it
+    assert overload_check_task() is True
+    assert checkout(client, product.sku, "c@x.com").status_code == 503
+
+    drain(3)  # 9 left: under the lower mark
+    assert overload_check_task() is False
+    assert rules_flag(product) == b"0"
+    assert checkout(client, product.sku, "d@x.com").status_code == 202
+    assert "checkout is paused" not in client.get(f"/p/{product.sku}").content.decode()
+
+
+def test_persistence_backlog_of_all_products_together_pauses_checkout(limits):
+    first, second = product_with_keys(keys=10), product_with_keys(keys=10)
+    client = Client()
+    for n in range(3):  # 3 + 3 queued: each product under the per-product limit of 6, together at it
+        assert checkout(client, first.sku, f"f{n}@x.com").status_code == 202
+        assert checkout(client, second.sku, f"s{n}@x.com").status_code == 202
+    assert overload.backlog_measure().persist == 6
+    assert overload.overload_check() is True
+    assert checkout(client, first.sku, "late@x.com").json()["error"] == "sale_paused"
+
+    stock_redis().ltrim(persist_queue_key(first.id), 3, -1)  # the first product's queue persisted
+    assert overload.overload_check() is True  # 3 left: not under half the limit yet
+    stock_redis().ltrim(persist_queue_key(second.id), 1, -1)
+    assert overload.overload_check() is False
+    assert checkout(client, first.sku, "late@x.com").status_code == 202
+
+
+def test_a_product_warmed_while_overloaded_gets_the_flag_at_the_next_check(limits):
+    enqueue_dummy_tasks(20)
+    assert overload.overload_check() is True
+    product = product_with_keys(keys=5)
+    assert rules_flag(product) is None
+    assert overload.overload_check() is True
+    assert rules_flag(product) == b"1"
+    assert checkout(Client(), product.sku, "x@x.com").status_code == 503
+
+
+def test_a_zero_limit_turns_the_check_off(limits):
+    limits.FULFIL_BACKLOG_LIMIT = 0
+    enqueue_dummy_tasks(30)
+    assert overload.overload_check() is False
+
+
+def test_beat_runs_the_check_every_few_seconds():
+    entry = BEAT_SCHEDULE["overload-check"]
+    assert entry["task"] == overload_check_task.name
+    assert entry["schedule"].run_every.total_seconds() <= 2
