@@ -69,3 +69,24 @@ bench-import: venv services
 clean:
 	rm -rf $(VENV) var .pytest_cache
 	find . -name '__pycache__' -prune -exec rm -rf {} +
+
+# --- Benchmarks (docs/benchmarks.md). Each starts its own gunicorn, Celery
+# worker and beat on its own database and Redis key prefix, and removes them.
+.PHONY: bench bench-quick loadtest bench-deps
+
+bench-deps: $(VENV)/.bench-installed
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(PIP) install -q -r requirements-bench.txt
+	touch $@
+
+# The flash-sale benchmark: a few minutes; writes bench/results/latest.{json,md} and charts.
+bench: system-deps bench-deps services
+	$(PY) -m bench.flash_sale $(BENCH_ARGS)
+
+# The same in under a minute (fewer, shorter rounds).
+bench-quick: system-deps bench-deps services
+	$(PY) -m bench.flash_sale --quick $(BENCH_ARGS)
+
+# Locust, headless, bounded in users and time: bench/results/locust*.csv and locust.html.
+loadtest: system-deps bench-deps services
+	$(PY) -m bench.loadtest $(LOADTEST_ARGS)

@@ -1,0 +1,1 @@
+"""Load tests and benchmarks of cardshop. The app never imports this package."""

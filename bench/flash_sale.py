@@ -1,0 +1,247 @@
+"""The flash-sale benchmark: `make bench` (a few minutes) or `make bench-quick`
+(under a minute).
+
+    .venv/bin/python -m bench.flash_sale [--quick] [--web-workers 2] [--web-threads 16] [--profile]
+
+Starts gunicorn, a Celery worker and beat on their own database and Redis key
+prefix, measures the ceiling, design and drain ratios, Redis headroom and a
+whole flash sale (checkout → pay → delivery), checks the correctness gates,
+and writes bench/results/latest.{json,md} and PNG charts. Exits 1 when a
+correctness gate fails (never on a timing)."""
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.stack import BenchStack, StackConfig, bench_environment  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds_ceiling: int
+    rounds_design: int
+    round_seconds: float
+    ceiling_concurrency: int
+    design_concurrency: int
+    checkout_cap: int  # requests per round of our checkout (its keys are imported)
+    naive_cap: int
+    drain_orders: int
+    drain_single_orders: int
+    headroom_requests: int
+    flash_keys: int
+    flash_buyers: int
+    flash_poll_seconds: float
+    flash_seconds: float
+
+
+# The quick run skips the one-order-per-transaction drain (a worker restart).
+QUICK = Plan(2, 2, 2.0, 64, 200, 4000, 300, 400, 0, 20_000, 200, 600, 1.0, 25)
+FULL = Plan(5, 4, 5.0, 64, 200, 8000, 1000, 3000, 1000, 200_000, 1000, 4000, 2.0, 120)
+SMOKE = Plan(1, 1, 1.0, 16, 50, 1000, 100, 200, 0, 5_000, 60, 150, 0.5, 20)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the under-a-minute run")
+    parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite: correctness gates only")
+    parser.add_argument("--web-workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", 2)))
+    parser.add_argument("--web-threads", type=int, default=int(os.environ.get("BENCH_WEB_THREADS", 16)))
+    parser.add_argument("--celery-concurrency", type=int, default=int(os.environ.get("BENCH_CELERY_CONCURRENCY", 2)))
+    parser.add_argument("--database", default=os.environ.get("BENCH_DATABASE_NAME", "cardshop_bench"))
+    parser.add_argument("--prefix", default=os.environ.get("BENCH_REDIS_KEY_PREFIX", "cardshop-bench"))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--profile", action="store_true", help="also profile gunicorn under checkout load with py-spy")
+    args = parser.parse_args(argv)
+    plan, mode = (SMOKE, "smoke") if args.smoke else (QUICK, "quick") if args.quick else (FULL, "full")
+
+    config = StackConfig(
+        database=args.database, prefix=args.prefix, web_workers=args.web_workers,
+        web_threads=args.web_threads, celery_concurrency=args.celery_concurrency,
+    )
+    stack = BenchStack(config)
+    os.environ.update(bench_environment(config, site_url=stack.url))
+    began = time.monotonic()
+    loadavg_before = [round(x, 2) for x in os.getloadavg()]
+    try:
+        stack.database_recreate()
+        import django
+
+        django.setup()
+        result = run(stack, plan, mode=mode, profile=args.profile, out=args.out)
+    finally:
+        stack.teardown()
+    result["machine"] = {
+        "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+        "loadavg_before": loadavg_before, "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    result["config"] = {
+        "web_workers": config.web_workers, "web_threads": config.web_threads,
+        "celery_concurrency": config.celery_concurrency, "checkout_rate_per_second": config.checkout_rate,
+        "plan": plan.__dict__,
+    }
+    result["seconds"] = round(time.monotonic() - began, 1)
+    result["revision"] = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    from bench.report import write
+
+    write(result, out=args.out)
+    print((args.out / "latest.md").read_text())
+    failed = [g for g in ("oversold", "duplicates", "paid_undelivered") if result[g]]
+    if not result["flash"]["gates"]["sold_equals_min_keys_demand"]:
+        failed.append("sold != min(K, demand)")
+    if failed:
+        print("CORRECTNESS GATES FAILED: " + ", ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -> dict:
+    from bench import phases
+    from bench.load import latency_ms, rate
+    from bench.naive import naive_stock_table_create
+    from bench.profile import profile_under_load
+    from bench.report import charts
+    from bench.scenario import product_with_keys
+
+    hot_keys = (plan.rounds_ceiling + plan.rounds_design + profile) * plan.checkout_cap
+    timings = {}
+    clock = time.monotonic()
+
+    def lap(name):
+        nonlocal clock
+        timings[name] = round(time.monotonic() - clock, 1)
+        clock = time.monotonic()
+
+    hot = product_with_keys(sku="BENCH-HOT", keys=hot_keys, per_buyer_limit=1)
+    naive = product_with_keys(sku="BENCH-NAIVE", keys=plan.rounds_design * plan.naive_cap, per_buyer_limit=1)
+    naive_stock_table_create(product_id=naive, stock=plan.rounds_design * plan.naive_cap)
+    flash = product_with_keys(sku="BENCH-FLASH", keys=plan.flash_keys, per_buyer_limit=1)
+
+    lap("setup_data")
+    stack.web_start()
+    stack.worker_start()
+    stack.beat_start()
+    lap("start_processes")
+    meter = lambda: phases.CpuMeter({"loadgen": lambda: [os.getpid()], "gunicorn": stack.server_pids, "workers": stack.worker_pids})  # noqa: E731
+
+    with meter() as cpu:
+        ceiling = asyncio.run(
+            phases.ceiling(
+                url=stack.url, sku="BENCH-HOT", rounds=plan.rounds_ceiling, duration=plan.round_seconds,
+                concurrency=plan.ceiling_concurrency, count=plan.checkout_cap,
+            )
+        )
+    ceiling["cpu"] = cpu.percent
+    lap("ceiling")
+    with meter() as cpu:
+        design = asyncio.run(
+            phases.design(
+                url=stack.url, sku="BENCH-HOT", naive_sku="BENCH-NAIVE", rounds=plan.rounds_design,
+                duration=plan.round_seconds, concurrency=plan.design_concurrency,
+                counts={"ours": plan.checkout_cap, "naive": plan.naive_cap},
+            )
+        )
+    design["cpu"] = cpu.percent
+    lap("design")
+    profile_top = (
+        profile_under_load(
+            stack, sku="BENCH-HOT", seconds=plan.round_seconds, concurrency=plan.ceiling_concurrency,
+            count=plan.checkout_cap, out=out,
+        )
+        if profile
+        else None
+    )
+    lap("profile")
+
+    phases.persisted_wait(product_id=hot, timeout=120)
+    phases.broker_idle_wait(timeout=60)
+    lap("persist_backlog")
+    drain = {"batched": phases.drain(product_id=hot, count=plan.drain_orders, timeout=120)}
+    lap("drain_batched")
+    redis = phases.redis_headroom(product_id=hot, requests=plan.headroom_requests)
+    lap("redis_headroom")
+    phases.broker_idle_wait(timeout=60)
+    lap("mail_backlog")
+
+    with meter() as cpu:
+        sale = asyncio.run(
+            phases.flash_sale(
+                url=stack.url, sku="BENCH-FLASH", product_id=flash, buyers=plan.flash_buyers,
+                concurrency=plan.design_concurrency, poll_seconds=plan.flash_poll_seconds, duration=plan.flash_seconds,
+            )
+        )
+    lap("flash_sale")
+    gates = phases.flash_gates(product_id=flash, keys=plan.flash_keys, buyers=plan.flash_buyers, sale=sale, settle_timeout=30)
+    last_delivery = max(gates["delivered_at"], default=sale["started_wall"])
+    flash_result = {
+        "keys": plan.flash_keys,
+        "buyers": plan.flash_buyers,
+        "concurrency": plan.design_concurrency,
+        "poll_seconds": plan.flash_poll_seconds,
+        "checkout_rps": round(rate(sale["checkouts"]), 1),
+        "checkout_latency_ms": latency_ms(sale["checkouts"]),
+        "paid_to_delivered_ms": latency_ms_from_seconds(gates["paid_to_delivered_s"]),
+        "delivered_per_s": round(gates["delivered"] / max(last_delivery - sale["started_wall"], 1e-3), 1),
+        "cpu": cpu.percent,
+        "gates": {k: v for k, v in gates.items() if k not in ("paid_to_delivered_s", "delivered_at")},
+    }
+    lap("flash_gates")
+    if plan.drain_single_orders:
+        phases.broker_idle_wait(timeout=60)
+        stack.worker_restart(FULFIL_BATCH_SIZE="1")
+        drain["single"] = phases.drain(product_id=hot, count=plan.drain_single_orders, timeout=120)
+        lap("drain_single")
+    else:
+        drain["single"] = {"keys_per_s": 0.0, "skipped": "quick run"}
+    chart_names = charts(sale=sale, gates=gates, ceiling=ceiling, design=design, out=out)
+
+    checkout_rps = ceiling["checkout_rps"]
+    return {
+        "mode": mode,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "ceiling_ratio": ceiling["ceiling_ratio"],
+        "design_ratio": design["design_ratio"],
+        "design_ratio_end_to_end": round(flash_result["delivered_per_s"] / design["naive_orders_per_s"], 2)
+        if design["naive_orders_per_s"] else 0.0,
+        "drain_ratio": round(drain["batched"]["keys_per_s"] / checkout_rps, 2) if checkout_rps else 0.0,
+        "drain_ratio_single": round(drain["single"]["keys_per_s"] / checkout_rps, 2) if checkout_rps else 0.0,
+        "redis_headroom": round(redis["evalsha_rps"] / checkout_rps, 1) if checkout_rps else 0.0,
+        "checkout_rps": checkout_rps,
+        "checkout_p50_ms": ceiling["checkout_latency_ms"]["p50"],
+        "checkout_p95_ms": ceiling["checkout_latency_ms"]["p95"],
+        "checkout_p99_ms": ceiling["checkout_latency_ms"]["p99"],
+        "paid_to_delivered_p50_ms": flash_result["paid_to_delivered_ms"]["p50"],
+        "paid_to_delivered_p95_ms": flash_result["paid_to_delivered_ms"]["p95"],
+        "paid_to_delivered_p99_ms": flash_result["paid_to_delivered_ms"]["p99"],
+        "oversold": gates["oversold"],
+        "duplicates": gates["duplicates"],
+        "paid_undelivered": gates["paid_undelivered"],
+        "ceiling": ceiling,
+        "design": design,
+        "drain": drain,
+        "redis": redis,
+        "flash": flash_result,
+        "charts": chart_names,
+        "profile": profile_top,
+        "phase_seconds": timings,
+    }
+
+
+def latency_ms_from_seconds(values: list[float]) -> dict:
+    from bench.load import percentile
+
+    ms = [v * 1000 for v in values]
+    return {q: round(percentile(ms, n), 1) for q, n in (("p50", 50), ("p95", 95), ("p99", 99))}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""The measurements of one benchmark run. Each phase is bounded in requests and
+in time; the ratios pair rounds of the two sides measured back to back, with
+the order swapped every round, so a neighbour's load on this machine falls on
+both sides alike."""
+import asyncio
+import csv
+import io
+import shutil
+import statistics
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import psutil
+
+from .load import Sample, answers, closed_loop, get_json, latency_ms, post_json, rate, session_new
+
+TERMINAL = ("delivered", "needs_attention", "refund_pending", "refunded", "expired")
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes over a stretch of wall time."""
+
+    def __init__(self, groups: dict):
+        self.groups = groups  # name -> callable returning pids
+
+    def _snapshot(self) -> dict:
+        used = {}
+        for name, pids in self.groups.items():
+            total = 0.0
+            for pid in pids():
+                try:
+                    times = psutil.Process(pid).cpu_times()
+                    total += times.user + times.system
+                except psutil.Error:
+                    pass
+            used[name] = total
+        return used
+
+    def __enter__(self):
+        self.started, self.before = time.perf_counter(), self._snapshot()
+        psutil.cpu_percent()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.started
+        after = self._snapshot()
+        # Percent of one core; the machine's figure is of all its cores.
+        self.percent = {name: round(100 * (after[name] - self.before[name]) / wall, 1) for name in after}
+        self.percent["machine_busy"] = psutil.cpu_percent()
+        self.wall = wall
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 3) if values else 0.0
+
+
+# --- request functions
+
+
+def checkout_request(url: str, sku: str, tag: str):
+    async def send(session, i):
+        status, body = await post_json(
+            session, f"{url}/api/v1/orders", {"sku": sku, "quantity": 1, "email": f"{tag}-{i}@bench.example.com"}
+        )
+        return status, body.get("error", "")
+
+    return send
+
+
+def naive_request(url: str, sku: str, tag: str):
+    async def send(session, i):
+        status, body = await post_json(session, f"{url}/bench/naive/orders", {"sku": sku, "email": f"{tag}-{i}@bench.example.com"})
+        return status, body.get("error", "")
+
+    return send
+
+
+def healthz_request(url: str):
+    async def send(session, i):
+        async with session.get(f"{url}/healthz") as response:
+            await response.read()
+            return response.status, ""
+
+    return send
+
+
+async def _burst(request, *, concurrency: int, count: int, duration: float) -> list[Sample]:
+    async with session_new(concurrency=concurrency) as session:
+        return await closed_loop(session, request, concurrency=concurrency, count=count, duration=duration)
+
+
+def accepted(sample: Sample) -> bool:
+    return sample.status == 202
+
+
+async def paired_rounds(sides: dict, *, rounds: int, concurrency: int, duration: float, counts: dict, ok: dict) -> dict:
+    """Run the sides back to back, `rounds` times, the order swapped each round.
+    Returns per side its samples and per-round rates (answers `ok` accepts per second)."""
+    names = list(sides)
+    result = {name: {"samples": [], "rates": []} for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            samples = await _burst(sides[name](r), concurrency=concurrency, count=counts[name], duration=duration)
+            result[name]["samples"] += samples
+            result[name]["rates"].append(rate(samples, ok=ok[name]))
+    return result
+
+
+async def ceiling(*, url: str, sku: str, rounds: int, duration: float, concurrency: int, count: int) -> dict:
+    """Checkout requests/s against /healthz requests/s, same process, same middleware."""
+    runs = await paired_rounds(
+        {"healthz": lambda r: healthz_request(url), "checkout": lambda r: checkout_request(url, sku, f"ceil{r}")},
+        rounds=rounds, concurrency=concurrency, duration=duration,
+        counts={"healthz": 10 * count, "checkout": count},
+        ok={"healthz": lambda s: s.status == 200, "checkout": accepted},
+    )
+    pairs = [c / h for c, h in zip(runs["checkout"]["rates"], runs["healthz"]["rates"]) if h]
+    return {
+        "concurrency": concurrency,
+        "round_seconds": duration,
+        "healthz_rps_rounds": [round(x, 1) for x in runs["healthz"]["rates"]],
+        "checkout_rps_rounds": [round(x, 1) for x in runs["checkout"]["rates"]],
+        "ratio_rounds": [round(x, 3) for x in pairs],
+        "ceiling_ratio": _median(pairs),
+        "healthz_rps": round(statistics.median(runs["healthz"]["rates"]), 1),
+        "checkout_rps": round(statistics.median(runs["checkout"]["rates"]), 1),
+        "healthz_latency_ms": latency_ms(runs["healthz"]["samples"]),
+        "checkout_latency_ms": latency_ms(runs["checkout"]["samples"]),
+        "checkout_answers": answers(runs["checkout"]["samples"]),
+        "healthz_answers": answers(runs["healthz"]["samples"]),
+    }
+
+
+async def design(*, url: str, sku: str, naive_sku: str, rounds: int, duration: float, concurrency: int, counts: dict) -> dict:
+    """Orders/s of our checkout against the naive design, many buyers on one product."""
+    runs = await paired_rounds(
+        {
+            "ours": lambda r: checkout_request(url, sku, f"design{r}"),
+            "naive": lambda r: naive_request(url, naive_sku, f"naive{r}"),
+        },
+        rounds=rounds, concurrency=concurrency, duration=duration, counts=counts,
+        ok={"ours": accepted, "naive": accepted},
+    )
+    pairs = [o / n for o, n in zip(runs["ours"]["rates"], runs["naive"]["rates"]) if n]
+    naive_answers = answers(runs["naive"]["samples"])
+    return {
+        "concurrency": concurrency,
+        "round_seconds": duration,
+        "ours_orders_per_s_rounds": [round(x, 1) for x in runs["ours"]["rates"]],
+        "naive_orders_per_s_rounds": [round(x, 1) for x in runs["naive"]["rates"]],
+        "ratio_rounds": [round(x, 2) for x in pairs],
+        "design_ratio": _median(pairs),
+        "ours_orders_per_s": round(statistics.median(runs["ours"]["rates"]), 1),
+        "naive_orders_per_s": round(statistics.median(runs["naive"]["rates"]), 1),
+        "ours_latency_ms": latency_ms([s for s in runs["ours"]["samples"] if accepted(s)]),
+        "naive_latency_ms": latency_ms([s for s in runs["naive"]["samples"] if accepted(s)]),
+        "ours_answers": answers(runs["ours"]["samples"]),
+        "naive_answers": naive_answers,
+        "naive_errors": {
+            "lock_wait_timeout": sum(v for k, v in naive_answers.items() if "lock_wait_timeout" in k),
+            "deadlock": sum(v for k, v in naive_answers.items() if "deadlock" in k),
+            "other": sum(v for k, v in naive_answers.items() if not k.startswith("202") and "lock" not in k and "deadlock" not in k),
+        },
+    }
+
+
+# --- fulfilment drain (workers only, no HTTP)
+
+
+def broker_idle_wait(*, timeout: float) -> float:
+    """Until the workers' queue is (nearly) empty: one task queue serves
+    persistence, payments, fulfilment and mail, so a phase that starts on a
+    backlog would measure the previous phase. Returns the seconds waited."""
+    import redis
+    from django.conf import settings
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    queue = settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] + "celery"
+    started = time.monotonic()
+    # Beat adds a persistence task every second, so "idle" allows a couple queued.
+    while broker.llen(queue) > 2 and time.monotonic() - started < timeout:
+        time.sleep(0.2)
+    broker.close()
+    return round(time.monotonic() - started, 1)
+
+
+def persisted_wait(*, product_id: int, timeout: float) -> None:
+    """Until every queued reservation of the product is a database order."""
+    from apps.stock.keys import persist_queue_key
+    from apps.stock.redis import stock_redis
+
+    deadline = time.monotonic() + timeout
+    while stock_redis().llen(persist_queue_key(product_id)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"reservations of product {product_id} not persisted after {timeout}s")
+        time.sleep(0.2)
+
+
+def drain(*, product_id: int, count: int, timeout: float) -> dict:
+    """Keys assigned per second by the workers from a backlog of `count` paid
+    orders. The orders are marked paid in one statement and one fulfilment task
+    is queued per order, as each payment does; what is timed is the workers
+    emptying that queue."""
+    from django.db.models import Max
+    from django.utils import timezone
+
+    from apps.orders.models import Order
+    from apps.orders.tasks import fulfil_order_task
+
+    ids = list(
+        Order.objects.filter(product_id=product_id, status=Order.Status.AWAITING_PAYMENT)
+        .order_by("id")
+        .values_list("id", flat=True)[:count]
+    )
+    started = timezone.now()
+    Order.objects.filter(id__in=ids).update(status=Order.Status.PAID, paid_at=started)
+    for order_id in ids:
+        fulfil_order_task.delay(order_id)
+    deadline = time.monotonic() + timeout
+    orders = Order.objects.filter(id__in=ids)
+    while orders.filter(status=Order.Status.DELIVERED).count() < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    delivered = orders.filter(status=Order.Status.DELIVERED).count()
+    last = orders.aggregate(last=Max("delivered_at"))["last"] or started
+    seconds = max((last - started).total_seconds(), 1e-3)
+    return {"orders": len(ids), "delivered": delivered, "seconds": round(seconds, 2), "keys_per_s": round(delivered / seconds, 1)}
+
+
+# --- Redis headroom
+
+
+def redis_headroom(*, product_id: int, requests: int, clients: int = 50) -> dict:
+    """redis-benchmark sending EVALSHA of the real checkout script, with the
+    arguments the app sends, on a copy of a bench product's gate (a fresh
+    order number and buyer per call via __rand_int__)."""
+    from django.conf import settings
+
+    from apps.stock import keys as k
+    from apps.stock.redis import stock_redis
+    from apps.stock.scripts import LUA_DIR
+
+    if shutil.which("redis-benchmark") is None:
+        raise RuntimeError("redis-benchmark is missing: apt-get install redis-tools (make system-deps does)")
+    client = stock_redis()
+    sha = client.script_load((LUA_DIR / "checkout.lua").read_text())
+    copy = 10**9 + product_id  # an id no product has: its reservations are never persisted
+    client.hset(k.rules_key(copy), mapping=client.hgetall(k.rules_key(product_id)))
+    client.hset(k.rules_key(copy), "per_buyer_limit", 1_000_000)
+    client.set(k.stock_key(copy), 10**12)
+    keys = [
+        k.stock_key(copy), k.rules_key(copy), k.buyers_key(copy), k.reservations_key(copy),
+        k.persist_queue_key(copy), k.idempotency_key(copy, "-"), k.unpaid_key(copy), k.bucket_key(copy, "checkout"),
+    ]
+    ttl = settings.RESERVATION_TTL
+    args = [
+        "bench-__rand_int__", "1", "0" * 64, "buyer@bench.example.com", "", str(ttl + settings.IDEMPOTENCY_GRACE_SECONDS),
+        str(ttl), str(settings.CHECKOUT_RATE_PER_SECOND), str(settings.CHECKOUT_RATE_BURST),
+        str(settings.PERSIST_BACKLOG_LIMIT), "e:__rand_int__",
+    ]
+    probe = client.evalsha(sha, len(keys), *keys, *[a.replace("__rand_int__", "probe") for a in args])
+    if probe[0] != b"ok":
+        raise RuntimeError(f"checkout script answered {probe!r} to the headroom probe")
+    redis_url = urlsplit(settings.REDIS_URL)
+    argv = [
+        "redis-benchmark", "-h", redis_url.hostname or "127.0.0.1", "-p", str(redis_url.port or 6379),
+        "--dbnum", (redis_url.path or "/0").strip("/") or "0", "-n", str(requests), "-c", str(clients),
+        "-r", "100000000", "--csv", "EVALSHA", sha, str(len(keys)), *keys, *args,
+    ]
+    if redis_url.hostname not in ("127.0.0.1", "localhost"):
+        raise RuntimeError("redis-benchmark only runs against a local Redis")
+    output = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout
+    rows = [row for row in csv.reader(io.StringIO(output)) if row]
+    header, values = rows[0], rows[-1]
+    evalsha_rps = float(values[header.index("rps")])
+    client.unlink(*keys)
+    return {"requests": requests, "clients": clients, "evalsha_rps": round(evalsha_rps, 1)}
+
+
+# --- the flash sale, checkout through delivery
+
+
+@dataclass
+class BuyerRun:
+    status: int
+    error: str = ""
+    order_no: str = ""
+    accepted_at: float = 0.0
+    paid_at: float = 0.0
+    keys_at: float = 0.0
+    keys: tuple = ()
+    final_status: str = ""
+
+
+async def flash_sale(
+    *, url: str, sku: str, product_id: int, buyers: int, concurrency: int, poll_seconds: float, duration: float
+) -> dict:
+    """B buyers arrive at once; each checks out, waits for its order to be
+    placed, pays in the sandbox, and polls the order until its keys show, as
+    the order page does."""
+    from apps.stock.keys import stock_key
+    from apps.stock.redis import stock_redis
+
+    started, started_wall = time.perf_counter(), time.time()
+    deadline = started + duration
+    checkouts: list[Sample] = []
+    runs: list[BuyerRun] = []
+    stock_samples: list[tuple[float, int]] = []
+    done = asyncio.Event()
+
+    async def stock_sampler():
+        redis = stock_redis()
+        while not done.is_set():
+            stock_samples.append((time.perf_counter() - started, int(redis.get(stock_key(product_id)) or 0)))
+            await asyncio.sleep(0.1)
+
+    async def poll(session, run: BuyerRun, headers: dict, until) -> dict:
+        while time.perf_counter() < deadline:
+            await asyncio.sleep(poll_seconds)
+            try:
+                status, body = await get_json(session, f"{url}/api/v1/orders/{run.order_no}", headers=headers)
+            except (OSError, asyncio.TimeoutError):
+                continue
+            if status == 200 and until(body):
+                return body
+        return {}
+
+    async def buyer(session, i):
+        sent = time.perf_counter()
+        try:
+            status, body = await post_json(
+                session, f"{url}/api/v1/orders", {"sku": sku, "quantity": 1, "email": f"flash-{i}@bench.example.com"}
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            status, body = 0, {"error": type(exc).__name__}
+        checkouts.append(Sample(sent, time.perf_counter() - sent, status, body.get("error", "")))
+        run = BuyerRun(status=status, error=body.get("error", ""), order_no=body.get("order_no", ""))
+        runs.append(run)
+        if status != 202:
+            return
+        run.accepted_at = time.perf_counter()
+        headers = {"X-Order-Token": body["access_token"]}
+        if not await poll(session, run, headers, lambda b: b.get("status") != "queued"):
+            return
+        for _ in range(5):  # a 503 while the sandbox is failing says to retry
+            try:
+                pay_status, _body = await post_json(session, f"{url}/api/v1/payments/sandbox/{run.order_no}/pay", {}, headers)
+            except (OSError, asyncio.TimeoutError):
+                pay_status = 0
+            if pay_status == 202:
+                run.paid_at = time.perf_counter()
+                break
+            await asyncio.sleep(1)
+        else:
+            return
+        final = await poll(session, run, headers, lambda b: b.get("status") in TERMINAL)
+        run.final_status = final.get("status", "")
+        run.keys = tuple(final.get("keys") or ())
+        run.keys_at = time.perf_counter()
+
+    sampler = asyncio.create_task(stock_sampler())
+    async with session_new(concurrency=concurrency) as session:
+        await asyncio.gather(*(buyer(session, i) for i in range(buyers)))
+    done.set()
+    await sampler
+    return {
+        "started_wall": started_wall,
+        "started": started,
+        "checkouts": checkouts,
+        "runs": runs,
+        "stock_samples": stock_samples,
+    }
+
+
+def flash_gates(*, product_id: int, keys: int, buyers: int, sale: dict, settle_timeout: float) -> dict:
+    """The correctness gates, from the database and from what buyers saw."""
+    from apps.cardkeys.models import CardKey
+    from apps.orders.models import Order
+    from apps.stock.keys import stock_key
+    from apps.stock.redis import stock_redis
+
+    orders = Order.objects.filter(product_id=product_id)
+    deadline = time.monotonic() + settle_timeout
+    while orders.filter(status=Order.Status.PAID).exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    runs: list[BuyerRun] = sale["runs"]
+    accepted_count = sum(1 for r in runs if r.status == 202)
+    sold = CardKey.objects.filter(product_id=product_id, status=CardKey.Status.SOLD).count()
+    stock_left = int(stock_redis().get(stock_key(product_id)) or 0)
+    seen = Counter(key for r in runs for key in r.keys)
+    delivered = orders.filter(status=Order.Status.DELIVERED)
+    expected = min(keys, buyers)
+    short_keys = sum(1 for r in runs if r.final_status == "delivered" and len(r.keys) != 1)
+    timings = list(delivered.values_list("paid_at", "delivered_at"))
+    return {
+        "oversold": max(0, accepted_count - keys) + max(0, sold - keys) + max(0, -stock_left),
+        "duplicates": sum(n - 1 for n in seen.values() if n > 1) + short_keys,
+        "paid_undelivered": orders.filter(paid_at__isnull=False).exclude(status=Order.Status.DELIVERED).count(),
+        "accepted": accepted_count,
+        "sold": sold,
+        "delivered": delivered.count(),
+        "expected_sold": expected,
+        "sold_equals_min_keys_demand": sold == expected and delivered.count() == expected,
+        "buyers_who_saw_keys": sum(1 for r in runs if r.keys),
+        "redis_stock_left": stock_left,
+        "paid_to_delivered_s": [(d - p).total_seconds() for p, d in timings if p and d],
+        "delivered_at": [d.timestamp() for _, d in timings if d],
+    }

@@ -1,0 +1,238 @@
+"""The shop as the benchmark runs it: its own MariaDB database and Redis key
+prefix, gunicorn, Celery workers and beat, started as child processes and
+always stopped (and their data dropped) on the way out.
+
+The calling process is configured by `bench_environment` before Django is set
+up, so its own ORM and Redis calls see the same database and prefix."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    database: str = "cardshop_bench"
+    prefix: str = "cardshop-bench"
+    web_workers: int = 2
+    web_threads: int = 16
+    celery_concurrency: int = 2
+    # The per-product checkout bucket (default 1000/s in the app) is raised so
+    # the benchmark measures the checkout path, not the cap.
+    checkout_rate: int = 1_000_000
+    extra_env: dict = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_environment(config: StackConfig, *, site_url: str) -> dict:
+    """Environment variables shared by the driver and every child process."""
+    base_url = os.environ.get("DATABASE_URL", "mysql://root:@127.0.0.1:3306/cardshop")
+    parts = urlsplit(base_url)
+    if parts.hostname not in ("127.0.0.1", "localhost"):
+        raise SystemExit(f"The benchmark only runs against a local MariaDB, not {parts.hostname}.")
+    database_url = urlunsplit(parts._replace(path="/" + config.database))
+    return {
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DATABASE_URL": database_url,
+        "DATABASE_REPLICA_URL": database_url,
+        "REDIS_KEY_PREFIX": config.prefix,
+        "SITE_URL": site_url,
+        "DJANGO_DEBUG": "false",
+        # One address sends the whole crowd: per-client limits would refuse it.
+        "RATELIMIT_ENABLE": "false",
+        "CHECKOUT_RATE_PER_SECOND": str(config.checkout_rate),
+        "CHECKOUT_RATE_BURST": str(config.checkout_rate),
+        "PERSIST_BACKLOG_LIMIT": "1000000",
+        "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+        "CELERY_VISIBILITY_TIMEOUT": "30",
+        "LOG_LEVEL": "WARNING",
+        **config.extra_env,
+    }
+
+
+class Process:
+    """A child process in its own process group, logging to a file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path):
+        self.name, self.argv, self.env = name, argv, env
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> "Process":
+        log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(
+            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 15) -> None:
+        if not self.alive():
+            return
+        os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+
+def wait_for(predicate, *, timeout: float, what: str, process: Process | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and not process.alive():
+            raise RuntimeError(f"{process.name} exited while starting:\n{process.log()[-3000:]}")
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+class BenchStack:
+    """Database, gunicorn, Celery worker and beat for one benchmark run."""
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **bench_environment(config, site_url=self.url)}
+        self.log_dir = Path(tempfile.mkdtemp(prefix="cardshop-bench-"))
+        self.web: Process | None = None
+        self.worker: Process | None = None
+        self.beat: Process | None = None
+
+    # --- database
+
+    def manage(self, *args: str) -> None:
+        subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL)
+
+    def database_recreate(self) -> None:
+        self.database_drop()
+        self.manage("create_database")
+        self.manage("migrate", "--noinput", "-v", "0")
+
+    def database_drop(self) -> None:
+        import MySQLdb
+
+        parts = urlsplit(self.env["DATABASE_URL"])
+        server = MySQLdb.connect(
+            host=parts.hostname, port=parts.port or 3306, user=parts.username or "root", password=parts.password or ""
+        )
+        try:
+            with server.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{self.config.database}`")
+        finally:
+            server.close()
+
+    def redis_clear(self) -> int:
+        """Delete every key of this run's prefix, in the cache/gate and the broker database."""
+        import redis
+
+        deleted = 0
+        for url in {self.env.get("REDIS_URL", "redis://127.0.0.1:6379/0"), self.env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")}:
+            client = redis.Redis.from_url(url)
+            batch = list(client.scan_iter(match=self.config.prefix + ":*", count=2000))
+            for start in range(0, len(batch), 1000):
+                deleted += client.delete(*batch[start : start + 1000])
+            client.close()
+        return deleted
+
+    # --- processes
+
+    def web_start(self) -> None:
+        c = self.config
+        self.web = Process(
+            "gunicorn",
+            [
+                PY, "-m", "gunicorn", "cardshop.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
+                "--workers", str(c.web_workers), "--worker-class", "gthread", "--threads", str(c.web_threads),
+                "--backlog", "2048", "--no-control-socket",
+            ],
+            self.env, self.log_dir,
+        ).start()
+        wait_for(self._healthy, timeout=30, what="gunicorn /healthz", process=self.web)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def worker_start(self, **env) -> None:
+        self.worker = Process(
+            "celery-worker",
+            [
+                PY, "-m", "celery", "-A", "cardshop", "worker", "--pool", "prefork",
+                "--concurrency", str(self.config.celery_concurrency), "--hostname", f"bench-{self.port}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
+            ],
+            {**self.env, **env}, self.log_dir,
+        ).start()
+        wait_for(lambda: " ready." in self.worker.log(), timeout=60, what="the Celery worker", process=self.worker)
+
+    def worker_restart(self, **env) -> None:
+        self.worker.stop()
+        self.worker.log_path.unlink(missing_ok=True)
+        self.worker_start(**env)
+
+    def beat_start(self) -> None:
+        self.beat = Process(
+            "celery-beat",
+            [
+                PY, "-m", "celery", "-A", "cardshop", "beat", "--loglevel", "WARNING",
+                "--schedule", str(self.log_dir / "beat-schedule"),
+            ],
+            self.env, self.log_dir,
+        ).start()
+
+    def server_pids(self) -> list[int]:
+        """gunicorn's master and workers (the web side's CPU)."""
+        import psutil
+
+        if not self.web or not self.web.alive():
+            return []
+        master = psutil.Process(self.web.popen.pid)
+        return [master.pid, *(child.pid for child in master.children(recursive=True))]
+
+    def worker_pids(self) -> list[int]:
+        import psutil
+
+        pids = []
+        for process in (self.worker, self.beat):
+            if process and process.alive():
+                parent = psutil.Process(process.popen.pid)
+                pids += [parent.pid, *(child.pid for child in parent.children(recursive=True))]
+        return pids
+
+    def stop(self) -> None:
+        for process in (self.beat, self.worker, self.web):
+            if process is not None:
+                process.stop()
+
+    def teardown(self, *, keep_database: bool = False) -> None:
+        self.stop()
+        self.redis_clear()
+        if not keep_database:
+            self.database_drop()
