@@ -180,3 +180,19 @@ def test_sessions_survive_an_unreachable_redis(settings):
     assert session.session_key
     assert SessionStore(session.session_key).load() == {}
     session.delete()
+
+
+def test_the_last_good_copy_ages_out_and_stays_bounded(monkeypatch):
+    from apps.core import last_good
+
+    now = [1000.0]
+    monkeypatch.setattr(last_good.time, "monotonic", lambda: now[0])
+    copies = last_good.LastGood(max_entries=2)
+    copies.remember("a", 1)
+    now[0] += 10
+    assert copies.recall("a", max_age=10) == 1
+    assert copies.recall("a", max_age=9) is None
+    copies.remember("b", 2)
+    copies.remember("a", 1)  # served again: now the newest
+    copies.remember("c", 3)
+    assert [copies.recall(k, max_age=60) for k in "abc"] == [1, None, 3]

@@ -35,7 +35,3 @@ class LastGood:
         if entry is None or time.monotonic() - entry[0] > max_age:
             return None
         return entry[1]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()

@@ -74,12 +74,11 @@ def backlog_measure() -> Backlog:
     return Backlog(fulfil=fulfil, persist=persist)
 
 
-def overload_check(*, backlog: Backlog | None = None) -> bool:
-    """Measure the backlogs (unless given), decide with hysteresis, and write
-    the decision into every warmed product's rules. Returns the decision.
-    Written each run, not only on a change, so a product warmed meanwhile
-    gets it too."""
-    backlog = backlog or backlog_measure()
+def overload_check() -> bool:
+    """Measure the backlogs, decide with hysteresis, and write the decision
+    into every warmed product's rules. Returns the decision. Written each run,
+    not only on a change, so a product warmed meanwhile gets it too."""
+    backlog = backlog_measure()
     client = stock_redis()
     was_overloaded = client.get(overloaded_key()) == b"1"
     overloaded = backlog.over() or (was_overloaded and backlog.over(ratio=settings.BACKLOG_RESUME_RATIO))

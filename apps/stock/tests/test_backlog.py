@@ -25,7 +25,10 @@ def limits(settings):
 
 @pytest.fixture
 def fresh_notice(monkeypatch):
+    """Pages read the flag at once (not a copy up to 2 s old), and later tests start afresh."""
     monkeypatch.setattr(overload, "NOTICE_CACHE_SECONDS", 0)
+    yield
+    overload._notice.update(at=float("-inf"), value=False)
 
 
 def enqueue_dummy_tasks(count: int) -> None:
