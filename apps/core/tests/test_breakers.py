@@ -64,7 +64,7 @@ def test_a_breaker_opens_after_fail_max_failures_then_fails_fast():
     started = time.monotonic()
     with pytest.raises(BreakerOpen) as raised:
         breaker_call("mail", dependency)
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 0.2
     assert dependency.calls == 3  # not called while open
     assert 1 <= raised.value.retry_after <= RESET
 
