@@ -16,8 +16,8 @@
   function niceMax(value) {
     if (!(value > 0)) return 1;
     var step = Math.pow(10, Math.floor(Math.log10(value)));
-    var m = [1, 2, 5, 10].find(function (f) { return f * step >= value; });
-    return m * step;
+    var m = [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10].find(function (f) { return f * step >= value; });
+    return +(m * step).toPrecision(6);
   }
 
   // series: [{values: [number|null], color, kind: "line"|"bar"}]
@@ -37,7 +37,7 @@
       var value = top * g / 4;
       svg.appendChild(el("line", {x1: LEFT, x2: W - RIGHT, y1: y(value), y2: y(value), "class": "grid"}));
       svg.appendChild(el("text", {x: LEFT - 6, y: y(value) + 4, "text-anchor": "end", "class": "axis-label"},
-        +value.toFixed(value < 10 && top <= 10 ? 1 : 0)));
+        +value.toFixed(2)));
     }
     labels.forEach(function (label, i) {
       if (i % 5 === 0 || i === n - 1) {
@@ -52,9 +52,10 @@
         });
         return;
       }
+      // A minute without data is skipped and the line joins its neighbours.
       var path = "", pen = "M";
       s.values.forEach(function (v, i) {
-        if (v === null) { pen = "M"; return; }
+        if (v === null) return;
         path += pen + x(i).toFixed(1) + " " + y(v).toFixed(1) + " ";
         pen = "L";
         svg.appendChild(el("circle", {cx: x(i), cy: y(v), r: 2.5, fill: s.color}));

@@ -12,7 +12,8 @@ def checkout(client, *, sku: str, email: str, quantity: int = 1):
     )
 
 
-def pay(client, *, order, signature: str | None = None):
+def pay(client, *, order, signature: str | None = None, with_signature: bool = False):
+    """POST the sandbox's signed "paid" notification for the order to the webhook."""
     body, headers = notification_sign(
         {
             "event_id": f"test-paid-{order.order_no}",
@@ -23,10 +24,11 @@ def pay(client, *, order, signature: str | None = None):
             "timestamp": int(time.time()),
         }
     )
-    return client.post(
-        "/payments/webhook/sandbox", body, content_type="application/json",
-        headers={SIGNATURE_HEADER: signature or headers[SIGNATURE_HEADER]},
+    signature = signature or headers[SIGNATURE_HEADER]
+    response = client.post(
+        "/payments/webhook/sandbox", body, content_type="application/json", headers={SIGNATURE_HEADER: signature}
     )
+    return (response, signature) if with_signature else response
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
