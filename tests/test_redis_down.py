@@ -141,6 +141,12 @@ def test_redis_down_pages_render_checkout_pauses_and_reopens_after_warm_up(priva
         assert form.status_code == 200 and form.url.endswith(f"/p/{product.sku}"), (form.status_code, form.url)
         assert "The sale is paused for a moment" in form.text
 
+        # The order page remembers the link's token in the session: a write Redis cannot take.
+        order_page = requests.get(
+            f"{base}/orders/{first.json()['order_no']}", params={"token": first.json()["access_token"]}, timeout=10
+        )
+        assert order_page.status_code == 200, order_page.status_code
+
         assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
         ready = requests.get(f"{base}/readyz", timeout=10)
         assert ready.status_code == 503 and ready.json()["checks"]["redis"] != "ok"
