@@ -28,3 +28,13 @@ class InvalidInput(ShopError):
     code = "invalid"
     http_status = 400
     default_detail = _("Some fields are not valid.")
+
+
+class RateLimited(ShopError):
+    """Over a rate limit: a per-client one (django-ratelimit) or the checkout's
+    per-product cap (the token bucket in the checkout script)."""
+
+    code = "rate_limited"
+    http_status = 429
+    default_detail = _("Too many requests. Please wait a moment and try again.")
+    retry_after = 1

@@ -27,17 +27,10 @@ from redis.exceptions import RedisError
 
 from apps.core import metrics
 from apps.core.client_ip import client_ip
-from apps.core.errors import ShopError
+from apps.core.errors import RateLimited
 from apps.orders.identity import email_normalise
 
 logger = logging.getLogger(__name__)
-
-
-class RateLimited(ShopError):
-    code = "rate_limited"
-    http_status = 429
-    default_detail = _("Too many requests. Please wait a moment and try again.")
-    retry_after = 1
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 from django.utils.translation import gettext_lazy as _
 
-from apps.core.errors import InvalidInput, ShopError
+from apps.core.errors import InvalidInput, RateLimited, ShopError
 
 __all__ = [
     "InvalidInput",
@@ -43,13 +43,6 @@ class UnpaidLimit(ShopError):
     code = "unpaid_limit"
     http_status = 409
     default_detail = _("You already have an unpaid order for this product. Pay it or let it expire first.")
-
-
-class RateLimited(ShopError):
-    code = "rate_limited"
-    http_status = 429
-    default_detail = _("Too many requests. Please wait a moment and try again.")
-    retry_after = 1
 
 
 class PageTokenInvalid(ShopError):

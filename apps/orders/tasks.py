@@ -17,13 +17,17 @@ def fulfil_order_task(self, order_id: int):
     return {"delivered": len(report.delivered), "short": len(report.short)}
 
 
-@shared_task(bind=True, **TASK_OPTIONS)
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=12)
 def send_order_keys_email_task(self, order_id: int):
     # Keys are decrypted here, in the worker, and never travel through the broker.
+    # A mail outage can last: retries back off to 10 minutes, about 1.5 hours in
+    # all, and never sooner than an open breaker will let a call through. The
+    # keys are on the buyer's order page meanwhile.
     try:
         order_keys_email_send(order_id=order_id)
     except Exception as exc:
-        raise self.retry(exc=exc, countdown=5 * 2 ** self.request.retries)
+        wait = min(600, 5 * 2 ** self.request.retries)
+        raise self.retry(exc=exc, countdown=max(wait, getattr(exc, "retry_after", 0) or 0))
 
 
 @shared_task(bind=True, **TASK_OPTIONS)
