@@ -6,6 +6,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("cardshop.api_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("captcha/", include("captcha.urls")),
     path("", include("apps.core.urls")),
     path("", include("apps.catalog.urls")),
     path("", include("apps.orders.urls")),

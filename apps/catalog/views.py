@@ -8,6 +8,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
+from apps.orders.bot_checks import captcha_needed
 from apps.orders.buyer_context import device_cookie_ensure
 from apps.orders.forms import PurchaseForm
 from apps.stock.selectors import SOLD_OUT, UNKNOWN, stock_remaining_many, stock_status
@@ -61,9 +62,13 @@ def product(request, sku):
     stock = UNKNOWN if info.sale_paused else stock_status(remaining)
     now = timezone.now()
     sale = info.sale_state(now)
+    can_buy = sale == "open" and stock not in (SOLD_OUT, UNKNOWN)
     # A fresh key per rendered form: a double submit of this page is one order.
+    # The captcha only where the form can be sent: a countdown's refresh storm
+    # costs no bot-counter read.
     form = PurchaseForm(
-        initial={"quantity": 1, "idempotency_key": uuid.uuid4().hex, "page_token": page_token_new(sku=info.sku)}
+        initial={"quantity": 1, "idempotency_key": uuid.uuid4().hex, "page_token": page_token_new(sku=info.sku)},
+        captcha=can_buy and captcha_needed(request),
     )
     form.fields["quantity"].widget.attrs.update(max=info.max_per_order)
     seconds_to_start = math.ceil((info.sale_starts_at - now).total_seconds()) if sale == "not_started" else None
@@ -77,7 +82,7 @@ def product(request, sku):
             "sale": sale,
             "seconds_to_start": seconds_to_start,
             "form": form,
-            "can_buy": sale == "open" and stock not in (SOLD_OUT, UNKNOWN),
+            "can_buy": can_buy,
         },
     )
     device_cookie_ensure(request, response)

@@ -7,7 +7,9 @@ from django.views.decorators.http import require_POST
 from apps.core.errors import ShopError
 from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP, rate_limit
 
+from .bot_checks import checkout_guard
 from .buyer_context import buyer_context
+from .forms import CAPTCHA_ANSWER_FIELD, CAPTCHA_KEY_FIELD, HONEYPOT_FIELD
 from .grants import order_grant_token
 from .services import order_checkout
 
@@ -16,13 +18,19 @@ from .services import order_checkout
 @rate_limit(CHECKOUT_IP, CHECKOUT_BUYER, page=True)  # before checkout: a refused request reserves nothing
 def checkout(request, sku: str):
     try:
-        result = order_checkout(
-            sku=sku,
-            email=request.POST.get("email", ""),
-            quantity=request.POST.get("quantity", ""),
-            idempotency_key=request.POST.get("idempotency_key") or None,
-            buyer=buyer_context(request, page_token=request.POST.get("page_token")),
-        )
+        with checkout_guard(
+            request,
+            honeypot=request.POST.get(HONEYPOT_FIELD, ""),
+            captcha_key=request.POST.get(CAPTCHA_KEY_FIELD),
+            captcha_answer=request.POST.get(CAPTCHA_ANSWER_FIELD),
+        ):
+            result = order_checkout(
+                sku=sku,
+                email=request.POST.get("email", ""),
+                quantity=request.POST.get("quantity", ""),
+                idempotency_key=request.POST.get("idempotency_key") or None,
+                buyer=buyer_context(request, page_token=request.POST.get("page_token")),
+            )
     except ShopError as error:
         messages.error(request, error.detail)
         for field_messages in error.extra.get("fields", {}).values():

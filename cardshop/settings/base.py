@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "captcha",
     "apps.core",
     "apps.catalog",
     "apps.stock",
@@ -220,6 +221,15 @@ RATELIMIT_PAY_IP = env("RATELIMIT_PAY_IP", default="30/m")
 # means REMOTE_ADDR, and every client-supplied header is ignored.
 TRUSTED_PROXY_IP_HEADER = env("TRUSTED_PROXY_IP_HEADER", default="")
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
+
+# --- Bot checks on checkout (apps.orders.bot_checks): suspicious attempts
+# (honeypot filled, page token missing or forged, too fast, captcha wrong) are
+# counted per client IP and per device for BOT_WINDOW_SECONDS; from
+# BOT_SOFT_THRESHOLD of them on, checkout wants a captcha (0 never asks).
+BOT_SOFT_THRESHOLD = env.int("BOT_SOFT_THRESHOLD", default=3)
+BOT_WINDOW_SECONDS = env.int("BOT_WINDOW_SECONDS", default=600)
+# django-simple-captcha: minutes a captcha may be answered in (each is good for one try).
+CAPTCHA_TIMEOUT = env.int("CAPTCHA_TIMEOUT_MINUTES", default=5)
 
 # --- Circuit breakers around payment providers and mail: after fail_max
 # failures in a row calls fail fast for reset_timeout seconds, then one trial
