@@ -35,10 +35,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DJANGO_SETTINGS_MODULE=cardshop.settings.production \
-    STATIC_ROOT=/app/var/staticfiles
+    STATIC_ROOT=/app/var/staticfiles \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/cardshop-metrics
 WORKDIR /app
 USER cardshop
-EXPOSE 8000
+# 8000: the site and /metrics; 9808: a Celery worker's metrics (WORKER_METRICS_PORT).
+EXPOSE 8000 9808
 # Liveness only: /readyz (database, Redis, broker) is for the orchestrator's
 # readiness probe, so a database outage does not restart every web container.
 # The probe sends Host 127.0.0.1: keep it in DJANGO_ALLOWED_HOSTS.

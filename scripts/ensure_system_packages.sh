@@ -2,7 +2,8 @@
 # Install the Debian packages cardshop needs, only those missing.
 #   ensure_system_packages.sh            build + runtime packages, MariaDB and Redis
 #   ensure_system_packages.sh --browser  also what only the tests drive: Chromium (browser
-#                                        tests) and nginx (tests/test_nginx.py runs its own)
+#                                        tests), nginx (tests/test_nginx.py runs its own) and
+#                                        prometheus (its promtool checks deploy/prometheus/alerts.yml)
 set -euo pipefail
 
 # python3-venv: .venv; pkg-config, libmariadb-dev, gcc, python3-dev: build mysqlclient;
@@ -14,6 +15,7 @@ command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 if [ "${1:-}" = "--browser" ]; then
   packages+=(chromium)
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
+  command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 fi
 
 missing=()

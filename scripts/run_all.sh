@@ -29,13 +29,19 @@ stop() {
 trap stop EXIT
 trap 'stop; exit 0' INT TERM
 
+# Metrics (docs/metrics.md): gunicorn's workers add theirs up in one directory
+# (emptied by gunicorn.conf.py at start), the Celery worker's processes in
+# another, which the worker serves on its own port.
+metrics_dir="$PWD/var/metrics/$PORT"
+default_unless_configured WORKER_METRICS_PORT $((PORT + 1808))
+
 # No control socket: its default path is per user, so two local runs would fight over it.
-.venv/bin/gunicorn cardshop.wsgi:application --bind "$HOST:$PORT" --workers "$WEB_WORKERS" \
+PROMETHEUS_MULTIPROC_DIR="$metrics_dir/web" .venv/bin/gunicorn cardshop.wsgi:application --bind "$HOST:$PORT" --workers "$WEB_WORKERS" \
   --access-logfile - --graceful-timeout 10 --no-control-socket &
 pids+=($!)
 # The node name carries the port, so two local runs (say a demo and a test run
 # with its own REDIS_KEY_PREFIX) are told apart in Celery's logs and tools.
-celery_worker/worker.sh --hostname "cardshop-$PORT@%h" &
+PROMETHEUS_MULTIPROC_DIR="$metrics_dir/worker" celery_worker/worker.sh --hostname "cardshop-$PORT@%h" &
 pids+=($!)
 CELERY_BEAT_SCHEDULE_FILE="var/celerybeat-schedule-$PORT" celery_worker/beat.sh &
 pids+=($!)
@@ -54,6 +60,8 @@ cardshop is running:
   admin       http://$HOST:$PORT/admin/
 $credentials
   health      http://$HOST:$PORT/healthz  http://$HOST:$PORT/readyz
+  metrics     http://$HOST:$PORT/metrics  (Celery worker: port ${WORKER_METRICS_PORT:-set in .env})
+  live sales  http://$HOST:$PORT/admin/sales/
 Ctrl-C stops it.
 
 EOF

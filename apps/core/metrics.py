@@ -15,11 +15,17 @@ Label values are always from a fixed set (outcome codes, statuses, the
 configured providers), never from request input, so a hostile client cannot
 grow the number of series.
 """
+import os
 import time
 from collections.abc import Iterable
 
 from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram
+
+# Every process of the image is started with PROMETHEUS_MULTIPROC_DIR (also
+# beat, migrate, shells); the directory must exist before a metric is made.
+if _multiprocess_dir := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(_multiprocess_dir, exist_ok=True)
 
 CHECKOUTS = Counter(
     "cardshop_checkouts",

@@ -15,8 +15,8 @@ REQUEST_ID_HEADER = "cardshop_request_id"
 def _serve_worker_metrics(sender=None, **kwargs):
     # In the worker's main process, after the pool started: the thread is not
     # forked into the pool processes, which only write their metric files.
-    if settings.CELERY_METRICS_PORT:
-        worker_exporter_start(address=settings.CELERY_METRICS_ADDRESS, port=settings.CELERY_METRICS_PORT)
+    if settings.WORKER_METRICS_PORT:
+        worker_exporter_start(address=settings.WORKER_METRICS_ADDRESS, port=settings.WORKER_METRICS_PORT)
 
 
 @signals.task_postrun.connect
@@ -37,3 +37,12 @@ def _adopt_request_id(task_id=None, task=None, **kwargs):
     # The request that queued the task, else the task's own id.
     carried = getattr(task.request, REQUEST_ID_HEADER, None) if task is not None else None
     request_id_set(carried or task_id)
+
+
+@signals.setup_logging.connect
+def _django_logging(**kwargs):
+    # Workers and beat log as the web does (LOGGING: JSON lines with request id
+    # and order number) instead of Celery's own format.
+    import logging.config
+
+    logging.config.dictConfig(settings.LOGGING)

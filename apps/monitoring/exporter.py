@@ -9,7 +9,7 @@ request relayed by nginx never counts as local.
 In multiprocess mode (PROMETHEUS_MULTIPROC_DIR) the answer adds up the files
 of every process sharing the directory: all gunicorn workers of one server,
 or all pool processes of one Celery worker. Web and worker use different
-directories; the worker serves its own port (CELERY_METRICS_PORT), so each
+directories; the worker serves its own port (WORKER_METRICS_PORT), so each
 host's worker is scraped, and missing, on its own.
 """
 import functools

@@ -125,3 +125,26 @@ def test_reconcile_drift_fixes_are_counted(settings):
     metrics.reconcile_reported(ReconcileReport(drift_fixed={"A": 3, "B": -2}, released=["x"]))
     assert metrics.RECONCILE_FIXES.labels("drift")._value.get() - drift_before == 2
     assert metrics.RECONCILE_DRIFT_KEYS._value.get() - keys_before == 5
+
+
+def test_the_worker_endpoint_applies_the_same_access_rule(settings):
+    import urllib.error
+    import urllib.request
+
+    from apps.monitoring.exporter import worker_exporter_start
+
+    settings.METRICS_ALLOWED_NETWORKS = ["10.0.0.0/8"]
+    settings.METRICS_TOKEN = "worker-scrape-1"
+    server = worker_exporter_start(address="127.0.0.1", port=0)
+    assert server is not None
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=5)
+        assert refused.value.code == 403
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer worker-scrape-1"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert b"cardshop_checkouts_total" in response.read()
+    finally:
+        server.shutdown()
+        server.server_close()
