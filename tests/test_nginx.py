@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -147,20 +148,23 @@ def stack(static_root):
         app.stop()
 
 
-def hammer(port: int, method: str, path: str, count: int, body: dict | None = None) -> list[int]:
-    return [request("127.0.0.1", port, method, path, body)[0] for _ in range(count)]
+def hammer(port: int, method: str, path: str, count: int, body: dict | None = None) -> list[tuple]:
+    """`count` requests from 127.0.0.1, 16 at a time: far quicker than the zone's rate
+    even on a busy machine, so the limit shows whatever the app's speed."""
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(lambda _: request("127.0.0.1", port, method, path, body), range(count)))
 
 
 def test_one_address_hammering_is_limited_while_another_is_served(stack):
     port = stack.port
-    pages = hammer(port, "GET", "/", 90)
+    answers = hammer(port, "GET", "/", 90)
+    pages = [status for status, _, _ in answers]
     assert pages.count(429) >= 20 and pages.count(200) >= 40, pages
-    status, headers, body = request("127.0.0.1", port, "GET", "/")
-    assert status == 429 and headers["Retry-After"] == "1"
-    assert json.loads(body)["error"] == "rate_limited"
+    _, headers, body = next(answer for answer in answers if answer[0] == 429)
+    assert headers["Retry-After"] == "1" and json.loads(body)["error"] == "rate_limited"
     assert request("127.0.0.2", port, "GET", "/")[0] == 200
 
-    checkouts = hammer(port, "POST", "/api/v1/orders", 30, body={"sku": "none", "email": "a@x.com"})
+    checkouts = [a[0] for a in hammer(port, "POST", "/api/v1/orders", 30, body={"sku": "none", "email": "a@x.com"})]
     assert checkouts.count(429) >= 10, checkouts
     assert set(checkouts) <= {404, 429}, checkouts  # the app answers "no such product" to the rest
     assert request("127.0.0.2", port, "POST", "/api/v1/orders", {"sku": "none", "email": "b@x.com"})[0] == 404
