@@ -73,3 +73,7 @@ def test_the_figures_follow_a_sale(client, settings):
     assert data["now"]["success_rate"] == pytest.approx(66.7)
     assert data["now"]["paid_to_keys_avg"] >= 1.0  # one order waited about 3 s
     assert any(v is not None for v in data["paid_to_keys_max"])
+
+
+def test_the_admin_home_links_to_the_live_sales(merchant):
+    assert 'href="/admin/sales/"' in merchant.get("/admin/").content.decode()
