@@ -5,16 +5,21 @@ rebuilds the gate, then reopens without overselling.
 
 The shared Redis other runs use is never stopped: the test starts its own
 redis-server on a free port and points the app (gunicorn, manage.py) at it."""
+import http.cookiejar
+import json
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
 
 import pytest
 import redis
-import requests
 
 from apps.catalog.models import Category, Product
 from apps.orders.models import Order
@@ -87,19 +92,48 @@ def persist_queued(env: dict) -> int:
     return int(out.strip().splitlines()[-1])
 
 
-def checkout(base: str, sku: str, email: str) -> requests.Response:
-    return requests.post(f"{base}/api/v1/orders", json={"sku": sku, "email": email, "quantity": 1}, timeout=10)
+@dataclass
+class Response:
+    status_code: int
+    text: str
+    headers: dict
+    url: str
+
+    def json(self) -> dict:
+        return json.loads(self.text)
 
 
-def form_checkout(base: str, sku: str, email: str) -> requests.Response:
+def fetch(url: str, *, json_body: dict | None = None, form: dict | None = None, headers: dict | None = None,
+          opener: urllib.request.OpenerDirector | None = None) -> Response:
+    """One HTTP request (redirects followed); an error status is an answer too."""
+    data, all_headers = None, dict(headers or {})
+    if json_body is not None:
+        data, all_headers["Content-Type"] = json.dumps(json_body).encode(), "application/json"
+    elif form is not None:
+        data = urllib.parse.urlencode(form).encode()
+    request = urllib.request.Request(url, data=data, headers=all_headers)
+    try:
+        response = (opener or urllib.request.build_opener()).open(request, timeout=10)
+    except urllib.error.HTTPError as error:
+        response = error
+    with response:
+        return Response(response.status, response.read().decode(errors="replace"), dict(response.headers), response.url)
+
+
+def checkout(base: str, sku: str, email: str) -> Response:
+    return fetch(f"{base}/api/v1/orders", json_body={"sku": sku, "email": email, "quantity": 1})
+
+
+def form_checkout(base: str, sku: str, email: str) -> Response:
     """The storefront's purchase form, as a browser sends it (CSRF cookie and token)."""
-    browser = requests.Session()
-    page = browser.get(f"{base}/p/{sku}", headers={"Accept-Language": "en"}, timeout=10)
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    english = {"Accept-Language": "en"}
+    page = fetch(f"{base}/p/{sku}", headers=english, opener=browser)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    return browser.post(
+    return fetch(
         f"{base}/p/{sku}/buy",
-        data={"csrfmiddlewaretoken": token, "email": email, "quantity": "1", "idempotency_key": "form-1"},
-        headers={"Referer": f"{base}/p/{sku}", "Accept-Language": "en"}, timeout=10,
+        form={"csrfmiddlewaretoken": token, "email": email, "quantity": "1", "idempotency_key": "form-1"},
+        headers={"Referer": f"{base}/p/{sku}", **english}, opener=browser,
     )
 
 
@@ -113,7 +147,7 @@ def test_redis_down_pages_render_checkout_pauses_and_reopens_after_warm_up(priva
         base = server.url
         assert "warmed, stock 5" in manage(env, "warm_stock", "--sku", product.sku)
         for path in ("/", "/c/games", f"/p/{product.sku}"):
-            assert requests.get(base + path, timeout=10).status_code == 200
+            assert fetch(base + path).status_code == 200
         first = checkout(base, product.sku, "first@x.com")
         assert first.status_code == 202, first.text
         assert persist_queued(env) == 1
@@ -122,12 +156,12 @@ def test_redis_down_pages_render_checkout_pauses_and_reopens_after_warm_up(priva
         # Changed behind the cache's back: a page showing the old title was not read from MariaDB.
         Product.objects.filter(pk=product.pk).update(title="Changed in the database")
 
-        page = requests.get(f"{base}/p/{product.sku}", headers={"Accept-Language": "en"}, timeout=10)
+        page = fetch(f"{base}/p/{product.sku}", headers={"Accept-Language": "en"})
         assert page.status_code == 200
         assert "Original title" in page.text and "Changed in the database" not in page.text
         assert "badge-paused" in page.text
-        assert requests.get(f"{base}/", timeout=10).status_code == 200
-        assert requests.get(f"{base}/c/games", timeout=10).status_code == 200
+        assert fetch(f"{base}/").status_code == 200
+        assert fetch(f"{base}/c/games").status_code == 200
 
         started = time.monotonic()
         for n in range(5):
@@ -142,13 +176,11 @@ def test_redis_down_pages_render_checkout_pauses_and_reopens_after_warm_up(priva
         assert "The sale is paused for a moment" in form.text
 
         # The order page remembers the link's token in the session: a write Redis cannot take.
-        order_page = requests.get(
-            f"{base}/orders/{first.json()['order_no']}", params={"token": first.json()["access_token"]}, timeout=10
-        )
+        order_page = fetch(f"{base}/orders/{first.json()['order_no']}?token={first.json()['access_token']}")
         assert order_page.status_code == 200, order_page.status_code
 
-        assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
-        ready = requests.get(f"{base}/readyz", timeout=10)
+        assert fetch(f"{base}/healthz").status_code == 200
+        ready = fetch(f"{base}/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["redis"] != "ok"
         assert Order.objects.filter(product=product).count() == 1
 
@@ -164,7 +196,7 @@ def test_redis_down_pages_render_checkout_pauses_and_reopens_after_warm_up(priva
         assert codes == [(202, None)] * 4 + [(409, "sold_out")] * 4, codes
         assert persist_queued(env) == 4
         assert Order.objects.filter(product=product).count() == 5  # = keys uploaded: nothing oversold
-        assert requests.get(f"{base}/readyz", timeout=10).status_code == 200
+        assert fetch(f"{base}/readyz").status_code == 200
     finally:
         server.stop()
 
