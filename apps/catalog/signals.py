@@ -1,19 +1,33 @@
 """Drop cached catalog entries when a merchant edits the catalog, so an edit
 shows at once rather than after PRODUCT_CACHE_TTL."""
+import logging
+
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
+from redis.exceptions import RedisError
 
 from .models import Category, Product
 from .selectors import LISTING_CACHE_KEY, product_cache_key
+
+logger = logging.getLogger(__name__)
 
 
 def _drop(keys: list[str]) -> None:
     # Now, and again after commit: a reader between the two could otherwise
     # cache the pre-commit row for a whole TTL.
-    cache.delete_many(keys)
-    transaction.on_commit(lambda: cache.delete_many(keys))
+    _delete(keys)
+    transaction.on_commit(lambda: _delete(keys))
+
+
+def _delete(keys: list[str]) -> None:
+    # A merchant's save must not fail because Redis is down; the stale entries
+    # then live out their TTL (PRODUCT_CACHE_TTL).
+    try:
+        cache.delete_many(keys)
+    except RedisError:
+        logger.warning("catalog cache not cleared (Redis unreachable); entries expire within their TTL")
 
 
 @receiver(pre_save, sender=Product)

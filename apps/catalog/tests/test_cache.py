@@ -76,3 +76,20 @@ class TestInvalidation:
         assert product_info_get(sku=product.sku).category_name == "New name"
         assert "New name" in client.get(f"/p/{product.sku}").content.decode()
         assert catalog_listing_get()[0].name == "New name"
+
+
+def test_a_merchant_edit_succeeds_while_redis_is_down(db, monkeypatch):
+    from django.core.cache import cache
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from apps.catalog.models import Product
+
+    product = Product.objects.create(sku="DOWN-1", title="t", price="1.00")
+
+    def unreachable(*args, **kwargs):
+        raise RedisConnectionError("down")
+
+    monkeypatch.setattr(cache, "delete_many", unreachable)
+    product.title = "edited"
+    product.save()  # no exception: the edit is stored
+    assert Product.objects.get(pk=product.pk).title == "edited"
