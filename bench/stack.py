@@ -181,16 +181,24 @@ class BenchStack:
             return False
 
     def worker_start(self, **env) -> None:
+        """Start the worker and wait until it answers a control ping (its log
+        format belongs to the app's logging settings, so it is not read)."""
+        node = f"bench-{self.port}@{socket.gethostname()}"
         self.worker = Process(
             "celery-worker",
             [
                 PY, "-m", "celery", "-A", "cardshop", "worker", "--pool", "prefork",
-                "--concurrency", str(self.config.celery_concurrency), "--hostname", f"bench-{self.port}@%h",
+                "--concurrency", str(self.config.celery_concurrency), "--hostname", node,
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
             ],
             {**self.env, **env}, self.log_dir,
         ).start()
-        wait_for(lambda: " ready." in self.worker.log(), timeout=60, what="the Celery worker", process=self.worker)
+        from cardshop.celery import app
+
+        wait_for(
+            lambda: bool(app.control.ping(destination=[node], timeout=0.5)),
+            timeout=60, what="the Celery worker", process=self.worker,
+        )
 
     def worker_restart(self, **env) -> None:
         self.worker.stop()

@@ -1,0 +1,37 @@
+"""A tiny run of the flash-sale benchmark (bench/flash_sale.py --smoke):
+real gunicorn, Celery and beat on their own database and Redis prefix. It
+asserts the correctness gates only, never a timing."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The benchmark's client and report need requirements-bench.txt (make bench-deps).
+pytest.importorskip("aiohttp", reason="bench tools not installed: make bench-deps")
+pytest.importorskip("matplotlib", reason="bench tools not installed: make bench-deps")
+pytest.importorskip("psutil", reason="bench tools not installed: make bench-deps")
+
+
+@pytest.mark.timeout(180)
+def test_quick_flash_sale_never_oversells_duplicates_or_strands_a_paid_order(tmp_path):
+    # Names derived from this run's test names, so parallel runs do not collide.
+    database = os.environ.get("TEST_DATABASE_NAME", "test_cardshop") + "_benchsmoke"
+    prefix = os.environ.get("TEST_REDIS_KEY_PREFIX", "cardshop-test") + "-benchsmoke"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.flash_sale", "--smoke", "--database", database, "--prefix", prefix, "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=150,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads((tmp_path / "latest.json").read_text())
+    gates = result["flash"]["gates"]
+    assert (result["oversold"], result["duplicates"], result["paid_undelivered"]) == (0, 0, 0), gates
+    assert gates["sold"] == gates["delivered"] == gates["expected_sold"] == 60, gates
+    assert gates["buyers_who_saw_keys"] == 60, gates
+    for field in ("ceiling_ratio", "design_ratio", "drain_ratio", "redis_headroom", "checkout_rps", "checkout_p99_ms", "paid_to_delivered_p95_ms"):
+        assert result[field] > 0, field
+    assert {"checkout_latency.png", "orders_per_second.png", "stock_draining.png", "paid_to_delivered.png"} <= set(os.listdir(tmp_path))
