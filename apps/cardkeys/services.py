@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
 from apps.catalog.models import Product
+from apps.core.db_locks import named_lock
 
 from .bulk_store import ChunkResult, KeyStore
 from .crypto import fingerprinter, is_current_token, reencrypt_secret
@@ -91,7 +92,6 @@ def _more(total: int, listed: list) -> str:
     return _(" … and %(count)d more") % {"count": hidden} if hidden > 0 else ""
 
 
-@transaction.atomic(durable=True)
 def cardkeys_import(
     *,
     product: Product,
@@ -106,16 +106,30 @@ def cardkeys_import(
     the product) skipped and counted, bad lines refused with their reason;
     the rest is stored. Raises ImportRefused for a problem with the whole
     file, and then nothing of the upload is stored (one transaction).
-    Imports of one product run one at a time (the product row is locked)."""
+
+    Imports of one product run one at a time, under a MariaDB named lock
+    rather than the product row's lock: orders of a live sale insert rows
+    that point at the product, and a locked product row would stall them
+    for the whole import."""
+    with named_lock(f"import:{product.pk}", timeout=settings.CARDKEY_IMPORT_LOCK_TIMEOUT) as held:
+        if not held:
+            raise ImportRefused(_("Another import of this product is still running. Try again when it is done."))
+        return _cardkeys_import_serialised(
+            product=product, source=source, file_name=file_name, uploaded_by=uploaded_by, column=column
+        )
+
+
+@transaction.atomic(durable=True)
+def _cardkeys_import_serialised(
+    *, product: Product, source: BinaryIO, file_name: str, uploaded_by, column: str | None
+) -> ImportReport:
+    """cardkeys_import's work, in one transaction; caller holds the import lock."""
     if column and not file_name:
         fmt = CSV  # pasted text or stdin with a column name is CSV
     else:
         fmt = upload_format(file_name)
     if column and fmt == TEXT:
         raise ImportRefused(_("A column name only applies to .csv files."))
-    # Serialise imports per product: the stored-duplicate check of one must see
-    # every key committed by another, or the two would count duplicates wrongly.
-    Product.objects.using(DEFAULT_DB_ALIAS).select_for_update().filter(pk=product.pk).values_list("pk").get()
     batch = KeyBatch.objects.create(product_id=product.pk, uploaded_by=uploaded_by, source_name=file_name[:255])
     report = ImportReport(batch_id=batch.pk)
     fingerprint = fingerprinter()

@@ -149,6 +149,8 @@ CARDKEY_ENCRYPTION_KEYS = env.list("CARDKEY_ENCRYPTION_KEYS", default=[INSECURE_
 CARDKEY_FINGERPRINT_KEY = env("CARDKEY_FINGERPRINT_KEY", default=INSECURE_DEV_FINGERPRINT_KEY)
 CARDKEY_MAX_LENGTH = 512
 CARDKEY_IMPORT_CHUNK_SIZE = env.int("CARDKEY_IMPORT_CHUNK_SIZE", default=5000)
+# How long an import waits for another import of the same product to finish.
+CARDKEY_IMPORT_LOCK_TIMEOUT = env.int("CARDKEY_IMPORT_LOCK_TIMEOUT", default=600)
 # Uploads above this many bytes are refused before reading.
 CARDKEY_IMPORT_MAX_BYTES = env.int("CARDKEY_IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=20 * 1024 * 1024)

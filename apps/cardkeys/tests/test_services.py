@@ -371,3 +371,44 @@ def test_warmed_stock_counter_follows_imports_and_voids(django_capture_on_commit
     with django_capture_on_commit_callbacks(execute=True):
         cardkeys_unvoid(key_ids=ids[:1])
     assert int(redis.get(stock_key(product.pk))) == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_does_not_stall_orders_of_the_product():
+    """While a large import runs, orders of the same product still persist:
+    the import must not hold the product row's lock (an order insert's
+    foreign-key check would wait on it)."""
+    import io
+    import threading
+
+    from apps.orders import services as orders
+    from apps.orders.tests.support import product_with_keys
+
+    product = product_with_keys(keys=5)
+    orders.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    started, release = threading.Event(), threading.Event()
+
+    class SlowSource(io.BytesIO):
+        def read(self, *args):
+            started.set()
+            release.wait(10)
+            return super().read(*args)
+
+    def run_import():
+        from django.db import connection
+
+        try:
+            cardkeys_import(product=product, source=SlowSource(b"NEW-KEY-1\nNEW-KEY-2\n"), file_name="k.txt")
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=run_import)
+    worker.start()
+    try:
+        assert started.wait(10)
+        with connection.cursor() as cursor:  # a blocked insert fails fast instead of waiting
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = 2")
+        assert orders.order_persist_queued() == 1  # not blocked by the running import
+    finally:
+        release.set()
+        worker.join(20)
