@@ -40,8 +40,13 @@ def request_id_get() -> str | None:
     return _request_id.get()
 
 
-def request_id_set(value: str | None) -> None:
-    _request_id.set(value)
+def request_id_set(value: str | None) -> contextvars.Token:
+    """Returns the token that request_id_reset takes to restore the previous id."""
+    return _request_id.set(value)
+
+
+def request_id_reset(token: contextvars.Token) -> None:
+    _request_id.reset(token)
 
 
 def order_no_bind(order_no: str | None) -> None:
@@ -89,7 +94,7 @@ class RequestIdMiddleware:
 def _request_id_of(record: logging.LogRecord) -> str | None:
     # django.request logs a refused request after the middleware has returned;
     # it passes the request along, which carries its id.
-    return _request_id.get() or getattr(getattr(record, "request", None), "request_id", None)
+    return getattr(getattr(record, "request", None), "request_id", None) or _request_id.get()
 
 
 def _order_no_of(record: logging.LogRecord, message: str) -> str | None:

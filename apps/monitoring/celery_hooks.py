@@ -4,11 +4,13 @@ from celery import signals
 from django.conf import settings
 
 from apps.core import metrics
-from apps.core.logging import request_id_get, request_id_set
+from apps.core.logging import request_id_get, request_id_reset, request_id_set
 
 from .exporter import worker_exporter_start
 
 REQUEST_ID_HEADER = "cardshop_request_id"
+# task id -> the token restoring the request id that was current before the task.
+_previous_ids: dict[str, object] = {}
 
 
 @signals.worker_ready.connect
@@ -20,9 +22,15 @@ def _serve_worker_metrics(sender=None, **kwargs):
 
 
 @signals.task_postrun.connect
-def _count_task(sender=None, state=None, **kwargs):
+def _count_task(sender=None, task_id=None, state=None, **kwargs):
     if sender is not None and state:
         metrics.celery_task_finished(task=sender.name, state=state.lower())
+    # Lines logged after the task (or, run eagerly, by the request) get their own id back.
+    if (token := _previous_ids.pop(task_id, None)) is not None:
+        try:
+            request_id_reset(token)
+        except ValueError:  # set in another context (a pool's thread); nothing to restore there
+            pass
 
 
 @signals.before_task_publish.connect
@@ -36,7 +44,7 @@ def _carry_request_id(headers=None, **kwargs):
 def _adopt_request_id(task_id=None, task=None, **kwargs):
     # The request that queued the task, else the task's own id.
     carried = getattr(task.request, REQUEST_ID_HEADER, None) if task is not None else None
-    request_id_set(carried or task_id)
+    _previous_ids[task_id] = request_id_set(carried or task_id)
 
 
 @signals.setup_logging.connect

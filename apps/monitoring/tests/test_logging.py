@@ -128,3 +128,18 @@ def test_a_planted_key_bought_and_delivered_never_reaches_the_logs(settings, cap
     assert "SELECT" in logged and "INSERT" in logged  # and its SQL
     for secret in (planted, body["access_token"], page_token, signature):
         assert secret not in logged
+
+
+@pytest.mark.django_db
+def test_a_task_run_in_process_gives_the_request_id_back_afterwards():
+    from apps.core.logging import request_id_get, request_id_reset, request_id_set
+    from apps.orders.tasks import expire_reservations_task
+
+    token = request_id_set("outer-request")
+    try:
+        result = expire_reservations_task.apply()
+        assert result.successful()
+        assert request_id_get() == "outer-request"
+    finally:
+        request_id_reset(token)
+    assert request_id_get() is None
