@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _, ngettext
+from redis.exceptions import RedisError
 
 from . import services
 from .models import Order
@@ -26,7 +27,11 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Retry delivery (after uploading more keys)"))
     def retry_fulfilment(self, request, queryset):
-        count = services.order_fulfilment_retry(order_ids=list(queryset.values_list("id", flat=True)))
+        try:
+            count = services.order_fulfilment_retry(order_ids=list(queryset.values_list("id", flat=True)))
+        except RedisError:
+            self.message_user(request, _("The stock gate (Redis) is unreachable; try again shortly."), messages.ERROR)
+            return
         self.message_user(
             request,
             ngettext("%(n)d order sent back to delivery.", "%(n)d orders sent back to delivery.", count) % {"n": count},

@@ -15,6 +15,7 @@ __all__ = [
     "SaleEnded",
     "SalePaused",
     "OrderNotFound",
+    "OrderPending",
     "PaymentMismatch",
 ]
 
@@ -84,6 +85,15 @@ class OrderNotFound(ShopError):
     code = "order_not_found"
     http_status = 404
     default_detail = _("No such order.")
+
+
+class OrderPending(ShopError):
+    """The order is still being placed (a reservation not yet in MariaDB)."""
+
+    code = "order_pending"
+    http_status = 503
+    default_detail = _("The order is still being placed. Please retry in a moment.")
+    retry_after = 2
 
 
 class PaymentMismatch(ShopError):

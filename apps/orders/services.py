@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from apps.core import metrics
 from apps.core.db_locks import persist_fence
 from apps.cardkeys.claims import cardkeys_claim, cardkeys_mark_sold
+from apps.cardkeys.crypto import decrypt_secret, encrypt_secret
 from apps.catalog.page_tokens import page_token_check
 from apps.catalog.selectors import ProductInfo, product_info_get
 from apps.payments.models import PaymentEvent
@@ -29,6 +30,7 @@ from .exceptions import (
     InvalidInput,
     LimitExceeded,
     OrderNotFound,
+    OrderPending,
     PaymentMismatch,
     ProductNotFound,
     RateLimited,
@@ -46,6 +48,7 @@ from .identity import (
     email_normalise,
     idempotency_digest,
     order_number_new,
+    order_number_product_id,
 )
 from .models import Order
 from .pricing import order_amount
@@ -103,7 +106,8 @@ def order_checkout(
             token_hash=access_token_hash(token),
             email=email,
             idempotency_digest=digest,
-            idempotency_value=f"{order_no} {token}",
+            # Encrypted: Redis never holds a token that opens an order's keys.
+            idempotency_value=f"{order_no} {encrypt_secret(token)}" if digest else "",
         )
     except RedisError:
         logger.warning("checkout for %s paused: Redis unreachable", sku)
@@ -111,7 +115,8 @@ def order_checkout(
     if outcome.code == "ok":
         return CheckoutResult(order_no=order_no, access_token=token, status=Status.QUEUED, product_id=product.id)
     if outcome.code == "duplicate":
-        first_order_no, first_token = outcome.idempotency_value.split(" ", 1)
+        first_order_no, sealed_token = outcome.idempotency_value.split(" ", 1)
+        first_token = decrypt_secret(sealed_token)
         return CheckoutResult(
             order_no=first_order_no, access_token=first_token, status=Status.QUEUED, product_id=product.id
         )
@@ -222,15 +227,21 @@ def order_persist_queued(*, product_ids: list[int] | None = None) -> int:
     total = 0
     for product_id in product_ids if product_ids is not None else stock.stock_warmed_product_ids():
         with persist_fence(product_id=product_id, timeout=0) as held:
-            if not held:
-                continue
-            while records := stock.stock_queue_peek(product_id=product_id, count=settings.PERSIST_BATCH_SIZE):
-                try:
-                    order_persist_reservations(product_id=product_id, records=records)
-                except (IntegrityError, DataError, KeyError, ValueError):
-                    _persist_one_by_one(product_id=product_id, records=records)
-                stock.stock_queue_drop(product_id=product_id, count=len(records))
-                total += len(records)
+            if held:
+                total += order_persist_queue_drain(product_id=product_id)
+    return total
+
+
+def order_persist_queue_drain(*, product_id: int) -> int:
+    """Persist one product's queued reservations. Caller holds its persist fence."""
+    total = 0
+    while records := stock.stock_queue_peek(product_id=product_id, count=settings.PERSIST_BATCH_SIZE):
+        try:
+            order_persist_reservations(product_id=product_id, records=records)
+        except (IntegrityError, DataError, KeyError, ValueError):
+            _persist_one_by_one(product_id=product_id, records=records)
+        stock.stock_queue_drop(product_id=product_id, count=len(records))
+        total += len(records)
     return total
 
 
@@ -259,11 +270,13 @@ def order_mark_paid(*, order_no: str, provider: str, event_id: str, amount: Deci
     in the same transaction as the state change, so a notification delivered
     again (also concurrently) returns the order unchanged.
 
-    Raises OrderNotFound (also for a reservation never persisted: such an order
-    can never be paid) and PaymentMismatch."""
+    Raises OrderPending while the order is still only a reservation in Redis
+    (the provider retries: a 5xx answer), OrderNotFound for an order that
+    does not exist (a reservation lost before persistence can never be paid),
+    and PaymentMismatch."""
     order = Order.objects.select_for_update().filter(order_no=order_no).first()
     if order is None:
-        raise OrderNotFound()
+        raise OrderPending() if _reservation_pending(order_no) else OrderNotFound()
     if PaymentEvent.objects.filter(provider=provider, event_id=event_id).exists():
         return order
     if Decimal(amount) != order.amount or currency != order.currency:
@@ -310,19 +323,31 @@ def _gate_mark_paid(order: Order, *, finish: bool) -> None:
         logger.warning("order %s: reservation not updated in Redis; reconcile will", order.order_no)
 
 
-def _order_late_payment(order: Order) -> None:
-    """Paid after its reservation expired: deliver if stock remains, else refund."""
+def _reservation_pending(order_no: str) -> bool:
+    """Is this order number still a reservation waiting to be persisted? When
+    Redis cannot tell, answer yes: a retried notification is cheap, a payment
+    refused for good is not."""
+    product_id = order_number_product_id(order_no)
+    if product_id is None:
+        return False
     try:
-        taken = stock.stock_rereserve(
-            product_id=order.product_id, order_no=order.order_no, record=order_reservation_record(order, paid=True)
-        )
+        return stock.stock_reservation_get(product_id=product_id, order_no=order_no) is not None
     except RedisError:
-        taken = -1
+        return True
+
+
+def _order_late_payment(order: Order) -> None:
+    """Paid after its reservation expired: deliver if stock remains, else refund.
+
+    A Redis error propagates: the transaction rolls back and the provider
+    retries, rather than the order taking keys the gate still offers others."""
+    taken = stock.stock_rereserve(
+        product_id=order.product_id, order_no=order.order_no, record=order_reservation_record(order, paid=True)
+    )
     if taken == 0:
         order_to_refund_pending(order=order, reason="paid after the reservation expired; sold out meanwhile")
         return
-    # taken == -1: the gate is down or not warmed; fulfilment's key claim in
-    # MariaDB decides, and reconciliation repairs the gate afterwards.
+    # taken == -1: the gate is not warmed; its rebuild counts this paid order.
     _order_to_paid(order)
 
 
@@ -435,7 +460,10 @@ def _after_delivery(delivered: list[Order], short: list[Order]) -> None:
     metrics.orders_fulfilled(delivered=delivered, short=short)
     for order in delivered:
         _gate_mark_paid(order, finish=True)
-        send_order_keys_email_task.delay(order.id)
+        try:
+            send_order_keys_email_task.delay(order.id)
+        except Exception:  # the broker hiccuped: the keys are on the order page anyway
+            logger.exception("order %s delivered; its email could not be queued", order.order_no)
     for order in short:
         logger.error("order %s needs attention: %s", order.order_no, order.attention_reason)
         # It holds no keys, so it holds no stock either; the counter itself is
@@ -484,12 +512,25 @@ def order_fulfilment_retry(*, order_ids: list[int]) -> int:
     e.g. after the merchant uploaded more keys. Returns how many."""
     from .tasks import fulfil_order_task
 
-    orders = list(Order.objects.select_for_update().filter(id__in=order_ids, status=Status.NEEDS_ATTENTION))
+    orders = list(
+        Order.objects.select_for_update().filter(id__in=order_ids, status=Status.NEEDS_ATTENTION).order_by("id")
+    )
+    retried = 0
     for order in orders:
+        # Its reservation ended at the shortfall: take gate stock again, or new
+        # keys would be promised twice (to this order and to the next buyer).
+        taken = stock.stock_rereserve(
+            product_id=order.product_id, order_no=order.order_no, record=order_reservation_record(order, paid=True)
+        )
+        if taken == 0:
+            order.attention_reason += "\nretry refused: still not enough stock"
+            order.save(update_fields=["attention_reason", "updated_at"])
+            continue
         order.status = Status.PAID
         order.save(update_fields=["status", "updated_at"])
         transaction.on_commit(lambda order_id=order.id: fulfil_order_task.delay(order_id))
-    return len(orders)
+        retried += 1
+    return retried
 
 
 @transaction.atomic(durable=True)

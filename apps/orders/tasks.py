@@ -11,7 +11,9 @@ TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "max_retries":
 @shared_task(bind=True, **TASK_OPTIONS)
 def fulfil_order_task(self, order_id: int):
     try:
-        report = services.order_fulfil(order_id=order_id)
+        # A retry serves this order alone, so one bad order cannot keep
+        # failing a whole batch of others.
+        report = services.order_fulfil(order_id=order_id, batch_size=1 if self.request.retries else None)
     except Exception as exc:  # a database hiccup: retry with backoff, bounded
         raise self.retry(exc=exc, countdown=2 ** self.request.retries)
     return {"delivered": len(report.delivered), "short": len(report.short)}

@@ -58,3 +58,9 @@ def warmed_products_key() -> str:
 def overloaded_key() -> str:
     """"1" while the workers' backlog pauses checkout store-wide (apps.stock.overload)."""
     return f"{settings.REDIS_KEY_PREFIX}:stock:overloaded"
+
+
+def redis_run_id_key() -> str:
+    """The Redis server's run id when the gates were last known good: a server
+    that restarted with its data (AOF) or a promoted replica has another id."""
+    return f"{settings.REDIS_KEY_PREFIX}:stock:redis-run-id"

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -21,7 +22,12 @@ from apps.core import metrics
 from apps.core.db_locks import persist_fence
 from apps.catalog.models import Product
 from apps.orders.models import Order
-from apps.orders.services import COUNTED_STATUSES, HOLDING_STATUSES, order_reservation_record
+from apps.orders.services import (
+    COUNTED_STATUSES,
+    HOLDING_STATUSES,
+    order_persist_queue_drain,
+    order_reservation_record,
+)
 
 from . import services as gate
 
@@ -47,6 +53,9 @@ def stock_warm(*, product: Product) -> tuple[bool, int | None]:
         if gate.stock_remaining_known(product_id=product.id):
             gate.stock_rules_publish(product=product)
             return False, gate.stock_gate_state(product_id=product.id)[0]
+        # Reservations still queued (a Redis that kept its data) become orders
+        # first, so the figures below count them.
+        order_persist_queue_drain(product_id=product.id)
         return _stock_rebuild_from_database(product)
 
 
@@ -78,17 +87,35 @@ def _stock_rebuild_from_database(product: Product) -> tuple[bool, int | None]:
     return rebuilt, current
 
 
-def products_to_warm(*, sku: str | None = None):
-    """Active products whose sale has not ended (or the one named)."""
+def products_to_warm(*, sku: str | None = None) -> list[Product]:
+    """Active products whose sale has not ended (or the one named). Read from
+    the primary: a replica's stale row would republish rules a merchant just
+    changed (a pause undone)."""
+    products = Product.objects.using("default")
     if sku:
-        return Product.objects.filter(sku=sku)
+        return list(products.filter(sku=sku))
     now = timezone.now()
-    return Product.objects.filter(is_active=True).filter(Q(sale_ends_at__isnull=True) | Q(sale_ends_at__gt=now))
+    return list(products.filter(is_active=True).filter(Q(sale_ends_at__isnull=True) | Q(sale_ends_at__gt=now)))
+
+
+def gates_check_redis_restart() -> list[int]:
+    """After Redis restarted with data that may lag MariaDB, forget every
+    warmed gate (checkout pauses) so each is rebuilt from the record.
+    Returns the product ids forgotten."""
+    if not gate.stock_redis_restarted():
+        return []
+    forgotten = gate.stock_warmed_product_ids()
+    for product_id in forgotten:
+        gate.stock_gate_forget(product_id=product_id)
+    logger.warning("Redis restarted with its data; gates of %d products will be rebuilt", len(forgotten))
+    return forgotten
 
 
 @dataclass
 class ReconcileReport:
     redriven: list[str] = field(default_factory=list)
+    refunds_redriven: list[str] = field(default_factory=list)
+    rewarmed_after_restart: int = 0
     persisted: int = 0
     expired: int = 0
     finished: list[str] = field(default_factory=list)
@@ -101,6 +128,8 @@ class ReconcileReport:
     def lines(self) -> list[str]:
         out = [
             f"re-driven paid orders: {len(self.redriven)} {' '.join(self.redriven)}".rstrip(),
+            f"re-driven refunds: {len(self.refunds_redriven)} {' '.join(self.refunds_redriven)}".rstrip(),
+            f"gates distrusted after a Redis restart with old data: {self.rewarmed_after_restart}",
             f"reservations persisted: {self.persisted}",
             f"reservations expired: {self.expired}",
             f"reservations brought up to date (paid, delivered, needing attention): {len(self.finished)}",
@@ -116,15 +145,15 @@ class ReconcileReport:
     @property
     def fixed_anything(self) -> bool:
         return bool(
-            self.redriven or self.persisted or self.expired or self.finished or self.released
-            or self.rewarmed or self.drift_fixed
+            self.redriven or self.refunds_redriven or self.rewarmed_after_restart or self.persisted
+            or self.expired or self.finished or self.released or self.rewarmed or self.drift_fixed
         )
 
 
 def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
     """Re-drive what is stuck and repair the gate; report what was found."""
     from apps.orders import services as orders
-    from apps.orders.tasks import fulfil_order_task
+    from apps.orders.tasks import fulfil_order_task, refund_order_task
 
     report = ReconcileReport()
     cutoff = timezone.now() - timezone.timedelta(seconds=settings.FULFIL_REDRIVE_AFTER_SECONDS)
@@ -133,14 +162,27 @@ def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
     ):
         fulfil_order_task.delay(order_id)
         report.redriven.append(order_no)
+    # A refund request lost with its task (or out of retries) is asked again;
+    # asking twice is harmless (payment_refund_request acts once per order).
+    for order_id, order_no in Order.objects.filter(
+        status=Order.Status.REFUND_PENDING, updated_at__lt=cutoff
+    ).values_list("id", "order_no"):
+        refund_order_task.delay(order_id)
+        report.refunds_redriven.append(order_no)
     report.needs_attention = Order.objects.filter(status=Order.Status.NEEDS_ATTENTION).count()
     try:
+        report.rewarmed_after_restart = len(gates_check_redis_restart())
         report.persisted = orders.order_persist_queued()
         report.expired = orders.order_expire_due()
-        for product in products_to_warm():
+    except (RedisError, DatabaseError) as exc:
+        report.errors.append(f"{type(exc).__name__}: {exc}")
+    for product in products_to_warm():
+        # One product's trouble (a lock wait, Redis gone mid-run) must not
+        # stop the others' repairs.
+        try:
             _reconcile_product(product, report, drift_settle_seconds)
-    except RedisError as exc:
-        report.errors.append(f"Redis unreachable: {exc}")
+        except (RedisError, DatabaseError) as exc:
+            report.errors.append(f"{product.sku}: {type(exc).__name__}: {exc}")
     metrics.reconcile_reported(report)
     return report
 
@@ -186,7 +228,11 @@ def _clear_ended_reservations(product: Product, reservations: dict[str, dict], r
             if gate.stock_release(product_id=product.id, order_no=order_no, unpaid_only=False):
                 report.released.append(order_no)
         elif status == Order.Status.EXPIRED:
-            if gate.stock_release(product_id=product.id, order_no=order_no, unpaid_only=True):
+            # A reservation marked paid for an order still expired: a late
+            # payment's transaction took the stock, then failed to commit.
+            if _still_expired(order_no) and gate.stock_release(
+                product_id=product.id, order_no=order_no, unpaid_only=not record.get("paid")
+            ):
                 report.released.append(order_no)
         elif status is None and int(record["reserved_until"]) + ORPHAN_GRACE_SECONDS < now:
             # Never became an order (its record was refused, or lost with a
@@ -196,6 +242,13 @@ def _clear_ended_reservations(product: Product, reservations: dict[str, dict], r
         elif status == Order.Status.PAID and not record.get("paid"):
             gate.stock_reservation_paid(product_id=product.id, order_no=order_no)
             report.finished.append(order_no)
+
+
+def _still_expired(order_no: str) -> bool:
+    """Re-read under the row lock, so a late payment that is committing right
+    now is not mistaken for one that failed."""
+    with transaction.atomic():
+        return Order.objects.select_for_update().filter(order_no=order_no, status=Order.Status.EXPIRED).exists()
 
 
 def _stock_drift(product_id: int) -> int:

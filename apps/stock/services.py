@@ -12,6 +12,7 @@ from .keys import (
     buyers_key,
     idempotency_key,
     persist_queue_key,
+    redis_run_id_key,
     reservations_key,
     rules_key,
     stock_key,
@@ -170,6 +171,22 @@ def stock_rebuild(
     rebuilt = lua_script("warm")(keys=keys, args=args) == 1
     stock_redis().sadd(warmed_products_key(), product.id)
     return rebuilt
+
+
+def stock_gate_forget(*, product_id: int) -> None:
+    """Drop a product's stock counter: checkout pauses until a rebuild."""
+    stock_redis().delete(stock_key(product_id))
+
+
+def stock_redis_restarted() -> bool:
+    """True once after Redis came back from a restart or failover with data
+    that may lag MariaDB (an AOF that missed its last second, a replica that
+    was behind). Such a gate cannot be trusted and must be rebuilt; a Redis
+    that lost everything needs no check, its gates are simply missing."""
+    client = stock_redis()
+    run_id = client.info("server")["run_id"]
+    known = client.set(redis_run_id_key(), run_id, get=True)
+    return known is not None and _text(known) != run_id
 
 
 def stock_warmed_product_ids() -> list[int]:

@@ -1,14 +1,16 @@
 from celery import shared_task
 from redis.exceptions import RedisError
 
-from .reconcile import WarmBlocked, products_to_warm, reconcile_run, stock_warm
+from .reconcile import WarmBlocked, gates_check_redis_restart, products_to_warm, reconcile_run, stock_warm
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def warm_stock_task():
-    """Warm products before their sale, and rebuild any gate Redis lost."""
+    """Warm products before their sale, and rebuild any gate Redis lost (or
+    kept from before a restart, when it may lag MariaDB)."""
     warmed = 0
     try:
+        gates_check_redis_restart()
         for product in products_to_warm():
             try:
                 rebuilt, _ = stock_warm(product=product)

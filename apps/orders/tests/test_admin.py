@@ -2,7 +2,7 @@ import pytest
 
 from apps.orders import services
 from apps.orders.models import Order
-from apps.orders.tests.support import add_keys, product_with_keys
+from apps.orders.tests.support import product_with_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,7 +31,11 @@ def test_needs_attention_is_visible_with_its_reason(admin_client, needs_attentio
 
 
 def test_retry_after_new_keys_delivers(admin_client, needs_attention_order):
-    add_keys(product=needs_attention_order.product, count=1, prefix="more")
+    import io
+
+    from apps.cardkeys.services import cardkeys_import
+
+    cardkeys_import(product=needs_attention_order.product, source=io.BytesIO(b"MORE-KEY-1\n"), file_name="more.txt")
     response = admin_client.post(
         "/admin/orders/order/",
         {"action": "retry_fulfilment", "_selected_action": [needs_attention_order.id]},
@@ -50,3 +54,12 @@ def test_refund_action(admin_client, needs_attention_order, monkeypatch):
     )
     needs_attention_order.refresh_from_db()
     assert needs_attention_order.status == "refund_pending" and refunds == [needs_attention_order.id]
+
+
+def test_retry_without_new_stock_keeps_the_order_needing_attention(admin_client, needs_attention_order):
+    admin_client.post(
+        "/admin/orders/order/", {"action": "retry_fulfilment", "_selected_action": [needs_attention_order.id]}
+    )
+    needs_attention_order.refresh_from_db()
+    assert needs_attention_order.status == "needs_attention"
+    assert "still not enough stock" in needs_attention_order.attention_reason

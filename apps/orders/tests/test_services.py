@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.core import mail
 
 from apps.cardkeys.models import CardKey
@@ -9,6 +10,7 @@ from apps.orders.exceptions import (
     InvalidInput,
     LimitExceeded,
     OrderNotFound,
+    OrderPending,
     PaymentMismatch,
     ProductNotFound,
     SaleEnded,
@@ -164,8 +166,10 @@ def test_idempotency_key_returns_the_first_order():
 def test_payment_checks_amount_and_dedupes(celery_eager):
     product = product_with_keys(keys=2)
     result = checkout(product)
-    with pytest.raises(OrderNotFound):  # not persisted yet: cannot be paid
+    with pytest.raises(OrderPending):  # not persisted yet: the provider is asked to retry
         services.order_mark_paid(order_no=result.order_no, provider="sandbox", event_id="e", amount=Decimal("9.90"), currency="CNY")
+    with pytest.raises(OrderNotFound):  # no such order, nor a reservation: never payable
+        services.order_mark_paid(order_no=f"261122-{product.id}-NOSUCHORDER0", provider="sandbox", event_id="e", amount=Decimal("9.90"), currency="CNY")
     services.order_persist_queued()
     with pytest.raises(PaymentMismatch):
         pay(result.order_no, amount=Decimal("1.00"))
@@ -267,3 +271,18 @@ def test_payment_between_expiry_commit_and_its_release_keeps_its_stock(celery_ea
     services._release_reservations(*held_back[0][:1], unpaid_only=held_back[0][1])
     assert Order.objects.get(order_no=result.order_no).status == Order.Status.DELIVERED
     assert stock_remaining(product_id=product.id) == 1  # one key sold, one left: no phantom stock
+
+
+def test_redis_holds_no_access_token():
+    product = product_with_keys(keys=2)
+    result = checkout(product, key="k-9")
+    client = stock_redis()
+    for key in client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:*"):
+        kind = client.type(key).decode()
+        values = {
+            "string": lambda: [client.get(key)],
+            "hash": lambda: list(client.hgetall(key).values()),
+            "list": lambda: client.lrange(key, 0, -1),
+        }.get(kind, lambda: [])()
+        assert not any(result.access_token.encode() in v for v in values), key
+    assert checkout(product, key="k-9").access_token == result.access_token

@@ -111,3 +111,43 @@ def test_a_bad_record_does_not_block_the_queue_and_its_stock_returns_later(caplo
         report = reconcile.reconcile_run(drift_settle_seconds=0)
     assert bad.order_no in report.released
     assert int(client.get(stock_key(product.id))) == 3
+
+
+def test_a_redis_restart_that_kept_stale_data_rebuilds_the_gate(monkeypatch):
+    """Redis came back from a restart (AOF that missed its last second, or a
+    lagging replica promoted) with a stock counter from before a sale's last
+    checkouts: the counter exists but is too high. The changed server run id
+    makes reconciliation distrust it and rebuild from MariaDB."""
+    from apps.stock import services as gate
+
+    product = product_with_keys(keys=5)
+    reconcile_run(drift_settle_seconds=0)  # records the server's run id
+    services.order_checkout(sku=product.sku, email="a@x.com", quantity=2)
+    services.order_persist_queued()
+    # What the restart looks like: an old counter and no reservation.
+    client = stock_redis()
+    client.set(stock_key(product.id), 5)
+    client.delete(reservations_key(product.id))
+    assert reconcile.reconcile_run(drift_settle_seconds=0).drift_fixed == {}  # invisible as drift
+    real_info = client.info
+    monkeypatch.setattr(
+        type(client), "info", lambda self, section=None, *a, **k: {**real_info(section), "run_id": "restarted"}
+    )
+    report = reconcile_run(drift_settle_seconds=0)
+    assert report.rewarmed_after_restart == 1 and report.rewarmed == [product.sku]
+    assert int(client.get(stock_key(product.id))) == 3
+    assert gate.stock_reservation_get(product_id=product.id, order_no=Order.objects.get().order_no)
+
+
+def test_a_refund_request_lost_with_its_task_is_asked_again(monkeypatch, settings):
+    settings.FULFIL_REDRIVE_AFTER_SECONDS = 0
+    asked = []
+    monkeypatch.setattr("apps.orders.tasks.refund_order_task.delay", lambda order_id: asked.append(order_id))
+    product = product_with_keys(keys=1)
+    result = services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    services.order_persist_queued()
+    Order.objects.filter(order_no=result.order_no).update(
+        status="refund_pending", updated_at=timezone.now() - timezone.timedelta(minutes=5)
+    )
+    report = reconcile_run(drift_settle_seconds=0)
+    assert report.refunds_redriven == [result.order_no] and asked == [Order.objects.get().id]
