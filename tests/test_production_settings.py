@@ -29,6 +29,7 @@ REAL = {
     # The demo's only provider is the sandbox; a real shop would list its own.
     "ALLOW_SANDBOX_PAYMENTS": "true",
     "SANDBOX_PAYMENT_SECRET": "s" * 40,
+    "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
 }
 
 
@@ -107,3 +108,8 @@ def test_refuses_the_sandbox_provider_unless_explicitly_allowed():
 def test_refuses_the_development_sandbox_secret():
     result = load_production_settings(**{**REAL, "SANDBOX_PAYMENT_SECRET": "dev-only-sandbox-payment-secret"})
     assert_refused(result, "SANDBOX_PAYMENT_SECRET")
+
+
+def test_refuses_a_mail_backend_that_prints_keys():
+    result = load_production_settings(**{**REAL, "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"})
+    assert_refused(result, "plaintext keys")

@@ -56,6 +56,17 @@ if "sandbox" in PAYMENT_PROVIDERS:  # noqa: F405
     if SANDBOX_PAYMENT_SECRET == INSECURE_DEV_SANDBOX_PAYMENT_SECRET or len(SANDBOX_PAYMENT_SECRET) < 32:  # noqa: F405
         raise ImproperlyConfigured("SANDBOX_PAYMENT_SECRET must be a real secret of at least 32 characters.")
 
+# The delivery email carries the buyer's keys: a backend that prints or files
+# mail would write plaintext keys to logs or disk.
+if EMAIL_BACKEND in (  # noqa: F405
+    "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.filebased.EmailBackend",
+):
+    raise ImproperlyConfigured(
+        "EMAIL_BACKEND prints or files mail, and delivery mails carry plaintext keys: "
+        "use django.core.mail.backends.smtp.EmailBackend (or another real transport)."
+    )
+
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
