@@ -22,7 +22,9 @@ endif
 run: system-deps venv services database migrate messages static seed
 	HOST=$(HOST) PORT=$(PORT) WEB_WORKERS=$(WEB_WORKERS) scripts/run_all.sh
 
-test: browser-deps venv services messages
+# The suite includes a smoke run of the benchmark's correctness gates, so it
+# installs the bench tools too.
+test: browser-deps venv bench-deps services messages
 	DJANGO_SETTINGS_MODULE=cardshop.settings.test $(PY) -m pytest $(PYTEST_ARGS)
 
 system-deps:
