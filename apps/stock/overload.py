@@ -61,11 +61,11 @@ def celery_queue_keys(queue: str) -> list[str]:
 
 
 def backlog_measure() -> Backlog:
-    from cardshop.celery import app
-
     pipe = _broker_redis().pipeline(transaction=False)
-    for key in celery_queue_keys(app.conf.task_default_queue):
-        pipe.llen(key)
+    # Work still owed to paid buyers: their keys and their mails.
+    for queue in (settings.CELERY_QUEUE_FULFIL, settings.CELERY_QUEUE_MAIL):
+        for key in celery_queue_keys(queue):
+            pipe.llen(key)
     fulfil = sum(pipe.execute())
     pipe = stock_redis().pipeline(transaction=False)
     for product_id in stock_warmed_product_ids():

@@ -1,5 +1,7 @@
 """Settings shared by every environment. Each value comes from the environment
 with a default that works on a developer machine (see .env.example)."""
+from kombu import Queue
+
 from cardshop.env import BASE_DIR, env
 
 # Only for local development; production.py refuses to start with this value.
@@ -139,6 +141,27 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
 }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# One queue per kind of work, so a deep fulfilment or mail backlog never holds
+# up persistence of new reservations (buyers cannot pay an order that is not
+# persisted yet). A worker consumes every queue listed here unless started with
+# -Q; a deployment may give each queue workers of its own.
+CELERY_QUEUE_GATE = "gate"  # persistence, expiry, warm-up, reconcile, overload
+CELERY_QUEUE_FULFIL = "fulfil"
+CELERY_QUEUE_PAYMENTS = "payments"
+CELERY_QUEUE_MAIL = "mail"
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [
+    Queue(name) for name in ("celery", CELERY_QUEUE_GATE, CELERY_QUEUE_FULFIL, CELERY_QUEUE_PAYMENTS, CELERY_QUEUE_MAIL)
+]
+CELERY_TASK_ROUTES = {
+    "apps.orders.tasks.persist_reservations_task": {"queue": CELERY_QUEUE_GATE},
+    "apps.orders.tasks.expire_reservations_task": {"queue": CELERY_QUEUE_GATE},
+    "apps.stock.tasks.*": {"queue": CELERY_QUEUE_GATE},
+    "apps.orders.tasks.fulfil_order_task": {"queue": CELERY_QUEUE_FULFIL},
+    "apps.orders.tasks.refund_order_task": {"queue": CELERY_QUEUE_PAYMENTS},
+    "apps.payments.tasks.*": {"queue": CELERY_QUEUE_PAYMENTS},
+    "apps.orders.tasks.send_order_keys_email_task": {"queue": CELERY_QUEUE_MAIL},
+}
 
 # --- Card keys: encrypted at rest with keys that are not SECRET_KEY.
 # Comma-separated Fernet keys; the first encrypts, all decrypt (rotation).

@@ -286,3 +286,19 @@ def test_redis_holds_no_access_token():
         }.get(kind, lambda: [])()
         assert not any(result.access_token.encode() in v for v in values), key
     assert checkout(product, key="k-9").access_token == result.access_token
+
+
+def test_each_kind_of_work_has_its_own_queue():
+    """Persistence must never wait behind a fulfilment or mail backlog."""
+    from cardshop.celery import app
+    from apps.orders import tasks
+
+    def queue_of(task):
+        return app.amqp.router.route({}, task.name)["queue"].name
+
+    assert queue_of(tasks.persist_reservations_task) == "gate"
+    assert queue_of(tasks.fulfil_order_task) == "fulfil"
+    assert queue_of(tasks.send_order_keys_email_task) == "mail"
+    assert queue_of(tasks.refund_order_task) == "payments"
+    consumed = {q.name for q in app.conf.task_queues}
+    assert {"gate", "fulfil", "mail", "payments", "celery"} <= consumed

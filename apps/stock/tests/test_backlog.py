@@ -2,6 +2,7 @@
 pauses checkout store-wide through the `overloaded` rule field, with
 hysteresis, and the storefront says so. Real Redis broker queue, real script."""
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from apps.orders.tests.support import product_with_keys
@@ -35,12 +36,12 @@ def enqueue_dummy_tasks(count: int) -> None:
     """Real messages in the suite's broker queue, as .delay() would publish them
     (no worker runs here, so they wait like a backlog)."""
     for n in range(count):
-        celery_app.send_task("cardshop.tests.backlog_dummy", args=[n])
+        celery_app.send_task("cardshop.tests.backlog_dummy", args=[n], queue=settings.CELERY_QUEUE_FULFIL)
 
 
 def drain(count: int) -> None:
     """Take `count` messages off the queue, as workers would."""
-    key = overload.celery_queue_keys(celery_app.conf.task_default_queue)[0]
+    key = overload.celery_queue_keys(settings.CELERY_QUEUE_FULFIL)[0]
     overload._broker_redis().rpop(key, count)
 
 
@@ -56,8 +57,8 @@ def test_the_fulfilment_queue_is_measured_where_kombu_keeps_it(limits):
     assert overload.backlog_measure().fulfil == 0
     enqueue_dummy_tasks(7)
     # kombu's key is the queue's name after the transport's global_keyprefix.
-    key = overload.celery_queue_keys("celery")[0]
-    assert key == limits.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] + "celery"
+    key = overload.celery_queue_keys("fulfil")[0]
+    assert key == limits.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] + "fulfil"
     assert overload._broker_redis().llen(key) == 7
     assert overload.backlog_measure().fulfil == 7
 
