@@ -421,6 +421,7 @@ def order_fulfil(*, order_id: int, batch_size: int | None = None) -> FulfilRepor
         for order in orders:
             by_product.setdefault(order.product_id, []).append(order)
         now = timezone.now()
+        assignments: dict[int, list[int]] = {}
         for product_id, product_orders in by_product.items():
             key_ids = cardkeys_claim(product_id=product_id, count=sum(o.quantity for o in product_orders))
             for order in product_orders:
@@ -432,13 +433,18 @@ def order_fulfil(*, order_id: int, batch_size: int | None = None) -> FulfilRepor
                     order.save(update_fields=["status", "attention_reason", "updated_at"])
                     short.append(order)
                     continue
-                mine, key_ids = key_ids[: order.quantity], key_ids[order.quantity :]
-                if cardkeys_mark_sold(key_ids=mine, order_id=order.id) != order.quantity:
-                    raise RuntimeError(f"key claim for {order.order_no} lost a row it held")  # rolls back
-                order.status = Status.DELIVERED
-                order.delivered_at = now
-                order.save(update_fields=["status", "delivered_at", "updated_at"])
+                assignments[order.id], key_ids = key_ids[: order.quantity], key_ids[order.quantity :]
                 delivered.append(order)
+        # One statement for the keys and one for the orders, however deep the batch.
+        expected = sum(len(ids) for ids in assignments.values())
+        if cardkeys_mark_sold(assignments=assignments) != expected:
+            raise RuntimeError("a key claim lost a row it held")  # rolls the whole batch back
+        if delivered:
+            Order.objects.filter(id__in=[o.id for o in delivered], status=Status.PAID).update(
+                status=Status.DELIVERED, delivered_at=now, updated_at=now
+            )
+            for order in delivered:
+                order.status, order.delivered_at = Status.DELIVERED, now
         transaction.on_commit(lambda: _after_delivery(delivered, short))
     return FulfilReport(delivered=[o.order_no for o in delivered], short=[o.order_no for o in short])
 

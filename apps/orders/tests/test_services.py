@@ -302,3 +302,30 @@ def test_each_kind_of_work_has_its_own_queue():
     assert queue_of(tasks.refund_order_task) == "payments"
     consumed = {q.name for q in app.conf.task_queues}
     assert {"gate", "fulfil", "mail", "payments", "celery"} <= consumed
+
+
+def test_one_fulfilment_transaction_serves_a_deep_queue_with_a_fixed_number_of_statements(
+    monkeypatch, django_assert_max_num_queries
+):
+    monkeypatch.setattr("apps.orders.tasks.fulfil_order_task.delay", lambda order_id: None)
+    monkeypatch.setattr("apps.orders.tasks.send_order_keys_email_task.delay", lambda order_id: None)
+
+    def paid_orders(product, count):
+        for i in range(count):
+            checkout(product, email=f"deep{product.id}-{i}@x.com", quantity=2)
+        services.order_persist_queued()
+        for order in Order.objects.filter(product=product):
+            pay(order.order_no, event_id=f"e-{order.order_no}")
+        return list(Order.objects.filter(product=product).order_by("id"))
+
+    small = paid_orders(product_with_keys(keys=4, per_buyer_limit=2), 2)
+    deep = paid_orders(product_with_keys(keys=40, per_buyer_limit=2), 20)
+    with django_assert_max_num_queries(12):
+        report = services.order_fulfil(order_id=deep[0].id, batch_size=50)
+    # The batch also picked up the other product's paid orders.
+    assert len(report.delivered) == 22 and report.short == []
+    for order in small + deep:
+        keys = CardKey.objects.filter(order=order)
+        assert keys.count() == 2 and {k.product_id for k in keys} == {order.product_id}
+    assert CardKey.objects.filter(status="sold").count() == 44
+    assert Order.objects.filter(status="delivered").count() == 22
