@@ -110,6 +110,19 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
     return None if info == _MISSING else info
 
 
+def product_info_for_checkout(*, sku: str) -> ProductInfo | None:
+    """product_info_get, served from this process's copy when it is at most
+    CHECKOUT_PRODUCT_MEMO_SECONDS old: checkout then costs one Redis round trip
+    (its script), not two. Safe because what decides a sale (active, paused,
+    window, limits, price) is read by the checkout script from Redis itself;
+    only the page-time minimum and the identities counted may lag an edit by
+    those seconds."""
+    info = _last_good.recall(product_cache_key(sku), max_age=settings.CHECKOUT_PRODUCT_MEMO_SECONDS)
+    if info is not None:
+        return None if info == _MISSING else info
+    return product_info_get(sku=sku)
+
+
 def catalog_listing_get() -> list[CategoryListing]:
     """Every category with its active products, then the active products
     without a category (if any), from cache. Empty categories are included so

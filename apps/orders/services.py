@@ -22,7 +22,7 @@ from apps.core.db_locks import persist_fence
 from apps.cardkeys.claims import cardkeys_claim, cardkeys_mark_sold
 from apps.cardkeys.crypto import decrypt_secret, encrypt_secret
 from apps.catalog.page_tokens import page_token_check
-from apps.catalog.selectors import ProductInfo, product_info_get
+from apps.catalog.selectors import ProductInfo, product_info_for_checkout
 from apps.payments.models import PaymentEvent
 from apps.stock import services as stock
 
@@ -152,7 +152,7 @@ def _product_for_checkout(sku: str) -> ProductInfo:
     if not isinstance(sku, str) or not sku or len(sku) > 64:
         raise InvalidInput(fields={"sku": [str(_("Unknown product."))]})
     try:
-        product = product_info_get(sku=sku)
+        product = product_info_for_checkout(sku=sku)
     except RedisError:
         raise SalePaused() from None
     if product is None or not product.is_active:
@@ -450,7 +450,13 @@ def order_fulfil(*, order_id: int, batch_size: int | None = None) -> FulfilRepor
 
 
 def _orders_lock_for_fulfilment(*, order_id: int, batch_size: int) -> list[Order]:
-    first = list(Order.objects.select_for_update(skip_locked=True).filter(id=order_id, status=Status.PAID))
+    """The task's own order, waiting for its row lock, then up to the batch
+    size of other paid orders that nobody holds. Waiting for the own order
+    matters: its lock may be held by a duplicate payment notification being
+    turned away, and skipping it then would leave it paid and undelivered.
+    A second fulfilment of the same order waits, then finds it delivered.
+    No deadlock: the only wait is the first lock taken."""
+    first = list(Order.objects.select_for_update().filter(id=order_id, status=Status.PAID))
     others = list(
         Order.objects.select_for_update(skip_locked=True)
         .filter(status=Status.PAID)

@@ -117,6 +117,9 @@ CACHES = {
 }
 # Product info is cached this long; a merchant's edit invalidates it at once.
 PRODUCT_CACHE_TTL = env.int("PRODUCT_CACHE_TTL", default=300)
+# Checkout reuses a process's copy of product info this long (the sale's rules
+# themselves are read by the checkout script from Redis on every call).
+CHECKOUT_PRODUCT_MEMO_SECONDS = env.float("CHECKOUT_PRODUCT_MEMO_SECONDS", default=2.0)
 # While Redis is down each web process serves its last good copy of product
 # info and listings this long before reading MariaDB again (apps.core.last_good).
 CATALOG_FALLBACK_SECONDS = env.int("CATALOG_FALLBACK_SECONDS", default=300)

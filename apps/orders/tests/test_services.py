@@ -329,3 +329,39 @@ def test_one_fulfilment_transaction_serves_a_deep_queue_with_a_fixed_number_of_s
         assert keys.count() == 2 and {k.product_id for k in keys} == {order.product_id}
     assert CardKey.objects.filter(status="sold").count() == 44
     assert Order.objects.filter(status="delivered").count() == 22
+
+
+def test_fulfilment_waits_for_its_order_held_by_a_duplicate_notification(monkeypatch):
+    """A duplicate payment notification locks the order row while it is turned
+    away; the fulfilment task running at that moment must wait for the lock,
+    not skip the order and leave it paid and undelivered."""
+    import threading
+
+    from django.db import connection, transaction
+
+    monkeypatch.setattr("apps.orders.tasks.fulfil_order_task.delay", lambda order_id: None)
+    monkeypatch.setattr("apps.orders.tasks.send_order_keys_email_task.delay", lambda order_id: None)
+    product = product_with_keys(keys=1)
+    result = checkout(product)
+    services.order_persist_queued()
+    pay(result.order_no, event_id="first")
+    order = Order.objects.get(order_no=result.order_no)
+    locked, release = threading.Event(), threading.Event()
+
+    def duplicate_notification_holding_the_row():
+        try:
+            with transaction.atomic():
+                Order.objects.select_for_update().get(id=order.id)
+                locked.set()
+                release.wait(5)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=duplicate_notification_holding_the_row)
+    holder.start()
+    assert locked.wait(5)
+    threading.Timer(0.5, release.set).start()
+    report = services.order_fulfil(order_id=order.id)
+    holder.join(5)
+    assert report.delivered == [order.order_no]
+    assert Order.objects.get(id=order.id).status == Order.Status.DELIVERED
