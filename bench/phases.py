@@ -240,6 +240,7 @@ def redis_headroom(*, product_id: int, requests: int, clients: int = 50) -> dict
 
     from apps.stock import keys as k
     from apps.stock.redis import stock_redis
+    from apps.stock.services import checkout_script_call
     from apps.stock.scripts import LUA_DIR
 
     if shutil.which("redis-benchmark") is None:
@@ -250,16 +251,13 @@ def redis_headroom(*, product_id: int, requests: int, clients: int = 50) -> dict
     client.hset(k.rules_key(copy), mapping=client.hgetall(k.rules_key(product_id)))
     client.hset(k.rules_key(copy), "per_buyer_limit", 1_000_000)
     client.set(k.stock_key(copy), 10**12)
-    keys = [
-        k.stock_key(copy), k.rules_key(copy), k.buyers_key(copy), k.reservations_key(copy),
-        k.persist_queue_key(copy), k.idempotency_key(copy, "-"), k.unpaid_key(copy), k.bucket_key(copy, "checkout"),
-    ]
-    ttl = settings.RESERVATION_TTL
-    args = [
-        "bench-__rand_int__", "1", "0" * 64, "buyer@bench.example.com", "", str(ttl + settings.IDEMPOTENCY_GRACE_SECONDS),
-        str(ttl), str(settings.CHECKOUT_RATE_PER_SECOND), str(settings.CHECKOUT_RATE_BURST),
-        str(settings.PERSIST_BACKLOG_LIMIT), "e:__rand_int__",
-    ]
+    # The app's own call layout, with redis-benchmark's placeholder for a fresh
+    # order number and buyer per call.
+    keys, args = checkout_script_call(
+        product_id=copy, order_no="bench-__rand_int__", buyers=["e:__rand_int__"], quantity=1,
+        token_hash="0" * 64, email="buyer@bench.example.com",
+    )
+    keys, args = [str(x) for x in keys], [str(x) for x in args]
     probe = client.evalsha(sha, len(keys), *keys, *[a.replace("__rand_int__", "probe") for a in args])
     if probe[0] != b"ok":
         raise RuntimeError(f"checkout script answered {probe!r} to the headroom probe")

@@ -146,6 +146,13 @@ def category_listing_get(*, slug: str) -> CategoryListing | None:
 _last_good = LastGood()
 
 
+def cache_forget(keys: list[str]) -> None:
+    """Drop this process's copies too (an edit in this process shows at once;
+    other processes' copies age out within CHECKOUT_PRODUCT_MEMO_SECONDS)."""
+    for key in keys:
+        _last_good.forget(key)
+
+
 def _cache_get(key: str):
     try:
         value = cache.get(key)

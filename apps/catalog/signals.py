@@ -9,7 +9,7 @@ from django.dispatch import receiver
 from redis.exceptions import RedisError
 
 from .models import Category, Product
-from .selectors import LISTING_CACHE_KEY, product_cache_key
+from .selectors import LISTING_CACHE_KEY, cache_forget, product_cache_key
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,7 @@ def _drop(keys: list[str]) -> None:
 
 
 def _delete(keys: list[str]) -> None:
+    cache_forget(keys)
     # A merchant's save must not fail because Redis is down; the stale entries
     # then live out their TTL (PRODUCT_CACHE_TTL).
     try:

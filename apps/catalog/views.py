@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from apps.orders.bot_checks import captcha_needed
-from apps.orders.buyer_context import device_cookie_ensure
+from apps.orders.buyer_context import buyer_context, device_cookie_ensure
 from apps.orders.forms import PurchaseForm
 from apps.stock.selectors import SOLD_OUT, UNKNOWN, stock_remaining_many, stock_status
 
@@ -68,7 +68,7 @@ def product(request, sku):
     # costs no bot-counter read.
     form = PurchaseForm(
         initial={"quantity": 1, "idempotency_key": uuid.uuid4().hex, "page_token": page_token_new(sku=info.sku)},
-        captcha=can_buy and captcha_needed(request),
+        captcha=can_buy and captcha_needed(product_id=info.id, buyer=buyer_context(request, page_token=None)),
     )
     form.fields["quantity"].widget.attrs.update(max=info.max_per_order)
     seconds_to_start = math.ceil((info.sale_starts_at - now).total_seconds()) if sale == "not_started" else None

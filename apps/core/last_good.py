@@ -28,6 +28,10 @@ class LastGood:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
     def recall(self, key: str, *, max_age: float):
         """The value remembered under key if it is at most max_age seconds old, else None."""
         with self._lock:

@@ -1,5 +1,7 @@
 """The storefront's purchase form: the same checkout service as the JSON API,
 answered with a redirect (to the order page, or back with the reason)."""
+from dataclasses import replace
+
 from django.contrib import messages
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
@@ -7,7 +9,7 @@ from django.views.decorators.http import require_POST
 from apps.core.errors import ShopError
 from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP, rate_limit
 
-from .bot_checks import checkout_guard
+from .bot_checks import captcha_verify, honeypot_check
 from .buyer_context import buyer_context
 from .forms import CAPTCHA_ANSWER_FIELD, CAPTCHA_KEY_FIELD, HONEYPOT_FIELD
 from .grants import order_grant_token
@@ -18,19 +20,18 @@ from .services import order_checkout
 @rate_limit(CHECKOUT_IP, CHECKOUT_BUYER, page=True)  # before checkout: a refused request reserves nothing
 def checkout(request, sku: str):
     try:
-        with checkout_guard(
-            request,
-            honeypot=request.POST.get(HONEYPOT_FIELD, ""),
-            captcha_key=request.POST.get(CAPTCHA_KEY_FIELD),
-            captcha_answer=request.POST.get(CAPTCHA_ANSWER_FIELD),
-        ):
-            result = order_checkout(
-                sku=sku,
-                email=request.POST.get("email", ""),
-                quantity=request.POST.get("quantity", ""),
-                idempotency_key=request.POST.get("idempotency_key") or None,
-                buyer=buyer_context(request, page_token=request.POST.get("page_token")),
-            )
+        buyer = buyer_context(request, page_token=request.POST.get("page_token"))
+        honeypot_check(sku=sku, buyer=buyer, honeypot=request.POST.get(HONEYPOT_FIELD, ""))
+        solved = captcha_verify(
+            sku=sku, buyer=buyer, key=request.POST.get(CAPTCHA_KEY_FIELD), answer=request.POST.get(CAPTCHA_ANSWER_FIELD)
+        )
+        result = order_checkout(
+            sku=sku,
+            email=request.POST.get("email", ""),
+            quantity=request.POST.get("quantity", ""),
+            idempotency_key=request.POST.get("idempotency_key") or None,
+            buyer=replace(buyer, captcha_solved=solved),
+        )
     except ShopError as error:
         messages.error(request, error.detail)
         for field_messages in error.extra.get("fields", {}).values():

@@ -10,6 +10,8 @@ __all__ = [
     "RateLimited",
     "PageTokenInvalid",
     "TooFast",
+    "CaptchaRequired",
+    "CaptchaInvalid",
     "LimitExceeded",
     "SaleNotStarted",
     "SaleEnded",
@@ -58,6 +60,19 @@ class TooFast(ShopError):
     code = "too_fast"
     http_status = 400
     default_detail = _("That was quicker than a person can be. Please wait a moment and submit again.")
+
+
+class CaptchaRequired(ShopError):
+    """Too many suspicious attempts from this client: a captcha first."""
+
+    code = "captcha_required"
+    http_status = 403
+    default_detail = _("Please solve the captcha.")
+
+
+class CaptchaInvalid(CaptchaRequired):
+    code = "captcha_invalid"
+    default_detail = _("The captcha answer was wrong or has expired. Please solve the new one.")
 
 
 class SaleNotStarted(ShopError):

@@ -62,3 +62,9 @@ def buyer_identities(*, email: str, product, context) -> list[str]:
     if product.limit_by_ip and context.ip:
         identities.append(_hashed("i", context.ip))
     return identities
+
+
+def strike_fields(*, ip: str, device_id: str) -> tuple[str, str]:
+    """The client's fields in a product's strike counter (apps.orders.bot_checks):
+    its IP and its device cookie, hashed; "" for one it does not have."""
+    return (_hashed("i", ip) if ip else "", _hashed("d", device_id) if device_id else "")

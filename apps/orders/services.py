@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import DataError, IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
@@ -27,10 +28,12 @@ from apps.payments.models import PaymentEvent
 from apps.stock import services as stock
 
 from .exceptions import (
+    CaptchaRequired,
     InvalidInput,
     LimitExceeded,
     OrderNotFound,
     OrderPending,
+    PageTokenInvalid,
     PaymentMismatch,
     ProductNotFound,
     RateLimited,
@@ -39,6 +42,7 @@ from .exceptions import (
     SaleNotStarted,
     SalePaused,
     SoldOut,
+    TooFast,
 )
 from .identity import (
     access_token_hash,
@@ -49,6 +53,7 @@ from .identity import (
     idempotency_digest,
     order_number_new,
     order_number_product_id,
+    strike_fields,
 )
 from .models import Order
 from .pricing import order_amount
@@ -70,6 +75,13 @@ class BuyerContext:
     device_id: str = ""
     ip: str = ""
     page_token: str | None = None
+    # A captcha this request solved (verified before checkout): clears the
+    # client's strikes instead of being asked for one.
+    captcha_solved: bool = False
+
+    @property
+    def strike_fields(self) -> tuple[str, str]:
+        return strike_fields(ip=self.ip, device_id=self.device_id)
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,11 @@ def order_checkout(
     email, quantity, idempotency_key = _checkout_input_clean(email=email, quantity=quantity, key=idempotency_key)
     product = _product_for_checkout(sku)
     buyer = buyer or BuyerContext()
-    page_token_check(product=product, token=buyer.page_token)
+    try:
+        page_token_check(product=product, token=buyer.page_token)
+    except (PageTokenInvalid, TooFast):
+        checkout_strike_record(product_id=product.id, buyer=buyer)
+        raise
     order_no = order_number_new(product_id=product.id)
     token = access_token_new()
     digest = idempotency_digest(email=email, key=idempotency_key) if idempotency_key else ""
@@ -108,6 +124,8 @@ def order_checkout(
             idempotency_digest=digest,
             # Encrypted: Redis never holds a token that opens an order's keys.
             idempotency_value=f"{order_no} {encrypt_secret(token)}" if digest else "",
+            strike_fields=buyer.strike_fields,
+            captcha_solved=buyer.captcha_solved,
         )
     except RedisError:
         logger.warning("checkout for %s paused: Redis unreachable", sku)
@@ -121,6 +139,16 @@ def order_checkout(
             order_no=first_order_no, access_token=first_token, status=Status.QUEUED, product_id=product.id
         )
     raise _checkout_refusal(outcome)
+
+
+def checkout_strike_record(*, product_id: int, buyer: BuyerContext) -> None:
+    """Count a suspicious attempt (bad page token, too fast, honeypot, wrong
+    captcha) towards the captcha threshold. Best effort: without Redis,
+    checkout is paused anyway."""
+    try:
+        stock.stock_strike_add(product_id=product_id, strike_fields=buyer.strike_fields)
+    except RedisError:
+        logger.warning("suspicious attempt not counted: Redis unreachable")
 
 
 def _checkout_input_clean(*, email, quantity, key) -> tuple[str, int, str | None]:
@@ -165,6 +193,8 @@ def _checkout_refusal(outcome: stock.ReserveOutcome) -> Exception:
         return SoldOut()
     if outcome.code == "limit_exceeded":
         return LimitExceeded(limit=outcome.limit, already=outcome.held)
+    if outcome.code == "captcha_required":
+        return CaptchaRequired(captcha_url=reverse("api:captcha"))
     if outcome.code == "unpaid_limit":
         return UnpaidLimit(max_unpaid=outcome.max_unpaid)
     if outcome.code == "rate_limited":

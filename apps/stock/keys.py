@@ -64,3 +64,9 @@ def redis_run_id_key() -> str:
     """The Redis server's run id when the gates were last known good: a server
     that restarted with its data (AOF) or a promoted replica has another id."""
     return f"{settings.REDIS_KEY_PREFIX}:stock:redis-run-id"
+
+
+def strikes_key(product_id: int) -> str:
+    """Hash: client field (hashed IP or device) -> "count:first_seen" of
+    suspicious checkout attempts on this product (the captcha's soft threshold)."""
+    return _product(product_id, "strikes")

@@ -16,6 +16,7 @@ from .keys import (
     reservations_key,
     rules_key,
     stock_key,
+    strikes_key,
     unpaid_key,
     warmed_products_key,
 )
@@ -43,7 +44,7 @@ class ReserveOutcome:
     retry_after_ms: int = 0
 
 
-def stock_reserve(
+def checkout_script_call(
     *,
     product_id: int,
     order_no: str,
@@ -53,10 +54,10 @@ def stock_reserve(
     email: str,
     idempotency_digest: str = "",
     idempotency_value: str = "",
-) -> ReserveOutcome:
-    """The checkout decision: one Redis round trip (rate cap, idempotency,
-    rules, window, limits for every buyer identity, stock; then decrement,
-    reserve and queue for persistence)."""
+    strike_fields: tuple[str, str] = ("", ""),
+    captcha_solved: bool = False,
+) -> tuple[list, list]:
+    """KEYS and ARGV of one call of checkout.lua (its header documents them)."""
     if not buyers:
         raise ValueError("at least one buyer identity is needed")
     keys = [
@@ -68,6 +69,7 @@ def stock_reserve(
         idempotency_key(product_id, idempotency_digest or "-"),
         unpaid_key(product_id),
         bucket_key(product_id, "checkout"),
+        strikes_key(product_id),
     ]
     args = [
         order_no,
@@ -80,8 +82,36 @@ def stock_reserve(
         settings.CHECKOUT_RATE_PER_SECOND,
         settings.CHECKOUT_RATE_BURST,
         settings.PERSIST_BACKLOG_LIMIT,
+        settings.BOT_SOFT_THRESHOLD,
+        settings.BOT_WINDOW_SECONDS,
+        "1" if captcha_solved else "0",
+        *strike_fields,
         *buyers,
     ]
+    return keys, args
+
+
+def stock_reserve(
+    *,
+    product_id: int,
+    order_no: str,
+    buyers: list[str],
+    quantity: int,
+    token_hash: str,
+    email: str,
+    idempotency_digest: str = "",
+    idempotency_value: str = "",
+    strike_fields: tuple[str, str] = ("", ""),
+    captcha_solved: bool = False,
+) -> ReserveOutcome:
+    """The checkout decision: one Redis round trip (rate cap, idempotency,
+    captcha threshold, rules, window, limits for every buyer identity, stock;
+    then decrement, reserve and queue for persistence)."""
+    keys, args = checkout_script_call(
+        product_id=product_id, order_no=order_no, buyers=buyers, quantity=quantity, token_hash=token_hash,
+        email=email, idempotency_digest=idempotency_digest, idempotency_value=idempotency_value,
+        strike_fields=strike_fields, captcha_solved=captcha_solved,
+    )
     reply = lua_script("checkout")(keys=keys, args=args)
     code = _text(reply[0])
     if code == "ok":
@@ -97,6 +127,28 @@ def stock_reserve(
     if code == "rate_limited":
         return ReserveOutcome(code=code, retry_after_ms=int(reply[1]))
     return ReserveOutcome(code=code)
+
+
+def stock_strike_add(*, product_id: int, strike_fields: tuple[str, str]) -> None:
+    """Count a suspicious checkout attempt for the client's IP and device."""
+    fields = [f for f in strike_fields if f]
+    if fields:
+        lua_script("strike")(keys=[strikes_key(product_id)], args=[settings.BOT_WINDOW_SECONDS, *fields])
+
+
+def stock_captcha_needed(*, product_id: int, strike_fields: tuple[str, str]) -> bool:
+    """Does this client have to solve a captcha to check out this product?
+    (The checkout script decides the same way; this is for the page.)"""
+    threshold, fields = settings.BOT_SOFT_THRESHOLD, [f for f in strike_fields if f]
+    if threshold <= 0 or not fields:
+        return False
+    now = int(stock_redis().time()[0])
+    for value in stock_redis().hmget(strikes_key(product_id), fields):
+        if value:
+            count, since = (int(part) for part in _text(value).split(":"))
+            if now - since < settings.BOT_WINDOW_SECONDS and count >= threshold:
+                return True
+    return False
 
 
 def stock_release(*, product_id: int, order_no: str, unpaid_only: bool) -> bool:

@@ -5,18 +5,26 @@
 -- ARGV[1] order_no  ARGV[2] quantity  ARGV[3] token hash  ARGV[4] email
 -- ARGV[5] idempotency value ("" = no key)  ARGV[6] idempotency ttl (s)  ARGV[7] reservation ttl (s)
 -- ARGV[8] bucket rate (per s, 0 = no cap)  ARGV[9] bucket burst
--- ARGV[10] persist backlog limit (0 = none)  ARGV[11..] buyer identities (at least one)
+-- ARGV[10] persist backlog limit (0 = none)
+-- ARGV[11] captcha threshold (0 = off)  ARGV[12] strike window (s)  ARGV[13] "1" = captcha solved now
+-- ARGV[14] strike field of the client's IP ("" = none)  ARGV[15] of its device ("" = none)
+-- ARGV[16..] buyer identities (at least one)
+-- KEYS[9] strikes (client field -> "count:first_seen")
 -- Returns {code, ...}: {"ok", order_no, remaining} | {"duplicate", idempotency value}
 --   | {"rate_limited", retry_after_ms} | {"not_found"} | {"sale_paused"} | {"queue_full"}
 --   | {"sale_not_started"} | {"sale_ended"} | {"too_many", max_per_order} | {"sold_out"}
---   | {"limit_exceeded", limit, held} | {"unpaid_limit", cap}
-local stock_key, rules_key, buyers_key, reservations_key, queue_key, idem_key, unpaid_key, bucket_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+--   | {"limit_exceeded", limit, held} | {"unpaid_limit", cap} | {"captcha_required"}
+local stock_key, rules_key, buyers_key, reservations_key, queue_key, idem_key, unpaid_key, bucket_key, strikes_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local order_no, qty, token_hash, email = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local idem_value, idem_ttl, reservation_ttl = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local rate, burst, backlog_limit = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local captcha_threshold, strike_window, captcha_solved = tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13] == "1"
+local strike_fields = {}
+if ARGV[14] ~= "" then strike_fields[#strike_fields + 1] = ARGV[14] end
+if ARGV[15] ~= "" then strike_fields[#strike_fields + 1] = ARGV[15] end
 local buyers = {}
-for i = 11, #ARGV do buyers[#buyers + 1] = ARGV[i] end
+for i = 16, #ARGV do buyers[#buyers + 1] = ARGV[i] end
 
 local now = redis.call("TIME")
 local now_s = tonumber(now[1])
@@ -38,6 +46,24 @@ end
 if idem_value ~= "" then
   local first = redis.call("GET", idem_key)
   if first then return {"duplicate", first} end
+end
+
+-- A client with too many suspicious attempts on this product must solve a
+-- captcha (checked by the caller before this call); solving it clears them.
+if captcha_threshold > 0 and #strike_fields > 0 then
+  if captcha_solved then
+    redis.call("HDEL", strikes_key, unpack(strike_fields))
+  else
+    local seen = redis.call("HMGET", strikes_key, unpack(strike_fields))
+    for i = 1, #strike_fields do
+      if seen[i] then
+        local c, t = string.match(seen[i], "(%d+):(%d+)")
+        if now_s - tonumber(t) < strike_window and tonumber(c) >= captcha_threshold then
+          return {"captcha_required"}
+        end
+      end
+    end
+  end
 end
 
 local rules = redis.call("HMGET", rules_key, "active", "starts", "ends", "max_per_order", "per_buyer_limit",
