@@ -10,7 +10,8 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 def order_number_new(*, product_id: int) -> str:
     """Date, product id, 60 random bits: unguessable, sortable by day, and the
     product id lets a queued order be found in its product's Redis keys."""
-    random_part = "".join(secrets.choice(_ALPHABET) for _ in range(12))
+    bits = int.from_bytes(secrets.token_bytes(8), "big") >> 4  # 60 bits, one call on the hot path
+    random_part = "".join(_ALPHABET[(bits >> shift) & 31] for shift in range(55, -1, -5))
     return f"{timezone.now():%y%m%d}-{product_id}-{random_part}"
 
 
