@@ -57,7 +57,10 @@ def bench_environment(config: StackConfig, *, site_url: str) -> dict:
         "RATELIMIT_ENABLE": "false",
         "CHECKOUT_RATE_PER_SECOND": str(config.checkout_rate),
         "CHECKOUT_RATE_BURST": str(config.checkout_rate),
+        # The drain phase queues thousands of fulfilments on purpose: the
+        # overload pause must not refuse the flash sale that follows it.
         "PERSIST_BACKLOG_LIMIT": "1000000",
+        "FULFIL_BACKLOG_LIMIT": "1000000",
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
         "CELERY_VISIBILITY_TIMEOUT": "30",
         "LOG_LEVEL": "WARNING",

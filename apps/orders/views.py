@@ -65,6 +65,9 @@ def order_detail(request, order_no: str):
         "orders/detail.html",
         {
             "order": snapshot,
+            # Not `order.keys` in the template: on a dict without keys yet that
+            # would be dict.keys(), the field names.
+            "keys": snapshot.get("keys", []),
             "amount": Decimal(snapshot["amount"]),
             "states": Status,
             "pay_url": pay_url,

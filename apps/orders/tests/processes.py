@@ -41,9 +41,13 @@ def test_environment(**extra) -> dict:
 
 
 class CeleryWorker:
-    def __init__(self, *, concurrency: int = 2, extra_env: dict | None = None):
+    """A worker process; with beat=True it runs the beat schedule too (-B), as
+    a small deployment would (persistence every second, expiry, warm-up)."""
+
+    def __init__(self, *, concurrency: int = 2, extra_env: dict | None = None, beat: bool = False):
         self.concurrency = concurrency
         self.extra_env = extra_env or {}
+        self.beat = beat
         self.process: subprocess.Popen | None = None
         self.log_path = Path(tempfile.mkstemp(prefix="celery-worker-", suffix=".log")[1])
 
@@ -59,6 +63,7 @@ class CeleryWorker:
                 "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
                 "--loglevel", "INFO",
+                *(["-B", "--schedule", str(self.log_path) + ".beat"] if self.beat else []),
             ],
             cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -309,3 +309,12 @@ def test_the_order_page_follows_the_order_and_copies_its_keys(live_server, monke
             assert page.evaluate("navigator.clipboard.readText()") == "KEY-TO-COPY-42"
         finally:
             browser.close()
+
+
+def test_an_undelivered_order_page_lists_no_keys_at_all(client):
+    """Not even hidden placeholders: `order.keys` on the snapshot dict once
+    listed the dict's own field names in the (hidden) key list."""
+    order, token = order_with_token()
+    html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
+    keys_list = html.split("data-keys>", 1)[1].split("</ul>", 1)[0]
+    assert "<code>" not in keys_list
