@@ -22,20 +22,46 @@ class ProductAdmin(admin.ModelAdmin):
     see signals.py); keys are added on the product's "Upload keys" page."""
 
     list_display = (
-        "sku", "title", "category", "price", "currency", "is_active", "sale_state",
+        "sku", "title", "category", "price", "currency", "is_active", "sale_paused", "sale_state",
         "sale_starts_at", "sale_ends_at", "keys_available", "keys_sold", "keys_void",
     )
     list_display_links = ("sku", "title")
-    list_filter = ("is_active", "category")
+    list_filter = ("is_active", "sale_paused", "category")
+    actions = ("pause_sale", "resume_sale")
     list_select_related = ("category",)
     search_fields = ("sku", "title")
     readonly_fields = ("sale_state", "keys_available", "keys_sold", "keys_void", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("sku", "title", "category", "description", "is_active")}),
         (_("Price"), {"fields": ("price", "currency")}),
-        (_("Sale rules"), {"fields": ("sale_starts_at", "sale_ends_at", "per_buyer_limit", "max_per_order", "min_page_seconds")}),
+        (_("Sale rules"), {"fields": ("sale_paused", "sale_starts_at", "sale_ends_at", "per_buyer_limit", "max_per_order")}),
+        (
+            _("Against scalpers"),
+            {
+                "fields": ("min_page_seconds", "max_unpaid_per_buyer", "limit_by_account", "limit_by_device", "limit_by_ip"),
+                "description": _(
+                    "The per-buyer limit always counts the buyer's email; each identity turned on here is "
+                    "counted too. A minimum time on the page of 0 turns that check off."
+                ),
+            },
+        ),
         (_("Sales"), {"fields": ("sale_state", "keys_available", "keys_sold", "keys_void", "created_at", "updated_at")}),
     )
+
+    @admin.action(description=_("Pause the sale (kill switch)"))
+    def pause_sale(self, request, queryset):
+        self._set_paused(request, queryset, paused=True)
+
+    @admin.action(description=_("Resume the sale"))
+    def resume_sale(self, request, queryset):
+        self._set_paused(request, queryset, paused=False)
+
+    def _set_paused(self, request, queryset, *, paused: bool):
+        # Saved one by one so the signals publish the switch to the checkout script at once.
+        for product in queryset:
+            product.sale_paused = paused
+            product.save(update_fields=["sale_paused", "updated_at"])
+        self.message_user(request, _("Updated %(n)d products.") % {"n": queryset.count()})
 
     def get_queryset(self, request):
         # The three key counts in the same query as the products: no query per row.

@@ -63,3 +63,22 @@ def test_retry_without_new_stock_keeps_the_order_needing_attention(admin_client,
     needs_attention_order.refresh_from_db()
     assert needs_attention_order.status == "needs_attention"
     assert "still not enough stock" in needs_attention_order.attention_reason
+
+
+def test_the_kill_switch_in_the_admin_pauses_checkout_at_once(admin_client):
+    from apps.orders.exceptions import SalePaused
+
+    product = product_with_keys(keys=3)
+    admin_client.post("/admin/catalog/product/", {"action": "pause_sale", "_selected_action": [product.id]})
+    with pytest.raises(SalePaused):
+        services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    assert "Sale paused" in admin_client.get(f"/p/{product.sku}", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    admin_client.post("/admin/catalog/product/", {"action": "resume_sale", "_selected_action": [product.id]})
+    assert services.order_checkout(sku=product.sku, email="a@x.com", quantity=1).status == "queued"
+
+
+def test_the_product_form_shows_every_rule_against_scalpers(admin_client):
+    product = product_with_keys(keys=1)
+    html = admin_client.get(f"/admin/catalog/product/{product.id}/change/").content.decode()
+    for field in ("sale_paused", "min_page_seconds", "max_unpaid_per_buyer", "limit_by_account", "limit_by_device", "limit_by_ip"):
+        assert f'name="{field}"' in html
