@@ -311,6 +311,7 @@ def test_the_order_page_follows_the_order_and_copies_its_keys(live_server, monke
             browser.close()
 
 
+@pytest.mark.django_db
 def test_an_undelivered_order_page_lists_no_keys_at_all(client):
     """Not even hidden placeholders: `order.keys` on the snapshot dict once
     listed the dict's own field names in the (hidden) key list."""
