@@ -91,27 +91,12 @@ def checkout_script_call(
     return keys, args
 
 
-def stock_reserve(
-    *,
-    product_id: int,
-    order_no: str,
-    buyers: list[str],
-    quantity: int,
-    token_hash: str,
-    email: str,
-    idempotency_digest: str = "",
-    idempotency_value: str = "",
-    strike_fields: tuple[str, str] = ("", ""),
-    captcha_solved: bool = False,
-) -> ReserveOutcome:
+def stock_reserve(**call) -> ReserveOutcome:
     """The checkout decision: one Redis round trip (rate cap, idempotency,
     captcha threshold, rules, window, limits for every buyer identity, stock;
-    then decrement, reserve and queue for persistence)."""
-    keys, args = checkout_script_call(
-        product_id=product_id, order_no=order_no, buyers=buyers, quantity=quantity, token_hash=token_hash,
-        email=email, idempotency_digest=idempotency_digest, idempotency_value=idempotency_value,
-        strike_fields=strike_fields, captcha_solved=captcha_solved,
-    )
+    then decrement, reserve and queue for persistence). Takes the arguments
+    of checkout_script_call."""
+    keys, args = checkout_script_call(**call)
     reply = lua_script("checkout")(keys=keys, args=args)
     code = _text(reply[0])
     if code == "ok":
