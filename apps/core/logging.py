@@ -49,11 +49,6 @@ def request_id_reset(token: contextvars.Token) -> None:
     _request_id.reset(token)
 
 
-def order_no_bind(order_no: str | None) -> None:
-    """Name the order the current request or task is about; its log lines carry it."""
-    _order_no.set(order_no)
-
-
 def request_id_from(header_value: str | None) -> str:
     if header_value and _REQUEST_ID_OK.match(header_value):
         return header_value

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.utils.translation import gettext_lazy as _
 from django_ratelimit.core import get_usage
 from redis.exceptions import RedisError
 

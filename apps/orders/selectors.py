@@ -19,14 +19,6 @@ def _token_matches(token: str, stored_hash: str) -> bool:
     return hmac.compare_digest(access_token_hash(token), stored_hash)
 
 
-def order_get_for_token(*, order_no: str, token: str) -> Order | None:
-    """A persisted order, only for the holder of its access token."""
-    order = Order.objects.using("default").select_related("product").filter(order_no=order_no).first()
-    if order is None or not _token_matches(token, order.access_token_hash):
-        return None
-    return order
-
-
 def order_find_for_lookup(*, order_no: str, email: str) -> Order | None:
     order = Order.objects.using("default").filter(order_no=(order_no or "").strip()).first()
     if order is None or not hmac.compare_digest(order.buyer_email, email_normalise(email or "")):

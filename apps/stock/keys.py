@@ -67,6 +67,6 @@ def redis_run_id_key() -> str:
 
 
 def strikes_key(product_id: int) -> str:
-    """Hash: client field (hashed IP or device) -> "count:first_seen" of
+    """Hash: client field (hashed IP or device) -> "count:first_seen_ms" of
     suspicious checkout attempts on this product (the captcha's soft threshold)."""
     return _product(product_id, "strikes")

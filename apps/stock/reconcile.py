@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -261,18 +261,3 @@ def _stock_drift(product_id: int) -> int:
     reserved = sum(int(r["quantity"]) for r in reservations.values())
     expected = available_keys(product_id=product_id) - reserved
     return expected - stock
-
-
-def stock_summary(*, product: Product) -> dict:
-    """Figures for an operator: database keys by status and the gate's view."""
-    counts = dict(
-        CardKey.objects.filter(product_id=product.id).values_list("status").annotate(n=Count("id"))
-    )
-    stock, reservations = gate.stock_gate_state(product_id=product.id)
-    return {
-        "available": counts.get(CardKey.Status.AVAILABLE, 0),
-        "sold": counts.get(CardKey.Status.SOLD, 0),
-        "void": counts.get(CardKey.Status.VOID, 0),
-        "gate_stock": stock,
-        "reserved": sum(int(r["quantity"]) for r in reservations.values()),
-    }

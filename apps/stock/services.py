@@ -127,11 +127,12 @@ def stock_captcha_needed(*, product_id: int, strike_fields: tuple[str, str]) -> 
     threshold, fields = settings.BOT_SOFT_THRESHOLD, [f for f in strike_fields if f]
     if threshold <= 0 or not fields:
         return False
-    now = int(stock_redis().time()[0])
+    seconds, micros = stock_redis().time()
+    now_ms = seconds * 1000 + micros // 1000
     for value in stock_redis().hmget(strikes_key(product_id), fields):
         if value:
-            count, since = (int(part) for part in _text(value).split(":"))
-            if now - since < settings.BOT_WINDOW_SECONDS and count >= threshold:
+            count, since_ms = (int(part) for part in _text(value).split(":"))
+            if now_ms - since_ms < settings.BOT_WINDOW_SECONDS * 1000 and count >= threshold:
                 return True
     return False
 
@@ -252,10 +253,6 @@ def stock_queue_drop(*, product_id: int, count: int) -> None:
     """Drop the oldest `count` entries, once they are safely in MariaDB.
     Caller holds the product's persist fence."""
     stock_redis().ltrim(persist_queue_key(product_id), count, -1)
-
-
-def stock_queue_length(*, product_id: int) -> int:
-    return int(stock_redis().llen(persist_queue_key(product_id)))
 
 
 def _epoch(moment: datetime | None) -> int:

@@ -31,6 +31,17 @@ def _limits(settings):
     settings.TRUSTED_PROXY_COUNT = 1
 
 
+@pytest.fixture(autouse=True)
+def _one_rate_window():
+    """django-ratelimit counts in fixed windows; a test whose requests straddle
+    a window's end would see its count restart. Its clock stands still here."""
+    import time
+
+    now = time.time()
+    with mock.patch("django_ratelimit.core.time", mock.Mock(time=lambda: now)):
+        yield
+
+
 def api_checkout(client, product, email, **extra):
     return client.post(
         "/api/v1/orders",

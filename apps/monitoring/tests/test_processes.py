@@ -12,7 +12,7 @@ from apps.orders import services
 from apps.orders.models import Order
 from apps.orders.tests.processes import CeleryWorker, GunicornServer, free_port, wait_until
 from apps.orders.tests.support import product_with_keys
-from apps.payments.providers.sandbox import SIGNATURE_HEADER, notification_sign
+from apps.payments.providers.sandbox import notification_sign
 
 from .sale import samples, value
 

@@ -2,7 +2,6 @@
 and it changes it once, however often and however concurrently it arrives."""
 import hashlib
 import hmac
-import json
 import threading
 import time
 import urllib.request

@@ -9,7 +9,7 @@
 -- ARGV[11] captcha threshold (0 = off)  ARGV[12] strike window (s)  ARGV[13] "1" = captcha solved now
 -- ARGV[14] strike field of the client's IP ("" = none)  ARGV[15] of its device ("" = none)
 -- ARGV[16..] buyer identities (at least one)
--- KEYS[9] strikes (client field -> "count:first_seen")
+-- KEYS[9] strikes (client field -> "count:first_seen_ms")
 -- Returns {code, ...}: {"ok", order_no, remaining} | {"duplicate", idempotency value}
 --   | {"rate_limited", retry_after_ms} | {"not_found"} | {"sale_paused"} | {"queue_full"}
 --   | {"sale_not_started"} | {"sale_ended"} | {"too_many", max_per_order} | {"sold_out"}
@@ -58,7 +58,7 @@ if captcha_threshold > 0 and #strike_fields > 0 then
     for i = 1, #strike_fields do
       if seen[i] then
         local c, t = string.match(seen[i], "(%d+):(%d+)")
-        if now_s - tonumber(t) < strike_window and tonumber(c) >= captcha_threshold then
+        if now_ms - tonumber(t) < strike_window * 1000 and tonumber(c) >= captcha_threshold then
           return {"captcha_required"}
         end
       end
