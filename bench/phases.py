@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import aiohttp
 import psutil
 
 from .load import Sample, answers, closed_loop, get_json, latency_ms, post_json, rate, session_new
@@ -321,7 +322,7 @@ async def flash_sale(
             await asyncio.sleep(poll_seconds)
             try:
                 status, body = await get_json(session, f"{url}/api/v1/orders/{run.order_no}", headers=headers)
-            except (OSError, asyncio.TimeoutError):
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
                 continue
             if status == 200 and until(body):
                 return body
@@ -333,7 +334,7 @@ async def flash_sale(
             status, body = await post_json(
                 session, f"{url}/api/v1/orders", {"sku": sku, "quantity": 1, "email": f"flash-{i}@bench.example.com"}
             )
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             status, body = 0, {"error": type(exc).__name__}
         checkouts.append(Sample(sent, time.perf_counter() - sent, status, body.get("error", "")))
         run = BuyerRun(status=status, error=body.get("error", ""), order_no=body.get("order_no", ""))
@@ -347,7 +348,7 @@ async def flash_sale(
         for _ in range(5):  # a 503 while the sandbox is failing says to retry
             try:
                 pay_status, _body = await post_json(session, f"{url}/api/v1/payments/sandbox/{run.order_no}/pay", {}, headers)
-            except (OSError, asyncio.TimeoutError):
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
                 pay_status = 0
             if pay_status == 202:
                 run.paid_at = time.perf_counter()

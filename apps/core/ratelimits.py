@@ -13,7 +13,6 @@ script and always holds.
 """
 import functools
 import ipaddress
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from redis.exceptions import RedisError
 from apps.core import metrics
 from apps.core.client_ip import client_ip
 from apps.core.errors import RateLimited
+from apps.core.request_body import json_body
 from apps.orders.identity import email_normalise
 
 logger = logging.getLogger(__name__)
@@ -59,10 +59,9 @@ def by_buyer(request: HttpRequest) -> str | None:
         email = request.POST.get("email")
     else:
         try:
-            body = json.loads(request.body or b"{}")
+            email = json_body(request).get("email")
         except ValueError:
             return None
-        email = body.get("email") if isinstance(body, dict) else None
     if not isinstance(email, str) or not email.strip():
         return None
     return email_normalise(email)
@@ -76,6 +75,8 @@ PAY_IP = Limit("pay-ip", "RATELIMIT_PAY_IP", by_ip)
 
 
 def _usage(request: HttpRequest, limit: Limit) -> dict | None:
+    if not settings.RATELIMIT_ENABLE:
+        return None  # django-ratelimit would say so too, after we computed the key
     rate = getattr(settings, limit.rate_setting)
     value = limit.key(request) if rate else None
     if not value:
