@@ -172,19 +172,17 @@ async def design(*, url: str, sku: str, naive_sku: str, rounds: int, duration: f
 
 
 def broker_idle_wait(*, timeout: float) -> float:
-    """Until the workers' queue is (nearly) empty: one task queue serves
-    persistence, payments, fulfilment and mail, so a phase that starts on a
-    backlog would measure the previous phase. Returns the seconds waited."""
-    import redis
+    """Until the workers' queues are (nearly) empty, so a phase that starts on
+    a backlog does not measure the previous phase. Returns the seconds waited."""
     from django.conf import settings
 
-    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    queue = settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] + "celery"
+    from apps.stock.overload import _broker_redis, celery_queue_keys
+
+    keys = [key for queue in settings.CELERY_TASK_QUEUES for key in celery_queue_keys(queue.name)]
     started = time.monotonic()
     # Beat adds a persistence task every second, so "idle" allows a couple queued.
-    while broker.llen(queue) > 2 and time.monotonic() - started < timeout:
+    while sum(_broker_redis().llen(key) for key in keys) > 2 and time.monotonic() - started < timeout:
         time.sleep(0.2)
-    broker.close()
     return round(time.monotonic() - started, 1)
 
 
@@ -202,14 +200,15 @@ def persisted_wait(*, product_id: int, timeout: float) -> None:
 
 def drain(*, product_id: int, count: int, timeout: float) -> dict:
     """Keys assigned per second by the workers from a backlog of `count` paid
-    orders. The orders are marked paid in one statement and one fulfilment task
-    is queued per order, as each payment does; what is timed is the workers
-    emptying that queue."""
+    orders. The orders are marked paid in one statement and fulfilment is
+    requested for each, as each payment does after its commit (requests
+    coalesce while a task waits); what is timed is the workers delivering
+    every one of them."""
     from django.db.models import Max
     from django.utils import timezone
 
     from apps.orders.models import Order
-    from apps.orders.tasks import fulfil_order_task
+    from apps.orders.services import fulfilment_request
 
     ids = list(
         Order.objects.filter(product_id=product_id, status=Order.Status.AWAITING_PAYMENT)
@@ -219,7 +218,7 @@ def drain(*, product_id: int, count: int, timeout: float) -> dict:
     started = timezone.now()
     Order.objects.filter(id__in=ids).update(status=Order.Status.PAID, paid_at=started)
     for order_id in ids:
-        fulfil_order_task.delay(order_id)
+        fulfilment_request(order_id=order_id)
     deadline = time.monotonic() + timeout
     orders = Order.objects.filter(id__in=ids)
     while orders.filter(status=Order.Status.DELIVERED).count() < len(ids) and time.monotonic() < deadline:

@@ -5,6 +5,7 @@ refund_pending -> refunded and needs_attention (design.md). Each transition has
 one writer here.
 """
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal
@@ -26,6 +27,7 @@ from apps.catalog.page_tokens import page_token_check
 from apps.catalog.selectors import ProductInfo, product_info_for_checkout
 from apps.payments.models import PaymentEvent
 from apps.stock import services as stock
+from apps.stock.redis import stock_redis
 
 from .exceptions import (
     CaptchaRequired,
@@ -338,9 +340,7 @@ def _order_to_paid(order: Order) -> None:
     order.status = Status.PAID
     order.paid_at = timezone.now()
     order.save(update_fields=["status", "paid_at", "updated_at"])
-    from .tasks import fulfil_order_task
-
-    transaction.on_commit(lambda: fulfil_order_task.delay(order.id))
+    transaction.on_commit(lambda: fulfilment_request(order_id=order.id))
     transaction.on_commit(lambda: _gate_mark_paid(order, finish=False))
 
 
@@ -428,6 +428,13 @@ def order_reservation_record(order: Order, *, paid: bool) -> dict:
 
 
 # --- Fulfilment
+#
+# A payment asks for fulfilment (fulfilment_request); a worker then delivers
+# its order and goes on draining every paid order in batches until none is
+# left (fulfilment_run). Requests coalesce: while one fulfilment task waits in
+# the queue, later payments publish nothing, because that task drains their
+# orders too when it starts. So a crowd of payments costs a handful of tasks,
+# not one no-op task per order queueing behind the batch that served it.
 
 
 @dataclass
@@ -435,11 +442,82 @@ class FulfilReport:
     delivered: list[str]
     short: list[str]
 
+    def add(self, other: "FulfilReport") -> None:
+        self.delivered += other.delivered
+        self.short += other.short
 
-def order_fulfil(*, order_id: int, batch_size: int | None = None) -> FulfilReport:
-    """Deliver a paid order, and when the queue is deep other paid orders with
-    it, in one transaction: lock the orders (skipping those another worker
-    holds), claim their keys, mark the keys sold, mark the orders delivered.
+
+def _fulfilment_flag_key() -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:fulfil:requested"
+
+
+def fulfilment_request(*, order_id: int | None = None) -> None:
+    """Publish a fulfilment task for a paid order (after its commit), unless
+    one is already queued and not yet started: that one will serve this order.
+
+    The flag marking "one is queued" is cleared by the task as it starts,
+    before it looks for paid orders, so an order paid before the clearing is
+    seen by that task and one paid after it publishes anew. The flag expires
+    (FULFIL_REQUEST_TTL_SECONDS), so a task lost with its worker delays later
+    payments by at most that long; reconciliation re-drives its own orders.
+    Without Redis to ask, it publishes."""
+    from .tasks import fulfil_order_task
+
+    key = _fulfilment_flag_key()
+    try:
+        first = stock_redis().set(key, order_id or 0, nx=True, ex=settings.FULFIL_REQUEST_TTL_SECONDS)
+    except RedisError:
+        first = True
+    if not first:
+        return
+    try:
+        fulfil_order_task.delay(order_id)
+    except Exception:
+        # Not queued: let the next payment publish; reconcile re-drives this one.
+        logger.exception("fulfilment of order %s could not be queued; reconcile will re-drive it", order_id)
+        _fulfilment_flag_clear()
+
+
+def _fulfilment_flag_clear() -> None:
+    try:
+        stock_redis().delete(_fulfilment_flag_key())
+    except RedisError:
+        pass  # it expires
+
+
+def fulfilment_run(*, order_id: int | None, seconds: float | None = None) -> FulfilReport:
+    """A fulfilment task's work: deliver its order, then every paid order in
+    batches until none is left. Batches skip orders another worker holds, so
+    two workers draining at once take disjoint batches; a full batch asks for
+    a second worker (a coalesced request, so at most one waits in the queue).
+    When only held orders remain, it waits for the lowest one: it may be held
+    by a duplicate payment notification being turned away, not by a worker
+    that will deliver it. After `seconds` (FULFIL_RUN_SECONDS) with work left,
+    it hands over to a fresh task so the worker is not held indefinitely."""
+    _fulfilment_flag_clear()
+    report = order_fulfil(order_id=order_id) if order_id else FulfilReport(delivered=[], short=[])
+    deadline = time.monotonic() + (seconds if seconds is not None else settings.FULFIL_RUN_SECONDS)
+    while time.monotonic() < deadline:
+        batch = order_fulfil(order_id=None)
+        served = len(batch.delivered) + len(batch.short)
+        if served >= settings.FULFIL_BATCH_SIZE:
+            fulfilment_request()
+        elif served == 0:
+            held = Order.objects.filter(status=Status.PAID).order_by("id").values_list("id", flat=True).first()
+            if held is None:
+                return report
+            batch = order_fulfil(order_id=held)
+        report.add(batch)
+    if Order.objects.filter(status=Status.PAID).exists():
+        fulfilment_request()
+    return report
+
+
+def order_fulfil(*, order_id: int | None, batch_size: int | None = None) -> FulfilReport:
+    """Deliver a paid order (none: just the batch), and other paid orders with
+    it up to the batch size, in one transaction: lock the orders (skipping
+    those another worker holds), claim their keys, mark the keys sold, mark
+    the orders delivered.
     A delivered order is left alone, so running this twice changes nothing.
     An order whose keys run short goes to needs_attention, never partly filled."""
     batch_size = batch_size or settings.FULFIL_BATCH_SIZE
@@ -479,14 +557,14 @@ def order_fulfil(*, order_id: int, batch_size: int | None = None) -> FulfilRepor
     return FulfilReport(delivered=[o.order_no for o in delivered], short=[o.order_no for o in short])
 
 
-def _orders_lock_for_fulfilment(*, order_id: int, batch_size: int) -> list[Order]:
+def _orders_lock_for_fulfilment(*, order_id: int | None, batch_size: int) -> list[Order]:
     """The task's own order, waiting for its row lock, then up to the batch
     size of other paid orders that nobody holds. Waiting for the own order
     matters: its lock may be held by a duplicate payment notification being
     turned away, and skipping it then would leave it paid and undelivered.
     A second fulfilment of the same order waits, then finds it delivered.
     No deadlock: the only wait is the first lock taken."""
-    first = list(Order.objects.select_for_update().filter(id=order_id, status=Status.PAID))
+    first = list(Order.objects.select_for_update().filter(id=order_id, status=Status.PAID)) if order_id else []
     others = list(
         Order.objects.select_for_update(skip_locked=True)
         .filter(status=Status.PAID)
@@ -552,8 +630,6 @@ def _release_reservations(orders: list[Order], *, unpaid_only: bool) -> None:
 def order_fulfilment_retry(*, order_ids: list[int]) -> int:
     """Send orders that needed attention (keys ran short) back to fulfilment,
     e.g. after the merchant uploaded more keys. Returns how many."""
-    from .tasks import fulfil_order_task
-
     orders = list(
         Order.objects.select_for_update().filter(id__in=order_ids, status=Status.NEEDS_ATTENTION).order_by("id")
     )
@@ -570,7 +646,7 @@ def order_fulfilment_retry(*, order_ids: list[int]) -> int:
             continue
         order.status = Status.PAID
         order.save(update_fields=["status", "updated_at"])
-        transaction.on_commit(lambda order_id=order.id: fulfil_order_task.delay(order_id))
+        transaction.on_commit(lambda order_id=order.id: fulfilment_request(order_id=order_id))
         retried += 1
     return retried
 

@@ -195,8 +195,8 @@ PAGE_TOKEN_MAX_AGE = env.int("PAGE_TOKEN_MAX_AGE", default=2 * 60 * 60)
 CHECKOUT_RATE_PER_SECOND = env.int("CHECKOUT_RATE_PER_SECOND", default=1000)
 CHECKOUT_RATE_BURST = env.int("CHECKOUT_RATE_BURST", default=1000)
 PERSIST_BACKLOG_LIMIT = env.int("PERSIST_BACKLOG_LIMIT", default=20000)
-# Store-wide (apps.stock.overload): checkout pauses while the Celery queue
-# (fulfilment, mail) holds this many messages or every product's persistence
+# Store-wide (apps.stock.overload): checkout pauses while paid orders waiting
+# for keys plus mails waiting reach this many, or every product's persistence
 # queues together hold PERSIST_BACKLOG_LIMIT (0 turns one off), and reopens once
 # both are under BACKLOG_RESUME_RATIO of their limits.
 FULFIL_BACKLOG_LIMIT = env.int("FULFIL_BACKLOG_LIMIT", default=5000)
@@ -207,6 +207,12 @@ PERSIST_BATCH_SIZE = env.int("PERSIST_BATCH_SIZE", default=500)
 WARM_FENCE_TIMEOUT = env.int("WARM_FENCE_TIMEOUT", default=10)
 # Paid orders served by one fulfilment transaction when the queue is deep.
 FULFIL_BATCH_SIZE = env.int("FULFIL_BATCH_SIZE", default=50)
+# While a fulfilment task waits in the queue, payments publish no other: it
+# serves them all. The mark of a waiting task expires after this long, so a
+# task lost with its worker delays later payments at most this much.
+FULFIL_REQUEST_TTL_SECONDS = env.int("FULFIL_REQUEST_TTL_SECONDS", default=10)
+# A fulfilment task drains paid orders this long, then hands over to a fresh task.
+FULFIL_RUN_SECONDS = env.float("FULFIL_RUN_SECONDS", default=30)
 # A paid order undelivered this long is re-driven by reconciliation.
 FULFIL_REDRIVE_AFTER_SECONDS = env.int("FULFIL_REDRIVE_AFTER_SECONDS", default=60)
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")

@@ -365,3 +365,149 @@ def test_fulfilment_waits_for_its_order_held_by_a_duplicate_notification(monkeyp
     holder.join(5)
     assert report.delivered == [order.order_no]
     assert Order.objects.get(id=order.id).status == Order.Status.DELIVERED
+
+
+# --- Coalesced fulfilment requests
+
+
+def paid_orders(product, count, *, quantity=1):
+    for i in range(count):
+        checkout(product, email=f"paid{product.id}-{i}@x.com", quantity=quantity)
+    services.order_persist_queued()
+    for order in Order.objects.filter(product=product, status=Order.Status.AWAITING_PAYMENT).order_by("id"):
+        pay(order.order_no, event_id=f"e-{order.order_no}")
+    return list(Order.objects.filter(product=product).order_by("id"))
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """Fulfilment tasks published (not run), and no mails."""
+    sent = []
+    monkeypatch.setattr("apps.orders.tasks.fulfil_order_task.delay", lambda order_id=None: sent.append(order_id))
+    monkeypatch.setattr("apps.orders.tasks.send_order_keys_email_task.delay", lambda order_id: None)
+    return sent
+
+
+def test_payments_while_a_fulfilment_task_waits_publish_no_other_and_it_serves_them_all(published):
+    product = product_with_keys(keys=30, per_buyer_limit=1)
+    orders = paid_orders(product, 30)
+    assert published == [orders[0].id]  # one task for thirty payments
+
+    report = services.fulfilment_run(order_id=published[0])
+    assert sorted(report.delivered) == sorted(o.order_no for o in orders)
+    assert Order.objects.filter(status=Order.Status.DELIVERED).count() == 30
+    assert CardKey.objects.filter(status="sold").values("order").distinct().count() == 30
+
+    # The task cleared its mark as it started: the next payment publishes anew.
+    late = paid_orders(product_with_keys(keys=1), 1)
+    assert published == [orders[0].id, late[0].id]
+
+
+def test_a_full_batch_asks_for_a_second_worker_once(published, settings):
+    settings.FULFIL_BATCH_SIZE = 5
+    orders = paid_orders(product_with_keys(keys=12, per_buyer_limit=1), 12)
+    published.clear()
+    services.fulfilment_run(order_id=orders[0].id)
+    # Full batches asked for help; the mark let only the first request through.
+    assert len(published) == 1
+    assert Order.objects.filter(status=Order.Status.DELIVERED).count() == 12
+
+
+def test_a_lost_fulfilment_task_holds_back_later_payments_only_until_its_mark_expires(published, settings):
+    import time
+
+    settings.FULFIL_REQUEST_TTL_SECONDS = 1
+    product = product_with_keys(keys=3, per_buyer_limit=1)
+    first = paid_orders(product, 1)[0]
+    assert published == [first.id]  # ... and that task is lost with its worker
+    checkout(product, email="second@x.com")
+    services.order_persist_queued()
+    second = Order.objects.get(buyer_email="second@x.com")
+    pay(second.order_no, event_id="e-second")
+    assert published == [first.id]
+    time.sleep(1.2)
+    checkout(product, email="third@x.com")
+    services.order_persist_queued()
+    third = Order.objects.get(buyer_email="third@x.com")
+    pay(third.order_no, event_id="e-third")
+    assert published == [first.id, third.id]
+    # The new task serves the orders the lost one was standing for.
+    services.fulfilment_run(order_id=third.id)
+    assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.DELIVERED}
+
+
+def test_without_redis_to_ask_a_payment_publishes(published, monkeypatch):
+    import redis
+
+    order = paid_orders(product_with_keys(keys=1), 1)[0]
+    published.clear()
+    unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    monkeypatch.setattr("apps.orders.services.stock_redis", lambda: unreachable)
+    services.fulfilment_request(order_id=order.id)
+    services.fulfilment_request(order_id=order.id)
+    assert published == [order.id, order.id]
+
+
+def test_the_drain_waits_for_a_paid_order_held_by_a_duplicate_notification(published):
+    """When only held orders are left the drain waits for them: the holder
+    may be a duplicate notification being turned away, which delivers nothing."""
+    import threading
+
+    from django.db import connection, transaction
+
+    orders = paid_orders(product_with_keys(keys=3, per_buyer_limit=1), 3)
+    held = orders[1]
+    locked, release = threading.Event(), threading.Event()
+
+    def duplicate_notification_holding_the_row():
+        try:
+            with transaction.atomic():
+                Order.objects.select_for_update().get(id=held.id)
+                locked.set()
+                release.wait(5)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=duplicate_notification_holding_the_row)
+    holder.start()
+    assert locked.wait(5)
+    threading.Timer(0.5, release.set).start()
+    report = services.fulfilment_run(order_id=None)
+    holder.join(5)
+    assert sorted(report.delivered) == sorted(o.order_no for o in orders)
+    assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.DELIVERED}
+
+
+def test_two_workers_draining_at_once_deliver_every_order_its_own_keys(published, settings):
+    """Real concurrency on MariaDB: two drains (threads, own connections) take
+    disjoint batches; every paid order ends delivered with exactly its keys."""
+    import threading
+
+    from django.db import connection
+
+    settings.FULFIL_BATCH_SIZE = 7
+    products = [product_with_keys(keys=120, per_buyer_limit=2) for _ in range(2)]
+    orders = [o for p in products for o in paid_orders(p, 60, quantity=2)]
+    reports, errors = [], []
+
+    def worker():
+        try:
+            reports.append(services.fulfilment_run(order_id=None))
+        except Exception as exc:  # pragma: no cover - shown by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    delivered = [no for r in reports for no in r.delivered]
+    assert sorted(delivered) == sorted(o.order_no for o in orders)  # each once, by one drain
+    assert all(r.delivered for r in reports), "both drains should have served batches"
+    for order in orders:
+        keys = CardKey.objects.filter(order=order)
+        assert keys.count() == 2 and {k.product_id for k in keys} == {order.product_id}
+    assert CardKey.objects.filter(status="sold").count() == 240

@@ -5,6 +5,8 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from apps.orders.models import Order
+from apps.orders.services import order_persist_queued
 from apps.orders.tests.support import product_with_keys
 from apps.stock import overload
 from apps.stock.keys import overloaded_key, persist_queue_key, rules_key
@@ -36,12 +38,12 @@ def enqueue_dummy_tasks(count: int) -> None:
     """Real messages in the suite's broker queue, as .delay() would publish them
     (no worker runs here, so they wait like a backlog)."""
     for n in range(count):
-        celery_app.send_task("cardshop.tests.backlog_dummy", args=[n], queue=settings.CELERY_QUEUE_FULFIL)
+        celery_app.send_task("cardshop.tests.backlog_dummy", args=[n], queue=settings.CELERY_QUEUE_MAIL)
 
 
 def drain(count: int) -> None:
     """Take `count` messages off the queue, as workers would."""
-    key = overload.celery_queue_keys(settings.CELERY_QUEUE_FULFIL)[0]
+    key = overload.celery_queue_keys(settings.CELERY_QUEUE_MAIL)[0]
     overload._broker_redis().rpop(key, count)
 
 
@@ -53,14 +55,28 @@ def rules_flag(product) -> bytes | None:
     return stock_redis().hget(rules_key(product.id), "overloaded")
 
 
-def test_the_fulfilment_queue_is_measured_where_kombu_keeps_it(limits):
+def test_the_mail_queue_is_measured_where_kombu_keeps_it(limits):
     assert overload.backlog_measure().fulfil == 0
     enqueue_dummy_tasks(7)
     # kombu's key is the queue's name after the transport's global_keyprefix.
-    key = overload.celery_queue_keys("fulfil")[0]
-    assert key == limits.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] + "fulfil"
+    key = overload.celery_queue_keys("mail")[0]
+    assert key == limits.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] + "mail"
     assert overload._broker_redis().llen(key) == 7
     assert overload.backlog_measure().fulfil == 7
+
+
+def test_paid_orders_waiting_for_keys_count_whatever_the_fulfilment_queue_holds(limits):
+    """Fulfilment tasks coalesce (one task serves many payments), so the
+    backlog is the paid orders themselves, read from the database."""
+    product = product_with_keys(keys=10, per_buyer_limit=10)
+    for n in range(5):
+        assert checkout(Client(), product.sku, f"p{n}@x.com").status_code == 202
+    order_persist_queued()
+    assert Order.objects.count() == 5
+    Order.objects.filter(id__in=list(Order.objects.order_by("id").values_list("id", flat=True)[:3])).update(status=Order.Status.PAID)
+    assert overload.backlog_measure().fulfil == 3
+    enqueue_dummy_tasks(2)
+    assert overload.backlog_measure().fulfil == 5
 
 
 def test_fulfilment_backlog_pauses_checkout_until_it_drains_below_the_lower_mark(limits, fresh_notice):
