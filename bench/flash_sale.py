@@ -106,6 +106,7 @@ def main(argv=None) -> int:
 
 def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -> dict:
     from bench import phases
+    from bench.bare import gate_copy_create
     from bench.load import latency_ms, rate
     from bench.naive import naive_stock_table_create
     from bench.profile import profile_under_load
@@ -133,10 +134,11 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -
     lap("start_processes")
     meter = lambda: phases.CpuMeter({"loadgen": lambda: [os.getpid()], "gunicorn": stack.server_pids, "workers": stack.worker_pids})  # noqa: E731
 
+    gate_copy = gate_copy_create(product_id=hot)
     with meter() as cpu:
         ceiling = asyncio.run(
             phases.ceiling(
-                url=stack.url, sku="BENCH-HOT", rounds=plan.rounds_ceiling, duration=plan.round_seconds,
+                url=stack.url, sku="BENCH-HOT", gate_copy=gate_copy, rounds=plan.rounds_ceiling, duration=plan.round_seconds,
                 concurrency=plan.ceiling_concurrency, count=plan.checkout_cap,
             )
         )
@@ -209,6 +211,7 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -
         "mode": mode,
         "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "ceiling_ratio": ceiling["ceiling_ratio"],
+        "bare_evalsha_ratio": ceiling["bare_ratio"],
         "design_ratio": design["design_ratio"],
         "design_ratio_end_to_end": round(flash_result["delivered_per_s"] / design["naive_orders_per_s"], 2)
         if design["naive_orders_per_s"] else 0.0,

@@ -79,6 +79,14 @@ def naive_request(url: str, sku: str, tag: str):
     return send
 
 
+def bare_request(url: str, gate: int, tag: str):
+    async def send(session, i):
+        status, body = await post_json(session, f"{url}/bench/bare-evalsha", {"gate": gate, "email": f"{tag}-{i}@bench.example.com"})
+        return status, body.get("code", "") if status != 202 else ""
+
+    return send
+
+
 def healthz_request(url: str):
     async def send(session, i):
         async with session.get(f"{url}/healthz") as response:
@@ -110,16 +118,27 @@ async def paired_rounds(sides: dict, *, rounds: int, concurrency: int, duration:
     return result
 
 
-async def ceiling(*, url: str, sku: str, rounds: int, duration: float, concurrency: int, count: int) -> dict:
-    """Checkout requests/s against /healthz requests/s, same process, same middleware."""
+async def ceiling(*, url: str, sku: str, gate_copy: int, rounds: int, duration: float, concurrency: int, count: int) -> dict:
+    """Checkout requests/s against /healthz requests/s, same process, same
+    middleware; and, as the reference, a bare view making only the checkout
+    script's round trip (bench/bare.py)."""
     runs = await paired_rounds(
-        {"healthz": lambda r: healthz_request(url), "checkout": lambda r: checkout_request(url, sku, f"ceil{r}")},
+        {
+            "healthz": lambda r: healthz_request(url),
+            "checkout": lambda r: checkout_request(url, sku, f"ceil{r}"),
+            "bare": lambda r: bare_request(url, gate_copy, f"bare{r}"),
+        },
         rounds=rounds, concurrency=concurrency, duration=duration,
-        counts={"healthz": 10 * count, "checkout": count},
-        ok={"healthz": lambda s: s.status == 200, "checkout": accepted},
+        counts={"healthz": 10 * count, "checkout": count, "bare": 10 * count},
+        ok={"healthz": lambda s: s.status == 200, "checkout": accepted, "bare": accepted},
     )
     pairs = [c / h for c, h in zip(runs["checkout"]["rates"], runs["healthz"]["rates"]) if h]
+    bare_pairs = [b / h for b, h in zip(runs["bare"]["rates"], runs["healthz"]["rates"]) if h]
     return {
+        "bare_rps_rounds": [round(x, 1) for x in runs["bare"]["rates"]],
+        "bare_rps": round(statistics.median(runs["bare"]["rates"]), 1),
+        "bare_ratio": _median(bare_pairs),
+        "bare_answers": answers(runs["bare"]["samples"]),
         "concurrency": concurrency,
         "round_seconds": duration,
         "healthz_rps_rounds": [round(x, 1) for x in runs["healthz"]["rates"]],
@@ -238,21 +257,17 @@ def redis_headroom(*, product_id: int, requests: int, clients: int = 50) -> dict
     order number and buyer per call via __rand_int__)."""
     from django.conf import settings
 
-    from apps.stock import keys as k
     from apps.stock.redis import stock_redis
     from apps.stock.services import checkout_script_call
     from apps.stock.scripts import LUA_DIR
+
+    from .bare import gate_copy_create
 
     if shutil.which("redis-benchmark") is None:
         raise RuntimeError("redis-benchmark is missing: apt-get install redis-tools (make system-deps does)")
     client = stock_redis()
     sha = client.script_load((LUA_DIR / "checkout.lua").read_text())
-    copy = 10**9 + product_id  # an id no product has: its reservations are never persisted
-    client.hset(k.rules_key(copy), mapping=client.hgetall(k.rules_key(product_id)))
-    # Open for this measurement whatever the live product's flags say now
-    # (the overload check may have paused the sale the bench just drove).
-    client.hset(k.rules_key(copy), mapping={"per_buyer_limit": 1_000_000, "overloaded": "0", "paused": "0"})
-    client.set(k.stock_key(copy), 10**12)
+    copy = gate_copy_create(product_id=product_id)
     # The app's own call layout, with redis-benchmark's placeholder for a fresh
     # order number and buyer per call.
     keys, args = checkout_script_call(

@@ -42,6 +42,10 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["status", "reserved_until"], name="order_status_reserved_idx"),
             models.Index(fields=["product", "status"], name="order_product_status_idx"),
+            # Fulfilment batches take paid orders in id order with SKIP LOCKED:
+            # walking this index they lock only the rows they take, so a second
+            # worker finds the next batch free (a sort would lock them all first).
+            models.Index(fields=["status", "id"], name="order_status_id_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(quantity__gte=1), name="order_quantity_min_1"),

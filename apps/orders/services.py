@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, OperationalError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -493,12 +493,13 @@ def fulfilment_run(*, order_id: int | None, seconds: float | None = None) -> Ful
     When only held orders remain, it waits for the lowest one: it may be held
     by a duplicate payment notification being turned away, not by a worker
     that will deliver it. After `seconds` (FULFIL_RUN_SECONDS) with work left,
-    it hands over to a fresh task so the worker is not held indefinitely."""
+    it hands over to a fresh task: the worker's process also serves
+    persistence and mail, which must not wait behind a long drain."""
     _fulfilment_flag_clear()
     report = order_fulfil(order_id=order_id) if order_id else FulfilReport(delivered=[], short=[])
     deadline = time.monotonic() + (seconds if seconds is not None else settings.FULFIL_RUN_SECONDS)
     while time.monotonic() < deadline:
-        batch = order_fulfil(order_id=None)
+        batch = _fulfil_batch_isolating_failures()
         served = len(batch.delivered) + len(batch.short)
         if served >= settings.FULFIL_BATCH_SIZE:
             fulfilment_request()
@@ -511,6 +512,48 @@ def fulfilment_run(*, order_id: int | None, seconds: float | None = None) -> Ful
     if Order.objects.filter(status=Status.PAID).exists():
         fulfilment_request()
     return report
+
+
+def _fulfil_batch_isolating_failures() -> FulfilReport:
+    """One batch; if it fails for a reason other than the database itself
+    (which the task retries with backoff), its orders are served one by one,
+    so one order that cannot be fulfilled fails alone, visibly
+    (needs_attention with the error), instead of failing every batch it
+    would be the first of."""
+    try:
+        return order_fulfil(order_id=None)
+    except OperationalError:
+        raise
+    except Exception:
+        logger.exception("a fulfilment batch failed; serving its orders one by one")
+    report = FulfilReport(delivered=[], short=[])
+    lowest = Order.objects.filter(status=Status.PAID).order_by("id").values_list("id", flat=True)
+    for order_id in list(lowest[: settings.FULFIL_BATCH_SIZE]):
+        try:
+            report.add(order_fulfil(order_id=order_id, batch_size=1))
+        except OperationalError:
+            raise
+        except Exception as exc:
+            logger.exception("order id %s could not be fulfilled", order_id)
+            failed = order_fulfilment_failed(order_id=order_id, reason=f"fulfilment failed: {type(exc).__name__}: {exc}")
+            if failed:
+                report.short.append(failed)
+    return report
+
+
+@transaction.atomic(durable=True)
+def order_fulfilment_failed(*, order_id: int, reason: str) -> str | None:
+    """A paid order whose fulfilment raises goes to needs_attention, where an
+    operator sees it and can retry or refund. Returns its number, or None if it
+    was no longer paid."""
+    order = Order.objects.select_for_update().filter(id=order_id, status=Status.PAID).first()
+    if order is None:
+        return None
+    order.status = Status.NEEDS_ATTENTION
+    order.attention_reason = reason[:2000]
+    order.save(update_fields=["status", "attention_reason", "updated_at"])
+    transaction.on_commit(lambda: _after_delivery([], [order]))
+    return order.order_no
 
 
 def order_fulfil(*, order_id: int | None, batch_size: int | None = None) -> FulfilReport:
@@ -548,9 +591,11 @@ def order_fulfil(*, order_id: int | None, batch_size: int | None = None) -> Fulf
         if cardkeys_mark_sold(assignments=assignments) != expected:
             raise RuntimeError("a key claim lost a row it held")  # rolls the whole batch back
         if delivered:
-            Order.objects.filter(id__in=[o.id for o in delivered], status=Status.PAID).update(
+            changed = Order.objects.filter(id__in=[o.id for o in delivered], status=Status.PAID).update(
                 status=Status.DELIVERED, delivered_at=now, updated_at=now
             )
+            if changed != len(delivered):
+                raise RuntimeError("an order of the batch was no longer paid")  # rolls the whole batch back
             for order in delivered:
                 order.status, order.delivered_at = Status.DELIVERED, now
         transaction.on_commit(lambda: _after_delivery(delivered, short))

@@ -157,11 +157,15 @@ def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
 
     report = ReconcileReport()
     cutoff = timezone.now() - timezone.timedelta(seconds=settings.FULFIL_REDRIVE_AFTER_SECONDS)
-    for order_id, order_no in Order.objects.filter(status=Order.Status.PAID, paid_at__lt=cutoff).values_list(
-        "id", "order_no"
-    ):
-        fulfil_order_task.delay(order_id)
-        report.redriven.append(order_no)
+    stuck = list(
+        Order.objects.filter(status=Order.Status.PAID, paid_at__lt=cutoff).order_by("id").values_list("id", "order_no")
+    )
+    if stuck:
+        # One task serves them all (it drains every paid order). Published
+        # directly, not through the coalescing request: the mark of a lost task
+        # may be what left them stuck.
+        fulfil_order_task.delay(stuck[0][0])
+        report.redriven = [order_no for _, order_no in stuck]
     # A refund request lost with its task (or out of retries) is asked again;
     # asking twice is harmless (payment_refund_request acts once per order).
     for order_id, order_no in Order.objects.filter(

@@ -211,8 +211,9 @@ FULFIL_BATCH_SIZE = env.int("FULFIL_BATCH_SIZE", default=50)
 # serves them all. The mark of a waiting task expires after this long, so a
 # task lost with its worker delays later payments at most this much.
 FULFIL_REQUEST_TTL_SECONDS = env.int("FULFIL_REQUEST_TTL_SECONDS", default=10)
-# A fulfilment task drains paid orders this long, then hands over to a fresh task.
-FULFIL_RUN_SECONDS = env.int("FULFIL_RUN_SECONDS", default=30)
+# A fulfilment task drains paid orders this long, then hands over to a fresh
+# task, so persistence and mail tasks on the same worker wait at most this long.
+FULFIL_RUN_SECONDS = env.int("FULFIL_RUN_SECONDS", default=2)
 # A paid order undelivered this long is re-driven by reconciliation.
 FULFIL_REDRIVE_AFTER_SECONDS = env.int("FULFIL_REDRIVE_AFTER_SECONDS", default=60)
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")

@@ -403,29 +403,31 @@ def test_payments_while_a_fulfilment_task_waits_publish_no_other_and_it_serves_t
     assert published == [orders[0].id, late[0].id]
 
 
-def test_a_full_batch_asks_for_a_second_worker_once(published, settings):
+def test_full_batches_ask_for_a_second_worker_and_the_asks_coalesce(published, settings):
     settings.FULFIL_BATCH_SIZE = 5
-    orders = paid_orders(product_with_keys(keys=12, per_buyer_limit=1), 12)
+    orders = paid_orders(product_with_keys(keys=22, per_buyer_limit=1), 22)
     published.clear()
-    services.fulfilment_run(order_id=orders[0].id)
-    # Full batches asked for help; the mark let only the first request through.
+    report = services.fulfilment_run(order_id=orders[0].id)
+    # Four full batches asked for help; the mark let only the first ask through.
     assert len(published) == 1
-    assert Order.objects.filter(status=Order.Status.DELIVERED).count() == 12
+    assert len(report.delivered) == 22
+    assert Order.objects.filter(status=Order.Status.DELIVERED).count() == 22
 
 
 def test_a_lost_fulfilment_task_holds_back_later_payments_only_until_its_mark_expires(published, settings):
-    import time
+    from apps.orders.services import _fulfilment_flag_key
 
-    settings.FULFIL_REQUEST_TTL_SECONDS = 1
+    settings.FULFIL_REQUEST_TTL_SECONDS = 7
     product = product_with_keys(keys=3, per_buyer_limit=1)
     first = paid_orders(product, 1)[0]
     assert published == [first.id]  # ... and that task is lost with its worker
+    assert 0 < stock_redis().ttl(_fulfilment_flag_key()) <= 7
     checkout(product, email="second@x.com")
     services.order_persist_queued()
     second = Order.objects.get(buyer_email="second@x.com")
     pay(second.order_no, event_id="e-second")
     assert published == [first.id]
-    time.sleep(1.2)
+    stock_redis().delete(_fulfilment_flag_key())  # the mark expires
     checkout(product, email="third@x.com")
     services.order_persist_queued()
     third = Order.objects.get(buyer_email="third@x.com")
@@ -434,6 +436,31 @@ def test_a_lost_fulfilment_task_holds_back_later_payments_only_until_its_mark_ex
     # The new task serves the orders the lost one was standing for.
     services.fulfilment_run(order_id=third.id)
     assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.DELIVERED}
+
+
+def test_an_order_that_cannot_be_fulfilled_fails_alone_and_visibly(published, monkeypatch):
+    """One order whose fulfilment raises must not fail every batch it is the
+    first of: the batch is served one by one and that order goes to
+    needs_attention with the error, for an operator to retry or refund."""
+    from apps.cardkeys import claims
+
+    orders = paid_orders(product_with_keys(keys=6, per_buyer_limit=1), 6)
+    poison = orders[0]
+    real_mark_sold = claims.cardkeys_mark_sold
+
+    def mark_sold(*, assignments):
+        if poison.id in assignments:
+            raise ValueError("corrupt order")
+        return real_mark_sold(assignments=assignments)
+
+    monkeypatch.setattr(services, "cardkeys_mark_sold", mark_sold)
+    report = services.fulfilment_run(order_id=None)
+    assert sorted(report.delivered) == sorted(o.order_no for o in orders[1:])
+    assert report.short == [poison.order_no]
+    poison.refresh_from_db()
+    assert poison.status == Order.Status.NEEDS_ATTENTION
+    assert "fulfilment failed: ValueError: corrupt order" in poison.attention_reason
+    assert not CardKey.objects.filter(order=poison).exists()
 
 
 def test_without_redis_to_ask_a_payment_publishes(published, monkeypatch):
@@ -503,11 +530,45 @@ def test_two_workers_draining_at_once_deliver_every_order_its_own_keys(published
         t.start()
     for t in threads:
         t.join(60)
-    assert errors == []
+    assert not any(t.is_alive() for t in threads) and errors == []
     delivered = [no for r in reports for no in r.delivered]
     assert sorted(delivered) == sorted(o.order_no for o in orders)  # each once, by one drain
-    assert all(r.delivered for r in reports), "both drains should have served batches"
     for order in orders:
         keys = CardKey.objects.filter(order=order)
         assert keys.count() == 2 and {k.product_id for k in keys} == {order.product_id}
     assert CardKey.objects.filter(status="sold").count() == 240
+
+
+def test_a_batch_in_progress_leaves_the_other_paid_orders_to_a_second_worker(published):
+    """A batch locks only the orders it takes: the query walks paid orders in
+    id order on an index and stops at the batch size, instead of locking every
+    paid order before sorting them (which would leave a second worker nothing)."""
+    import threading
+
+    from django.db import connection, transaction
+
+    paid_orders(product_with_keys(keys=30, per_buyer_limit=1), 30)
+    taken, release = [], threading.Event()
+    locked = threading.Event()
+
+    def first_worker_mid_batch():
+        try:
+            with transaction.atomic():
+                taken.extend(services._orders_lock_for_fulfilment(order_id=None, batch_size=10))
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=first_worker_mid_batch)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with transaction.atomic():
+            second = services._orders_lock_for_fulfilment(order_id=None, batch_size=10)
+    finally:
+        release.set()
+        holder.join(10)
+    assert not holder.is_alive()
+    assert len(taken) == 10 and len(second) == 10
+    assert not {o.id for o in taken} & {o.id for o in second}

@@ -79,6 +79,18 @@ def test_paid_orders_waiting_for_keys_count_whatever_the_fulfilment_queue_holds(
     assert overload.backlog_measure().fulfil == 5
 
 
+def test_paid_orders_alone_pause_checkout(limits):
+    limits.FULFIL_BACKLOG_LIMIT = 3
+    product = product_with_keys(keys=10, per_buyer_limit=10)
+    for n in range(4):
+        assert checkout(Client(), product.sku, f"q{n}@x.com").status_code == 202
+    order_persist_queued()
+    assert overload.overload_check() is False
+    Order.objects.update(status=Order.Status.PAID)
+    assert overload.overload_check() is True
+    assert checkout(Client(), product.sku, "late@x.com").json()["error"] == "sale_paused"
+
+
 def test_fulfilment_backlog_pauses_checkout_until_it_drains_below_the_lower_mark(limits, fresh_notice):
     product = product_with_keys(keys=10, per_buyer_limit=10)
     client = Client(HTTP_ACCEPT_LANGUAGE="en")
