@@ -620,20 +620,34 @@ def _orders_lock_for_fulfilment(*, order_id: int | None, batch_size: int) -> lis
 
 
 def _after_delivery(delivered: list[Order], short: list[Order]) -> None:
-    from .tasks import send_order_keys_email_task
+    """After a fulfilment commit, for the whole batch at once: one Redis round
+    trip ends the reservations, one message queues the mails."""
+    from .tasks import send_order_keys_emails_task
 
     metrics.orders_fulfilled(delivered=delivered, short=short)
-    for order in delivered:
-        _gate_mark_paid(order, finish=True)
-        try:
-            send_order_keys_email_task.delay(order.id)
-        except Exception:  # the broker hiccuped: the keys are on the order page anyway
-            logger.exception("order %s delivered; its email could not be queued", order.order_no)
+    # An order short of keys holds no keys, so it holds no stock either; the
+    # counter itself is corrected by reconciliation, which sees the shortfall
+    # as drift.
+    _gate_mark_paid_many([*delivered, *short], finish=True)
     for order in short:
         logger.error("order %s needs attention: %s", order.order_no, order.attention_reason)
-        # It holds no keys, so it holds no stock either; the counter itself is
-        # corrected by reconciliation, which sees the shortfall as drift.
-        _gate_mark_paid(order, finish=True)
+    if delivered:
+        try:
+            send_order_keys_emails_task.delay([order.id for order in delivered])
+        except Exception:  # the broker hiccuped: the keys are on the order pages anyway
+            logger.exception("%d orders delivered; their emails could not be queued", len(delivered))
+
+
+def _gate_mark_paid_many(orders: list[Order], *, finish: bool) -> None:
+    """_gate_mark_paid for many orders in one round trip."""
+    if not orders:
+        return
+    try:
+        stock.stock_reservations_paid(
+            reservations=[(order.product_id, order.order_no) for order in orders], finish=finish
+        )
+    except RedisError:
+        logger.warning("%d reservations not updated in Redis; reconcile will", len(orders))
 
 
 # --- Expiry

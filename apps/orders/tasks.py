@@ -36,6 +36,21 @@ def send_order_keys_email_task(self, order_id: int):
         raise self.retry(exc=exc, countdown=max(wait, getattr(exc, "retry_after", 0) or 0))
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def send_order_keys_emails_task(order_ids: list[int]):
+    """The mails of one fulfilment batch, in one message (publishing one per
+    order cost more than the fulfilment itself). A mail that fails goes on
+    alone, with send_order_keys_email_task's retries, so one bad address or a
+    mail outage never resends the others."""
+    for order_id in order_ids:
+        try:
+            order_keys_email_send(order_id=order_id)
+        except Exception as exc:
+            send_order_keys_email_task.apply_async(
+                (order_id,), countdown=max(5, getattr(exc, "retry_after", 0) or 0)
+            )
+
+
 @shared_task(bind=True, **TASK_OPTIONS)
 def refund_order_task(self, order_id: int):
     from apps.payments.services import payment_refund_request

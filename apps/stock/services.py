@@ -152,6 +152,16 @@ def stock_reservation_paid(*, product_id: int, order_no: str, finish: bool = Fal
     return lua_script("paid")(keys=keys, args=[order_no, "1" if finish else "0"]) == 1
 
 
+def stock_reservations_paid(*, reservations: list[tuple[int, str]], finish: bool = False) -> None:
+    """stock_reservation_paid for many (product id, order number) pairs, in
+    one round trip (a pipeline; each script call stands alone)."""
+    script = lua_script("paid")
+    pipe = stock_redis().pipeline(transaction=False)
+    for product_id, order_no in reservations:
+        script(keys=[reservations_key(product_id), unpaid_key(product_id)], args=[order_no, "1" if finish else "0"], client=pipe)
+    pipe.execute()
+
+
 def stock_rereserve(*, product_id: int, order_no: str, record: dict) -> int:
     """Take stock again for a late payment: 1 taken, 0 too little left, -1 not warmed.
     `record` is the reservation as stock_rebuild takes it, marked paid."""

@@ -164,6 +164,7 @@ CELERY_TASK_ROUTES = {
     "apps.orders.tasks.refund_order_task": {"queue": CELERY_QUEUE_PAYMENTS},
     "apps.payments.tasks.*": {"queue": CELERY_QUEUE_PAYMENTS},
     "apps.orders.tasks.send_order_keys_email_task": {"queue": CELERY_QUEUE_MAIL},
+    "apps.orders.tasks.send_order_keys_emails_task": {"queue": CELERY_QUEUE_MAIL},
 }
 
 # --- Card keys: encrypted at rest with keys that are not SECRET_KEY.

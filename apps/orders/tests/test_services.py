@@ -299,6 +299,7 @@ def test_each_kind_of_work_has_its_own_queue():
     assert queue_of(tasks.persist_reservations_task) == "gate"
     assert queue_of(tasks.fulfil_order_task) == "fulfil"
     assert queue_of(tasks.send_order_keys_email_task) == "mail"
+    assert queue_of(tasks.send_order_keys_emails_task) == "mail"
     assert queue_of(tasks.refund_order_task) == "payments"
     consumed = {q.name for q in app.conf.task_queues}
     assert {"gate", "fulfil", "mail", "payments", "celery"} <= consumed
@@ -308,7 +309,7 @@ def test_one_fulfilment_transaction_serves_a_deep_queue_with_a_fixed_number_of_s
     monkeypatch, django_assert_max_num_queries
 ):
     monkeypatch.setattr("apps.orders.tasks.fulfil_order_task.delay", lambda order_id: None)
-    monkeypatch.setattr("apps.orders.tasks.send_order_keys_email_task.delay", lambda order_id: None)
+    monkeypatch.setattr("apps.orders.tasks.send_order_keys_emails_task.delay", lambda order_ids: None)
 
     def paid_orders(product, count):
         for i in range(count):
@@ -340,7 +341,7 @@ def test_fulfilment_waits_for_its_order_held_by_a_duplicate_notification(monkeyp
     from django.db import connection, transaction
 
     monkeypatch.setattr("apps.orders.tasks.fulfil_order_task.delay", lambda order_id: None)
-    monkeypatch.setattr("apps.orders.tasks.send_order_keys_email_task.delay", lambda order_id: None)
+    monkeypatch.setattr("apps.orders.tasks.send_order_keys_emails_task.delay", lambda order_ids: None)
     product = product_with_keys(keys=1)
     result = checkout(product)
     services.order_persist_queued()
@@ -384,7 +385,7 @@ def published(monkeypatch):
     """Fulfilment tasks published (not run), and no mails."""
     sent = []
     monkeypatch.setattr("apps.orders.tasks.fulfil_order_task.delay", lambda order_id=None: sent.append(order_id))
-    monkeypatch.setattr("apps.orders.tasks.send_order_keys_email_task.delay", lambda order_id: None)
+    monkeypatch.setattr("apps.orders.tasks.send_order_keys_emails_task.delay", lambda order_ids: None)
     return sent
 
 
@@ -572,3 +573,28 @@ def test_a_batch_in_progress_leaves_the_other_paid_orders_to_a_second_worker(pub
     assert not holder.is_alive()
     assert len(taken) == 10 and len(second) == 10
     assert not {o.id for o in taken} & {o.id for o in second}
+
+
+def test_a_batch_mails_in_one_message_and_a_failing_mail_goes_on_alone(published, monkeypatch):
+    from apps.orders import tasks
+
+    orders = paid_orders(product_with_keys(keys=4, per_buyer_limit=1), 4)
+    batches = []
+    monkeypatch.setattr(tasks.send_order_keys_emails_task, "delay", lambda order_ids: batches.append(order_ids))
+    services.fulfilment_run(order_id=None)
+    assert batches == [[o.id for o in orders]]  # one message for the whole batch
+
+    real_send = tasks.order_keys_email_send
+    bounced = orders[2]
+
+    def send(*, order_id):
+        if order_id == bounced.id:
+            raise OSError("mail server refused the recipient")
+        real_send(order_id=order_id)
+
+    alone = []
+    monkeypatch.setattr(tasks, "order_keys_email_send", send)
+    monkeypatch.setattr(tasks.send_order_keys_email_task, "apply_async", lambda args, countdown: alone.append((args, countdown)))
+    tasks.send_order_keys_emails_task.apply(args=[batches[0]], throw=True)
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(o.buyer_email for o in orders if o.id != bounced.id)
+    assert alone == [((bounced.id,), 5)]
