@@ -1,6 +1,5 @@
 """The one place that locks card key rows. Orders claim keys here, by id order."""
-from django.db import connection, models
-from django.db.models import Case, Value, When
+from django.db import connection
 from django.utils import timezone
 
 from .models import CardKey
@@ -25,14 +24,31 @@ def cardkeys_mark_sold(*, assignments: dict[int, list[int]]) -> int:
     """Mark claimed keys sold, each to its order ({order_id: [key ids]}), in one
     statement. Caller holds the rows' locks from cardkeys_claim. The status
     condition is a second guard: a key that is not available is never re-sold.
-    Returns how many keys changed."""
-    key_ids = [key_id for ids in assignments.values() for key_id in ids]
-    if not key_ids:
+    Returns how many keys changed.
+
+    Written in SQL: the ORM's Case/When of a 50-order batch took half of a
+    fulfilment drain's CPU just to build (bench.inprocess drain)."""
+    pairs = [(key_id, order_id) for order_id, ids in assignments.items() for key_id in ids]
+    if not pairs:
         return 0
-    order_of_key = Case(
-        *(When(id__in=ids, then=Value(order_id)) for order_id, ids in assignments.items() if ids),
-        output_field=models.BigIntegerField(),
+    quote = connection.ops.quote_name
+    fields = CardKey._meta
+    table, key_id, order_id, status, sold_at = (
+        quote(fields.db_table), quote(fields.pk.column), quote(fields.get_field("order").column),
+        quote(fields.get_field("status").column), quote(fields.get_field("sold_at").column),
     )
-    return CardKey.objects.filter(id__in=key_ids, status=CardKey.Status.AVAILABLE).update(
-        status=CardKey.Status.SOLD, order_id=order_of_key, sold_at=timezone.now()
+    sql = (
+        f"UPDATE {table} SET {status} = %s, {sold_at} = %s,"
+        f" {order_id} = CASE {key_id} {' '.join(['WHEN %s THEN %s'] * len(pairs))} END"
+        f" WHERE {key_id} IN ({', '.join(['%s'] * len(pairs))}) AND {status} = %s"
     )
+    params = [
+        CardKey.Status.SOLD.value,
+        connection.ops.adapt_datetimefield_value(timezone.now()),
+        *(value for pair in pairs for value in pair),
+        *(key for key, _order in pairs),
+        CardKey.Status.AVAILABLE.value,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount

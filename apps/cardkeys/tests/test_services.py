@@ -412,3 +412,28 @@ def test_an_import_does_not_stall_orders_of_the_product():
     finally:
         release.set()
         worker.join(20)
+
+
+# --- marking claimed keys sold ------------------------------------------------
+
+
+def test_mark_sold_gives_each_order_its_keys_and_never_resells_a_sold_key():
+    from django.db import transaction
+
+    from apps.cardkeys.claims import cardkeys_claim, cardkeys_mark_sold
+
+    product = ProductFactory()
+    already = sold_key(product=product)
+    first_order, second_order = (sold_key(product=product, secret=f"OTHER-{n}").order for n in (1, 2))
+    keys = [CardKeyFactory(product=product, secret=f"FREE-{n}") for n in range(3)]
+    with transaction.atomic():
+        claimed = cardkeys_claim(product_id=product.id, count=3)
+        assert claimed == [k.id for k in keys]
+        changed = cardkeys_mark_sold(
+            assignments={first_order.id: claimed[:1], second_order.id: [*claimed[1:], already.id]}
+        )
+    assert changed == 3  # the key sold before is not counted, nor moved
+    rows = {k.id: (k.status, k.order_id, k.sold_at is not None) for k in CardKey.objects.filter(product=product)}
+    assert rows[keys[0].id] == ("sold", first_order.id, True)
+    assert rows[keys[1].id] == rows[keys[2].id] == ("sold", second_order.id, True)
+    assert rows[already.id][1] == already.order_id
