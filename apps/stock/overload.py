@@ -1,8 +1,9 @@
 """Overload protection: pause checkout store-wide while the workers are behind.
 
 A beat task (overload_check_task, every ~2 s) measures the two backlogs the
-workers drain: paid orders waiting for their keys plus mails waiting in the
-broker, and the reservations queued for persistence of every warmed product. When either
+workers drain: paid orders waiting for their keys plus mail messages (one per
+fulfilment batch, or a mail retried alone) waiting in the broker, and the
+reservations queued for persistence of every warmed product. When either
 reaches its limit, the field `overloaded` of every warmed product's rules hash
 is set to "1" and the checkout script answers queue_full (503 sale_paused with
 Retry-After); it goes back to "0" only once both have drained below
@@ -63,7 +64,8 @@ def celery_queue_keys(queue: str) -> list[str]:
 def backlog_measure() -> Backlog:
     """Work still owed to paid buyers (orders waiting for keys, from the
     database: fulfilment tasks coalesce, so their queue does not count them;
-    mails waiting, from the broker), and reservations waiting for persistence."""
+    mail messages waiting, from the broker), and reservations waiting for
+    persistence."""
     from apps.orders.models import Order
 
     pipe = _broker_redis().pipeline(transaction=False)

@@ -197,7 +197,8 @@ CHECKOUT_RATE_PER_SECOND = env.int("CHECKOUT_RATE_PER_SECOND", default=1000)
 CHECKOUT_RATE_BURST = env.int("CHECKOUT_RATE_BURST", default=1000)
 PERSIST_BACKLOG_LIMIT = env.int("PERSIST_BACKLOG_LIMIT", default=20000)
 # Store-wide (apps.stock.overload): checkout pauses while paid orders waiting
-# for keys plus mails waiting reach this many, or every product's persistence
+# for keys plus mail messages waiting (one per fulfilment batch, or a mail
+# retried alone) reach this many, or every product's persistence
 # queues together hold PERSIST_BACKLOG_LIMIT (0 turns one off), and reopens once
 # both are under BACKLOG_RESUME_RATIO of their limits.
 FULFIL_BACKLOG_LIMIT = env.int("FULFIL_BACKLOG_LIMIT", default=5000)
