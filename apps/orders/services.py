@@ -383,6 +383,7 @@ def _order_late_payment(order: Order) -> None:
 
 def order_to_refund_pending(*, order: Order, reason: str) -> None:
     """Caller holds the order's row lock in a transaction."""
+    needed_attention = order.status == Status.NEEDS_ATTENTION
     order.status = Status.REFUND_PENDING
     order.paid_at = order.paid_at or timezone.now()
     order.attention_reason = reason
@@ -390,7 +391,22 @@ def order_to_refund_pending(*, order: Order, reason: str) -> None:
     from .tasks import refund_order_task
 
     transaction.on_commit(lambda: refund_order_task.delay(order.id))
-    transaction.on_commit(lambda: _release_reservations([order], unpaid_only=False))
+    transaction.on_commit(lambda: _release_for_refund(order, needed_attention=needed_attention))
+
+
+def _release_for_refund(order: Order, *, needed_attention: bool) -> None:
+    """Return a refunded order's stock and its buyers' shares. An order that
+    needed attention has no reservation left (it ended at the shortfall) but
+    still holds its buyers' shares: those drop here."""
+    try:
+        released = stock.stock_release(product_id=order.product_id, order_no=order.order_no, unpaid_only=False)
+        if not released and needed_attention:
+            stock.stock_buyers_uncount(
+                product_id=order.product_id, buyers=order_reservation_record(order, paid=True)["buyers"],
+                quantity=order.quantity,
+            )
+    except RedisError:
+        logger.warning("order %s refunded; the gate catches up at its next rebuild", order.order_no)
 
 
 @transaction.atomic(durable=True)
@@ -697,7 +713,8 @@ def order_fulfilment_retry(*, order_ids: list[int]) -> int:
         # Its reservation ended at the shortfall: take gate stock again, or new
         # keys would be promised twice (to this order and to the next buyer).
         taken = stock.stock_rereserve(
-            product_id=order.product_id, order_no=order.order_no, record=order_reservation_record(order, paid=True)
+            product_id=order.product_id, order_no=order.order_no, record=order_reservation_record(order, paid=True),
+            buyers_counted=True,
         )
         if taken == 0:
             order.attention_reason += "\nretry refused: still not enough stock"

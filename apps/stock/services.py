@@ -162,11 +162,20 @@ def stock_reservations_paid(*, reservations: list[tuple[int, str]], finish: bool
     pipe.execute()
 
 
-def stock_rereserve(*, product_id: int, order_no: str, record: dict) -> int:
-    """Take stock again for a late payment: 1 taken, 0 too little left, -1 not warmed.
-    `record` is the reservation as stock_rebuild takes it, marked paid."""
+def stock_rereserve(*, product_id: int, order_no: str, record: dict, buyers_counted: bool = False) -> int:
+    """Take stock again for a late payment or a retried order: 1 taken, 0 too
+    little left, -1 not warmed. `record` is the reservation as stock_rebuild
+    takes it, marked paid. With buyers_counted (a retried order that needed
+    attention still holds its buyers' shares) only the stock is taken."""
     keys = [stock_key(product_id), buyers_key(product_id), reservations_key(product_id), unpaid_key(product_id)]
-    return int(lua_script("rereserve")(keys=keys, args=[order_no, json.dumps(record)]))
+    args = [order_no, json.dumps(record), "1" if buyers_counted else "0"]
+    return int(lua_script("rereserve")(keys=keys, args=args))
+
+
+def stock_buyers_uncount(*, product_id: int, buyers: list[str], quantity: int) -> None:
+    """Drop an order's share of its buyers' limits when no reservation is left
+    to release it with (a refunded order that needed attention)."""
+    lua_script("uncount")(keys=[buyers_key(product_id)], args=[quantity, *buyers])
 
 
 def stock_reservation_get(*, product_id: int, order_no: str) -> dict | None:

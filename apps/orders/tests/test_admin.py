@@ -82,3 +82,45 @@ def test_the_product_form_shows_every_rule_against_scalpers(admin_client):
     html = admin_client.get(f"/admin/catalog/product/{product.id}/change/").content.decode()
     for field in ("sale_paused", "min_page_seconds", "max_unpaid_per_buyer", "limit_by_account", "limit_by_device", "limit_by_ip"):
         assert f'name="{field}"' in html
+
+
+def buyer_count(order) -> int:
+    from apps.orders.identity import buyer_identity
+    from apps.stock.keys import buyers_key
+    from apps.stock.redis import stock_redis
+
+    return int(stock_redis().hget(buyers_key(order.product_id), "e:" + buyer_identity(email=order.buyer_email)) or 0)
+
+
+def test_a_retried_order_counts_its_buyer_once(admin_client, needs_attention_order):
+    """The order kept its buyer's share while it needed attention; the retry
+    takes stock again but must not count the buyer a second time."""
+    import io
+
+    from apps.cardkeys.services import cardkeys_import
+
+    assert buyer_count(needs_attention_order) == 1
+    cardkeys_import(product=needs_attention_order.product, source=io.BytesIO(b"MORE-KEY-1\n"), file_name="more.txt")
+    admin_client.post(
+        "/admin/orders/order/", {"action": "retry_fulfilment", "_selected_action": [needs_attention_order.id]}
+    )
+    needs_attention_order.refresh_from_db()
+    assert needs_attention_order.status == "delivered"
+    assert buyer_count(needs_attention_order) == 1
+
+
+def test_a_refunded_buyer_may_buy_again(admin_client, needs_attention_order, monkeypatch):
+    """A refund ends the order's claim on the buyer's limit, also when its
+    reservation already ended at the shortfall."""
+    import io
+
+    from apps.cardkeys.services import cardkeys_import
+
+    monkeypatch.setattr("apps.orders.tasks.refund_order_task.delay", lambda order_id: None)
+    admin_client.post(
+        "/admin/orders/order/", {"action": "start_refund", "_selected_action": [needs_attention_order.id]}
+    )
+    assert buyer_count(needs_attention_order) == 0
+    cardkeys_import(product=needs_attention_order.product, source=io.BytesIO(b"MORE-KEY-2\n"), file_name="more.txt")
+    again = services.order_checkout(sku=needs_attention_order.product.sku, email="a@x.com", quantity=1)
+    assert again.order_no != needs_attention_order.order_no
