@@ -1,7 +1,15 @@
 """Who may see an order page: the holder of the order's access token (from the
 link, or remembered in the session by checkout), or a browser that proved the
-order number and email on the lookup page. Everyone else gets a 404."""
+order number and email on the lookup page. Everyone else gets a 404.
+
+Sessions live in Redis, and an access token opens an order's keys, so what a
+session remembers (the token, the email) is sealed with the card keys' Fernet
+keys: Redis never holds a token that opens an order."""
 from dataclasses import dataclass
+
+from cryptography.fernet import InvalidToken
+
+from apps.cardkeys.crypto import decrypt_secret, encrypt_secret
 
 from .selectors import order_find_for_lookup, order_snapshot, order_snapshot_get
 
@@ -30,11 +38,21 @@ def order_grant_lookup(*, session, order_no: str, email: str) -> None:
 
 def _grant(session, name: str, order_no: str, value: str) -> None:
     grants = dict(session.get(name) or {})
-    if grants.get(order_no) == value:
+    if _granted(session, name, order_no) == value:
         return  # unchanged: a polling page must not rewrite its session each time
     grants.pop(order_no, None)
-    grants[order_no] = value
+    grants[order_no] = encrypt_secret(value)
     session[name] = dict(list(grants.items())[-MAX_GRANTS:])
+
+
+def _granted(session, name: str, order_no: str) -> str | None:
+    sealed = (session.get(name) or {}).get(order_no)
+    if not isinstance(sealed, str):
+        return None
+    try:
+        return decrypt_secret(sealed)
+    except (InvalidToken, ValueError):  # sealed under a key since retired, or not ours
+        return None
 
 
 def order_access_get(*, request, order_no: str) -> OrderAccess | None:
@@ -46,12 +64,12 @@ def order_access_get(*, request, order_no: str) -> OrderAccess | None:
         if snapshot is not None:
             order_grant_token(session=request.session, order_no=order_no, token=query_token)
             return OrderAccess(snapshot=snapshot, token=query_token)
-    session_token = (request.session.get(SESSION_TOKENS) or {}).get(order_no)
+    session_token = _granted(request.session, SESSION_TOKENS, order_no)
     if session_token:
         snapshot = order_snapshot_get(order_no=order_no, token=session_token)
         if snapshot is not None:
             return OrderAccess(snapshot=snapshot, token=session_token)
-    email = (request.session.get(SESSION_LOOKUPS) or {}).get(order_no)
+    email = _granted(request.session, SESSION_LOOKUPS, order_no)
     if email:
         order = order_find_for_lookup(order_no=order_no, email=email)
         if order is not None:

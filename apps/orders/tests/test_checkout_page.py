@@ -45,3 +45,17 @@ def test_bad_email_is_refused_and_reserves_nothing(client):
     )
     assert "Enter a valid email address." in response.content.decode()
     assert int(stock_redis().get(stock_key(product.id))) == 3
+
+
+def test_the_session_remembers_the_order_without_holding_its_token(client):
+    """Sessions live in Redis: what they remember must not open the order."""
+    from apps.orders.grants import SESSION_TOKENS
+    from apps.orders.selectors import order_snapshot_get
+
+    product = product_with_keys(keys=3)
+    response = client.post(f"/p/{product.sku}/buy", {"email": "a@x.com", "quantity": "1"})
+    order_no = response["Location"].rsplit("/", 1)[-1]
+    remembered = client.session[SESSION_TOKENS][order_no]
+    assert order_snapshot_get(order_no=order_no, token=remembered) is None
+    assert client.get(response["Location"]).status_code == 200  # the sealed grant still opens it
+    assert client.get(response["Location"]).status_code == 200
