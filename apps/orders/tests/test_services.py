@@ -1,8 +1,11 @@
+import threading
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
 from django.conf import settings
 from django.core import mail
+from django.db import connection, transaction
 
 from apps.cardkeys.models import CardKey
 from apps.orders import services
@@ -332,27 +335,17 @@ def test_one_fulfilment_transaction_serves_a_deep_queue_with_a_fixed_number_of_s
     assert Order.objects.filter(status="delivered").count() == 22
 
 
-def test_fulfilment_waits_for_its_order_held_by_a_duplicate_notification(monkeypatch):
-    """A duplicate payment notification locks the order row while it is turned
-    away; the fulfilment task running at that moment must wait for the lock,
-    not skip the order and leave it paid and undelivered."""
-    import threading
-
-    from django.db import connection, transaction
-
-    monkeypatch.setattr("apps.orders.tasks.fulfil_order_task.delay", lambda order_id: None)
-    monkeypatch.setattr("apps.orders.tasks.send_order_keys_emails_task.delay", lambda order_ids: None)
-    product = product_with_keys(keys=1)
-    result = checkout(product)
-    services.order_persist_queued()
-    pay(result.order_no, event_id="first")
-    order = Order.objects.get(order_no=result.order_no)
+@contextmanager
+def order_row_held_briefly(order_id: int, *, seconds: float = 0.5):
+    """Another connection holds the order's row lock (as a duplicate payment
+    notification being turned away does) from before the block starts until
+    `seconds` later; the block runs meanwhile."""
     locked, release = threading.Event(), threading.Event()
 
     def duplicate_notification_holding_the_row():
         try:
             with transaction.atomic():
-                Order.objects.select_for_update().get(id=order.id)
+                Order.objects.select_for_update().get(id=order_id)
                 locked.set()
                 release.wait(5)
         finally:
@@ -361,9 +354,29 @@ def test_fulfilment_waits_for_its_order_held_by_a_duplicate_notification(monkeyp
     holder = threading.Thread(target=duplicate_notification_holding_the_row)
     holder.start()
     assert locked.wait(5)
-    threading.Timer(0.5, release.set).start()
-    report = services.order_fulfil(order_id=order.id)
-    holder.join(5)
+    timer = threading.Timer(seconds, release.set)
+    timer.start()
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join(5)
+    assert not holder.is_alive()
+
+
+def test_fulfilment_waits_for_its_order_held_by_a_duplicate_notification(monkeypatch):
+    """A duplicate payment notification locks the order row while it is turned
+    away; the fulfilment task running at that moment must wait for the lock,
+    not skip the order and leave it paid and undelivered."""
+    monkeypatch.setattr("apps.orders.tasks.fulfil_order_task.delay", lambda order_id: None)
+    monkeypatch.setattr("apps.orders.tasks.send_order_keys_emails_task.delay", lambda order_ids: None)
+    product = product_with_keys(keys=1)
+    result = checkout(product)
+    services.order_persist_queued()
+    pay(result.order_no, event_id="first")
+    order = Order.objects.get(order_no=result.order_no)
+    with order_row_held_briefly(order.id):
+        report = services.order_fulfil(order_id=order.id)
     assert report.delivered == [order.order_no]
     assert Order.objects.get(id=order.id).status == Order.Status.DELIVERED
 
@@ -479,29 +492,9 @@ def test_without_redis_to_ask_a_payment_publishes(published, monkeypatch):
 def test_the_drain_waits_for_a_paid_order_held_by_a_duplicate_notification(published):
     """When only held orders are left the drain waits for them: the holder
     may be a duplicate notification being turned away, which delivers nothing."""
-    import threading
-
-    from django.db import connection, transaction
-
     orders = paid_orders(product_with_keys(keys=3, per_buyer_limit=1), 3)
-    held = orders[1]
-    locked, release = threading.Event(), threading.Event()
-
-    def duplicate_notification_holding_the_row():
-        try:
-            with transaction.atomic():
-                Order.objects.select_for_update().get(id=held.id)
-                locked.set()
-                release.wait(5)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=duplicate_notification_holding_the_row)
-    holder.start()
-    assert locked.wait(5)
-    threading.Timer(0.5, release.set).start()
-    report = services.fulfilment_run(order_id=None)
-    holder.join(5)
+    with order_row_held_briefly(orders[1].id):
+        report = services.fulfilment_run(order_id=None)
     assert sorted(report.delivered) == sorted(o.order_no for o in orders)
     assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.DELIVERED}
 
@@ -509,10 +502,6 @@ def test_the_drain_waits_for_a_paid_order_held_by_a_duplicate_notification(publi
 def test_two_workers_draining_at_once_deliver_every_order_its_own_keys(published, settings):
     """Real concurrency on MariaDB: two drains (threads, own connections) take
     disjoint batches; every paid order ends delivered with exactly its keys."""
-    import threading
-
-    from django.db import connection
-
     settings.FULFIL_BATCH_SIZE = 7
     products = [product_with_keys(keys=120, per_buyer_limit=2) for _ in range(2)]
     orders = [o for p in products for o in paid_orders(p, 60, quantity=2)]
@@ -544,10 +533,6 @@ def test_a_batch_in_progress_leaves_the_other_paid_orders_to_a_second_worker(pub
     """A batch locks only the orders it takes: the query walks paid orders in
     id order on an index and stops at the batch size, instead of locking every
     paid order before sorting them (which would leave a second worker nothing)."""
-    import threading
-
-    from django.db import connection, transaction
-
     paid_orders(product_with_keys(keys=30, per_buyer_limit=1), 30)
     taken, release = [], threading.Event()
     locked = threading.Event()
