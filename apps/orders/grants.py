@@ -37,16 +37,21 @@ def order_grant_lookup(*, session, order_no: str, email: str) -> None:
 
 
 def _grant(session, name: str, order_no: str, value: str) -> None:
-    grants = dict(session.get(name) or {})
     if _granted(session, name, order_no) == value:
         return  # unchanged: a polling page must not rewrite its session each time
+    # Entries no key opens any more (sealed under a retired key, or written in
+    # clear before grants were sealed) are dropped on the way.
+    grants = {no: sealed for no, sealed in (session.get(name) or {}).items() if _unsealed(sealed) is not None}
     grants.pop(order_no, None)
     grants[order_no] = encrypt_secret(value)
     session[name] = dict(list(grants.items())[-MAX_GRANTS:])
 
 
 def _granted(session, name: str, order_no: str) -> str | None:
-    sealed = (session.get(name) or {}).get(order_no)
+    return _unsealed((session.get(name) or {}).get(order_no))
+
+
+def _unsealed(sealed) -> str | None:
     if not isinstance(sealed, str):
         return None
     try:

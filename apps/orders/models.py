@@ -34,6 +34,10 @@ class Order(models.Model):
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
     delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    # Set once the delivery mail went out, so a mail task delivered again (a
+    # worker lost mid-batch, a retry outliving the broker's visibility
+    # timeout) does not send it twice.
+    keys_emailed_at = models.DateTimeField(_("keys emailed at"), null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

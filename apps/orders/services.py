@@ -406,7 +406,9 @@ def _release_for_refund(order: Order, *, needed_attention: bool) -> None:
                 quantity=order.quantity,
             )
     except RedisError:
-        logger.warning("order %s refunded; the gate catches up at its next rebuild", order.order_no)
+        # Its stock returns with reconciliation's drift repair; its buyers'
+        # shares only with a rebuild of the gate (manage.py warm_stock).
+        logger.warning("order %s refunded; Redis unreachable, its buyers' shares stay counted", order.order_no)
 
 
 @transaction.atomic(durable=True)

@@ -1,9 +1,13 @@
 """Thin Celery tasks: load ids, call a service, own the retries. Every service
 called here is a no-op when run twice, so acks_late redelivery is safe."""
+import logging
+
 from celery import shared_task
 
 from . import services
 from .mail import order_keys_email_send
+
+logger = logging.getLogger(__name__)
 
 TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "max_retries": 5}
 
@@ -46,9 +50,12 @@ def send_order_keys_emails_task(order_ids: list[int]):
         try:
             order_keys_email_send(order_id=order_id)
         except Exception as exc:
-            send_order_keys_email_task.apply_async(
-                (order_id,), countdown=max(5, getattr(exc, "retry_after", 0) or 0)
-            )
+            try:
+                send_order_keys_email_task.apply_async(
+                    (order_id,), countdown=max(5, getattr(exc, "retry_after", 0) or 0)
+                )
+            except Exception:  # the broker too: the keys are on the order page
+                logger.exception("order id %s: its mail failed and could not be queued again", order_id)
 
 
 @shared_task(bind=True, **TASK_OPTIONS)

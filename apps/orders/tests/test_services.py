@@ -583,3 +583,18 @@ def test_a_batch_mails_in_one_message_and_a_failing_mail_goes_on_alone(published
     tasks.send_order_keys_emails_task.apply(args=[batches[0]], throw=True)
     assert sorted(m.to[0] for m in mail.outbox) == sorted(o.buyer_email for o in orders if o.id != bounced.id)
     assert alone == [((bounced.id,), 5)]
+
+
+def test_a_mail_message_delivered_again_sends_no_mail_twice(published, monkeypatch):
+    """A batch's mail message comes back when its worker died mid-batch (or a
+    retry outlived the broker's visibility timeout): mails already sent are
+    not sent again."""
+    from apps.orders import tasks
+
+    orders = paid_orders(product_with_keys(keys=3, per_buyer_limit=1), 3)
+    services.fulfilment_run(order_id=None)
+    ids = [o.id for o in orders]
+    tasks.send_order_keys_emails_task.apply(args=[ids[:2]], throw=True)  # the worker died after two
+    tasks.send_order_keys_emails_task.apply(args=[ids], throw=True)  # the whole message again
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(o.buyer_email for o in orders)
+    assert Order.objects.filter(keys_emailed_at__isnull=False).count() == 3
