@@ -407,7 +407,7 @@ def _release_for_refund(order: Order, *, needed_attention: bool) -> None:
             )
     except RedisError:
         # Its stock returns with reconciliation's drift repair; its buyers'
-        # shares only with a rebuild of the gate (manage.py warm_stock).
+        # shares with a rebuild of the gate (manage.py warm_stock --rebuild).
         logger.warning("order %s refunded; Redis unreachable, its buyers' shares stay counted", order.order_no)
 
 

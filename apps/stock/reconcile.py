@@ -41,15 +41,21 @@ def available_keys(*, product_id: int) -> int:
     return CardKey.objects.filter(product_id=product_id, status=CardKey.Status.AVAILABLE).count()
 
 
-def stock_warm(*, product: Product) -> tuple[bool, int | None]:
+def stock_warm(*, product: Product, rebuild: bool = False) -> tuple[bool, int | None]:
     """Rebuild a product's gate from MariaDB if its stock is unknown, and
-    publish its sale rules either way. Returns (rebuilt, stock now).
+    publish its sale rules either way. Returns (rebuilt, stock now). With
+    rebuild, the gate is dropped first and rebuilt whatever it held: the
+    operator's repair for counts reconciliation does not check (a buyer's
+    share left counted by a refund that could not reach Redis); checkout of
+    the product pauses for that moment.
 
     Holds the product's persist fence, so no batch of reservations read from
     Redis before a data loss can land in MariaDB after the figures are read."""
     with persist_fence(product_id=product.id, timeout=settings.WARM_FENCE_TIMEOUT) as held:
         if not held:
             raise WarmBlocked(f"{product.sku}: reservations are being persisted; try again")
+        if rebuild:
+            gate.stock_gate_forget(product_id=product.id)
         if gate.stock_remaining_known(product_id=product.id):
             gate.stock_rules_publish(product=product)
             return False, gate.stock_gate_state(product_id=product.id)[0]

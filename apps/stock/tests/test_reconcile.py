@@ -37,6 +37,25 @@ def test_warm_stock_command_sets_available_minus_outstanding():
     assert f"{product.sku}: already warm, stock 7" in run("warm_stock")
 
 
+def test_warm_stock_rebuild_repairs_a_buyer_count_left_wrong():
+    """A buyer's share left counted (a refund whose Redis call failed) is
+    repaired by an operator's rebuild from the database."""
+    from apps.orders.identity import buyer_identity
+    from apps.stock.keys import buyers_key
+
+    product = product_with_keys(keys=10, per_buyer_limit=1)
+    services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    services.order_persist_queued()
+    stale = "e:" + buyer_identity(email="gone@x.com")
+    stock_redis().hset(buyers_key(product.id), stale, 1)  # a refunded buyer still counted
+    assert f"{product.sku}: already warm, stock 9" in run("warm_stock", "--sku", product.sku)
+    assert stock_redis().hget(buyers_key(product.id), stale) == b"1"
+    assert f"{product.sku}: warmed, stock 9" in run("warm_stock", "--sku", product.sku, "--rebuild")
+    assert stock_redis().hget(buyers_key(product.id), stale) is None
+    assert stock_redis().hget(buyers_key(product.id), "e:" + buyer_identity(email="a@x.com")) == b"1"
+    services.order_checkout(sku=product.sku, email="gone@x.com", quantity=1)
+
+
 def test_warm_stock_unknown_sku_fails():
     from django.core.management.base import CommandError
 

@@ -12,14 +12,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--sku", help="only this product")
+        parser.add_argument(
+            "--rebuild", action="store_true",
+            help="drop the gate and rebuild it from the database even where the stock is known "
+            "(repairs per-buyer counts; checkout of the product pauses for that moment)",
+        )
 
-    def handle(self, *args, sku=None, **options):
+    def handle(self, *args, sku=None, rebuild=False, **options):
         products = list(products_to_warm(sku=sku))
         if sku and not products:
             raise CommandError(f"No product with SKU {sku!r}.")
         try:
             for product in products:
-                rebuilt, stock = stock_warm(product=product)
+                rebuilt, stock = stock_warm(product=product, rebuild=rebuild)
                 state = "warmed" if rebuilt else "already warm"
                 self.stdout.write(f"{product.sku}: {state}, stock {stock}")
         except (RedisError, WarmBlocked) as exc:
