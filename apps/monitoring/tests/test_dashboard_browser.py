@@ -72,8 +72,11 @@ def test_the_dashboard_draws_the_sale_and_follows_it(live_server, monkeypatch, s
             for i in range(3):
                 services.order_checkout(sku=product.sku, email=f"now-{i}@example.com", quantity=1)
             services.order_persist_queued(product_ids=[product.id])
+            # Stock comes from Redis at checkout, orders from the database once
+            # persisted: a redraw can fall between the two, so both wait for the
+            # next redraw (every 5 s) rather than the first one.
             expect(page.locator('[data-now="stock_left"]')).to_have_text("44", timeout=12000)
-            expect(page.locator('[data-now="orders_last_minute"]')).to_have_text("3")
+            expect(page.locator('[data-now="orders_last_minute"]')).to_have_text("3", timeout=12000)
             assert page.locator('[data-chart="orders"] rect').count() == 7
             page.screenshot(path=str(OUTPUT / "sale-dashboard.png"), full_page=True)
         finally:
