@@ -3,6 +3,7 @@ called here is a no-op when run twice, so acks_late redelivery is safe."""
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from . import services
 from .mail import order_keys_email_send
@@ -27,17 +28,27 @@ def fulfil_order_task(self, order_id: int | None = None):
     return {"delivered": len(report.delivered), "short": len(report.short)}
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=12)
+def mail_retry_wait(*, retries: int, retry_after: float = 0) -> int:
+    """Seconds before a mail's next try: doubling from 5, never sooner than an
+    open breaker lets a call through, and never longer than half the broker's
+    visibility timeout. A countdown past that timeout makes the Redis
+    transport hand the waiting message to a second worker, and each copy's
+    retry doubles the messages again for as long as the outage lasts."""
+    ceiling = max(5, settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] // 2)
+    return int(min(max(5 * 2 ** min(retries, 20), retry_after or 0), ceiling))
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=40)
 def send_order_keys_email_task(self, order_id: int):
     # Keys are decrypted here, in the worker, and never travel through the broker.
-    # A mail outage can last: retries back off to 10 minutes, about 1.5 hours in
-    # all, and never sooner than an open breaker will let a call through. The
-    # keys are on the buyer's order page meanwhile.
+    # A mail outage can last: with the default visibility timeout (300 s) the
+    # retries settle at 150 s apart, about 1.5 hours in all. The keys are on
+    # the buyer's order page meanwhile.
     try:
         order_keys_email_send(order_id=order_id)
     except Exception as exc:
-        wait = min(600, 5 * 2 ** self.request.retries)
-        raise self.retry(exc=exc, countdown=max(wait, getattr(exc, "retry_after", 0) or 0))
+        wait = mail_retry_wait(retries=self.request.retries, retry_after=getattr(exc, "retry_after", 0))
+        raise self.retry(exc=exc, countdown=wait)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -52,7 +63,7 @@ def send_order_keys_emails_task(order_ids: list[int]):
         except Exception as exc:
             try:
                 send_order_keys_email_task.apply_async(
-                    (order_id,), countdown=max(5, getattr(exc, "retry_after", 0) or 0)
+                    (order_id,), countdown=mail_retry_wait(retries=0, retry_after=getattr(exc, "retry_after", 0))
                 )
             except Exception:  # the broker too: the keys are on the order page
                 logger.exception("order id %s: its mail failed and could not be queued again", order_id)

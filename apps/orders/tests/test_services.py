@@ -598,3 +598,14 @@ def test_a_mail_message_delivered_again_sends_no_mail_twice(published, monkeypat
     tasks.send_order_keys_emails_task.apply(args=[ids], throw=True)  # the whole message again
     assert sorted(m.to[0] for m in mail.outbox) == sorted(o.buyer_email for o in orders)
     assert Order.objects.filter(keys_emailed_at__isnull=False).count() == 3
+
+
+def test_mail_retries_back_off_but_never_past_half_the_visibility_timeout(settings):
+    from apps.orders.tasks import mail_retry_wait, send_order_keys_email_task
+
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "visibility_timeout": 300}
+    waits = [mail_retry_wait(retries=n) for n in range(send_order_keys_email_task.max_retries + 1)]
+    assert waits[:5] == [5, 10, 20, 40, 80]
+    assert max(waits) == 150  # a longer countdown would be handed out twice
+    assert mail_retry_wait(retries=0, retry_after=60) == 60  # an open breaker's wait
+    assert 3600 < sum(waits) < 3 * 3600  # a mail outage of an hour or two is ridden out
