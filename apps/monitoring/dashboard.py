@@ -81,7 +81,9 @@ def sale_dashboard_figures(*, product: Product, now: datetime | None = None) -> 
         "paid_to_keys_max": [_round(delivered.get(m, {}).get("slowest")) for m in minutes],
         "now": {
             "stock_left": stock_now,
-            "orders_last_minute": created.get(WINDOW_MINUTES - 1, {}).get("n", 0),
+            # The last 60 seconds, not the calendar minute the chart's last bar
+            # shows: read a second after a minute turns, that would say 0.
+            "orders_last_minute": orders.filter(created_at__gte=now - timedelta(minutes=1)).count(),
             "success_rate": round(100.0 * window_delivered / window_settled, 1) if window_settled else None,
             "paid_to_keys_avg": _round(
                 orders.filter(delivered_at__gte=start, paid_at__isnull=False).aggregate(a=Avg(seconds))["a"]

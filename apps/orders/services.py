@@ -383,7 +383,6 @@ def _order_late_payment(order: Order) -> None:
 
 def order_to_refund_pending(*, order: Order, reason: str) -> None:
     """Caller holds the order's row lock in a transaction."""
-    needed_attention = order.status == Status.NEEDS_ATTENTION
     order.status = Status.REFUND_PENDING
     order.paid_at = order.paid_at or timezone.now()
     order.attention_reason = reason
@@ -391,24 +390,18 @@ def order_to_refund_pending(*, order: Order, reason: str) -> None:
     from .tasks import refund_order_task
 
     transaction.on_commit(lambda: refund_order_task.delay(order.id))
-    transaction.on_commit(lambda: _release_for_refund(order, needed_attention=needed_attention))
+    transaction.on_commit(lambda: _release_for_refund(order))
 
 
-def _release_for_refund(order: Order, *, needed_attention: bool) -> None:
-    """Return a refunded order's stock and its buyers' shares. An order that
-    needed attention has no reservation left (it ended at the shortfall) but
-    still holds its buyers' shares: those drop here."""
+def _release_for_refund(order: Order) -> None:
+    """Return a refunded order's stock and its buyers' shares: through its
+    reservation, or, for an order that needed attention (its reservation
+    ended at the shortfall), through the shares held for it. Both act once."""
     try:
-        released = stock.stock_release(product_id=order.product_id, order_no=order.order_no, unpaid_only=False)
-        if not released and needed_attention:
-            stock.stock_buyers_uncount(
-                product_id=order.product_id, buyers=order_reservation_record(order, paid=True)["buyers"],
-                quantity=order.quantity,
-            )
+        stock.stock_release(product_id=order.product_id, order_no=order.order_no, unpaid_only=False)
+        stock.stock_buyers_uncount(product_id=order.product_id, order_no=order.order_no)
     except RedisError:
-        # Its stock returns with reconciliation's drift repair; its buyers'
-        # shares with a rebuild of the gate (manage.py warm_stock --rebuild).
-        logger.warning("order %s refunded; Redis unreachable, its buyers' shares stay counted", order.order_no)
+        logger.warning("order %s refunded; Redis unreachable, reconcile releases its share", order.order_no)
 
 
 @transaction.atomic(durable=True)
@@ -646,7 +639,8 @@ def _after_delivery(delivered: list[Order], short: list[Order]) -> None:
     # An order short of keys holds no keys, so it holds no stock either; the
     # counter itself is corrected by reconciliation, which sees the shortfall
     # as drift.
-    _gate_mark_paid_many([*delivered, *short], finish=True)
+    _gate_mark_paid_many(delivered, finish=True)
+    _gate_mark_paid_many(short, finish=True, held=True)
     for order in short:
         logger.error("order %s needs attention: %s", order.order_no, order.attention_reason)
     if delivered:
@@ -656,13 +650,15 @@ def _after_delivery(delivered: list[Order], short: list[Order]) -> None:
             logger.exception("%d orders delivered; their emails could not be queued", len(delivered))
 
 
-def _gate_mark_paid_many(orders: list[Order], *, finish: bool) -> None:
-    """_gate_mark_paid for many orders in one round trip."""
+def _gate_mark_paid_many(orders: list[Order], *, finish: bool, held: bool = False) -> None:
+    """_gate_mark_paid for many orders in one round trip. With held (orders
+    that need attention) their buyers' shares stay counted, remembered for a
+    refund or a retry."""
     if not orders:
         return
     try:
         stock.stock_reservations_paid(
-            reservations=[(order.product_id, order.order_no) for order in orders], finish=finish
+            reservations=[(order.product_id, order.order_no) for order in orders], finish=finish, held=held
         )
     except RedisError:
         logger.warning("%d reservations not updated in Redis; reconcile will", len(orders))

@@ -41,6 +41,13 @@ def reservations_key(product_id: int) -> str:
     return _product(product_id, "reservations")
 
 
+def held_key(product_id: int) -> str:
+    """Hash: order number -> {"buyers", "quantity"} of orders that ended
+    without keys (needs attention) and still count towards their buyers'
+    limits; a refund or a retry takes its entry, so each acts once."""
+    return _product(product_id, "held")
+
+
 def persist_queue_key(product_id: int) -> str:
     """List of reservation records waiting to become database orders."""
     return _product(product_id, "persist")

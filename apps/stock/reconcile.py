@@ -78,6 +78,10 @@ def _stock_rebuild_from_database(product: Product) -> tuple[bool, int | None]:
     ):
         for identity in order_reservation_record(order, paid=True)["buyers"]:
             buyers[identity] = buyers.get(identity, 0) + order.quantity
+    held = {
+        order.order_no: {"buyers": order_reservation_record(order, paid=True)["buyers"], "quantity": order.quantity}
+        for order in Order.objects.filter(product_id=product.id, status=Order.Status.NEEDS_ATTENTION)
+    }
     unpaid: dict[str, int] = {}
     reservations = {}
     for order in holding:
@@ -87,7 +91,7 @@ def _stock_rebuild_from_database(product: Product) -> tuple[bool, int | None]:
             for identity in record["buyers"]:
                 unpaid[identity] = unpaid.get(identity, 0) + 1
     rebuilt = gate.stock_rebuild(
-        product=product, stock=stock, buyers=buyers, unpaid=unpaid, reservations=reservations
+        product=product, stock=stock, buyers=buyers, unpaid=unpaid, reservations=reservations, held=held
     )
     current, _ = gate.stock_gate_state(product_id=product.id)
     return rebuilt, current
@@ -209,6 +213,7 @@ def _reconcile_product(product: Product, report: ReconcileReport, settle: float)
             report.rewarmed.append(product.sku)
         return
     _clear_ended_reservations(product, reservations, report)
+    _release_held_of_refunded(product, report)
     drift = _stock_drift(product.id)
     if drift and settle:
         # A delivery between the two reads looks like drift for a moment; act
@@ -232,7 +237,10 @@ def _clear_ended_reservations(product: Product, reservations: dict[str, dict], r
     for order_no, record in reservations.items():
         status = statuses.get(order_no)
         if status in (Order.Status.DELIVERED, Order.Status.NEEDS_ATTENTION):
-            gate.stock_reservation_paid(product_id=product.id, order_no=order_no, finish=True)
+            gate.stock_reservation_paid(
+                product_id=product.id, order_no=order_no, finish=True,
+                held=status == Order.Status.NEEDS_ATTENTION,
+            )
             report.finished.append(order_no)
         elif status in (Order.Status.REFUND_PENDING, Order.Status.REFUNDED):
             if gate.stock_release(product_id=product.id, order_no=order_no, unpaid_only=False):
@@ -252,6 +260,20 @@ def _clear_ended_reservations(product: Product, reservations: dict[str, dict], r
         elif status == Order.Status.PAID and not record.get("paid"):
             gate.stock_reservation_paid(product_id=product.id, order_no=order_no)
             report.finished.append(order_no)
+
+
+def _release_held_of_refunded(product: Product, report: ReconcileReport) -> None:
+    """Buyers' shares still held for orders refunded meanwhile (the refund
+    could not reach Redis) drop now."""
+    held = gate.stock_held_orders(product_id=product.id)
+    if not held:
+        return
+    refunded = Order.objects.filter(
+        order_no__in=held, status__in=(Order.Status.REFUND_PENDING, Order.Status.REFUNDED)
+    ).values_list("order_no", flat=True)
+    for order_no in refunded:
+        if gate.stock_buyers_uncount(product_id=product.id, order_no=order_no):
+            report.released.append(order_no)
 
 
 def _still_expired(order_no: str) -> bool:

@@ -10,6 +10,7 @@ from django.conf import settings
 from .keys import (
     bucket_key,
     buyers_key,
+    held_key,
     idempotency_key,
     persist_queue_key,
     redis_run_id_key,
@@ -144,21 +145,24 @@ def stock_release(*, product_id: int, order_no: str, unpaid_only: bool) -> bool:
     return lua_script("release")(keys=keys, args=[order_no, "1" if unpaid_only else "0"]) == 1
 
 
-def stock_reservation_paid(*, product_id: int, order_no: str, finish: bool = False) -> bool:
+def stock_reservation_paid(*, product_id: int, order_no: str, finish: bool = False, held: bool = False) -> bool:
     """The reservation was paid: its buyers' unpaid slots free up. With
     finish, the reservation also ends (delivered, or it holds no keys); its
-    stock stays taken either way."""
-    keys = [reservations_key(product_id), unpaid_key(product_id)]
-    return lua_script("paid")(keys=keys, args=[order_no, "1" if finish else "0"]) == 1
+    stock stays taken either way. With held (an order that needs attention)
+    its buyers' shares stay counted and are remembered for a refund or a
+    retry to settle."""
+    keys = [reservations_key(product_id), unpaid_key(product_id), held_key(product_id)]
+    return lua_script("paid")(keys=keys, args=[order_no, "1" if finish else "0", "1" if held else "0"]) == 1
 
 
-def stock_reservations_paid(*, reservations: list[tuple[int, str]], finish: bool = False) -> None:
+def stock_reservations_paid(*, reservations: list[tuple[int, str]], finish: bool = False, held: bool = False) -> None:
     """stock_reservation_paid for many (product id, order number) pairs, in
     one round trip (a pipeline; each script call stands alone)."""
     script = lua_script("paid")
     pipe = stock_redis().pipeline(transaction=False)
     for product_id, order_no in reservations:
-        script(keys=[reservations_key(product_id), unpaid_key(product_id)], args=[order_no, "1" if finish else "0"], client=pipe)
+        keys = [reservations_key(product_id), unpaid_key(product_id), held_key(product_id)]
+        script(keys=keys, args=[order_no, "1" if finish else "0", "1" if held else "0"], client=pipe)
     pipe.execute()
 
 
@@ -167,15 +171,23 @@ def stock_rereserve(*, product_id: int, order_no: str, record: dict, buyers_coun
     little left, -1 not warmed. `record` is the reservation as stock_rebuild
     takes it, marked paid. With buyers_counted (a retried order that needed
     attention still holds its buyers' shares) only the stock is taken."""
-    keys = [stock_key(product_id), buyers_key(product_id), reservations_key(product_id), unpaid_key(product_id)]
+    keys = [
+        stock_key(product_id), buyers_key(product_id), reservations_key(product_id), unpaid_key(product_id),
+        held_key(product_id),
+    ]
     args = [order_no, json.dumps(record), "1" if buyers_counted else "0"]
     return int(lua_script("rereserve")(keys=keys, args=args))
 
 
-def stock_buyers_uncount(*, product_id: int, buyers: list[str], quantity: int) -> None:
-    """Drop an order's share of its buyers' limits when no reservation is left
-    to release it with (a refunded order that needed attention)."""
-    lua_script("uncount")(keys=[buyers_key(product_id)], args=[quantity, *buyers])
+def stock_buyers_uncount(*, product_id: int, order_no: str) -> bool:
+    """Drop the buyers' shares an order that needed attention still holds (a
+    refund). Idempotent; True when they dropped now."""
+    return lua_script("uncount")(keys=[buyers_key(product_id), held_key(product_id)], args=[order_no]) == 1
+
+
+def stock_held_orders(*, product_id: int) -> list[str]:
+    """Order numbers whose buyers' shares are held without a reservation."""
+    return [_text(no) for no in stock_redis().hkeys(held_key(product_id))]
 
 
 def stock_reservation_get(*, product_id: int, order_no: str) -> dict | None:
@@ -213,17 +225,22 @@ def sale_rules(product) -> dict:
 
 
 def stock_rebuild(
-    *, product, stock: int, buyers: dict[str, int], unpaid: dict[str, int], reservations: dict[str, dict]
+    *, product, stock: int, buyers: dict[str, int], unpaid: dict[str, int], reservations: dict[str, dict],
+    held: dict[str, dict],
 ) -> bool:
     """Write a product's gate from database figures, only while its stock is
     unknown. Returns False when the stock was already there (nothing written)."""
     stock_rules_publish(product=product)
-    keys = [stock_key(product.id), buyers_key(product.id), reservations_key(product.id), unpaid_key(product.id)]
+    keys = [
+        stock_key(product.id), buyers_key(product.id), reservations_key(product.id), unpaid_key(product.id),
+        held_key(product.id),
+    ]
     args = [
         stock,
         json.dumps(buyers),
         json.dumps({no: json.dumps(r) for no, r in reservations.items()}),
         json.dumps(unpaid),
+        json.dumps({no: json.dumps(h) for no, h in held.items()}),
     ]
     rebuilt = lua_script("warm")(keys=keys, args=args) == 1
     stock_redis().sadd(warmed_products_key(), product.id)

@@ -77,3 +77,19 @@ def test_the_figures_follow_a_sale(client, settings):
 
 def test_the_admin_home_links_to_the_live_sales(merchant):
     assert 'href="/admin/sales/"' in merchant.get("/admin/").content.decode()
+
+
+def test_orders_in_the_last_minute_are_the_last_sixty_seconds_not_the_calendar_minute(db):
+    from apps.monitoring.dashboard import sale_dashboard_figures
+
+    product = product_with_keys(keys=5, per_buyer_limit=5)
+    for i in range(3):
+        services.order_checkout(sku=product.sku, email=f"r{i}@example.com", quantity=1)
+    services.order_persist_queued(product_ids=[product.id])
+    just_turned = timezone.now().replace(second=2, microsecond=0) + timedelta(minutes=5)
+    orders = list(Order.objects.filter(product=product).order_by("id"))
+    Order.objects.filter(id__in=[o.id for o in orders[:2]]).update(created_at=just_turned - timedelta(seconds=10))
+    Order.objects.filter(id=orders[2].id).update(created_at=just_turned - timedelta(seconds=70))
+    figures = sale_dashboard_figures(product=product, now=just_turned)
+    assert figures["now"]["orders_last_minute"] == 2  # both from the minute before the one just begun
+    assert figures["orders_per_minute"][-1] == 0 and figures["orders_per_minute"][-2] == 2

@@ -124,3 +124,47 @@ def test_a_refunded_buyer_may_buy_again(admin_client, needs_attention_order, mon
     cardkeys_import(product=needs_attention_order.product, source=io.BytesIO(b"MORE-KEY-2\n"), file_name="more.txt")
     again = services.order_checkout(sku=needs_attention_order.product.sku, email="a@x.com", quantity=1)
     assert again.order_no != needs_attention_order.order_no
+
+
+def test_a_refund_that_could_not_reach_redis_is_settled_by_reconcile(admin_client, needs_attention_order, monkeypatch, settings):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from apps.stock import services as gate
+    from apps.stock.reconcile import reconcile_run
+
+    monkeypatch.setattr("apps.orders.tasks.refund_order_task.delay", lambda order_id: None)
+    real_uncount = gate.stock_buyers_uncount
+
+    def redis_blip(**kwargs):
+        raise RedisConnectionError("connection reset")
+
+    monkeypatch.setattr(gate, "stock_buyers_uncount", redis_blip)
+    admin_client.post(
+        "/admin/orders/order/", {"action": "start_refund", "_selected_action": [needs_attention_order.id]}
+    )
+    assert buyer_count(needs_attention_order) == 1  # the share is still counted
+    monkeypatch.setattr(gate, "stock_buyers_uncount", real_uncount)
+    settings.FULFIL_REDRIVE_AFTER_SECONDS = 3600
+    report = reconcile_run(drift_settle_seconds=0)
+    assert needs_attention_order.order_no in report.released
+    assert buyer_count(needs_attention_order) == 0
+    assert needs_attention_order.order_no not in reconcile_run(drift_settle_seconds=0).released  # once
+
+
+def test_a_gate_rebuilt_while_an_order_needs_attention_still_settles_it_once(admin_client, needs_attention_order, monkeypatch):
+    """A rebuild from the database counts the order's share and remembers it
+    as held, so a later refund drops it exactly once."""
+    from apps.orders.tests.support import redis_lose_product
+    from apps.stock.reconcile import stock_warm
+
+    monkeypatch.setattr("apps.orders.tasks.refund_order_task.delay", lambda order_id: None)
+    redis_lose_product(needs_attention_order.product)
+    assert stock_warm(product=needs_attention_order.product)[0] is True
+    assert buyer_count(needs_attention_order) == 1
+    admin_client.post(
+        "/admin/orders/order/", {"action": "start_refund", "_selected_action": [needs_attention_order.id]}
+    )
+    assert buyer_count(needs_attention_order) == 0
+    from apps.stock.services import stock_buyers_uncount
+
+    assert stock_buyers_uncount(product_id=needs_attention_order.product_id, order_no=needs_attention_order.order_no) is False
