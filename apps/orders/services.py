@@ -507,10 +507,10 @@ def fulfilment_run(*, order_id: int | None, seconds: float | None = None) -> Ful
     it hands over to a fresh task: the worker's process also serves
     persistence and mail, which must not wait behind a long drain."""
     _fulfilment_flag_clear()
-    report = order_fulfil(order_id=order_id) if order_id else FulfilReport(delivered=[], short=[])
+    report = _fulfil_isolating_failures(order_id=order_id) if order_id else FulfilReport(delivered=[], short=[])
     deadline = time.monotonic() + (seconds if seconds is not None else settings.FULFIL_RUN_SECONDS)
     while time.monotonic() < deadline:
-        batch = _fulfil_batch_isolating_failures()
+        batch = _fulfil_isolating_failures(order_id=None)
         served = len(batch.delivered) + len(batch.short)
         if served >= settings.FULFIL_BATCH_SIZE:
             fulfilment_request()
@@ -525,21 +525,22 @@ def fulfilment_run(*, order_id: int | None, seconds: float | None = None) -> Ful
     return report
 
 
-def _fulfil_batch_isolating_failures() -> FulfilReport:
-    """One batch; if it fails for a reason other than the database itself
-    (which the task retries with backoff), its orders are served one by one,
-    so one order that cannot be fulfilled fails alone, visibly
-    (needs_attention with the error), instead of failing every batch it
-    would be the first of."""
+def _fulfil_isolating_failures(*, order_id: int | None) -> FulfilReport:
+    """One batch (with the given order first); if it fails for a reason other
+    than the database itself (which the task retries with backoff), its
+    orders are served one by one, so one order that cannot be fulfilled fails
+    alone, visibly (needs_attention with the error), instead of failing every
+    batch it would be the first of, or every task re-driven for it."""
     try:
-        return order_fulfil(order_id=None)
+        return order_fulfil(order_id=order_id)
     except OperationalError:
         raise
     except Exception:
         logger.exception("a fulfilment batch failed; serving its orders one by one")
     report = FulfilReport(delivered=[], short=[])
     lowest = Order.objects.filter(status=Status.PAID).order_by("id").values_list("id", flat=True)
-    for order_id in list(lowest[: settings.FULFIL_BATCH_SIZE]):
+    ids = list(dict.fromkeys([*([order_id] if order_id else []), *lowest[: settings.FULFIL_BATCH_SIZE]]))
+    for order_id in ids:
         try:
             report.add(order_fulfil(order_id=order_id, batch_size=1))
         except OperationalError:

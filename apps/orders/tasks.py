@@ -15,14 +15,10 @@ TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "max_retries":
 
 @shared_task(bind=True, **TASK_OPTIONS)
 def fulfil_order_task(self, order_id: int | None = None):
+    # An order that cannot be fulfilled fails alone inside the run (it goes to
+    # needs_attention); what reaches here is the database itself.
     try:
-        if self.request.retries and order_id:
-            # A retry serves this order alone, so one bad order cannot keep
-            # failing a whole batch of others; the rest get a fresh task.
-            report = services.order_fulfil(order_id=order_id, batch_size=1)
-            services.fulfilment_request()
-        else:
-            report = services.fulfilment_run(order_id=order_id)
+        report = services.fulfilment_run(order_id=order_id)
     except Exception as exc:  # a database hiccup: retry with backoff, bounded
         raise self.retry(exc=exc, countdown=2 ** self.request.retries)
     return {"delivered": len(report.delivered), "short": len(report.short)}
