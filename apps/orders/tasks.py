@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 from . import services
-from .mail import order_keys_email_send
+from .mail import order_keys_email_send, order_keys_emails_send
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +53,13 @@ def send_order_keys_emails_task(order_ids: list[int]):
     order cost more than the fulfilment itself). A mail that fails goes on
     alone, with send_order_keys_email_task's retries, so one bad address or a
     mail outage never resends the others."""
-    for order_id in order_ids:
+    for order_id, exc in order_keys_emails_send(order_ids=order_ids).items():
         try:
-            order_keys_email_send(order_id=order_id)
-        except Exception as exc:
-            try:
-                send_order_keys_email_task.apply_async(
-                    (order_id,), countdown=mail_retry_wait(retries=0, retry_after=getattr(exc, "retry_after", 0))
-                )
-            except Exception:  # the broker too: the keys are on the order page
-                logger.exception("order id %s: its mail failed and could not be queued again", order_id)
+            send_order_keys_email_task.apply_async(
+                (order_id,), countdown=mail_retry_wait(retries=0, retry_after=getattr(exc, "retry_after", 0))
+            )
+        except Exception:  # the broker too: the keys are on the order page
+            logger.exception("order id %s: its mail failed and could not be queued again", order_id)
 
 
 @shared_task(bind=True, **TASK_OPTIONS)

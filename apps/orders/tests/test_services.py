@@ -570,20 +570,25 @@ def test_a_batch_mails_in_one_message_and_a_failing_mail_goes_on_alone(published
     services.fulfilment_run(order_id=None)
     assert batches == [[o.id for o in orders]]  # one message for the whole batch
 
-    real_send = tasks.order_keys_email_send
+    from apps.orders import mail as order_mail
+
+    real_send = order_mail._keys_email_send
     bounced = orders[2]
 
-    def send(*, order_id):
-        if order_id == bounced.id:
+    def send(order):
+        if order.id == bounced.id:
             raise OSError("mail server refused the recipient")
-        real_send(order_id=order_id)
+        real_send(order)
 
     alone = []
-    monkeypatch.setattr(tasks, "order_keys_email_send", send)
+    monkeypatch.setattr(order_mail, "_keys_email_send", send)
     monkeypatch.setattr(tasks.send_order_keys_email_task, "apply_async", lambda args, countdown: alone.append((args, countdown)))
     tasks.send_order_keys_emails_task.apply(args=[batches[0]], throw=True)
     assert sorted(m.to[0] for m in mail.outbox) == sorted(o.buyer_email for o in orders if o.id != bounced.id)
     assert alone == [((bounced.id,), 5)]
+    assert set(Order.objects.filter(keys_emailed_at__isnull=False).values_list("id", flat=True)) == {
+        o.id for o in orders if o.id != bounced.id
+    }
 
 
 def test_a_mail_message_delivered_again_sends_no_mail_twice(published, monkeypatch):
