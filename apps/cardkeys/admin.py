@@ -1,22 +1,11 @@
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _, ngettext
 
+from apps.core.admin import ReadOnlyAdmin
+
 from . import services
 from .crypto import fingerprint_secret
 from .models import CardKey, KeyBatch
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by services: the admin shows them, nothing more."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(KeyBatch)

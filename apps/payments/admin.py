@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from apps.core.admin import ReadOnlyAdmin
+
 from .models import PaymentEvent
 
 
 @admin.register(PaymentEvent)
-class PaymentEventAdmin(admin.ModelAdmin):
+class PaymentEventAdmin(ReadOnlyAdmin):
     """Read-only: events are written by the webhook alone, in the order's
     transaction; editing one would break the one-payment-one-effect record."""
 
@@ -12,12 +14,3 @@ class PaymentEventAdmin(admin.ModelAdmin):
     list_filter = ("provider", "kind")
     search_fields = ("event_id", "order__order_no")
     list_select_related = ("order",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
