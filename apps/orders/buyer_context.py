@@ -2,6 +2,7 @@
 device cookie, client IP and the product page's token."""
 import secrets
 
+from django.contrib.auth import SESSION_KEY
 from django.http import HttpRequest, HttpResponse
 
 from apps.core.client_ip import client_ip
@@ -27,10 +28,18 @@ def device_cookie_ensure(request: HttpRequest, response: HttpResponse) -> None:
 
 
 def buyer_context(request: HttpRequest, *, page_token: str | None) -> BuyerContext:
-    user = getattr(request, "user", None)
     return BuyerContext(
-        account_id=user.pk if user is not None and user.is_authenticated else None,
+        account_id=_account_id(request),
         device_id=device_id(request),
         ip=client_ip(request),
         page_token=page_token,
     )
+
+
+def _account_id(request: HttpRequest) -> int | None:
+    """The logged-in account's id, from the session alone: loading the user
+    (request.user) would query the user table on every checkout, and the
+    per-account limit needs only the id."""
+    session = getattr(request, "session", None)
+    raw = session.get(SESSION_KEY) if session is not None else None
+    return int(raw) if isinstance(raw, (int, str)) and str(raw).isdigit() else None

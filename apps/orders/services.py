@@ -181,10 +181,9 @@ def _checkout_input_clean(*, email, quantity, key) -> tuple[str, int, str | None
 def _product_for_checkout(sku: str) -> ProductInfo:
     if not isinstance(sku, str) or not sku or len(sku) > 64:
         raise InvalidInput(fields={"sku": [str(_("Unknown product."))]})
-    try:
-        product = product_info_for_checkout(sku=sku)
-    except RedisError:
-        raise SalePaused() from None
+    # Without Redis this still answers (from the database or this process's
+    # copy); the checkout script then fails, and checkout answers sale_paused.
+    product = product_info_for_checkout(sku=sku)
     if product is None or not product.is_active:
         raise ProductNotFound()
     return product
@@ -341,16 +340,9 @@ def _order_to_paid(order: Order) -> None:
     order.paid_at = timezone.now()
     order.save(update_fields=["status", "paid_at", "updated_at"])
     transaction.on_commit(lambda: fulfilment_request(order_id=order.id))
-    transaction.on_commit(lambda: _gate_mark_paid(order, finish=False))
+    transaction.on_commit(lambda: _gate_mark_paid([order], finish=False))
 
 
-def _gate_mark_paid(order: Order, *, finish: bool) -> None:
-    """Free the buyer's unpaid slot (and with finish, end the reservation).
-    If Redis cannot be reached, reconciliation does it later."""
-    try:
-        stock.stock_reservation_paid(product_id=order.product_id, order_no=order.order_no, finish=finish)
-    except RedisError:
-        logger.warning("order %s: reservation not updated in Redis; reconcile will", order.order_no)
 
 
 def _reservation_pending(order_no: str) -> bool:
@@ -422,11 +414,16 @@ def order_mark_refunded(*, order_no: str, provider: str, event_id: str) -> Order
     return order
 
 
+def order_buyers(order: Order) -> list[str]:
+    """The buyer identities the order counts towards (see buyer_identities)."""
+    return order.buyer_keys.split() or ["e:" + buyer_identity(email=order.buyer_email)]
+
+
 def order_reservation_record(order: Order, *, paid: bool) -> dict:
     """The order's reservation as the gate stores it (for rebuilds)."""
     return {
         "order_no": order.order_no,
-        "buyers": order.buyer_keys.split() or ["e:" + buyer_identity(email=order.buyer_email)],
+        "buyers": order_buyers(order),
         "paid": paid,
         "email": order.buyer_email,
         "quantity": order.quantity,
@@ -518,7 +515,7 @@ def fulfilment_run(*, order_id: int | None, seconds: float | None = None) -> Ful
             held = Order.objects.filter(status=Status.PAID).order_by("id").values_list("id", flat=True).first()
             if held is None:
                 return report
-            batch = order_fulfil(order_id=held)
+            batch = _fulfil_isolating_failures(order_id=held)
         report.add(batch)
     if Order.objects.filter(status=Status.PAID).exists():
         fulfilment_request()
@@ -640,8 +637,8 @@ def _after_delivery(delivered: list[Order], short: list[Order]) -> None:
     # An order short of keys holds no keys, so it holds no stock either; the
     # counter itself is corrected by reconciliation, which sees the shortfall
     # as drift.
-    _gate_mark_paid_many(delivered, finish=True)
-    _gate_mark_paid_many(short, finish=True, held=True)
+    _gate_mark_paid(delivered, finish=True)
+    _gate_mark_paid(short, finish=True, held=True)
     for order in short:
         logger.error("order %s needs attention: %s", order.order_no, order.attention_reason)
     if delivered:
@@ -651,10 +648,11 @@ def _after_delivery(delivered: list[Order], short: list[Order]) -> None:
             logger.exception("%d orders delivered; their emails could not be queued", len(delivered))
 
 
-def _gate_mark_paid_many(orders: list[Order], *, finish: bool, held: bool = False) -> None:
-    """_gate_mark_paid for many orders in one round trip. With held (orders
-    that need attention) their buyers' shares stay counted, remembered for a
-    refund or a retry."""
+def _gate_mark_paid(orders: list[Order], *, finish: bool, held: bool = False) -> None:
+    """Free the buyers' unpaid slots (and with finish, end the reservations),
+    in one round trip. With held (orders that need attention) their buyers'
+    shares stay counted, remembered for a refund or a retry. If Redis cannot
+    be reached, reconciliation does it later."""
     if not orders:
         return
     try:

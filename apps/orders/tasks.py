@@ -47,13 +47,17 @@ def send_order_keys_email_task(self, order_id: int):
         raise self.retry(exc=exc, countdown=wait)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def send_order_keys_emails_task(order_ids: list[int]):
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5)
+def send_order_keys_emails_task(self, order_ids: list[int]):
     """The mails of one fulfilment batch, in one message (publishing one per
     order cost more than the fulfilment itself). A mail that fails goes on
     alone, with send_order_keys_email_task's retries, so one bad address or a
     mail outage never resends the others."""
-    for order_id, exc in order_keys_emails_send(order_ids=order_ids).items():
+    try:
+        failed = order_keys_emails_send(order_ids=order_ids)
+    except Exception as exc:  # the database: mails marked sent are skipped on the retry
+        raise self.retry(exc=exc, countdown=mail_retry_wait(retries=self.request.retries))
+    for order_id, exc in failed.items():
         try:
             send_order_keys_email_task.apply_async(
                 (order_id,), countdown=mail_retry_wait(retries=0, retry_after=getattr(exc, "retry_after", 0))

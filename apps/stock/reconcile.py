@@ -26,6 +26,7 @@ from apps.orders.services import (
     COUNTED_STATUSES,
     HOLDING_STATUSES,
     order_persist_queue_drain,
+    order_buyers,
     order_reservation_record,
 )
 
@@ -73,15 +74,15 @@ def _stock_rebuild_from_database(product: Product) -> tuple[bool, int | None]:
     holding = list(Order.objects.filter(product_id=product.id, status__in=HOLDING_STATUSES))
     stock = available_keys(product_id=product.id) - sum(o.quantity for o in holding)
     buyers: dict[str, int] = {}
+    held: dict[str, dict] = {}
     for order in Order.objects.filter(product_id=product.id, status__in=COUNTED_STATUSES).only(
-        "buyer_keys", "buyer_email", "quantity"
+        "order_no", "status", "buyer_keys", "buyer_email", "quantity"
     ):
-        for identity in order_reservation_record(order, paid=True)["buyers"]:
+        identities = order_buyers(order)
+        for identity in identities:
             buyers[identity] = buyers.get(identity, 0) + order.quantity
-    held = {
-        order.order_no: {"buyers": order_reservation_record(order, paid=True)["buyers"], "quantity": order.quantity}
-        for order in Order.objects.filter(product_id=product.id, status=Order.Status.NEEDS_ATTENTION)
-    }
+        if order.status == Order.Status.NEEDS_ATTENTION:
+            held[order.order_no] = {"buyers": identities, "quantity": order.quantity}
     unpaid: dict[str, int] = {}
     reservations = {}
     for order in holding:
@@ -237,9 +238,8 @@ def _clear_ended_reservations(product: Product, reservations: dict[str, dict], r
     for order_no, record in reservations.items():
         status = statuses.get(order_no)
         if status in (Order.Status.DELIVERED, Order.Status.NEEDS_ATTENTION):
-            gate.stock_reservation_paid(
-                product_id=product.id, order_no=order_no, finish=True,
-                held=status == Order.Status.NEEDS_ATTENTION,
+            gate.stock_reservations_paid(
+                reservations=[(product.id, order_no)], finish=True, held=status == Order.Status.NEEDS_ATTENTION
             )
             report.finished.append(order_no)
         elif status in (Order.Status.REFUND_PENDING, Order.Status.REFUNDED):
@@ -258,7 +258,7 @@ def _clear_ended_reservations(product: Product, reservations: dict[str, dict], r
             if gate.stock_release(product_id=product.id, order_no=order_no, unpaid_only=True):
                 report.released.append(order_no)
         elif status == Order.Status.PAID and not record.get("paid"):
-            gate.stock_reservation_paid(product_id=product.id, order_no=order_no)
+            gate.stock_reservations_paid(reservations=[(product.id, order_no)])
             report.finished.append(order_no)
 
 

@@ -145,19 +145,13 @@ def stock_release(*, product_id: int, order_no: str, unpaid_only: bool) -> bool:
     return lua_script("release")(keys=keys, args=[order_no, "1" if unpaid_only else "0"]) == 1
 
 
-def stock_reservation_paid(*, product_id: int, order_no: str, finish: bool = False, held: bool = False) -> bool:
-    """The reservation was paid: its buyers' unpaid slots free up. With
-    finish, the reservation also ends (delivered, or it holds no keys); its
-    stock stays taken either way. With held (an order that needs attention)
-    its buyers' shares stay counted and are remembered for a refund or a
-    retry to settle."""
-    keys = [reservations_key(product_id), unpaid_key(product_id), held_key(product_id)]
-    return lua_script("paid")(keys=keys, args=[order_no, "1" if finish else "0", "1" if held else "0"]) == 1
-
-
 def stock_reservations_paid(*, reservations: list[tuple[int, str]], finish: bool = False, held: bool = False) -> None:
-    """stock_reservation_paid for many (product id, order number) pairs, in
-    one round trip (a pipeline; each script call stands alone)."""
+    """Reservations (product id, order number) were paid: their buyers'
+    unpaid slots free up. With finish, they also end (delivered, or holding
+    no keys); their stock stays taken either way. With held (orders that need
+    attention) their buyers' shares stay counted and are remembered for a
+    refund or a retry to settle. One round trip (a pipeline; each script call
+    stands alone)."""
     script = lua_script("paid")
     pipe = stock_redis().pipeline(transaction=False)
     for product_id, order_no in reservations:

@@ -190,3 +190,20 @@ def test_persistence_backlog_pauses_checkout(settings, client):
     assert response.status_code == 503 and response.json()["error"] == "sale_paused" and response["Retry-After"]
     services.order_persist_queued()
     checkout(product, "z@x.com")
+
+
+def test_a_logged_in_buyer_is_counted_by_account_without_a_database_query(client, django_assert_num_queries):
+    """The account comes from the session (in Redis), not from the user table."""
+    from django.contrib.auth.models import User
+
+    product = product_with_keys(keys=10, per_buyer_limit=1, limit_by_account=True)
+    client.force_login(User.objects.create_user("buyer", password="pw-buyer-1"))
+    assert client.get(f"/p/{product.sku}").status_code == 200  # the product info is cached, as in a sale
+
+    def api_checkout(email):
+        return client.post("/api/v1/orders", {"sku": product.sku, "email": email}, content_type="application/json")
+
+    with django_assert_num_queries(0):
+        assert api_checkout("first@x.com").status_code == 202
+    refused = api_checkout("second@x.com")  # another email, the same account
+    assert refused.status_code == 409 and refused.json()["error"] == "limit_exceeded"

@@ -615,3 +615,20 @@ def test_mail_retries_back_off_but_never_past_half_the_visibility_timeout(settin
     assert max(waits) == 150  # a longer countdown would be handed out twice
     assert mail_retry_wait(retries=0, retry_after=60) == 60  # an open breaker's wait
     assert 3600 < sum(waits) < 3 * 3600  # a mail outage of an hour or two is ridden out
+
+
+def test_a_mail_message_that_meets_a_database_error_is_retried(published, monkeypatch):
+    from unittest import mock
+
+    from celery.exceptions import Retry
+    from django.db import OperationalError
+
+    from apps.orders import tasks
+
+    def database_gone(*, order_ids):
+        raise OperationalError(2006, "MySQL server has gone away")
+
+    monkeypatch.setattr(tasks, "order_keys_emails_send", database_gone)
+    with mock.patch.object(tasks.send_order_keys_emails_task, "retry", side_effect=Retry()) as retry:
+        tasks.send_order_keys_emails_task.apply(args=[[1, 2]])
+    assert isinstance(retry.call_args.kwargs["exc"], OperationalError)

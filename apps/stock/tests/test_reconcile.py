@@ -170,3 +170,16 @@ def test_a_refund_request_lost_with_its_task_is_asked_again(monkeypatch, setting
     )
     report = reconcile_run(drift_settle_seconds=0)
     assert report.refunds_redriven == [result.order_no] and asked == [Order.objects.get().id]
+
+
+def test_a_rebuild_reads_the_orders_in_a_fixed_number_of_queries(django_assert_max_num_queries):
+    from apps.orders.tests.support import redis_lose_product
+
+    product = product_with_keys(keys=30, per_buyer_limit=1)
+    for n in range(20):
+        services.order_checkout(sku=product.sku, email=f"q{n}@x.com", quantity=1)
+    services.order_persist_queued()
+    Order.objects.filter(product=product).update(status=Order.Status.DELIVERED)
+    redis_lose_product(product)
+    with django_assert_max_num_queries(12):
+        assert reconcile.stock_warm(product=product) == (True, 30)
