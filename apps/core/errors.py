@@ -1,5 +1,6 @@
 """Domain errors. Each carries a stable code that the API returns verbatim and
 the templates translate; the HTTP status it maps to lives here too."""
+from django.http import JsonResponse
 from django.utils.translation import gettext_lazy as _
 
 
@@ -38,3 +39,12 @@ class RateLimited(ShopError):
     http_status = 429
     default_detail = _("Too many requests. Please wait a moment and try again.")
     retry_after = 1
+
+
+def shop_error_response(error: ShopError) -> JsonResponse:
+    """The API's answer to a ShopError: its JSON, its status, and Retry-After
+    when it has one."""
+    response = JsonResponse(error.as_json(), status=error.http_status)
+    if error.retry_after:
+        response["Retry-After"] = str(error.retry_after)
+    return response

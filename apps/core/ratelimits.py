@@ -18,14 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_ratelimit.core import get_usage
 from redis.exceptions import RedisError
 
 from apps.core import metrics
 from apps.core.client_ip import client_ip
-from apps.core.errors import RateLimited
+from apps.core.errors import RateLimited, shop_error_response
 from apps.core.request_body import json_body
 from apps.orders.identity import email_normalise
 
@@ -100,15 +100,7 @@ def limits_check(*, request: HttpRequest, limits: Sequence[Limit]) -> None:
         usage = _usage(request, limit)
         if usage and usage["should_limit"]:
             metrics.rate_limit_refused(group=limit.group)
-            error = RateLimited()
-            error.retry_after = max(1, usage["time_left"])
-            raise error
-
-
-def rate_limited_json(error: RateLimited) -> JsonResponse:
-    response = JsonResponse(error.as_json(), status=error.http_status)
-    response["Retry-After"] = str(error.retry_after)
-    return response
+            raise RateLimited(retry_after=max(1, usage["time_left"]))
 
 
 def rate_limited_page(request: HttpRequest, error: RateLimited) -> HttpResponse:
@@ -128,7 +120,7 @@ def rate_limit(*limits: Limit, page: bool = False):
             try:
                 limits_check(request=request, limits=limits)
             except RateLimited as error:
-                return rate_limited_page(request, error) if page else rate_limited_json(error)
+                return rate_limited_page(request, error) if page else shop_error_response(error)
             return view(request, *args, **kwargs)
 
         return wrapper

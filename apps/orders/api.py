@@ -8,7 +8,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.core.errors import InvalidInput, ShopError
+from apps.core.errors import InvalidInput, ShopError, shop_error_response
 from apps.core.request_body import json_body
 from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP, rate_limit
 
@@ -16,14 +16,6 @@ from .bot_checks import captcha_verify
 from .buyer_context import buyer_context
 from .selectors import order_snapshot_get
 from .services import order_checkout
-
-
-def shop_error_response(error: ShopError) -> JsonResponse:
-    response = JsonResponse(error.as_json(), status=error.http_status)
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after:
-        response["Retry-After"] = str(retry_after)
-    return response
 
 
 def order_urls(order_no: str) -> dict:

@@ -27,9 +27,7 @@ def provider_call(provider, method: str, /, **kwargs):
     except ShopError:
         raise
     except BreakerOpen as exc:
-        error = PaymentUnavailable()
-        error.retry_after = exc.retry_after
-        raise error from exc
+        raise PaymentUnavailable(retry_after=exc.retry_after) from exc
     except Exception as exc:
         logger.warning("payment provider %s: %s failed: %r", provider.name, method, exc)
         raise PaymentUnavailable() from exc

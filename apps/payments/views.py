@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from apps.core import metrics
 from apps.core.errors import ShopError
 from apps.core.ratelimits import PAY_IP, rate_limit
-from apps.orders.api import shop_error_response
+from apps.core.errors import shop_error_response
 from apps.orders.grants import order_access_get
 from apps.orders.selectors import order_snapshot_get
 
