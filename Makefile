@@ -17,15 +17,25 @@ ifeq ($(origin SITE_URL)$(shell grep -s '^SITE_URL=' .env),undefined)
 run seed: export SITE_URL = http://$(HOST):$(PORT)
 endif
 
-.PHONY: run test system-deps browser-deps venv services database migrate messages static seed bench-import clean
+.PHONY: run test lint format system-deps browser-deps venv services database migrate messages static seed bench-import clean
 
 run: system-deps venv services database migrate messages static seed
 	HOST=$(HOST) PORT=$(PORT) WEB_WORKERS=$(WEB_WORKERS) scripts/run_all.sh
 
 # The suite includes a smoke run of the benchmark's correctness gates, so it
 # installs the bench tools too.
-test: browser-deps venv bench-deps services messages
+test: lint browser-deps venv bench-deps services messages
 	DJANGO_SETTINGS_MODULE=cardshop.settings.test $(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (pyproject.toml): lint rules and the formatter. A lint error fails `make test`.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Rewrites the tree as the formatter wants it, and applies ruff's safe fixes.
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 system-deps:
 	@scripts/ensure_system_packages.sh

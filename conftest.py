@@ -1,4 +1,5 @@
 """Suite-wide fixtures: the real MariaDB and Redis, isolated by name and key prefix."""
+
 import pytest
 from django.conf import settings
 
@@ -17,9 +18,8 @@ def pytest_configure(config):
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.exceptions.RedisError as exc:
         raise pytest.UsageError(
-            f"Redis is not reachable at {url} ({exc}). Start it with scripts/ensure_services.sh "
-            "or set REDIS_URL."
-        )
+            f"Redis is not reachable at {url} ({exc}). Start it with scripts/ensure_services.sh or set REDIS_URL."
+        ) from exc
 
 
 def _delete_prefixed_keys():

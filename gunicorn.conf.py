@@ -8,6 +8,7 @@ starts, so counters begin at zero with the server and never mix two runs.
 Access log: the path without its query string (order tokens travel there)
 and no referrer (which can hold one), plus the request id the app answered.
 """
+
 import os
 
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}o)s'

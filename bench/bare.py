@@ -3,6 +3,7 @@ app): a bare view that makes the checkout script's one Redis round trip and
 nothing else, behind the same middleware in the same gunicorn. What our
 checkout costs beyond it is our own Python; what it costs beyond /healthz is
 the round trip itself."""
+
 import itertools
 import json
 import os
@@ -38,8 +39,12 @@ def bare_evalsha(request):
     body = json.loads(request.body)
     n = f"{os.getpid()}-{next(_numbers)}"  # unique across gunicorn's processes
     keys, args = checkout_script_call(
-        product_id=int(body["gate"]), order_no=f"bare-{n}", buyers=[f"e:bare-{n}"], quantity=1,
-        token_hash="0" * 64, email=str(body["email"]),
+        product_id=int(body["gate"]),
+        order_no=f"bare-{n}",
+        buyers=[f"e:bare-{n}"],
+        quantity=1,
+        token_hash="0" * 64,
+        email=str(body["email"]),
     )
     reply = lua_script("checkout")(keys=keys, args=args)
     return JsonResponse({"code": reply[0].decode()}, status=202 if reply[0] == b"ok" else 409)

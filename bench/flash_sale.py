@@ -8,6 +8,7 @@ prefix, measures the ceiling, design and drain ratios, Redis headroom and a
 whole flash sale (checkout → pay → delivery), checks the correctness gates,
 and writes bench/results/latest.{json,md} and PNG charts. Exits 1 when a
 correctness gate fails (never on a timing)."""
+
 import argparse
 import asyncio
 import os
@@ -63,8 +64,11 @@ def main(argv=None) -> int:
     plan, mode = (SMOKE, "smoke") if args.smoke else (QUICK, "quick") if args.quick else (FULL, "full")
 
     config = StackConfig(
-        database=args.database, prefix=args.prefix, web_workers=args.web_workers,
-        web_threads=args.web_threads, celery_concurrency=args.celery_concurrency,
+        database=args.database,
+        prefix=args.prefix,
+        web_workers=args.web_workers,
+        web_threads=args.web_threads,
+        celery_concurrency=args.celery_concurrency,
     )
     stack = BenchStack(config)
     os.environ.update(bench_environment(config, site_url=stack.url))
@@ -79,12 +83,17 @@ def main(argv=None) -> int:
     finally:
         stack.teardown()
     result["machine"] = {
-        "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-        "loadavg_before": loadavg_before, "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg_before": loadavg_before,
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
     result["config"] = {
-        "web_workers": config.web_workers, "web_threads": config.web_threads,
-        "celery_concurrency": config.celery_concurrency, "checkout_rate_per_second": config.checkout_rate,
+        "web_workers": config.web_workers,
+        "web_threads": config.web_threads,
+        "celery_concurrency": config.celery_concurrency,
+        "checkout_rate_per_second": config.checkout_rate,
         "plan": plan.__dict__,
     }
     result["seconds"] = round(time.monotonic() - began, 1)
@@ -132,14 +141,23 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -
     stack.worker_start()
     stack.beat_start()
     lap("start_processes")
-    meter = lambda: phases.CpuMeter({"loadgen": lambda: [os.getpid()], "gunicorn": stack.server_pids, "workers": stack.worker_pids})  # noqa: E731
+
+    def meter():
+        return phases.CpuMeter(
+            {"loadgen": lambda: [os.getpid()], "gunicorn": stack.server_pids, "workers": stack.worker_pids}
+        )
 
     gate_copy = gate_copy_create(product_id=hot)
     with meter() as cpu:
         ceiling = asyncio.run(
             phases.ceiling(
-                url=stack.url, sku="BENCH-HOT", gate_copy=gate_copy, rounds=plan.rounds_ceiling, duration=plan.round_seconds,
-                concurrency=plan.ceiling_concurrency, count=plan.checkout_cap,
+                url=stack.url,
+                sku="BENCH-HOT",
+                gate_copy=gate_copy,
+                rounds=plan.rounds_ceiling,
+                duration=plan.round_seconds,
+                concurrency=plan.ceiling_concurrency,
+                count=plan.checkout_cap,
             )
         )
     ceiling["cpu"] = cpu.percent
@@ -147,8 +165,12 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -
     with meter() as cpu:
         design = asyncio.run(
             phases.design(
-                url=stack.url, sku="BENCH-HOT", naive_sku="BENCH-NAIVE", rounds=plan.rounds_design,
-                duration=plan.round_seconds, concurrency=plan.design_concurrency,
+                url=stack.url,
+                sku="BENCH-HOT",
+                naive_sku="BENCH-NAIVE",
+                rounds=plan.rounds_design,
+                duration=plan.round_seconds,
+                concurrency=plan.design_concurrency,
                 counts={"ours": plan.checkout_cap, "naive": plan.naive_cap},
             )
         )
@@ -156,8 +178,12 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -
     lap("design")
     profile_top = (
         profile_under_load(
-            stack, sku="BENCH-HOT", seconds=plan.round_seconds, concurrency=plan.ceiling_concurrency,
-            count=plan.checkout_cap, out=out,
+            stack,
+            sku="BENCH-HOT",
+            seconds=plan.round_seconds,
+            concurrency=plan.ceiling_concurrency,
+            count=plan.checkout_cap,
+            out=out,
         )
         if profile
         else None
@@ -177,12 +203,19 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -
     with meter() as cpu:
         sale = asyncio.run(
             phases.flash_sale(
-                url=stack.url, sku="BENCH-FLASH", product_id=flash, buyers=plan.flash_buyers,
-                concurrency=plan.design_concurrency, poll_seconds=plan.flash_poll_seconds, duration=plan.flash_seconds,
+                url=stack.url,
+                sku="BENCH-FLASH",
+                product_id=flash,
+                buyers=plan.flash_buyers,
+                concurrency=plan.design_concurrency,
+                poll_seconds=plan.flash_poll_seconds,
+                duration=plan.flash_seconds,
             )
         )
     lap("flash_sale")
-    gates = phases.flash_gates(product_id=flash, keys=plan.flash_keys, buyers=plan.flash_buyers, sale=sale, settle_timeout=30)
+    gates = phases.flash_gates(
+        product_id=flash, keys=plan.flash_keys, buyers=plan.flash_buyers, sale=sale, settle_timeout=30
+    )
     last_delivery = max(gates["delivered_at"], default=sale["started_wall"])
     flash_result = {
         "keys": plan.flash_keys,
@@ -214,7 +247,8 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -
         "bare_evalsha_ratio": ceiling["bare_ratio"],
         "design_ratio": design["design_ratio"],
         "design_ratio_end_to_end": round(flash_result["delivered_per_s"] / design["naive_orders_per_s"], 2)
-        if design["naive_orders_per_s"] else 0.0,
+        if design["naive_orders_per_s"]
+        else 0.0,
         "drain_ratio": round(drain["batched"]["keys_per_s"] / checkout_rps, 2) if checkout_rps else 0.0,
         "drain_ratio_single": round(drain["single"]["keys_per_s"] / checkout_rps, 2) if checkout_rps else 0.0,
         "redis_headroom": round(redis["evalsha_rps"] / checkout_rps, 1) if checkout_rps else 0.0,

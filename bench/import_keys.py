@@ -7,6 +7,7 @@ on the configured MariaDB server and uses its own Redis key prefix, so it never
 touches the shop's data. Prints one JSON object: keys/s and peak RSS
 (ru_maxrss) of the process, which includes Django itself.
 """
+
 import argparse
 import cProfile
 import io
@@ -36,7 +37,10 @@ def _recreate_database(name: str) -> None:
 
     parts = urlsplit(os.environ["DATABASE_URL"])
     server = MySQLdb.connect(
-        host=parts.hostname or "127.0.0.1", port=parts.port or 3306, user=parts.username or "root", password=parts.password or ""
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
     )
     with server.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
@@ -66,7 +70,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument(
-        "--existing", type=int, default=0,
+        "--existing",
+        type=int,
+        default=0,
         help="first store this many other keys for the product (untimed), so each chunk is checked against them",
     )
     parser.add_argument("--profile", action="store_true", help="print the top functions by cumulative time to stderr")
@@ -85,8 +91,8 @@ def main() -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from apps.catalog.models import Product
     from apps.cardkeys.services import cardkeys_import
+    from apps.catalog.models import Product
 
     call_command("migrate", verbosity=0)
     product = Product.objects.using("default").create(sku="BENCH-IMPORT", title="Import benchmark", price="1.00")

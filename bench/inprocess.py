@@ -7,6 +7,7 @@ figures of docs/benchmarks.md's profiler section come from.
 Each run uses its own database and Redis key prefix (dropped afterwards), the
 bench settings, and the real MariaDB and Redis. CPU times are the minimum over
 repeated runs: this machine's neighbours add noise, never take it away."""
+
 import argparse
 import cProfile
 import io
@@ -49,9 +50,17 @@ def wsgi_costs() -> dict:
     def call(method: str, path: str, body: dict | None = None) -> str:
         raw = json.dumps(body).encode() if body is not None else b""
         environ = {
-            "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "127.0.0.1", "REMOTE_ADDR": "127.0.0.1",
-            "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(raw), "CONTENT_LENGTH": str(len(raw)),
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_HOST": "127.0.0.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(raw),
+            "CONTENT_LENGTH": str(len(raw)),
             "CONTENT_TYPE": "application/json",
         }
         answer = {}

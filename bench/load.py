@@ -1,5 +1,6 @@
 """The asyncio HTTP load generator: closed-loop virtual clients, bounded in
 requests and in time, recording every answer."""
+
 import asyncio
 import itertools
 import math
@@ -44,7 +45,7 @@ async def closed_loop(
             started = time.perf_counter()
             try:
                 status, error = await request(session, i)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 status, error = 0, type(exc).__name__
             samples.append(Sample(started, time.perf_counter() - started, status, error))
 
@@ -52,7 +53,9 @@ async def closed_loop(
     return samples
 
 
-async def post_json(session: aiohttp.ClientSession, url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
+async def post_json(
+    session: aiohttp.ClientSession, url: str, body: dict, headers: dict | None = None
+) -> tuple[int, dict]:
     async with session.post(url, json=body, headers=headers) as response:
         return response.status, await _json(response)
 

@@ -4,6 +4,7 @@ write Locust's CSV and HTML reports to bench/results/.
 
     .venv/bin/python -m bench.loadtest [--users 50] [--spawn-rate 10] [--run-time 60] [--keys 2000]
 """
+
 import argparse
 import os
 import subprocess
@@ -49,12 +50,31 @@ def main(argv=None) -> int:
         stack.beat_start()
         locust = subprocess.run(
             [
-                sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
-                "--users", str(users), "--spawn-rate", str(args.spawn_rate), "--run-time", f"{seconds}s",
-                "--stop-timeout", "10", "--host", stack.url, "--csv", str(args.out / "locust"),
-                "--html", str(args.out / "locust.html"), "--only-summary",
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(ROOT / "bench" / "locustfile.py"),
+                "--headless",
+                "--users",
+                str(users),
+                "--spawn-rate",
+                str(args.spawn_rate),
+                "--run-time",
+                f"{seconds}s",
+                "--stop-timeout",
+                "10",
+                "--host",
+                stack.url,
+                "--csv",
+                str(args.out / "locust"),
+                "--html",
+                str(args.out / "locust.html"),
+                "--only-summary",
             ],
-            cwd=ROOT, env={**os.environ, "LOCUST_SKU": SKU}, timeout=seconds + 120,
+            cwd=ROOT,
+            env={**os.environ, "LOCUST_SKU": SKU},
+            timeout=seconds + 120,
         )
     finally:
         stack.teardown()

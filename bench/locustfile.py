@@ -7,6 +7,7 @@ a running local shop whose product LOCUST_SKU has min_page_seconds 0:
 
     LOCUST_SKU=BENCH-LOAD .venv/bin/locust -f bench/locustfile.py --host http://127.0.0.1:8000
 """
+
 import os
 import time
 import uuid
@@ -39,13 +40,17 @@ class Buyer(FastHttpUser):
         status_url = order["status_url"]
         if not self._poll(status_url, headers, lambda s: s != "queued", "placed"):
             return
-        with self.client.post(order["pay_url"], headers=headers, name="POST /api/v1/payments/sandbox/[no]/pay", catch_response=True) as response:
+        with self.client.post(
+            order["pay_url"], headers=headers, name="POST /api/v1/payments/sandbox/[no]/pay", catch_response=True
+        ) as response:
             if response.status_code != 202:
                 response.failure(f"pay answered {response.status_code}")
                 return
         if not self._poll(status_url, headers, lambda s: s == "delivered", "delivered"):
             return
-        with self.client.get(status_url, headers=headers, name="GET /api/v1/orders/[no] (keys)", catch_response=True) as response:
+        with self.client.get(
+            status_url, headers=headers, name="GET /api/v1/orders/[no] (keys)", catch_response=True
+        ) as response:
             if not response.json().get("keys"):
                 response.failure("delivered order shows no keys")
 
@@ -63,14 +68,20 @@ class Buyer(FastHttpUser):
     def _poll(self, url: str, headers: dict, done, what: str) -> bool:
         for _ in range(POLL_ATTEMPTS):
             time.sleep(POLL_SECONDS)  # gevent-patched: waits without blocking other users
-            with self.client.get(url, headers=headers, name="GET /api/v1/orders/[no] (poll)", catch_response=True) as response:
+            with self.client.get(
+                url, headers=headers, name="GET /api/v1/orders/[no] (poll)", catch_response=True
+            ) as response:
                 if response.status_code != 200:
                     response.failure(f"order status answered {response.status_code}")
                     return False
                 if done(response.json().get("status")):
                     return True
         self.environment.events.request.fire(
-            request_type="FLOW", name=f"order {what}", response_time=POLL_SECONDS * POLL_ATTEMPTS * 1000,
-            response_length=0, exception=RuntimeError(f"order not {what} after {POLL_ATTEMPTS} polls"), context={},
+            request_type="FLOW",
+            name=f"order {what}",
+            response_time=POLL_SECONDS * POLL_ATTEMPTS * 1000,
+            response_length=0,
+            exception=RuntimeError(f"order not {what} after {POLL_ATTEMPTS} polls"),
+            context={},
         )
         return False

@@ -3,6 +3,7 @@ the app): the whole purchase decided in MariaDB, in the request, in one
 transaction. Lock the product's stock row, decrement it, pick a key, insert
 the order and hand it the key. Every buyer of one product queues on that row.
 """
+
 import json
 
 from django.db import OperationalError, connection, transaction

@@ -2,6 +2,7 @@
 in time; the ratios pair rounds of the two sides measured back to back, with
 the order swapped every round, so a neighbour's load on this machine falls on
 both sides alike."""
+
 import asyncio
 import csv
 import io
@@ -73,7 +74,9 @@ def checkout_request(url: str, sku: str, tag: str):
 
 def naive_request(url: str, sku: str, tag: str):
     async def send(session, i):
-        status, body = await post_json(session, f"{url}/bench/naive/orders", {"sku": sku, "email": f"{tag}-{i}@bench.example.com"})
+        status, body = await post_json(
+            session, f"{url}/bench/naive/orders", {"sku": sku, "email": f"{tag}-{i}@bench.example.com"}
+        )
         return status, body.get("error", "")
 
     return send
@@ -81,7 +84,9 @@ def naive_request(url: str, sku: str, tag: str):
 
 def bare_request(url: str, gate: int, tag: str):
     async def send(session, i):
-        status, body = await post_json(session, f"{url}/bench/bare-evalsha", {"gate": gate, "email": f"{tag}-{i}@bench.example.com"})
+        status, body = await post_json(
+            session, f"{url}/bench/bare-evalsha", {"gate": gate, "email": f"{tag}-{i}@bench.example.com"}
+        )
         return status, body.get("code", "") if status != 202 else ""
 
     return send
@@ -118,7 +123,9 @@ async def paired_rounds(sides: dict, *, rounds: int, concurrency: int, duration:
     return result
 
 
-async def ceiling(*, url: str, sku: str, gate_copy: int, rounds: int, duration: float, concurrency: int, count: int) -> dict:
+async def ceiling(
+    *, url: str, sku: str, gate_copy: int, rounds: int, duration: float, concurrency: int, count: int
+) -> dict:
     """Checkout requests/s against /healthz requests/s, same process, same
     middleware; and, as the reference, a bare view making only the checkout
     script's round trip (bench/bare.py)."""
@@ -128,12 +135,14 @@ async def ceiling(*, url: str, sku: str, gate_copy: int, rounds: int, duration: 
             "checkout": lambda r: checkout_request(url, sku, f"ceil{r}"),
             "bare": lambda r: bare_request(url, gate_copy, f"bare{r}"),
         },
-        rounds=rounds, concurrency=concurrency, duration=duration,
+        rounds=rounds,
+        concurrency=concurrency,
+        duration=duration,
         counts={"healthz": 10 * count, "checkout": count, "bare": 10 * count},
         ok={"healthz": lambda s: s.status == 200, "checkout": accepted, "bare": accepted},
     )
-    pairs = [c / h for c, h in zip(runs["checkout"]["rates"], runs["healthz"]["rates"]) if h]
-    bare_pairs = [b / h for b, h in zip(runs["bare"]["rates"], runs["healthz"]["rates"]) if h]
+    pairs = [c / h for c, h in zip(runs["checkout"]["rates"], runs["healthz"]["rates"], strict=False) if h]
+    bare_pairs = [b / h for b, h in zip(runs["bare"]["rates"], runs["healthz"]["rates"], strict=False) if h]
     return {
         "bare_rps_rounds": [round(x, 1) for x in runs["bare"]["rates"]],
         "bare_rps": round(statistics.median(runs["bare"]["rates"]), 1),
@@ -154,17 +163,22 @@ async def ceiling(*, url: str, sku: str, gate_copy: int, rounds: int, duration: 
     }
 
 
-async def design(*, url: str, sku: str, naive_sku: str, rounds: int, duration: float, concurrency: int, counts: dict) -> dict:
+async def design(
+    *, url: str, sku: str, naive_sku: str, rounds: int, duration: float, concurrency: int, counts: dict
+) -> dict:
     """Orders/s of our checkout against the naive design, many buyers on one product."""
     runs = await paired_rounds(
         {
             "ours": lambda r: checkout_request(url, sku, f"design{r}"),
             "naive": lambda r: naive_request(url, naive_sku, f"naive{r}"),
         },
-        rounds=rounds, concurrency=concurrency, duration=duration, counts=counts,
+        rounds=rounds,
+        concurrency=concurrency,
+        duration=duration,
+        counts=counts,
         ok={"ours": accepted, "naive": accepted},
     )
-    pairs = [o / n for o, n in zip(runs["ours"]["rates"], runs["naive"]["rates"]) if n]
+    pairs = [o / n for o, n in zip(runs["ours"]["rates"], runs["naive"]["rates"], strict=False) if n]
     naive_answers = answers(runs["naive"]["samples"])
     return {
         "concurrency": concurrency,
@@ -182,7 +196,11 @@ async def design(*, url: str, sku: str, naive_sku: str, rounds: int, duration: f
         "naive_errors": {
             "lock_wait_timeout": sum(v for k, v in naive_answers.items() if "lock_wait_timeout" in k),
             "deadlock": sum(v for k, v in naive_answers.items() if "deadlock" in k),
-            "other": sum(v for k, v in naive_answers.items() if not k.startswith("202") and "lock" not in k and "deadlock" not in k),
+            "other": sum(
+                v
+                for k, v in naive_answers.items()
+                if not k.startswith("202") and "lock" not in k and "deadlock" not in k
+            ),
         },
     }
 
@@ -245,7 +263,12 @@ def drain(*, product_id: int, count: int, timeout: float) -> dict:
     delivered = orders.filter(status=Order.Status.DELIVERED).count()
     last = orders.aggregate(last=Max("delivered_at"))["last"] or started
     seconds = max((last - started).total_seconds(), 1e-3)
-    return {"orders": len(ids), "delivered": delivered, "seconds": round(seconds, 2), "keys_per_s": round(delivered / seconds, 1)}
+    return {
+        "orders": len(ids),
+        "delivered": delivered,
+        "seconds": round(seconds, 2),
+        "keys_per_s": round(delivered / seconds, 1),
+    }
 
 
 # --- Redis headroom
@@ -258,8 +281,8 @@ def redis_headroom(*, product_id: int, requests: int, clients: int = 50) -> dict
     from django.conf import settings
 
     from apps.stock.redis import stock_redis
-    from apps.stock.services import checkout_script_call
     from apps.stock.scripts import LUA_DIR
+    from apps.stock.services import checkout_script_call
 
     from .bare import gate_copy_create
 
@@ -271,8 +294,12 @@ def redis_headroom(*, product_id: int, requests: int, clients: int = 50) -> dict
     # The app's own call layout, with redis-benchmark's placeholder for a fresh
     # order number and buyer per call.
     keys, args = checkout_script_call(
-        product_id=copy, order_no="bench-__rand_int__", buyers=["e:__rand_int__"], quantity=1,
-        token_hash="0" * 64, email="buyer@bench.example.com",
+        product_id=copy,
+        order_no="bench-__rand_int__",
+        buyers=["e:__rand_int__"],
+        quantity=1,
+        token_hash="0" * 64,
+        email="buyer@bench.example.com",
     )
     keys, args = [str(x) for x in keys], [str(x) for x in args]
     probe = client.evalsha(sha, len(keys), *keys, *[a.replace("__rand_int__", "probe") for a in args])
@@ -280,9 +307,25 @@ def redis_headroom(*, product_id: int, requests: int, clients: int = 50) -> dict
         raise RuntimeError(f"checkout script answered {probe!r} to the headroom probe")
     redis_url = urlsplit(settings.REDIS_URL)
     argv = [
-        "redis-benchmark", "-h", redis_url.hostname or "127.0.0.1", "-p", str(redis_url.port or 6379),
-        "--dbnum", (redis_url.path or "/0").strip("/") or "0", "-n", str(requests), "-c", str(clients),
-        "-r", "100000000", "--csv", "EVALSHA", sha, str(len(keys)), *keys, *args,
+        "redis-benchmark",
+        "-h",
+        redis_url.hostname or "127.0.0.1",
+        "-p",
+        str(redis_url.port or 6379),
+        "--dbnum",
+        (redis_url.path or "/0").strip("/") or "0",
+        "-n",
+        str(requests),
+        "-c",
+        str(clients),
+        "-r",
+        "100000000",
+        "--csv",
+        "EVALSHA",
+        sha,
+        str(len(keys)),
+        *keys,
+        *args,
     ]
     if redis_url.hostname not in ("127.0.0.1", "localhost"):
         raise RuntimeError("redis-benchmark only runs against a local Redis")
@@ -336,7 +379,7 @@ async def flash_sale(
             await asyncio.sleep(poll_seconds)
             try:
                 status, body = await get_json(session, f"{url}/api/v1/orders/{run.order_no}", headers=headers)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 continue
             if status == 200 and until(body):
                 return body
@@ -348,7 +391,7 @@ async def flash_sale(
             status, body = await post_json(
                 session, f"{url}/api/v1/orders", {"sku": sku, "quantity": 1, "email": f"flash-{i}@bench.example.com"}
             )
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             status, body = 0, {"error": type(exc).__name__}
         checkouts.append(Sample(sent, time.perf_counter() - sent, status, body.get("error", "")))
         run = BuyerRun(status=status, error=body.get("error", ""), order_no=body.get("order_no", ""))
@@ -361,8 +404,10 @@ async def flash_sale(
             return
         for _ in range(5):  # a 503 while the sandbox is failing says to retry
             try:
-                pay_status, _body = await post_json(session, f"{url}/api/v1/payments/sandbox/{run.order_no}/pay", {}, headers)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                pay_status, _body = await post_json(
+                    session, f"{url}/api/v1/payments/sandbox/{run.order_no}/pay", {}, headers
+                )
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 pay_status = 0
             if pay_status == 202:
                 run.paid_at = time.perf_counter()

@@ -1,4 +1,5 @@
 """The benchmark's report: latest.json, latest.md and PNG charts."""
+
 import json
 from pathlib import Path
 
@@ -24,10 +25,13 @@ def charts(*, sale: dict, gates: dict, ceiling: dict, design: dict, out: Path) -
         names.append(name)
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    for label, pick, color in (("accepted (202)", lambda s: s.status == 202, "tab:blue"), ("refused", lambda s: s.status != 202, "tab:orange")):
+    for label, pick, color in (
+        ("accepted (202)", lambda s: s.status == 202, "tab:blue"),
+        ("refused", lambda s: s.status != 202, "tab:orange"),
+    ):
         points = [(s.start - started, s.latency * 1000) for s in checkouts if pick(s)]
         if points:
-            ax.scatter(*zip(*points), s=3, label=label, color=color)
+            ax.scatter(*zip(*points, strict=False), s=3, label=label, color=color)
     ax.set(xlabel="seconds since the sale opened", ylabel="checkout latency (ms)", title="Checkout latency over time")
     ax.legend()
     save(fig, "checkout_latency.png")
@@ -47,7 +51,7 @@ def charts(*, sale: dict, gates: dict, ceiling: dict, design: dict, out: Path) -
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
     if sale["stock_samples"]:
-        ax.plot(*zip(*sale["stock_samples"]), label="stock in the Redis gate")
+        ax.plot(*zip(*sale["stock_samples"], strict=False), label="stock in the Redis gate")
     delivered_sorted = sorted(delivered_t)
     if delivered_sorted:
         ax.step(delivered_sorted, range(1, len(delivered_sorted) + 1), where="post", label="keys delivered")
@@ -64,8 +68,20 @@ def charts(*, sale: dict, gates: dict, ceiling: dict, design: dict, out: Path) -
     save(fig, "paid_to_delivered.png")
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    labels = ["/healthz", "bare\nEVALSHA", "checkout", f"checkout\n@{design['concurrency']}", f"naive\n@{design['concurrency']}"]
-    rates = [ceiling["healthz_rps"], ceiling["bare_rps"], ceiling["checkout_rps"], design["ours_orders_per_s"], design["naive_orders_per_s"]]
+    labels = [
+        "/healthz",
+        "bare\nEVALSHA",
+        "checkout",
+        f"checkout\n@{design['concurrency']}",
+        f"naive\n@{design['concurrency']}",
+    ]
+    rates = [
+        ceiling["healthz_rps"],
+        ceiling["bare_rps"],
+        ceiling["checkout_rps"],
+        design["ours_orders_per_s"],
+        design["naive_orders_per_s"],
+    ]
     bars = ax.bar(labels, rates, color=["tab:gray", "tab:gray", "tab:blue", "tab:blue", "tab:red"])
     ax.bar_label(bars, fmt="%.0f")
     ax.set(ylabel="requests (orders) per second", title="Same server, side by side")

@@ -1,5 +1,6 @@
 """Products and keys for a benchmark run, made through the shop's own commands
 (create_product, import_keys, warm_stock) in the bench database."""
+
 import io
 import secrets
 
@@ -13,8 +14,14 @@ def product_with_keys(*, sku: str, keys: int, per_buyer_limit: int = 5) -> int:
 
     quiet = io.StringIO()
     call_command(
-        "create_product", sku=sku, title=f"Benchmark {sku}", price="9.90", per_buyer_limit=per_buyer_limit,
-        max_per_order=1, min_page_seconds=0, stdout=quiet,
+        "create_product",
+        sku=sku,
+        title=f"Benchmark {sku}",
+        price="9.90",
+        per_buyer_limit=per_buyer_limit,
+        max_per_order=1,
+        min_page_seconds=0,
+        stdout=quiet,
     )
     salt = secrets.token_hex(4)
     lines = b"".join(b"%s-%s-%08d\n" % (sku.encode(), salt.encode(), i) for i in range(keys))

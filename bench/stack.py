@@ -4,6 +4,7 @@ always stopped (and their data dropped) on the way out.
 
 The calling process is configured by `bench_environment` before Django is set
 up, so its own ORM and Redis calls see the same database and prefix."""
+
 import os
 import signal
 import socket
@@ -77,7 +78,7 @@ class Process:
         self.popen: subprocess.Popen | None = None
 
     def start(self) -> "Process":
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open; closed here after the start
         self.popen = subprocess.Popen(
             self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -153,7 +154,10 @@ class BenchStack:
         import redis
 
         deleted = 0
-        for url in {self.env.get("REDIS_URL", "redis://127.0.0.1:6379/0"), self.env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")}:
+        for url in {
+            self.env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            self.env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1"),
+        }:
             client = redis.Redis.from_url(url)
             batch = list(client.scan_iter(match=self.config.prefix + ":*", count=2000))
             for start in range(0, len(batch), 1000):
@@ -168,11 +172,24 @@ class BenchStack:
         self.web = Process(
             "gunicorn",
             [
-                PY, "-m", "gunicorn", "cardshop.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-                "--workers", str(c.web_workers), "--worker-class", "gthread", "--threads", str(c.web_threads),
-                "--backlog", "2048", "--no-control-socket",
+                PY,
+                "-m",
+                "gunicorn",
+                "cardshop.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(c.web_workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(c.web_threads),
+                "--backlog",
+                "2048",
+                "--no-control-socket",
             ],
-            self.env, self.log_dir,
+            self.env,
+            self.log_dir,
         ).start()
         wait_for(self._healthy, timeout=30, what="gunicorn /healthz", process=self.web)
 
@@ -190,17 +207,34 @@ class BenchStack:
         self.worker = Process(
             "celery-worker",
             [
-                PY, "-m", "celery", "-A", "cardshop", "worker", "--pool", "prefork",
-                "--concurrency", str(self.config.celery_concurrency), "--hostname", node,
-                "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "cardshop",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(self.config.celery_concurrency),
+                "--hostname",
+                node,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "INFO",
             ],
-            {**self.env, **env}, self.log_dir,
+            {**self.env, **env},
+            self.log_dir,
         ).start()
         from cardshop.celery import app
 
         wait_for(
             lambda: bool(app.control.ping(destination=[node], timeout=0.5)),
-            timeout=60, what="the Celery worker", process=self.worker,
+            timeout=60,
+            what="the Celery worker",
+            process=self.worker,
         )
 
     def worker_restart(self, **env) -> None:
@@ -212,10 +246,19 @@ class BenchStack:
         self.beat = Process(
             "celery-beat",
             [
-                PY, "-m", "celery", "-A", "cardshop", "beat", "--loglevel", "WARNING",
-                "--schedule", str(self.log_dir / "beat-schedule"),
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "cardshop",
+                "beat",
+                "--loglevel",
+                "WARNING",
+                "--schedule",
+                str(self.log_dir / "beat-schedule"),
             ],
-            self.env, self.log_dir,
+            self.env,
+            self.log_dir,
         ).start()
 
     def server_pids(self) -> list[int]:

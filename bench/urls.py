@@ -1,5 +1,6 @@
 """The app's URLs plus the naive design's checkout and the bare single-EVALSHA
 view (bench only)."""
+
 from django.urls import path
 
 from cardshop.urls import urlpatterns as app_urlpatterns

@@ -1,4 +1,5 @@
 """/api/v1/: the public JSON API."""
+
 from django.urls import path
 
 from apps.catalog import api as catalog_api

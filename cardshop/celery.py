@@ -1,4 +1,5 @@
 """The Celery app. Workers and beat start with `celery -A cardshop worker|beat`."""
+
 import os
 
 from celery import Celery

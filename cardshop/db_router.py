@@ -4,6 +4,7 @@ A request that writes pins its reads to the primary (see
 apps.core.middleware.PrimaryReadsForWritesMiddleware), and code that must see a
 write it just made wraps the read in `primary_reads()`.
 """
+
 import contextvars
 from contextlib import contextmanager
 

@@ -3,6 +3,7 @@
 Every variable has a working local default in base.py; production.py insists
 on the ones that must never fall back to a default.
 """
+
 from pathlib import Path
 
 import environ

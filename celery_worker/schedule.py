@@ -1,15 +1,24 @@
 """Celery beat schedule: the periodic jobs of the shop, in one place."""
+
 from celery.schedules import schedule
 
 BEAT_SCHEDULE = {
     # Queued reservations become orders within about a second.
-    "persist-reservations": {"task": "apps.orders.tasks.persist_reservations_task", "schedule": schedule(1.0), "options": {"expires": 5}},
+    "persist-reservations": {
+        "task": "apps.orders.tasks.persist_reservations_task",
+        "schedule": schedule(1.0),
+        "options": {"expires": 5},
+    },
     "expire-reservations": {"task": "apps.orders.tasks.expire_reservations_task", "schedule": schedule(15.0)},
     # Warms products before a sale and rebuilds a gate Redis lost; a no-op otherwise.
     "warm-stock": {"task": "apps.stock.tasks.warm_stock_task", "schedule": schedule(5.0)},
     # Pauses checkout while the fulfilment or persistence backlog is too deep, and reopens it.
     # It waits in the queue it measures, behind fewer messages than the limit
     # while under it, so it is late by at most the limit's worth of work: keep it a minute.
-    "overload-check": {"task": "apps.stock.tasks.overload_check_task", "schedule": schedule(2.0), "options": {"expires": 60}},
+    "overload-check": {
+        "task": "apps.stock.tasks.overload_check_task",
+        "schedule": schedule(2.0),
+        "options": {"expires": 60},
+    },
     "reconcile": {"task": "apps.stock.tasks.reconcile_task", "schedule": schedule(60.0)},
 }

@@ -4,6 +4,7 @@ assignments for scripts/ensure_services.sh.
 The addresses come from the settings themselves (environment, then .env, then
 the defaults in base.py), so the script checks the servers the shop will use.
 """
+
 import shlex
 import sys
 from pathlib import Path

@@ -1,6 +1,7 @@
 """A tiny run of the flash-sale benchmark (bench/flash_sale.py --smoke):
 real gunicorn, Celery and beat on their own database and Redis prefix. It
 asserts the correctness gates only, never a timing."""
+
 import json
 import os
 import subprocess
@@ -26,8 +27,22 @@ def test_quick_flash_sale_never_oversells_duplicates_or_strands_a_paid_order(tmp
     database = os.environ.get("TEST_DATABASE_NAME", "test_cardshop") + "_benchsmoke"
     prefix = os.environ.get("TEST_REDIS_KEY_PREFIX", "cardshop-test") + "-benchsmoke"
     run = subprocess.run(
-        [sys.executable, "-m", "bench.flash_sale", "--smoke", "--database", database, "--prefix", prefix, "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=150,
+        [
+            sys.executable,
+            "-m",
+            "bench.flash_sale",
+            "--smoke",
+            "--database",
+            database,
+            "--prefix",
+            prefix,
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads((tmp_path / "latest.json").read_text())
@@ -35,6 +50,16 @@ def test_quick_flash_sale_never_oversells_duplicates_or_strands_a_paid_order(tmp
     assert (result["oversold"], result["duplicates"], result["paid_undelivered"]) == (0, 0, 0), gates
     assert gates["sold"] == gates["delivered"] == gates["expected_sold"] == 60, gates
     assert gates["buyers_who_saw_keys"] == 60, gates
-    for field in ("ceiling_ratio", "design_ratio", "drain_ratio", "redis_headroom", "checkout_rps", "checkout_p99_ms", "paid_to_delivered_p95_ms"):
+    for field in (
+        "ceiling_ratio",
+        "design_ratio",
+        "drain_ratio",
+        "redis_headroom",
+        "checkout_rps",
+        "checkout_p99_ms",
+        "paid_to_delivered_p95_ms",
+    ):
         assert result[field] > 0, field
-    assert {"checkout_latency.png", "orders_per_second.png", "stock_draining.png", "paid_to_delivered.png"} <= set(os.listdir(tmp_path))
+    assert {"checkout_latency.png", "orders_per_second.png", "stock_draining.png", "paid_to_delivered.png"} <= set(
+        os.listdir(tmp_path)
+    )

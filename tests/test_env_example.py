@@ -1,5 +1,6 @@
 """.env.example documents exactly the variables the settings read, with their
 local defaults, so it cannot drift from cardshop/settings/*.py."""
+
 import json
 import os
 import re
@@ -87,5 +88,7 @@ def test_the_values_in_the_example_are_the_local_defaults():
     """Copying .env.example to .env changes nothing: every value is the default."""
     defaults = local_settings()
     from_example = local_settings(str(EXAMPLE))
-    differing = {name: (defaults[name], from_example.get(name)) for name in defaults if defaults[name] != from_example.get(name)}
+    differing = {
+        name: (defaults[name], from_example.get(name)) for name in defaults if defaults[name] != from_example.get(name)
+    }
     assert differing == {}

@@ -1,5 +1,6 @@
 """The two commands (make run, make test) and the scripts behind them: cheap,
 real checks that need no server started."""
+
 import os
 import re
 import subprocess
@@ -32,7 +33,7 @@ def test_make_run_prepares_everything_then_starts_the_processes():
         "scripts/run_all.sh",
     ]
     positions = [commands.find(step) for step in steps]
-    assert -1 not in positions, dict(zip(steps, positions))
+    assert -1 not in positions, dict(zip(steps, positions, strict=False))
     assert commands.index("migrate --noinput") < commands.index("seed_demo") < commands.index("run_all.sh")
 
 

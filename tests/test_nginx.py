@@ -7,6 +7,7 @@ client writes there itself is ignored.
 The second client binds its socket to 127.0.0.2 (the loopback range, so no
 network is touched). nginx runs as the current user with every path in a
 temporary directory."""
+
 import getpass
 import http.client
 import json
@@ -67,15 +68,15 @@ class Nginx:
         (self.dir / "nginx.conf").write_text(
             f"""{user}
 worker_processes 1;
-pid {self.dir / 'nginx.pid'};
-error_log {self.dir / 'error.log'} warn;
+pid {self.dir / "nginx.pid"};
+error_log {self.dir / "error.log"} warn;
 events {{ worker_connections 512; }}
 http {{
-    access_log {self.dir / 'access.log'};
+    access_log {self.dir / "access.log"};
 {temp_paths}
     {mime}
     default_type application/octet-stream;
-    include {self.dir / 'site.conf'};
+    include {self.dir / "site.conf"};
 }}
 """
         )
@@ -136,8 +137,13 @@ def static_root():
 def stack(static_root):
     # The per-client limits in the app are off, so every 429 below is nginx's.
     app = GunicornServer(
-        workers=2, threads=8,
-        extra_env={"TRUSTED_PROXY_IP_HEADER": "X-Forwarded-For", "TRUSTED_PROXY_COUNT": "1", "RATELIMIT_ENABLE": "false"},
+        workers=2,
+        threads=8,
+        extra_env={
+            "TRUSTED_PROXY_IP_HEADER": "X-Forwarded-For",
+            "TRUSTED_PROXY_COUNT": "1",
+            "RATELIMIT_ENABLE": "false",
+        },
     ).start()
     nginx = Nginx(upstream=f"127.0.0.1:{app.port}", static_root=static_root)
     try:

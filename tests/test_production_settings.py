@@ -4,6 +4,7 @@ Each case imports the settings in a fresh interpreter, as a web or worker
 process would, with exactly the environment given (a developer's .env file is
 not read, so the result does not depend on the machine).
 """
+
 import os
 import subprocess
 import sys

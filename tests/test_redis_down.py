@@ -5,6 +5,7 @@ rebuilds the gate, then reopens without overselling.
 
 The shared Redis other runs use is never stopped: the test starts its own
 redis-server on a free port and points the app (gunicorn, manage.py) at it."""
+
 import http.cookiejar
 import json
 import re
@@ -45,9 +46,23 @@ class PrivateRedis:
 
     def start(self) -> "PrivateRedis":
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_until(self.answers, timeout=10, message=f"private redis-server on port {self.port}")
         return self
@@ -80,15 +95,21 @@ def private_redis():
 
 def manage(env: dict, *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=processes.test_environment(**env),
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=processes.test_environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
 
 def persist_queued(env: dict) -> int:
-    out = manage(env, "shell", "-c", "from apps.orders.services import order_persist_queued; print(order_persist_queued())")
+    out = manage(
+        env, "shell", "-c", "from apps.orders.services import order_persist_queued; print(order_persist_queued())"
+    )
     return int(out.strip().splitlines()[-1])
 
 
@@ -103,8 +124,14 @@ class Response:
         return json.loads(self.text)
 
 
-def fetch(url: str, *, json_body: dict | None = None, form: dict | None = None, headers: dict | None = None,
-          opener: urllib.request.OpenerDirector | None = None) -> Response:
+def fetch(
+    url: str,
+    *,
+    json_body: dict | None = None,
+    form: dict | None = None,
+    headers: dict | None = None,
+    opener: urllib.request.OpenerDirector | None = None,
+) -> Response:
     """One HTTP request (redirects followed); an error status is an answer too."""
     data, all_headers = None, dict(headers or {})
     if json_body is not None:
@@ -133,7 +160,8 @@ def form_checkout(base: str, sku: str, email: str) -> Response:
     return fetch(
         f"{base}/p/{sku}/buy",
         form={"csrfmiddlewaretoken": token, "email": email, "quantity": "1", "idempotency_key": "form-1"},
-        headers={"Referer": f"{base}/p/{sku}", **english}, opener=browser,
+        headers={"Referer": f"{base}/p/{sku}", **english},
+        opener=browser,
     )
 
 
@@ -208,9 +236,9 @@ def test_sessions_survive_an_unreachable_redis(settings):
     from apps.core.sessions import SessionStore
 
     settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
+    stock = DjangoCacheStore()
+    stock["grant"] = "x"
     with pytest.raises(redis.RedisError):
-        stock = DjangoCacheStore()
-        stock["grant"] = "x"
         stock.save()  # what Django's own store does: the request would answer 500
     session = SessionStore()
     session["grant"] = "x"

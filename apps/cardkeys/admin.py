@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
-from django.utils.translation import gettext_lazy as _, ngettext
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from apps.core.admin import ReadOnlyAdmin
 
@@ -10,7 +11,16 @@ from .models import CardKey, KeyBatch
 
 @admin.register(KeyBatch)
 class KeyBatchAdmin(ReadOnlyAdmin):
-    list_display = ("id", "product", "source_name", "uploaded_by", "created_at", "accepted_count", "duplicate_count", "invalid_count")
+    list_display = (
+        "id",
+        "product",
+        "source_name",
+        "uploaded_by",
+        "created_at",
+        "accepted_count",
+        "duplicate_count",
+        "invalid_count",
+    )
     list_filter = ("product",)
     list_select_related = ("product", "uploaded_by")
 
@@ -55,7 +65,11 @@ class CardKeyAdmin(admin.ModelAdmin):
         count = services.cardkeys_void(key_ids=list(queryset.values_list("id", flat=True)))
         self.message_user(
             request,
-            ngettext("%(n)d key voided; sold keys are never changed.", "%(n)d keys voided; sold keys are never changed.", count)
+            ngettext(
+                "%(n)d key voided; sold keys are never changed.",
+                "%(n)d keys voided; sold keys are never changed.",
+                count,
+            )
             % {"n": count},
             messages.SUCCESS if count else messages.WARNING,
         )

@@ -1,4 +1,5 @@
 """The merchant's key upload page, reached from a product's admin page."""
+
 import io
 import logging
 

@@ -8,9 +8,10 @@ MariaDB round trips release the GIL, so the Python work overlaps the server's
 hence its transaction and the product lock it holds; at most one chunk is in
 flight and the caller touches the connection only when none is.
 """
+
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timezone as dt_timezone
+from datetime import UTC
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
@@ -45,7 +46,7 @@ class KeyStore:
         self._check_stored = check_stored
         self._encrypt = secret_encrypter()
         # Stored as UTC like every Django datetime, in a fixed format.
-        self._created_at = timezone.now().astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        self._created_at = timezone.now().astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardkeys-import")
         self._in_flight: Future | None = None
 
@@ -95,7 +96,7 @@ class KeyStore:
                 accepted = len(params) // 2
                 for start in range(0, accepted, _ROWS_PER_STATEMENT):
                     count = min(_ROWS_PER_STATEMENT, accepted - start)
-                    _insert_rows(cursor, self._insert_sql(count), params[2 * start:2 * (start + count)])
+                    _insert_rows(cursor, self._insert_sql(count), params[2 * start : 2 * (start + count)])
             finally:
                 cursor.close()
         return ChunkResult(accepted=accepted, duplicate_lines=duplicates)
@@ -112,7 +113,9 @@ class KeyStore:
         # Only the token and fingerprint are parameters; the values every row
         # shares are written in (all generated here, none from the upload),
         # which saves two thirds of the escaping on a million rows.
-        row = f"(%s, %s, {self._product_id}, {self._batch_id}, '{CardKey.Status.AVAILABLE.value}', '{self._created_at}')"
+        row = (
+            f"(%s, %s, {self._product_id}, {self._batch_id}, '{CardKey.Status.AVAILABLE.value}', '{self._created_at}')"
+        )
         quote = self._connection.ops.quote_name
         # The unique (product, fingerprint) constraint is the backstop against a
         # duplicate the check above missed; ON DUPLICATE KEY skips only that,

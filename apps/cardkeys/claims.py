@@ -1,4 +1,5 @@
 """The one place that locks card key rows. Orders claim keys here, by id order."""
+
 from django.db import connection
 from django.utils import timezone
 
@@ -34,8 +35,11 @@ def cardkeys_mark_sold(*, assignments: dict[int, list[int]]) -> int:
     quote = connection.ops.quote_name
     fields = CardKey._meta
     table, key_id, order_id, status, sold_at = (
-        quote(fields.db_table), quote(fields.pk.column), quote(fields.get_field("order").column),
-        quote(fields.get_field("status").column), quote(fields.get_field("sold_at").column),
+        quote(fields.db_table),
+        quote(fields.pk.column),
+        quote(fields.get_field("order").column),
+        quote(fields.get_field("status").column),
+        quote(fields.get_field("sold_at").column),
     )
     sql = (
         f"UPDATE {table} SET {status} = %s, {sold_at} = %s,"

@@ -5,18 +5,19 @@ key encrypts, every key decrypts, so keys can be rotated), never with
 SECRET_KEY. Duplicates are found through an HMAC of the normalised secret, so
 no plaintext is needed to compare keys.
 """
+
 import hashlib
 import hmac
 import unicodedata
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fernet_for(keys: tuple[str, ...]) -> MultiFernet:
     # Cached: building Fernet objects per secret would dominate a large import.
     if not keys:
@@ -27,7 +28,7 @@ def _fernet_for(keys: tuple[str, ...]) -> MultiFernet:
         raise ImproperlyConfigured(f"CARDKEY_ENCRYPTION_KEYS holds an invalid Fernet key: {exc}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _first_fernet_for(keys: tuple[str, ...]) -> Fernet:
     _fernet_for(keys)  # validates the whole list first
     return Fernet(keys[0].encode("ascii"))
@@ -72,7 +73,7 @@ def normalise_secret(secret: str) -> str:
     return unicodedata.normalize("NFKC", secret).strip()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fingerprint_hmac(key: str):
     # Keyed once; each fingerprint copies this state instead of re-keying,
     # which is markedly faster on a million-line import.

@@ -1,4 +1,5 @@
 """Errors of the card key pool, each with a stable code (see apps.core.errors)."""
+
 from django.utils.translation import gettext_lazy as _
 
 from apps.core.errors import ShopError

@@ -42,9 +42,7 @@ class CardKey(models.Model):
     # and is a quarter of the size; that is most of an import's lookup cost.
     fingerprint = models.CharField(_("fingerprint"), max_length=64, db_collation="ascii_bin")
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.AVAILABLE)
-    order = models.ForeignKey(
-        "orders.Order", on_delete=models.PROTECT, null=True, blank=True, related_name="card_keys"
-    )
+    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, null=True, blank=True, related_name="card_keys")
     sold_at = models.DateTimeField(_("sold at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
@@ -56,7 +54,10 @@ class CardKey(models.Model):
             models.UniqueConstraint(fields=["product", "fingerprint"], name="cardkey_unique_per_product"),
             # A sold key names its order; an unsold key names none.
             models.CheckConstraint(
-                condition=(models.Q(status="sold", order__isnull=False) | (~models.Q(status="sold") & models.Q(order__isnull=True))),
+                condition=(
+                    models.Q(status="sold", order__isnull=False)
+                    | (~models.Q(status="sold") & models.Q(order__isnull=True))
+                ),
                 name="cardkey_sold_iff_order",
             ),
         ]

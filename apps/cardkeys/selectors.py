@@ -1,4 +1,5 @@
 """Reads of the key pool."""
+
 from .models import CardKey
 
 

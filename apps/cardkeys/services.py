@@ -2,6 +2,7 @@
 
 Claiming keys for orders lives in claims.py; nothing here locks key rows.
 """
+
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,7 +55,10 @@ class ImportReport:
         if self.duplicate_lines:
             lines.append(
                 _("Duplicate lines: %(lines)s%(more)s")
-                % {"lines": ", ".join(map(str, self.duplicate_lines)), "more": _more(self.duplicates, self.duplicate_lines)}
+                % {
+                    "lines": ", ".join(map(str, self.duplicate_lines)),
+                    "more": _more(self.duplicates, self.duplicate_lines),
+                }
             )
         if self.invalid_lines:
             lines.append(_("Invalid lines:"))
@@ -167,7 +171,11 @@ def _cardkeys_import_serialised(
     _adjust_stock_on_commit({product.pk: report.accepted})
     logger.info(
         "cardkeys import product=%s batch=%s accepted=%s duplicates=%s invalid=%s",
-        product.pk, batch.pk, report.accepted, report.duplicates, report.invalid,
+        product.pk,
+        batch.pk,
+        report.accepted,
+        report.duplicates,
+        report.invalid,
     )
     return report
 
@@ -178,7 +186,11 @@ def _reconcile_accepted(report: ImportReport) -> None:
     # product lock; a key inserted by other means could make it.)
     stored = CardKey.objects.filter(batch_id=report.batch_id).count()
     if stored != report.accepted:
-        logger.warning("cardkeys import batch=%s: %s rows skipped by the unique constraint", report.batch_id, report.accepted - stored)
+        logger.warning(
+            "cardkeys import batch=%s: %s rows skipped by the unique constraint",
+            report.batch_id,
+            report.accepted - stored,
+        )
         report.duplicates += report.accepted - stored
         report.accepted = stored
 
@@ -206,7 +218,7 @@ def _set_status(*, key_ids: Iterable[int], old: str, new: str) -> dict[int, int]
     moved: dict[int, int] = {}
     ids = sorted(set(key_ids))
     for start in range(0, len(ids), 1000):
-        chunk = ids[start:start + 1000]
+        chunk = ids[start : start + 1000]
         product_ids = set(CardKey.objects.filter(id__in=chunk).values_list("product_id", flat=True))
         for product_id in sorted(product_ids):
             count = CardKey.objects.filter(id__in=chunk, product_id=product_id, status=old).update(status=new)

@@ -7,6 +7,7 @@ encoding, missing column, nothing to import), possibly after some lines were
 yielded, so the caller must hold everything it stores in one transaction.
 Plain tuples, not objects: a million lines go through here.
 """
+
 import codecs
 import csv
 import re
@@ -25,8 +26,18 @@ FORMATS = {".txt": TEXT, ".csv": CSV}
 
 # Header names that mark the key column of a CSV file (compared lowercased).
 KEY_COLUMN_NAMES = (
-    "key", "keys", "card_key", "cardkey", "card key", "code", "secret",
-    "卡密", "密钥", "激活码", "兑换码", "卡密内容",
+    "key",
+    "keys",
+    "card_key",
+    "cardkey",
+    "card key",
+    "code",
+    "secret",
+    "卡密",
+    "密钥",
+    "激活码",
+    "兑换码",
+    "卡密内容",
 )
 
 _BLOCK_SIZE = 1024 * 1024
@@ -73,7 +84,7 @@ def _check_start(head: bytes) -> bytes:
     if head.startswith(_FOREIGN_BOMS):
         raise _wrong_encoding()
     if head.startswith(codecs.BOM_UTF8):
-        head = head[len(codecs.BOM_UTF8):]
+        head = head[len(codecs.BOM_UTF8) :]
     sample = head[:_SNIFF_SIZE]
     if b"\x00" in sample:
         raise _wrong_encoding() if _looks_like_utf16(sample) else _binary()

@@ -22,8 +22,19 @@ class ProductAdmin(admin.ModelAdmin):
     see signals.py); keys are added on the product's "Upload keys" page."""
 
     list_display = (
-        "sku", "title", "category", "price", "currency", "is_active", "sale_paused", "sale_state",
-        "sale_starts_at", "sale_ends_at", "keys_available", "keys_sold", "keys_void",
+        "sku",
+        "title",
+        "category",
+        "price",
+        "currency",
+        "is_active",
+        "sale_paused",
+        "sale_state",
+        "sale_starts_at",
+        "sale_ends_at",
+        "keys_available",
+        "keys_sold",
+        "keys_void",
     )
     list_display_links = ("sku", "title")
     list_filter = ("is_active", "sale_paused", "category")
@@ -34,18 +45,30 @@ class ProductAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("sku", "title", "category", "description", "is_active")}),
         (_("Price"), {"fields": ("price", "currency")}),
-        (_("Sale rules"), {"fields": ("sale_paused", "sale_starts_at", "sale_ends_at", "per_buyer_limit", "max_per_order")}),
+        (
+            _("Sale rules"),
+            {"fields": ("sale_paused", "sale_starts_at", "sale_ends_at", "per_buyer_limit", "max_per_order")},
+        ),
         (
             _("Against scalpers"),
             {
-                "fields": ("min_page_seconds", "max_unpaid_per_buyer", "limit_by_account", "limit_by_device", "limit_by_ip"),
+                "fields": (
+                    "min_page_seconds",
+                    "max_unpaid_per_buyer",
+                    "limit_by_account",
+                    "limit_by_device",
+                    "limit_by_ip",
+                ),
                 "description": _(
                     "The per-buyer limit always counts the buyer's email; each identity turned on here is "
                     "counted too. A minimum time on the page of 0 turns that check off."
                 ),
             },
         ),
-        (_("Sales"), {"fields": ("sale_state", "keys_available", "keys_sold", "keys_void", "created_at", "updated_at")}),
+        (
+            _("Sales"),
+            {"fields": ("sale_state", "keys_available", "keys_sold", "keys_void", "created_at", "updated_at")},
+        ),
     )
 
     @admin.action(description=_("Pause the sale (kill switch)"))

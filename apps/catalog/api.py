@@ -1,4 +1,5 @@
 """GET /api/v1/products/<sku>: a product as a script sees it."""
+
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 

@@ -1,6 +1,7 @@
 """The signed page token: proof that a checkout came from a client that fetched
 the product (page or API) at least the product's minimum seconds earlier. A
 bot posting straight away, or without the page, is refused."""
+
 import math
 import time
 

@@ -1,6 +1,7 @@
 """Catalog reads. Product info and the storefront listing are served from the
 cache so a refresh storm never reaches MariaDB; a merchant's edit drops the
 cached copies (signals.py). Database reads here go to the replica (router)."""
+
 import logging
 from dataclasses import dataclass
 from datetime import datetime

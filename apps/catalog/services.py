@@ -1,4 +1,5 @@
 """Catalog writes: products and categories."""
+
 import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -67,9 +68,9 @@ def _product_errors(
     for field, value in (("sale_starts_at", sale_starts_at), ("sale_ends_at", sale_ends_at)):
         if value is not None and value.tzinfo is None:
             errors[field] = [_("The time must carry a time zone.")]
-    if sale_starts_at and sale_ends_at and "sale_starts_at" not in errors and "sale_ends_at" not in errors:
-        if sale_ends_at <= sale_starts_at:
-            errors["sale_ends_at"] = [_("The sale must end after it starts.")]
+    both_valid = sale_starts_at and sale_ends_at and "sale_starts_at" not in errors and "sale_ends_at" not in errors
+    if both_valid and sale_ends_at <= sale_starts_at:
+        errors["sale_ends_at"] = [_("The sale must end after it starts.")]
     return errors
 
 
@@ -123,7 +124,7 @@ def product_create(
             )
     except IntegrityError:
         # Another writer took the SKU between the check and the insert.
-        raise InvalidInput(fields={"sku": [_("A product with SKU %(sku)s already exists.") % {"sku": sku}]})
+        raise InvalidInput(fields={"sku": [_("A product with SKU %(sku)s already exists.") % {"sku": sku}]}) from None
 
 
 @transaction.atomic(durable=True)

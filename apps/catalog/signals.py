@@ -1,5 +1,6 @@
 """Drop cached catalog entries when a merchant edits the catalog, so an edit
 shows at once rather than after PRODUCT_CACHE_TTL."""
+
 import logging
 
 from django.core.cache import cache

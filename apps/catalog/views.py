@@ -1,6 +1,7 @@
 """Storefront pages. Everything here is read from the cache (product info,
 listing) and the Redis stock counters: a page refresh never reaches MariaDB
 once the cache is warm."""
+
 import math
 import uuid
 
@@ -22,9 +23,7 @@ def _not_found(request):
 
 
 def _cards(products: tuple[ProductInfo, ...], remaining: dict[int, int | None], now) -> list[dict]:
-    return [
-        {"product": p, "stock": stock_status(remaining.get(p.id)), "sale": p.sale_state(now)} for p in products
-    ]
+    return [{"product": p, "stock": stock_status(remaining.get(p.id)), "sale": p.sale_state(now)} for p in products]
 
 
 @require_safe

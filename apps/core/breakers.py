@@ -12,6 +12,7 @@ sandbox's notifications fail in a worker while the buyer who must be told is
 on a web process, and failures anywhere count towards one threshold. Without
 Redis a breaker counts nothing and lets calls through, as if it were absent.
 """
+
 import logging
 import math
 from collections.abc import Callable

@@ -8,6 +8,7 @@ so anything left of the last TRUSTED_PROXY_COUNT entries was written by the
 client and is ignored. Without the setting, headers are ignored entirely: a
 client that reaches the app directly could put anything there.
 """
+
 import ipaddress
 
 from django.conf import settings

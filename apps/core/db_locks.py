@@ -2,6 +2,7 @@
 
 A named lock belongs to the database session, so it is released when the
 holder's connection ends, also when its process is killed."""
+
 from contextlib import contextmanager
 
 from django.db import connection

@@ -1,5 +1,6 @@
 """Domain errors. Each carries a stable code that the API returns verbatim and
 the templates translate; the HTTP status it maps to lives here too."""
+
 from django.http import JsonResponse
 from django.utils.translation import gettext_lazy as _
 

@@ -6,6 +6,7 @@ a later check (stock warmed for live sales) is added by appending to it.
 Every check bounds its own wait, so a dead server makes /readyz answer 503
 within a few seconds instead of hanging the probe.
 """
+
 import logging
 from collections.abc import Callable
 
@@ -61,7 +62,8 @@ def check_stock_warmed() -> None:
 
     now = timezone.now()
     open_sales = list(
-        Product.objects.using("default").filter(is_active=True)
+        Product.objects.using("default")
+        .filter(is_active=True)
         .filter(Q(sale_starts_at__isnull=True) | Q(sale_starts_at__lte=now))
         .filter(Q(sale_ends_at__isnull=True) | Q(sale_ends_at__gt=now))
         .values_list("id", "sku")[:1000]
@@ -75,7 +77,7 @@ def check_stock_warmed() -> None:
         pipe = client.pipeline(transaction=False)
         for product_id, _sku in open_sales:
             pipe.exists(stock_key(product_id))
-        missing = [sku for (_id, sku), found in zip(open_sales, pipe.execute()) if not found]
+        missing = [sku for (_id, sku), found in zip(open_sales, pipe.execute(), strict=False) if not found]
     finally:
         client.close()
     if missing:

@@ -6,6 +6,7 @@ refresh storm moved from Redis onto the record. With it, each web process
 reads a value from the database at most once per `max_age` seconds while
 Redis is down, and serves that copy (stale is fine: checkout is paused anyway).
 """
+
 import threading
 import time
 from collections import OrderedDict

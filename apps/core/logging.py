@@ -12,6 +12,7 @@ listed in `_line` (never a record's arbitrary extras). As a second line of
 defence every message and traceback is scrubbed of values that look like a
 token, signature or password (`redact`).
 """
+
 import contextvars
 import json
 import logging

@@ -15,6 +15,7 @@ Label values are always from a fixed set (outcome codes, statuses, the
 configured providers), never from request input, so a hostile client cannot
 grow the number of series.
 """
+
 import os
 import time
 from collections.abc import Iterable
@@ -91,8 +92,17 @@ _OUTCOME_OF_CODE = {
 _CHECKOUT_LIMIT_GROUPS = frozenset({"checkout-ip", "checkout-buyer"})
 _RECONCILE_KINDS = ("redriven", "persisted", "expired", "finished", "released", "rewarmed")
 CHECKOUT_OUTCOMES = (
-    "accepted", "sold_out", "limit_exceeded", "unpaid_limit", "rate_limited", "paused", "invalid",
-    "not_found", "sale_not_started", "sale_ended", "error",
+    "accepted",
+    "sold_out",
+    "limit_exceeded",
+    "unpaid_limit",
+    "rate_limited",
+    "paused",
+    "invalid",
+    "not_found",
+    "sale_not_started",
+    "sale_ended",
+    "error",
 )
 
 # Every series exists from the start at 0, so rate() and increase() see the

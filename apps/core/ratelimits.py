@@ -11,6 +11,7 @@ switch), e.g. for a benchmark that sends a crowd from one address. The
 per-buyer purchase limit is not one of these: it is counted in the checkout
 script and always holds.
 """
+
 import functools
 import ipaddress
 import logging

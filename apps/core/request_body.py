@@ -1,5 +1,6 @@
 """The JSON body of an API request, parsed once per request (the rate limits
 read the buyer's email from it before the view reads the rest)."""
+
 import json
 
 from django.http import HttpRequest

@@ -6,6 +6,7 @@ new session key 10,000 times. Here a Redis error loses the session write
 instead (logged): the buyer's page still renders, checkout answers
 sale_paused on its own, and the session works again once Redis is back.
 """
+
 import logging
 
 from django.contrib.sessions.backends.cache import SessionStore as CacheSessionStore

@@ -14,7 +14,7 @@ urlpatterns = [
 if settings.SERVE_STATIC:
     urlpatterns += [
         re_path(
-            r"^%s(?P<path>.*)$" % settings.STATIC_URL.lstrip("/"),
+            r"^{}(?P<path>.*)$".format(settings.STATIC_URL.lstrip("/")),
             serve,
             {"document_root": settings.STATIC_ROOT},
         ),

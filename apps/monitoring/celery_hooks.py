@@ -1,5 +1,6 @@
 """Celery signals: the worker's metrics endpoint, task counters, and the
 request id carried from the request that queued a task into its logs."""
+
 from celery import signals
 from django.conf import settings
 

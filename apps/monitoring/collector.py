@@ -8,6 +8,7 @@ products, at most METRICS_MAX_PRODUCTS of them, one Redis pipeline; one
 indexed query over the orders still in flight), and a source that cannot be
 read is reported as such instead of failing the whole scrape.
 """
+
 import logging
 import time
 
@@ -39,7 +40,8 @@ BREAKER_STATE_VALUES = {"closed": 0, "half-open": 1, "open": 2}
 class ShopStateCollector:
     def collect(self):
         up = GaugeMetricFamily(
-            "cardshop_metrics_source_up", "1 when the scrape could read this source (redis, database).",
+            "cardshop_metrics_source_up",
+            "1 when the scrape could read this source (redis, database).",
             labels=["source"],
         )
         redis_ok = True
@@ -71,15 +73,18 @@ class ShopStateCollector:
             pipe.llen(persist_queue_key(product_id))
         replies = pipe.execute()
         remaining = GaugeMetricFamily(
-            "cardshop_stock_remaining", "Keys still free to reserve, per warmed product (the Redis counter).",
+            "cardshop_stock_remaining",
+            "Keys still free to reserve, per warmed product (the Redis counter).",
             labels=["sku"],
         )
         reservations = GaugeMetricFamily(
             "cardshop_reservations_outstanding",
-            "Reservations held in the gate (unpaid, or paid and awaiting keys), per product.", labels=["sku"],
+            "Reservations held in the gate (unpaid, or paid and awaiting keys), per product.",
+            labels=["sku"],
         )
         backlog = GaugeMetricFamily(
-            "cardshop_persist_backlog", "Reservations queued in Redis, not yet written to MariaDB, per product.",
+            "cardshop_persist_backlog",
+            "Reservations queued in Redis, not yet written to MariaDB, per product.",
             labels=["sku"],
         )
         for i, product_id in enumerate(product_ids):
@@ -105,12 +110,16 @@ class ShopStateCollector:
 
     def _orders(self):
         rows = (
-            Order.objects.using("default").filter(status__in=OPEN_STATUSES)
-            .values("status").annotate(n=Count("id")).order_by()
+            Order.objects.using("default")
+            .filter(status__in=OPEN_STATUSES)
+            .values("status")
+            .annotate(n=Count("id"))
+            .order_by()
         )
         counts = {row["status"]: row["n"] for row in rows}
         by_status = GaugeMetricFamily(
-            "cardshop_orders", "Orders in each open state (awaiting_payment, paid, needs_attention, refund_pending).",
+            "cardshop_orders",
+            "Orders in each open state (awaiting_payment, paid, needs_attention, refund_pending).",
             labels=["status"],
         )
         for status in OPEN_STATUSES:

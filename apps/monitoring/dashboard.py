@@ -2,6 +2,7 @@
 WINDOW_MINUTES minutes, by minute. Read from MariaDB (the record: orders and
 their times) plus the stock counter in Redis; three grouped queries over the
 product's orders in the window."""
+
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Avg, Count, FloatField, Max, Q, Sum
@@ -47,8 +48,11 @@ def sale_dashboard_figures(*, product: Product, now: datetime | None = None) -> 
 
     created = _by_minute(orders, "created_at", start, n=Count("id"), taken=Sum("quantity", filter=Q(status__in=TAKING)))
     paid = _by_minute(
-        orders, "paid_at", start,
-        delivered=Count("id", filter=Q(status=Status.DELIVERED)), failed=Count("id", filter=Q(status__in=FAILED)),
+        orders,
+        "paid_at",
+        start,
+        delivered=Count("id", filter=Q(status=Status.DELIVERED)),
+        failed=Count("id", filter=Q(status__in=FAILED)),
     )
     delivered = _by_minute(
         orders.filter(paid_at__isnull=False), "delivered_at", start, avg=Avg(seconds), slowest=Max(seconds)

@@ -12,6 +12,7 @@ or all pool processes of one Celery worker. Web and worker use different
 directories; the worker serves its own port (WORKER_METRICS_PORT), so each
 host's worker is scraped, and missing, on its own.
 """
+
 import functools
 import hmac
 import ipaddress

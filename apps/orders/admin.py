@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
-from django.utils.translation import gettext_lazy as _, ngettext
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from redis.exceptions import RedisError
 
 from . import services
@@ -11,7 +12,18 @@ class OrderAdmin(admin.ModelAdmin):
     """Orders change state through the purchase path only; the admin shows them
     and offers the two operator decisions for an order that needs attention."""
 
-    list_display = ("order_no", "product", "buyer_email", "quantity", "amount", "currency", "status", "created_at", "paid_at", "delivered_at")
+    list_display = (
+        "order_no",
+        "product",
+        "buyer_email",
+        "quantity",
+        "amount",
+        "currency",
+        "status",
+        "created_at",
+        "paid_at",
+        "delivered_at",
+    )
     list_filter = ("status", "product")
     search_fields = ("order_no", "buyer_email")
     list_select_related = ("product",)

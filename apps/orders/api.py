@@ -2,6 +2,7 @@
 
 Plain Django views: checkout is the hot path and every layer on it shows in
 the benchmark's ceiling ratio."""
+
 from dataclasses import replace
 
 from django.http import JsonResponse
@@ -9,8 +10,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.core.errors import InvalidInput, ShopError, shop_error_response
-from apps.core.request_body import json_body
 from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP, rate_limit
+from apps.core.request_body import json_body
 
 from .bot_checks import captcha_verify
 from .buyer_context import buyer_context

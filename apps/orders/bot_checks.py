@@ -32,6 +32,7 @@ shows the image to its person and sends `captcha_key` and `captcha_value` in
 the JSON body of its next order. A captcha is good for one try within
 CAPTCHA_TIMEOUT minutes.
 """
+
 import logging
 
 from captcha.fields import CaptchaField

@@ -1,5 +1,6 @@
 """What a checkout request tells about its buyer beyond the email: account,
 device cookie, client IP and the product page's token."""
+
 import secrets
 
 from django.contrib.auth import SESSION_KEY
@@ -22,8 +23,12 @@ def device_cookie_ensure(request: HttpRequest, response: HttpResponse) -> None:
     """Give a browser or client its signed device id once (product page, product API)."""
     if not device_id(request):
         response.set_signed_cookie(
-            DEVICE_COOKIE, secrets.token_urlsafe(16), salt=_DEVICE_SALT, max_age=_DEVICE_MAX_AGE,
-            httponly=True, samesite="Lax",
+            DEVICE_COOKIE,
+            secrets.token_urlsafe(16),
+            salt=_DEVICE_SALT,
+            max_age=_DEVICE_MAX_AGE,
+            httponly=True,
+            samesite="Lax",
         )
 
 

@@ -1,5 +1,6 @@
 """The storefront's purchase form: the same checkout service as the JSON API,
 answered with a redirect (to the order page, or back with the reason)."""
+
 from dataclasses import replace
 
 from django.contrib import messages

@@ -5,6 +5,7 @@ order number and email on the lookup page. Everyone else gets a 404.
 Sessions live in Redis, and an access token opens an order's keys, so what a
 session remembers (the token, the email) is sealed with the card keys' Fernet
 keys: Redis never holds a token that opens an order."""
+
 from dataclasses import dataclass
 
 from cryptography.fernet import InvalidToken

@@ -1,6 +1,8 @@
 """Order numbers, access tokens and buyer identities."""
+
 import hashlib
 import secrets
+
 from django.utils import timezone
 
 # Crockford-style alphabet: no I, L, O, U, so numbers survive being read aloud.
@@ -41,11 +43,11 @@ def buyer_identity(*, email: str) -> str:
 
 def idempotency_digest(*, email: str, key: str) -> str:
     """Scoped to the buyer, so one buyer's key never returns another's order."""
-    return hashlib.sha256(f"{email_normalise(email)}\0{key}".encode("utf-8")).hexdigest()[:40]
+    return hashlib.sha256(f"{email_normalise(email)}\0{key}".encode()).hexdigest()[:40]
 
 
 def _hashed(kind: str, value: str) -> str:
-    return f"{kind}:" + hashlib.sha256(f"{kind}\0{value}".encode("utf-8")).hexdigest()[:24]
+    return f"{kind}:" + hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()[:24]
 
 
 def buyer_identities(*, email: str, product, context) -> list[str]:

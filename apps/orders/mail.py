@@ -4,18 +4,17 @@ Sending goes through the "mail" circuit breaker: while the mail server is
 failing, the task fails fast (BreakerOpen) and retries later instead of each
 one waiting on the server's timeout. The order is delivered either way; the
 keys are on its page."""
+
 from django.conf import settings
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
-from django.utils import timezone
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from apps.cardkeys.selectors import order_keys_reveal
 from apps.core.breakers import breaker_call
 
 from .models import Order
-
 
 # Mails sent are marked this many at a time, one statement each: a commit
 # per mail halved the fulfilment drain of the benchmark (the workers that

@@ -1,4 +1,5 @@
 """Every order total is computed here, in Decimal."""
+
 from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")

@@ -1,5 +1,6 @@
 """Order reads for buyers. Orders are read from the primary: a buyer polling
 right after paying must see the write just made."""
+
 import hmac
 
 from redis.exceptions import RedisError

@@ -4,10 +4,11 @@ queued -> awaiting_payment -> paid -> delivered, with the side exits expired,
 refund_pending -> refunded and needs_attention (design.md). Each transition has
 one writer here.
 """
+
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -19,12 +20,12 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
 
-from apps.core import metrics
-from apps.core.db_locks import persist_fence
 from apps.cardkeys.claims import cardkeys_claim, cardkeys_mark_sold
 from apps.cardkeys.crypto import decrypt_secret, encrypt_secret
 from apps.catalog.page_tokens import page_token_check
 from apps.catalog.selectors import ProductInfo, product_info_for_checkout
+from apps.core import metrics
+from apps.core.db_locks import persist_fence
 from apps.payments.models import PaymentEvent
 from apps.stock import services as stock
 from apps.stock.redis import stock_redis
@@ -39,12 +40,12 @@ from .exceptions import (
     PaymentMismatch,
     ProductNotFound,
     RateLimited,
-    UnpaidLimit,
     SaleEnded,
     SaleNotStarted,
     SalePaused,
     SoldOut,
     TooFast,
+    UnpaidLimit,
 )
 from .identity import (
     access_token_hash,
@@ -246,7 +247,7 @@ def _order_from_reservation(*, product_id: int, record: dict) -> Order:
         status=Status.AWAITING_PAYMENT,
         buyer_keys=" ".join(record["buyers"]),
         access_token_hash=record["token_hash"],
-        reserved_until=datetime.fromtimestamp(int(record["reserved_until"]), tz=dt_timezone.utc),
+        reserved_until=datetime.fromtimestamp(int(record["reserved_until"]), tz=UTC),
     )
 
 
@@ -288,7 +289,9 @@ def _persist_one_by_one(*, product_id: int, records: list[dict]) -> None:
         except (IntegrityError, DataError, KeyError, ValueError) as exc:
             logger.error(
                 "reservation %s of product %s could not be persisted and was dropped: %s",
-                record.get("order_no"), product_id, type(exc).__name__,
+                record.get("order_no"),
+                product_id,
+                type(exc).__name__,
             )
 
 
@@ -315,8 +318,12 @@ def order_mark_paid(*, order_no: str, provider: str, event_id: str, amount: Deci
     try:
         with transaction.atomic():
             PaymentEvent.objects.create(
-                provider=provider, event_id=event_id, kind=PaymentEvent.Kind.PAID, order=order,
-                amount=amount, currency=currency,
+                provider=provider,
+                event_id=event_id,
+                kind=PaymentEvent.Kind.PAID,
+                order=order,
+                amount=amount,
+                currency=currency,
             )
     except IntegrityError:
         return order  # another delivery of this event won the race
@@ -341,8 +348,6 @@ def _order_to_paid(order: Order) -> None:
     order.save(update_fields=["status", "paid_at", "updated_at"])
     transaction.on_commit(lambda: fulfilment_request(order_id=order.id))
     transaction.on_commit(lambda: _gate_mark_paid([order], finish=False))
-
-
 
 
 def _reservation_pending(order_no: str) -> bool:
@@ -405,8 +410,12 @@ def order_mark_refunded(*, order_no: str, provider: str, event_id: str) -> Order
     if PaymentEvent.objects.filter(provider=provider, event_id=event_id).exists():
         return order
     PaymentEvent.objects.create(
-        provider=provider, event_id=event_id, kind=PaymentEvent.Kind.REFUNDED, order=order,
-        amount=order.amount, currency=order.currency,
+        provider=provider,
+        event_id=event_id,
+        kind=PaymentEvent.Kind.REFUNDED,
+        order=order,
+        amount=order.amount,
+        currency=order.currency,
     )
     if order.status == Status.REFUND_PENDING:
         order.status = Status.REFUNDED
@@ -544,7 +553,9 @@ def _fulfil_isolating_failures(*, order_id: int | None) -> FulfilReport:
             raise
         except Exception as exc:
             logger.exception("order id %s could not be fulfilled", order_id)
-            failed = order_fulfilment_failed(order_id=order_id, reason=f"fulfilment failed: {type(exc).__name__}: {exc}")
+            failed = order_fulfilment_failed(
+                order_id=order_id, reason=f"fulfilment failed: {type(exc).__name__}: {exc}"
+            )
             if failed:
                 report.short.append(failed)
     return report
@@ -710,7 +721,9 @@ def order_fulfilment_retry(*, order_ids: list[int]) -> int:
         # Its reservation ended at the shortfall: take gate stock again, or new
         # keys would be promised twice (to this order and to the next buyer).
         taken = stock.stock_rereserve(
-            product_id=order.product_id, order_no=order.order_no, record=order_reservation_record(order, paid=True),
+            product_id=order.product_id,
+            order_no=order.order_no,
+            record=order_reservation_record(order, paid=True),
             buyers_counted=True,
         )
         if taken == 0:

@@ -1,5 +1,6 @@
 """Thin Celery tasks: load ids, call a service, own the retries. Every service
 called here is a no-op when run twice, so acks_late redelivery is safe."""
+
 import logging
 
 from celery import shared_task
@@ -20,7 +21,7 @@ def fulfil_order_task(self, order_id: int | None = None):
     try:
         report = services.fulfilment_run(order_id=order_id)
     except Exception as exc:  # a database hiccup: retry with backoff, bounded
-        raise self.retry(exc=exc, countdown=2 ** self.request.retries)
+        raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
     return {"delivered": len(report.delivered), "short": len(report.short)}
 
 
@@ -44,7 +45,7 @@ def send_order_keys_email_task(self, order_id: int):
         order_keys_email_send(order_id=order_id)
     except Exception as exc:
         wait = mail_retry_wait(retries=self.request.retries, retry_after=getattr(exc, "retry_after", 0))
-        raise self.retry(exc=exc, countdown=wait)
+        raise self.retry(exc=exc, countdown=wait) from exc
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5)
@@ -56,7 +57,7 @@ def send_order_keys_emails_task(self, order_ids: list[int]):
     try:
         failed = order_keys_emails_send(order_ids=order_ids)
     except Exception as exc:  # the database: mails marked sent are skipped on the retry
-        raise self.retry(exc=exc, countdown=mail_retry_wait(retries=self.request.retries))
+        raise self.retry(exc=exc, countdown=mail_retry_wait(retries=self.request.retries)) from exc
     for order_id, exc in failed.items():
         try:
             send_order_keys_email_task.apply_async(
@@ -73,7 +74,7 @@ def refund_order_task(self, order_id: int):
     try:
         payment_refund_request(order_id=order_id)
     except Exception as exc:
-        raise self.retry(exc=exc, countdown=5 * 2 ** self.request.retries)
+        raise self.retry(exc=exc, countdown=5 * 2**self.request.retries) from exc
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -1,6 +1,7 @@
 """The buyer's order pages: the order itself (polling its status) and the
 lookup that brings a buyer back to it. Checkout and the JSON API live in
 services.py and api.py."""
+
 import logging
 from decimal import Decimal
 

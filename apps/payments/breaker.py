@@ -2,6 +2,7 @@
 breaker (apps.core.breakers, named "payment:<provider>"), so a provider that
 times out is not waited on by every buyer: after a few failures calls fail
 fast and the buyer is told to come back, with the order kept."""
+
 import logging
 from collections.abc import Callable
 

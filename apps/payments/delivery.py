@@ -1,6 +1,7 @@
 """Delivering a notification to a webhook the way payment providers do: POST,
 short timeout, a few quick retries on a timeout or a non-2xx answer. Longer
 outages are the calling task's to retry."""
+
 import time
 import urllib.error
 import urllib.request

@@ -1,5 +1,6 @@
 """Why a payment notification or a payment request is refused. Each code is
 returned verbatim by the webhook so a provider's dashboard shows the reason."""
+
 from django.utils.translation import gettext_lazy as _
 
 from apps.core.errors import ShopError

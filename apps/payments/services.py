@@ -1,5 +1,6 @@
 """Payments: turning a provider's notification into an order state change, and
 asking providers to pay (sandbox) or refund."""
+
 from collections.abc import Mapping
 from decimal import Decimal
 

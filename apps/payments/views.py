@@ -1,4 +1,5 @@
 """The webhook every provider calls, and the sandbox provider's own pages."""
+
 import json
 import logging
 from decimal import Decimal
@@ -14,9 +15,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.core import metrics
-from apps.core.errors import ShopError
+from apps.core.errors import ShopError, shop_error_response
 from apps.core.ratelimits import PAY_IP, rate_limit
-from apps.core.errors import shop_error_response
 from apps.orders.grants import order_access_get
 from apps.orders.selectors import order_snapshot_get
 

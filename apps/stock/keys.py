@@ -4,6 +4,7 @@ Every key of one product carries the hash tag {p:<id>}, so a script touching
 several keys of one product runs unchanged on Redis Cluster; every key starts
 with REDIS_KEY_PREFIX so environments can share a server.
 """
+
 from django.conf import settings
 
 
@@ -63,7 +64,7 @@ def warmed_products_key() -> str:
 
 
 def overloaded_key() -> str:
-    """"1" while the workers' backlog pauses checkout store-wide (apps.stock.overload)."""
+    """ "1" while the workers' backlog pauses checkout store-wide (apps.stock.overload)."""
     return f"{settings.REDIS_KEY_PREFIX}:stock:overloaded"
 
 

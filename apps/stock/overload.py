@@ -14,6 +14,7 @@ The per-product persistence limit in the checkout script itself stays the
 exact, atomic guard; this is the store-wide one that also sees the fulfilment
 side.
 """
+
 import logging
 import time
 from dataclasses import dataclass
@@ -95,8 +96,12 @@ def overload_check() -> bool:
     pipe.execute()
     if overloaded != was_overloaded:
         log = logger.warning if overloaded else logger.info
-        log("checkout %s: fulfilment backlog %d, persistence backlog %d",
-            "paused" if overloaded else "reopened", backlog.fulfil, backlog.persist)
+        log(
+            "checkout %s: fulfilment backlog %d, persistence backlog %d",
+            "paused" if overloaded else "reopened",
+            backlog.fulfil,
+            backlog.persist,
+        )
     return overloaded
 
 

@@ -7,6 +7,7 @@ while the stock is unknown (checkout is paused then, so nothing races it);
 reconciliation corrects a live counter by a delta, so checkouts running at the
 same moment are not lost.
 """
+
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,15 +19,15 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.cardkeys.models import CardKey
+from apps.catalog.models import Product
 from apps.core import metrics
 from apps.core.db_locks import persist_fence
-from apps.catalog.models import Product
 from apps.orders.models import Order
 from apps.orders.services import (
     COUNTED_STATUSES,
     HOLDING_STATUSES,
-    order_persist_queue_drain,
     order_buyers,
+    order_persist_queue_drain,
     order_reservation_record,
 )
 
@@ -156,8 +157,15 @@ class ReconcileReport:
     @property
     def fixed_anything(self) -> bool:
         return bool(
-            self.redriven or self.refunds_redriven or self.rewarmed_after_restart or self.persisted
-            or self.expired or self.finished or self.released or self.rewarmed or self.drift_fixed
+            self.redriven
+            or self.refunds_redriven
+            or self.rewarmed_after_restart
+            or self.persisted
+            or self.expired
+            or self.finished
+            or self.released
+            or self.rewarmed
+            or self.drift_fixed
         )
 
 
@@ -232,9 +240,7 @@ def _clear_ended_reservations(product: Product, reservations: dict[str, dict], r
     if not reservations:
         return
     now = time.time()
-    statuses = dict(
-        Order.objects.filter(order_no__in=list(reservations)).values_list("order_no", "status")
-    )
+    statuses = dict(Order.objects.filter(order_no__in=list(reservations)).values_list("order_no", "status"))
     for order_no, record in reservations.items():
         status = statuses.get(order_no)
         if status in (Order.Status.DELIVERED, Order.Status.NEEDS_ATTENTION):

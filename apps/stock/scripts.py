@@ -1,6 +1,7 @@
 """The Lua scripts of the stock gate, each loaded once per process and called
 by SHA (redis-py's Script falls back to loading it after a server restart)."""
-from functools import lru_cache
+
+from functools import cache
 from pathlib import Path
 
 from redis.commands.core import Script
@@ -10,6 +11,6 @@ from .redis import stock_redis
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
 
-@lru_cache(maxsize=None)
+@cache
 def lua_script(name: str) -> Script:
     return stock_redis().register_script((LUA_DIR / f"{name}.lua").read_text())

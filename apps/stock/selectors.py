@@ -1,4 +1,5 @@
 """Reads of the stock gate, for pages: how much is left, never a decision."""
+
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -16,8 +17,8 @@ def stock_remaining_many(*, product_ids: list[int]) -> dict[int, int | None]:
     try:
         values = stock_redis().mget([stock_key(pid) for pid in product_ids])
     except RedisError:
-        return {pid: None for pid in product_ids}
-    return {pid: (None if v is None else max(int(v), 0)) for pid, v in zip(product_ids, values)}
+        return dict.fromkeys(product_ids)
+    return {pid: (None if v is None else max(int(v), 0)) for pid, v in zip(product_ids, values, strict=False)}
 
 
 def stock_remaining(*, product_id: int) -> int | None:

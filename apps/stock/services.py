@@ -1,5 +1,6 @@
 """Writes to the stock gate in Redis. The checkout decision is one script call;
 everything else here keeps the gate in step with MariaDB, the record."""
+
 import json
 import logging
 from dataclasses import dataclass
@@ -166,7 +167,10 @@ def stock_rereserve(*, product_id: int, order_no: str, record: dict, buyers_coun
     takes it, marked paid. With buyers_counted (a retried order that needed
     attention still holds its buyers' shares) only the stock is taken."""
     keys = [
-        stock_key(product_id), buyers_key(product_id), reservations_key(product_id), unpaid_key(product_id),
+        stock_key(product_id),
+        buyers_key(product_id),
+        reservations_key(product_id),
+        unpaid_key(product_id),
         held_key(product_id),
     ]
     args = [order_no, json.dumps(record), "1" if buyers_counted else "0"]
@@ -219,14 +223,22 @@ def sale_rules(product) -> dict:
 
 
 def stock_rebuild(
-    *, product, stock: int, buyers: dict[str, int], unpaid: dict[str, int], reservations: dict[str, dict],
+    *,
+    product,
+    stock: int,
+    buyers: dict[str, int],
+    unpaid: dict[str, int],
+    reservations: dict[str, dict],
     held: dict[str, dict],
 ) -> bool:
     """Write a product's gate from database figures, only while its stock is
     unknown. Returns False when the stock was already there (nothing written)."""
     stock_rules_publish(product=product)
     keys = [
-        stock_key(product.id), buyers_key(product.id), reservations_key(product.id), unpaid_key(product.id),
+        stock_key(product.id),
+        buyers_key(product.id),
+        reservations_key(product.id),
+        unpaid_key(product.id),
         held_key(product.id),
     ]
     args = [

@@ -1,5 +1,6 @@
 """Settings shared by every environment. Each value comes from the environment
 with a default that works on a developer machine (see .env.example)."""
+
 from kombu import Queue
 
 from cardshop.env import BASE_DIR, env

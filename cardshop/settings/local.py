@@ -1,5 +1,7 @@
 """Developer machine: debug on, everything else from base defaults."""
-from .base import *  # noqa: F403
+
 from cardshop.env import env
+
+from .base import *  # noqa: F403
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)

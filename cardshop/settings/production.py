@@ -4,8 +4,11 @@ Each check raises ImproperlyConfigured naming the variable, so a deployment
 with a missing or placeholder secret never starts serving (and never encrypts
 card keys with a key everyone can read in this repository).
 """
+
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+
+from cardshop.env import env
 
 from .base import *  # noqa: F403
 from .base import (
@@ -14,7 +17,6 @@ from .base import (
     INSECURE_DEV_SANDBOX_PAYMENT_SECRET,
     INSECURE_DEV_SECRET_KEY,
 )
-from cardshop.env import env
 
 
 def _required(name: str) -> str:

@@ -1,7 +1,9 @@
 """The test suite: the real MariaDB and Redis, with its own database and key prefix."""
+
+from cardshop.env import env
+
 from .base import *  # noqa: F403
 from .base import CACHES, CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES
-from cardshop.env import env
 
 # Parallel runs on one machine (a developer and CI) pick their own names.
 REDIS_KEY_PREFIX = env("TEST_REDIS_KEY_PREFIX", default="cardshop-test")

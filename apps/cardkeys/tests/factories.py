@@ -2,9 +2,9 @@ from decimal import Decimal
 
 import factory
 
-from apps.catalog.models import Product
 from apps.cardkeys.crypto import encrypt_secret, fingerprint_secret
 from apps.cardkeys.models import CardKey, KeyBatch
+from apps.catalog.models import Product
 
 
 class ProductFactory(factory.django.DjangoModelFactory):
@@ -58,4 +58,6 @@ def sold_key(*, product, secret: str = "SOLD-KEY-0001") -> CardKey:
         access_token_hash="0" * 64,
         status=Order.Status.DELIVERED,
     )
-    return CardKeyFactory(product=product, secret=secret, status=CardKey.Status.SOLD, order=order, sold_at=timezone.now())
+    return CardKeyFactory(
+        product=product, secret=secret, status=CardKey.Status.SOLD, order=order, sold_at=timezone.now()
+    )

@@ -92,7 +92,10 @@ def test_staff_without_key_permission_cannot_upload(client):
     staff.user_permissions.add(Permission.objects.get(codename="change_product"))
     client.force_login(staff)
     assert client.post(upload_url(product), {"keys": "K-1"}).status_code == 403
-    assert upload_url(product) not in client.get(reverse("admin:catalog_product_change", args=[product.pk])).content.decode()
+    assert (
+        upload_url(product)
+        not in client.get(reverse("admin:catalog_product_change", args=[product.pk])).content.decode()
+    )
     assert not CardKey.objects.exists()
 
 
@@ -135,7 +138,9 @@ def test_product_edit_through_the_admin_saves(admin_client):
     change = reverse("admin:catalog_product_change", args=[product.pk])
     form = admin_client.get(change).context["adminform"].form
     data = {name: value for name, value in form.initial.items() if value is not None}
-    data.update(title="New title", category="", sale_starts_at_0="", sale_starts_at_1="", sale_ends_at_0="", sale_ends_at_1="")
+    data.update(
+        title="New title", category="", sale_starts_at_0="", sale_starts_at_1="", sale_ends_at_0="", sale_ends_at_1=""
+    )
     data["is_active"] = "on"
     response = admin_client.post(change, data)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""

@@ -62,7 +62,7 @@ def test_line_numbers_count_blank_lines():
 
 def test_csv_with_recognised_header_reads_that_column():
     product = ProductFactory()
-    data = "序号,卡密,备注\n1,CSV-KEY-1,first\n2,\"CSV-KEY-2\",second\n".encode()
+    data = '序号,卡密,备注\n1,CSV-KEY-1,first\n2,"CSV-KEY-2",second\n'.encode()
     report = run_import(product, data, "keys.csv")
     assert report.accepted == 2
     assert stored_secrets(product) == ["CSV-KEY-1", "CSV-KEY-2"]
@@ -203,7 +203,7 @@ def test_same_key_may_be_stored_for_another_product():
 
 
 @pytest.mark.parametrize(
-    "file_name, data, words",
+    ("file_name", "data", "words"),
     [
         ("keys.xlsx", b"K-1\n", ".txt and .csv"),
         ("keys", b"K-1\n", ".txt and .csv"),

@@ -1,5 +1,6 @@
 """The storefront's refresh storm never reaches MariaDB once the cache is warm,
 and a merchant's edit shows on the next view."""
+
 from decimal import Decimal
 
 import pytest

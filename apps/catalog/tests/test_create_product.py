@@ -1,7 +1,7 @@
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -21,17 +21,28 @@ def test_create_product_with_every_option(capsys):
     category = CategoryFactory(slug="games")
     call_command(
         "create_product",
-        "--sku", "GENSHIN-60",
-        "--title", "原神 60 创世结晶",
-        "--price", "6.00",
-        "--currency", "USD",
-        "--per-buyer-limit", "2",
-        "--max-per-order", "1",
-        "--starts-at", "2030-01-01T20:00:00",
-        "--ends-at", "2030-01-02T20:00:00+00:00",
-        "--min-page-seconds", "5",
-        "--category", "games",
-        "--description", "Redeem in game.",
+        "--sku",
+        "GENSHIN-60",
+        "--title",
+        "原神 60 创世结晶",
+        "--price",
+        "6.00",
+        "--currency",
+        "USD",
+        "--per-buyer-limit",
+        "2",
+        "--max-per-order",
+        "1",
+        "--starts-at",
+        "2030-01-01T20:00:00",
+        "--ends-at",
+        "2030-01-02T20:00:00+00:00",
+        "--min-page-seconds",
+        "5",
+        "--category",
+        "games",
+        "--description",
+        "Redeem in game.",
     )
     product = Product.objects.get(sku="GENSHIN-60")
     assert product.title == "原神 60 创世结晶"
@@ -39,8 +50,8 @@ def test_create_product_with_every_option(capsys):
     assert (product.per_buyer_limit, product.max_per_order, product.min_page_seconds) == (2, 1, 5)
     assert product.category == category and product.description == "Redeem in game."
     # A time without an offset is read in settings.TIME_ZONE (Asia/Shanghai, +08:00).
-    assert product.sale_starts_at == datetime(2030, 1, 1, 12, 0, tzinfo=dt_timezone.utc)
-    assert product.sale_ends_at == datetime(2030, 1, 2, 20, 0, tzinfo=dt_timezone.utc)
+    assert product.sale_starts_at == datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    assert product.sale_ends_at == datetime(2030, 1, 2, 20, 0, tzinfo=UTC)
     assert "Created product GENSHIN-60" in capsys.readouterr().out
 
 
@@ -74,7 +85,7 @@ def test_defaults():
 )
 def test_bad_input_is_refused_and_nothing_written(extra, reason):
     args = {"--sku": "GOOD-SKU", "--title": "Good", "--price": "9.90"}
-    for flag, value in zip(extra[::2], extra[1::2]):
+    for flag, value in zip(extra[::2], extra[1::2], strict=False):
         args[flag] = value
     with pytest.raises(CommandError, match=reason):
         call_command("create_product", *[part for pair in args.items() for part in pair])
@@ -92,7 +103,14 @@ def test_service_reports_every_bad_field_at_once():
     with pytest.raises(InvalidInput) as caught:
         product_create(sku="", title="", price="-1", per_buyer_limit=0, max_per_order=0, currency="cny")
     assert caught.value.code == "invalid"
-    assert set(caught.value.extra["fields"]) == {"sku", "title", "price", "per_buyer_limit", "max_per_order", "currency"}
+    assert set(caught.value.extra["fields"]) == {
+        "sku",
+        "title",
+        "price",
+        "per_buyer_limit",
+        "max_per_order",
+        "currency",
+    }
     assert not Product.objects.exists()
 
 

@@ -1,5 +1,6 @@
 """The project's URLs plus a stand-in `orders:checkout`, so the storefront's
 purchase form can be tested on its own."""
+
 from django.http import HttpResponse
 from django.urls import include, path
 

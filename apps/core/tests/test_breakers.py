@@ -1,11 +1,12 @@
 """Circuit breakers: open after repeated failures, fail fast without calling,
 close again on their own; state shared through Redis; and the mail breaker,
 which leaves a delivered order delivered while mail is down."""
+
 import os
+import pickle
 import smtplib
 import subprocess
 import sys
-import pickle
 import time
 from unittest import mock
 

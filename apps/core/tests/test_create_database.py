@@ -16,7 +16,9 @@ def server_connection():
 
 def schema_charset(name: str):
     with server_connection() as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT default_character_set_name FROM information_schema.schemata WHERE schema_name = %s", [name])
+        cursor.execute(
+            "SELECT default_character_set_name FROM information_schema.schemata WHERE schema_name = %s", [name]
+        )
         row = cursor.fetchone()
     return row[0] if row else None
 

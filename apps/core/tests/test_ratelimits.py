@@ -1,5 +1,6 @@
 """Per-client rate limits on checkout, order lookup and payment, and the client
 IP they count by. Real Redis (the counters) and MariaDB."""
+
 import json
 from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
@@ -229,7 +230,8 @@ def test_order_lookup_is_limited_per_ip_but_showing_the_form_is_not(client, sett
         assert client.get("/orders/lookup").status_code == 200
     guesses = [
         client.post(
-            "/orders/lookup", {"order_no": f"261122-1-GUESS{i}", "email": "x@example.com"},
+            "/orders/lookup",
+            {"order_no": f"261122-1-GUESS{i}", "email": "x@example.com"},
             HTTP_ACCEPT_LANGUAGE=language,
         )
         for i in range(3)
@@ -262,8 +264,10 @@ def test_the_pay_api_and_page_share_a_per_ip_limit(client, settings, sandbox_sen
 
 def test_the_webhook_is_never_limited_per_client(client, settings):
     settings.RATELIMIT_PAY_IP = "1/m"
-    answers = {client.post("/payments/webhook/sandbox", data=b"{}", content_type="application/json").status_code
-               for _ in range(5)}
+    answers = {
+        client.post("/payments/webhook/sandbox", data=b"{}", content_type="application/json").status_code
+        for _ in range(5)
+    }
     assert answers == {400}  # refused for its missing signature, never 429
 
 

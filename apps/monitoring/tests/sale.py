@@ -1,4 +1,5 @@
 """Drive a small sale through the public HTTP paths, and read /metrics."""
+
 import time
 
 from prometheus_client.parser import text_string_to_metric_families

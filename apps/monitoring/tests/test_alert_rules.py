@@ -1,5 +1,6 @@
 """deploy/prometheus/alerts.yml is valid and its rules fire when they should
 (promtool, from Debian's prometheus package)."""
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -40,7 +41,13 @@ def test_the_alert_rules_pass_their_unit_tests(promtool):
 def test_the_issue_s_alerts_are_all_there():
     text = (RULES_DIR / "alerts.yml").read_text()
     for name in (
-        "StockLow", "CheckoutFailureRateHigh", "CheckoutLatencyHigh", "PaidOrderUndelivered",
-        "StockDriftRepaired", "CeleryWorkerDown", "NoCeleryWorker", "CeleryBeatMissing",
+        "StockLow",
+        "CheckoutFailureRateHigh",
+        "CheckoutLatencyHigh",
+        "PaidOrderUndelivered",
+        "StockDriftRepaired",
+        "CeleryWorkerDown",
+        "NoCeleryWorker",
+        "CeleryBeatMissing",
     ):
         assert f"alert: {name}\n" in text, name

@@ -1,4 +1,5 @@
 """The admin's live sale dashboard: who may see it, and its figures."""
+
 from datetime import timedelta
 
 import pytest

@@ -1,4 +1,5 @@
 """The live sale dashboard in headless Chromium, during a simulated sale."""
+
 import shutil
 from datetime import timedelta
 from decimal import Decimal
@@ -44,10 +45,20 @@ def test_the_dashboard_draws_the_sale_and_follows_it(live_server, monkeypatch, s
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     settings.RATELIMIT_ENABLE = False
     product = product_with_keys(keys=120, title="Flash sale card", per_buyer_limit=5)
-    for minutes_ago, orders, late in ((12, 4, 1.2), (10, 9, 1.8), (8, 16, 2.5), (6, 22, 3.4), (4, 14, 2.1), (2, 8, 1.4)):
+    for minutes_ago, orders, late in (
+        (12, 4, 1.2),
+        (10, 9, 1.8),
+        (8, 16, 2.5),
+        (6, 22, 3.4),
+        (4, 14, 2.1),
+        (2, 8, 1.4),
+    ):
         _sale_minute(product, minutes_ago=minutes_ago, orders=orders, late_seconds=late)
-    short = list(Order.objects.filter(product=product, created_at__gte=timezone.now() - timedelta(minutes=7))
-                 .values_list("id", flat=True)[:2])
+    short = list(
+        Order.objects.filter(product=product, created_at__gte=timezone.now() - timedelta(minutes=7)).values_list(
+            "id", flat=True
+        )[:2]
+    )
     Order.objects.filter(id__in=short).update(status=Order.Status.NEEDS_ATTENTION)
     User.objects.create_superuser("boss", password="pw-boss-1")
 

@@ -1,5 +1,6 @@
 """The Grafana dashboard and the alerts read metrics the shop really exports,
 and docs/metrics.md documents each of them."""
+
 import json
 import re
 from pathlib import Path

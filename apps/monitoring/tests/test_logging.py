@@ -1,4 +1,5 @@
 """JSON logs with the request id and order number; secrets never logged."""
+
 import io
 import json
 import logging
@@ -61,8 +62,15 @@ def test_a_request_id_that_is_not_a_plain_token_is_replaced(client, db):
 
 
 def test_worker_lines_name_their_order_from_the_message():
-    record = logging.LogRecord("apps.orders", logging.ERROR, __file__, 1, "order %s needs attention: %s",
-                               ("241122-7-0123456789AB", "keys ran short"), None)
+    record = logging.LogRecord(
+        "apps.orders",
+        logging.ERROR,
+        __file__,
+        1,
+        "order %s needs attention: %s",
+        ("241122-7-0123456789AB", "keys ran short"),
+        None,
+    )
     assert json.loads(JsonFormatter().format(record))["order_no"] == "241122-7-0123456789AB"
 
 

@@ -96,8 +96,12 @@ def test_a_small_sale_moves_each_counter_by_what_happened(client, settings):
     assert value(after, "cardshop_metrics_source_up", source="redis") == 1
     assert value(after, "cardshop_metrics_source_up", source="database") == 1
     # django-prometheus: the request latency the p95 alert reads, by view.
-    assert value(after, "django_http_requests_latency_seconds_by_view_method_count",
-                 view="api:order-create", method="POST") >= 6
+    assert (
+        value(
+            after, "django_http_requests_latency_seconds_by_view_method_count", view="api:order-create", method="POST"
+        )
+        >= 6
+    )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,5 +1,6 @@
 """Metrics across real processes: gunicorn workers add up theirs in one
 directory, and a Celery worker serves its pool's on its own port."""
+
 import json
 import threading
 import time
@@ -73,27 +74,36 @@ def test_web_and_worker_metrics_add_up_across_processes(tmp_path, monkeypatch):
         services.order_persist_queued(product_ids=[product.id])
         paid = order_nos[:5]
         for n, order_no in enumerate(paid):
-            body, headers = notification_sign({
-                "event_id": f"proc-{order_no}", "order_no": order_no, "amount": str(Decimal("9.90")),
-                "currency": "CNY", "kind": "paid", "timestamp": int(time.time()),
-            })
+            body, headers = notification_sign(
+                {
+                    "event_id": f"proc-{order_no}",
+                    "order_no": order_no,
+                    "amount": str(Decimal("9.90")),
+                    "currency": "CNY",
+                    "kind": "paid",
+                    "timestamp": int(time.time()),
+                }
+            )
             status, answer = _post(
                 f"{server.url}/payments/webhook/sandbox", body, {**headers, "X-Request-ID": f"pay-req-{n}"}
             )
             assert status == 200, answer
         wait_until(
             lambda: Order.objects.filter(order_no__in=paid, status=Order.Status.DELIVERED).count() == 5,
-            timeout=30, message="the worker to deliver the paid orders",
+            timeout=30,
+            message="the worker to deliver the paid orders",
         )
         worker_url = f"http://127.0.0.1:{worker_port}/metrics"
         wait_until(
             lambda: value(_scrape(worker_url), "cardshop_paid_to_delivered_seconds_count") == 5,
-            timeout=10, message="the worker's metrics to show five deliveries",
+            timeout=10,
+            message="the worker's metrics to show five deliveries",
         )
         page = _scrape(worker_url)
         assert value(page, "cardshop_order_transitions_total", status="delivered") == 5
-        assert value(page, "cardshop_celery_tasks_total",
-                     task="apps.orders.tasks.fulfil_order_task", state="success") >= 1
+        assert (
+            value(page, "cardshop_celery_tasks_total", task="apps.orders.tasks.fulfil_order_task", state="success") >= 1
+        )
         web = _scrape(f"{server.url}/metrics")
         assert value(web, "cardshop_payment_notifications_total", provider="sandbox", outcome="accepted") == 5
         assert value(web, "cardshop_orders", status="awaiting_payment") == 3

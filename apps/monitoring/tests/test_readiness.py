@@ -1,4 +1,5 @@
 """/readyz: stock warmed for every open sale."""
+
 from datetime import timedelta
 
 import pytest

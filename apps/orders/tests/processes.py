@@ -1,5 +1,6 @@
 """Real server processes for tests, on the suite's database, Redis prefix and
 broker: Celery workers (which a test may SIGKILL and start again) and gunicorn."""
+
 import os
 import signal
 import socket
@@ -55,17 +56,33 @@ class CeleryWorker:
         return test_environment(**self.extra_env)
 
     def start(self, timeout: float = 30) -> "CeleryWorker":
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open; closed here after the start
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "cardshop", "worker",
-                "--pool", "prefork", "--concurrency", str(self.concurrency),
-                "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
-                "--without-gossip", "--without-mingle", "--without-heartbeat",
-                "--loglevel", "INFO",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "cardshop",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(self.concurrency),
+                "--hostname",
+                f"test-{uuid.uuid4().hex[:8]}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "INFO",
                 *(["-B", "--schedule", str(self.log_path) + ".beat"] if self.beat else []),
             ],
-            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -122,14 +139,28 @@ class GunicornServer:
         self.log_path = Path(tempfile.mkstemp(prefix="gunicorn-", suffix=".log")[1])
 
     def start(self, timeout: float = 30) -> "GunicornServer":
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open; closed here after the start
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "gunicorn", "cardshop.wsgi:application",
-                "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
-                "--worker-class", "gthread", "--threads", str(self.threads), "--backlog", "2048",
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "cardshop.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(self.threads),
+                "--backlog",
+                "2048",
             ],
-            cwd=ROOT, env=test_environment(**self.extra_env), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=test_environment(**self.extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

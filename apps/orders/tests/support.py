@@ -1,4 +1,5 @@
 """Test helpers for the purchase path: a product with keys, warmed in Redis."""
+
 import itertools
 from decimal import Decimal
 

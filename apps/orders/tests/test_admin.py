@@ -16,7 +16,9 @@ def needs_attention_order(celery_eager):
 
     CardKey.objects.filter(product=product).update(status="void")
     order = Order.objects.get(order_no=result.order_no)
-    services.order_mark_paid(order_no=order.order_no, provider="sandbox", event_id="e", amount=order.amount, currency="CNY")
+    services.order_mark_paid(
+        order_no=order.order_no, provider="sandbox", event_id="e", amount=order.amount, currency="CNY"
+    )
     order.refresh_from_db()
     assert order.status == "needs_attention"
     return order
@@ -80,7 +82,14 @@ def test_the_kill_switch_in_the_admin_pauses_checkout_at_once(admin_client):
 def test_the_product_form_shows_every_rule_against_scalpers(admin_client):
     product = product_with_keys(keys=1)
     html = admin_client.get(f"/admin/catalog/product/{product.id}/change/").content.decode()
-    for field in ("sale_paused", "min_page_seconds", "max_unpaid_per_buyer", "limit_by_account", "limit_by_device", "limit_by_ip"):
+    for field in (
+        "sale_paused",
+        "min_page_seconds",
+        "max_unpaid_per_buyer",
+        "limit_by_account",
+        "limit_by_device",
+        "limit_by_ip",
+    ):
         assert f'name="{field}"' in html
 
 
@@ -126,7 +135,9 @@ def test_a_refunded_buyer_may_buy_again(admin_client, needs_attention_order, mon
     assert again.order_no != needs_attention_order.order_no
 
 
-def test_a_refund_that_could_not_reach_redis_is_settled_by_reconcile(admin_client, needs_attention_order, monkeypatch, settings):
+def test_a_refund_that_could_not_reach_redis_is_settled_by_reconcile(
+    admin_client, needs_attention_order, monkeypatch, settings
+):
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from apps.stock import services as gate
@@ -151,7 +162,9 @@ def test_a_refund_that_could_not_reach_redis_is_settled_by_reconcile(admin_clien
     assert needs_attention_order.order_no not in reconcile_run(drift_settle_seconds=0).released  # once
 
 
-def test_a_gate_rebuilt_while_an_order_needs_attention_still_settles_it_once(admin_client, needs_attention_order, monkeypatch):
+def test_a_gate_rebuilt_while_an_order_needs_attention_still_settles_it_once(
+    admin_client, needs_attention_order, monkeypatch
+):
     """A rebuild from the database counts the order's share and remembers it
     as held, so a later refund drops it exactly once."""
     from apps.orders.tests.support import redis_lose_product
@@ -167,4 +180,7 @@ def test_a_gate_rebuilt_while_an_order_needs_attention_still_settles_it_once(adm
     assert buyer_count(needs_attention_order) == 0
     from apps.stock.services import stock_buyers_uncount
 
-    assert stock_buyers_uncount(product_id=needs_attention_order.product_id, order_no=needs_attention_order.order_no) is False
+    assert (
+        stock_buyers_uncount(product_id=needs_attention_order.product_id, order_no=needs_attention_order.order_no)
+        is False
+    )

@@ -31,7 +31,7 @@ def test_checkout_answers_202_with_the_contract_fields(client):
 
 
 @pytest.mark.parametrize(
-    "body,field",
+    ("body", "field"),
     [
         ({"email": "bad", "quantity": 1}, "email"),
         ({"email": "a@x.com", "quantity": 0}, "quantity"),

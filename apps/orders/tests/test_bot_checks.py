@@ -1,6 +1,7 @@
 """Issue 4's honeypot and captcha (apps.orders.bot_checks) on the storefront
 form and the JSON API. Real Redis and MariaDB; the captcha's expected answer
 is read from its CaptchaStore row, as a person would read the picture."""
+
 import json
 import re
 import time
@@ -78,7 +79,13 @@ def test_a_clean_first_time_buyer_never_sees_a_captcha(client, django_assert_num
     with django_assert_num_queries(0):  # no captcha row is read or written for a client under the threshold
         response = client.post(
             f"/p/{product.sku}/buy",
-            {"email": "a@x.com", "quantity": "1", "idempotency_key": "k1", "page_token": aged_token(product), "website": ""},
+            {
+                "email": "a@x.com",
+                "quantity": "1",
+                "idempotency_key": "k1",
+                "page_token": aged_token(product),
+                "website": "",
+            },
         )
     assert response.status_code == 302 and response["Location"].startswith("/orders/")
     assert stock_remaining(product_id=product.id) == 2
@@ -165,7 +172,9 @@ def test_api_over_the_threshold_answers_captcha_required_and_takes_the_answer_in
     refused = order_create(client, body)
     assert refused.status_code == 403
     assert refused.json() == {
-        "error": "captcha_required", "detail": "Please solve the captcha.", "captcha_url": "/api/v1/captcha"
+        "error": "captcha_required",
+        "detail": "Please solve the captcha.",
+        "captcha_url": "/api/v1/captcha",
     }
 
     captcha = client.get("/api/v1/captcha").json()

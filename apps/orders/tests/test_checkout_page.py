@@ -34,7 +34,9 @@ def test_refusal_goes_back_with_a_translated_reason(client):
     )
     assert response.redirect_chain[-1][0] == f"/p/{product.sku}"
     assert "Sold out." in response.content.decode()
-    zh = client.post(f"/p/{product.sku}/buy", {"email": "a@x.com", "quantity": "1"}, HTTP_ACCEPT_LANGUAGE="zh-hans", follow=True)
+    zh = client.post(
+        f"/p/{product.sku}/buy", {"email": "a@x.com", "quantity": "1"}, HTTP_ACCEPT_LANGUAGE="zh-hans", follow=True
+    )
     assert "Sold out." not in zh.content.decode()
 
 

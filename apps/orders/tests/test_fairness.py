@@ -1,6 +1,7 @@
 """Issue 4's rules in the checkout script: fairness against scalpers and
 holding stock hostage, the page-time token, the endpoint cap, kill switch and
 backlog pause. Real Redis and MariaDB, real threads where it is a crowd."""
+
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -68,7 +69,9 @@ def test_paying_frees_the_unpaid_slot(celery_eager):
         checkout(product, "a@x.com")
     services.order_persist_queued()
     order = Order.objects.get(order_no=first.order_no)
-    services.order_mark_paid(order_no=order.order_no, provider="sandbox", event_id="e", amount=order.amount, currency="CNY")
+    services.order_mark_paid(
+        order_no=order.order_no, provider="sandbox", event_id="e", amount=order.amount, currency="CNY"
+    )
     assert checkout(product, "a@x.com").status == "queued"
 
 
@@ -138,7 +141,9 @@ def test_page_token_through_the_api(client):
     refused = client.post("/api/v1/orders", json.dumps(body), content_type="application/json")
     assert refused.status_code == 400 and refused.json()["error"] == "page_token_invalid"
     token = client.get(f"/api/v1/products/{product.sku}").json()["page_token"]
-    early = client.post("/api/v1/orders", json.dumps(body), content_type="application/json", headers={"X-Page-Token": token})
+    early = client.post(
+        "/api/v1/orders", json.dumps(body), content_type="application/json", headers={"X-Page-Token": token}
+    )
     assert early.json()["error"] == "too_fast"
     time.sleep(1.05)
     ok = client.post("/api/v1/orders", json.dumps({**body, "page_token": token}), content_type="application/json")

@@ -1,5 +1,6 @@
 """The promises under real concurrency: real HTTP against a live server, real
 MariaDB transactions, real Redis, real Celery worker processes."""
+
 import json
 import threading
 import urllib.error
@@ -19,15 +20,17 @@ from apps.stock.keys import stock_key
 from apps.stock.reconcile import stock_warm
 from apps.stock.redis import stock_redis
 
-from .support import product_with_keys, redis_lose_product
 from .processes import CeleryWorker, wait_until
+from .support import product_with_keys, redis_lose_product
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
 
 
 def post_json(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
@@ -49,8 +52,11 @@ def pay_all_concurrently(order_nos: list[str], threads: int = 16) -> None:
         order = Order.objects.get(order_no=order_no)
         try:
             services.order_mark_paid(
-                order_no=order_no, provider="sandbox", event_id=f"evt-{order_no}",
-                amount=order.amount, currency=order.currency,
+                order_no=order_no,
+                provider="sandbox",
+                event_id=f"evt-{order_no}",
+                amount=order.amount,
+                currency=order.currency,
             )
         finally:
             connection.close()
@@ -88,7 +94,8 @@ def test_2000_buyers_300_keys_exactly_300_delivered(app_server, celery_worker_pr
     pay_all_concurrently(accepted)
     wait_until(
         lambda: Order.objects.filter(product=product, status="delivered").count() == 300,
-        timeout=120, message="300 deliveries",
+        timeout=120,
+        message="300 deliveries",
     )
 
     orders = list(Order.objects.filter(product=product))
@@ -109,8 +116,11 @@ def test_same_webhook_ten_times_concurrently_acts_once(celery_worker_process):
         barrier.wait()
         try:
             services.order_mark_paid(
-                order_no=order.order_no, provider="sandbox", event_id="evt-once",
-                amount=order.amount, currency=order.currency,
+                order_no=order.order_no,
+                provider="sandbox",
+                event_id="evt-once",
+                amount=order.amount,
+                currency=order.currency,
             )
         finally:
             connection.close()
@@ -139,7 +149,9 @@ def test_worker_killed_mid_fulfilment_then_every_paid_order_delivered_once():
         pay_all_concurrently(order_nos)
         wait_until(
             lambda: Order.objects.filter(product=product, status="delivered").count() >= 20,
-            timeout=60, interval=0.01, message="the first deliveries",
+            timeout=60,
+            interval=0.01,
+            message="the first deliveries",
         )
         worker.kill()
         delivered_at_kill = Order.objects.filter(product=product, status="delivered").count()
@@ -147,7 +159,8 @@ def test_worker_killed_mid_fulfilment_then_every_paid_order_delivered_once():
         worker = CeleryWorker(concurrency=2).start()
         wait_until(
             lambda: Order.objects.filter(product=product, status="delivered").count() == 400,
-            timeout=180, message="every paid order delivered after the restart",
+            timeout=180,
+            message="every paid order delivered after the restart",
         )
     finally:
         worker.stop()
@@ -183,7 +196,8 @@ def test_redis_lost_mid_sale_pauses_rebuilds_and_never_oversells(app_server, cel
     pay_all_concurrently(payable)
     wait_until(
         lambda: Order.objects.filter(product=product, status="delivered").count() == 150,
-        timeout=120, message="every paid order delivered",
+        timeout=120,
+        message="every paid order delivered",
     )
     assert not Order.objects.filter(status__in=["paid", "needs_attention"]).exists()
     assert_each_key_in_one_order(product, list(Order.objects.filter(product=product)))
@@ -197,7 +211,8 @@ def test_same_idempotency_key_concurrently_makes_one_order(app_server):
     def send(_):
         barrier.wait()
         return post_json(
-            f"{app_server.url}/api/v1/orders", {"sku": product.sku, "email": "same@x.com", "quantity": 1},
+            f"{app_server.url}/api/v1/orders",
+            {"sku": product.sku, "email": "same@x.com", "quantity": 1},
             headers={"Idempotency-Key": "double-click-1"},
         )
 

@@ -40,8 +40,11 @@ def checkout(product, email="buyer@example.com", quantity=1, key=None):
 def pay(order_no, event_id="evt-1", amount=None):
     order = Order.objects.get(order_no=order_no)
     return services.order_mark_paid(
-        order_no=order_no, provider="sandbox", event_id=event_id,
-        amount=order.amount if amount is None else amount, currency=order.currency,
+        order_no=order_no,
+        provider="sandbox",
+        event_id=event_id,
+        amount=order.amount if amount is None else amount,
+        currency=order.currency,
     )
 
 
@@ -97,7 +100,7 @@ def test_wrong_token_sees_nothing():
 
 
 @pytest.mark.parametrize(
-    "email,quantity,field",
+    ("email", "quantity", "field"),
     [
         ("not-an-email", 1, "email"),
         ("a" * 250 + "@b.co", 1, "email"),
@@ -170,9 +173,17 @@ def test_payment_checks_amount_and_dedupes(celery_eager):
     product = product_with_keys(keys=2)
     result = checkout(product)
     with pytest.raises(OrderPending):  # not persisted yet: the provider is asked to retry
-        services.order_mark_paid(order_no=result.order_no, provider="sandbox", event_id="e", amount=Decimal("9.90"), currency="CNY")
+        services.order_mark_paid(
+            order_no=result.order_no, provider="sandbox", event_id="e", amount=Decimal("9.90"), currency="CNY"
+        )
     with pytest.raises(OrderNotFound):  # no such order, nor a reservation: never payable
-        services.order_mark_paid(order_no=f"261122-{product.id}-NOSUCHORDER0", provider="sandbox", event_id="e", amount=Decimal("9.90"), currency="CNY")
+        services.order_mark_paid(
+            order_no=f"261122-{product.id}-NOSUCHORDER0",
+            provider="sandbox",
+            event_id="e",
+            amount=Decimal("9.90"),
+            currency="CNY",
+        )
     services.order_persist_queued()
     with pytest.raises(PaymentMismatch):
         pay(result.order_no, amount=Decimal("1.00"))
@@ -267,7 +278,9 @@ def test_payment_between_expiry_commit_and_its_release_keeps_its_stock(celery_ea
     result = checkout(product)
     services.order_persist_queued()
     held_back = []
-    monkeypatch.setattr(services, "_release_reservations", lambda orders, unpaid_only: held_back.append((orders, unpaid_only)))
+    monkeypatch.setattr(
+        services, "_release_reservations", lambda orders, unpaid_only: held_back.append((orders, unpaid_only))
+    )
     services.order_expire_due(now=timezone.now() + timezone.timedelta(hours=1))
     pay(result.order_no, event_id="late-race")
     monkeypatch.undo()
@@ -283,18 +296,18 @@ def test_redis_holds_no_access_token():
     for key in client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:*"):
         kind = client.type(key).decode()
         values = {
-            "string": lambda: [client.get(key)],
-            "hash": lambda: list(client.hgetall(key).values()),
-            "list": lambda: client.lrange(key, 0, -1),
-        }.get(kind, lambda: [])()
+            "string": lambda name: [client.get(name)],
+            "hash": lambda name: list(client.hgetall(name).values()),
+            "list": lambda name: client.lrange(name, 0, -1),
+        }.get(kind, lambda name: [])(key)
         assert not any(result.access_token.encode() in v for v in values), key
     assert checkout(product, key="k-9").access_token == result.access_token
 
 
 def test_each_kind_of_work_has_its_own_queue():
     """Persistence must never wait behind a fulfilment or mail backlog."""
-    from cardshop.celery import app
     from apps.orders import tasks
+    from cardshop.celery import app
 
     def queue_of(task):
         return app.amqp.router.route({}, task.name)["queue"].name
@@ -582,7 +595,9 @@ def test_a_batch_mails_in_one_message_and_a_failing_mail_goes_on_alone(published
 
     alone = []
     monkeypatch.setattr(order_mail, "_keys_email_send", send)
-    monkeypatch.setattr(tasks.send_order_keys_email_task, "apply_async", lambda args, countdown: alone.append((args, countdown)))
+    monkeypatch.setattr(
+        tasks.send_order_keys_email_task, "apply_async", lambda args, countdown: alone.append((args, countdown))
+    )
     tasks.send_order_keys_emails_task.apply(args=[batches[0]], throw=True)
     assert sorted(m.to[0] for m in mail.outbox) == sorted(o.buyer_email for o in orders if o.id != bounced.id)
     assert alone == [((bounced.id,), 5)]

@@ -3,6 +3,7 @@ driven by Playwright): product page → buy → sandbox pay → the key appears.
 The app runs as production does: gunicorn, a Celery worker with beat (which
 persists the reservation), the sandbox's signed notification over HTTP to the
 webhook, fulfilment in the worker."""
+
 import shutil
 from pathlib import Path
 

@@ -1,6 +1,7 @@
 """The buyer's order pages: only a token holder (link or session grant) or a
 successful lookup sees an order; everyone else gets 404, and the lookup page
 answers a wrong pair exactly as it answers an unknown order."""
+
 import re
 from decimal import Decimal
 
@@ -87,7 +88,7 @@ def test_a_visit_with_the_token_is_remembered_in_the_session(client):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "status, message",
+    ("status", "message"),
     [
         (Status.AWAITING_PAYMENT, "Waiting for your payment."),
         (Status.PAID, "Payment received. Your keys are on the way."),
@@ -261,8 +262,10 @@ def test_checkout_to_keys_through_the_order_page(client, live_server, settings):
     services.order_persist_queued(product_ids=[product.id])
     assert client.get(f"/orders/{result.order_no}/status").json()["status"] == Status.AWAITING_PAYMENT
 
-    with mock.patch.object(sandbox_notification_deliver_task, "delay") as sent, \
-            mock.patch.object(fulfil_order_task, "delay") as fulfil:
+    with (
+        mock.patch.object(sandbox_notification_deliver_task, "delay") as sent,
+        mock.patch.object(fulfil_order_task, "delay") as fulfil,
+    ):
         assert client.post(f"/pay/sandbox/{result.order_no}", {"pay": "1"}).status_code == 302
         assert notification_deliver(fields=sent.call_args.kwargs["fields"]) == 200
     assert client.get(f"/orders/{result.order_no}/status").json()["status"] == Status.PAID

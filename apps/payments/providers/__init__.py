@@ -1,4 +1,5 @@
 """The registry of payment providers, by the name used in webhook URLs."""
+
 from django.conf import settings
 
 from ..exceptions import UnknownProvider

@@ -1,4 +1,5 @@
 """What every payment provider offers the shop."""
+
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass

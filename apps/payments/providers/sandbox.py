@@ -2,6 +2,7 @@
 page, then a notification signed with HMAC-SHA256 and POSTed to the same
 webhook real providers call, retried until the webhook answers 2xx. It moves
 no money, so production lists it in PAYMENT_PROVIDERS only on purpose."""
+
 import hashlib
 import hmac
 import json
@@ -94,7 +95,7 @@ def _notification_parse(body: bytes) -> PaymentNotification:
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise MalformedNotification()
+        raise MalformedNotification() from None
     if not isinstance(data, dict) or set(data) != set(FIELDS):
         raise MalformedNotification()
     texts = {name: data[name] for name in ("event_id", "order_no", "amount", "currency", "kind")}
@@ -106,7 +107,7 @@ def _notification_parse(body: bytes) -> PaymentNotification:
     try:
         amount = Decimal(texts["amount"])
     except InvalidOperation:
-        raise MalformedNotification()
+        raise MalformedNotification() from None
     if not amount.is_finite() or amount <= 0 or texts["kind"] not in PaymentEvent.Kind.values:
         raise MalformedNotification()
     if len(texts["event_id"]) > 128 or len(texts["order_no"]) > 32 or len(texts["currency"]) != 3:
@@ -114,7 +115,7 @@ def _notification_parse(body: bytes) -> PaymentNotification:
     try:
         when = datetime.fromtimestamp(timestamp, tz=UTC)
     except (OverflowError, OSError, ValueError):
-        raise MalformedNotification()
+        raise MalformedNotification() from None
     return PaymentNotification(
         event_id=texts["event_id"],
         order_no=texts["order_no"],

@@ -1,4 +1,5 @@
 """Orders in the database with a known access token, for payment and order-page tests."""
+
 import hashlib
 import secrets
 from decimal import Decimal
@@ -6,9 +7,9 @@ from decimal import Decimal
 import factory
 from factory.django import DjangoModelFactory
 
-from apps.catalog.models import Product
 from apps.cardkeys.crypto import encrypt_secret, fingerprint_secret
 from apps.cardkeys.models import CardKey
+from apps.catalog.models import Product
 from apps.orders.models import Order
 from apps.payments.models import PaymentEvent
 

@@ -1,5 +1,6 @@
 """A TCP server that accepts connections and never answers: what a provider or
 mail server that hangs looks like to its client (a read timeout)."""
+
 import socket
 import threading
 

@@ -1,5 +1,6 @@
 """Payment events in the admin: shown, never written there (the webhook is
 their one writer, in the order's transaction)."""
+
 import pytest
 
 pytestmark = pytest.mark.django_db

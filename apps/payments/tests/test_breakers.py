@@ -1,6 +1,7 @@
 """A payment provider that times out opens its circuit breaker: calls fail fast,
 the buyer is told payment is unavailable and the order is kept, and once the
 provider recovers the breaker closes on its own and the payment goes through."""
+
 import time
 
 import pytest
@@ -149,9 +150,7 @@ def test_the_refusal_is_translated(client, settings, language):
         api = client.post(
             f"/api/v1/payments/sandbox/{order.order_no}/pay", HTTP_X_ORDER_TOKEN=token, HTTP_ACCEPT_LANGUAGE=language
         )
-        page = client.post(
-            f"/pay/sandbox/{order.order_no}?token={token}", {"pay": "1"}, HTTP_ACCEPT_LANGUAGE=language
-        )
+        page = client.post(f"/pay/sandbox/{order.order_no}?token={token}", {"pay": "1"}, HTTP_ACCEPT_LANGUAGE=language)
     finally:
         server.__exit__(None, None, None)
     with translation.override(language):

@@ -1,6 +1,7 @@
 """The sandbox provider behaves like a real one: a payment page and an API call
 that lead to a signed notification, delivered over HTTP to the webhook and
 retried until it is accepted; refunds the same way."""
+
 import time
 from decimal import Decimal
 
@@ -28,13 +29,22 @@ def _sent_fields(sandbox_sent) -> dict:
 
 def test_a_signed_notification_verifies_into_trusted_typed_data():
     body, headers = notification_sign(
-        {"event_id": "e1", "order_no": "261122-1-ABC", "amount": "19.80", "currency": "CNY",
-         "kind": "paid", "timestamp": 1_800_000_000}
+        {
+            "event_id": "e1",
+            "order_no": "261122-1-ABC",
+            "amount": "19.80",
+            "currency": "CNY",
+            "kind": "paid",
+            "timestamp": 1_800_000_000,
+        }
     )
     notification = provider_get(name="sandbox").notification_verify(body=body, headers=headers)
     assert notification.amount == Decimal("19.80") and isinstance(notification.amount, Decimal)
     assert (notification.event_id, notification.order_no, notification.currency, notification.kind) == (
-        "e1", "261122-1-ABC", "CNY", "paid",
+        "e1",
+        "261122-1-ABC",
+        "CNY",
+        "paid",
     )
     assert notification.timestamp.timestamp() == 1_800_000_000
     assert notification.timestamp.tzinfo is not None
@@ -184,8 +194,12 @@ def test_delivery_retries_until_the_webhook_answers_2xx():
 
     counter = iter(range(100))
     status = webhook_deliver(
-        url="http://shop/webhook", message=lambda: (str(next(counter)).encode(), {}),
-        attempts=3, timeout=1.0, post=post, sleep=sleeps.append,
+        url="http://shop/webhook",
+        message=lambda: (str(next(counter)).encode(), {}),
+        attempts=3,
+        timeout=1.0,
+        post=post,
+        sleep=sleeps.append,
     )
     assert status == 200
     assert bodies == [b"0", b"1", b"2"]  # each attempt is signed afresh
@@ -200,8 +214,14 @@ def test_delivery_gives_up_after_its_attempts_with_the_reason():
         raise TimeoutError("timed out")
 
     with pytest.raises(NotificationDeliveryFailed, match="TimeoutError.*after 3 attempt"):
-        webhook_deliver(url="http://shop/webhook", message=lambda: (b"", {}), attempts=3, timeout=2.5,
-                        post=post, sleep=lambda s: None)
+        webhook_deliver(
+            url="http://shop/webhook",
+            message=lambda: (b"", {}),
+            attempts=3,
+            timeout=2.5,
+            post=post,
+            sleep=lambda s: None,
+        )
     assert calls == [2.5, 2.5, 2.5]
 
 
@@ -216,9 +236,7 @@ def test_delivery_to_a_server_that_is_down_fails_over_real_http(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_pay_api_to_paid_order_end_to_end_over_real_http(
-    client, live_server, settings, sandbox_sent, fulfil_enqueued
-):
+def test_pay_api_to_paid_order_end_to_end_over_real_http(client, live_server, settings, sandbox_sent, fulfil_enqueued):
     """API call → the task POSTs the signed notification to the live server's
     webhook → the order is paid once and fulfilment is enqueued."""
     settings.SITE_URL = live_server.url
@@ -244,8 +262,13 @@ def test_a_notification_refused_by_the_webhook_is_retried_then_reported(live_ser
     sleeps = []
     with pytest.raises(NotificationDeliveryFailed, match="HTTP 404 after 3 attempt"):
         notification_deliver(
-            fields={"event_id": "e", "order_no": "261122-1-NOTPERSISTED", "amount": "9.90", "currency": "CNY",
-                    "kind": "paid"},
+            fields={
+                "event_id": "e",
+                "order_no": "261122-1-NOTPERSISTED",
+                "amount": "9.90",
+                "currency": "CNY",
+                "kind": "paid",
+            },
             sleep=sleeps.append,
         )
     assert len(sleeps) == 2

@@ -1,5 +1,6 @@
 """The webhook: only a genuine, fresh, matching notification changes an order,
 and it changes it once, however often and however concurrently it arrives."""
+
 import hashlib
 import hmac
 import threading
@@ -64,7 +65,10 @@ def test_a_genuine_notification_pays_the_order_and_enqueues_fulfilment(
     assert order.status == Order.Status.PAID
     event = PaymentEvent.objects.get()
     assert (event.provider, event.event_id, event.kind, event.amount) == (
-        "sandbox", f"evt-{order.order_no}", "paid", Decimal("9.90"),
+        "sandbox",
+        f"evt-{order.order_no}",
+        "paid",
+        Decimal("9.90"),
     )
     fulfil_enqueued.assert_called_once_with(order.id)
 
@@ -142,8 +146,14 @@ def test_a_payment_that_does_not_match_the_order_is_refused(client, changes):
 @pytest.mark.django_db
 def test_a_notification_for_an_unknown_order_is_refused(client):
     body, headers = notification_sign(
-        {"event_id": "e1", "order_no": "261122-1-NOSUCHORDER0", "amount": "9.90", "currency": "CNY",
-         "kind": "paid", "timestamp": int(time.time())}
+        {
+            "event_id": "e1",
+            "order_no": "261122-1-NOSUCHORDER0",
+            "amount": "9.90",
+            "currency": "CNY",
+            "kind": "paid",
+            "timestamp": int(time.time()),
+        }
     )
 
     response = _post(client, body, headers[SIGNATURE_HEADER])
@@ -227,7 +237,9 @@ def test_the_same_notification_ten_times_at_once_pays_once(live_server, fulfil_e
 
     def deliver():
         request = urllib.request.Request(
-            live_server.url + URL, data=body, method="POST",
+            live_server.url + URL,
+            data=body,
+            method="POST",
             headers={"Content-Type": "application/json", **headers},
         )
         barrier.wait()

@@ -1,6 +1,7 @@
 """Overload protection (issue 4): a deep fulfilment or persistence backlog
 pauses checkout store-wide through the `overloaded` rule field, with
 hysteresis, and the storefront says so. Real Redis broker queue, real script."""
+
 import pytest
 from django.conf import settings
 from django.test import Client
@@ -73,7 +74,9 @@ def test_paid_orders_waiting_for_keys_count_whatever_the_fulfilment_queue_holds(
         assert checkout(Client(), product.sku, f"p{n}@x.com").status_code == 202
     order_persist_queued()
     assert Order.objects.count() == 5
-    Order.objects.filter(id__in=list(Order.objects.order_by("id").values_list("id", flat=True)[:3])).update(status=Order.Status.PAID)
+    Order.objects.filter(id__in=list(Order.objects.order_by("id").values_list("id", flat=True)[:3])).update(
+        status=Order.Status.PAID
+    )
     assert overload.backlog_measure().fulfil == 3
     enqueue_dummy_tasks(2)
     assert overload.backlog_measure().fulfil == 5

@@ -85,7 +85,9 @@ def test_reconcile_redrives_paid_undelivered_and_rebuilds_lost_gates(monkeypatch
     result = services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
     services.order_persist_queued()
     order = Order.objects.get(order_no=result.order_no)
-    services.order_mark_paid(order_no=order.order_no, provider="sandbox", event_id="e", amount=order.amount, currency="CNY")
+    services.order_mark_paid(
+        order_no=order.order_no, provider="sandbox", event_id="e", amount=order.amount, currency="CNY"
+    )
     sent.clear()  # the payment's own enqueue "was lost"
     Order.objects.filter(id=order.id).update(paid_at=timezone.now() - timezone.timedelta(minutes=5))
     stock_redis().delete(stock_key(product.id))

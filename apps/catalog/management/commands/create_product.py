@@ -15,7 +15,7 @@ def _iso_time(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise CommandError(f"Not an ISO 8601 time: {value!r} (example: 2026-12-01T20:00:00+08:00).")
+        raise CommandError(f"Not an ISO 8601 time: {value!r} (example: 2026-12-01T20:00:00+08:00).") from None
     return moment if moment.tzinfo else timezone.make_aware(moment)
 
 
@@ -23,7 +23,7 @@ def _price(value: str) -> Decimal:
     try:
         return Decimal(value)
     except InvalidOperation:
-        raise CommandError(f"Not a price: {value!r} (example: 9.90).")
+        raise CommandError(f"Not a price: {value!r} (example: 9.90).") from None
 
 
 class Command(BaseCommand):
@@ -71,5 +71,5 @@ class Command(BaseCommand):
             )
         except InvalidInput as exc:
             reasons = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.extra["fields"].items())
-            raise CommandError(f"Product not created. {reasons}")
+            raise CommandError(f"Product not created. {reasons}") from exc
         self.stdout.write(self.style.SUCCESS(f"Created product {product.sku} (id {product.id}): {product.title}"))

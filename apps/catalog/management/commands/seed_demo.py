@@ -1,6 +1,7 @@
 """A demo shop: categories, products with keys, a flash sale about to start,
 and an admin account. Safe to run again: nothing is duplicated, the flash sale
 moves to one minute from now and the admin gets a fresh password."""
+
 import io
 import secrets
 from datetime import timedelta
@@ -113,7 +114,9 @@ class Command(BaseCommand):
         for sku, category_slug, title, price, key_count, extra in PRODUCTS:
             product = self._product(sku, categories[category_slug], title, price, extra)
             if not CardKey.objects.filter(product=product).exists():
-                report = cardkeys_import(product=product, source=io.BytesIO(_demo_keys(key_count)), file_name="demo.txt")
+                report = cardkeys_import(
+                    product=product, source=io.BytesIO(_demo_keys(key_count)), file_name="demo.txt"
+                )
                 self.stdout.write(f"  {sku}: imported {report.accepted} keys")
 
         starts_at, ends_at = _flash_window()

@@ -1,4 +1,5 @@
 """Create the MariaDB database named in DATABASE_URL if it does not exist yet."""
+
 import MySQLdb
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -21,7 +22,9 @@ class Command(BaseCommand):
                 connect_timeout=5,
             )
         except MySQLdb.OperationalError as exc:
-            raise CommandError(f"Cannot reach MariaDB for DATABASE_URL: {exc}. Run scripts/ensure_services.sh.")
+            raise CommandError(
+                f"Cannot reach MariaDB for DATABASE_URL: {exc}. Run scripts/ensure_services.sh."
+            ) from exc
         try:
             with connection.cursor() as cursor:
                 # The name cannot be a query parameter; a backquote in it is doubled.

@@ -13,7 +13,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--sku", help="only this product")
         parser.add_argument(
-            "--rebuild", action="store_true",
+            "--rebuild",
+            action="store_true",
             help="drop the gate and rebuild it from the database even where the stock is known "
             "(repairs per-buyer counts; checkout of the product pauses for that moment)",
         )
