@@ -12,10 +12,10 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from apps.stock import keys as k
+from apps.stock import redis_keys as k
 from apps.stock.redis import stock_redis
 from apps.stock.scripts import lua_script
-from apps.stock.services import checkout_script_call
+from apps.stock.services import checkout_script_arguments
 
 _numbers = itertools.count()
 
@@ -38,7 +38,7 @@ def gate_copy_create(*, product_id: int) -> int:
 def bare_evalsha(request):
     body = json.loads(request.body)
     n = f"{os.getpid()}-{next(_numbers)}"  # unique across gunicorn's processes
-    keys, args = checkout_script_call(
+    keys, args = checkout_script_arguments(
         product_id=int(body["gate"]),
         order_no=f"bare-{n}",
         buyers=[f"e:bare-{n}"],

@@ -89,19 +89,19 @@ def drain_profile(*, orders: int = 2000, top: int = 25) -> dict:
     """One fulfilment drain of `orders` paid orders in this process, profiled;
     mail and Redis calls go to the real broker and gate (no worker runs, so
     the mail messages just wait)."""
-    from apps.orders import services
     from apps.orders.models import Order
+    from apps.orders.services import checkout, fulfilment, persistence
     from bench.scenario import product_with_keys
 
     product_with_keys(sku="INPROC-DRAIN", keys=orders, per_buyer_limit=1)
     for n in range(orders):
-        services.order_checkout(sku="INPROC-DRAIN", email=f"drain-{n}@bench.example.com", quantity=1)
-    services.order_persist_queued()
+        checkout.order_checkout(sku="INPROC-DRAIN", email=f"drain-{n}@bench.example.com", quantity=1)
+    persistence.order_persist_queued()
     Order.objects.update(status=Order.Status.PAID)
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
-    report = services.fulfilment_run(order_id=None, seconds=300)
+    report = fulfilment.fulfilment_run(order_id=None, seconds=300)
     profiler.disable()
     seconds = time.perf_counter() - started
     text = io.StringIO()

@@ -225,8 +225,8 @@ def broker_idle_wait(*, timeout: float) -> float:
 
 def persisted_wait(*, product_id: int, timeout: float) -> None:
     """Until every queued reservation of the product is a database order."""
-    from apps.stock.keys import persist_queue_key
     from apps.stock.redis import stock_redis
+    from apps.stock.redis_keys import persist_queue_key
 
     deadline = time.monotonic() + timeout
     while stock_redis().llen(persist_queue_key(product_id)):
@@ -245,7 +245,7 @@ def drain(*, product_id: int, count: int, timeout: float) -> dict:
     from django.utils import timezone
 
     from apps.orders.models import Order
-    from apps.orders.services import fulfilment_request
+    from apps.orders.services.fulfilment import fulfilment_request_on_commit
 
     ids = list(
         Order.objects.filter(product_id=product_id, status=Order.Status.AWAITING_PAYMENT)
@@ -255,7 +255,7 @@ def drain(*, product_id: int, count: int, timeout: float) -> dict:
     started = timezone.now()
     Order.objects.filter(id__in=ids).update(status=Order.Status.PAID, paid_at=started)
     for order_id in ids:
-        fulfilment_request(order_id=order_id)
+        fulfilment_request_on_commit(order_id=order_id)
     deadline = time.monotonic() + timeout
     orders = Order.objects.filter(id__in=ids)
     while orders.filter(status=Order.Status.DELIVERED).count() < len(ids) and time.monotonic() < deadline:
@@ -282,7 +282,7 @@ def redis_headroom(*, product_id: int, requests: int, clients: int = 50) -> dict
 
     from apps.stock.redis import stock_redis
     from apps.stock.scripts import LUA_DIR
-    from apps.stock.services import checkout_script_call
+    from apps.stock.services import checkout_script_arguments
 
     from .bare import gate_copy_create
 
@@ -293,7 +293,7 @@ def redis_headroom(*, product_id: int, requests: int, clients: int = 50) -> dict
     copy = gate_copy_create(product_id=product_id)
     # The app's own call layout, with redis-benchmark's placeholder for a fresh
     # order number and buyer per call.
-    keys, args = checkout_script_call(
+    keys, args = checkout_script_arguments(
         product_id=copy,
         order_no="bench-__rand_int__",
         buyers=["e:__rand_int__"],
@@ -358,8 +358,8 @@ async def flash_sale(
     """B buyers arrive at once; each checks out, waits for its order to be
     placed, pays in the sandbox, and polls the order until its keys show, as
     the order page does."""
-    from apps.stock.keys import stock_key
     from apps.stock.redis import stock_redis
+    from apps.stock.redis_keys import stock_key
 
     started, started_wall = time.perf_counter(), time.time()
     deadline = started + duration
@@ -438,8 +438,8 @@ def flash_gates(*, product_id: int, keys: int, buyers: int, sale: dict, settle_t
     """The correctness gates, from the database and from what buyers saw."""
     from apps.cardkeys.models import CardKey
     from apps.orders.models import Order
-    from apps.stock.keys import stock_key
     from apps.stock.redis import stock_redis
+    from apps.stock.redis_keys import stock_key
 
     orders = Order.objects.filter(product_id=product_id)
     deadline = time.monotonic() + settle_timeout

@@ -4,16 +4,12 @@ import os
 
 from celery import Celery
 
+# The schedule lives beside the start scripts so operators find it in one place.
+from celery_worker.schedule import BEAT_SCHEDULE
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cardshop.settings.local")
 
 app = Celery("cardshop")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.beat_schedule = BEAT_SCHEDULE
 app.autodiscover_tasks()
-
-
-@app.on_after_finalize.connect
-def _install_beat_schedule(sender, **kwargs):
-    # The schedule lives beside the start scripts so operators find it in one place.
-    from celery_worker.schedule import BEAT_SCHEDULE
-
-    sender.conf.beat_schedule = BEAT_SCHEDULE

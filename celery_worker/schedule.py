@@ -20,5 +20,5 @@ BEAT_SCHEDULE = {
         "schedule": schedule(2.0),
         "options": {"expires": 60},
     },
-    "reconcile": {"task": "apps.stock.tasks.reconcile_task", "schedule": schedule(60.0)},
+    "reconcile": {"task": "apps.orders.tasks.reconcile_task", "schedule": schedule(60.0)},
 }

@@ -108,7 +108,10 @@ def manage(env: dict, *args: str) -> str:
 
 def persist_queued(env: dict) -> int:
     out = manage(
-        env, "shell", "-c", "from apps.orders.services import order_persist_queued; print(order_persist_queued())"
+        env,
+        "shell",
+        "-c",
+        "from apps.orders.services.persistence import order_persist_queued; print(order_persist_queued())",
     )
     return int(out.strip().splitlines()[-1])
 

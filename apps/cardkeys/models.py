@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .crypto import decrypt_secret, mask_secret
+
 
 class KeyBatch(models.Model):
     """One upload of keys by a merchant, with what became of its lines."""
@@ -68,12 +70,8 @@ class CardKey(models.Model):
 
     @property
     def secret(self) -> str:
-        from .crypto import decrypt_secret
-
         return decrypt_secret(self.secret_encrypted)
 
     @property
     def masked_secret(self) -> str:
-        from .crypto import mask_secret
-
         return mask_secret(self.secret)

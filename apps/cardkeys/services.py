@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from apps.catalog.models import Product
 from apps.core.db_locks import named_lock
+from apps.stock.services import stock_adjust
 
 from .bulk_store import ChunkResult, KeyStore
 from .crypto import fingerprinter, is_current_token, reencrypt_secret
@@ -198,7 +199,6 @@ def _reconcile_accepted(report: ImportReport) -> None:
 def _adjust_stock_on_commit(deltas: dict[int, int]) -> None:
     """After commit, move warmed stock counters by what changed in the pool.
     Redis is only the gate: if it is unreachable, reconciliation catches up."""
-    from apps.stock.services import stock_adjust
 
     def adjust():
         for product_id, delta in deltas.items():

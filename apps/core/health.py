@@ -13,7 +13,12 @@ from collections.abc import Callable
 import redis
 from django.conf import settings
 from django.db import connections
+from django.db.models import Q
+from django.utils import timezone
 from kombu import Connection
+
+from apps.catalog.models import Product
+from apps.stock.redis_keys import stock_key
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +59,6 @@ def check_stock_warmed() -> None:
     Read from MariaDB, so a Redis that lost everything (the list of warmed
     products too) fails this check instead of passing it. Passes when no sale
     is open."""
-    from django.db.models import Q
-    from django.utils import timezone
-
-    from apps.catalog.models import Product
-    from apps.stock.keys import stock_key
-
     now = timezone.now()
     open_sales = list(
         Product.objects.using("default")

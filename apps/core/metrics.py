@@ -19,9 +19,12 @@ grow the number of series.
 import os
 import time
 from collections.abc import Iterable
+from functools import wraps
 
 from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram
+
+from apps.core.errors import ShopError
 
 # Every process of the image is started with PROMETHEUS_MULTIPROC_DIR (also
 # beat, migrate, shells); the directory must exist before a metric is made.
@@ -122,9 +125,6 @@ def checkout_outcome(code: str) -> str:
 def checkout_observed(func):
     """Decorate the checkout service: count each call by outcome and time it.
     A ShopError counts by its code; any other exception as "error"."""
-    from functools import wraps
-
-    from apps.core.errors import ShopError
 
     @wraps(func)
     def wrapper(*args, **kwargs):

@@ -1,6 +1,8 @@
 """Celery signals: the worker's metrics endpoint, task counters, and the
 request id carried from the request that queued a task into its logs."""
 
+import logging.config
+
 from celery import signals
 from django.conf import settings
 
@@ -52,6 +54,4 @@ def _adopt_request_id(task_id=None, task=None, **kwargs):
 def _django_logging(**kwargs):
     # Workers and beat log as the web does (LOGGING: JSON lines with request id
     # and order number) instead of Celery's own format.
-    import logging.config
-
     logging.config.dictConfig(settings.LOGGING)

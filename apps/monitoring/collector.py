@@ -20,9 +20,9 @@ from redis.exceptions import RedisError
 from apps.catalog.models import Product
 from apps.core.breakers import breaker_states
 from apps.orders.models import Order
-from apps.stock.keys import persist_queue_key, reservations_key, stock_key
 from apps.stock.redis import stock_redis
-from apps.stock.services import stock_warmed_product_ids
+from apps.stock.redis_keys import persist_queue_key, reservations_key, stock_key
+from apps.stock.selectors import stock_warmed_product_ids
 
 logger = logging.getLogger(__name__)
 

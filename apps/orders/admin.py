@@ -3,8 +3,9 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from redis.exceptions import RedisError
 
-from . import services
 from .models import Order
+from .services.fulfilment import order_fulfilment_retry
+from .services.payment import order_refund_start
 
 
 @admin.register(Order)
@@ -40,7 +41,7 @@ class OrderAdmin(admin.ModelAdmin):
     @admin.action(description=_("Retry delivery (after uploading more keys)"))
     def retry_fulfilment(self, request, queryset):
         try:
-            count = services.order_fulfilment_retry(order_ids=list(queryset.values_list("id", flat=True)))
+            count = order_fulfilment_retry(order_ids=list(queryset.values_list("id", flat=True)))
         except RedisError:
             self.message_user(request, _("The stock gate (Redis) is unreachable; try again shortly."), messages.ERROR)
             return
@@ -52,7 +53,7 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Refund (cannot be delivered)"))
     def start_refund(self, request, queryset):
-        count = services.order_refund_start(
+        count = order_refund_start(
             order_ids=list(queryset.values_list("id", flat=True)), reason=f"refund started by {request.user}"
         )
         self.message_user(

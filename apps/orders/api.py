@@ -16,7 +16,7 @@ from apps.core.request_body import json_body
 from .bot_checks import captcha_verify
 from .buyer_context import buyer_context
 from .selectors import order_snapshot_get
-from .services import order_checkout
+from .services.checkout import order_checkout
 
 
 def order_urls(order_no: str) -> dict:

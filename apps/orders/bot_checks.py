@@ -46,10 +46,10 @@ from redis.exceptions import RedisError
 
 from apps.catalog.selectors import product_info_for_checkout
 from apps.core.errors import InvalidInput
-from apps.stock.services import stock_captcha_needed
+from apps.stock.selectors import stock_captcha_needed
 
 from .exceptions import CaptchaInvalid
-from .services import BuyerContext, checkout_strike_record
+from .services.checkout import BuyerContext, checkout_strike_record
 
 logger = logging.getLogger(__name__)
 

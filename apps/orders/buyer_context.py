@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 
 from apps.core.client_ip import client_ip
 
-from .services import BuyerContext
+from .services.checkout import BuyerContext
 
 DEVICE_COOKIE = "cs_device"
 _DEVICE_SALT = "cardshop.device"

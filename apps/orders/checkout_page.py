@@ -14,7 +14,7 @@ from .bot_checks import captcha_verify, honeypot_check
 from .buyer_context import buyer_context
 from .forms import CAPTCHA_ANSWER_FIELD, CAPTCHA_KEY_FIELD, HONEYPOT_FIELD
 from .grants import order_grant_token
-from .services import order_checkout
+from .services.checkout import order_checkout
 
 
 @require_POST

@@ -1,6 +1,8 @@
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .identity import buyer_identity
+
 
 class Order(models.Model):
     class Status(models.TextChoices):
@@ -24,7 +26,7 @@ class Order(models.Model):
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.AWAITING_PAYMENT)
     # The buyer identities (hashes, space-separated) the per-buyer limits counted
     # this order against; kept so the Redis gate can be rebuilt from MariaDB.
-    buyer_keys = models.TextField(blank=True)
+    buyer_identities = models.TextField(blank=True)
     # SHA-256 (hex) of the buyer's access token; the token itself is never stored.
     access_token_hash = models.CharField(max_length=64)
     # Why an operator must look at this order (needs_attention / refund_pending).
@@ -57,3 +59,18 @@ class Order(models.Model):
 
     def __str__(self):
         return self.order_no
+
+    def buyer_identity_list(self) -> list[str]:
+        """The buyer identities the order counts towards (see identity.buyer_identities)."""
+        return self.buyer_identities.split() or ["e:" + buyer_identity(email=self.buyer_email)]
+
+
+# Orders that still hold stock in the gate (their keys are not yet sold).
+HOLDING_STATUSES = (Order.Status.AWAITING_PAYMENT, Order.Status.PAID)
+# Orders that count towards a buyer's per-product limit.
+COUNTED_STATUSES = (
+    Order.Status.AWAITING_PAYMENT,
+    Order.Status.PAID,
+    Order.Status.DELIVERED,
+    Order.Status.NEEDS_ATTENTION,
+)

@@ -7,7 +7,7 @@ from redis.exceptions import RedisError
 
 from apps.cardkeys.selectors import order_keys_reveal
 from apps.catalog.models import Product
-from apps.stock.services import stock_reservation_get
+from apps.stock.selectors import stock_reservation_get
 
 from .identity import access_token_hash, email_normalise, order_number_product_id
 from .models import Order
@@ -59,10 +59,10 @@ def _queued_snapshot(*, order_no: str, token: str) -> dict | None:
     if product_id is None:
         return None
     try:
-        record = stock_reservation_get(product_id=product_id, order_no=order_no)
+        reservation = stock_reservation_get(product_id=product_id, order_no=order_no)
     except RedisError:
         return None
-    if record is None or not _token_matches(token, record.get("token_hash", "")):
+    if reservation is None or not _token_matches(token, reservation.token_hash):
         return None
     product = Product.objects.using("default").filter(id=product_id).only("sku", "title").first()
     return {
@@ -70,7 +70,7 @@ def _queued_snapshot(*, order_no: str, token: str) -> dict | None:
         "status": Order.Status.QUEUED,
         "sku": product.sku if product else "",
         "title": product.title if product else "",
-        "quantity": int(record["quantity"]),
-        "amount": str(order_amount(unit_price=record["unit_price"], quantity=int(record["quantity"]))),
-        "currency": record["currency"],
+        "quantity": reservation.quantity,
+        "amount": str(order_amount(unit_price=reservation.price, quantity=reservation.quantity)),
+        "currency": reservation.currency,
     }

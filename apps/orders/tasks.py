@@ -6,7 +6,8 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from . import services
+from apps.orders.services import expiry, fulfilment, persistence, reconcile
+
 from .mail import order_keys_email_send, order_keys_emails_send
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ def fulfil_order_task(self, order_id: int | None = None):
     # An order that cannot be fulfilled fails alone inside the run (it goes to
     # needs_attention); what reaches here is the database itself.
     try:
-        report = services.fulfilment_run(order_id=order_id)
+        report = fulfilment.fulfilment_run(order_id=order_id)
     except Exception as exc:  # a database hiccup: retry with backoff, bounded
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
     return {"delivered": len(report.delivered), "short": len(report.short)}
@@ -67,21 +68,16 @@ def send_order_keys_emails_task(self, order_ids: list[int]):
             logger.exception("order id %s: its mail failed and could not be queued again", order_id)
 
 
-@shared_task(bind=True, **TASK_OPTIONS)
-def refund_order_task(self, order_id: int):
-    from apps.payments.services import payment_refund_request
-
-    try:
-        payment_refund_request(order_id=order_id)
-    except Exception as exc:
-        raise self.retry(exc=exc, countdown=5 * 2**self.request.retries) from exc
-
-
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def persist_reservations_task():
-    return services.order_persist_queued()
+    return persistence.order_persist_queued()
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def expire_reservations_task():
-    return services.order_expire_due()
+    return expiry.order_expire_due()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def reconcile_task():
+    return reconcile.reconcile_run().lines()

@@ -1,5 +1,5 @@
-"""Payments: turning a provider's notification into an order state change, and
-asking providers to pay (sandbox) or refund."""
+"""Payments: turning a provider's notification into an order state change,
+and asking providers to pay (sandbox). Refund requests: refunds.py."""
 
 from collections.abc import Mapping
 from decimal import Decimal
@@ -8,14 +8,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.orders.models import Order
-from apps.orders.services import order_mark_paid, order_mark_refunded
+from apps.orders.services.payment import order_mark_paid, order_mark_refunded
 
 from .breaker import provider_call
 from .exceptions import OrderNotPayable, StaleNotification
 from .models import PaymentEvent
 from .providers import provider_get
 from .providers.sandbox import SandboxProvider
-from .selectors import payment_refundable_get
 
 # A late payment (after the reservation expired) is still taken: it is
 # delivered if keys remain, otherwise refunded.
@@ -69,22 +68,3 @@ def payment_url_get(*, order_no: str, token: str | None) -> str:
     while it is failing."""
     provider = provider_get(name=settings.PAYMENT_DEFAULT_PROVIDER)
     return provider_call(provider, "payment_start", order_no=order_no, token=token)
-
-
-def payment_refund_request(*, order_id: int) -> bool:
-    """Ask the provider that took the order's payment to refund it; the order
-    becomes `refunded` when the provider's notification arrives. Returns False,
-    doing nothing, unless the order is refund_pending with a recorded payment
-    (so a task run twice, or after the refund, is harmless). Raises
-    PaymentUnavailable while the provider is failing; the task retries."""
-    payment = payment_refundable_get(order_id=order_id)
-    if payment is None:
-        return False
-    provider_call(
-        provider_get(name=payment.provider),
-        "refund_start",
-        order_no=payment.order.order_no,
-        amount=payment.amount,
-        currency=payment.currency,
-    )
-    return True

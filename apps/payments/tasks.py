@@ -1,18 +1,14 @@
+"""Thin Celery tasks of payments. The sandbox's own notification task lives
+with the sandbox's server side (sandbox_server.py)."""
+
 from celery import shared_task
 
-from .exceptions import NotificationDeliveryFailed
-from .providers.sandbox import notification_deliver
+from .refunds import payment_refund_request
 
 
-# Like a real provider, the sandbox keeps trying for a while (about a quarter
-# of an hour): an order still queued for persistence is answered 404 at first.
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(NotificationDeliveryFailed,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    max_retries=8,
-)
-def sandbox_notification_deliver_task(*, fields: dict) -> None:
-    notification_deliver(fields=fields)
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5)
+def refund_order_task(self, order_id: int):
+    try:
+        payment_refund_request(order_id=order_id)
+    except Exception as exc:
+        raise self.retry(exc=exc, countdown=5 * 2**self.request.retries) from exc

@@ -25,9 +25,11 @@ from django.conf import settings
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 from redis.exceptions import RedisError
 
-from .keys import overloaded_key, persist_queue_key, rules_key
+from apps.orders.models import Order
+
 from .redis import stock_redis
-from .services import stock_warmed_product_ids
+from .redis_keys import overloaded_key, persist_queue_key, rules_key
+from .selectors import stock_warmed_product_ids
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +69,6 @@ def backlog_measure() -> Backlog:
     database: fulfilment tasks coalesce, so their queue does not count them;
     mail messages waiting, from the broker), and reservations waiting for
     persistence."""
-    from apps.orders.models import Order
-
     pipe = _broker_redis().pipeline(transaction=False)
     for key in celery_queue_keys(settings.CELERY_QUEUE_MAIL):
         pipe.llen(key)

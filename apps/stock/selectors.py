@@ -1,10 +1,20 @@
-"""Reads of the stock gate, for pages: how much is left, never a decision."""
+"""Reads of the stock gate: what pages show (how much is left) and what the
+services and repairs need to know (reservations, held shares, the queue).
+Nothing here decides a sale; the checkout script does."""
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from .keys import stock_key
 from .redis import stock_redis
+from .redis_keys import (
+    held_key,
+    persist_queue_key,
+    reservations_key,
+    stock_key,
+    strikes_key,
+    warmed_products_key,
+)
+from .reservations import Reservation
 
 IN_STOCK, LOW, SOLD_OUT, UNKNOWN = "in_stock", "low", "sold_out", "unknown"
 
@@ -18,7 +28,7 @@ def stock_remaining_many(*, product_ids: list[int]) -> dict[int, int | None]:
         values = stock_redis().mget([stock_key(pid) for pid in product_ids])
     except RedisError:
         return dict.fromkeys(product_ids)
-    return {pid: (None if v is None else max(int(v), 0)) for pid, v in zip(product_ids, values, strict=False)}
+    return {pid: (None if v is None else max(int(v), 0)) for pid, v in zip(product_ids, values, strict=True)}
 
 
 def stock_remaining(*, product_id: int) -> int | None:
@@ -33,3 +43,62 @@ def stock_status(remaining: int | None) -> str:
     if remaining <= settings.LOW_STOCK_THRESHOLD:
         return LOW
     return IN_STOCK
+
+
+def stock_remaining_known(*, product_id: int) -> bool:
+    """Is the product's stock counter there (warmed)? Raises RedisError."""
+    return bool(stock_redis().exists(stock_key(product_id)))
+
+
+def stock_captcha_needed(*, product_id: int, strike_fields: tuple[str, str]) -> bool:
+    """Does this client have to solve a captcha to check out this product?
+    (The checkout script decides the same way; this is for the page.)"""
+    threshold, fields = settings.BOT_SOFT_THRESHOLD, [f for f in strike_fields if f]
+    if threshold <= 0 or not fields:
+        return False
+    seconds, micros = stock_redis().time()
+    now_ms = seconds * 1000 + micros // 1000
+    for value in stock_redis().hmget(strikes_key(product_id), fields):
+        if value:
+            count, since_ms = (int(part) for part in _text(value).split(":"))
+            if now_ms - since_ms < settings.BOT_WINDOW_SECONDS * 1000 and count >= threshold:
+                return True
+    return False
+
+
+def stock_reservation_get(*, product_id: int, order_no: str) -> Reservation | None:
+    raw = stock_redis().hget(reservations_key(product_id), order_no)
+    return Reservation.from_json(raw) if raw else None
+
+
+def stock_gate_state(*, product_id: int) -> tuple[int | None, dict[str, Reservation]]:
+    """The stock counter and the reservations, read together in one transaction."""
+    pipe = stock_redis().pipeline(transaction=True)
+    pipe.get(stock_key(product_id))
+    pipe.hgetall(reservations_key(product_id))
+    stock, reservations = pipe.execute()
+    return (
+        None if stock is None else int(stock),
+        {_text(no): Reservation.from_json(raw) for no, raw in reservations.items()},
+    )
+
+
+def stock_held_orders(*, product_id: int) -> list[str]:
+    """Order numbers whose buyers' shares are held without a reservation."""
+    return [_text(no) for no in stock_redis().hkeys(held_key(product_id))]
+
+
+def stock_queue_peek(*, product_id: int, count: int | None = None) -> list[bytes]:
+    """The oldest `count` (None: all) queued reservations of a product, as
+    stored, left in the queue. Read each with Reservation.from_json: one that
+    does not parse must not hide the rest. Caller holds the product's persist
+    fence (apps.core.db_locks)."""
+    return stock_redis().lrange(persist_queue_key(product_id), 0, -1 if count is None else count - 1)
+
+
+def stock_warmed_product_ids() -> list[int]:
+    return sorted(int(pid) for pid in stock_redis().smembers(warmed_products_key()))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

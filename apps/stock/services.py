@@ -8,7 +8,8 @@ from datetime import datetime
 
 from django.conf import settings
 
-from .keys import (
+from .redis import stock_redis
+from .redis_keys import (
     bucket_key,
     buyers_key,
     held_key,
@@ -22,7 +23,7 @@ from .keys import (
     unpaid_key,
     warmed_products_key,
 )
-from .redis import stock_redis
+from .reservations import HeldShare, Reservation
 from .scripts import lua_script
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class ReserveOutcome:
     retry_after_ms: int = 0
 
 
-def checkout_script_call(
+def checkout_script_arguments(
     *,
     product_id: int,
     order_no: str,
@@ -97,8 +98,8 @@ def stock_reserve(**call) -> ReserveOutcome:
     """The checkout decision: one Redis round trip (rate cap, idempotency,
     captcha threshold, rules, window, limits for every buyer identity, stock;
     then decrement, reserve and queue for persistence). Takes the arguments
-    of checkout_script_call."""
-    keys, args = checkout_script_call(**call)
+    of checkout_script_arguments."""
+    keys, args = checkout_script_arguments(**call)
     reply = lua_script("checkout")(keys=keys, args=args)
     code = _text(reply[0])
     if code == "ok":
@@ -123,49 +124,72 @@ def stock_strike_add(*, product_id: int, strike_fields: tuple[str, str]) -> None
         lua_script("strike")(keys=[strikes_key(product_id)], args=[settings.BOT_WINDOW_SECONDS, *fields])
 
 
-def stock_captcha_needed(*, product_id: int, strike_fields: tuple[str, str]) -> bool:
-    """Does this client have to solve a captcha to check out this product?
-    (The checkout script decides the same way; this is for the page.)"""
-    threshold, fields = settings.BOT_SOFT_THRESHOLD, [f for f in strike_fields if f]
-    if threshold <= 0 or not fields:
-        return False
-    seconds, micros = stock_redis().time()
-    now_ms = seconds * 1000 + micros // 1000
-    for value in stock_redis().hmget(strikes_key(product_id), fields):
-        if value:
-            count, since_ms = (int(part) for part in _text(value).split(":"))
-            if now_ms - since_ms < settings.BOT_WINDOW_SECONDS * 1000 and count >= threshold:
-                return True
-    return False
+def stock_reservation_release(*, product_id: int, order_no: str) -> bool:
+    """Return an ended reservation's stock and its buyers' shares (a refund, a
+    cancel, an orphan). Idempotent: True when released now."""
+    return _release(product_id=product_id, order_no=order_no, unpaid_only=False)
 
 
-def stock_release(*, product_id: int, order_no: str, unpaid_only: bool) -> bool:
-    """Return an ended reservation's stock and its buyers' shares. Idempotent.
-    With unpaid_only (expiry), a reservation a payment got to first is kept."""
+def stock_reservation_release_unpaid(*, product_id: int, order_no: str) -> bool:
+    """The same for an expired reservation, unless a payment got to it first
+    (then it keeps its stock)."""
+    return _release(product_id=product_id, order_no=order_no, unpaid_only=True)
+
+
+def _release(*, product_id: int, order_no: str, unpaid_only: bool) -> bool:
     keys = [stock_key(product_id), buyers_key(product_id), reservations_key(product_id), unpaid_key(product_id)]
     return lua_script("release")(keys=keys, args=[order_no, "1" if unpaid_only else "0"]) == 1
 
 
-def stock_reservations_paid(*, reservations: list[tuple[int, str]], finish: bool = False, held: bool = False) -> None:
+# paid.lua's two flags, spelled out once (see its header).
+_PAID, _FINISHED, _HELD = ("0", "0"), ("1", "0"), ("1", "1")
+
+
+def stock_reservations_paid(*, reservations: list[tuple[int, str]]) -> None:
     """Reservations (product id, order number) were paid: their buyers'
-    unpaid slots free up. With finish, they also end (delivered, or holding
-    no keys); their stock stays taken either way. With held (orders that need
-    attention) their buyers' shares stay counted and are remembered for a
-    refund or a retry to settle. One round trip (a pipeline; each script call
-    stands alone)."""
+    unpaid slots free up; they and their stock stay taken."""
+    _paid_script(reservations, _PAID)
+
+
+def stock_reservations_finish(*, reservations: list[tuple[int, str]]) -> None:
+    """Reservations whose orders were delivered end (paid first, if the
+    payment's own update never reached Redis); their stock stays sold."""
+    _paid_script(reservations, _FINISHED)
+
+
+def stock_reservations_hold(*, reservations: list[tuple[int, str]]) -> None:
+    """Reservations whose orders ended without keys (needs attention) end, but
+    their buyers' shares stay counted, held for a refund or a retry to settle."""
+    _paid_script(reservations, _HELD)
+
+
+def _paid_script(reservations: list[tuple[int, str]], flags: tuple[str, str]) -> None:
+    """One round trip (a pipeline; each script call stands alone)."""
+    if not reservations:
+        return
     script = lua_script("paid")
     pipe = stock_redis().pipeline(transaction=False)
     for product_id, order_no in reservations:
         keys = [reservations_key(product_id), unpaid_key(product_id), held_key(product_id)]
-        script(keys=keys, args=[order_no, "1" if finish else "0", "1" if held else "0"], client=pipe)
+        script(keys=keys, args=[order_no, *flags], client=pipe)
     pipe.execute()
 
 
-def stock_rereserve(*, product_id: int, order_no: str, record: dict, buyers_counted: bool = False) -> int:
-    """Take stock again for a late payment or a retried order: 1 taken, 0 too
-    little left, -1 not warmed. `record` is the reservation as stock_rebuild
-    takes it, marked paid. With buyers_counted (a retried order that needed
-    attention still holds its buyers' shares) only the stock is taken."""
+def stock_rereserve(*, product_id: int, reservation: Reservation) -> int:
+    """Take stock again for an order paid after its reservation expired, and
+    count it for its buyers: 1 taken, 0 too little left, -1 not warmed.
+    `reservation` is marked paid."""
+    return _rereserve(product_id=product_id, reservation=reservation, buyers_counted=False)
+
+
+def stock_rereserve_held(*, product_id: int, reservation: Reservation) -> int:
+    """The same for a retried order that needed attention: its buyers' shares
+    are still held, so only the stock is taken, and the held share goes back
+    into the reservation."""
+    return _rereserve(product_id=product_id, reservation=reservation, buyers_counted=True)
+
+
+def _rereserve(*, product_id: int, reservation: Reservation, buyers_counted: bool) -> int:
     keys = [
         stock_key(product_id),
         buyers_key(product_id),
@@ -173,7 +197,7 @@ def stock_rereserve(*, product_id: int, order_no: str, record: dict, buyers_coun
         unpaid_key(product_id),
         held_key(product_id),
     ]
-    args = [order_no, json.dumps(record), "1" if buyers_counted else "0"]
+    args = [reservation.order_no, reservation.to_json(), "1" if buyers_counted else "0"]
     return int(lua_script("rereserve")(keys=keys, args=args))
 
 
@@ -181,20 +205,6 @@ def stock_buyers_uncount(*, product_id: int, order_no: str) -> bool:
     """Drop the buyers' shares an order that needed attention still holds (a
     refund). Idempotent; True when they dropped now."""
     return lua_script("uncount")(keys=[buyers_key(product_id), held_key(product_id)], args=[order_no]) == 1
-
-
-def stock_held_orders(*, product_id: int) -> list[str]:
-    """Order numbers whose buyers' shares are held without a reservation."""
-    return [_text(no) for no in stock_redis().hkeys(held_key(product_id))]
-
-
-def stock_reservation_get(*, product_id: int, order_no: str) -> dict | None:
-    raw = stock_redis().hget(reservations_key(product_id), order_no)
-    return json.loads(raw) if raw else None
-
-
-def stock_remaining_known(*, product_id: int) -> bool:
-    return bool(stock_redis().exists(stock_key(product_id)))
 
 
 def stock_adjust(*, product_id: int, delta: int) -> int | None:
@@ -228,8 +238,8 @@ def stock_rebuild(
     stock: int,
     buyers: dict[str, int],
     unpaid: dict[str, int],
-    reservations: dict[str, dict],
-    held: dict[str, dict],
+    reservations: list[Reservation],
+    held: dict[str, HeldShare],
 ) -> bool:
     """Write a product's gate from database figures, only while its stock is
     unknown. Returns False when the stock was already there (nothing written)."""
@@ -244,9 +254,9 @@ def stock_rebuild(
     args = [
         stock,
         json.dumps(buyers),
-        json.dumps({no: json.dumps(r) for no, r in reservations.items()}),
+        json.dumps({r.order_no: r.to_json() for r in reservations}),
         json.dumps(unpaid),
-        json.dumps({no: json.dumps(h) for no, h in held.items()}),
+        json.dumps({no: share.to_json() for no, share in held.items()}),
     ]
     rebuilt = lua_script("warm")(keys=keys, args=args) == 1
     stock_redis().sadd(warmed_products_key(), product.id)
@@ -267,28 +277,6 @@ def stock_redis_restarted() -> bool:
     run_id = client.info("server")["run_id"]
     known = client.set(redis_run_id_key(), run_id, get=True)
     return known is not None and _text(known) != run_id
-
-
-def stock_warmed_product_ids() -> list[int]:
-    return sorted(int(pid) for pid in stock_redis().smembers(warmed_products_key()))
-
-
-def stock_gate_state(*, product_id: int) -> tuple[int | None, dict[str, dict]]:
-    """The stock counter and the reservations, read together in one transaction."""
-    pipe = stock_redis().pipeline(transaction=True)
-    pipe.get(stock_key(product_id))
-    pipe.hgetall(reservations_key(product_id))
-    stock, reservations = pipe.execute()
-    return (
-        None if stock is None else int(stock),
-        {_text(no): json.loads(rec) for no, rec in reservations.items()},
-    )
-
-
-def stock_queue_peek(*, product_id: int, count: int) -> list[dict]:
-    """The oldest queued reservations of a product, left in the queue.
-    Caller holds the product's persist fence (apps.core.db_locks)."""
-    return [json.loads(r) for r in stock_redis().lrange(persist_queue_key(product_id), 0, count - 1)]
 
 
 def stock_queue_drop(*, product_id: int, count: int) -> None:

@@ -1,7 +1,8 @@
 from celery import shared_task
 from redis.exceptions import RedisError
 
-from .reconcile import WarmBlocked, gates_check_redis_restart, products_to_warm, reconcile_run, stock_warm
+from .overload import overload_check
+from .warmup import WarmBlocked, gates_check_redis_restart, products_to_warm, stock_warm
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -23,15 +24,8 @@ def warm_stock_task():
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def reconcile_task():
-    return reconcile_run().lines()
-
-
-@shared_task(acks_late=True, reject_on_worker_lost=True)
 def overload_check_task():
     """Pause checkout store-wide while the workers' backlog is too deep (apps.stock.overload)."""
-    from .overload import overload_check
-
     try:
         return overload_check()
     except RedisError:

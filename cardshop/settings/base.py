@@ -160,10 +160,10 @@ CELERY_TASK_QUEUES = [
 CELERY_TASK_ROUTES = {
     "apps.orders.tasks.persist_reservations_task": {"queue": CELERY_QUEUE_GATE},
     "apps.orders.tasks.expire_reservations_task": {"queue": CELERY_QUEUE_GATE},
+    "apps.orders.tasks.reconcile_task": {"queue": CELERY_QUEUE_GATE},
     "apps.stock.tasks.*": {"queue": CELERY_QUEUE_GATE},
     "apps.orders.tasks.fulfil_order_task": {"queue": CELERY_QUEUE_FULFIL},
-    "apps.orders.tasks.refund_order_task": {"queue": CELERY_QUEUE_PAYMENTS},
-    "apps.payments.tasks.*": {"queue": CELERY_QUEUE_PAYMENTS},
+    "apps.payments.*": {"queue": CELERY_QUEUE_PAYMENTS},
     "apps.orders.tasks.send_order_keys_email_task": {"queue": CELERY_QUEUE_MAIL},
     "apps.orders.tasks.send_order_keys_emails_task": {"queue": CELERY_QUEUE_MAIL},
 }

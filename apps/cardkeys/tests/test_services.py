@@ -349,8 +349,8 @@ def test_void_and_unvoid_move_only_available_and_void_keys():
 
 
 def test_warmed_stock_counter_follows_imports_and_voids(django_capture_on_commit_callbacks):
-    from apps.stock.keys import stock_key
     from apps.stock.redis import stock_redis
+    from apps.stock.redis_keys import stock_key
 
     product = ProductFactory()
     other = ProductFactory()  # not warmed: its counter must stay absent
@@ -381,11 +381,11 @@ def test_an_import_does_not_stall_orders_of_the_product():
     import io
     import threading
 
-    from apps.orders import services as orders
+    from apps.orders.services import checkout, persistence
     from apps.orders.tests.support import product_with_keys
 
     product = product_with_keys(keys=5)
-    orders.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    checkout.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
     started, release = threading.Event(), threading.Event()
 
     class SlowSource(io.BytesIO):
@@ -408,7 +408,7 @@ def test_an_import_does_not_stall_orders_of_the_product():
         assert started.wait(10)
         with connection.cursor() as cursor:  # a blocked insert fails fast instead of waiting
             cursor.execute("SET SESSION innodb_lock_wait_timeout = 2")
-        assert orders.order_persist_queued() == 1  # not blocked by the running import
+        assert persistence.order_persist_queued() == 1  # not blocked by the running import
     finally:
         release.set()
         worker.join(20)

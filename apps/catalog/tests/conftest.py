@@ -1,8 +1,8 @@
 import pytest
 from django.utils import translation
 
-from apps.stock.keys import stock_key
 from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import stock_key
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from apps.core.client_ip import client_ip
 from apps.core.ratelimits import CHECKOUT_IP, limits_check
 from apps.orders.models import Order
-from apps.orders.services import order_persist_queued
+from apps.orders.services.persistence import order_persist_queued
 from apps.orders.tests.support import product_with_keys
 from apps.payments.tests.factories import order_with_token
 from apps.stock.selectors import stock_remaining
@@ -273,7 +273,7 @@ def test_the_webhook_is_never_limited_per_client(client, settings):
 
 @pytest.fixture
 def sandbox_sent():
-    from apps.payments.tasks import sandbox_notification_deliver_task
+    from apps.payments.sandbox_server import sandbox_notification_deliver_task
 
     with mock.patch.object(sandbox_notification_deliver_task, "delay") as delay:
         yield delay

@@ -4,7 +4,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from apps.payments.providers.sandbox import SIGNATURE_HEADER, notification_sign
+from apps.payments.sandbox_server import SIGNATURE_HEADER, notification_sign
 
 
 def checkout(client, *, sku: str, email: str, quantity: int = 1):

@@ -6,8 +6,9 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
-from apps.orders import services
 from apps.orders.models import Order
+from apps.orders.services import fulfilment, persistence
+from apps.orders.services.checkout import order_checkout
 from apps.orders.tests.support import product_with_keys
 
 from .sale import checkout, pay
@@ -52,13 +53,13 @@ def test_the_figures_follow_a_sale(client, settings):
     product = product_with_keys(keys=5, per_buyer_limit=5)
     buyers = Client()
     placed = [checkout(buyers, sku=product.sku, email=f"d{i}@example.com").json()["order_no"] for i in range(4)]
-    services.order_persist_queued(product_ids=[product.id])
+    persistence.order_persist_queued(product_ids=[product.id])
     orders = list(Order.objects.filter(order_no__in=placed).order_by("id"))
     for order in orders[:3]:
         assert pay(buyers, order=order).status_code == 200
     # Two delivered; the third ran short (as if its key had gone), so it needs attention.
     Order.objects.filter(id=orders[0].id).update(paid_at=timezone.now() - timedelta(seconds=3))
-    services.order_fulfil(order_id=orders[0].id, batch_size=2)
+    fulfilment.order_fulfil(order_id=orders[0].id, batch_size=2)
     Order.objects.filter(id=orders[2].id).update(status=Order.Status.NEEDS_ATTENTION)
 
     user = User.objects.create_superuser("boss", password="pw-boss-1")
@@ -85,8 +86,8 @@ def test_orders_in_the_last_minute_are_the_last_sixty_seconds_not_the_calendar_m
 
     product = product_with_keys(keys=5, per_buyer_limit=5)
     for i in range(3):
-        services.order_checkout(sku=product.sku, email=f"r{i}@example.com", quantity=1)
-    services.order_persist_queued(product_ids=[product.id])
+        order_checkout(sku=product.sku, email=f"r{i}@example.com", quantity=1)
+    persistence.order_persist_queued(product_ids=[product.id])
     just_turned = timezone.now().replace(second=2, microsecond=0) + timedelta(minutes=5)
     orders = list(Order.objects.filter(product=product).order_by("id"))
     Order.objects.filter(id__in=[o.id for o in orders[:2]]).update(created_at=just_turned - timedelta(seconds=10))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from apps.orders import services
 from apps.orders.models import Order
+from apps.orders.services import checkout, fulfilment, payment, persistence
 from apps.orders.tests.support import product_with_keys
 
 OUTPUT = Path(__file__).resolve().parents[3] / "test-output"
@@ -19,15 +19,15 @@ def _sale_minute(product, *, minutes_ago: int, orders: int, late_seconds: float)
     """`orders` buyers check out and pay; their keys arrive `late_seconds` after
     payment. Then the orders are moved back in time to that minute."""
     placed = [
-        services.order_checkout(sku=product.sku, email=f"m{minutes_ago}-{i}@example.com", quantity=1).order_no
+        checkout.order_checkout(sku=product.sku, email=f"m{minutes_ago}-{i}@example.com", quantity=1).order_no
         for i in range(orders)
     ]
-    services.order_persist_queued(product_ids=[product.id])
+    persistence.order_persist_queued(product_ids=[product.id])
     for order_no in placed:
-        services.order_mark_paid(
+        payment.order_mark_paid(
             order_no=order_no, provider="sandbox", event_id=f"sim-{order_no}", amount=Decimal("9.90"), currency="CNY"
         )
-        services.order_fulfil(order_id=Order.objects.get(order_no=order_no).id)
+        fulfilment.order_fulfil(order_id=Order.objects.get(order_no=order_no).id)
     at = timezone.now() - timedelta(minutes=minutes_ago)
     Order.objects.filter(order_no__in=placed).update(
         created_at=at, paid_at=at + timedelta(seconds=5), delivered_at=at + timedelta(seconds=5 + late_seconds)
@@ -81,8 +81,8 @@ def test_the_dashboard_draws_the_sale_and_follows_it(live_server, monkeypatch, s
 
             # The sale goes on while the page is open: it redraws by itself.
             for i in range(3):
-                services.order_checkout(sku=product.sku, email=f"now-{i}@example.com", quantity=1)
-            services.order_persist_queued(product_ids=[product.id])
+                checkout.order_checkout(sku=product.sku, email=f"now-{i}@example.com", quantity=1)
+            persistence.order_persist_queued(product_ids=[product.id])
             # Stock comes from Redis at checkout, orders from the database once
             # persisted: a redraw can fall between the two, so both wait for the
             # next redraw (every 5 s) rather than the first one.

@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 
 from apps.core.logging import JsonFormatter, redact
-from apps.orders import services
 from apps.orders.models import Order
+from apps.orders.services import fulfilment, persistence
 from apps.orders.tests.support import product_with_keys
 
 from .sale import pay
@@ -102,7 +102,7 @@ def test_a_planted_key_bought_and_delivered_never_reaches_the_logs(settings, cap
     from apps.cardkeys.services import cardkeys_import
     from apps.catalog.page_tokens import SALT
     from apps.orders.mail import order_keys_email_send
-    from apps.stock.reconcile import stock_warm
+    from apps.stock.warmup import stock_warm
 
     settings.RATELIMIT_ENABLE = False
     settings.DEBUG = True  # Django keeps and logs every query
@@ -119,12 +119,12 @@ def test_a_planted_key_bought_and_delivered_never_reaches_the_logs(settings, cap
     )
     assert response.status_code == 202, response.content
     body = response.json()
-    services.order_persist_queued(product_ids=[product.id])
+    persistence.order_persist_queued(product_ids=[product.id])
     order = Order.objects.get(order_no=body["order_no"])
     with mock.patch("apps.orders.tasks.fulfil_order_task.delay"):
         paid, signature = pay(client, order=order, with_signature=True)
     assert paid.status_code == 200
-    services.order_fulfil(order_id=order.id)
+    fulfilment.order_fulfil(order_id=order.id)
     order_keys_email_send(order_id=order.id)
     shown = client.get(f"/api/v1/orders/{order.order_no}", HTTP_X_ORDER_TOKEN=body["access_token"]).json()
     assert shown["keys"] == [planted]  # the secret really went all the way through

@@ -3,10 +3,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.orders import services
 from apps.orders.models import Order
+from apps.orders.services import expiry, fulfilment, persistence
+from apps.orders.services.reconcile import reconcile_run
 from apps.orders.tests.support import product_with_keys
-from apps.stock.reconcile import reconcile_run
 
 from .sale import checkout, pay, samples, value
 
@@ -52,7 +52,7 @@ def test_a_small_sale_moves_each_counter_by_what_happened(client, settings):
     assert [r.status_code for r in accepted] == [202, 202, 202]
     assert checkout(client, sku=product.sku, email="late@example.com").json()["error"] == "sold_out"
     assert checkout(client, sku=product.sku, email="not-an-email").json()["error"] == "invalid"
-    services.order_persist_queued(product_ids=[product.id])
+    persistence.order_persist_queued(product_ids=[product.id])
     first, second, third = (Order.objects.get(order_no=r.json()["order_no"]) for r in accepted)
 
     assert pay(client, order=first).status_code == 200
@@ -67,9 +67,9 @@ def test_a_small_sale_moves_each_counter_by_what_happened(client, settings):
     assert value(mid, "cardshop_stock_remaining", sku=product.sku) == 0
     assert value(mid, "cardshop_reservations_outstanding", sku=product.sku) == 3
 
-    services.order_fulfil(order_id=first.id)  # delivers both paid orders in one batch
+    fulfilment.order_fulfil(order_id=first.id)  # delivers both paid orders in one batch
     Order.objects.filter(id=third.id).update(reserved_until=timezone.now() - timedelta(seconds=1))
-    assert services.order_expire_due() == 1
+    assert expiry.order_expire_due() == 1
     reconcile_run(drift_settle_seconds=0)
     after = scrape(client)
 
@@ -122,7 +122,7 @@ def test_per_client_rate_limit_refusals_count_as_rate_limited_checkouts(client, 
 @pytest.mark.django_db
 def test_reconcile_drift_fixes_are_counted(settings):
     from apps.core import metrics
-    from apps.stock.reconcile import ReconcileReport
+    from apps.orders.services.reconcile import ReconcileReport
 
     drift_before = metrics.RECONCILE_FIXES.labels("drift")._value.get()
     keys_before = metrics.RECONCILE_DRIFT_KEYS._value.get()

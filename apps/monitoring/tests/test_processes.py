@@ -9,11 +9,11 @@ from decimal import Decimal
 
 import pytest
 
-from apps.orders import services
 from apps.orders.models import Order
+from apps.orders.services import persistence
 from apps.orders.tests.processes import CeleryWorker, GunicornServer, free_port, wait_until
 from apps.orders.tests.support import product_with_keys
-from apps.payments.providers.sandbox import notification_sign
+from apps.payments.sandbox_server import notification_sign
 
 from .sale import samples, value
 
@@ -71,7 +71,7 @@ def test_web_and_worker_metrics_add_up_across_processes(tmp_path, monkeypatch):
             assert value(page, "cardshop_checkouts_total", outcome="accepted") == 8
         assert not (web_dir / "counter_4242.db").exists()
 
-        services.order_persist_queued(product_ids=[product.id])
+        persistence.order_persist_queued(product_ids=[product.id])
         paid = order_nos[:5]
         for n, order_no in enumerate(paid):
             body, headers = notification_sign(

@@ -36,7 +36,7 @@ def test_not_ready_while_an_open_sale_lost_its_stock_in_redis(client):
     assert body["checks"]["stock_warmed"] == "error: StockNotWarmed"
     assert body["checks"]["redis"] == "ok"
 
-    from apps.stock.reconcile import stock_warm
+    from apps.stock.warmup import stock_warm
 
     stock_warm(product=lost)
     assert client.get("/readyz").status_code == 200

@@ -6,7 +6,7 @@ from decimal import Decimal
 from apps.cardkeys.crypto import encrypt_secret, fingerprint_secret
 from apps.cardkeys.models import CardKey
 from apps.catalog.models import Product
-from apps.stock.reconcile import stock_warm
+from apps.stock.warmup import stock_warm
 
 _counter = itertools.count(1)
 

@@ -1,7 +1,7 @@
 import pytest
 
-from apps.orders import services
 from apps.orders.models import Order
+from apps.orders.services import checkout, payment, persistence
 from apps.orders.tests.support import product_with_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -10,13 +10,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def needs_attention_order(celery_eager):
     product = product_with_keys(keys=1)
-    result = services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
-    services.order_persist_queued()
+    result = checkout.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    persistence.order_persist_queued()
     from apps.cardkeys.models import CardKey
 
     CardKey.objects.filter(product=product).update(status="void")
     order = Order.objects.get(order_no=result.order_no)
-    services.order_mark_paid(
+    payment.order_mark_paid(
         order_no=order.order_no, provider="sandbox", event_id="e", amount=order.amount, currency="CNY"
     )
     order.refresh_from_db()
@@ -50,7 +50,7 @@ def test_retry_after_new_keys_delivers(admin_client, needs_attention_order):
 
 def test_refund_action(admin_client, needs_attention_order, monkeypatch):
     refunds = []
-    monkeypatch.setattr("apps.orders.tasks.refund_order_task.delay", lambda order_id: refunds.append(order_id))
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: refunds.append(order_id))
     admin_client.post(
         "/admin/orders/order/", {"action": "start_refund", "_selected_action": [needs_attention_order.id]}
     )
@@ -73,10 +73,10 @@ def test_the_kill_switch_in_the_admin_pauses_checkout_at_once(admin_client):
     product = product_with_keys(keys=3)
     admin_client.post("/admin/catalog/product/", {"action": "pause_sale", "_selected_action": [product.id]})
     with pytest.raises(SalePaused):
-        services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+        checkout.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
     assert "Sale paused" in admin_client.get(f"/p/{product.sku}", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     admin_client.post("/admin/catalog/product/", {"action": "resume_sale", "_selected_action": [product.id]})
-    assert services.order_checkout(sku=product.sku, email="a@x.com", quantity=1).status == "queued"
+    assert checkout.order_checkout(sku=product.sku, email="a@x.com", quantity=1).status == "queued"
 
 
 def test_the_product_form_shows_every_rule_against_scalpers(admin_client):
@@ -95,8 +95,8 @@ def test_the_product_form_shows_every_rule_against_scalpers(admin_client):
 
 def buyer_count(order) -> int:
     from apps.orders.identity import buyer_identity
-    from apps.stock.keys import buyers_key
     from apps.stock.redis import stock_redis
+    from apps.stock.redis_keys import buyers_key
 
     return int(stock_redis().hget(buyers_key(order.product_id), "e:" + buyer_identity(email=order.buyer_email)) or 0)
 
@@ -125,13 +125,13 @@ def test_a_refunded_buyer_may_buy_again(admin_client, needs_attention_order, mon
 
     from apps.cardkeys.services import cardkeys_import
 
-    monkeypatch.setattr("apps.orders.tasks.refund_order_task.delay", lambda order_id: None)
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: None)
     admin_client.post(
         "/admin/orders/order/", {"action": "start_refund", "_selected_action": [needs_attention_order.id]}
     )
     assert buyer_count(needs_attention_order) == 0
     cardkeys_import(product=needs_attention_order.product, source=io.BytesIO(b"MORE-KEY-2\n"), file_name="more.txt")
-    again = services.order_checkout(sku=needs_attention_order.product.sku, email="a@x.com", quantity=1)
+    again = checkout.order_checkout(sku=needs_attention_order.product.sku, email="a@x.com", quantity=1)
     assert again.order_no != needs_attention_order.order_no
 
 
@@ -140,10 +140,10 @@ def test_a_refund_that_could_not_reach_redis_is_settled_by_reconcile(
 ):
     from redis.exceptions import ConnectionError as RedisConnectionError
 
+    from apps.orders.services.reconcile import reconcile_run
     from apps.stock import services as gate
-    from apps.stock.reconcile import reconcile_run
 
-    monkeypatch.setattr("apps.orders.tasks.refund_order_task.delay", lambda order_id: None)
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: None)
     real_uncount = gate.stock_buyers_uncount
 
     def redis_blip(**kwargs):
@@ -168,9 +168,9 @@ def test_a_gate_rebuilt_while_an_order_needs_attention_still_settles_it_once(
     """A rebuild from the database counts the order's share and remembers it
     as held, so a later refund drops it exactly once."""
     from apps.orders.tests.support import redis_lose_product
-    from apps.stock.reconcile import stock_warm
+    from apps.stock.warmup import stock_warm
 
-    monkeypatch.setattr("apps.orders.tasks.refund_order_task.delay", lambda order_id: None)
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: None)
     redis_lose_product(needs_attention_order.product)
     assert stock_warm(product=needs_attention_order.product)[0] is True
     assert buyer_count(needs_attention_order) == 1

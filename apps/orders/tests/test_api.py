@@ -3,10 +3,10 @@ import json
 import pytest
 from django.utils import timezone
 
-from apps.orders import services
 from apps.orders.models import Order
-from apps.stock.keys import stock_key
+from apps.orders.services import payment, persistence
 from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import stock_key
 
 from .support import product_with_keys
 
@@ -92,9 +92,9 @@ def test_idempotency_header_returns_the_first_order(client):
 def test_delivered_order_shows_keys_only_to_the_token_holder(client, celery_eager):
     product = product_with_keys(keys=1)
     body = create(client, {"sku": product.sku, "email": "a@x.com"}).json()
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     order = Order.objects.get(order_no=body["order_no"])
-    services.order_mark_paid(
+    payment.order_mark_paid(
         order_no=order.order_no, provider="sandbox", event_id="e1", amount=order.amount, currency="CNY"
     )
     shown = client.get(body["status_url"], headers={"X-Order-Token": body["access_token"]}).json()

@@ -1,7 +1,7 @@
 import pytest
 
-from apps.stock.keys import stock_key
 from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import stock_key
 
 from .support import product_with_keys
 

@@ -10,7 +10,6 @@ import pytest
 from django.utils import timezone
 
 from apps.catalog.page_tokens import page_token_new
-from apps.orders import services
 from apps.orders.exceptions import (
     LimitExceeded,
     PageTokenInvalid,
@@ -20,7 +19,8 @@ from apps.orders.exceptions import (
     UnpaidLimit,
 )
 from apps.orders.models import Order
-from apps.orders.services import BuyerContext
+from apps.orders.services import expiry, payment, persistence
+from apps.orders.services.checkout import BuyerContext, order_checkout
 from apps.stock.selectors import stock_remaining
 
 from .support import product_with_keys
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def checkout(product, email, buyer=None, quantity=1):
-    return services.order_checkout(sku=product.sku, email=email, quantity=quantity, buyer=buyer)
+    return order_checkout(sku=product.sku, email=email, quantity=quantity, buyer=buyer)
 
 
 def test_200_buyers_hold_at_most_one_unpaid_each_and_expiry_frees_the_stock():
@@ -53,8 +53,8 @@ def test_200_buyers_hold_at_most_one_unpaid_each_and_expiry_frees_the_stock():
     assert all(r == ["ok", "unpaid_limit", "unpaid_limit"] for r in results)
     assert stock_remaining(product_id=product.id) == 100
 
-    services.order_persist_queued()
-    assert services.order_expire_due(now=timezone.now() + timezone.timedelta(hours=1)) == 200
+    persistence.order_persist_queued()
+    assert expiry.order_expire_due(now=timezone.now() + timezone.timedelta(hours=1)) == 200
     assert stock_remaining(product_id=product.id) == 300
     # The slots are free again: the same buyer may reserve once more.
     checkout(product, "holder0@x.com")
@@ -67,9 +67,9 @@ def test_paying_frees_the_unpaid_slot(celery_eager):
     first = checkout(product, "a@x.com")
     with pytest.raises(UnpaidLimit):
         checkout(product, "a@x.com")
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     order = Order.objects.get(order_no=first.order_no)
-    services.order_mark_paid(
+    payment.order_mark_paid(
         order_no=order.order_no, provider="sandbox", event_id="e", amount=order.amount, currency="CNY"
     )
     assert checkout(product, "a@x.com").status == "queued"
@@ -104,8 +104,8 @@ def test_limit_counts_every_identity_the_merchant_turns_on():
 def test_identity_limits_survive_a_redis_rebuild():
     product = product_with_keys(keys=10, per_buyer_limit=1, limit_by_ip=True, max_unpaid_per_buyer=1)
     checkout(product, "a@x.com", BuyerContext(ip="10.0.0.1"))
-    services.order_persist_queued()
-    from apps.stock.reconcile import stock_warm
+    persistence.order_persist_queued()
+    from apps.stock.warmup import stock_warm
 
     from .support import redis_lose_product
 
@@ -193,7 +193,7 @@ def test_persistence_backlog_pauses_checkout(settings, client):
         "/api/v1/orders", json.dumps({"sku": product.sku, "email": "z@x.com"}), content_type="application/json"
     )
     assert response.status_code == 503 and response.json()["error"] == "sale_paused" and response["Retry-After"]
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     checkout(product, "z@x.com")
 
 

@@ -12,13 +12,13 @@ import pytest
 from django.db import connection
 
 from apps.cardkeys.models import CardKey
-from apps.orders import services
 from apps.orders.models import Order
+from apps.orders.services import checkout, payment, persistence
 from apps.orders.tasks import persist_reservations_task
 from apps.payments.models import PaymentEvent
-from apps.stock.keys import stock_key
-from apps.stock.reconcile import stock_warm
 from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import stock_key
+from apps.stock.warmup import stock_warm
 
 from .processes import CeleryWorker, wait_until
 from .support import product_with_keys, redis_lose_product
@@ -51,7 +51,7 @@ def pay_all_concurrently(order_nos: list[str], threads: int = 16) -> None:
     def pay(order_no):
         order = Order.objects.get(order_no=order_no)
         try:
-            services.order_mark_paid(
+            payment.order_mark_paid(
                 order_no=order_no,
                 provider="sandbox",
                 event_id=f"evt-{order_no}",
@@ -107,15 +107,15 @@ def test_2000_buyers_300_keys_exactly_300_delivered(app_server, celery_worker_pr
 
 def test_same_webhook_ten_times_concurrently_acts_once(celery_worker_process):
     product = product_with_keys(keys=5)
-    result = services.order_checkout(sku=product.sku, email="a@x.com", quantity=2)
-    services.order_persist_queued()
+    result = checkout.order_checkout(sku=product.sku, email="a@x.com", quantity=2)
+    persistence.order_persist_queued()
     order = Order.objects.get(order_no=result.order_no)
     barrier = threading.Barrier(10)
 
     def deliver():
         barrier.wait()
         try:
-            services.order_mark_paid(
+            payment.order_mark_paid(
                 order_no=order.order_no,
                 provider="sandbox",
                 event_id="evt-once",
@@ -140,8 +140,8 @@ def test_same_webhook_ten_times_concurrently_acts_once(celery_worker_process):
 def test_worker_killed_mid_fulfilment_then_every_paid_order_delivered_once():
     product = product_with_keys(keys=400, per_buyer_limit=1)
     for i in range(400):
-        services.order_checkout(sku=product.sku, email=f"k{i}@x.com", quantity=1)
-    services.order_persist_queued()
+        checkout.order_checkout(sku=product.sku, email=f"k{i}@x.com", quantity=1)
+    persistence.order_persist_queued()
     order_nos = list(Order.objects.filter(product=product).values_list("order_no", flat=True))
     # One order per transaction and one process, so the kill lands mid-stream.
     worker = CeleryWorker(concurrency=1, extra_env={"FULFIL_BATCH_SIZE": "1"}).start()
@@ -173,7 +173,7 @@ def test_redis_lost_mid_sale_pauses_rebuilds_and_never_oversells(app_server, cel
     product = product_with_keys(keys=150, per_buyer_limit=1)
     first = checkout_crowd(app_server.url, product.sku, [f"a{i}@x.com" for i in range(100)])
     assert Counter(s for s, _ in first) == {202: 100}
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     # 20 more reservations that never reach MariaDB before Redis loses everything.
     lost = checkout_crowd(app_server.url, product.sku, [f"lost{i}@x.com" for i in range(20)])
     assert Counter(s for s, _ in lost) == {202: 20}
@@ -186,7 +186,7 @@ def test_redis_lost_mid_sale_pauses_rebuilds_and_never_oversells(app_server, cel
     assert stock_warm(product=product) == (True, 50)  # 150 keys - 100 persisted reservations
     rest = checkout_crowd(app_server.url, product.sku, [f"b{i}@x.com" for i in range(200)])
     assert Counter(s for s, _ in rest) == {202: 50, 409: 150}
-    services.order_persist_queued()
+    persistence.order_persist_queued()
 
     # The lost reservations never became orders, so they can never be paid.
     lost_nos = [b["order_no"] for _, b in lost]
@@ -221,5 +221,5 @@ def test_same_idempotency_key_concurrently_makes_one_order(app_server):
     assert {status for status, _ in answers} == {202}
     assert len({body["order_no"] for _, body in answers}) == 1
     assert int(stock_redis().get(stock_key(product.id))) == 19
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     assert Order.objects.filter(product=product).count() == 1

@@ -8,7 +8,6 @@ from django.core import mail
 from django.db import connection, transaction
 
 from apps.cardkeys.models import CardKey
-from apps.orders import services
 from apps.orders.exceptions import (
     InvalidInput,
     LimitExceeded,
@@ -23,9 +22,11 @@ from apps.orders.exceptions import (
 )
 from apps.orders.models import Order
 from apps.orders.selectors import order_snapshot_get
+from apps.orders.services import expiry, fulfilment, payment, persistence
+from apps.orders.services.checkout import order_checkout
 from apps.payments.models import PaymentEvent
-from apps.stock.keys import stock_key
 from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import stock_key
 from apps.stock.selectors import stock_remaining
 
 from .support import product_with_keys, redis_lose_product
@@ -34,12 +35,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def checkout(product, email="buyer@example.com", quantity=1, key=None):
-    return services.order_checkout(sku=product.sku, email=email, quantity=quantity, idempotency_key=key)
+    return order_checkout(sku=product.sku, email=email, quantity=quantity, idempotency_key=key)
 
 
 def pay(order_no, event_id="evt-1", amount=None):
     order = Order.objects.get(order_no=order_no)
-    return services.order_mark_paid(
+    return payment.order_mark_paid(
         order_no=order_no,
         provider="sandbox",
         event_id=event_id,
@@ -63,20 +64,20 @@ def test_checkout_reserves_in_redis_only_then_persists(django_assert_num_queries
     snapshot = order_snapshot_get(order_no=result.order_no, token=result.access_token)
     assert snapshot["status"] == "queued" and snapshot["amount"] == "19.80"
 
-    assert services.order_persist_queued() == 1
+    assert persistence.order_persist_queued() == 1
     order = Order.objects.get(order_no=result.order_no)
     assert order.status == Order.Status.AWAITING_PAYMENT
     assert order.amount == Decimal("19.80") and order.buyer_email == "buyer@example.com"
     # Persisting again (a redelivered batch) changes nothing.
-    assert services.order_persist_reservations(product_id=product.id, records=[]) == 0
-    assert services.order_persist_queued() == 0
+    assert persistence.order_persist_reservations(product_id=product.id, reservations=[]) == 0
+    assert persistence.order_persist_queued() == 0
     assert Order.objects.count() == 1
 
 
 def test_full_path_delivers_distinct_keys_and_mails_them(celery_eager):
     product = product_with_keys(keys=4)
     result = checkout(product, quantity=2)
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     pay(result.order_no)
     order = Order.objects.get(order_no=result.order_no)
     assert order.status == Order.Status.DELIVERED
@@ -86,7 +87,7 @@ def test_full_path_delivers_distinct_keys_and_mails_them(celery_eager):
     assert snapshot["status"] == "delivered" and len(set(snapshot["keys"])) == 2
     assert len(mail.outbox) == 1 and all(k in mail.outbox[0].body for k in snapshot["keys"])
     # Fulfilment again: nothing changes.
-    assert services.order_fulfil(order_id=order.id).delivered == []
+    assert fulfilment.order_fulfil(order_id=order.id).delivered == []
     assert CardKey.objects.filter(status="sold").count() == 2
 
 
@@ -94,7 +95,7 @@ def test_wrong_token_sees_nothing():
     product = product_with_keys(keys=1)
     result = checkout(product)
     assert order_snapshot_get(order_no=result.order_no, token="nope") is None
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     assert order_snapshot_get(order_no=result.order_no, token="") is None
     assert order_snapshot_get(order_no="bogus", token=result.access_token) is None
 
@@ -115,14 +116,14 @@ def test_wrong_token_sees_nothing():
 def test_bad_input_is_refused_and_reserves_nothing(email, quantity, field):
     product = product_with_keys(keys=10, max_per_order=5)
     with pytest.raises(InvalidInput) as caught:
-        services.order_checkout(sku=product.sku, email=email, quantity=quantity)
+        order_checkout(sku=product.sku, email=email, quantity=quantity)
     assert field in caught.value.extra["fields"]
     assert stock_remaining(product_id=product.id) == 10
 
 
 def test_unknown_or_inactive_product():
     with pytest.raises(ProductNotFound):
-        services.order_checkout(sku="nope", email="a@b.co", quantity=1)
+        order_checkout(sku="nope", email="a@b.co", quantity=1)
     product = product_with_keys(keys=1, is_active=False)
     with pytest.raises(ProductNotFound):
         checkout(product)
@@ -153,7 +154,7 @@ def test_not_warmed_pauses_and_warm_reopens():
     product = product_with_keys(keys=2, warm=False)
     with pytest.raises(SalePaused):
         checkout(product)
-    from apps.stock.reconcile import stock_warm
+    from apps.stock.warmup import stock_warm
 
     assert stock_warm(product=product) == (True, 2)
     assert checkout(product).status == "queued"
@@ -173,18 +174,18 @@ def test_payment_checks_amount_and_dedupes(celery_eager):
     product = product_with_keys(keys=2)
     result = checkout(product)
     with pytest.raises(OrderPending):  # not persisted yet: the provider is asked to retry
-        services.order_mark_paid(
+        payment.order_mark_paid(
             order_no=result.order_no, provider="sandbox", event_id="e", amount=Decimal("9.90"), currency="CNY"
         )
     with pytest.raises(OrderNotFound):  # no such order, nor a reservation: never payable
-        services.order_mark_paid(
+        payment.order_mark_paid(
             order_no=f"261122-{product.id}-NOSUCHORDER0",
             provider="sandbox",
             event_id="e",
             amount=Decimal("9.90"),
             currency="CNY",
         )
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     with pytest.raises(PaymentMismatch):
         pay(result.order_no, amount=Decimal("1.00"))
     assert not PaymentEvent.objects.exists()
@@ -197,7 +198,7 @@ def test_payment_checks_amount_and_dedupes(celery_eager):
 def test_shortage_goes_to_needs_attention_not_partial(celery_eager):
     product = product_with_keys(keys=2)
     result = checkout(product, quantity=2)
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     first = CardKey.objects.filter(product=product).order_by("id").first()
     CardKey.objects.filter(id=first.id).update(status="void")  # drift: a key vanished
     pay(result.order_no)
@@ -212,11 +213,11 @@ def test_expiry_returns_stock_and_late_payment(celery_eager):
 
     product = product_with_keys(keys=1, per_buyer_limit=1)
     result = checkout(product)
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     assert stock_remaining(product_id=product.id) == 0
     later = timezone.now() + timezone.timedelta(hours=1)
-    assert services.order_expire_due(now=later) == 1
-    assert services.order_expire_due(now=later) == 0
+    assert expiry.order_expire_due(now=later) == 1
+    assert expiry.order_expire_due(now=later) == 0
     assert Order.objects.get(order_no=result.order_no).status == Order.Status.EXPIRED
     assert stock_remaining(product_id=product.id) == 1
     # The buyer's slot is free again too.
@@ -230,11 +231,11 @@ def test_late_payment_without_stock_goes_to_refund_pending(celery_eager, monkeyp
     from django.utils import timezone
 
     refunds = []
-    monkeypatch.setattr("apps.orders.tasks.refund_order_task.delay", lambda order_id: refunds.append(order_id))
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: refunds.append(order_id))
     product = product_with_keys(keys=1)
     first = checkout(product, email="a@x.com")
-    services.order_persist_queued()
-    services.order_expire_due(now=timezone.now() + timezone.timedelta(hours=1))
+    persistence.order_persist_queued()
+    expiry.order_expire_due(now=timezone.now() + timezone.timedelta(hours=1))
     checkout(product, email="b@x.com")  # takes the returned key
     pay(first.order_no, event_id="late")
     order = Order.objects.get(order_no=first.order_no)
@@ -254,13 +255,13 @@ def test_rules_follow_a_merchant_edit():
 def test_redis_lost_pauses_then_warm_restores_without_oversell(celery_eager):
     product = product_with_keys(keys=3)
     a = checkout(product, email="a@x.com")
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     checkout(product, email="b@x.com")  # queued only: lost with Redis
     client = stock_redis()
     redis_lose_product(product)
     with pytest.raises(SalePaused):
         checkout(product, email="c@x.com")
-    from apps.stock.reconcile import stock_warm
+    from apps.stock.warmup import stock_warm
 
     assert stock_warm(product=product) == (True, 2)  # 3 keys - a's reservation
     assert int(client.get(stock_key(product.id))) == 2
@@ -276,15 +277,13 @@ def test_payment_between_expiry_commit_and_its_release_keeps_its_stock(celery_ea
 
     product = product_with_keys(keys=2)
     result = checkout(product)
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     held_back = []
-    monkeypatch.setattr(
-        services, "_release_reservations", lambda orders, unpaid_only: held_back.append((orders, unpaid_only))
-    )
-    services.order_expire_due(now=timezone.now() + timezone.timedelta(hours=1))
+    monkeypatch.setattr(expiry, "_release_unpaid_rollback_unsafe", held_back.append)
+    expiry.order_expire_due(now=timezone.now() + timezone.timedelta(hours=1))
     pay(result.order_no, event_id="late-race")
     monkeypatch.undo()
-    services._release_reservations(*held_back[0][:1], unpaid_only=held_back[0][1])
+    expiry._release_unpaid_rollback_unsafe(held_back[0])
     assert Order.objects.get(order_no=result.order_no).status == Order.Status.DELIVERED
     assert stock_remaining(product_id=product.id) == 1  # one key sold, one left: no phantom stock
 
@@ -307,6 +306,8 @@ def test_redis_holds_no_access_token():
 def test_each_kind_of_work_has_its_own_queue():
     """Persistence must never wait behind a fulfilment or mail backlog."""
     from apps.orders import tasks
+    from apps.payments import sandbox_server
+    from apps.payments import tasks as payment_tasks
     from cardshop.celery import app
 
     def queue_of(task):
@@ -316,7 +317,9 @@ def test_each_kind_of_work_has_its_own_queue():
     assert queue_of(tasks.fulfil_order_task) == "fulfil"
     assert queue_of(tasks.send_order_keys_email_task) == "mail"
     assert queue_of(tasks.send_order_keys_emails_task) == "mail"
-    assert queue_of(tasks.refund_order_task) == "payments"
+    assert queue_of(tasks.reconcile_task) == "gate"
+    assert queue_of(payment_tasks.refund_order_task) == "payments"
+    assert queue_of(sandbox_server.sandbox_notification_deliver_task) == "payments"
     consumed = {q.name for q in app.conf.task_queues}
     assert {"gate", "fulfil", "mail", "payments", "celery"} <= consumed
 
@@ -330,7 +333,7 @@ def test_one_fulfilment_transaction_serves_a_deep_queue_with_a_fixed_number_of_s
     def paid_orders(product, count):
         for i in range(count):
             checkout(product, email=f"deep{product.id}-{i}@x.com", quantity=2)
-        services.order_persist_queued()
+        persistence.order_persist_queued()
         for order in Order.objects.filter(product=product):
             pay(order.order_no, event_id=f"e-{order.order_no}")
         return list(Order.objects.filter(product=product).order_by("id"))
@@ -338,7 +341,7 @@ def test_one_fulfilment_transaction_serves_a_deep_queue_with_a_fixed_number_of_s
     small = paid_orders(product_with_keys(keys=4, per_buyer_limit=2), 2)
     deep = paid_orders(product_with_keys(keys=40, per_buyer_limit=2), 20)
     with django_assert_max_num_queries(12):
-        report = services.order_fulfil(order_id=deep[0].id, batch_size=50)
+        report = fulfilment.order_fulfil(order_id=deep[0].id, batch_size=50)
     # The batch also picked up the other product's paid orders.
     assert len(report.delivered) == 22 and report.short == []
     for order in small + deep:
@@ -385,11 +388,11 @@ def test_fulfilment_waits_for_its_order_held_by_a_duplicate_notification(monkeyp
     monkeypatch.setattr("apps.orders.tasks.send_order_keys_emails_task.delay", lambda order_ids: None)
     product = product_with_keys(keys=1)
     result = checkout(product)
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     pay(result.order_no, event_id="first")
     order = Order.objects.get(order_no=result.order_no)
     with order_row_held_briefly(order.id):
-        report = services.order_fulfil(order_id=order.id)
+        report = fulfilment.order_fulfil(order_id=order.id)
     assert report.delivered == [order.order_no]
     assert Order.objects.get(id=order.id).status == Order.Status.DELIVERED
 
@@ -400,7 +403,7 @@ def test_fulfilment_waits_for_its_order_held_by_a_duplicate_notification(monkeyp
 def paid_orders(product, count, *, quantity=1):
     for i in range(count):
         checkout(product, email=f"paid{product.id}-{i}@x.com", quantity=quantity)
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     for order in Order.objects.filter(product=product, status=Order.Status.AWAITING_PAYMENT).order_by("id"):
         pay(order.order_no, event_id=f"e-{order.order_no}")
     return list(Order.objects.filter(product=product).order_by("id"))
@@ -420,7 +423,7 @@ def test_payments_while_a_fulfilment_task_waits_publish_no_other_and_it_serves_t
     orders = paid_orders(product, 30)
     assert published == [orders[0].id]  # one task for thirty payments
 
-    report = services.fulfilment_run(order_id=published[0])
+    report = fulfilment.fulfilment_run(order_id=published[0])
     assert sorted(report.delivered) == sorted(o.order_no for o in orders)
     assert Order.objects.filter(status=Order.Status.DELIVERED).count() == 30
     assert CardKey.objects.filter(status="sold").values("order").distinct().count() == 30
@@ -434,7 +437,7 @@ def test_full_batches_ask_for_a_second_worker_and_the_asks_coalesce(published, s
     settings.FULFIL_BATCH_SIZE = 5
     orders = paid_orders(product_with_keys(keys=22, per_buyer_limit=1), 22)
     published.clear()
-    report = services.fulfilment_run(order_id=orders[0].id)
+    report = fulfilment.fulfilment_run(order_id=orders[0].id)
     # Four full batches asked for help; the mark let only the first ask through.
     assert len(published) == 1
     assert len(report.delivered) == 22
@@ -442,7 +445,7 @@ def test_full_batches_ask_for_a_second_worker_and_the_asks_coalesce(published, s
 
 
 def test_a_lost_fulfilment_task_holds_back_later_payments_only_until_its_mark_expires(published, settings):
-    from apps.orders.services import _fulfilment_flag_key
+    from apps.orders.services.fulfilment import _fulfilment_flag_key
 
     settings.FULFIL_REQUEST_TTL_SECONDS = 7
     product = product_with_keys(keys=3, per_buyer_limit=1)
@@ -450,18 +453,18 @@ def test_a_lost_fulfilment_task_holds_back_later_payments_only_until_its_mark_ex
     assert published == [first.id]  # ... and that task is lost with its worker
     assert 0 < stock_redis().ttl(_fulfilment_flag_key()) <= 7
     checkout(product, email="second@x.com")
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     second = Order.objects.get(buyer_email="second@x.com")
     pay(second.order_no, event_id="e-second")
     assert published == [first.id]
     stock_redis().delete(_fulfilment_flag_key())  # the mark expires
     checkout(product, email="third@x.com")
-    services.order_persist_queued()
+    persistence.order_persist_queued()
     third = Order.objects.get(buyer_email="third@x.com")
     pay(third.order_no, event_id="e-third")
     assert published == [first.id, third.id]
     # The new task serves the orders the lost one was standing for.
-    services.fulfilment_run(order_id=third.id)
+    fulfilment.fulfilment_run(order_id=third.id)
     assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.DELIVERED}
 
 
@@ -480,9 +483,9 @@ def test_an_order_that_cannot_be_fulfilled_fails_alone_and_visibly(published, mo
             raise ValueError("corrupt order")
         return real_mark_sold(assignments=assignments)
 
-    monkeypatch.setattr(services, "cardkeys_mark_sold", mark_sold)
+    monkeypatch.setattr(fulfilment, "cardkeys_mark_sold", mark_sold)
     # The task re-driven for that very order (reconcile's, say) too.
-    report = services.fulfilment_run(order_id=poison.id)
+    report = fulfilment.fulfilment_run(order_id=poison.id)
     assert sorted(report.delivered) == sorted(o.order_no for o in orders[1:])
     assert report.short == [poison.order_no]
     poison.refresh_from_db()
@@ -497,9 +500,9 @@ def test_without_redis_to_ask_a_payment_publishes(published, monkeypatch):
     order = paid_orders(product_with_keys(keys=1), 1)[0]
     published.clear()
     unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    monkeypatch.setattr("apps.orders.services.stock_redis", lambda: unreachable)
-    services.fulfilment_request(order_id=order.id)
-    services.fulfilment_request(order_id=order.id)
+    monkeypatch.setattr("apps.orders.services.fulfilment.stock_redis", lambda: unreachable)
+    fulfilment.fulfilment_request_on_commit(order_id=order.id)
+    fulfilment.fulfilment_request_on_commit(order_id=order.id)
     assert published == [order.id, order.id]
 
 
@@ -508,7 +511,7 @@ def test_the_drain_waits_for_a_paid_order_held_by_a_duplicate_notification(publi
     may be a duplicate notification being turned away, which delivers nothing."""
     orders = paid_orders(product_with_keys(keys=3, per_buyer_limit=1), 3)
     with order_row_held_briefly(orders[1].id):
-        report = services.fulfilment_run(order_id=None)
+        report = fulfilment.fulfilment_run(order_id=None)
     assert sorted(report.delivered) == sorted(o.order_no for o in orders)
     assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.DELIVERED}
 
@@ -523,7 +526,7 @@ def test_two_workers_draining_at_once_deliver_every_order_its_own_keys(published
 
     def worker():
         try:
-            reports.append(services.fulfilment_run(order_id=None))
+            reports.append(fulfilment.fulfilment_run(order_id=None))
         except Exception as exc:  # pragma: no cover - shown by the assertion below
             errors.append(exc)
         finally:
@@ -554,7 +557,7 @@ def test_a_batch_in_progress_leaves_the_other_paid_orders_to_a_second_worker(pub
     def first_worker_mid_batch():
         try:
             with transaction.atomic():
-                taken.extend(services._orders_lock_for_fulfilment(order_id=None, batch_size=10))
+                taken.extend(fulfilment._orders_lock_for_fulfilment(order_id=None, batch_size=10))
                 locked.set()
                 release.wait(10)
         finally:
@@ -565,7 +568,7 @@ def test_a_batch_in_progress_leaves_the_other_paid_orders_to_a_second_worker(pub
     try:
         assert locked.wait(10)
         with transaction.atomic():
-            second = services._orders_lock_for_fulfilment(order_id=None, batch_size=10)
+            second = fulfilment._orders_lock_for_fulfilment(order_id=None, batch_size=10)
     finally:
         release.set()
         holder.join(10)
@@ -580,7 +583,7 @@ def test_a_batch_mails_in_one_message_and_a_failing_mail_goes_on_alone(published
     orders = paid_orders(product_with_keys(keys=4, per_buyer_limit=1), 4)
     batches = []
     monkeypatch.setattr(tasks.send_order_keys_emails_task, "delay", lambda order_ids: batches.append(order_ids))
-    services.fulfilment_run(order_id=None)
+    fulfilment.fulfilment_run(order_id=None)
     assert batches == [[o.id for o in orders]]  # one message for the whole batch
 
     from apps.orders import mail as order_mail
@@ -613,7 +616,7 @@ def test_a_mail_message_delivered_again_sends_no_mail_twice(published, monkeypat
     from apps.orders import tasks
 
     orders = paid_orders(product_with_keys(keys=3, per_buyer_limit=1), 3)
-    services.fulfilment_run(order_id=None)
+    fulfilment.fulfilment_run(order_id=None)
     ids = [o.id for o in orders]
     tasks.send_order_keys_emails_task.apply(args=[ids[:2]], throw=True)  # the worker died after two
     tasks.send_order_keys_emails_task.apply(args=[ids], throw=True)  # the whole message again

@@ -243,15 +243,14 @@ def test_checkout_to_keys_through_the_order_page(client, live_server, settings):
     over real HTTP to the webhook → fulfilled → the page shows the key."""
     from unittest import mock
 
-    from apps.orders import services
+    from apps.orders.services import checkout, fulfilment, persistence
     from apps.orders.tasks import fulfil_order_task
     from apps.orders.tests.support import product_with_keys
-    from apps.payments.providers.sandbox import notification_deliver
-    from apps.payments.tasks import sandbox_notification_deliver_task
+    from apps.payments.sandbox_server import notification_deliver, sandbox_notification_deliver_task
 
     settings.SITE_URL = live_server.url
     product = product_with_keys(keys=1)
-    result = services.order_checkout(sku=product.sku, email="buyer@example.com", quantity=1, idempotency_key=None)
+    result = checkout.order_checkout(sku=product.sku, email="buyer@example.com", quantity=1, idempotency_key=None)
     page = f"/orders/{result.order_no}?token={result.access_token}"
 
     html = client.get(page).content.decode()
@@ -259,7 +258,7 @@ def test_checkout_to_keys_through_the_order_page(client, live_server, settings):
     assert "Your order is being placed." in html and "/pay/sandbox/" in html
     assert Client().get(f"/orders/{result.order_no}?token=wrong").status_code == 404  # another browser
 
-    services.order_persist_queued(product_ids=[product.id])
+    persistence.order_persist_queued(product_ids=[product.id])
     assert client.get(f"/orders/{result.order_no}/status").json()["status"] == Status.AWAITING_PAYMENT
 
     with (
@@ -271,7 +270,7 @@ def test_checkout_to_keys_through_the_order_page(client, live_server, settings):
     assert client.get(f"/orders/{result.order_no}/status").json()["status"] == Status.PAID
 
     (order_id,) = fulfil.call_args.args
-    services.order_fulfil(order_id=order_id)
+    fulfilment.order_fulfil(order_id=order_id)
     html = client.get(f"/orders/{result.order_no}").content.decode()
     assert _visible_state(html) == [Status.DELIVERED]
     assert f"<code>{product.sku}-KEY-000000</code>" in html

@@ -3,37 +3,25 @@ page, then a notification signed with HMAC-SHA256 and POSTed to the same
 webhook real providers call, retried until the webhook answers 2xx. It moves
 no money, so production lists it in PAYMENT_PROVIDERS only on purpose."""
 
-import hashlib
 import hmac
 import json
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlencode
 
-from django.conf import settings
-from django.db import transaction
 from django.urls import reverse
 
-from ..breaker import provider_post_guarded
-from ..delivery import http_post, webhook_deliver
 from ..exceptions import InvalidSignature, MalformedNotification
 from ..models import PaymentEvent
+from ..sandbox_server import (
+    FIELDS,
+    SANDBOX,
+    SIGNATURE_HEADER,
+    notification_signature,
+    sandbox_notification_deliver_task,
+)
 from .base import PaymentNotification, PaymentProvider
-
-SIGNATURE_HEADER = "X-Sandbox-Signature"
-FIELDS = ("event_id", "order_no", "amount", "currency", "kind", "timestamp")
-
-
-def _signature(body: bytes) -> str:
-    return hmac.new(settings.SANDBOX_PAYMENT_SECRET.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-def notification_sign(fields: Mapping[str, object]) -> tuple[bytes, dict[str, str]]:
-    """The body and headers of a notification, as the sandbox sends it."""
-    body = json.dumps(dict(fields), sort_keys=True, separators=(",", ":")).encode("utf-8")
-    return body, {SIGNATURE_HEADER: _signature(body)}
 
 
 def _event_id(kind: str, order_no: str) -> str:
@@ -43,7 +31,7 @@ def _event_id(kind: str, order_no: str) -> str:
 
 
 class SandboxProvider(PaymentProvider):
-    name = "sandbox"
+    name = SANDBOX
 
     def payment_start(self, *, order_no: str, token: str | None) -> str:
         url = reverse("payments:sandbox-pay", kwargs={"order_no": order_no})
@@ -51,7 +39,9 @@ class SandboxProvider(PaymentProvider):
 
     def notification_verify(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentNotification:
         given = headers.get(SIGNATURE_HEADER) or ""
-        if not hmac.compare_digest(_signature(body).encode("ascii"), given.strip().encode("utf-8", "replace")):
+        if not hmac.compare_digest(
+            notification_signature(body).encode("ascii"), given.strip().encode("utf-8", "replace")
+        ):
             raise InvalidSignature()
         return _notification_parse(body)
 
@@ -64,8 +54,7 @@ class SandboxProvider(PaymentProvider):
 
 
 def _notification_send(*, kind: str, order_no: str, amount: Decimal, currency: str) -> None:
-    from ..tasks import sandbox_notification_deliver_task
-
+    """After commit: the sandbox's servers notify the webhook, with retries."""
     fields = {
         "event_id": _event_id(kind, order_no),
         "order_no": order_no,
@@ -73,22 +62,7 @@ def _notification_send(*, kind: str, order_no: str, amount: Decimal, currency: s
         "currency": currency,
         "kind": str(kind),
     }
-    transaction.on_commit(lambda: sandbox_notification_deliver_task.delay(fields=fields))
-
-
-def notification_deliver(*, fields: Mapping[str, str], post=http_post, sleep=time.sleep) -> int:
-    """POST the notification to this site's sandbox webhook, signed afresh for
-    each attempt, through the sandbox's circuit breaker: while it is open
-    nothing is sent. Raises NotificationDeliveryFailed."""
-    url = settings.SITE_URL.rstrip("/") + reverse("payments:webhook", kwargs={"provider": SandboxProvider.name})
-    return webhook_deliver(
-        url=url,
-        message=lambda: notification_sign({**fields, "timestamp": int(time.time())}),
-        attempts=settings.SANDBOX_WEBHOOK_ATTEMPTS,
-        timeout=settings.SANDBOX_WEBHOOK_TIMEOUT_SECONDS,
-        post=provider_post_guarded(SandboxProvider.name, post),
-        sleep=sleep,
-    )
+    sandbox_notification_deliver_task.delay_on_commit(fields=fields)
 
 
 def _notification_parse(body: bytes) -> PaymentNotification:

@@ -3,7 +3,7 @@ from unittest import mock
 import pytest
 
 from apps.orders.tasks import fulfil_order_task
-from apps.payments.tasks import sandbox_notification_deliver_task
+from apps.payments.sandbox_server import sandbox_notification_deliver_task
 
 
 @pytest.fixture(autouse=True)

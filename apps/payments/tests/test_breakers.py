@@ -12,9 +12,8 @@ from apps.core.breakers import breaker_states
 from apps.orders.models import Order
 from apps.payments.exceptions import NotificationDeliveryFailed, PaymentUnavailable
 from apps.payments.models import PaymentEvent
-from apps.payments.providers.sandbox import notification_deliver
-from apps.payments.services import payment_refund_request
-from apps.payments.tasks import sandbox_notification_deliver_task
+from apps.payments.refunds import payment_refund_request
+from apps.payments.sandbox_server import notification_deliver, sandbox_notification_deliver_task
 
 from .factories import order_with_token, paid_event_create
 from .silent_server import SilentServer

@@ -12,9 +12,13 @@ from apps.payments.delivery import webhook_deliver
 from apps.payments.exceptions import InvalidSignature, NotificationDeliveryFailed
 from apps.payments.models import PaymentEvent
 from apps.payments.providers import provider_get
-from apps.payments.providers.sandbox import SIGNATURE_HEADER, notification_deliver, notification_sign
-from apps.payments.services import payment_refund_request
-from apps.payments.tasks import sandbox_notification_deliver_task
+from apps.payments.refunds import payment_refund_request
+from apps.payments.sandbox_server import (
+    SIGNATURE_HEADER,
+    notification_deliver,
+    notification_sign,
+    sandbox_notification_deliver_task,
+)
 
 from .factories import order_with_token, paid_event_create
 

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from apps.orders.models import Order
 from apps.payments.models import PaymentEvent
-from apps.payments.providers.sandbox import SIGNATURE_HEADER, notification_sign
+from apps.payments.sandbox_server import SIGNATURE_HEADER, notification_sign
 
 from .factories import OrderFactory
 

@@ -7,11 +7,11 @@ from django.conf import settings
 from django.test import Client
 
 from apps.orders.models import Order
-from apps.orders.services import order_persist_queued
+from apps.orders.services.persistence import order_persist_queued
 from apps.orders.tests.support import product_with_keys
 from apps.stock import overload
-from apps.stock.keys import overloaded_key, persist_queue_key, rules_key
 from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import overloaded_key, persist_queue_key, rules_key
 from apps.stock.tasks import overload_check_task
 from cardshop.celery import app as celery_app
 from celery_worker.schedule import BEAT_SCHEDULE

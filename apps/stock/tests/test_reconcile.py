@@ -8,13 +8,14 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from apps.cardkeys.models import CardKey
-from apps.orders import services
 from apps.orders.models import Order
+from apps.orders.services import checkout, payment, persistence
+from apps.orders.services.reconcile import reconcile_run
 from apps.orders.tests.support import add_keys, product_with_keys
 from apps.stock import reconcile
-from apps.stock.keys import persist_queue_key, reservations_key, stock_key
-from apps.stock.reconcile import reconcile_run
 from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import persist_queue_key, reservations_key, stock_key
+from apps.stock.warmup import stock_warm
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,8 +30,8 @@ def test_warm_stock_command_sets_available_minus_outstanding():
     product = product_with_keys(keys=10, warm=False)
     out = run("warm_stock", "--sku", product.sku)
     assert f"{product.sku}: warmed, stock 10" in out
-    services.order_checkout(sku=product.sku, email="a@x.com", quantity=3)
-    services.order_persist_queued()
+    checkout.order_checkout(sku=product.sku, email="a@x.com", quantity=3)
+    persistence.order_persist_queued()
     stock_redis().delete(stock_key(product.id))
     out = run("warm_stock")
     assert f"{product.sku}: warmed, stock 7" in out
@@ -41,11 +42,11 @@ def test_warm_stock_rebuild_repairs_a_buyer_count_left_wrong():
     """A buyer's share left counted (a refund whose Redis call failed) is
     repaired by an operator's rebuild from the database."""
     from apps.orders.identity import buyer_identity
-    from apps.stock.keys import buyers_key
+    from apps.stock.redis_keys import buyers_key
 
     product = product_with_keys(keys=10, per_buyer_limit=1)
-    services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
-    services.order_persist_queued()
+    checkout.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    persistence.order_persist_queued()
     stale = "e:" + buyer_identity(email="gone@x.com")
     stock_redis().hset(buyers_key(product.id), stale, 1)  # a refunded buyer still counted
     assert f"{product.sku}: already warm, stock 9" in run("warm_stock", "--sku", product.sku)
@@ -53,7 +54,7 @@ def test_warm_stock_rebuild_repairs_a_buyer_count_left_wrong():
     assert f"{product.sku}: warmed, stock 9" in run("warm_stock", "--sku", product.sku, "--rebuild")
     assert stock_redis().hget(buyers_key(product.id), stale) is None
     assert stock_redis().hget(buyers_key(product.id), "e:" + buyer_identity(email="a@x.com")) == b"1"
-    services.order_checkout(sku=product.sku, email="gone@x.com", quantity=1)
+    checkout.order_checkout(sku=product.sku, email="gone@x.com", quantity=1)
 
 
 def test_warm_stock_unknown_sku_fails():
@@ -82,10 +83,10 @@ def test_reconcile_redrives_paid_undelivered_and_rebuilds_lost_gates(monkeypatch
     sent = []
     monkeypatch.setattr("apps.orders.tasks.fulfil_order_task.delay", lambda order_id: sent.append(order_id))
     product = product_with_keys(keys=3)
-    result = services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
-    services.order_persist_queued()
+    result = checkout.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    persistence.order_persist_queued()
     order = Order.objects.get(order_no=result.order_no)
-    services.order_mark_paid(
+    payment.order_mark_paid(
         order_no=order.order_no, provider="sandbox", event_id="e", amount=order.amount, currency="CNY"
     )
     sent.clear()  # the payment's own enqueue "was lost"
@@ -99,8 +100,8 @@ def test_reconcile_redrives_paid_undelivered_and_rebuilds_lost_gates(monkeypatch
 
 def test_reconcile_returns_stock_of_orders_that_ended_while_redis_was_away():
     product = product_with_keys(keys=2)
-    result = services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
-    services.order_persist_queued()
+    result = checkout.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    persistence.order_persist_queued()
     # Expired in MariaDB, but the release never reached Redis.
     Order.objects.filter(order_no=result.order_no).update(status="expired")
     assert stock_redis().hexists(reservations_key(product.id), result.order_no)
@@ -112,9 +113,9 @@ def test_reconcile_returns_stock_of_orders_that_ended_while_redis_was_away():
 
 def test_a_bad_record_does_not_block_the_queue_and_its_stock_returns_later(caplog):
     product = product_with_keys(keys=5)
-    services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
-    bad = services.order_checkout(sku=product.sku, email="b@x.com", quantity=1)
-    services.order_checkout(sku=product.sku, email="c@x.com", quantity=1)
+    checkout.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    bad = checkout.order_checkout(sku=product.sku, email="b@x.com", quantity=1)
+    checkout.order_checkout(sku=product.sku, email="c@x.com", quantity=1)
     client = stock_redis()
     queue = persist_queue_key(product.id)
     records = [json.loads(r) for r in client.lrange(queue, 0, -1)]
@@ -122,14 +123,14 @@ def test_a_bad_record_does_not_block_the_queue_and_its_stock_returns_later(caplo
     client.delete(queue)
     client.rpush(queue, *[json.dumps(r) for r in records])
 
-    assert services.order_persist_queued() == 3
+    assert persistence.order_persist_queued() == 3
     assert Order.objects.filter(product=product).count() == 2
     assert not Order.objects.filter(order_no=bad.order_no).exists()
     assert "could not be persisted" in caplog.text
     assert int(client.get(stock_key(product.id))) == 2  # the bad one still holds its key
     # Long after its reservation lapsed, reconciliation gives its key back.
     with mock.patch.object(reconcile.time, "time", return_value=time.time() + 3600):
-        report = reconcile.reconcile_run(drift_settle_seconds=0)
+        report = reconcile_run(drift_settle_seconds=0)
     assert bad.order_no in report.released
     assert int(client.get(stock_key(product.id))) == 3
 
@@ -139,17 +140,17 @@ def test_a_redis_restart_that_kept_stale_data_rebuilds_the_gate(monkeypatch):
     lagging replica promoted) with a stock counter from before a sale's last
     checkouts: the counter exists but is too high. The changed server run id
     makes reconciliation distrust it and rebuild from MariaDB."""
-    from apps.stock import services as gate
+    from apps.stock import selectors as gate
 
     product = product_with_keys(keys=5)
     reconcile_run(drift_settle_seconds=0)  # records the server's run id
-    services.order_checkout(sku=product.sku, email="a@x.com", quantity=2)
-    services.order_persist_queued()
+    checkout.order_checkout(sku=product.sku, email="a@x.com", quantity=2)
+    persistence.order_persist_queued()
     # What the restart looks like: an old counter and no reservation.
     client = stock_redis()
     client.set(stock_key(product.id), 5)
     client.delete(reservations_key(product.id))
-    assert reconcile.reconcile_run(drift_settle_seconds=0).drift_fixed == {}  # invisible as drift
+    assert reconcile_run(drift_settle_seconds=0).drift_fixed == {}  # invisible as drift
     real_info = client.info
     monkeypatch.setattr(
         type(client), "info", lambda self, section=None, *a, **k: {**real_info(section), "run_id": "restarted"}
@@ -163,10 +164,10 @@ def test_a_redis_restart_that_kept_stale_data_rebuilds_the_gate(monkeypatch):
 def test_a_refund_request_lost_with_its_task_is_asked_again(monkeypatch, settings):
     settings.FULFIL_REDRIVE_AFTER_SECONDS = 0
     asked = []
-    monkeypatch.setattr("apps.orders.tasks.refund_order_task.delay", lambda order_id: asked.append(order_id))
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: asked.append(order_id))
     product = product_with_keys(keys=1)
-    result = services.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
-    services.order_persist_queued()
+    result = checkout.order_checkout(sku=product.sku, email="a@x.com", quantity=1)
+    persistence.order_persist_queued()
     Order.objects.filter(order_no=result.order_no).update(
         status="refund_pending", updated_at=timezone.now() - timezone.timedelta(minutes=5)
     )
@@ -179,9 +180,9 @@ def test_a_rebuild_reads_the_orders_in_a_fixed_number_of_queries(django_assert_m
 
     product = product_with_keys(keys=30, per_buyer_limit=1)
     for n in range(20):
-        services.order_checkout(sku=product.sku, email=f"q{n}@x.com", quantity=1)
-    services.order_persist_queued()
+        checkout.order_checkout(sku=product.sku, email=f"q{n}@x.com", quantity=1)
+    persistence.order_persist_queued()
     Order.objects.filter(product=product).update(status=Order.Status.DELIVERED)
     redis_lose_product(product)
     with django_assert_max_num_queries(12):
-        assert reconcile.stock_warm(product=product) == (True, 30)
+        assert stock_warm(product=product) == (True, 30)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from redis.exceptions import RedisError
 
-from apps.stock.reconcile import WarmBlocked, products_to_warm, stock_warm
+from apps.stock.warmup import WarmBlocked, products_to_warm, stock_gate_rebuild, stock_warm
 
 
 class Command(BaseCommand):
@@ -25,7 +25,7 @@ class Command(BaseCommand):
             raise CommandError(f"No product with SKU {sku!r}.")
         try:
             for product in products:
-                rebuilt, stock = stock_warm(product=product, rebuild=rebuild)
+                rebuilt, stock = (stock_gate_rebuild if rebuild else stock_warm)(product=product)
                 state = "warmed" if rebuilt else "already warm"
                 self.stdout.write(f"{product.sku}: {state}, stock {stock}")
         except (RedisError, WarmBlocked) as exc:

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from apps.stock.reconcile import reconcile_run
+from apps.orders.services.reconcile import reconcile_run
 
 
 class Command(BaseCommand):

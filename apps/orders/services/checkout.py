@@ -1,0 +1,191 @@
+"""Checkout: reserve stock for a buyer in one Redis round trip (the Lua
+script decides), and answer with the order number and its access token.
+No database read beyond the cached product, no database write, no row lock;
+persistence makes the order later (persistence.py)."""
+
+import logging
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+from redis.exceptions import RedisError
+
+from apps.cardkeys.crypto import decrypt_secret, encrypt_secret
+from apps.catalog.page_tokens import page_token_check
+from apps.catalog.selectors import ProductInfo, product_info_for_checkout
+from apps.core import metrics
+from apps.stock import services as stock
+
+from ..exceptions import (
+    CaptchaRequired,
+    InvalidInput,
+    LimitExceeded,
+    PageTokenInvalid,
+    ProductNotFound,
+    RateLimited,
+    SaleEnded,
+    SaleNotStarted,
+    SalePaused,
+    SoldOut,
+    TooFast,
+    UnpaidLimit,
+)
+from ..identity import (
+    access_token_hash,
+    access_token_new,
+    buyer_identities,
+    email_normalise,
+    idempotency_digest,
+    order_number_new,
+    strike_fields,
+)
+from ..models import Order
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuyerContext:
+    """What the request tells about the buyer beyond the email."""
+
+    account_id: int | None = None
+    device_id: str = ""
+    ip: str = ""
+    page_token: str | None = None
+    # A captcha this request solved (verified before checkout): clears the
+    # client's strikes instead of being asked for one.
+    captcha_solved: bool = False
+
+    @property
+    def strike_fields(self) -> tuple[str, str]:
+        return strike_fields(ip=self.ip, device_id=self.device_id)
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    order_no: str
+    access_token: str
+    status: str
+    product_id: int
+
+
+@metrics.checkout_observed
+def order_checkout(
+    *, sku: str, email: str, quantity, idempotency_key: str | None = None, buyer: BuyerContext | None = None
+) -> CheckoutResult:
+    """Reserve stock for a buyer. One Redis round trip decides; no database
+    read beyond the cached product, no database write, no row lock.
+
+    Raises InvalidInput, ProductNotFound, PageTokenInvalid, TooFast,
+    RateLimited, SoldOut, LimitExceeded, UnpaidLimit, SaleNotStarted,
+    SaleEnded or SalePaused."""
+    email, quantity, idempotency_key = _checkout_input_clean(email=email, quantity=quantity, key=idempotency_key)
+    product = _product_for_checkout(sku)
+    buyer = buyer or BuyerContext()
+    try:
+        page_token_check(product=product, token=buyer.page_token)
+    except (PageTokenInvalid, TooFast):
+        checkout_strike_record(product_id=product.id, buyer=buyer)
+        raise
+    order_no = order_number_new(product_id=product.id)
+    token = access_token_new()
+    digest = idempotency_digest(email=email, key=idempotency_key) if idempotency_key else ""
+    try:
+        outcome = stock.stock_reserve(
+            product_id=product.id,
+            order_no=order_no,
+            buyers=buyer_identities(email=email, product=product, context=buyer),
+            quantity=quantity,
+            token_hash=access_token_hash(token),
+            email=email,
+            idempotency_digest=digest,
+            # Encrypted: Redis never holds a token that opens an order's keys.
+            idempotency_value=f"{order_no} {encrypt_secret(token)}" if digest else "",
+            strike_fields=buyer.strike_fields,
+            captcha_solved=buyer.captcha_solved,
+        )
+    except RedisError:
+        logger.warning("checkout for %s paused: Redis unreachable", sku)
+        raise SalePaused() from None
+    if outcome.code == "ok":
+        return CheckoutResult(order_no=order_no, access_token=token, status=Order.Status.QUEUED, product_id=product.id)
+    if outcome.code == "duplicate":
+        first_order_no, sealed_token = outcome.idempotency_value.split(" ", 1)
+        first_token = decrypt_secret(sealed_token)
+        return CheckoutResult(
+            order_no=first_order_no, access_token=first_token, status=Order.Status.QUEUED, product_id=product.id
+        )
+    raise _checkout_refusal(outcome)
+
+
+def checkout_strike_record(*, product_id: int, buyer: BuyerContext) -> None:
+    """Count a suspicious attempt (bad page token, too fast, honeypot, wrong
+    captcha) towards the captcha threshold. Best effort: without Redis,
+    checkout is paused anyway."""
+    try:
+        stock.stock_strike_add(product_id=product_id, strike_fields=buyer.strike_fields)
+    except RedisError:
+        logger.warning("suspicious attempt not counted: Redis unreachable")
+
+
+def _checkout_input_clean(*, email, quantity, key) -> tuple[str, int, str | None]:
+    fields: dict[str, list[str]] = {}
+    email = email_normalise(email) if isinstance(email, str) else ""
+    try:
+        # The order row holds at most 254 characters; longer must not reach the queue.
+        if len(email) > Order._meta.get_field("buyer_email").max_length:
+            raise ValidationError("too long")
+        validate_email(email)
+    except ValidationError:
+        fields["email"] = [str(_("Enter a valid email address."))]
+    try:
+        if isinstance(quantity, bool) or (isinstance(quantity, float) and not quantity.is_integer()):
+            raise ValueError
+        quantity = int(quantity)
+        if quantity < 1:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        fields["quantity"] = [str(_("Quantity must be a whole number of at least 1."))]
+    if key is not None and (not isinstance(key, str) or len(key) > 64):
+        fields["idempotency_key"] = [str(_("The idempotency key must be text of at most 64 characters."))]
+    if fields:
+        raise InvalidInput(fields=fields)
+    return email, quantity, (key or None)
+
+
+def _product_for_checkout(sku: str) -> ProductInfo:
+    if not isinstance(sku, str) or not sku or len(sku) > 64:
+        raise InvalidInput(fields={"sku": [str(_("Unknown product."))]})
+    # Without Redis this still answers (from the database or this process's
+    # copy); the checkout script then fails, and checkout answers sale_paused.
+    product = product_info_for_checkout(sku=sku)
+    if product is None or not product.is_active:
+        raise ProductNotFound()
+    return product
+
+
+def _checkout_refusal(outcome: stock.ReserveOutcome) -> Exception:
+    if outcome.code == "sold_out":
+        return SoldOut()
+    if outcome.code == "limit_exceeded":
+        return LimitExceeded(limit=outcome.limit, already=outcome.held)
+    if outcome.code == "captcha_required":
+        return CaptchaRequired(captcha_url=reverse("api:captcha"))
+    if outcome.code == "unpaid_limit":
+        return UnpaidLimit(max_unpaid=outcome.max_unpaid)
+    if outcome.code == "rate_limited":
+        return RateLimited(retry_after=max(1, -(-outcome.retry_after_ms // 1000)))
+    if outcome.code == "queue_full":
+        return SalePaused(_("Too many orders are waiting to be placed. Please try again in a few seconds."))
+    if outcome.code == "too_many":
+        message = _("At most %(n)d per order.") % {"n": outcome.max_per_order}
+        return InvalidInput(fields={"quantity": [str(message)]})
+    if outcome.code == "sale_not_started":
+        return SaleNotStarted()
+    if outcome.code == "sale_ended":
+        return SaleEnded()
+    if outcome.code == "not_found":
+        return ProductNotFound()
+    return SalePaused()

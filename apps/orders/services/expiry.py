@@ -1,0 +1,46 @@
+"""Expiry: orders unpaid past their reservation (RESERVATION_TTL) expire and
+their stock returns to the gate. A payment that arrives later is handled by
+payment.py (delivered if keys remain, else refunded)."""
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from apps.core import metrics
+from apps.stock import services as stock
+
+from ..models import Order
+
+logger = logging.getLogger(__name__)
+
+
+def order_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Expire orders unpaid past their reservation and return their stock.
+    The database transition comes first; the stock returns after commit (and
+    reconciliation returns it if Redis could not be reached then)."""
+    now = now or timezone.now()
+    with transaction.atomic(durable=True):
+        due = list(
+            Order.objects.select_for_update(skip_locked=True)
+            .filter(status=Order.Status.AWAITING_PAYMENT, reserved_until__lt=now)
+            .order_by("id")[:limit]
+        )
+        if not due:
+            return 0
+        Order.objects.filter(id__in=[o.id for o in due], status=Order.Status.AWAITING_PAYMENT).update(
+            status=Order.Status.EXPIRED, updated_at=now
+        )
+        transaction.on_commit(lambda: metrics.orders_expired(count=len(due)))
+        transaction.on_commit(lambda: _release_unpaid_rollback_unsafe(due))
+    return len(due)
+
+
+def _release_unpaid_rollback_unsafe(orders: list[Order]) -> None:
+    for order in orders:
+        try:
+            stock.stock_reservation_release_unpaid(product_id=order.product_id, order_no=order.order_no)
+        except RedisError:
+            logger.warning("order %s expired; its stock returns at the next reconcile", order.order_no)

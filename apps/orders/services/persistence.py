@@ -1,0 +1,100 @@
+"""Persistence: reservations the checkout script queued in Redis become
+`awaiting_payment` orders in MariaDB (beat drains the queue every second)."""
+
+import logging
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import DataError, IntegrityError, transaction
+
+from apps.core.db_locks import persist_fence
+from apps.stock import selectors as gate
+from apps.stock import services as stock
+from apps.stock.reservations import Reservation
+
+from ..models import Order
+from ..pricing import order_amount
+
+logger = logging.getLogger(__name__)
+
+# What a record the database (or the reservation's own reading) refuses raises.
+_REFUSED = (IntegrityError, DataError, KeyError, TypeError, ValueError)
+
+
+def order_persist_reservations(*, product_id: int, reservations: list[Reservation]) -> int:
+    """Write reservations as `awaiting_payment` orders, idempotent on the
+    order number (one persisted twice stays one order). Returns how many rows
+    were new."""
+    orders = [_order_from_reservation(product_id=product_id, reservation=r) for r in reservations]
+    with transaction.atomic(durable=True):
+        existing = set(
+            Order.objects.filter(order_no__in=[o.order_no for o in orders]).values_list("order_no", flat=True)
+        )
+        new = [o for o in orders if o.order_no not in existing]
+        # Plain INSERT: IGNORE would turn a bad value into a silent truncation.
+        Order.objects.bulk_create(new)
+    return len(new)
+
+
+def _order_from_reservation(*, product_id: int, reservation: Reservation) -> Order:
+    return Order(
+        order_no=reservation.order_no,
+        product_id=product_id,
+        buyer_email=reservation.email,
+        quantity=reservation.quantity,
+        unit_price=reservation.price,
+        amount=order_amount(unit_price=reservation.price, quantity=reservation.quantity),
+        currency=reservation.currency,
+        status=Order.Status.AWAITING_PAYMENT,
+        buyer_identities=" ".join(reservation.buyers),
+        access_token_hash=reservation.token_hash,
+        reserved_until=datetime.fromtimestamp(reservation.reserved_until, tz=UTC),
+    )
+
+
+def order_persist_queued(*, product_ids: list[int] | None = None) -> int:
+    """Move every warmed product's queued reservations into MariaDB. Safe to
+    run anywhere, any number of times at once: one worker per product drains
+    (the others skip it), and an entry leaves the queue only after commit, so
+    a worker killed half-way leaves it for the next."""
+    total = 0
+    for product_id in product_ids if product_ids is not None else gate.stock_warmed_product_ids():
+        with persist_fence(product_id=product_id, timeout=0) as held:
+            if held:
+                total += order_persist_queue_drain(product_id=product_id)
+    return total
+
+
+def order_persist_queue_drain(*, product_id: int) -> int:
+    """Persist one product's queued reservations. Caller holds its persist fence."""
+    total = 0
+    while entries := gate.stock_queue_peek(product_id=product_id, count=settings.PERSIST_BATCH_SIZE):
+        try:
+            reservations = [Reservation.from_json(entry) for entry in entries]
+            order_persist_reservations(product_id=product_id, reservations=reservations)
+        except _REFUSED:
+            _persist_one_by_one(product_id=product_id, entries=entries)
+        stock.stock_queue_drop(product_id=product_id, count=len(entries))
+        total += len(entries)
+    return total
+
+
+def _persist_one_by_one(*, product_id: int, entries: list[bytes]) -> None:
+    """A batch the database refused: write its reservations one at a time, so
+    one bad record cannot block the queue behind it. A record refused on its
+    own is logged and dropped; its reservation then expires like an unpaid
+    one. A database that is down raises OperationalError, which is not caught:
+    the batch stays queued for the next run."""
+    for entry in entries:
+        order_no = "(unreadable)"
+        try:
+            reservation = Reservation.from_json(entry)
+            order_no = reservation.order_no
+            order_persist_reservations(product_id=product_id, reservations=[reservation])
+        except _REFUSED as exc:
+            logger.error(
+                "reservation %s of product %s could not be persisted and was dropped: %s",
+                order_no,
+                product_id,
+                type(exc).__name__,
+            )

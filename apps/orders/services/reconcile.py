@@ -1,0 +1,74 @@
+"""Reconciliation: the periodic (and operator's) run that re-drives what is
+stuck and repairs the gate. Each part lives with its use case; this runs
+them in order and reports what each found."""
+
+from dataclasses import dataclass, field
+
+from django.db import DatabaseError
+from redis.exceptions import RedisError
+
+from apps.core import metrics
+from apps.stock.reconcile import GateRepairReport, gates_repair
+from apps.stock.warmup import gates_check_redis_restart
+
+from ..models import Order
+
+# Modules, not their names: fulfilment and the tasks module import each other.
+from . import expiry, fulfilment, payment, persistence
+
+
+@dataclass
+class ReconcileReport(GateRepairReport):
+    redriven: list[str] = field(default_factory=list)
+    refunds_redriven: list[str] = field(default_factory=list)
+    persisted: int = 0
+    expired: int = 0
+    needs_attention: int = 0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"re-driven paid orders: {len(self.redriven)} {' '.join(self.redriven)}".rstrip(),
+            f"re-driven refunds: {len(self.refunds_redriven)} {' '.join(self.refunds_redriven)}".rstrip(),
+            f"gates distrusted after a Redis restart with old data: {self.rewarmed_after_restart}",
+            f"reservations persisted: {self.persisted}",
+            f"reservations expired: {self.expired}",
+            f"reservations brought up to date (paid, delivered, needing attention): {len(self.finished)}",
+            f"stock returned for ended orders: {len(self.released)}",
+            f"gates rebuilt after loss: {len(self.rewarmed)} {' '.join(self.rewarmed)}".rstrip(),
+            "stock drift fixed: "
+            + (", ".join(f"{sku} {delta:+d}" for sku, delta in self.drift_fixed.items()) or "none"),
+            f"orders needing attention: {self.needs_attention}",
+        ]
+        out += [f"error: {e}" for e in self.errors]
+        return out
+
+    @property
+    def fixed_anything(self) -> bool:
+        return bool(
+            self.redriven
+            or self.refunds_redriven
+            or self.rewarmed_after_restart
+            or self.persisted
+            or self.expired
+            or self.finished
+            or self.released
+            or self.rewarmed
+            or self.drift_fixed
+        )
+
+
+def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
+    """Re-drive what is stuck and repair the gate; report what was found."""
+    report = ReconcileReport()
+    report.redriven = fulfilment.fulfilment_redrive_stuck()
+    report.refunds_redriven = payment.refunds_redrive_stuck()
+    report.needs_attention = Order.objects.filter(status=Order.Status.NEEDS_ATTENTION).count()
+    try:
+        report.rewarmed_after_restart = len(gates_check_redis_restart())
+        report.persisted = persistence.order_persist_queued()
+        report.expired = expiry.order_expire_due()
+    except (RedisError, DatabaseError) as exc:
+        report.errors.append(f"{type(exc).__name__}: {exc}")
+    gates_repair(report, drift_settle_seconds=drift_settle_seconds)
+    metrics.reconcile_reported(report)
+    return report

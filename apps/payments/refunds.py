@@ -1,0 +1,26 @@
+"""Asking a provider to refund an order's payment. Apart from services.py
+(which applies notifications to orders), so the refund task it serves needs
+nothing of the order services that publish it."""
+
+from .breaker import provider_call
+from .providers import provider_get
+from .selectors import payment_refundable_get
+
+
+def payment_refund_request(*, order_id: int) -> bool:
+    """Ask the provider that took the order's payment to refund it; the order
+    becomes `refunded` when the provider's notification arrives. Returns False,
+    doing nothing, unless the order is refund_pending with a recorded payment
+    (so a task run twice, or after the refund, is harmless). Raises
+    PaymentUnavailable while the provider is failing; the task retries."""
+    payment = payment_refundable_get(order_id=order_id)
+    if payment is None:
+        return False
+    provider_call(
+        provider_get(name=payment.provider),
+        "refund_start",
+        order_no=payment.order.order_no,
+        amount=payment.amount,
+        currency=payment.currency,
+    )
+    return True

@@ -1,0 +1,100 @@
+"""The records the gate keeps in Redis, typed.
+
+checkout.lua writes a Reservation (to the product's reservations hash and to
+its persistence queue); paid.lua turns one into a HeldShare when its order
+ends without keys. Python reads and writes them only through these classes:
+nobody else indexes that JSON by its field names.
+"""
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.utils import timezone
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Stock held for one order, from checkout until the order ends."""
+
+    order_no: str
+    # The buyer identity hashes the per-buyer limits counted it against.
+    buyers: tuple[str, ...]
+    email: str
+    quantity: int
+    token_hash: str
+    # Text, as the rules hash holds the price; Decimal(unit_price) for money.
+    unit_price: str
+    currency: str
+    created_at: int
+    reserved_until: int
+    # Paid reservations no longer count towards their buyers' unpaid slots.
+    paid: bool = False
+
+    @property
+    def price(self) -> Decimal:
+        return Decimal(self.unit_price)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "order_no": self.order_no,
+                "buyers": list(self.buyers),
+                "email": self.email,
+                "quantity": self.quantity,
+                "token_hash": self.token_hash,
+                "unit_price": self.unit_price,
+                "currency": self.currency,
+                "created_at": self.created_at,
+                "reserved_until": self.reserved_until,
+                "paid": self.paid,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "Reservation":
+        """Raises ValueError (or KeyError) for a record that is not a reservation."""
+        data = json.loads(raw)
+        return cls(
+            order_no=str(data["order_no"]),
+            buyers=tuple(str(b) for b in data["buyers"]),
+            email=str(data["email"]),
+            quantity=int(data["quantity"]),
+            token_hash=str(data["token_hash"]),
+            unit_price=str(data["unit_price"]),
+            currency=str(data["currency"]),
+            created_at=int(data["created_at"]),
+            reserved_until=int(data["reserved_until"]),
+            # checkout.lua leaves it out: a new reservation is unpaid.
+            paid=bool(data.get("paid", False)),
+        )
+
+    @classmethod
+    def from_order(cls, order, *, paid: bool) -> "Reservation":
+        """The reservation a database order stands for (a gate rebuild, a late
+        payment, a retried order). `order` is an orders.Order."""
+        return cls(
+            order_no=order.order_no,
+            buyers=tuple(order.buyer_identity_list()),
+            email=order.buyer_email,
+            quantity=order.quantity,
+            token_hash=order.access_token_hash,
+            unit_price=str(order.unit_price),
+            currency=order.currency,
+            created_at=int(order.created_at.timestamp()),
+            reserved_until=int((order.reserved_until or timezone.now()).timestamp()),
+            paid=paid,
+        )
+
+
+@dataclass(frozen=True)
+class HeldShare:
+    """The buyers' share of an order that ended without keys (needs
+    attention): it still counts towards their limits until a refund or a
+    retry settles it."""
+
+    buyers: tuple[str, ...]
+    quantity: int
+
+    def to_json(self) -> str:
+        return json.dumps({"buyers": list(self.buyers), "quantity": self.quantity})

@@ -1,0 +1,131 @@
+"""Warm a product's gate from MariaDB, the record: before its sale, after
+Redis lost its data, and on an operator's rebuild.
+
+The gate's stock of a product is its available keys minus the keys reserved
+by orders that do not hold them yet. Warming writes that figure only while the
+stock is unknown (checkout is paused then, so nothing races it)."""
+
+import logging
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.cardkeys.models import CardKey
+from apps.catalog.models import Product
+from apps.core.db_locks import persist_fence
+from apps.orders.models import COUNTED_STATUSES, HOLDING_STATUSES, Order
+
+from . import selectors, services
+from .reservations import HeldShare, Reservation
+
+logger = logging.getLogger(__name__)
+
+
+class WarmBlocked(Exception):
+    pass
+
+
+def available_keys(*, product_id: int) -> int:
+    return CardKey.objects.filter(product_id=product_id, status=CardKey.Status.AVAILABLE).count()
+
+
+def stock_warm(*, product: Product) -> tuple[bool, int | None]:
+    """Rebuild a product's gate from MariaDB if its stock is unknown, and
+    publish its sale rules either way. Returns (rebuilt, stock now). Raises
+    WarmBlocked while reservations of the product are being persisted."""
+    return _warm(product, forget_first=False)
+
+
+def stock_gate_rebuild(*, product: Product) -> tuple[bool, int | None]:
+    """Drop the product's gate and rebuild it from MariaDB whatever it held:
+    the operator's repair for counts reconciliation does not check (a buyer's
+    share left counted by a refund that could not reach Redis). Checkout of
+    the product pauses for that moment."""
+    return _warm(product, forget_first=True)
+
+
+def _warm(product: Product, *, forget_first: bool) -> tuple[bool, int | None]:
+    """Holds the product's persist fence, so no batch of reservations read from
+    Redis before a data loss can land in MariaDB after the figures are read."""
+    with persist_fence(product_id=product.id, timeout=settings.WARM_FENCE_TIMEOUT) as held:
+        if not held:
+            raise WarmBlocked(f"{product.sku}: reservations are being persisted; try again")
+        if forget_first:
+            services.stock_gate_forget(product_id=product.id)
+        if selectors.stock_remaining_known(product_id=product.id):
+            services.stock_rules_publish(product=product)
+            return False, selectors.stock_gate_state(product_id=product.id)[0]
+        return _stock_rebuild_from_database(product)
+
+
+def _stock_rebuild_from_database(product: Product) -> tuple[bool, int | None]:
+    reservations = [
+        Reservation.from_order(order, paid=order.status != Order.Status.AWAITING_PAYMENT)
+        for order in Order.objects.filter(product_id=product.id, status__in=HOLDING_STATUSES)
+    ]
+    buyers: dict[str, int] = {}
+    held: dict[str, HeldShare] = {}
+    for order in Order.objects.filter(product_id=product.id, status__in=COUNTED_STATUSES).only(
+        "order_no", "status", "buyer_identities", "buyer_email", "quantity"
+    ):
+        identities = order.buyer_identity_list()
+        for identity in identities:
+            buyers[identity] = buyers.get(identity, 0) + order.quantity
+        if order.status == Order.Status.NEEDS_ATTENTION:
+            held[order.order_no] = HeldShare(buyers=tuple(identities), quantity=order.quantity)
+    # Reservations still queued for persistence (a Redis that kept its data,
+    # an operator's rebuild) are not orders yet but hold their stock all the
+    # same; the fence keeps the queue and the table apart while this reads.
+    persisted = {r.order_no for r in reservations}
+    for queued in _queued_reservations(product.id):
+        if queued.order_no not in persisted:
+            persisted.add(queued.order_no)
+            reservations.append(queued)
+            for identity in queued.buyers:
+                buyers[identity] = buyers.get(identity, 0) + queued.quantity
+    unpaid: dict[str, int] = {}
+    for reservation in reservations:
+        if not reservation.paid:
+            for identity in reservation.buyers:
+                unpaid[identity] = unpaid.get(identity, 0) + 1
+    stock = available_keys(product_id=product.id) - sum(r.quantity for r in reservations)
+    rebuilt = services.stock_rebuild(
+        product=product, stock=stock, buyers=buyers, unpaid=unpaid, reservations=reservations, held=held
+    )
+    current, _ = selectors.stock_gate_state(product_id=product.id)
+    return rebuilt, current
+
+
+def _queued_reservations(product_id: int) -> list[Reservation]:
+    queued = []
+    for raw in selectors.stock_queue_peek(product_id=product_id):
+        try:
+            queued.append(Reservation.from_json(raw))
+        except (KeyError, TypeError, ValueError):
+            continue  # persistence drops it too; its stock was never counted here
+    return queued
+
+
+def products_to_warm(*, sku: str | None = None) -> list[Product]:
+    """Active products whose sale has not ended (or the one named). Read from
+    the primary: a replica's stale row would republish rules a merchant just
+    changed (a pause undone)."""
+    products = Product.objects.using("default")
+    if sku:
+        return list(products.filter(sku=sku))
+    now = timezone.now()
+    return list(products.filter(is_active=True).filter(Q(sale_ends_at__isnull=True) | Q(sale_ends_at__gt=now)))
+
+
+def gates_check_redis_restart() -> list[int]:
+    """After Redis restarted with data that may lag MariaDB, forget every
+    warmed gate (checkout pauses) so each is rebuilt from the record.
+    Returns the product ids forgotten."""
+    if not services.stock_redis_restarted():
+        return []
+    forgotten = selectors.stock_warmed_product_ids()
+    for product_id in forgotten:
+        services.stock_gate_forget(product_id=product_id)
+    logger.warning("Redis restarted with its data; gates of %d products will be rebuilt", len(forgotten))
+    return forgotten
