@@ -11,9 +11,10 @@ import pytest
 
 from apps.orders import services
 from apps.orders.models import Order
-from apps.orders.tests.processes import CeleryWorker, GunicornServer, free_port, wait_until
+from apps.orders.tests.processes import CeleryWorker, GunicornServer
 from apps.orders.tests.support import product_with_keys
 from apps.payments.providers.sandbox import notification_sign
+from testing.processes import free_port, wait_until
 
 from .sale import samples, value
 
