@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from apps.catalog.models import Category, Product
+from apps.catalog.models import Product
+from apps.catalog.tests.factories import CategoryFactory
 from apps.orders.models import Order
 from apps.orders.tests import processes  # not test_environment itself: pytest would collect a test_* name
 from apps.orders.tests.processes import GunicornServer
@@ -141,7 +142,7 @@ def form_checkout(base: str, sku: str, email: str) -> Response:
 
 
 def test_redis_down_pages_render_checkout_pauses_and_reopens_after_warm_up(private_redis):
-    category = Category.objects.create(name="Games", slug="games")
+    category = CategoryFactory(name="Games", slug="games")
     product = product_with_keys(keys=5, warm=False, title="Original title", category=category, per_buyer_limit=1)
     env = {"REDIS_URL": private_redis.url, "TEST_CELERY_BROKER_URL": private_redis.url}
     # One worker, so the pages read before the outage are in the process that serves the ones after it.

@@ -12,10 +12,9 @@ import pytest
 from django.urls import reverse
 
 from apps.orders.models import Order
+from apps.orders.tests.factories import OrderFactory
 from apps.payments.models import PaymentEvent
 from apps.payments.providers.sandbox import SIGNATURE_HEADER, notification_sign
-
-from .factories import OrderFactory
 
 URL = "/payments/webhook/sandbox"
 HEADER = "HTTP_" + SIGNATURE_HEADER.upper().replace("-", "_")
