@@ -175,16 +175,16 @@ def gunicorn_command(*, port: int, workers: int, threads: int) -> list[str]:
     ]
 
 
+def _celery(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "cardshop", *args]
+
+
 def celery_worker_command(*, concurrency: int, hostname: str, beat_schedule: Path | None = None) -> list[str]:
-    """A prefork worker without gossip, mingle or heartbeats (they slow its start
-    and its ping answers nothing else needs); with `beat_schedule` it runs the
-    beat schedule too (-B), as a small deployment would."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "cardshop",
+    """A prefork worker without gossip, mingle or heartbeats (they slow its
+    start, and no test or benchmark needs them); with `beat_schedule` it runs
+    the beat schedule too (-B), as a small deployment would."""
+    beat = ["-B", "--schedule", str(beat_schedule)] if beat_schedule else []
+    return _celery(
         "worker",
         "--pool",
         "prefork",
@@ -197,20 +197,9 @@ def celery_worker_command(*, concurrency: int, hostname: str, beat_schedule: Pat
         "--without-heartbeat",
         "--loglevel",
         "INFO",
-        *(["-B", "--schedule", str(beat_schedule)] if beat_schedule else []),
-    ]
+        *beat,
+    )
 
 
 def celery_beat_command(*, schedule: Path, loglevel: str = "WARNING") -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "cardshop",
-        "beat",
-        "--loglevel",
-        loglevel,
-        "--schedule",
-        str(schedule),
-    ]
+    return _celery("beat", "--loglevel", loglevel, "--schedule", str(schedule))
