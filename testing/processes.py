@@ -70,7 +70,11 @@ class ChildProcess:
         self, name: str, argv: list[str], *, env: dict | None = None, cwd: Path = ROOT, log_path: Path | None = None
     ):
         self.name, self.argv, self.env, self.cwd = name, argv, env, cwd
-        self.log_path = log_path or Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
+        if log_path is None:
+            descriptor, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
+            os.close(descriptor)
+            log_path = Path(path)
+        self.log_path = log_path
         self.popen: subprocess.Popen | None = None
 
     def start(self) -> Self:
