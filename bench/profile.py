@@ -23,7 +23,7 @@ def profile_under_load(
             str(Path(sys.executable).parent / "py-spy"),
             "record",
             "--pid",
-            str(stack.web.popen.pid),
+            str(stack.web.pid),
             "--subprocesses",
             "--duration",
             str(int(seconds) + 1),

@@ -6,18 +6,23 @@ The calling process is configured by `bench_environment` before Django is set
 up, so its own ORM and Redis calls see the same database and prefix."""
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+from testing.processes import (
+    ROOT,
+    ChildProcess,
+    celery_beat_command,
+    celery_worker_command,
+    free_port,
+    gunicorn_command,
+)
+
 PY = sys.executable
 
 
@@ -32,12 +37,6 @@ class StackConfig:
     # the benchmark measures the checkout path, not the cap.
     checkout_rate: int = 1_000_000
     extra_env: dict = field(default_factory=dict)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bench_environment(config: StackConfig, *, site_url: str) -> dict:
@@ -69,50 +68,6 @@ def bench_environment(config: StackConfig, *, site_url: str) -> dict:
     }
 
 
-class Process:
-    """A child process in its own process group, logging to a file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path):
-        self.name, self.argv, self.env = name, argv, env
-        self.log_path = log_dir / f"{name}.log"
-        self.popen: subprocess.Popen | None = None
-
-    def start(self) -> "Process":
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open; closed here after the start
-        self.popen = subprocess.Popen(
-            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def stop(self, timeout: float = 15) -> None:
-        if not self.alive():
-            return
-        os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)
-
-
-def wait_for(predicate, *, timeout: float, what: str, process: Process | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and not process.alive():
-            raise RuntimeError(f"{process.name} exited while starting:\n{process.log()[-3000:]}")
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-
-
 class BenchStack:
     """Database, gunicorn, Celery worker and beat for one benchmark run."""
 
@@ -122,9 +77,9 @@ class BenchStack:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **bench_environment(config, site_url=self.url)}
         self.log_dir = Path(tempfile.mkdtemp(prefix="cardshop-bench-"))
-        self.web: Process | None = None
-        self.worker: Process | None = None
-        self.beat: Process | None = None
+        self.web: ChildProcess | None = None
+        self.worker: ChildProcess | None = None
+        self.beat: ChildProcess | None = None
 
     # --- database
 
@@ -167,74 +122,28 @@ class BenchStack:
 
     # --- processes
 
+    def _child(self, name: str, argv: list[str], env: dict | None = None) -> ChildProcess:
+        return ChildProcess(name, argv, env=env or self.env, log_path=self.log_dir / f"{name}.log").start()
+
     def web_start(self) -> None:
         c = self.config
-        self.web = Process(
-            "gunicorn",
-            [
-                PY,
-                "-m",
-                "gunicorn",
-                "cardshop.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(c.web_workers),
-                "--worker-class",
-                "gthread",
-                "--threads",
-                str(c.web_threads),
-                "--backlog",
-                "2048",
-                "--no-control-socket",
-            ],
-            self.env,
-            self.log_dir,
-        ).start()
-        wait_for(self._healthy, timeout=30, what="gunicorn /healthz", process=self.web)
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        self.web = self._child(
+            "gunicorn", gunicorn_command(port=self.port, workers=c.web_workers, threads=c.web_threads)
+        )
+        self.web.wait_for_url(f"{self.url}/healthz", timeout=30)
 
     def worker_start(self, **env) -> None:
         """Start the worker and wait until it answers a control ping (its log
         format belongs to the app's logging settings, so it is not read)."""
-        node = f"bench-{self.port}@{socket.gethostname()}"
-        self.worker = Process(
-            "celery-worker",
-            [
-                PY,
-                "-m",
-                "celery",
-                "-A",
-                "cardshop",
-                "worker",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(self.config.celery_concurrency),
-                "--hostname",
-                node,
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel",
-                "INFO",
-            ],
-            {**self.env, **env},
-            self.log_dir,
-        ).start()
+        # Imported here, not at the top: the driver puts bench_environment into
+        # os.environ after importing this module, and the Celery app reads it.
         from cardshop.celery import app
 
-        wait_for(
-            lambda: bool(app.control.ping(destination=[node], timeout=0.5)),
-            timeout=60,
-            what="the Celery worker",
-            process=self.worker,
+        node = f"bench-{self.port}@{socket.gethostname()}"
+        argv = celery_worker_command(concurrency=self.config.celery_concurrency, hostname=node)
+        self.worker = self._child("celery-worker", argv, {**self.env, **env})
+        self.worker.wait_until(
+            lambda: bool(app.control.ping(destination=[node], timeout=0.5)), timeout=60, what="a control ping answer"
         )
 
     def worker_restart(self, **env) -> None:
@@ -243,23 +152,7 @@ class BenchStack:
         self.worker_start(**env)
 
     def beat_start(self) -> None:
-        self.beat = Process(
-            "celery-beat",
-            [
-                PY,
-                "-m",
-                "celery",
-                "-A",
-                "cardshop",
-                "beat",
-                "--loglevel",
-                "WARNING",
-                "--schedule",
-                str(self.log_dir / "beat-schedule"),
-            ],
-            self.env,
-            self.log_dir,
-        ).start()
+        self.beat = self._child("celery-beat", celery_beat_command(schedule=self.log_dir / "beat-schedule"))
 
     def server_pids(self) -> list[int]:
         """gunicorn's master and workers (the web side's CPU)."""
@@ -267,7 +160,7 @@ class BenchStack:
 
         if not self.web or not self.web.alive():
             return []
-        master = psutil.Process(self.web.popen.pid)
+        master = psutil.Process(self.web.pid)
         return [master.pid, *(child.pid for child in master.children(recursive=True))]
 
     def worker_pids(self) -> list[int]:
@@ -276,7 +169,7 @@ class BenchStack:
         pids = []
         for process in (self.worker, self.beat):
             if process and process.alive():
-                parent = psutil.Process(process.popen.pid)
+                parent = psutil.Process(process.pid)
                 pids += [parent.pid, *(child.pid for child in parent.children(recursive=True))]
         return pids
 

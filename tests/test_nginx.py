@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from apps.orders.tests.processes import GunicornServer, free_port, wait_until
+from apps.orders.tests.processes import GunicornServer
 from apps.orders.tests.support import product_with_keys
+from testing.processes import ChildProcess, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -53,7 +54,7 @@ def render_site(*, upstream: str, port: int, static_root: str) -> str:
     return text
 
 
-class Nginx:
+class Nginx(ChildProcess):
     def __init__(self, *, upstream: str, static_root: str):
         self.binary = nginx_binary()
         self.port = free_port()
@@ -80,7 +81,8 @@ http {{
 }}
 """
         )
-        self.process: subprocess.Popen | None = None
+        # Its stderr joins its error log, so a failure to start shows both.
+        super().__init__("nginx", self.command("-g", "daemon off;"), log_path=self.dir / "error.log")
 
     def command(self, *extra: str) -> list[str]:
         conf = str(self.dir / "nginx.conf")
@@ -89,25 +91,16 @@ http {{
     def start(self) -> "Nginx":
         check = subprocess.run(self.command("-t"), capture_output=True, text=True)
         assert check.returncode == 0, f"nginx -t refused the rendered config:\n{check.stderr}"
-        self.process = subprocess.Popen(self.command("-g", "daemon off;"), stderr=subprocess.PIPE)
-        wait_until(self._answers, timeout=10, message=f"nginx on port {self.port}")
-        return self
+        return super().start().wait_until(self._answers, timeout=10, what=f"/healthz through port {self.port}")
 
     def _answers(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"nginx exited: {self.process.stderr.read().decode()}")
         try:
             return request("127.0.0.1", self.port, "GET", "/healthz")[0] == 200
         except OSError:
             return False
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        super().stop(timeout=10, signum=signal.SIGQUIT)  # SIGQUIT: nginx's graceful shutdown
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -18,68 +18,44 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
 
-from apps.catalog.models import Category, Product
+from apps.catalog.models import Product
+from apps.catalog.tests.factories import CategoryFactory
 from apps.orders.models import Order
-from apps.orders.tests import processes
-from apps.orders.tests.processes import ROOT, GunicornServer, free_port, wait_until
+from apps.orders.tests import processes  # not test_environment itself: pytest would collect a test_* name
+from apps.orders.tests.processes import GunicornServer
 from apps.orders.tests.support import product_with_keys
+from testing.processes import ROOT, ChildProcess, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
 
-class PrivateRedis:
+class PrivateRedis(ChildProcess):
     """A throwaway redis-server that keeps nothing on disk: a restart comes back empty."""
 
     def __init__(self):
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not shutil.which(binary):
             pytest.fail("redis-server is not installed; run scripts/ensure_system_packages.sh (Debian: redis-server)")
-        self.binary = binary
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.dir = tempfile.mkdtemp(prefix="private-redis-")
-        self.process: subprocess.Popen | None = None
+        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        argv += ["--dir", self.dir, "--maxmemory-policy", "noeviction"]
+        super().__init__("private-redis", argv, log_path=Path(self.dir) / "redis.log")
 
     def start(self) -> "PrivateRedis":
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-                "--maxmemory-policy",
-                "noeviction",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(self.answers, timeout=10, message=f"private redis-server on port {self.port}")
-        return self
+        return super().start().wait_until(self.answers, timeout=10, what=f"PING on port {self.port}")
 
     def answers(self) -> bool:
         try:
             return redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping()
         except redis.RedisError:
             return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            try:
-                redis.Redis.from_url(self.url).shutdown(nosave=True)
-            except redis.RedisError:
-                self.process.kill()
-            self.process.wait(timeout=10)
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
@@ -169,7 +145,7 @@ def form_checkout(base: str, sku: str, email: str) -> Response:
 
 
 def test_redis_down_pages_render_checkout_pauses_and_reopens_after_warm_up(private_redis):
-    category = Category.objects.create(name="Games", slug="games")
+    category = CategoryFactory(name="Games", slug="games")
     product = product_with_keys(keys=5, warm=False, title="Original title", category=category, per_buyer_limit=1)
     env = {"REDIS_URL": private_redis.url, "TEST_CELERY_BROKER_URL": private_redis.url}
     # One worker, so the pages read before the outage are in the process that serves the ones after it.

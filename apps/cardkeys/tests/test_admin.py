@@ -6,8 +6,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.cardkeys.models import CardKey, KeyBatch
+from apps.catalog.tests.factories import ProductFactory
 
-from .factories import CardKeyFactory, ProductFactory, sold_key
+from .factories import CardKeyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -107,7 +108,7 @@ def test_product_list_shows_key_counts_without_a_query_per_product(admin_client)
     for _ in range(3):
         CardKeyFactory(product=first)
     void = CardKeyFactory(product=first, status=CardKey.Status.VOID)
-    sold_key(product=first)
+    CardKeyFactory(sold=True, product=first)
     url = reverse("admin:catalog_product_changelist")
 
     with CaptureQueriesContext(connection) as one_product:
@@ -154,7 +155,7 @@ def test_product_edit_through_the_admin_saves(admin_client):
 def test_key_list_shows_masked_secrets_only(admin_client):
     product = ProductFactory()
     keys = [CardKeyFactory(product=product, secret=f"ABCD-PLAIN-{n}-TAIL") for n in range(3)]
-    sold_key(product=product, secret="SOLD-PLAIN-TAIL")
+    CardKeyFactory(sold=True, product=product, secret="SOLD-PLAIN-TAIL")
     html = admin_client.get(reverse("admin:cardkeys_cardkey_changelist")).content.decode()
     assert "ABCD****" in html and "SOLD****" in html
     assert "PLAIN" not in html
@@ -185,7 +186,7 @@ def test_key_search_by_the_whole_key(admin_client):
 def test_void_and_unvoid_actions_never_touch_sold_keys(admin_client):
     product = ProductFactory()
     available = CardKeyFactory(product=product)
-    sold = sold_key(product=product)
+    sold = CardKeyFactory(sold=True, product=product)
     url = reverse("admin:cardkeys_cardkey_changelist")
 
     admin_client.post(url, {"action": "void_keys", "_selected_action": [available.pk, sold.pk]})

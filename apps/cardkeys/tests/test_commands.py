@@ -4,8 +4,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.cardkeys.models import CardKey, KeyBatch
+from apps.catalog.tests.factories import ProductFactory
 
-from .factories import CardKeyFactory, ProductFactory
+from .factories import CardKeyFactory
 
 pytestmark = pytest.mark.django_db
 

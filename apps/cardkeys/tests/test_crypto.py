@@ -14,8 +14,9 @@ from apps.cardkeys.crypto import (
 )
 from apps.cardkeys.models import CardKey
 from apps.cardkeys.services import cardkeys_import
+from apps.catalog.tests.factories import ProductFactory
 
-from .factories import CardKeyFactory, ProductFactory
+from .factories import CardKeyFactory
 
 OLD_KEY = Fernet.generate_key().decode()
 NEW_KEY = Fernet.generate_key().decode()

@@ -10,8 +10,9 @@ from apps.cardkeys import bulk_store
 from apps.cardkeys.exceptions import ImportRefused
 from apps.cardkeys.models import CardKey, KeyBatch
 from apps.cardkeys.services import cardkeys_import, cardkeys_unvoid, cardkeys_void
+from apps.catalog.tests.factories import ProductFactory
 
-from .factories import CardKeyFactory, ProductFactory, sold_key
+from .factories import CardKeyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -331,7 +332,7 @@ def test_void_and_unvoid_move_only_available_and_void_keys():
     product = ProductFactory()
     available = CardKeyFactory(product=product)
     other = CardKeyFactory(product=product)
-    sold = sold_key(product=product)
+    sold = CardKeyFactory(sold=True, product=product)
     ids = [available.pk, sold.pk]
 
     assert cardkeys_void(key_ids=ids) == 1
@@ -423,8 +424,8 @@ def test_mark_sold_gives_each_order_its_keys_and_never_resells_a_sold_key():
     from apps.cardkeys.claims import cardkeys_claim, cardkeys_mark_sold
 
     product = ProductFactory()
-    already = sold_key(product=product)
-    first_order, second_order = (sold_key(product=product, secret=f"OTHER-{n}").order for n in (1, 2))
+    already = CardKeyFactory(sold=True, product=product)
+    first_order, second_order = (CardKeyFactory(sold=True, product=product, secret=f"OTHER-{n}").order for n in (1, 2))
     keys = [CardKeyFactory(product=product, secret=f"FREE-{n}") for n in range(3)]
     with transaction.atomic():
         claimed = cardkeys_claim(product_id=product.id, count=3)

@@ -85,7 +85,7 @@ def test_a_merchant_edit_succeeds_while_redis_is_down(db, monkeypatch):
 
     from apps.catalog.models import Product
 
-    product = Product.objects.create(sku="DOWN-1", title="t", price="1.00")
+    product = ProductFactory()
 
     def unreachable(*args, **kwargs):
         raise RedisConnectionError("down")

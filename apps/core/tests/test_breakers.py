@@ -15,12 +15,13 @@ from celery.exceptions import Retry
 from django.conf import settings as django_settings
 from django.core import mail
 
+from apps.cardkeys.tests.factories import CardKeyFactory
 from apps.core.breakers import BreakerOpen, breaker_call, breaker_states
 from apps.core.errors import InvalidInput
 from apps.orders.mail import order_keys_email_send
 from apps.orders.models import Order
 from apps.orders.tasks import send_order_keys_email_task
-from apps.payments.tests.factories import order_with_token, sold_key_create
+from apps.orders.tests.factories import OrderFactory
 from apps.payments.tests.silent_server import SilentServer
 
 RESET = 2  # seconds; pybreaker's Redis storage keeps whole seconds, so an open breaker stays open ≥ RESET - 1
@@ -135,8 +136,8 @@ def test_states_list_mail_and_every_enabled_provider(settings):
 
 @pytest.mark.django_db
 def test_a_hanging_mail_server_opens_the_breaker_and_the_order_stays_delivered(client, settings):
-    order, token = order_with_token(status=Order.Status.DELIVERED)
-    sold_key_create(order=order, secret="GAME-KEY-0001")
+    order, token = OrderFactory.create_with_token(status=Order.Status.DELIVERED)
+    CardKeyFactory(sold=True, order=order, product=order.product, secret="GAME-KEY-0001")
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST = "127.0.0.1"
     settings.EMAIL_TIMEOUT = 0.3

@@ -2,6 +2,7 @@ import pytest
 from django.db import connections
 
 from apps.catalog.models import Product
+from apps.catalog.tests.factories import ProductFactory
 from apps.orders.models import Order
 from cardshop.db_router import PrimaryReplicaRouter, primary_reads
 
@@ -34,7 +35,7 @@ def test_migrations_run_on_the_primary_only():
 
 @pytest.mark.django_db(transaction=True, databases=["default", "replica"])
 def test_queryset_uses_replica_alias_and_mirror_sees_the_committed_write():
-    Product.objects.create(sku="R1", title="t", price="1.00")
+    ProductFactory(sku="R1")
     qs = Product.objects.filter(sku="R1")
     assert qs.db == "replica"
     assert qs.exists()  # the test replica mirrors default

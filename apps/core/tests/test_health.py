@@ -1,17 +1,13 @@
-import socket
-
 import pytest
 from django.test import override_settings
 
 from apps.core import health
+from testing.processes import free_port
 
 
 def closed_port_url(scheme="redis") -> str:
-    """A URL on a local port that nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"{scheme}://127.0.0.1:{port}/0"
+    """A URL on a local port that nothing listens on."""
+    return f"{scheme}://127.0.0.1:{free_port()}/0"
 
 
 def test_healthz_answers_without_touching_the_database(client):

@@ -15,8 +15,8 @@ from apps.core.client_ip import client_ip
 from apps.core.ratelimits import CHECKOUT_IP, limits_check
 from apps.orders.models import Order
 from apps.orders.services.persistence import order_persist_queued
+from apps.orders.tests.factories import OrderFactory
 from apps.orders.tests.support import product_with_keys
-from apps.payments.tests.factories import order_with_token
 from apps.stock.selectors import stock_remaining
 
 
@@ -248,7 +248,7 @@ def test_order_lookup_is_limited_per_ip_but_showing_the_form_is_not(client, sett
 @pytest.mark.django_db
 def test_the_pay_api_and_page_share_a_per_ip_limit(client, settings, sandbox_sent):
     settings.RATELIMIT_PAY_IP = "2/m"
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     url = f"/api/v1/payments/sandbox/{order.order_no}/pay"
     assert client.post(url, HTTP_X_ORDER_TOKEN=token).status_code == 202
     assert client.post(f"/pay/sandbox/{order.order_no}?token={token}", {"cancel": "1"}).status_code == 302

@@ -1,10 +1,9 @@
 """Drive a small sale through the public HTTP paths, and read /metrics."""
 
-import time
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.payments.sandbox_server import SIGNATURE_HEADER, notification_sign
+from apps.payments.tests.factories import PaidNotificationFactory
 
 
 def checkout(client, *, sku: str, email: str, quantity: int = 1):
@@ -15,16 +14,7 @@ def checkout(client, *, sku: str, email: str, quantity: int = 1):
 
 def pay(client, *, order, signature: str | None = None, with_signature: bool = False):
     """POST the sandbox's signed "paid" notification for the order to the webhook."""
-    body, headers = notification_sign(
-        {
-            "event_id": f"test-paid-{order.order_no}",
-            "order_no": order.order_no,
-            "amount": str(order.amount),
-            "currency": order.currency,
-            "kind": "paid",
-            "timestamp": int(time.time()),
-        }
-    )
+    body, headers = notification_sign(PaidNotificationFactory(order=order))
     signature = signature or headers[SIGNATURE_HEADER]
     response = client.post(
         "/payments/webhook/sandbox", body, content_type="application/json", headers={SIGNATURE_HEADER: signature}

@@ -3,17 +3,17 @@ directory, and a Celery worker serves its pool's on its own port."""
 
 import json
 import threading
-import time
 import urllib.request
-from decimal import Decimal
 
 import pytest
 
 from apps.orders.models import Order
 from apps.orders.services import persistence
-from apps.orders.tests.processes import CeleryWorker, GunicornServer, free_port, wait_until
+from apps.orders.tests.processes import CeleryWorker, GunicornServer
 from apps.orders.tests.support import product_with_keys
 from apps.payments.sandbox_server import notification_sign
+from apps.payments.tests.factories import PaidNotificationFactory
+from testing.processes import free_port, wait_until
 
 from .sale import samples, value
 
@@ -75,14 +75,7 @@ def test_web_and_worker_metrics_add_up_across_processes(tmp_path, monkeypatch):
         paid = order_nos[:5]
         for n, order_no in enumerate(paid):
             body, headers = notification_sign(
-                {
-                    "event_id": f"proc-{order_no}",
-                    "order_no": order_no,
-                    "amount": str(Decimal("9.90")),
-                    "currency": "CNY",
-                    "kind": "paid",
-                    "timestamp": int(time.time()),
-                }
+                PaidNotificationFactory(event_id=f"proc-{order_no}", order_no=order_no, amount="9.90", currency="CNY")
             )
             status, answer = _post(
                 f"{server.url}/payments/webhook/sandbox", body, {**headers, "X-Request-ID": f"pay-req-{n}"}

@@ -2,6 +2,8 @@ import pytest
 
 from cardshop.celery import app as celery_app
 
+from .processes import CeleryWorker, GunicornServer
+
 
 @pytest.fixture
 def celery_eager():
@@ -16,8 +18,6 @@ def celery_eager():
 @pytest.fixture
 def celery_worker_process():
     """A real Celery worker process on the test database; stopped afterwards."""
-    from .processes import CeleryWorker
-
     worker = CeleryWorker().start()
     yield worker
     worker.stop()
@@ -26,8 +26,6 @@ def celery_worker_process():
 @pytest.fixture
 def app_server():
     """The app under real gunicorn on the test database."""
-    from .processes import GunicornServer
-
     server = GunicornServer().start()
     yield server
     server.stop()

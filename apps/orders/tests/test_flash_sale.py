@@ -19,8 +19,9 @@ from apps.payments.models import PaymentEvent
 from apps.stock.redis import stock_redis
 from apps.stock.redis_keys import stock_key
 from apps.stock.warmup import stock_warm
+from testing.processes import wait_until
 
-from .processes import CeleryWorker, wait_until
+from .processes import CeleryWorker
 from .support import product_with_keys, redis_lose_product
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]

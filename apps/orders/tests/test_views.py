@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
+from apps.cardkeys.tests.factories import CardKeyFactory
 from apps.orders.models import Order
-from apps.payments.tests.factories import order_with_token, sold_key_create
+from apps.orders.tests.factories import OrderFactory
 
 Status = Order.Status
 
@@ -38,15 +39,15 @@ def _visible_state(html: str) -> list[str]:
 @pytest.mark.django_db
 @pytest.mark.parametrize("query", ["", "?token=", "?token=wrong-token"])
 def test_the_order_page_is_404_without_the_right_token(client, query):
-    order, _ = order_with_token()
+    order, _ = OrderFactory.create_with_token()
     assert client.get(f"/orders/{order.order_no}{query}").status_code == 404
     assert client.get(f"/orders/{order.order_no}/status{query}").status_code == 404
 
 
 @pytest.mark.django_db
 def test_another_orders_token_does_not_open_an_order(client):
-    order, _ = order_with_token()
-    _, other_token = order_with_token()
+    order, _ = OrderFactory.create_with_token()
+    _, other_token = OrderFactory.create_with_token()
     assert client.get(f"/orders/{order.order_no}?token={other_token}").status_code == 404
     _grant_in_session(client, order.order_no, other_token)
     assert client.get(f"/orders/{order.order_no}").status_code == 404
@@ -59,7 +60,7 @@ def test_an_unknown_order_is_404(client):
 
 @pytest.mark.django_db
 def test_the_order_page_opens_with_the_token_in_the_link(client):
-    order, token = order_with_token(quantity=2, amount=Decimal("19.80"))
+    order, token = OrderFactory.create_with_token(quantity=2, amount=Decimal("19.80"))
     response = client.get(f"/orders/{order.order_no}?token={token}")
     assert response.status_code == 200
     html = response.content.decode()
@@ -69,14 +70,14 @@ def test_the_order_page_opens_with_the_token_in_the_link(client):
 
 @pytest.mark.django_db
 def test_the_order_page_opens_with_a_session_grant(client):
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     _grant_in_session(client, order.order_no, token)
     assert client.get(f"/orders/{order.order_no}").status_code == 200
 
 
 @pytest.mark.django_db
 def test_a_visit_with_the_token_is_remembered_in_the_session(client):
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     assert client.get(f"/orders/{order.order_no}?token={token}").status_code == 200
     remembered = client.session["order_tokens"]
     assert list(remembered) == [order.order_no] and remembered[order.order_no] != token  # sealed
@@ -99,7 +100,7 @@ def test_a_visit_with_the_token_is_remembered_in_the_session(client):
     ],
 )
 def test_each_state_shows_its_own_message(client, status, message):
-    order, token = order_with_token(status=status)
+    order, token = OrderFactory.create_with_token(status=status)
     html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
     assert message in html
     assert _visible_state(html) == [status]
@@ -107,7 +108,7 @@ def test_each_state_shows_its_own_message(client, status, message):
 
 @pytest.mark.django_db
 def test_an_order_awaiting_payment_links_to_the_sandbox_payment_page(client):
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
     assert f'href="/pay/sandbox/{order.order_no}?token={token}"' in html
 
@@ -115,7 +116,7 @@ def test_an_order_awaiting_payment_links_to_the_sandbox_payment_page(client):
 @pytest.mark.django_db
 def test_without_an_enabled_provider_the_page_shows_the_order_without_a_pay_button(client, settings):
     settings.PAYMENT_PROVIDERS = []
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     response = client.get(f"/orders/{order.order_no}?token={token}")
     assert response.status_code == 200
     assert "/pay/sandbox/" not in response.content.decode()
@@ -123,7 +124,7 @@ def test_without_an_enabled_provider_the_page_shows_the_order_without_a_pay_butt
 
 @pytest.mark.django_db
 def test_a_paid_order_offers_no_pay_button(client):
-    order, token = order_with_token(status=Status.PAID)
+    order, token = OrderFactory.create_with_token(status=Status.PAID)
     html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
     assert "/pay/sandbox/" not in html
     assert "orders/order.js" in html and f"/orders/{order.order_no}/status?token={token}" in html
@@ -131,9 +132,9 @@ def test_a_paid_order_offers_no_pay_button(client):
 
 @pytest.mark.django_db
 def test_a_delivered_order_shows_its_keys_with_copy_buttons(client):
-    order, token = order_with_token(status=Status.DELIVERED, quantity=2, amount=Decimal("19.80"))
-    sold_key_create(order=order, secret="AAAA-1111-BBBB")
-    sold_key_create(order=order, secret="CCCC-2222-DDDD")
+    order, token = OrderFactory.create_with_token(status=Status.DELIVERED, quantity=2, amount=Decimal("19.80"))
+    CardKeyFactory(sold=True, order=order, product=order.product, secret="AAAA-1111-BBBB")
+    CardKeyFactory(sold=True, order=order, product=order.product, secret="CCCC-2222-DDDD")
 
     html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
 
@@ -145,8 +146,8 @@ def test_a_delivered_order_shows_its_keys_with_copy_buttons(client):
 
 @pytest.mark.django_db
 def test_keys_are_not_shown_before_delivery(client):
-    order, token = order_with_token(status=Status.PAID)
-    sold_key_create(order=order, secret="EEEE-3333-FFFF")
+    order, token = OrderFactory.create_with_token(status=Status.PAID)
+    CardKeyFactory(sold=True, order=order, product=order.product, secret="EEEE-3333-FFFF")
     html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
     assert "EEEE-3333-FFFF" not in html
     assert '<meta http-equiv="refresh"' in html  # without JavaScript the page refreshes
@@ -154,8 +155,8 @@ def test_keys_are_not_shown_before_delivery(client):
 
 @pytest.mark.django_db
 def test_the_status_endpoint_answers_the_api_snapshot(client):
-    order, token = order_with_token(status=Status.DELIVERED)
-    sold_key_create(order=order, secret="GGGG-4444-HHHH")
+    order, token = OrderFactory.create_with_token(status=Status.DELIVERED)
+    CardKeyFactory(sold=True, order=order, product=order.product, secret="GGGG-4444-HHHH")
     response = client.get(f"/orders/{order.order_no}/status?token={token}")
     assert response.status_code == 200
     body = response.json()
@@ -180,7 +181,7 @@ def _without_csrf(html: str) -> str:
 
 @pytest.mark.django_db
 def test_lookup_with_the_right_pair_opens_the_order(client):
-    order, _ = order_with_token(buyer_email="buyer@example.com")
+    order, _ = OrderFactory.create_with_token(buyer_email="buyer@example.com")
     response = _lookup(client, f" {order.order_no} ", "  Buyer@Example.COM ")
     assert response.status_code == 302
     assert response["Location"] == f"/orders/{order.order_no}"
@@ -196,7 +197,7 @@ def test_lookup_with_the_right_pair_opens_the_order(client):
 
 @pytest.mark.django_db
 def test_a_wrong_pair_and_an_unknown_order_get_the_same_answer(client):
-    order, _ = order_with_token(buyer_email="buyer@example.com")
+    order, _ = OrderFactory.create_with_token(buyer_email="buyer@example.com")
 
     wrong_pair = _lookup(client, order.order_no, "someone@example.com")
     unknown = _lookup(client, "261122-1-NOSUCHORDER0", "buyer@example.com")
@@ -213,7 +214,7 @@ def test_a_wrong_pair_and_an_unknown_order_get_the_same_answer(client):
 
 @pytest.mark.django_db
 def test_a_lookup_grant_follows_the_order_email(client):
-    order, _ = order_with_token(buyer_email="buyer@example.com")
+    order, _ = OrderFactory.create_with_token(buyer_email="buyer@example.com")
     assert _lookup(client, order.order_no, "buyer@example.com").status_code == 302
     Order.objects.filter(pk=order.pk).update(buyer_email="new@example.com")
     assert client.get(f"/orders/{order.order_no}").status_code == 404
@@ -290,7 +291,7 @@ def test_the_order_page_follows_the_order_and_copies_its_keys(live_server, monke
     # Playwright's sync API runs an event loop in this thread; the ORM calls
     # below are plain synchronous ones all the same.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     orders = Order.objects.filter(pk=order.pk)
 
     with sync_playwright() as playwright:
@@ -306,7 +307,7 @@ def test_the_order_page_follows_the_order_and_copies_its_keys(live_server, monke
             expect(page.locator('[data-state="paid"]')).to_be_visible(timeout=8000)
             expect(page.locator('[data-state="awaiting_payment"]')).to_be_hidden()
 
-            sold_key_create(order=order, secret="KEY-TO-COPY-42")
+            CardKeyFactory(sold=True, order=order, product=order.product, secret="KEY-TO-COPY-42")
             orders.update(status=Status.DELIVERED)
             expect(page.locator("[data-keys] code")).to_have_text(["KEY-TO-COPY-42"], timeout=8000)
             page.locator("[data-keys] button").click()
@@ -320,7 +321,7 @@ def test_the_order_page_follows_the_order_and_copies_its_keys(live_server, monke
 def test_an_undelivered_order_page_lists_no_keys_at_all(client):
     """Not even hidden placeholders: `order.keys` on the snapshot dict once
     listed the dict's own field names in the (hidden) key list."""
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
     keys_list = html.split("data-keys>", 1)[1].split("</ul>", 1)[0]
     assert "<code>" not in keys_list

@@ -10,12 +10,13 @@ from django.utils.translation import gettext
 
 from apps.core.breakers import breaker_states
 from apps.orders.models import Order
+from apps.orders.tests.factories import OrderFactory
 from apps.payments.exceptions import NotificationDeliveryFailed, PaymentUnavailable
 from apps.payments.models import PaymentEvent
 from apps.payments.refunds import payment_refund_request
 from apps.payments.sandbox_server import notification_deliver, sandbox_notification_deliver_task
 
-from .factories import order_with_token, paid_event_create
+from .factories import PaymentEventFactory
 from .silent_server import SilentServer
 
 RESET = 2  # seconds (pybreaker's Redis storage keeps whole seconds: open for ≥ RESET - 1)
@@ -47,7 +48,7 @@ def _trip_with_a_hanging_provider(settings, fields) -> SilentServer:
 def test_a_provider_that_times_out_opens_the_breaker_and_the_payment_goes_through_after(
     client, live_server, settings, sandbox_sent, fulfil_enqueued
 ):
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     pay_api = f"/api/v1/payments/sandbox/{order.order_no}/pay"
     assert client.post(pay_api, HTTP_X_ORDER_TOKEN=token).status_code == 202
     fields = sandbox_sent.call_args.kwargs["fields"]
@@ -125,8 +126,8 @@ def test_a_webhook_answer_of_any_status_is_not_a_provider_failure(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_while_open_a_refund_is_not_sent_and_its_task_retries(settings, sandbox_sent):
-    order, _ = order_with_token(status=Order.Status.REFUND_PENDING)
-    paid_event_create(order=order)
+    order, _ = OrderFactory.create_with_token(status=Order.Status.REFUND_PENDING)
+    PaymentEventFactory(order=order)
     fields = {"event_id": "e", "order_no": "o", "amount": "1.00", "currency": "CNY", "kind": "paid"}
     server = _trip_with_a_hanging_provider(settings, fields)
     try:
@@ -142,7 +143,7 @@ def test_while_open_a_refund_is_not_sent_and_its_task_retries(settings, sandbox_
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("language", ["en", "zh-hans"])
 def test_the_refusal_is_translated(client, settings, language):
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     fields = {"event_id": "e", "order_no": "o", "amount": "1.00", "currency": "CNY", "kind": "paid"}
     server = _trip_with_a_hanging_provider(settings, fields)
     try:

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from apps.orders.models import Order
+from apps.orders.tests.factories import OrderFactory
 from apps.payments.delivery import webhook_deliver
 from apps.payments.exceptions import InvalidSignature, NotificationDeliveryFailed
 from apps.payments.models import PaymentEvent
@@ -20,7 +21,7 @@ from apps.payments.sandbox_server import (
     sandbox_notification_deliver_task,
 )
 
-from .factories import order_with_token, paid_event_create
+from .factories import PaymentEventFactory
 
 
 def _sent_fields(sandbox_sent) -> dict:
@@ -70,7 +71,7 @@ def test_verification_uses_the_configured_secret(settings):
 def test_the_pay_api_with_the_token_header_sends_a_paid_notification(
     client, sandbox_sent, django_capture_on_commit_callbacks
 ):
-    order, token = order_with_token(quantity=2, amount=Decimal("19.80"))
+    order, token = OrderFactory.create_with_token(quantity=2, amount=Decimal("19.80"))
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(f"/api/v1/payments/sandbox/{order.order_no}/pay", HTTP_X_ORDER_TOKEN=token)
 
@@ -87,7 +88,7 @@ def test_the_pay_api_with_the_token_header_sends_a_paid_notification(
 
 @pytest.mark.django_db
 def test_the_pay_api_takes_the_token_in_the_json_body(client, sandbox_sent, django_capture_on_commit_callbacks):
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             f"/api/v1/payments/sandbox/{order.order_no}/pay", data={"token": token}, content_type="application/json"
@@ -101,7 +102,7 @@ def test_the_pay_api_takes_the_token_in_the_json_body(client, sandbox_sent, djan
 def test_the_pay_api_without_the_right_token_is_404_and_sends_nothing(
     client, sandbox_sent, django_capture_on_commit_callbacks, how
 ):
-    order, _ = order_with_token()
+    order, _ = OrderFactory.create_with_token()
     url = f"/api/v1/payments/sandbox/{order.order_no}/pay"
     with django_capture_on_commit_callbacks(execute=True):
         if how == "wrong header":
@@ -120,7 +121,7 @@ def test_the_pay_api_without_the_right_token_is_404_and_sends_nothing(
 @pytest.mark.django_db
 @pytest.mark.parametrize("status", [Order.Status.PAID, Order.Status.DELIVERED, Order.Status.REFUNDED])
 def test_an_order_already_paid_cannot_be_paid_again(client, sandbox_sent, django_capture_on_commit_callbacks, status):
-    order, token = order_with_token(status=status)
+    order, token = OrderFactory.create_with_token(status=status)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(f"/api/v1/payments/sandbox/{order.order_no}/pay", HTTP_X_ORDER_TOKEN=token)
     assert response.status_code == 409
@@ -137,7 +138,7 @@ def test_the_pay_api_takes_only_post(client):
 
 @pytest.mark.django_db
 def test_the_pay_page_shows_the_amount_and_both_buttons(client):
-    order, token = order_with_token(quantity=2, amount=Decimal("19.80"))
+    order, token = OrderFactory.create_with_token(quantity=2, amount=Decimal("19.80"))
     response = client.get(f"/pay/sandbox/{order.order_no}?token={token}")
     assert response.status_code == 200
     html = response.content.decode()
@@ -149,7 +150,7 @@ def test_the_pay_page_shows_the_amount_and_both_buttons(client):
 @pytest.mark.django_db
 @pytest.mark.parametrize("query", ["", "?token=", "?token=guess"])
 def test_the_pay_page_is_404_without_the_token(client, query):
-    order, _ = order_with_token()
+    order, _ = OrderFactory.create_with_token()
     assert client.get(f"/pay/sandbox/{order.order_no}{query}").status_code == 404
 
 
@@ -157,7 +158,7 @@ def test_the_pay_page_is_404_without_the_token(client, query):
 def test_pay_on_the_page_sends_the_notification_and_returns_to_the_order(
     client, sandbox_sent, django_capture_on_commit_callbacks
 ):
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(f"/pay/sandbox/{order.order_no}?token={token}", {"pay": "1"})
     assert response.status_code == 302
@@ -169,7 +170,7 @@ def test_pay_on_the_page_sends_the_notification_and_returns_to_the_order(
 def test_cancel_on_the_page_returns_to_the_order_without_paying(
     client, sandbox_sent, django_capture_on_commit_callbacks
 ):
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(f"/pay/sandbox/{order.order_no}?token={token}", {"cancel": "1"})
     assert response.status_code == 302
@@ -179,7 +180,7 @@ def test_cancel_on_the_page_returns_to_the_order_without_paying(
 
 @pytest.mark.django_db
 def test_the_pay_page_of_a_paid_order_offers_no_pay_button(client):
-    order, token = order_with_token(status=Order.Status.PAID)
+    order, token = OrderFactory.create_with_token(status=Order.Status.PAID)
     response = client.get(f"/pay/sandbox/{order.order_no}?token={token}")
     assert response.status_code == 200
     assert 'name="pay"' not in response.content.decode()
@@ -244,7 +245,7 @@ def test_pay_api_to_paid_order_end_to_end_over_real_http(client, live_server, se
     """API call → the task POSTs the signed notification to the live server's
     webhook → the order is paid once and fulfilment is enqueued."""
     settings.SITE_URL = live_server.url
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     assert client.post(f"/api/v1/payments/sandbox/{order.order_no}/pay", HTTP_X_ORDER_TOKEN=token).status_code == 202
     fields = _sent_fields(sandbox_sent)
 
@@ -285,8 +286,8 @@ def test_a_notification_refused_by_the_webhook_is_retried_then_reported(live_ser
 @pytest.mark.django_db(transaction=True)
 def test_a_refund_pending_order_is_refunded_through_the_webhook(live_server, settings, sandbox_sent):
     settings.SITE_URL = live_server.url
-    order, _ = order_with_token(status=Order.Status.REFUND_PENDING)
-    paid_event_create(order=order)
+    order, _ = OrderFactory.create_with_token(status=Order.Status.REFUND_PENDING)
+    PaymentEventFactory(order=order)
 
     assert payment_refund_request(order_id=order.id) is True
     fields = _sent_fields(sandbox_sent)
@@ -301,9 +302,9 @@ def test_a_refund_pending_order_is_refunded_through_the_webhook(live_server, set
 @pytest.mark.django_db
 @pytest.mark.parametrize("status", [Order.Status.REFUNDED, Order.Status.DELIVERED])
 def test_only_a_refund_pending_order_with_a_payment_is_refunded(sandbox_sent, status):
-    order, _ = order_with_token(status=status)
-    paid_event_create(order=order)
-    unpaid, _ = order_with_token(status=Order.Status.REFUND_PENDING)
+    order, _ = OrderFactory.create_with_token(status=status)
+    PaymentEventFactory(order=order)
+    unpaid, _ = OrderFactory.create_with_token(status=Order.Status.REFUND_PENDING)
 
     assert payment_refund_request(order_id=order.id) is False
     assert payment_refund_request(order_id=unpaid.id) is False
@@ -328,8 +329,8 @@ def test_notifications_carry_a_current_timestamp():
 
 @pytest.mark.django_db
 def test_payment_events_are_listed_read_only_in_the_admin(admin_client):
-    order, _ = order_with_token()
-    paid_event_create(order=order)
+    order, _ = OrderFactory.create_with_token()
+    PaymentEventFactory(order=order)
     listing = admin_client.get("/admin/payments/paymentevent/")
     assert listing.status_code == 200
     assert f"test-paid-{order.order_no}" in listing.content.decode()
@@ -341,7 +342,7 @@ def test_a_disabled_sandbox_serves_no_payment_page_and_takes_no_payment(
     client, settings, sandbox_sent, django_capture_on_commit_callbacks
 ):
     settings.PAYMENT_PROVIDERS = ["someotherpay"]
-    order, token = order_with_token()
+    order, token = OrderFactory.create_with_token()
     with django_capture_on_commit_callbacks(execute=True):
         assert client.get(f"/pay/sandbox/{order.order_no}?token={token}").status_code == 404
         response = client.post(f"/api/v1/payments/sandbox/{order.order_no}/pay", HTTP_X_ORDER_TOKEN=token)

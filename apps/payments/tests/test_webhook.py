@@ -12,26 +12,13 @@ import pytest
 from django.urls import reverse
 
 from apps.orders.models import Order
+from apps.orders.tests.factories import OrderFactory
 from apps.payments.models import PaymentEvent
 from apps.payments.sandbox_server import SIGNATURE_HEADER, notification_sign
-
-from .factories import OrderFactory
+from apps.payments.tests.factories import PaidNotificationFactory
 
 URL = "/payments/webhook/sandbox"
 HEADER = "HTTP_" + SIGNATURE_HEADER.upper().replace("-", "_")
-
-
-def _fields(order, **changes):
-    fields = {
-        "event_id": f"evt-{order.order_no}",
-        "order_no": order.order_no,
-        "amount": str(order.amount),
-        "currency": order.currency,
-        "kind": "paid",
-        "timestamp": int(time.time()),
-    }
-    fields.update(changes)
-    return fields
 
 
 def _post(client, body: bytes, signature: str | None):
@@ -55,7 +42,7 @@ def test_a_genuine_notification_pays_the_order_and_enqueues_fulfilment(
     client, fulfil_enqueued, django_capture_on_commit_callbacks
 ):
     order = OrderFactory()
-    body, headers = notification_sign(_fields(order))
+    body, headers = notification_sign(PaidNotificationFactory(order=order, event_id=f"evt-{order.order_no}"))
     with django_capture_on_commit_callbacks(execute=True):
         response = _post(client, body, headers[SIGNATURE_HEADER])
 
@@ -76,7 +63,7 @@ def test_a_genuine_notification_pays_the_order_and_enqueues_fulfilment(
 @pytest.mark.django_db
 def test_a_notification_signed_with_another_secret_is_refused(client, fulfil_enqueued):
     order = OrderFactory()
-    body, _ = notification_sign(_fields(order))
+    body, _ = notification_sign(PaidNotificationFactory(order=order))
     forged = hmac.new(b"not-the-secret", body, hashlib.sha256).hexdigest()
 
     response = _post(client, body, forged)
@@ -91,7 +78,7 @@ def test_a_notification_signed_with_another_secret_is_refused(client, fulfil_enq
 @pytest.mark.django_db
 def test_a_tampered_amount_breaks_the_signature(client):
     order = OrderFactory(quantity=3, amount=Decimal("29.70"))
-    body, headers = notification_sign(_fields(order))
+    body, headers = notification_sign(PaidNotificationFactory(order=order))
     tampered = body.replace(b'"29.70"', b'"0.01"')
     assert tampered != body
 
@@ -106,7 +93,7 @@ def test_a_tampered_amount_breaks_the_signature(client):
 @pytest.mark.parametrize("signature", [None, "", "0" * 64, "zz"])
 def test_a_missing_or_garbled_signature_is_refused(client, signature):
     order = OrderFactory()
-    body, _ = notification_sign(_fields(order))
+    body, _ = notification_sign(PaidNotificationFactory(order=order))
 
     response = _post(client, body, signature)
 
@@ -120,7 +107,7 @@ def test_a_missing_or_garbled_signature_is_refused(client, signature):
 def test_a_notification_outside_the_time_window_is_refused(client, settings, offset):
     settings.PAYMENT_WEBHOOK_TOLERANCE_SECONDS = 300
     order = OrderFactory()
-    body, headers = notification_sign(_fields(order, timestamp=int(time.time()) + offset))
+    body, headers = notification_sign(PaidNotificationFactory(order=order, timestamp=int(time.time()) + offset))
 
     response = _post(client, body, headers[SIGNATURE_HEADER])
 
@@ -133,7 +120,7 @@ def test_a_notification_outside_the_time_window_is_refused(client, settings, off
 @pytest.mark.parametrize("changes", [{"amount": "9.89"}, {"amount": "99.00"}, {"currency": "USD"}])
 def test_a_payment_that_does_not_match_the_order_is_refused(client, changes):
     order = OrderFactory()
-    body, headers = notification_sign(_fields(order, **changes))
+    body, headers = notification_sign(PaidNotificationFactory(order=order, **changes))
 
     response = _post(client, body, headers[SIGNATURE_HEADER])
 
@@ -176,7 +163,7 @@ def test_a_notification_for_an_unknown_order_is_refused(client):
 )
 def test_a_signed_but_malformed_notification_is_refused(client, fields):
     order = OrderFactory()
-    body, headers = notification_sign(_fields(order, **fields))
+    body, headers = notification_sign(PaidNotificationFactory(order=order, **fields))
 
     response = _post(client, body, headers[SIGNATURE_HEADER])
 
@@ -196,7 +183,7 @@ def test_an_unknown_provider_is_404(client):
 def test_a_disabled_provider_is_404(client, settings):
     settings.PAYMENT_PROVIDERS = []
     order = OrderFactory()
-    body, headers = notification_sign(_fields(order))
+    body, headers = notification_sign(PaidNotificationFactory(order=order))
     response = _post(client, body, headers[SIGNATURE_HEADER])
     assert response.status_code == 404
     _assert_unchanged(order)
@@ -211,7 +198,7 @@ def test_a_repeated_notification_answers_200_and_changes_nothing(
     client, fulfil_enqueued, django_capture_on_commit_callbacks
 ):
     order = OrderFactory()
-    body, headers = notification_sign(_fields(order))
+    body, headers = notification_sign(PaidNotificationFactory(order=order))
     with django_capture_on_commit_callbacks(execute=True):
         first = _post(client, body, headers[SIGNATURE_HEADER])
     order.refresh_from_db()
@@ -231,7 +218,7 @@ def test_a_repeated_notification_answers_200_and_changes_nothing(
 def test_the_same_notification_ten_times_at_once_pays_once(live_server, fulfil_enqueued):
     """Ten concurrent deliveries over real HTTP to the live server's threads."""
     order = OrderFactory()
-    body, headers = notification_sign(_fields(order))
+    body, headers = notification_sign(PaidNotificationFactory(order=order))
     barrier = threading.Barrier(10)
     statuses, errors = [], []
 
