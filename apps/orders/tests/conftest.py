@@ -29,3 +29,12 @@ def app_server():
     server = GunicornServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """Fulfilment tasks published (not run), and no mails."""
+    sent = []
+    monkeypatch.setattr("apps.orders.tasks.fulfil_order_task.delay", lambda order_id=None: sent.append(order_id))
+    monkeypatch.setattr("apps.orders.tasks.send_order_keys_emails_task.delay", lambda order_ids: None)
+    return sent

@@ -1,11 +1,20 @@
-"""Test helpers for the purchase path: a product with keys, warmed in Redis."""
+"""Test helpers for the purchase path: a product with keys, warmed in Redis;
+checkout and payment in one call; a row lock held as a duplicate payment
+notification holds it."""
+
+import threading
+from contextlib import contextmanager
 
 from django.conf import settings
+from django.db import connection, transaction
 
 from apps.cardkeys.models import CardKey
 from apps.cardkeys.tests.factories import CardKeyFactory
 from apps.catalog.models import Product
 from apps.catalog.tests.factories import ProductFactory
+from apps.orders.models import Order
+from apps.orders.services import payment, persistence
+from apps.orders.services.checkout import order_checkout
 from apps.stock.redis import stock_redis
 from apps.stock.warmup import stock_warm
 
@@ -35,3 +44,56 @@ def redis_lose_product(product: Product) -> None:
     client = stock_redis()
     for key in client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:{{p:{product.id}}}:*"):
         client.delete(key)
+
+
+def checkout(product, email="buyer@example.com", quantity=1, key=None):
+    return order_checkout(sku=product.sku, email=email, quantity=quantity, idempotency_key=key)
+
+
+def pay(order_no, event_id="evt-1", amount=None):
+    order = Order.objects.get(order_no=order_no)
+    return payment.order_mark_paid(
+        order_no=order_no,
+        provider="sandbox",
+        event_id=event_id,
+        amount=order.amount if amount is None else amount,
+        currency=order.currency,
+    )
+
+
+def paid_orders(product, count, *, quantity=1):
+    for i in range(count):
+        checkout(product, email=f"paid{product.id}-{i}@x.com", quantity=quantity)
+    persistence.order_persist_queued()
+    for order in Order.objects.filter(product=product, status=Order.Status.AWAITING_PAYMENT).order_by("id"):
+        pay(order.order_no, event_id=f"e-{order.order_no}")
+    return list(Order.objects.filter(product=product).order_by("id"))
+
+
+@contextmanager
+def order_row_held_briefly(order_id: int, *, seconds: float = 0.5):
+    """Another connection holds the order's row lock (as a duplicate payment
+    notification being turned away does) from before the block starts until
+    `seconds` later; the block runs meanwhile."""
+    locked, release = threading.Event(), threading.Event()
+
+    def duplicate_notification_holding_the_row():
+        try:
+            with transaction.atomic():
+                Order.objects.select_for_update().get(id=order_id)
+                locked.set()
+                release.wait(5)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=duplicate_notification_holding_the_row)
+    holder.start()
+    assert locked.wait(5)
+    timer = threading.Timer(seconds, release.set)
+    timer.start()
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join(5)
+    assert not holder.is_alive()
