@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from captcha.helpers import captcha_image_url
 from captcha.models import CaptchaStore
+from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -117,7 +118,10 @@ class OrderCreateView(ShopAPIView):
             idempotency_key=headers.get("Idempotency-Key") or body.get("idempotency_key"),
             buyer=replace(buyer, captcha_solved=solved),
         )
-        return Response(
+        # A JsonResponse, not DRF's Response: the template-response path
+        # (render step, its middleware hooks) cost checkout ~10 % more CPU
+        # (docs/benchmarks.md); errors are JsonResponses already.
+        return JsonResponse(
             {
                 "order_no": result.order_no,
                 "status": result.status,
