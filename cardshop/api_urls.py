@@ -1,16 +1,28 @@
-"""/api/v1/: the public JSON API."""
+"""/api/v1/: the public JSON API, and its OpenAPI schema. (The sandbox's pay
+call, /api/v1/payments/..., is in apps/payments/urls.py.)"""
 
 from django.urls import path
+from drf_spectacular.renderers import (
+    OpenApiJsonRenderer,
+    OpenApiJsonRenderer2,
+    OpenApiYamlRenderer,
+    OpenApiYamlRenderer2,
+)
+from drf_spectacular.views import SpectacularAPIView
 
-from apps.catalog import api as catalog_api
-from apps.orders import api as orders_api
-from apps.orders import bot_checks
+from apps.catalog.api import ProductDetailView
+from apps.orders.api import CaptchaView, OrderCreateView, OrderDetailView
 
 app_name = "api"
 
+# JSON unless the client asks for YAML (?format=yaml, or an Accept header of
+# application/yaml or application/vnd.oai.openapi); drf-spectacular's default is YAML first.
+SCHEMA_RENDERERS = [OpenApiJsonRenderer, OpenApiJsonRenderer2, OpenApiYamlRenderer, OpenApiYamlRenderer2]
+
 urlpatterns = [
-    path("orders", orders_api.order_create, name="order-create"),
-    path("orders/<str:order_no>", orders_api.order_detail, name="order-detail"),
-    path("products/<str:sku>", catalog_api.product_detail, name="product-detail"),
-    path("captcha", bot_checks.captcha_new, name="captcha"),
+    path("orders", OrderCreateView.as_view(), name="order-create"),
+    path("orders/<str:order_no>", OrderDetailView.as_view(), name="order-detail"),
+    path("products/<str:sku>", ProductDetailView.as_view(), name="product-detail"),
+    path("captcha", CaptchaView.as_view(), name="captcha"),
+    path("schema", SpectacularAPIView.as_view(renderer_classes=SCHEMA_RENDERERS), name="schema"),
 ]

@@ -1,40 +1,50 @@
 """GET /api/v1/products/<sku>: a product as a script sees it."""
 
-from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
 
+from apps.core.api import ShopAPIView
+from apps.core.openapi import error_responses
 from apps.orders.buyer_context import device_cookie_ensure
+from apps.orders.exceptions import ProductNotFound
 from apps.stock.selectors import stock_remaining, stock_status
 
 from .page_tokens import page_token_new
 from .selectors import product_info_get
+from .serializers import ProductSerializer
 
 
 def _iso(moment):
     return moment.isoformat() if moment else None
 
 
-@require_GET
-def product_detail(request, sku: str):
-    product = product_info_get(sku=sku)
-    if product is None or not product.is_active:
-        return JsonResponse({"error": "not_found", "detail": "No such product."}, status=404)
-    remaining = stock_remaining(product_id=product.id)
-    response = JsonResponse(
-        {
-            "sku": product.sku,
-            "title": product.title,
-            "description": product.description,
-            "price": str(product.price),
-            "currency": product.currency,
-            "stock_status": stock_status(remaining),
-            "sale_state": product.sale_state(),
-            "sale_starts_at": _iso(product.sale_starts_at),
-            "sale_ends_at": _iso(product.sale_ends_at),
-            "max_per_order": product.max_per_order,
-            "per_buyer_limit": product.per_buyer_limit,
-            "page_token": page_token_new(sku=product.sku),
-        }
+class ProductDetailView(ShopAPIView):
+    @extend_schema(
+        operation_id="product_detail",
+        summary="A product: price, stock status, sale window and a page token",
+        description="Also sets the signed device cookie that the per-buyer limits count by, if the client has none.",
+        responses={200: ProductSerializer, **error_responses(ProductNotFound())},
     )
-    device_cookie_ensure(request, response)
-    return response
+    def get(self, request, sku: str):
+        product = product_info_get(sku=sku)
+        if product is None or not product.is_active:
+            raise ProductNotFound()
+        remaining = stock_remaining(product_id=product.id)
+        response = Response(
+            {
+                "sku": product.sku,
+                "title": product.title,
+                "description": product.description,
+                "price": str(product.price),
+                "currency": product.currency,
+                "stock_status": stock_status(remaining),
+                "sale_state": product.sale_state(),
+                "sale_starts_at": _iso(product.sale_starts_at),
+                "sale_ends_at": _iso(product.sale_ends_at),
+                "max_per_order": product.max_per_order,
+                "per_buyer_limit": product.per_buyer_limit,
+                "page_token": page_token_new(sku=product.sku),
+            }
+        )
+        device_cookie_ensure(request._request, response)
+        return response

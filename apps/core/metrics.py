@@ -89,6 +89,7 @@ _OUTCOME_OF_CODE = {
     "sale_paused": "paused",
     "page_token_invalid": "invalid",
     "too_fast": "invalid",
+    "product_not_found": "not_found",
 }
 # The per-client limits that guard checkout views: a request they refuse is a
 # checkout answered "rate_limited" (apps.core.ratelimits groups).

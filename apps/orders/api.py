@@ -1,21 +1,42 @@
 """The public JSON API of orders (design.md, "Public JSON API (v1)").
 
-Plain Django views: checkout is the hot path and every layer on it shows in
-the benchmark's ceiling ratio."""
+Checkout is the hot path: its view is a lean ShopAPIView and reads the JSON
+body once (the rate limits read it first); docs/benchmarks.md has what DRF
+costs it."""
 
 from dataclasses import replace
 
+from captcha.helpers import captcha_image_url
+from captcha.models import CaptchaStore
 from django.http import JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.response import Response
 
-from apps.core.errors import InvalidInput, ShopError, shop_error_response
-from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP, rate_limit
+from apps.core.api import ShopAPIView
+from apps.core.errors import InvalidInput, RateLimited
+from apps.core.openapi import ORDER_TOKEN_HEADER, error_responses, retry_after_header
+from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP
 from apps.core.request_body import json_body
 
 from .bot_checks import captcha_verify
 from .buyer_context import buyer_context
+from .exceptions import (
+    CaptchaInvalid,
+    CaptchaRequired,
+    LimitExceeded,
+    OrderNotFound,
+    PageTokenInvalid,
+    ProductNotFound,
+    SaleEnded,
+    SaleNotStarted,
+    SalePaused,
+    SoldOut,
+    TooFast,
+    UnpaidLimit,
+)
 from .selectors import order_snapshot_get
+from .serializers import CaptchaSerializer, OrderCreatedSerializer, OrderCreateRequestSerializer, OrderSerializer
 from .services.checkout import order_checkout
 
 
@@ -28,16 +49,64 @@ def order_urls(order_no: str) -> dict:
     }
 
 
-@csrf_exempt  # no cookie authentication here, so there is nothing to forge
-@require_POST
-@rate_limit(CHECKOUT_IP, CHECKOUT_BUYER)  # before checkout: a refused request reserves nothing
-def order_create(request):
-    try:
-        body = json_body(request)
-    except ValueError:
-        return shop_error_response(InvalidInput("The body must be a JSON object.", fields={}))
-    try:
-        buyer = buyer_context(request, page_token=request.headers.get("X-Page-Token") or body.get("page_token"))
+# For the schema's examples: reversing while the URLconf that imports this
+# module is still loading would fail.
+CAPTCHA_URL = "/api/v1/captcha"
+
+
+class OrderCreateView(ShopAPIView):
+    rate_limits = (CHECKOUT_IP, CHECKOUT_BUYER)
+
+    @extend_schema(
+        operation_id="order_create",
+        summary="Checkout: reserve keys for an order",
+        description="Reserves stock in one step and answers at once; the order is written to the database "
+        "moments later (its status is `queued` until then). Pay within the reservation's time, or it expires.",
+        request=OrderCreateRequestSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="Any string unique to this purchase: a retry with the same key returns the first order "
+                "instead of buying again.",
+            ),
+            OpenApiParameter(
+                "X-Page-Token",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="The product's `page_token` (or `page_token` in the body).",
+            ),
+            retry_after_header(429, 503),
+        ],
+        responses={
+            202: OrderCreatedSerializer,
+            **error_responses(
+                InvalidInput(fields={"email": ["Enter a valid email address."]}),
+                PageTokenInvalid(),
+                TooFast(),
+                CaptchaRequired(captcha_url=CAPTCHA_URL),
+                CaptchaInvalid(captcha_url=CAPTCHA_URL),
+                ProductNotFound(),
+                SoldOut(),
+                LimitExceeded(),
+                UnpaidLimit(max_unpaid=1),
+                SaleNotStarted(),
+                SaleEnded(),
+                RateLimited(),
+                SalePaused(),
+            ),
+        },
+    )
+    def post(self, request):
+        # Django's request, whose body the rate limits have parsed already.
+        django_request = request._request
+        try:
+            body = json_body(django_request)
+        except ValueError:
+            raise InvalidInput("The body must be a JSON object.", fields={}) from None
+        headers = django_request.headers
+        buyer = buyer_context(django_request, page_token=headers.get("X-Page-Token") or body.get("page_token"))
         # Over the bot checks' soft threshold a captcha is wanted (see bot_checks).
         solved = captcha_verify(
             sku=body.get("sku"), buyer=buyer, key=body.get("captcha_key"), answer=body.get("captcha_value")
@@ -46,26 +115,53 @@ def order_create(request):
             sku=body.get("sku"),
             email=body.get("email"),
             quantity=body.get("quantity", 1),
-            idempotency_key=request.headers.get("Idempotency-Key") or body.get("idempotency_key"),
+            idempotency_key=headers.get("Idempotency-Key") or body.get("idempotency_key"),
             buyer=replace(buyer, captcha_solved=solved),
         )
-    except ShopError as error:
-        return shop_error_response(error)
-    return JsonResponse(
-        {
-            "order_no": result.order_no,
-            "status": result.status,
-            "access_token": result.access_token,
-            **order_urls(result.order_no),
-        },
-        status=202,
+        # A JsonResponse, not DRF's Response: the template-response path
+        # (render step, its middleware hooks) cost checkout ~10 % more CPU
+        # (docs/benchmarks.md); errors are JsonResponses already.
+        return JsonResponse(
+            {
+                "order_no": result.order_no,
+                "status": result.status,
+                "access_token": result.access_token,
+                **order_urls(result.order_no),
+            },
+            status=202,
+        )
+
+
+class OrderDetailView(ShopAPIView):
+    @extend_schema(
+        operation_id="order_detail",
+        summary="An order's status, and its keys once delivered",
+        parameters=[
+            ORDER_TOKEN_HEADER,
+            OpenApiParameter(
+                "token", OpenApiTypes.STR, OpenApiParameter.QUERY, description="Instead of `X-Order-Token`."
+            ),
+        ],
+        responses={200: OrderSerializer, **error_responses(OrderNotFound())},
     )
+    def get(self, request, order_no: str):
+        token = request.headers.get("X-Order-Token") or request.query_params.get("token", "")
+        snapshot = order_snapshot_get(order_no=order_no, token=token)
+        if snapshot is None:
+            # The same answer for an unknown order and a wrong token: the API
+            # does not tell which order numbers exist.
+            raise OrderNotFound()
+        return Response(snapshot)
 
 
-@require_GET
-def order_detail(request, order_no: str):
-    token = request.headers.get("X-Order-Token") or request.GET.get("token", "")
-    snapshot = order_snapshot_get(order_no=order_no, token=token)
-    if snapshot is None:
-        return JsonResponse({"error": "not_found", "detail": "No such order."}, status=404)
-    return JsonResponse(snapshot)
+class CaptchaView(ShopAPIView):
+    @extend_schema(
+        operation_id="captcha_new",
+        summary="A captcha to solve after `captcha_required`",
+        description="Show the image to the person and send `captcha_key` and `captcha_value` with the next order. "
+        "Good for one try.",
+        responses={200: CaptchaSerializer},
+    )
+    def get(self, request):
+        key = CaptchaStore.pick()
+        return Response({"captcha_key": key, "image_url": captcha_image_url(key)})

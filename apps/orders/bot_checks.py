@@ -27,7 +27,7 @@ the captcha" until it is solved. The honeypot is refused like any invalid form.
 JSON API: there is no honeypot (no form). Over the threshold
 `POST /api/v1/orders` answers 403 `{"error": "captcha_required", "detail",
 "captcha_url": "/api/v1/captcha"}`, or `captcha_invalid` for a wrong or expired
-answer. `GET /api/v1/captcha` answers `{"captcha_key", "image_url"}`; the client
+answer. `GET /api/v1/captcha` (api.py) answers `{"captcha_key", "image_url"}`; the client
 shows the image to its person and sends `captcha_key` and `captcha_value` in
 the JSON body of its next order. A captcha is good for one try within
 CAPTCHA_TIMEOUT minutes.
@@ -36,12 +36,8 @@ CAPTCHA_TIMEOUT minutes.
 import logging
 
 from captcha.fields import CaptchaField
-from captcha.helpers import captcha_image_url
-from captcha.models import CaptchaStore
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
-from django.views.decorators.http import require_GET
 from redis.exceptions import RedisError
 
 from apps.catalog.selectors import product_info_for_checkout
@@ -85,10 +81,3 @@ def captcha_needed(*, product_id: int, buyer: BuyerContext) -> bool:
         return stock_captcha_needed(product_id=product_id, strike_fields=buyer.strike_fields)
     except RedisError:
         return False
-
-
-@require_GET
-def captcha_new(request: HttpRequest) -> JsonResponse:
-    """GET /api/v1/captcha: a fresh captcha for an API client to solve."""
-    key = CaptchaStore.pick()
-    return JsonResponse({"captcha_key": key, "image_url": captcha_image_url(key)})

@@ -23,7 +23,7 @@ __all__ = [
 
 
 class ProductNotFound(ShopError):
-    code = "not_found"
+    code = "product_not_found"
     http_status = 404
     default_detail = _("This product does not exist or is not on sale.")
 

@@ -15,10 +15,12 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
+from apps.core.errors import shop_error_response
 from apps.core.ratelimits import LOOKUP_IP, rate_limit
 from apps.payments.exceptions import PaymentUnavailable, UnknownProvider
 from apps.payments.services import payment_url_get
 
+from .exceptions import OrderNotFound
 from .grants import order_access_get, order_grant_lookup
 from .models import Order
 from .selectors import order_find_for_lookup
@@ -85,7 +87,7 @@ def order_status(request, order_no: str):
     the same people as the page (a lookup grant has no token for the API)."""
     access = order_access_get(request=request, order_no=order_no)
     if access is None:
-        return JsonResponse({"error": "not_found", "detail": str(_("No such order."))}, status=404)
+        return shop_error_response(OrderNotFound())
     return JsonResponse(access.snapshot)
 
 

@@ -1,6 +1,6 @@
-"""The webhook every provider calls, and the sandbox provider's own pages."""
+"""The webhook every provider calls, and the sandbox provider's own pages
+(its JSON API is in api.py)."""
 
-import json
 import logging
 from decimal import Decimal
 
@@ -9,7 +9,6 @@ from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -18,15 +17,12 @@ from apps.core import metrics
 from apps.core.errors import ShopError, shop_error_response
 from apps.core.ratelimits import PAY_IP, rate_limit
 from apps.orders.grants import order_access_get
-from apps.orders.selectors import order_snapshot_get
 
 from .exceptions import OrderNotPayable, PaymentUnavailable
 from .providers.sandbox import SandboxProvider
 from .services import SANDBOX_PAYABLE, payment_notification_process, sandbox_payment_make
 
 logger = logging.getLogger(__name__)
-
-_NOT_FOUND = _("No such order.")
 
 
 @csrf_exempt  # called by the provider's servers; the signature is the authentication
@@ -90,27 +86,3 @@ def _pay_page(request, snapshot: dict, back_url: str, status: int = 200):
         },
         status=status,
     )
-
-
-@csrf_exempt  # authenticated by the order token, not by a cookie
-@require_POST
-@rate_limit(PAY_IP)
-def sandbox_pay_api(request, order_no: str):
-    """POST /api/v1/payments/sandbox/<order_no>/pay with the order token
-    (X-Order-Token header or JSON body "token"): pays in full, 202; 503
-    payment_unavailable with Retry-After while the sandbox is failing."""
-    token = request.headers.get("X-Order-Token")
-    if not token:
-        try:
-            body = json.loads(request.body or b"{}")
-        except ValueError:
-            body = {}
-        token = body.get("token") if isinstance(body, dict) else None
-    snapshot = order_snapshot_get(order_no=order_no, token=token) if isinstance(token, str) and token else None
-    if snapshot is None:
-        return JsonResponse({"error": "not_found", "detail": str(_NOT_FOUND)}, status=404)
-    try:
-        sandbox_payment_make(snapshot=snapshot)
-    except ShopError as error:
-        return shop_error_response(error)
-    return JsonResponse({"order_no": order_no, "status": snapshot["status"], "payment": "sent"}, status=202)

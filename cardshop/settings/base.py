@@ -25,6 +25,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here rather than a CDN
     "captcha",
     "apps.core",
     "apps.catalog",
@@ -310,10 +312,29 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
+# The API's views (apps.core.api.ShopAPIView) set their own lean classes; these
+# are the defaults for the schema and docs views of drf-spectacular.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "apps.core.api.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# GET /api/v1/schema (OpenAPI 3) and the docs at /api/docs.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "cardshop API",
+    "DESCRIPTION": (
+        'The public JSON API of the card-key shop. Errors are `{"error": CODE, "detail": text, ...}`: '
+        "`error` is a stable code, `detail` is in the request's language (Accept-Language: zh-hans, en)."
+    ),
+    "VERSION": "1",
+    # Offline docs: Swagger UI from drf-spectacular-sidecar's static files, no CDN,
+    # and no call to the public spec validator.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # --- Metrics (apps.monitoring, docs/metrics.md)

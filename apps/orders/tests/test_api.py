@@ -79,7 +79,7 @@ def test_not_warmed_is_503_sale_paused_with_retry_after(client):
 
 def test_unknown_product_is_404(client):
     response = create(client, {"sku": "NOPE", "email": "a@x.com"})
-    assert (response.status_code, response.json()["error"]) == (404, "not_found")
+    assert (response.status_code, response.json()["error"]) == (404, "product_not_found")
 
 
 def test_idempotency_header_returns_the_first_order(client):

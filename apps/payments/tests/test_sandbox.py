@@ -114,7 +114,7 @@ def test_the_pay_api_without_the_right_token_is_404_and_sends_nothing(
         else:
             response = client.post(url, data=b"{nope", content_type="application/json")
     assert response.status_code == 404
-    assert response.json()["error"] == "not_found"
+    assert response.json()["error"] == "order_not_found"
     sandbox_sent.assert_not_called()
 
 

@@ -1,0 +1,52 @@
+"""The bodies of the orders API, for its OpenAPI schema.
+
+Checkout does not validate through these: order_checkout validates its input
+once, for the storefront form and the API alike, and checkout is the hot path.
+A test holds the answers to what these serializers say."""
+
+from rest_framework import serializers
+
+from .models import Order
+
+
+class OrderCreateRequestSerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    quantity = serializers.IntegerField(min_value=1, default=1, help_text="At most the product's `max_per_order`.")
+    email = serializers.EmailField(help_text="Where the keys are mailed; also counts toward the per-buyer limit.")
+    page_token = serializers.CharField(
+        required=False,
+        help_text="The `page_token` of GET /api/v1/products/<sku> (or header `X-Page-Token`), needed when the "
+        "product asks for a minimum time on its page.",
+    )
+    idempotency_key = serializers.CharField(
+        required=False, help_text="Instead of the `Idempotency-Key` header: a repeat returns the first order."
+    )
+    captcha_key = serializers.CharField(required=False, help_text="After `captcha_required`: from GET /api/v1/captcha.")
+    captcha_value = serializers.CharField(required=False, help_text="After `captcha_required`: the answer.")
+
+
+class OrderCreatedSerializer(serializers.Serializer):
+    order_no = serializers.CharField()
+    status = serializers.ChoiceField(choices=[Order.Status.QUEUED])
+    access_token = serializers.CharField(help_text="Send as `X-Order-Token` to read or pay this order.")
+    status_url = serializers.CharField(help_text="GET /api/v1/orders/<order_no>.")
+    pay_url = serializers.CharField(help_text="POST here to pay with the sandbox provider.")
+    order_url = serializers.CharField(help_text="The order's page in the storefront.")
+
+
+class OrderSerializer(serializers.Serializer):
+    order_no = serializers.CharField()
+    status = serializers.ChoiceField(choices=Order.Status.values)
+    sku = serializers.CharField()
+    title = serializers.CharField()
+    quantity = serializers.IntegerField()
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=True)
+    currency = serializers.CharField()
+    keys = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Only once the order is `delivered`."
+    )
+
+
+class CaptchaSerializer(serializers.Serializer):
+    captcha_key = serializers.CharField(help_text="Send back as `captcha_key` with the order.")
+    image_url = serializers.CharField(help_text="The image to show to the person.")

@@ -1,0 +1,64 @@
+"""POST /api/v1/payments/sandbox/<order_no>/pay: the sandbox provider pays an
+order, for scripts and load tests (design.md, "Public JSON API (v1)")."""
+
+from django.http import HttpRequest
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from apps.core.api import ShopAPIView
+from apps.core.errors import RateLimited
+from apps.core.openapi import ORDER_TOKEN_HEADER, error_responses, retry_after_header
+from apps.core.ratelimits import PAY_IP
+from apps.core.request_body import json_body
+from apps.orders.exceptions import OrderNotFound
+from apps.orders.selectors import order_snapshot_get
+
+from .exceptions import OrderNotPayable, PaymentUnavailable, UnknownProvider
+from .services import sandbox_payment_make
+
+
+class SandboxPayRequestSerializer(serializers.Serializer):
+    token = serializers.CharField(required=False, help_text="Instead of the `X-Order-Token` header.")
+
+
+class SandboxPaymentSentSerializer(serializers.Serializer):
+    order_no = serializers.CharField()
+    status = serializers.CharField(help_text="The order's status when the payment was sent.")
+    payment = serializers.ChoiceField(choices=["sent"])
+
+
+class SandboxPayView(ShopAPIView):
+    rate_limits = (PAY_IP,)
+
+    @extend_schema(
+        operation_id="sandbox_pay",
+        summary="Pay an order in full with the sandbox provider",
+        description="The sandbox sends its signed notification to the webhook, as a real provider would; "
+        "the order becomes `paid`, then `delivered`. Only where the sandbox provider is enabled.",
+        request=SandboxPayRequestSerializer,
+        parameters=[ORDER_TOKEN_HEADER, retry_after_header(429, 503)],
+        responses={
+            202: SandboxPaymentSentSerializer,
+            **error_responses(
+                OrderNotFound(), UnknownProvider(), OrderNotPayable(), RateLimited(), PaymentUnavailable()
+            ),
+        },
+    )
+    def post(self, request, order_no: str):
+        token = request.headers.get("X-Order-Token") or _body_token(request._request)
+        snapshot = order_snapshot_get(order_no=order_no, token=token) if token else None
+        if snapshot is None:
+            raise OrderNotFound()
+        sandbox_payment_make(snapshot=snapshot)
+        return Response({"order_no": order_no, "status": snapshot["status"], "payment": "sent"}, status=202)
+
+
+def _body_token(request: HttpRequest) -> str | None:
+    """The token from a JSON body, if there is one: any other body counts as
+    no token (a 404, not a 400)."""
+    try:
+        token = json_body(request).get("token")
+    except ValueError:
+        return None
+    return token if isinstance(token, str) else None
