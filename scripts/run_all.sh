@@ -83,7 +83,7 @@ while time.monotonic() < deadline:
 sys.exit(1)
 EOF
 }
-worker_wait || echo "The Celery worker has not answered a ping within 60 s; see its output." >&2
+worker_wait || echo "The Celery worker did not answer a ping; see its output above." >&2
 
 # Print the addresses once the site answers, so they are not lost in start-up logs.
 for _ in $(seq 1 30); do
