@@ -17,7 +17,7 @@ ifeq ($(origin SITE_URL)$(shell grep -s '^SITE_URL=' .env),undefined)
 run seed: export SITE_URL = http://$(HOST):$(PORT)
 endif
 
-.PHONY: run test lint format system-deps browser-deps venv services database migrate messages static seed bench-import clean
+.PHONY: run test lint format requirements pre-commit system-deps browser-deps venv services database migrate messages static seed bench-import clean
 
 run: system-deps venv services database migrate messages static seed
 	HOST=$(HOST) PORT=$(PORT) WEB_WORKERS=$(WEB_WORKERS) scripts/run_all.sh
@@ -44,13 +44,29 @@ system-deps:
 browser-deps:
 	@scripts/ensure_system_packages.sh --browser
 
-# The virtualenv is rebuilt when the pins change.
+# The virtualenv is brought up to date when the pins change. requirements-dev.txt
+# holds only the dev tools (within the runtime pins), so both files are installed.
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -r requirements-dev.txt
+	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
 	touch $@
+
+# Recompiles the pinned requirements*.txt from the direct dependencies in
+# requirements*.in (pip-tools), keeping every pin that still fits. Runtime first:
+# dev and bench are compiled within the runtime (and dev) pins.
+# COMPILE_ARGS="--upgrade-package celery" (or --upgrade) moves pins on purpose.
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make requirements" $(VENV)/bin/pip-compile -q --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host --resolver=backtracking $(COMPILE_ARGS)
+requirements: venv
+	$(PIP_COMPILE) requirements.in
+	$(PIP_COMPILE) requirements-dev.in
+	$(PIP_COMPILE) requirements-bench.in
+
+# Installs the git hook: each commit runs .pre-commit-config.yaml (ruff, hygiene) on its files.
+pre-commit: venv
+	$(VENV)/bin/pre-commit install
 
 # MariaDB and Redis where DATABASE_URL / REDIS_URL / CELERY_BROKER_URL point.
 services: venv

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p var
+# The log level is WORKER_LOG_LEVEL (else LOG_LEVEL), as for the worker (worker.sh).
 exec "${PYTHON:-.venv/bin/python}" -m celery -A cardshop beat \
-  --loglevel "${CELERY_LOG_LEVEL:-INFO}" \
   --schedule "${CELERY_BEAT_SCHEDULE_FILE:-var/celerybeat-schedule}" \
   "$@"

@@ -8,7 +8,8 @@ if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
   mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
   find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
 fi
+# The log level is WORKER_LOG_LEVEL (else LOG_LEVEL) from the settings, which
+# apps.monitoring.celery_hooks applies; Celery's --loglevel would be ignored.
 exec "${PYTHON:-.venv/bin/python}" -m celery -A cardshop worker \
-  --loglevel "${CELERY_LOG_LEVEL:-INFO}" \
   --concurrency "${CELERY_CONCURRENCY:-2}" \
   "$@"

@@ -19,6 +19,12 @@ default_unless_configured() { # name value
 default_unless_configured SERVE_STATIC true
 # Mails and payment callbacks must point at the port this run listens on.
 default_unless_configured SITE_URL "http://$HOST:$PORT"
+# An idle beat and worker would print several lines a second at INFO and push the
+# addresses below out of sight: WARNING here, unless WORKER_LOG_LEVEL or LOG_LEVEL
+# was chosen (WORKER_LOG_LEVEL=INFO make run shows every task).
+if [ -z "${LOG_LEVEL+set}" ] && ! grep -qs "^LOG_LEVEL=" .env; then
+  default_unless_configured WORKER_LOG_LEVEL WARNING
+fi
 
 pids=()
 stop() {
@@ -41,14 +47,43 @@ PROMETHEUS_MULTIPROC_DIR="$metrics_dir/web" .venv/bin/gunicorn cardshop.wsgi:app
 pids+=($!)
 # The node name carries the port, so two local runs (say a demo and a test run
 # with its own REDIS_KEY_PREFIX) are told apart in Celery's logs and tools.
-PROMETHEUS_MULTIPROC_DIR="$metrics_dir/worker" celery_worker/worker.sh --hostname "cardshop-$PORT@%h" &
+worker_node="cardshop-$PORT@%h"
+PROMETHEUS_MULTIPROC_DIR="$metrics_dir/worker" celery_worker/worker.sh --hostname "$worker_node" &
 pids+=($!)
+worker_pid=$!
 CELERY_BEAT_SCHEDULE_FILE="var/celerybeat-schedule-$PORT" celery_worker/beat.sh &
 pids+=($!)
 
 # seed_demo (make seed) printed the demo admin's fresh password into this file.
 credentials=$(grep -hE '^ *(Username|Password):' var/demo-admin-$PORT.txt 2>/dev/null | sed 's/^ */              /') \
   || credentials="              (demo credentials: run 'make seed' for a fresh admin password)"
+
+# The worker prints its banner (and, run as root, Celery's warning about it) as it
+# starts: wait until it answers a ping, for at most 60 s, so that comes first.
+worker_wait() {
+  "$PY" - "$worker_node" "$worker_pid" <<'EOF'
+import os, sys, time
+
+import django
+
+django.setup()
+from celery.utils.nodenames import host_format
+
+from cardshop.celery import app
+
+node, pid = host_format(sys.argv[1]), int(sys.argv[2])
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        sys.exit(1)
+    if app.control.ping(destination=[node], timeout=1):
+        sys.exit(0)
+sys.exit(1)
+EOF
+}
+worker_wait || echo "The Celery worker did not answer a ping; see its output above." >&2
 
 # Print the addresses once the site answers, so they are not lost in start-up logs.
 for _ in $(seq 1 30); do

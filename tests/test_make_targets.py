@@ -84,3 +84,41 @@ def test_ensure_services_passes_when_both_servers_answer():
     result = services_check()
     assert result.returncode == 0, result.stderr
     assert "are reachable" in result.stdout
+
+
+def lint_in_copy(tmp_path: Path, source: str) -> subprocess.CompletedProcess:
+    """`make lint` on a copy holding one module, with the project's rules and tools."""
+    for name in ("Makefile", "pyproject.toml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    if not (tmp_path / ".venv").exists():
+        (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    (tmp_path / "module.py").write_text(source)
+    # -o: the virtualenv is taken as it is, never rebuilt from the copy.
+    return subprocess.run(
+        ["make", "-o", ".venv/.installed", "lint"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_make_lint_fails_on_a_lint_error_and_passes_clean_code(tmp_path):
+    unused_import = lint_in_copy(tmp_path, "import os\n")
+    assert unused_import.returncode != 0
+    assert "F401" in unused_import.stdout
+    assert lint_in_copy(tmp_path, "import os\n\nprint(os.sep)\n").returncode == 0
+
+
+def test_make_lint_fails_on_unformatted_code(tmp_path):
+    result = lint_in_copy(tmp_path, "print( 'x' )\n")
+    assert result.returncode != 0
+    assert "1 file would be reformatted" in result.stdout
+
+
+def test_pre_commit_config_is_valid_and_its_local_hooks_exist():
+    config = ROOT / ".pre-commit-config.yaml"
+    result = subprocess.run(
+        [ROOT / ".venv" / "bin" / "pre-commit", "validate-config", config], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    entries = re.findall(r"^\s+entry: (\S+)", config.read_text(), re.M)
+    assert len(entries) >= 9
+    for entry in entries:
+        assert (ROOT / entry).exists(), f"{entry} is not installed: is it in requirements-dev.in?"

@@ -53,5 +53,7 @@ def _adopt_request_id(task_id=None, task=None, **kwargs):
 @signals.setup_logging.connect
 def _django_logging(**kwargs):
     # Workers and beat log as the web does (LOGGING: JSON lines with request id
-    # and order number) instead of Celery's own format.
+    # and order number) instead of Celery's own format, at WORKER_LOG_LEVEL:
+    # Celery's --loglevel is not applied once this receiver configures logging.
     logging.config.dictConfig(settings.LOGGING)
+    logging.getLogger().setLevel(settings.WORKER_LOG_LEVEL.upper())

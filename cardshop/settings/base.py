@@ -350,6 +350,10 @@ WORKER_METRICS_ADDRESS = env("WORKER_METRICS_ADDRESS", default="127.0.0.1")
 PROMETHEUS_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, float("inf"))
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+# Celery workers' and beat's level (apps.monitoring.celery_hooks); empty means LOG_LEVEL.
+# `make run` sets WARNING unless either is configured, so an idle shop prints nothing.
+# Not CELERY_LOG_LEVEL: Celery itself sets that variable in its processes.
+WORKER_LOG_LEVEL = env("WORKER_LOG_LEVEL", default="") or LOG_LEVEL
 # "json": one JSON object a line with request id and order number (apps.core.logging);
 # "plain": the same fields as readable text, for a developer's terminal.
 LOG_FORMAT = env("LOG_FORMAT", default="json")

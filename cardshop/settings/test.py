@@ -14,6 +14,10 @@ DATABASES["default"]["TEST"]["NAME"] = env("TEST_DATABASE_NAME", default="test_c
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["replica"]["CONN_MAX_AGE"] = 0
 
+# The suite's worker processes are watched through their INFO lines ("… ready."),
+# whatever a developer's .env sets for `make run`.
+WORKER_LOG_LEVEL = "INFO"
+
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LANGUAGE_CODE = "zh-hans"
