@@ -4,7 +4,10 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.db import connections
+from django.utils import timezone
 
+from apps.catalog.selectors import product_info_get
 from apps.orders.exceptions import (
     InvalidInput,
     LimitExceeded,
@@ -21,6 +24,7 @@ from apps.orders.services.checkout import order_checkout
 from apps.stock.redis import stock_redis
 from apps.stock.redis_keys import stock_key
 from apps.stock.selectors import stock_remaining
+from apps.stock.warmup import stock_warm
 
 from .support import checkout, pay, product_with_keys, redis_lose_product
 
@@ -28,10 +32,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_checkout_reserves_in_redis_only_then_persists(django_assert_num_queries):
-    from django.db import connections
-
-    from apps.catalog.selectors import product_info_get
-
     product = product_with_keys(keys=3)
     product_info_get(sku=product.sku)  # the page view cached it
     with django_assert_num_queries(0), django_assert_num_queries(0, connection=connections["replica"]):
@@ -101,8 +101,6 @@ def test_sold_out_and_limit():
 
 
 def test_sale_window():
-    from django.utils import timezone
-
     soon = product_with_keys(keys=1, sale_starts_at=timezone.now() + timezone.timedelta(hours=1))
     with pytest.raises(SaleNotStarted):
         checkout(soon)
@@ -115,7 +113,6 @@ def test_not_warmed_pauses_and_warm_reopens():
     product = product_with_keys(keys=2, warm=False)
     with pytest.raises(SalePaused):
         checkout(product)
-    from apps.stock.warmup import stock_warm
 
     assert stock_warm(product=product) == (True, 2)
     assert checkout(product).status == "queued"
@@ -149,7 +146,6 @@ def test_redis_lost_pauses_then_warm_restores_without_oversell(celery_eager):
     redis_lose_product(product)
     with pytest.raises(SalePaused):
         checkout(product, email="c@x.com")
-    from apps.stock.warmup import stock_warm
 
     assert stock_warm(product=product) == (True, 2)  # 3 keys - a's reservation
     assert int(client.get(stock_key(product.id))) == 2

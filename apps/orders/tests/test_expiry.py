@@ -1,6 +1,7 @@
 """Expiry: unpaid orders past their reservation expire and their stock returns."""
 
 import pytest
+from django.utils import timezone
 
 from apps.orders.models import Order
 from apps.orders.services import expiry, persistence
@@ -12,8 +13,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_expiry_returns_stock_and_late_payment(celery_eager):
-    from django.utils import timezone
-
     product = product_with_keys(keys=1, per_buyer_limit=1)
     result = checkout(product)
     persistence.order_persist_queued()
@@ -34,7 +33,6 @@ def test_payment_between_expiry_commit_and_its_release_keeps_its_stock(celery_ea
     """Expiry commits, then a payment takes the order's row lock before the
     expiry's after-commit release has run: the late payment keeps the
     reservation, and the release that runs afterwards must not return it."""
-    from django.utils import timezone
 
     product = product_with_keys(keys=2)
     result = checkout(product)

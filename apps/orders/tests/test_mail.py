@@ -1,10 +1,17 @@
 """Delivery mails: one message per fulfilment batch, each mail sent once, retries bounded."""
 
-import pytest
-from django.core import mail
+from unittest import mock
 
+import pytest
+from celery.exceptions import Retry
+from django.core import mail
+from django.db import OperationalError
+
+from apps.orders import mail as order_mail
+from apps.orders import tasks
 from apps.orders.models import Order
 from apps.orders.services import fulfilment
+from apps.orders.tasks import mail_retry_wait, send_order_keys_email_task
 
 from .support import paid_orders, product_with_keys
 
@@ -12,15 +19,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_batch_mails_in_one_message_and_a_failing_mail_goes_on_alone(published, monkeypatch):
-    from apps.orders import tasks
-
     orders = paid_orders(product_with_keys(keys=4, per_buyer_limit=1), 4)
     batches = []
     monkeypatch.setattr(tasks.send_order_keys_emails_task, "delay", lambda order_ids: batches.append(order_ids))
     fulfilment.fulfilment_run(order_id=None)
     assert batches == [[o.id for o in orders]]  # one message for the whole batch
-
-    from apps.orders import mail as order_mail
 
     real_send = order_mail._keys_email_send
     bounced = orders[2]
@@ -47,7 +50,6 @@ def test_a_mail_message_delivered_again_sends_no_mail_twice(published, monkeypat
     """A batch's mail message comes back when its worker died mid-batch (or a
     retry outlived the broker's visibility timeout): mails already sent are
     not sent again."""
-    from apps.orders import tasks
 
     orders = paid_orders(product_with_keys(keys=3, per_buyer_limit=1), 3)
     fulfilment.fulfilment_run(order_id=None)
@@ -59,8 +61,6 @@ def test_a_mail_message_delivered_again_sends_no_mail_twice(published, monkeypat
 
 
 def test_mail_retries_back_off_but_never_past_half_the_visibility_timeout(settings):
-    from apps.orders.tasks import mail_retry_wait, send_order_keys_email_task
-
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "visibility_timeout": 300}
     waits = [mail_retry_wait(retries=n) for n in range(send_order_keys_email_task.max_retries + 1)]
     assert waits[:5] == [5, 10, 20, 40, 80]
@@ -70,13 +70,6 @@ def test_mail_retries_back_off_but_never_past_half_the_visibility_timeout(settin
 
 
 def test_a_mail_message_that_meets_a_database_error_is_retried(published, monkeypatch):
-    from unittest import mock
-
-    from celery.exceptions import Retry
-    from django.db import OperationalError
-
-    from apps.orders import tasks
-
     def database_gone(*, order_ids):
         raise OperationalError(2006, "MySQL server has gone away")
 

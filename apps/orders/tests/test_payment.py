@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from apps.cardkeys.models import CardKey
 from apps.orders.exceptions import (
@@ -64,8 +65,6 @@ def test_payment_checks_amount_and_dedupes(celery_eager):
 
 
 def test_late_payment_without_stock_goes_to_refund_pending(celery_eager, monkeypatch):
-    from django.utils import timezone
-
     refunds = []
     monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: refunds.append(order_id))
     product = product_with_keys(keys=1)

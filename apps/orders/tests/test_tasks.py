@@ -2,15 +2,16 @@
 
 import pytest
 
+from apps.orders import tasks
+from apps.payments import sandbox_server
+from apps.payments import tasks as payment_tasks
+from cardshop.celery import app
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_each_kind_of_work_has_its_own_queue():
     """Persistence must never wait behind a fulfilment or mail backlog."""
-    from apps.orders import tasks
-    from apps.payments import sandbox_server
-    from apps.payments import tasks as payment_tasks
-    from cardshop.celery import app
 
     def queue_of(task):
         return app.amqp.router.route({}, task.name)["queue"].name
