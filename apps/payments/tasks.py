@@ -3,6 +3,8 @@ with the sandbox's server side (sandbox_server.py)."""
 
 from celery import shared_task
 
+# Imported so a worker registers the sandbox's task whatever else it loads.
+from . import sandbox_server  # noqa: F401
 from .refunds import payment_refund_request
 
 

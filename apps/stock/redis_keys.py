@@ -68,6 +68,12 @@ def overloaded_key() -> str:
     return f"{settings.REDIS_KEY_PREFIX}:stock:overloaded"
 
 
+def fulfilment_requested_key() -> str:
+    """Set while a fulfilment task waits in the queue: later payments publish
+    none (apps.orders.services.fulfilment), until the task clears it as it starts."""
+    return f"{settings.REDIS_KEY_PREFIX}:fulfil:requested"
+
+
 def redis_run_id_key() -> str:
     """The Redis server's run id when the gates were last known good: a server
     that restarted with its data (AOF) or a promoted replica has another id."""

@@ -53,20 +53,24 @@ class Reservation:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> "Reservation":
-        """Raises ValueError (or KeyError) for a record that is not a reservation."""
+        """Raises ValueError, KeyError or TypeError for a record that is not a
+        reservation (a missing field, a field of the wrong type)."""
         data = json.loads(raw)
+        buyers = data["buyers"]
+        if not isinstance(buyers, list) or not all(isinstance(b, str) for b in buyers):
+            raise TypeError("buyers")
         return cls(
-            order_no=str(data["order_no"]),
-            buyers=tuple(str(b) for b in data["buyers"]),
-            email=str(data["email"]),
-            quantity=int(data["quantity"]),
-            token_hash=str(data["token_hash"]),
-            unit_price=str(data["unit_price"]),
-            currency=str(data["currency"]),
-            created_at=int(data["created_at"]),
-            reserved_until=int(data["reserved_until"]),
+            order_no=_text(data, "order_no"),
+            buyers=tuple(buyers),
+            email=_text(data, "email"),
+            quantity=_whole(data, "quantity"),
+            token_hash=_text(data, "token_hash"),
+            unit_price=_text(data, "unit_price"),
+            currency=_text(data, "currency"),
+            created_at=_whole(data, "created_at"),
+            reserved_until=_whole(data, "reserved_until"),
             # checkout.lua leaves it out: a new reservation is unpaid.
-            paid=bool(data.get("paid", False)),
+            paid=data.get("paid", False) is True,
         )
 
     @classmethod
@@ -85,6 +89,21 @@ class Reservation:
             reserved_until=int((order.reserved_until or timezone.now()).timestamp()),
             paid=paid,
         )
+
+
+def _text(data: dict, name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str):
+        raise TypeError(name)
+    return value
+
+
+def _whole(data: dict, name: str) -> int:
+    """Lua numbers are doubles; cjson writes whole ones without a fraction."""
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise TypeError(name)
+    return int(value)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 services and repairs need to know (reservations, held shares, the queue).
 Nothing here decides a sale; the checkout script does."""
 
+import logging
+
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from .redis import stock_redis
+from .redis import redis_text, stock_redis
 from .redis_keys import (
     held_key,
     persist_queue_key,
@@ -15,6 +17,8 @@ from .redis_keys import (
     warmed_products_key,
 )
 from .reservations import Reservation
+
+logger = logging.getLogger(__name__)
 
 IN_STOCK, LOW, SOLD_OUT, UNKNOWN = "in_stock", "low", "sold_out", "unknown"
 
@@ -50,6 +54,12 @@ def stock_remaining_known(*, product_id: int) -> bool:
     return bool(stock_redis().exists(stock_key(product_id)))
 
 
+def stock_counter(*, product_id: int) -> int | None:
+    """The stock counter as it is (None: not warmed). Raises RedisError."""
+    value = stock_redis().get(stock_key(product_id))
+    return None if value is None else int(value)
+
+
 def stock_captcha_needed(*, product_id: int, strike_fields: tuple[str, str]) -> bool:
     """Does this client have to solve a captcha to check out this product?
     (The checkout script decides the same way; this is for the page.)"""
@@ -60,7 +70,7 @@ def stock_captcha_needed(*, product_id: int, strike_fields: tuple[str, str]) -> 
     now_ms = seconds * 1000 + micros // 1000
     for value in stock_redis().hmget(strikes_key(product_id), fields):
         if value:
-            count, since_ms = (int(part) for part in _text(value).split(":"))
+            count, since_ms = (int(part) for part in redis_text(value).split(":"))
             if now_ms - since_ms < settings.BOT_WINDOW_SECONDS * 1000 and count >= threshold:
                 return True
     return False
@@ -72,20 +82,25 @@ def stock_reservation_get(*, product_id: int, order_no: str) -> Reservation | No
 
 
 def stock_gate_state(*, product_id: int) -> tuple[int | None, dict[str, Reservation]]:
-    """The stock counter and the reservations, read together in one transaction."""
+    """The stock counter and the reservations, read together in one
+    transaction. An entry that is not a reservation is logged and left out:
+    one bad entry must not stop every repair of the product's gate."""
     pipe = stock_redis().pipeline(transaction=True)
     pipe.get(stock_key(product_id))
     pipe.hgetall(reservations_key(product_id))
-    stock, reservations = pipe.execute()
-    return (
-        None if stock is None else int(stock),
-        {_text(no): Reservation.from_json(raw) for no, raw in reservations.items()},
-    )
+    stock, entries = pipe.execute()
+    reservations = {}
+    for order_no, raw in entries.items():
+        try:
+            reservations[redis_text(order_no)] = Reservation.from_json(raw)
+        except (KeyError, TypeError, ValueError):
+            logger.error("product %s: reservation entry %s is unreadable; left as it is", product_id, order_no)
+    return None if stock is None else int(stock), reservations
 
 
 def stock_held_orders(*, product_id: int) -> list[str]:
     """Order numbers whose buyers' shares are held without a reservation."""
-    return [_text(no) for no in stock_redis().hkeys(held_key(product_id))]
+    return [redis_text(no) for no in stock_redis().hkeys(held_key(product_id))]
 
 
 def stock_queue_peek(*, product_id: int, count: int | None = None) -> list[bytes]:
@@ -98,7 +113,3 @@ def stock_queue_peek(*, product_id: int, count: int | None = None) -> list[bytes
 
 def stock_warmed_product_ids() -> list[int]:
     return sorted(int(pid) for pid in stock_redis().smembers(warmed_products_key()))
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -2,13 +2,12 @@
 everything else here keeps the gate in step with MariaDB, the record."""
 
 import json
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 
-from .redis import stock_redis
+from .redis import redis_text, stock_redis
 from .redis_keys import (
     bucket_key,
     buyers_key,
@@ -25,8 +24,6 @@ from .redis_keys import (
 )
 from .reservations import HeldShare, Reservation
 from .scripts import lua_script
-
-logger = logging.getLogger(__name__)
 
 # Redis stores "no bound" as -1 so the script can compare numbers only.
 NO_BOUND = -1
@@ -101,11 +98,11 @@ def stock_reserve(**call) -> ReserveOutcome:
     of checkout_script_arguments."""
     keys, args = checkout_script_arguments(**call)
     reply = lua_script("checkout")(keys=keys, args=args)
-    code = _text(reply[0])
+    code = redis_text(reply[0])
     if code == "ok":
-        return ReserveOutcome(code=code, order_no=_text(reply[1]), remaining=int(reply[2]))
+        return ReserveOutcome(code=code, order_no=redis_text(reply[1]), remaining=int(reply[2]))
     if code == "duplicate":
-        return ReserveOutcome(code=code, idempotency_value=_text(reply[1]))
+        return ReserveOutcome(code=code, idempotency_value=redis_text(reply[1]))
     if code == "limit_exceeded":
         return ReserveOutcome(code=code, limit=int(reply[1]), held=int(reply[2]))
     if code == "too_many":
@@ -276,7 +273,7 @@ def stock_redis_restarted() -> bool:
     client = stock_redis()
     run_id = client.info("server")["run_id"]
     known = client.set(redis_run_id_key(), run_id, get=True)
-    return known is not None and _text(known) != run_id
+    return known is not None and redis_text(known) != run_id
 
 
 def stock_queue_drop(*, product_id: int, count: int) -> None:
@@ -287,7 +284,3 @@ def stock_queue_drop(*, product_id: int, count: int) -> None:
 
 def _epoch(moment: datetime | None) -> int:
     return NO_BOUND if moment is None else int(moment.timestamp())
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

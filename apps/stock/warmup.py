@@ -55,7 +55,7 @@ def _warm(product: Product, *, forget_first: bool) -> tuple[bool, int | None]:
             services.stock_gate_forget(product_id=product.id)
         if selectors.stock_remaining_known(product_id=product.id):
             services.stock_rules_publish(product=product)
-            return False, selectors.stock_gate_state(product_id=product.id)[0]
+            return False, selectors.stock_counter(product_id=product.id)
         return _stock_rebuild_from_database(product)
 
 
@@ -74,16 +74,10 @@ def _stock_rebuild_from_database(product: Product) -> tuple[bool, int | None]:
             buyers[identity] = buyers.get(identity, 0) + order.quantity
         if order.status == Order.Status.NEEDS_ATTENTION:
             held[order.order_no] = HeldShare(buyers=tuple(identities), quantity=order.quantity)
-    # Reservations still queued for persistence (a Redis that kept its data,
-    # an operator's rebuild) are not orders yet but hold their stock all the
-    # same; the fence keeps the queue and the table apart while this reads.
-    persisted = {r.order_no for r in reservations}
-    for queued in _queued_reservations(product.id):
-        if queued.order_no not in persisted:
-            persisted.add(queued.order_no)
-            reservations.append(queued)
-            for identity in queued.buyers:
-                buyers[identity] = buyers.get(identity, 0) + queued.quantity
+    for queued in _queued_reservations_not_persisted(product.id):
+        reservations.append(queued)
+        for identity in queued.buyers:
+            buyers[identity] = buyers.get(identity, 0) + queued.quantity
     unpaid: dict[str, int] = {}
     for reservation in reservations:
         if not reservation.paid:
@@ -93,18 +87,29 @@ def _stock_rebuild_from_database(product: Product) -> tuple[bool, int | None]:
     rebuilt = services.stock_rebuild(
         product=product, stock=stock, buyers=buyers, unpaid=unpaid, reservations=reservations, held=held
     )
-    current, _ = selectors.stock_gate_state(product_id=product.id)
-    return rebuilt, current
+    return rebuilt, selectors.stock_counter(product_id=product.id)
 
 
-def _queued_reservations(product_id: int) -> list[Reservation]:
-    queued = []
+def _queued_reservations_not_persisted(product_id: int) -> list[Reservation]:
+    """Reservations still queued for persistence (a Redis that kept its data,
+    an operator's rebuild) are not orders yet but hold their stock all the
+    same. The persist fence keeps the queue and the table still while this
+    reads. An entry whose order exists already, in any state (a worker lost
+    between its commit and the queue trim), was counted from the database.
+    A reservation the database will refuse holds its stock until
+    reconciliation releases it as an orphan, as it would without a rebuild;
+    an entry that does not even parse holds nothing."""
+    queued: dict[str, Reservation] = {}
     for raw in selectors.stock_queue_peek(product_id=product_id):
         try:
-            queued.append(Reservation.from_json(raw))
+            reservation = Reservation.from_json(raw)
         except (KeyError, TypeError, ValueError):
-            continue  # persistence drops it too; its stock was never counted here
-    return queued
+            continue  # persistence drops it too
+        queued.setdefault(reservation.order_no, reservation)
+    persisted = Order.objects.filter(order_no__in=list(queued)).values_list("order_no", flat=True)
+    for order_no in persisted:
+        del queued[order_no]
+    return list(queued.values())
 
 
 def products_to_warm(*, sku: str | None = None) -> list[Product]:

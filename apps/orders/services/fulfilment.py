@@ -25,6 +25,7 @@ from apps.core import metrics
 from apps.orders import tasks
 from apps.stock import services as stock
 from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import fulfilment_requested_key
 from apps.stock.reservations import Reservation
 
 from ..models import Order
@@ -44,10 +45,6 @@ class FulfilReport:
         self.short += other.short
 
 
-def _fulfilment_flag_key() -> str:
-    return f"{settings.REDIS_KEY_PREFIX}:fulfil:requested"
-
-
 def fulfilment_request_on_commit(*, order_id: int | None = None) -> None:
     """After the current transaction commits (at once outside one), publish a
     fulfilment task for a paid order, unless one is already queued and not
@@ -63,7 +60,7 @@ def fulfilment_request_on_commit(*, order_id: int | None = None) -> None:
 
 
 def _fulfilment_request_rollback_unsafe(order_id: int | None) -> None:
-    key = _fulfilment_flag_key()
+    key = fulfilment_requested_key()
     try:
         first = stock_redis().set(key, order_id or 0, nx=True, ex=settings.FULFIL_REQUEST_TTL_SECONDS)
     except RedisError:
@@ -80,7 +77,7 @@ def _fulfilment_request_rollback_unsafe(order_id: int | None) -> None:
 
 def _fulfilment_flag_clear() -> None:
     try:
-        stock_redis().delete(_fulfilment_flag_key())
+        stock_redis().delete(fulfilment_requested_key())
     except RedisError:
         pass  # it expires
 
@@ -96,7 +93,7 @@ def fulfilment_redrive_stuck() -> list[str]:
         Order.objects.filter(status=Status.PAID, paid_at__lt=cutoff).order_by("id").values_list("id", "order_no")
     )
     if stuck:
-        tasks.fulfil_order_task.delay(stuck[0][0])
+        tasks.fulfil_order_task.delay_on_commit(stuck[0][0])
     return [order_no for _order_id, order_no in stuck]
 
 
@@ -239,14 +236,11 @@ def _after_delivery_rollback_unsafe(delivered: list[Order], short: list[Order]) 
     """After a fulfilment commit, for the whole batch at once: one Redis round
     trip ends the reservations, one message queues the mails."""
     metrics.orders_fulfilled(delivered=delivered, short=short)
-    try:
-        stock.stock_reservations_finish(reservations=[(o.product_id, o.order_no) for o in delivered])
-        # An order short of keys holds no keys, so it holds no stock either; the
-        # counter itself is corrected by reconciliation, which sees the
-        # shortfall as drift. Its buyers' shares stay held for a refund or a retry.
-        stock.stock_reservations_hold(reservations=[(o.product_id, o.order_no) for o in short])
-    except RedisError:
-        logger.warning("%d reservations not updated in Redis; reconcile will", len(delivered) + len(short))
+    _gate_update_rollback_unsafe(stock.stock_reservations_finish, delivered)
+    # An order short of keys holds no keys, so it holds no stock either; the
+    # counter itself is corrected by reconciliation, which sees the shortfall
+    # as drift. Its buyers' shares stay held for a refund or a retry.
+    _gate_update_rollback_unsafe(stock.stock_reservations_hold, short)
     for order in short:
         logger.error("order %s needs attention: %s", order.order_no, order.attention_reason)
     if delivered:
@@ -254,6 +248,15 @@ def _after_delivery_rollback_unsafe(delivered: list[Order], short: list[Order]) 
             tasks.send_order_keys_emails_task.delay([order.id for order in delivered])
         except Exception:  # the broker hiccuped: the keys are on the order pages anyway
             logger.exception("%d orders delivered; their emails could not be queued", len(delivered))
+
+
+def _gate_update_rollback_unsafe(update, orders: list[Order]) -> None:
+    """One round trip for the batch; if Redis cannot be reached, reconciliation
+    brings these reservations up to date later."""
+    try:
+        update(reservations=[(o.product_id, o.order_no) for o in orders])
+    except RedisError:
+        logger.warning("%d reservations not updated in Redis; reconcile will", len(orders))
 
 
 @transaction.atomic(durable=True)

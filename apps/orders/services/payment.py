@@ -181,5 +181,5 @@ def refunds_redrive_stuck() -> list[str]:
         Order.objects.filter(status=Status.REFUND_PENDING, updated_at__lt=cutoff).values_list("id", "order_no")
     )
     for order_id, _order_no in stuck:
-        refund_order_task.delay(order_id)
+        refund_order_task.delay_on_commit(order_id)
     return [order_no for _order_id, order_no in stuck]

@@ -3,12 +3,15 @@
 import threading
 
 import pytest
+import redis
 from django.db import connection, transaction
 
+from apps.cardkeys import claims
 from apps.cardkeys.models import CardKey
 from apps.orders.models import Order
 from apps.orders.services import fulfilment, persistence
 from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import fulfilment_requested_key
 
 from .support import checkout, order_row_held_briefly, paid_orders, pay, product_with_keys
 
@@ -102,19 +105,17 @@ def test_full_batches_ask_for_a_second_worker_and_the_asks_coalesce(published, s
 
 
 def test_a_lost_fulfilment_task_holds_back_later_payments_only_until_its_mark_expires(published, settings):
-    from apps.orders.services.fulfilment import _fulfilment_flag_key
-
     settings.FULFIL_REQUEST_TTL_SECONDS = 7
     product = product_with_keys(keys=3, per_buyer_limit=1)
     first = paid_orders(product, 1)[0]
     assert published == [first.id]  # ... and that task is lost with its worker
-    assert 0 < stock_redis().ttl(_fulfilment_flag_key()) <= 7
+    assert 0 < stock_redis().ttl(fulfilment_requested_key()) <= 7
     checkout(product, email="second@x.com")
     persistence.order_persist_queued()
     second = Order.objects.get(buyer_email="second@x.com")
     pay(second.order_no, event_id="e-second")
     assert published == [first.id]
-    stock_redis().delete(_fulfilment_flag_key())  # the mark expires
+    stock_redis().delete(fulfilment_requested_key())  # the mark expires
     checkout(product, email="third@x.com")
     persistence.order_persist_queued()
     third = Order.objects.get(buyer_email="third@x.com")
@@ -129,7 +130,6 @@ def test_an_order_that_cannot_be_fulfilled_fails_alone_and_visibly(published, mo
     """One order whose fulfilment raises must not fail every batch it is the
     first of: the batch is served one by one and that order goes to
     needs_attention with the error, for an operator to retry or refund."""
-    from apps.cardkeys import claims
 
     orders = paid_orders(product_with_keys(keys=6, per_buyer_limit=1), 6)
     poison = orders[0]
@@ -152,8 +152,6 @@ def test_an_order_that_cannot_be_fulfilled_fails_alone_and_visibly(published, mo
 
 
 def test_without_redis_to_ask_a_payment_publishes(published, monkeypatch):
-    import redis
-
     order = paid_orders(product_with_keys(keys=1), 1)[0]
     published.clear()
     unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)

@@ -1,5 +1,5 @@
+import dataclasses
 import io
-import json
 import time
 from unittest import mock
 
@@ -15,6 +15,7 @@ from apps.orders.tests.support import add_keys, product_with_keys
 from apps.stock import reconcile
 from apps.stock.redis import stock_redis
 from apps.stock.redis_keys import persist_queue_key, reservations_key, stock_key
+from apps.stock.reservations import Reservation
 from apps.stock.warmup import stock_warm
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -118,10 +119,11 @@ def test_a_bad_record_does_not_block_the_queue_and_its_stock_returns_later(caplo
     checkout.order_checkout(sku=product.sku, email="c@x.com", quantity=1)
     client = stock_redis()
     queue = persist_queue_key(product.id)
-    records = [json.loads(r) for r in client.lrange(queue, 0, -1)]
-    records[1]["currency"] = "TOO-LONG-FOR-THE-COLUMN"  # the database will refuse it
+    reservations = [Reservation.from_json(r) for r in client.lrange(queue, 0, -1)]
+    # The database will refuse it.
+    reservations[1] = dataclasses.replace(reservations[1], currency="TOO-LONG-FOR-THE-COLUMN")
     client.delete(queue)
-    client.rpush(queue, *[json.dumps(r) for r in records])
+    client.rpush(queue, *[r.to_json() for r in reservations])
 
     assert persistence.order_persist_queued() == 3
     assert Order.objects.filter(product=product).count() == 2
@@ -186,3 +188,14 @@ def test_a_rebuild_reads_the_orders_in_a_fixed_number_of_queries(django_assert_m
     redis_lose_product(product)
     with django_assert_max_num_queries(12):
         assert stock_warm(product=product) == (True, 30)
+
+
+def test_an_unreadable_reservation_entry_does_not_stop_the_repairs(caplog):
+    product = product_with_keys(keys=5)
+    stock_redis().hset(reservations_key(product.id), "junk", b"not a reservation")
+    stock_redis().decrby(stock_key(product.id), 1)  # drift to repair
+
+    report = reconcile_run(drift_settle_seconds=0)
+
+    assert report.errors == [] and report.drift_fixed == {product.sku: 1}
+    assert "unreadable" in caplog.text

@@ -5,13 +5,15 @@ counts: they are sales the buyers were told were accepted."""
 import pytest
 
 from apps.orders.exceptions import LimitExceeded
+from apps.orders.identity import buyer_identity
 from apps.orders.models import Order
 from apps.orders.services.checkout import order_checkout
+from apps.orders.services.fulfilment import order_fulfil
 from apps.orders.services.persistence import order_persist_queued
 from apps.orders.services.reconcile import reconcile_run
 from apps.orders.tests.support import product_with_keys
 from apps.stock.redis import stock_redis
-from apps.stock.redis_keys import persist_queue_key
+from apps.stock.redis_keys import buyers_key, persist_queue_key
 from apps.stock.selectors import stock_gate_state, stock_remaining
 from apps.stock.warmup import stock_gate_rebuild
 
@@ -59,3 +61,21 @@ def test_an_unreadable_queued_entry_holds_no_stock_after_a_rebuild():
     stock_redis().rpush(persist_queue_key(product.id), b"not a reservation")
 
     assert stock_gate_rebuild(product=product) == (True, 4)
+
+
+def test_a_queued_entry_of_an_order_that_moved_on_is_not_counted_again(monkeypatch):
+    """The queue kept an entry whose order was since delivered (a Redis
+    restored from an old append-only file, a lost queue trim): its keys are
+    sold, and a rebuild must count neither its stock nor its buyer again."""
+    monkeypatch.setattr("apps.orders.tasks.send_order_keys_emails_task.delay", lambda order_ids: None)
+    product = product_with_keys(keys=5, per_buyer_limit=2)
+    result = order_checkout(sku=product.sku, email="a@x.com", quantity=2)
+    entry = stock_redis().lindex(persist_queue_key(product.id), 0)
+    order_persist_queued()
+    order = Order.objects.get(order_no=result.order_no)
+    Order.objects.filter(id=order.id).update(status=Order.Status.PAID)
+    assert order_fulfil(order_id=order.id).delivered == [order.order_no]
+    stock_redis().rpush(persist_queue_key(product.id), entry)
+
+    assert stock_gate_rebuild(product=product) == (True, 3)
+    assert stock_redis().hget(buyers_key(product.id), "e:" + buyer_identity(email="a@x.com")) == b"2"
