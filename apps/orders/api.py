@@ -1,4 +1,4 @@
-"""The public JSON API of orders (design.md, "Public JSON API (v1)").
+"""The public JSON API of orders (the README's API table; /api/v1/schema).
 
 Checkout is the hot path: its view is a lean ShopAPIView and reads the JSON
 body once (the rate limits read it first); docs/benchmarks.md has what DRF

@@ -1,6 +1,6 @@
 """The buyer's order pages: the order itself (polling its status) and the
-lookup that brings a buyer back to it. Checkout and the JSON API live in
-services.py and api.py."""
+lookup that brings a buyer back to it. Checkout lives in
+services/checkout.py (its form page in checkout_page.py), the JSON API in api.py."""
 
 import logging
 from decimal import Decimal

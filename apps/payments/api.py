@@ -1,5 +1,5 @@
 """POST /api/v1/payments/sandbox/<order_no>/pay: the sandbox provider pays an
-order, for scripts and load tests (design.md, "Public JSON API (v1)")."""
+order, for scripts and load tests (the README's API table; /api/v1/schema)."""
 
 from django.http import HttpRequest
 from drf_spectacular.utils import extend_schema

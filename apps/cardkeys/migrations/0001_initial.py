@@ -6,53 +6,107 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('catalog', '0001_initial'),
-        ('orders', '0001_initial'),
+        ("catalog", "0001_initial"),
+        ("orders", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='KeyBatch',
+            name="KeyBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source_name', models.CharField(blank=True, max_length=255, verbose_name='source')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='uploaded at')),
-                ('accepted_count', models.PositiveIntegerField(default=0, verbose_name='accepted')),
-                ('duplicate_count', models.PositiveIntegerField(default=0, verbose_name='duplicates')),
-                ('invalid_count', models.PositiveIntegerField(default=0, verbose_name='invalid')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='key_batches', to='catalog.product')),
-                ('uploaded_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("source_name", models.CharField(blank=True, max_length=255, verbose_name="source")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="uploaded at")),
+                ("accepted_count", models.PositiveIntegerField(default=0, verbose_name="accepted")),
+                ("duplicate_count", models.PositiveIntegerField(default=0, verbose_name="duplicates")),
+                ("invalid_count", models.PositiveIntegerField(default=0, verbose_name="invalid")),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="key_batches", to="catalog.product"
+                    ),
+                ),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'key batch',
-                'verbose_name_plural': 'key batches',
-                'ordering': ['-id'],
+                "verbose_name": "key batch",
+                "verbose_name_plural": "key batches",
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='CardKey',
+            name="CardKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('secret_encrypted', models.TextField(verbose_name='encrypted secret')),
-                ('fingerprint', models.CharField(max_length=64, verbose_name='fingerprint')),
-                ('status', models.CharField(choices=[('available', 'available'), ('sold', 'sold'), ('void', 'void')], default='available', max_length=10, verbose_name='status')),
-                ('sold_at', models.DateTimeField(blank=True, null=True, verbose_name='sold at')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('order', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='card_keys', to='orders.order')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='card_keys', to='catalog.product')),
-                ('batch', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='card_keys', to='cardkeys.keybatch')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("secret_encrypted", models.TextField(verbose_name="encrypted secret")),
+                ("fingerprint", models.CharField(max_length=64, verbose_name="fingerprint")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("available", "available"), ("sold", "sold"), ("void", "void")],
+                        default="available",
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                ("sold_at", models.DateTimeField(blank=True, null=True, verbose_name="sold at")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                (
+                    "order",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="card_keys",
+                        to="orders.order",
+                    ),
+                ),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="card_keys", to="catalog.product"
+                    ),
+                ),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="card_keys",
+                        to="cardkeys.keybatch",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'card key',
-                'verbose_name_plural': 'card keys',
-                'ordering': ['id'],
-                'indexes': [models.Index(fields=['product', 'status', 'id'], name='cardkey_claim_idx')],
-                'constraints': [models.UniqueConstraint(fields=('product', 'fingerprint'), name='cardkey_unique_per_product'), models.CheckConstraint(condition=models.Q(models.Q(('order__isnull', False), ('status', 'sold')), models.Q(models.Q(('status', 'sold'), _negated=True), ('order__isnull', True)), _connector='OR'), name='cardkey_sold_iff_order')],
+                "verbose_name": "card key",
+                "verbose_name_plural": "card keys",
+                "ordering": ["id"],
+                "indexes": [models.Index(fields=["product", "status", "id"], name="cardkey_claim_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("product", "fingerprint"), name="cardkey_unique_per_product"),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("order__isnull", False), ("status", "sold")),
+                            models.Q(models.Q(("status", "sold"), _negated=True), ("order__isnull", True)),
+                            _connector="OR",
+                        ),
+                        name="cardkey_sold_iff_order",
+                    ),
+                ],
             },
         ),
     ]

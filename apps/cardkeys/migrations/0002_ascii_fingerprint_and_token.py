@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cardkeys', '0001_initial'),
+        ("cardkeys", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='cardkey',
-            name='fingerprint',
-            field=models.CharField(db_collation='ascii_bin', max_length=64, verbose_name='fingerprint'),
+            model_name="cardkey",
+            name="fingerprint",
+            field=models.CharField(db_collation="ascii_bin", max_length=64, verbose_name="fingerprint"),
         ),
         migrations.AlterField(
-            model_name='cardkey',
-            name='secret_encrypted',
-            field=models.TextField(db_collation='ascii_bin', verbose_name='encrypted secret'),
+            model_name="cardkey",
+            name="secret_encrypted",
+            field=models.TextField(db_collation="ascii_bin", verbose_name="encrypted secret"),
         ),
     ]

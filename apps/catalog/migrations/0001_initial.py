@@ -5,50 +5,66 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Category',
+            name="Category",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('slug', models.SlugField(max_length=100, unique=True, verbose_name='slug')),
-                ('sort_order', models.PositiveIntegerField(default=0, verbose_name='sort order')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, verbose_name="name")),
+                ("slug", models.SlugField(max_length=100, unique=True, verbose_name="slug")),
+                ("sort_order", models.PositiveIntegerField(default=0, verbose_name="sort order")),
             ],
             options={
-                'verbose_name': 'category',
-                'verbose_name_plural': 'categories',
-                'ordering': ['sort_order', 'id'],
+                "verbose_name": "category",
+                "verbose_name_plural": "categories",
+                "ordering": ["sort_order", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Product',
+            name="Product",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sku', models.CharField(max_length=64, unique=True, verbose_name='SKU')),
-                ('title', models.CharField(max_length=200, verbose_name='title')),
-                ('description', models.TextField(blank=True, verbose_name='description')),
-                ('price', models.DecimalField(decimal_places=2, max_digits=12, verbose_name='price')),
-                ('currency', models.CharField(default='CNY', max_length=3, verbose_name='currency')),
-                ('is_active', models.BooleanField(default=True, verbose_name='active')),
-                ('sale_starts_at', models.DateTimeField(blank=True, null=True, verbose_name='sale starts at')),
-                ('sale_ends_at', models.DateTimeField(blank=True, null=True, verbose_name='sale ends at')),
-                ('per_buyer_limit', models.PositiveIntegerField(default=5, verbose_name='per-buyer limit')),
-                ('max_per_order', models.PositiveIntegerField(default=5, verbose_name='max quantity per order')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('category', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='products', to='catalog.category', verbose_name='category')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("sku", models.CharField(max_length=64, unique=True, verbose_name="SKU")),
+                ("title", models.CharField(max_length=200, verbose_name="title")),
+                ("description", models.TextField(blank=True, verbose_name="description")),
+                ("price", models.DecimalField(decimal_places=2, max_digits=12, verbose_name="price")),
+                ("currency", models.CharField(default="CNY", max_length=3, verbose_name="currency")),
+                ("is_active", models.BooleanField(default=True, verbose_name="active")),
+                ("sale_starts_at", models.DateTimeField(blank=True, null=True, verbose_name="sale starts at")),
+                ("sale_ends_at", models.DateTimeField(blank=True, null=True, verbose_name="sale ends at")),
+                ("per_buyer_limit", models.PositiveIntegerField(default=5, verbose_name="per-buyer limit")),
+                ("max_per_order", models.PositiveIntegerField(default=5, verbose_name="max quantity per order")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),
+                (
+                    "category",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="products",
+                        to="catalog.category",
+                        verbose_name="category",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'product',
-                'verbose_name_plural': 'products',
-                'ordering': ['id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('price__gt', 0)), name='product_price_positive'), models.CheckConstraint(condition=models.Q(('max_per_order__gte', 1)), name='product_max_per_order_min_1'), models.CheckConstraint(condition=models.Q(('per_buyer_limit__gte', 1)), name='product_per_buyer_limit_min_1')],
+                "verbose_name": "product",
+                "verbose_name_plural": "products",
+                "ordering": ["id"],
+                "constraints": [
+                    models.CheckConstraint(condition=models.Q(("price__gt", 0)), name="product_price_positive"),
+                    models.CheckConstraint(
+                        condition=models.Q(("max_per_order__gte", 1)), name="product_max_per_order_min_1"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("per_buyer_limit__gte", 1)), name="product_per_buyer_limit_min_1"
+                    ),
+                ],
             },
         ),
     ]

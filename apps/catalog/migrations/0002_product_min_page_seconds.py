@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0001_initial'),
+        ("catalog", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='product',
-            name='min_page_seconds',
-            field=models.PositiveIntegerField(default=2, verbose_name='minimum seconds on page'),
+            model_name="product",
+            name="min_page_seconds",
+            field=models.PositiveIntegerField(default=2, verbose_name="minimum seconds on page"),
         ),
     ]

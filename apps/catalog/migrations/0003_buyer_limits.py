@@ -4,39 +4,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0002_product_min_page_seconds'),
+        ("catalog", "0002_product_min_page_seconds"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='product',
-            name='limit_by_account',
-            field=models.BooleanField(default=False, verbose_name='limit per logged-in account'),
+            model_name="product",
+            name="limit_by_account",
+            field=models.BooleanField(default=False, verbose_name="limit per logged-in account"),
         ),
         migrations.AddField(
-            model_name='product',
-            name='limit_by_device',
-            field=models.BooleanField(default=False, verbose_name='limit per device cookie'),
+            model_name="product",
+            name="limit_by_device",
+            field=models.BooleanField(default=False, verbose_name="limit per device cookie"),
         ),
         migrations.AddField(
-            model_name='product',
-            name='limit_by_ip',
-            field=models.BooleanField(default=False, verbose_name='limit per client IP'),
+            model_name="product",
+            name="limit_by_ip",
+            field=models.BooleanField(default=False, verbose_name="limit per client IP"),
         ),
         migrations.AddField(
-            model_name='product',
-            name='max_unpaid_per_buyer',
-            field=models.PositiveIntegerField(default=1, verbose_name='unpaid reservations per buyer'),
+            model_name="product",
+            name="max_unpaid_per_buyer",
+            field=models.PositiveIntegerField(default=1, verbose_name="unpaid reservations per buyer"),
         ),
         migrations.AddField(
-            model_name='product',
-            name='sale_paused',
-            field=models.BooleanField(default=False, verbose_name='sale paused'),
+            model_name="product",
+            name="sale_paused",
+            field=models.BooleanField(default=False, verbose_name="sale paused"),
         ),
         migrations.AddConstraint(
-            model_name='product',
-            constraint=models.CheckConstraint(condition=models.Q(('max_unpaid_per_buyer__gte', 1)), name='product_max_unpaid_min_1'),
+            model_name="product",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("max_unpaid_per_buyer__gte", 1)), name="product_max_unpaid_min_1"
+            ),
         ),
     ]

@@ -84,7 +84,7 @@ def test_every_api_url_is_in_the_schema(schema):
         for route, pattern in _routes(get_resolver().url_patterns)
         if route.startswith("api/") and pattern.name != "api-docs"  # the docs page is HTML for people
     }
-    # Guards the walk itself: these are the API of design.md.
+    # Guards the walk itself: these are the API of the README.
     assert {"/api/v1/orders", "/api/v1/orders/{order_no}", "/api/v1/products/{sku}", "/api/v1/captcha"} <= api_routes
     assert "/api/v1/payments/sandbox/{order_no}/pay" in api_routes
     assert api_routes - set(schema["paths"]) == set()

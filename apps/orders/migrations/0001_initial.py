@@ -5,40 +5,66 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('catalog', '0001_initial'),
+        ("catalog", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Order',
+            name="Order",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('order_no', models.CharField(max_length=32, unique=True, verbose_name='order number')),
-                ('buyer_email', models.EmailField(db_index=True, max_length=254, verbose_name='buyer email')),
-                ('quantity', models.PositiveIntegerField(verbose_name='quantity')),
-                ('unit_price', models.DecimalField(decimal_places=2, max_digits=12, verbose_name='unit price')),
-                ('amount', models.DecimalField(decimal_places=2, max_digits=12, verbose_name='amount')),
-                ('currency', models.CharField(max_length=3, verbose_name='currency')),
-                ('status', models.CharField(choices=[('queued', 'queued'), ('awaiting_payment', 'awaiting payment'), ('paid', 'paid'), ('delivered', 'delivered'), ('expired', 'expired'), ('refund_pending', 'refund pending'), ('refunded', 'refunded'), ('needs_attention', 'needs attention')], default='awaiting_payment', max_length=20, verbose_name='status')),
-                ('access_token_hash', models.CharField(max_length=64)),
-                ('attention_reason', models.TextField(blank=True, verbose_name='attention reason')),
-                ('reserved_until', models.DateTimeField(blank=True, null=True, verbose_name='reserved until')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('paid_at', models.DateTimeField(blank=True, null=True, verbose_name='paid at')),
-                ('delivered_at', models.DateTimeField(blank=True, null=True, verbose_name='delivered at')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='catalog.product')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("order_no", models.CharField(max_length=32, unique=True, verbose_name="order number")),
+                ("buyer_email", models.EmailField(db_index=True, max_length=254, verbose_name="buyer email")),
+                ("quantity", models.PositiveIntegerField(verbose_name="quantity")),
+                ("unit_price", models.DecimalField(decimal_places=2, max_digits=12, verbose_name="unit price")),
+                ("amount", models.DecimalField(decimal_places=2, max_digits=12, verbose_name="amount")),
+                ("currency", models.CharField(max_length=3, verbose_name="currency")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "queued"),
+                            ("awaiting_payment", "awaiting payment"),
+                            ("paid", "paid"),
+                            ("delivered", "delivered"),
+                            ("expired", "expired"),
+                            ("refund_pending", "refund pending"),
+                            ("refunded", "refunded"),
+                            ("needs_attention", "needs attention"),
+                        ],
+                        default="awaiting_payment",
+                        max_length=20,
+                        verbose_name="status",
+                    ),
+                ),
+                ("access_token_hash", models.CharField(max_length=64)),
+                ("attention_reason", models.TextField(blank=True, verbose_name="attention reason")),
+                ("reserved_until", models.DateTimeField(blank=True, null=True, verbose_name="reserved until")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created at")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),
+                ("paid_at", models.DateTimeField(blank=True, null=True, verbose_name="paid at")),
+                ("delivered_at", models.DateTimeField(blank=True, null=True, verbose_name="delivered at")),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="orders", to="catalog.product"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'order',
-                'verbose_name_plural': 'orders',
-                'ordering': ['-id'],
-                'indexes': [models.Index(fields=['status', 'reserved_until'], name='order_status_reserved_idx'), models.Index(fields=['product', 'status'], name='order_product_status_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('quantity__gte', 1)), name='order_quantity_min_1')],
+                "verbose_name": "order",
+                "verbose_name_plural": "orders",
+                "ordering": ["-id"],
+                "indexes": [
+                    models.Index(fields=["status", "reserved_until"], name="order_status_reserved_idx"),
+                    models.Index(fields=["product", "status"], name="order_product_status_idx"),
+                ],
+                "constraints": [
+                    models.CheckConstraint(condition=models.Q(("quantity__gte", 1)), name="order_quantity_min_1")
+                ],
             },
         ),
     ]

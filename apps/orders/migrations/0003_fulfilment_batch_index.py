@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0003_buyer_limits'),
-        ('orders', '0002_buyer_limits'),
+        ("catalog", "0003_buyer_limits"),
+        ("orders", "0002_buyer_limits"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['status', 'id'], name='order_status_id_idx'),
+            model_name="order",
+            index=models.Index(fields=["status", "id"], name="order_status_id_idx"),
         ),
     ]

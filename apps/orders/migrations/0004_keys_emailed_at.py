@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orders', '0003_fulfilment_batch_index'),
+        ("orders", "0003_fulfilment_batch_index"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='order',
-            name='keys_emailed_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='keys emailed at'),
+            model_name="order",
+            name="keys_emailed_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="keys emailed at"),
         ),
     ]

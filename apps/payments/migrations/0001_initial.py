@@ -5,31 +5,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('orders', '0001_initial'),
+        ("orders", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PaymentEvent',
+            name="PaymentEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=32, verbose_name='provider')),
-                ('event_id', models.CharField(max_length=128, verbose_name='event id')),
-                ('kind', models.CharField(choices=[('paid', 'paid'), ('refunded', 'refunded')], max_length=16, verbose_name='kind')),
-                ('amount', models.DecimalField(decimal_places=2, max_digits=12, verbose_name='amount')),
-                ('currency', models.CharField(max_length=3, verbose_name='currency')),
-                ('received_at', models.DateTimeField(auto_now_add=True, verbose_name='received at')),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='payment_events', to='orders.order')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("provider", models.CharField(max_length=32, verbose_name="provider")),
+                ("event_id", models.CharField(max_length=128, verbose_name="event id")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("paid", "paid"), ("refunded", "refunded")], max_length=16, verbose_name="kind"
+                    ),
+                ),
+                ("amount", models.DecimalField(decimal_places=2, max_digits=12, verbose_name="amount")),
+                ("currency", models.CharField(max_length=3, verbose_name="currency")),
+                ("received_at", models.DateTimeField(auto_now_add=True, verbose_name="received at")),
+                (
+                    "order",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="payment_events", to="orders.order"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'payment event',
-                'verbose_name_plural': 'payment events',
-                'ordering': ['-id'],
-                'constraints': [models.UniqueConstraint(fields=('provider', 'event_id'), name='payment_event_unique')],
+                "verbose_name": "payment event",
+                "verbose_name_plural": "payment events",
+                "ordering": ["-id"],
+                "constraints": [models.UniqueConstraint(fields=("provider", "event_id"), name="payment_event_unique")],
             },
         ),
     ]

@@ -64,7 +64,7 @@ def test_verification_uses_the_configured_secret(settings):
         provider_get(name="sandbox").notification_verify(body=body, headers=headers)
 
 
-# --- the pay API of design.md
+# --- the sandbox pay API (README, JSON API)
 
 
 @pytest.mark.django_db
