@@ -2,6 +2,7 @@
 right after paying must see the write just made."""
 
 import hmac
+from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
@@ -48,6 +49,8 @@ def order_snapshot(order: Order) -> dict:
         "quantity": order.quantity,
         "amount": str(order.amount),
         "currency": order.currency,
+        # Until when the order can be paid (its reservation's end); None once it cannot.
+        "pay_deadline": _iso(order.reserved_until) if order.status == Order.Status.AWAITING_PAYMENT else None,
     }
     if order.status == Order.Status.DELIVERED:
         snapshot["keys"] = order_keys_reveal(order_id=order.id)
@@ -73,4 +76,9 @@ def _queued_snapshot(*, order_no: str, token: str) -> dict | None:
         "quantity": reservation.quantity,
         "amount": str(order_amount(unit_price=reservation.price, quantity=reservation.quantity)),
         "currency": reservation.currency,
+        "pay_deadline": _iso(datetime.fromtimestamp(reservation.reserved_until, tz=UTC)),
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

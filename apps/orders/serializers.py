@@ -42,6 +42,9 @@ class OrderSerializer(serializers.Serializer):
     quantity = serializers.IntegerField()
     amount = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=True)
     currency = serializers.CharField()
+    pay_deadline = serializers.DateTimeField(
+        allow_null=True, help_text="Until when the order can be paid; null once it is paid or has ended."
+    )
     keys = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="Only once the order is `delivered`."
     )

@@ -56,7 +56,7 @@ def order_detail(request, order_no: str):
     pay_url = None
     if snapshot["status"] in PAYABLE_STATES:
         try:
-            pay_url = payment_url_get(order_no=order_no, token=access.token)
+            pay_url = payment_url_get(snapshot=snapshot, token=access.token)
         except UnknownProvider:
             # Misconfigured: the buyer still sees the order, without a pay button.
             logger.error("PAYMENT_DEFAULT_PROVIDER %r is not enabled", settings.PAYMENT_DEFAULT_PROVIDER)

@@ -20,6 +20,7 @@ def payment_refund_request(*, order_id: int) -> bool:
         provider_get(name=payment.provider),
         "refund_start",
         order_no=payment.order.order_no,
+        event_id=payment.event_id,
         amount=payment.amount,
         currency=payment.currency,
     )

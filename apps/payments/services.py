@@ -2,18 +2,22 @@
 and asking providers to pay (sandbox). Refund requests: refunds.py."""
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
+from urllib.parse import urlencode
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from apps.orders.models import Order
 from apps.orders.services.payment import order_mark_paid, order_mark_refunded
 
 from .breaker import provider_call
-from .exceptions import OrderNotPayable, StaleNotification
+from .exceptions import OrderNotPayable, StaleNotification, UnknownProvider
 from .models import PaymentEvent
 from .providers import provider_get
+from .providers.base import PaymentRequest, PaymentStart
 from .providers.sandbox import SandboxProvider
 
 # A late payment (after the reservation expired) is still taken: it is
@@ -21,7 +25,9 @@ from .providers.sandbox import SandboxProvider
 SANDBOX_PAYABLE = frozenset({Order.Status.QUEUED, Order.Status.AWAITING_PAYMENT, Order.Status.EXPIRED})
 
 
-def payment_notification_process(*, provider_name: str, body: bytes, headers: Mapping[str, str]) -> Order:
+def payment_notification_process(
+    *, provider_name: str, body: bytes, headers: Mapping[str, str], query: Mapping[str, str]
+) -> Order:
     """Verify a webhook call and apply it. Not atomic itself: the order service
     it calls is the durable transaction that records the event and the state
     change together, so when this returns the change is committed. Raises
@@ -29,7 +35,7 @@ def payment_notification_process(*, provider_name: str, body: bytes, headers: Ma
     StaleNotification, and the order service's errors (OrderNotFound,
     PaymentMismatch)."""
     provider = provider_get(name=provider_name)
-    notification = provider.notification_verify(body=body, headers=headers)
+    notification = provider.notification_verify(body=body, headers=headers, query=query)
     age = abs((timezone.now() - notification.timestamp).total_seconds())
     if age > settings.PAYMENT_WEBHOOK_TOLERANCE_SECONDS:
         raise StaleNotification()
@@ -62,9 +68,38 @@ def sandbox_payment_make(*, snapshot: Mapping) -> None:
     )
 
 
-def payment_url_get(*, order_no: str, token: str | None) -> str:
-    """Where the buyer goes to pay the order, at the default provider. Raises
-    UnknownProvider when that provider is not enabled, and PaymentUnavailable
-    while it is failing."""
-    provider = provider_get(name=settings.PAYMENT_DEFAULT_PROVIDER)
-    return provider_call(provider, "payment_start", order_no=order_no, token=token)
+def payment_start(*, snapshot: Mapping, method: str, token: str | None, device: str, client_ip: str) -> PaymentStart:
+    """Open a payment of the order (`snapshot`: as its token holder sees it,
+    order_snapshot_get) with the method the buyer chose. Raises
+    UnknownProvider for a method no enabled provider offers, and
+    PaymentUnavailable while its provider is failing."""
+    provider = provider_get(name=method.partition(".")[0])
+    if method not in provider.methods():
+        raise UnknownProvider()
+    order_no = snapshot["order_no"]
+    site = settings.SITE_URL.rstrip("/")
+    deadline = snapshot.get("pay_deadline")
+    request = PaymentRequest(
+        order_no=order_no,
+        amount=Decimal(str(snapshot["amount"])),
+        currency=snapshot["currency"],
+        subject=snapshot["title"],
+        method=method,
+        deadline=datetime.fromisoformat(deadline) if deadline else timezone.now(),
+        device=device,
+        client_ip=client_ip,
+        return_url=site + reverse("orders:detail", kwargs={"order_no": order_no}),
+        notify_url=site + reverse("payments:webhook", kwargs={"provider": provider.name}),
+    )
+    start = provider_call(provider, "payment_start", request=request)
+    if provider.pages_on_this_site and token and start.pay_url:
+        start = PaymentStart(pay_url=f"{start.pay_url}?{urlencode({'token': token})}", qr_code=start.qr_code)
+    return start
+
+
+def payment_url_get(*, snapshot: Mapping, token: str | None) -> str:
+    """Where the buyer goes to pay the order, with the default provider's
+    first method. Raises UnknownProvider when that provider is not enabled,
+    and PaymentUnavailable while it is failing."""
+    method = provider_get(name=settings.PAYMENT_DEFAULT_PROVIDER).methods()[0]
+    return payment_start(snapshot=snapshot, method=method, token=token, device="pc", client_ip="").pay_url

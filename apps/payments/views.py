@@ -6,19 +6,21 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from apps.core import metrics
 from apps.core.errors import ShopError, shop_error_response
 from apps.core.ratelimits import PAY_IP, rate_limit
 from apps.orders.grants import order_access_get
 
-from .exceptions import OrderNotPayable, PaymentUnavailable
+from .exceptions import OrderNotPayable, PaymentUnavailable, UnknownProvider
+from .providers import provider_get
+from .providers.base import WebhookAnswer
 from .providers.sandbox import SandboxProvider
 from .services import SANDBOX_PAYABLE, payment_notification_process, sandbox_payment_make
 
@@ -26,20 +28,48 @@ logger = logging.getLogger(__name__)
 
 
 @csrf_exempt  # called by the provider's servers; the signature is the authentication
-@require_POST
+@require_http_methods(["GET", "POST"])  # epay notifies by GET
 def webhook(request, provider: str):
     """2xx only once the state change is committed, so a provider retries on any
     failure; 4xx with the reason for a notification that will never be accepted.
-    No per-client rate limit: a provider sends every notification from a few
-    addresses, and a refused one would only be retried."""
+    The body is what the provider expects ("success" for epay and Alipay), or
+    the shop's JSON. No per-client rate limit: a provider sends every
+    notification from a few addresses, and a refused one would only be retried."""
+    if request.method == "GET" and not _notifies_by_get(provider):
+        return HttpResponseNotAllowed(["POST"])
     try:
-        order = payment_notification_process(provider_name=provider, body=request.body, headers=request.headers)
+        order = payment_notification_process(
+            provider_name=provider, body=request.body, headers=request.headers, query=request.GET
+        )
     except ShopError as error:
         metrics.payment_notification(provider=provider, outcome=error.code)
         logger.warning("webhook %s refused: %s (%s)", provider, error.code, error.detail)
-        return shop_error_response(error)
+        answer = _provider_answer(provider, accepted=False, detail=error.code)
+        if answer is None:
+            return shop_error_response(error)
+        response = HttpResponse(answer.body, content_type=answer.content_type, status=error.http_status)
+        if error.retry_after:
+            response["Retry-After"] = str(error.retry_after)
+        return response
     metrics.payment_notification(provider=provider, outcome="accepted")
-    return JsonResponse({"status": "ok", "order_no": order.order_no, "order_status": order.status})
+    answer = _provider_answer(provider, accepted=True)
+    if answer is None:
+        return JsonResponse({"status": "ok", "order_no": order.order_no, "order_status": order.status})
+    return HttpResponse(answer.body, content_type=answer.content_type)
+
+
+def _notifies_by_get(name: str) -> bool:
+    try:
+        return provider_get(name=name).notifies_by_get
+    except UnknownProvider:
+        return False
+
+
+def _provider_answer(name: str, *, accepted: bool, detail: str = "") -> WebhookAnswer | None:
+    try:
+        return provider_get(name=name).notification_answer(accepted=accepted, detail=detail)
+    except UnknownProvider:
+        return None
 
 
 def _order_page_url(order_no: str, token: str | None) -> str:

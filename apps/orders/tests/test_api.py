@@ -109,3 +109,24 @@ def test_product_api(client):
     assert body["sku"] == product.sku and body["price"] == "9.90" and body["stock_status"] == "low"
     assert body["page_token"]
     assert client.get("/api/v1/products/NOPE").status_code == 404
+
+
+def test_the_order_says_until_when_it_can_be_paid(client, settings):
+    """pay_deadline: the reservation's end while the order can be paid (queued
+    or awaiting payment), null once it cannot."""
+    settings.RESERVATION_TTL = 900
+    product = product_with_keys(keys=2)
+    body = create(client, {"sku": product.sku, "email": "a@x.com", "quantity": 1}).json()
+    token = {"X-Order-Token": body["access_token"]}
+
+    queued = client.get(body["status_url"], headers=token).json()
+    deadline = timezone.datetime.fromisoformat(queued["pay_deadline"])
+    assert 890 < (deadline - timezone.now()).total_seconds() <= 900
+
+    persistence.order_persist_queued()
+    awaiting = client.get(body["status_url"], headers=token).json()
+    assert awaiting["status"] == "awaiting_payment"
+    assert timezone.datetime.fromisoformat(awaiting["pay_deadline"]) == deadline
+
+    Order.objects.filter(order_no=body["order_no"]).update(status=Order.Status.EXPIRED)
+    assert client.get(body["status_url"], headers=token).json()["pay_deadline"] is None

@@ -8,7 +8,6 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from urllib.parse import urlencode
 
 from django.urls import reverse
 
@@ -21,7 +20,7 @@ from ..sandbox_server import (
     notification_signature,
     sandbox_notification_deliver_task,
 )
-from .base import PaymentNotification, PaymentProvider
+from .base import PaymentNotification, PaymentProvider, PaymentRequest, PaymentStart
 
 
 def _event_id(kind: str, order_no: str) -> str:
@@ -33,11 +32,15 @@ def _event_id(kind: str, order_no: str) -> str:
 class SandboxProvider(PaymentProvider):
     name = SANDBOX
 
-    def payment_start(self, *, order_no: str, token: str | None) -> str:
-        url = reverse("payments:sandbox-pay", kwargs={"order_no": order_no})
-        return f"{url}?{urlencode({'token': token})}" if token else url
+    # Its pay page is this site's own, so the order's token may travel in its URL.
+    pages_on_this_site = True
 
-    def notification_verify(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentNotification:
+    def payment_start(self, *, request: PaymentRequest) -> PaymentStart:
+        return PaymentStart(pay_url=reverse("payments:sandbox-pay", kwargs={"order_no": request.order_no}))
+
+    def notification_verify(
+        self, *, body: bytes, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> PaymentNotification:
         given = headers.get(SIGNATURE_HEADER) or ""
         if not hmac.compare_digest(
             notification_signature(body).encode("ascii"), given.strip().encode("utf-8", "replace")
@@ -49,7 +52,7 @@ class SandboxProvider(PaymentProvider):
         """The buyer pressed "Pay": notify the shop that the full amount was paid."""
         _notification_send(kind=PaymentEvent.Kind.PAID, order_no=order_no, amount=amount, currency=currency)
 
-    def refund_start(self, *, order_no: str, amount: Decimal, currency: str) -> None:
+    def refund_start(self, *, order_no: str, event_id: str, amount: Decimal, currency: str) -> None:
         _notification_send(kind=PaymentEvent.Kind.REFUNDED, order_no=order_no, amount=amount, currency=currency)
 
 

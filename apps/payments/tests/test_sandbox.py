@@ -43,7 +43,7 @@ def test_a_signed_notification_verifies_into_trusted_typed_data():
             "timestamp": 1_800_000_000,
         }
     )
-    notification = provider_get(name="sandbox").notification_verify(body=body, headers=headers)
+    notification = provider_get(name="sandbox").notification_verify(body=body, headers=headers, query={})
     assert notification.amount == Decimal("19.80") and isinstance(notification.amount, Decimal)
     assert (notification.event_id, notification.order_no, notification.currency, notification.kind) == (
         "e1",
@@ -61,7 +61,7 @@ def test_verification_uses_the_configured_secret(settings):
     )
     settings.SANDBOX_PAYMENT_SECRET = "rotated-secret"
     with pytest.raises(InvalidSignature):
-        provider_get(name="sandbox").notification_verify(body=body, headers=headers)
+        provider_get(name="sandbox").notification_verify(body=body, headers=headers, query={})
 
 
 # --- the sandbox pay API (README, JSON API)
@@ -322,7 +322,7 @@ def test_notifications_carry_a_current_timestamp():
         fields={"event_id": "e", "order_no": "o", "amount": "1.00", "currency": "CNY", "kind": "paid"}, post=post
     )
     body, headers = captured[0]
-    notification = provider_get(name="sandbox").notification_verify(body=body, headers=headers)
+    notification = provider_get(name="sandbox").notification_verify(body=body, headers=headers, query={})
     assert abs(notification.timestamp.timestamp() - time.time()) < 5
     assert SIGNATURE_HEADER in headers
 
