@@ -11,6 +11,8 @@ class Order(models.Model):
         PAID = "paid", _("paid")
         DELIVERED = "delivered", _("delivered")
         EXPIRED = "expired", _("expired")
+        # The buyer cancelled it unpaid; its stock returned at once.
+        CANCELLED = "cancelled", _("cancelled")
         REFUND_PENDING = "refund_pending", _("refund pending")
         REFUNDED = "refunded", _("refunded")
         NEEDS_ATTENTION = "needs_attention", _("needs attention")
