@@ -11,7 +11,8 @@ from drf_spectacular.renderers import (
 from drf_spectacular.views import SpectacularAPIView
 
 from apps.catalog.api import ProductDetailView
-from apps.orders.api import CaptchaView, OrderCreateView, OrderDetailView
+from apps.orders.api import CaptchaView, OrderCancelView, OrderCreateView, OrderDetailView
+from apps.payments.api import OrderPaymentCreateView
 
 app_name = "api"
 
@@ -22,6 +23,8 @@ SCHEMA_RENDERERS = [OpenApiJsonRenderer, OpenApiJsonRenderer2, OpenApiYamlRender
 urlpatterns = [
     path("orders", OrderCreateView.as_view(), name="order-create"),
     path("orders/<str:order_no>", OrderDetailView.as_view(), name="order-detail"),
+    path("orders/<str:order_no>/payments", OrderPaymentCreateView.as_view(), name="order-payment-create"),
+    path("orders/<str:order_no>/cancel", OrderCancelView.as_view(), name="order-cancel"),
     path("products/<str:sku>", ProductDetailView.as_view(), name="product-detail"),
     path("captcha", CaptchaView.as_view(), name="captcha"),
     path("schema", SpectacularAPIView.as_view(renderer_classes=SCHEMA_RENDERERS), name="schema"),

@@ -11,12 +11,13 @@ from captcha.models import CaptchaStore
 from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.core.api import ShopAPIView
 from apps.core.errors import InvalidInput, RateLimited
 from apps.core.openapi import ORDER_TOKEN_HEADER, error_responses, retry_after_header
-from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP
+from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP, PAY_IP
 from apps.core.request_body import json_body
 
 from .bot_checks import captcha_verify
@@ -25,7 +26,9 @@ from .exceptions import (
     CaptchaInvalid,
     CaptchaRequired,
     LimitExceeded,
+    OrderNotCancellable,
     OrderNotFound,
+    OrderPending,
     PageTokenInvalid,
     ProductNotFound,
     SaleEnded,
@@ -37,6 +40,7 @@ from .exceptions import (
 )
 from .selectors import order_snapshot_get
 from .serializers import CaptchaSerializer, OrderCreatedSerializer, OrderCreateRequestSerializer, OrderSerializer
+from .services.cancel import order_cancel
 from .services.checkout import order_checkout
 
 
@@ -165,3 +169,32 @@ class CaptchaView(ShopAPIView):
     def get(self, request):
         key = CaptchaStore.pick()
         return Response({"captcha_key": key, "image_url": captcha_image_url(key)})
+
+
+class OrderCancelledSerializer(serializers.Serializer):
+    order_no = serializers.CharField()
+    status = serializers.ChoiceField(choices=["cancelled"])
+
+
+class OrderCancelView(ShopAPIView):
+    rate_limits = (PAY_IP,)
+
+    @extend_schema(
+        operation_id="order_cancel",
+        summary="Cancel an unpaid order",
+        description="Its stock returns at once and any payment opened at a provider is closed. A payment that "
+        "still arrives is taken as one after expiry: delivered if keys remain, otherwise refunded. "
+        "Cancelling twice answers the same.",
+        request=None,
+        parameters=[ORDER_TOKEN_HEADER, retry_after_header(429, 503)],
+        responses={
+            200: OrderCancelledSerializer,
+            **error_responses(OrderNotFound(), OrderNotCancellable(), RateLimited(), OrderPending()),
+        },
+    )
+    def post(self, request, order_no: str):
+        token = request.headers.get("X-Order-Token")
+        if not token or order_snapshot_get(order_no=order_no, token=token) is None:
+            raise OrderNotFound()
+        order = order_cancel(order_no=order_no)
+        return Response({"order_no": order.order_no, "status": order.status})

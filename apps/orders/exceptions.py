@@ -17,6 +17,7 @@ __all__ = [
     "SaleEnded",
     "SalePaused",
     "OrderNotFound",
+    "OrderNotCancellable",
     "OrderPending",
     "PaymentMismatch",
 ]
@@ -115,3 +116,11 @@ class PaymentMismatch(ShopError):
     code = "payment_mismatch"
     http_status = 400
     default_detail = _("The payment does not match the order's amount or currency.")
+
+
+class OrderNotCancellable(ShopError):
+    """Only an order that is not paid yet (queued or awaiting payment) can be cancelled."""
+
+    code = "not_cancellable"
+    http_status = 409
+    default_detail = _("This order can no longer be cancelled.")

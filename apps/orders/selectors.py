@@ -8,6 +8,7 @@ from redis.exceptions import RedisError
 
 from apps.cardkeys.selectors import order_keys_reveal
 from apps.catalog.models import Product
+from apps.payments.selectors import payment_methods_offered
 from apps.stock.selectors import stock_reservation_get
 
 from .identity import access_token_hash, email_normalise, order_number_product_id
@@ -51,6 +52,9 @@ def order_snapshot(order: Order) -> dict:
         "currency": order.currency,
         # Until when the order can be paid (its reservation's end); None once it cannot.
         "pay_deadline": _iso(order.reserved_until) if order.status == Order.Status.AWAITING_PAYMENT else None,
+        "payment_methods": (
+            payment_methods_offered(currency=order.currency) if order.status == Order.Status.AWAITING_PAYMENT else []
+        ),
     }
     if order.status == Order.Status.DELIVERED:
         snapshot["keys"] = order_keys_reveal(order_id=order.id)
@@ -77,6 +81,7 @@ def _queued_snapshot(*, order_no: str, token: str) -> dict | None:
         "amount": str(order_amount(unit_price=reservation.price, quantity=reservation.quantity)),
         "currency": reservation.currency,
         "pay_deadline": _iso(datetime.fromtimestamp(reservation.reserved_until, tz=UTC)),
+        "payment_methods": payment_methods_offered(currency=reservation.currency),
     }
 
 

@@ -45,6 +45,11 @@ class OrderSerializer(serializers.Serializer):
     pay_deadline = serializers.DateTimeField(
         allow_null=True, help_text="Until when the order can be paid; null once it is paid or has ended."
     )
+    payment_methods = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The methods the order can be paid with now (`stripe`, `epay.alipay`, ...); "
+        "empty once it cannot be paid. Pay with POST /api/v1/orders/{order_no}/payments.",
+    )
     keys = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="Only once the order is `delivered`."
     )

@@ -48,3 +48,11 @@ class PaymentUnavailable(ShopError):
 
 class NotificationDeliveryFailed(Exception):
     """The webhook did not answer 2xx after every attempt; the task retries later."""
+
+
+class PaymentMethodUnavailable(ShopError):
+    """A method no enabled provider offers, or one that does not take the order's currency."""
+
+    code = "method_unavailable"
+    http_status = 400
+    default_detail = _("This payment method is not available for this order.")

@@ -1,6 +1,8 @@
-"""Asking a provider to refund an order's payment. Apart from services.py
-(which applies notifications to orders), so the refund task it serves needs
-nothing of the order services that publish it."""
+"""Asking providers to refund an order's payment, or to close its open one.
+Apart from services.py (which applies notifications to orders), so the tasks
+it serves need nothing of the order services that publish them."""
+
+from django.conf import settings
 
 from .breaker import provider_call
 from .providers import provider_get
@@ -25,3 +27,11 @@ def payment_refund_request(*, order_id: int) -> bool:
         currency=payment.currency,
     )
     return True
+
+
+def payment_close_all(*, order_no: str) -> None:
+    """Close the order's open payment at every enabled provider (each closes
+    only what it has open). Raises PaymentUnavailable while one is failing;
+    the task retries, and closing twice is harmless."""
+    for name in settings.PAYMENT_PROVIDERS:
+        provider_call(provider_get(name=name), "payment_close", order_no=order_no)

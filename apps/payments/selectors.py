@@ -1,6 +1,10 @@
+from django.conf import settings
+
 from apps.orders.models import Order
 
+from .exceptions import UnknownProvider
 from .models import PaymentEvent
+from .providers import provider_get
 
 
 def payment_refundable_get(*, order_id: int) -> PaymentEvent | None:
@@ -11,3 +15,18 @@ def payment_refundable_get(*, order_id: int) -> PaymentEvent | None:
         .order_by("id")
         .first()
     )
+
+
+def payment_methods_offered(*, currency: str) -> list[str]:
+    """The methods buyers may choose for an order in `currency`: every enabled
+    provider's, in PAYMENT_PROVIDERS order, but those of a provider that does
+    not take that currency (epay, Alipay, WeChat Pay: CNY only)."""
+    methods = []
+    for name in settings.PAYMENT_PROVIDERS:
+        try:
+            provider = provider_get(name=name)
+        except UnknownProvider:
+            continue  # refused at start in production; tolerated on a laptop
+        if provider.takes_currency(currency):
+            methods += provider.methods()
+    return methods

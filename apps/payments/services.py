@@ -22,6 +22,8 @@ from .providers.sandbox import SandboxProvider
 
 # A late payment (after the reservation expired) is still taken: it is
 # delivered if keys remain, otherwise refunded.
+# A payment can be started while the order can still be paid in time.
+PAYABLE_BY_METHOD = frozenset({Order.Status.QUEUED, Order.Status.AWAITING_PAYMENT})
 SANDBOX_PAYABLE = frozenset({Order.Status.QUEUED, Order.Status.AWAITING_PAYMENT, Order.Status.EXPIRED})
 
 

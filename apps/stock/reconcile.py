@@ -89,10 +89,10 @@ def _clear_ended_reservations(product: Product, reservations: dict[str, Reservat
         elif status in (Order.Status.REFUND_PENDING, Order.Status.REFUNDED):
             if services.stock_reservation_release(product_id=product.id, order_no=order_no):
                 report.released.append(order_no)
-        elif status == Order.Status.EXPIRED:
+        elif status in (Order.Status.EXPIRED, Order.Status.CANCELLED):
             # A reservation marked paid for an order still expired: a late
             # payment's transaction took the stock, then failed to commit.
-            if _still_expired(order_no) and _release(product.id, reservation):
+            if _still_ended_unpaid(order_no) and _release(product.id, reservation):
                 report.released.append(order_no)
         elif status is None and reservation.reserved_until + ORPHAN_GRACE_SECONDS < now:
             # Never became an order (its record was refused, or lost with a
@@ -124,11 +124,15 @@ def _release_held_of_refunded(product: Product, report: GateRepairReport) -> Non
             report.released.append(order_no)
 
 
-def _still_expired(order_no: str) -> bool:
+def _still_ended_unpaid(order_no: str) -> bool:
     """Re-read under the row lock, so a late payment that is committing right
     now is not mistaken for one that failed."""
     with transaction.atomic():
-        return Order.objects.select_for_update().filter(order_no=order_no, status=Order.Status.EXPIRED).exists()
+        return (
+            Order.objects.select_for_update()
+            .filter(order_no=order_no, status__in=(Order.Status.EXPIRED, Order.Status.CANCELLED))
+            .exists()
+        )
 
 
 def _stock_drift(product_id: int) -> int:

@@ -60,7 +60,7 @@ def order_mark_paid(*, order_no: str, provider: str, event_id: str, amount: Deci
 
     if order.status == Status.AWAITING_PAYMENT:
         _order_to_paid(order)
-    elif order.status == Status.EXPIRED:
+    elif order.status in (Status.EXPIRED, Status.CANCELLED):
         _order_late_payment(order)
     else:
         # A second, different payment for an order already paid: keep the
@@ -103,7 +103,8 @@ def _reservation_pending(order_no: str) -> bool:
 
 
 def _order_late_payment(order: Order) -> None:
-    """Paid after its reservation expired: deliver if stock remains, else refund.
+    """Paid after its reservation expired (or the buyer cancelled it): deliver
+    if stock remains, else refund.
 
     A Redis error propagates: the transaction rolls back and the provider
     retries, rather than the order taking keys the gate still offers others."""
