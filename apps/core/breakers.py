@@ -104,6 +104,19 @@ def breaker_call(name: str, func: Callable[..., T], /, *args, **kwargs) -> T:
         raise BreakerOpen(name, _retry_after(breaker)) from exc
 
 
+def breaker_refusing(name: str) -> bool:
+    """Would a call through the named breaker be refused right now (open, and
+    its reset timeout not yet over)? False when Redis cannot tell."""
+    try:
+        breaker = _breaker(name)
+        if breaker.current_state != pybreaker.STATE_OPEN:
+            return False
+    except RedisError:
+        return False
+    opened_at = breaker.storage.opened_at
+    return opened_at is not None and (datetime.now(UTC) - opened_at).total_seconds() < breaker.reset_timeout
+
+
 def breaker_names() -> list[str]:
     """Every breaker this deployment uses: mail, and one per enabled payment provider."""
     return ["mail", *(f"payment:{provider}" for provider in settings.PAYMENT_PROVIDERS)]

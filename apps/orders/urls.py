@@ -9,4 +9,6 @@ urlpatterns = [
     path("orders/lookup", views.order_lookup, name="lookup"),
     path("orders/<str:order_no>", views.order_detail, name="detail"),
     path("orders/<str:order_no>/status", views.order_status, name="status"),
+    path("orders/<str:order_no>/pay", views.order_pay, name="pay"),
+    path("orders/<str:order_no>/cancel", views.order_cancel_page, name="cancel"),
 ]

@@ -3,36 +3,41 @@ lookup that brings a buyer back to it. Checkout lives in
 services/checkout.py (its form page in checkout_page.py), the JSON API in api.py."""
 
 import logging
+from datetime import datetime
 from decimal import Decimal
 
+import segno
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.core.client_ip import client_ip
 from apps.core.errors import shop_error_response
-from apps.core.ratelimits import LOOKUP_IP, rate_limit
-from apps.payments.exceptions import PaymentUnavailable, UnknownProvider
-from apps.payments.services import payment_url_get
+from apps.core.ratelimits import LOOKUP_IP, PAY_IP, rate_limit
+from apps.payments.api import buyer_device
+from apps.payments.breaker import provider_refusing
+from apps.payments.exceptions import PaymentUnavailable
+from apps.payments.labels import payment_method_label
+from apps.payments.services import PAYABLE_BY_METHOD, payment_start
 
-from .exceptions import OrderNotFound
+from .exceptions import OrderNotCancellable, OrderNotFound, OrderPending
 from .grants import order_access_get, order_grant_lookup
 from .models import Order
 from .selectors import order_find_for_lookup
+from .services.cancel import order_cancel
 
 logger = logging.getLogger(__name__)
 
 Status = Order.Status
 # The page stops polling once nothing more can happen without an operator.
 FINAL_STATES = frozenset({Status.DELIVERED, Status.REFUNDED})
-# The pay button shows while the reservation holds; a queued order is payable
-# too: the provider's notification is retried until the order is persisted.
-PAYABLE_STATES = frozenset({Status.QUEUED, Status.AWAITING_PAYMENT})
 
 
 class OrderLookupForm(forms.Form):
@@ -52,17 +57,19 @@ def order_detail(request, order_no: str):
     access = order_access_get(request=request, order_no=order_no)
     if access is None:
         raise Http404
+    return _order_page(request, access)
+
+
+def _order_page(request, access, *, qr_code: str = "", qr_method: str = ""):
     snapshot = access.snapshot
-    pay_url = None
-    if snapshot["status"] in PAYABLE_STATES:
-        try:
-            pay_url = payment_url_get(snapshot=snapshot, token=access.token)
-        except UnknownProvider:
-            # Misconfigured: the buyer still sees the order, without a pay button.
-            logger.error("PAYMENT_DEFAULT_PROVIDER %r is not enabled", settings.PAYMENT_DEFAULT_PROVIDER)
-        except PaymentUnavailable as error:
-            # The provider is failing: no pay button, and the reason.
-            messages.warning(request, error.detail)
+    methods = snapshot.get("payment_methods", [])
+    if any(provider_refusing(method) for method in methods):
+        # Say so before the buyer tries; the buttons stay, a later try may pass.
+        messages.warning(request, PaymentUnavailable.default_detail)
+    deadline = snapshot.get("pay_deadline")
+    seconds_to_pay = (
+        max(0, int((datetime.fromisoformat(deadline) - timezone.now()).total_seconds())) if deadline else None
+    )
     return render(
         request,
         "orders/detail.html",
@@ -73,11 +80,67 @@ def order_detail(request, order_no: str):
             "keys": snapshot.get("keys", []),
             "amount": Decimal(snapshot["amount"]),
             "states": Status,
-            "pay_url": pay_url,
-            "status_url": _status_url(order_no, access.token),
+            "methods": [(method, payment_method_label(method)) for method in methods],
+            "seconds_to_pay": seconds_to_pay,
+            # A QR code the buyer scans with the provider's app, drawn here (no third-party service).
+            "qr_svg": mark_safe(segno.make(qr_code, error="m").svg_inline(scale=5)) if qr_code else "",  # noqa: S308
+            "qr_label": payment_method_label(qr_method) if qr_method else "",
+            "status_url": _status_url(access.snapshot["order_no"], access.token),
+            # The link's token goes along on the page's forms too, where cookies do not.
+            "token": access.token,
             "final": snapshot["status"] in FINAL_STATES,
         },
     )
+
+
+@never_cache
+@require_POST
+@rate_limit(PAY_IP, page=True)
+def order_pay(request, order_no: str):
+    """The buyer chose a payment method on the order page: open the payment at
+    its provider, then go there to pay, or scan its QR code here."""
+    access = order_access_get(request=request, order_no=order_no)
+    if access is None:
+        raise Http404
+    method = request.POST.get("method", "")
+    snapshot = access.snapshot
+    if snapshot["status"] not in PAYABLE_BY_METHOD or method not in snapshot.get("payment_methods", []):
+        messages.error(request, _("This order cannot be paid that way now."))
+        return redirect(_detail_url(order_no, access.token))
+    try:
+        start = payment_start(
+            snapshot=snapshot,
+            method=method,
+            token=access.token,
+            device=buyer_device(request),
+            client_ip=client_ip(request),
+        )
+    except PaymentUnavailable as error:
+        messages.warning(request, error.detail)
+        return redirect(_detail_url(order_no, access.token))
+    if start.pay_url:
+        return redirect(start.pay_url)
+    return _order_page(request, access, qr_code=start.qr_code, qr_method=method)
+
+
+@never_cache
+@require_POST
+@rate_limit(PAY_IP, page=True)
+def order_cancel_page(request, order_no: str):
+    """The buyer cancelled the unpaid order from its page."""
+    access = order_access_get(request=request, order_no=order_no)
+    if access is None:
+        raise Http404
+    try:
+        order_cancel(order_no=order_no)
+    except (OrderNotCancellable, OrderPending) as error:
+        messages.error(request, error.detail)
+    return redirect(_detail_url(order_no, access.token))
+
+
+def _detail_url(order_no: str, token: str | None) -> str:
+    url = reverse("orders:detail", kwargs={"order_no": order_no})
+    return f"{url}?token={token}" if token else url
 
 
 @never_cache

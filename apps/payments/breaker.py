@@ -6,7 +6,7 @@ fast and the buyer is told to come back, with the order kept."""
 import logging
 from collections.abc import Callable
 
-from apps.core.breakers import BreakerOpen, breaker_call
+from apps.core.breakers import BreakerOpen, breaker_call, breaker_refusing
 from apps.core.errors import ShopError
 
 from .exceptions import PaymentUnavailable
@@ -32,6 +32,11 @@ def provider_call(provider, method: str, /, **kwargs):
     except Exception as exc:
         logger.warning("payment provider %s: %s failed: %r", provider.name, method, exc)
         raise PaymentUnavailable() from exc
+
+
+def provider_refusing(method: str) -> bool:
+    """Is the provider of this payment method's breaker refusing calls now?"""
+    return breaker_refusing(provider_breaker_name(method.partition(".")[0]))
 
 
 def provider_post_guarded(provider_name: str, post: Callable[..., int]) -> Callable[..., int]:

@@ -97,11 +97,3 @@ def payment_start(*, snapshot: Mapping, method: str, token: str | None, device: 
     if provider.pages_on_this_site and token and start.pay_url:
         start = PaymentStart(pay_url=f"{start.pay_url}?{urlencode({'token': token})}", qr_code=start.qr_code)
     return start
-
-
-def payment_url_get(*, snapshot: Mapping, token: str | None) -> str:
-    """Where the buyer goes to pay the order, with the default provider's
-    first method. Raises UnknownProvider when that provider is not enabled,
-    and PaymentUnavailable while it is failing."""
-    method = provider_get(name=settings.PAYMENT_DEFAULT_PROVIDER).methods()[0]
-    return payment_start(snapshot=snapshot, method=method, token=token, device="pc", client_ip="").pay_url

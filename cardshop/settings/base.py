@@ -227,7 +227,6 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 # Providers whose webhook and pages are served; a real deployment lists its
 # real provider and drops "sandbox", which pays without money.
 PAYMENT_PROVIDERS = env.list("PAYMENT_PROVIDERS", default=["sandbox"])
-PAYMENT_DEFAULT_PROVIDER = env("PAYMENT_DEFAULT_PROVIDER", default="sandbox")
 # A notification whose timestamp is further than this from now is refused, so a
 # captured notification cannot be replayed later.
 PAYMENT_WEBHOOK_TOLERANCE_SECONDS = env.int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", default=300)

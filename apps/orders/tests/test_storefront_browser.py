@@ -54,7 +54,8 @@ def test_a_buyer_walks_from_the_product_page_to_the_key(monkeypatch, settings, t
                 page.click("form.purchase button[type=submit]")
 
                 page.wait_for_url(f"{server.url}/orders/**")
-                page.get_by_role("link", name="Pay now").first.click()
+                page.screenshot(path=str(screenshots / "storefront-pay-methods.png"), full_page=True)
+                page.get_by_role("button", name="Test payment (sandbox)").first.click()
                 page.get_by_role("button", name="Pay").first.click()
 
                 keys = page.locator("[data-keys] code")

@@ -107,10 +107,19 @@ def test_each_state_shows_its_own_message(client, status, message):
 
 
 @pytest.mark.django_db
-def test_an_order_awaiting_payment_links_to_the_sandbox_payment_page(client):
-    order, token = OrderFactory.create_with_token()
+def test_an_order_awaiting_payment_offers_its_methods_and_the_sandbox_leads_to_its_page(client):
+    from django.utils import timezone
+
+    order, token = OrderFactory.create_with_token(reserved_until=timezone.now() + timezone.timedelta(minutes=15))
     html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
-    assert f'href="/pay/sandbox/{order.order_no}?token={token}"' in html
+    assert f'action="/orders/{order.order_no}/pay?token={token}"' in html
+    assert 'name="method" value="sandbox"' in html and "Pay within" in html
+    assert f'action="/orders/{order.order_no}/cancel?token={token}"' in html
+    response = client.post(f"/orders/{order.order_no}/pay?token={token}", {"method": "sandbox"})
+    assert response.status_code == 302 and response["Location"] == f"/pay/sandbox/{order.order_no}?token={token}"
+    refused = client.post(f"/orders/{order.order_no}/pay?token={token}", {"method": "stripe"})
+    assert refused.status_code == 302 and refused["Location"] == f"/orders/{order.order_no}?token={token}"
+    assert Client().post(f"/orders/{order.order_no}/pay?token=wrong", {"method": "sandbox"}).status_code == 404
 
 
 @pytest.mark.django_db
@@ -119,14 +128,14 @@ def test_without_an_enabled_provider_the_page_shows_the_order_without_a_pay_butt
     order, token = OrderFactory.create_with_token()
     response = client.get(f"/orders/{order.order_no}?token={token}")
     assert response.status_code == 200
-    assert "/pay/sandbox/" not in response.content.decode()
+    assert 'name="method"' not in response.content.decode()
 
 
 @pytest.mark.django_db
 def test_a_paid_order_offers_no_pay_button(client):
     order, token = OrderFactory.create_with_token(status=Status.PAID)
     html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
-    assert "/pay/sandbox/" not in html
+    assert 'name="method"' not in html and "/cancel" not in html
     assert "orders/order.js" in html and f"/orders/{order.order_no}/status?token={token}" in html
 
 
@@ -191,7 +200,9 @@ def test_lookup_with_the_right_pair_opens_the_order(client):
     assert client.get(f"/orders/{order.order_no}/status").json()["order_no"] == order.order_no
     # Paying works from a lookup too, through the session.
     html = page.content.decode()
-    assert f'href="/pay/sandbox/{order.order_no}"' in html
+    assert f'action="/orders/{order.order_no}/pay"' in html
+    response = client.post(f"/orders/{order.order_no}/pay", {"method": "sandbox"})
+    assert response["Location"] == f"/pay/sandbox/{order.order_no}"
     assert client.get(f"/pay/sandbox/{order.order_no}").status_code == 200
 
 
@@ -256,7 +267,7 @@ def test_checkout_to_keys_through_the_order_page(client, live_server, settings):
 
     html = client.get(page).content.decode()
     assert _visible_state(html) == [Status.QUEUED]
-    assert "Your order is being placed." in html and "/pay/sandbox/" in html
+    assert "Your order is being placed." in html and 'name="method" value="sandbox"' in html
     assert Client().get(f"/orders/{result.order_no}?token=wrong").status_code == 404  # another browser
 
     persistence.order_persist_queued(product_ids=[product.id])
@@ -325,3 +336,43 @@ def test_an_undelivered_order_page_lists_no_keys_at_all(client):
     html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
     keys_list = html.split("data-keys>", 1)[1].split("</ul>", 1)[0]
     assert "<code>" not in keys_list
+
+
+@pytest.mark.django_db
+def test_a_qr_method_shows_its_code_drawn_on_the_page(client, monkeypatch):
+    from apps.payments.providers.base import PaymentStart
+    from apps.payments.providers.sandbox import SandboxProvider
+
+    monkeypatch.setattr(
+        SandboxProvider, "payment_start", lambda self, request: PaymentStart(qr_code="weixin://wxpay/bizpayurl?pr=t")
+    )
+    order, token = OrderFactory.create_with_token()
+    response = client.post(f"/orders/{order.order_no}/pay?token={token}", {"method": "sandbox"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert (
+        '<figure class="pay-qr">' in html
+        and "<svg" in html
+        and "http" not in html.split('<figure class="pay-qr">')[1][:200]
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_buyer_cancels_from_the_order_page(client, monkeypatch):
+    from apps.orders.services import checkout, persistence
+    from apps.orders.tests.support import product_with_keys
+
+    monkeypatch.setattr("apps.payments.tasks.payment_close_task.delay", lambda order_no: None)
+    product = product_with_keys(keys=1)
+    result = checkout.order_checkout(sku=product.sku, email="buyer@example.com", quantity=1)
+    persistence.order_persist_queued()
+    page = f"/orders/{result.order_no}?token={result.access_token}"
+
+    response = client.post(f"/orders/{result.order_no}/cancel?token={result.access_token}")
+
+    assert response.status_code == 302 and response["Location"] == page
+    html = client.get(page).content.decode()
+    assert _visible_state(html) == [Status.CANCELLED] and "You cancelled this order." in html
+    assert 'name="method"' not in html
+    again = client.post(f"/orders/{result.order_no}/cancel?token={result.access_token}", follow=True)
+    assert _visible_state(again.content.decode()) == [Status.CANCELLED]

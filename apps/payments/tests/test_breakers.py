@@ -77,7 +77,7 @@ def test_a_provider_that_times_out_opens_the_breaker_and_the_payment_goes_throug
         order_page = client.get(f"/orders/{order.order_no}?token={token}")
         assert order_page.status_code == 200
         assert UNAVAILABLE in order_page.content.decode()
-        assert "/pay/sandbox/" not in order_page.content.decode()  # no pay button
+        assert 'name="method" value="sandbox"' in order_page.content.decode()  # a later try may pass
         sandbox_sent.assert_not_called()
     finally:
         server.__exit__(None, None, None)
