@@ -19,6 +19,8 @@ __all__ = [
     "OrderNotFound",
     "OrderPending",
     "PaymentMismatch",
+    "RefundMismatch",
+    "EventIdReused",
 ]
 
 
@@ -115,3 +117,19 @@ class PaymentMismatch(ShopError):
     code = "payment_mismatch"
     http_status = 400
     default_detail = _("The payment does not match the order's amount or currency.")
+
+
+class RefundMismatch(ShopError):
+    """A refund in another currency than the order's, or of more than was paid for it."""
+
+    code = "refund_mismatch"
+    http_status = 400
+    default_detail = _("The refund does not match the order's payments in amount or currency.")
+
+
+class EventIdReused(ShopError):
+    """The provider's event id is already recorded for another order: never applied."""
+
+    code = "event_id_reused"
+    http_status = 409
+    default_detail = _("This event id is already recorded for another order.")

@@ -4,7 +4,7 @@ nothing of the order services that publish it."""
 
 from .breaker import provider_call
 from .providers import provider_get
-from .selectors import payment_refundable_get
+from .selectors import payment_extra_refundable_get, payment_refundable_get
 
 
 def payment_refund_request(*, order_id: int) -> bool:
@@ -14,6 +14,25 @@ def payment_refund_request(*, order_id: int) -> bool:
     (so a task run twice, or after the refund, is harmless). Raises
     PaymentUnavailable while the provider is failing; the task retries."""
     payment = payment_refundable_get(order_id=order_id)
+    if payment is None:
+        return False
+    provider_call(
+        provider_get(name=payment.provider),
+        "refund_start",
+        order_no=payment.order.order_no,
+        event_id=payment.event_id,
+        amount=payment.amount,
+        currency=payment.currency,
+    )
+    return True
+
+
+def payment_refund_request_for_event(*, event_pk: int) -> bool:
+    """Ask the provider that took this one payment (an extra payment of an
+    overpaid order) to refund it, whole. Returns False, doing nothing, when
+    it is no payment or its refund is already recorded (a task run twice).
+    Raises PaymentUnavailable while the provider is failing; the task retries."""
+    payment = payment_extra_refundable_get(event_pk=event_pk)
     if payment is None:
         return False
     provider_call(
