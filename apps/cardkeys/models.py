@@ -34,6 +34,9 @@ class CardKey(models.Model):
         AVAILABLE = "available", _("available")
         SOLD = "sold", _("sold")
         VOID = "void", _("void")
+        # Sold, then its order was refunded: withdrawn for good, never sold
+        # again nor counted available; it keeps the order it went to.
+        REVOKED = "revoked", _("revoked")
 
     product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="card_keys")
     batch = models.ForeignKey(KeyBatch, on_delete=models.PROTECT, related_name="card_keys", null=True, blank=True)
@@ -54,11 +57,11 @@ class CardKey(models.Model):
         verbose_name_plural = _("card keys")
         constraints = [
             models.UniqueConstraint(fields=["product", "fingerprint"], name="cardkey_unique_per_product"),
-            # A sold key names its order; an unsold key names none.
+            # A sold (or revoked) key names its order; an unsold key names none.
             models.CheckConstraint(
                 condition=(
-                    models.Q(status="sold", order__isnull=False)
-                    | (~models.Q(status="sold") & models.Q(order__isnull=True))
+                    models.Q(status__in=["sold", "revoked"], order__isnull=False)
+                    | (~models.Q(status__in=["sold", "revoked"]) & models.Q(order__isnull=True))
                 ),
                 name="cardkey_sold_iff_order",
             ),

@@ -251,6 +251,14 @@ class RotationReport:
     unreadable_ids: list[int] = field(default_factory=list)
 
 
+def cardkeys_revoke_for_order(*, order_id: int) -> int:
+    """The keys sold to a refunded order are withdrawn for good: `revoked`,
+    never sold again nor counted available (they went to the buyer). A
+    conditional update, no row locks; the caller holds the order's lock.
+    Returns how many."""
+    return CardKey.objects.filter(order_id=order_id, status=CardKey.Status.SOLD).update(status=CardKey.Status.REVOKED)
+
+
 def cardkeys_rotate_encryption(*, chunk_size: int = 1000) -> RotationReport:
     """Re-encrypt every stored secret under the first CARDKEY_ENCRYPTION_KEYS
     key, one committed chunk at a time, so it can be stopped and re-run.

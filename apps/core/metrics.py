@@ -77,6 +77,19 @@ RECONCILE_LAST_RUN = Gauge(
     "When reconciliation (scheduled by Celery beat) last finished, Unix time.",
     multiprocess_mode="max",
 )
+ORDERS_REFUNDED_AFTER_DELIVERY = Counter(
+    "cardshop_orders_refunded_after_delivery",
+    "Delivered orders refunded (full or partial); their keys were revoked.",
+)
+ORDERS_OVERPAID = Counter(
+    "cardshop_orders_overpaid",
+    "Extra payments for an order already paid (or refunded); each is refunded through its provider.",
+)
+PAYMENT_ANOMALIES = Counter(
+    "cardshop_payment_anomalies",
+    "Payment or refund notifications refused as anomalies, by kind (payment_mismatch, refund_mismatch, event_id_reused).",
+    ["kind"],
+)
 CELERY_TASKS = Counter(
     "cardshop_celery_tasks",
     "Celery tasks finished in this worker, by task and state (success, failure, retry).",
@@ -117,6 +130,9 @@ for _status in ("delivered", "needs_attention", "expired"):
     ORDERS_ENDED.labels(_status)
 for _kind in (*_RECONCILE_KINDS, "drift"):
     RECONCILE_FIXES.labels(_kind)
+PAYMENT_ANOMALY_KINDS = ("payment_mismatch", "refund_mismatch", "event_id_reused")
+for _kind in PAYMENT_ANOMALY_KINDS:
+    PAYMENT_ANOMALIES.labels(_kind)
 
 
 def checkout_outcome(code: str) -> str:
@@ -165,6 +181,18 @@ def orders_fulfilled(*, delivered: Iterable, short: Iterable) -> None:
             PAID_TO_DELIVERED_SECONDS.observe(max((order.delivered_at - order.paid_at).total_seconds(), 0.0))
     for _order in short:
         ORDERS_ENDED.labels("needs_attention").inc()
+
+
+def order_refunded_after_delivery() -> None:
+    ORDERS_REFUNDED_AFTER_DELIVERY.inc()
+
+
+def order_overpaid() -> None:
+    ORDERS_OVERPAID.inc()
+
+
+def payment_anomaly(*, kind: str) -> None:
+    PAYMENT_ANOMALIES.labels(kind if kind in PAYMENT_ANOMALY_KINDS else "other").inc()
 
 
 def orders_expired(*, count: int) -> None:

@@ -1,17 +1,21 @@
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from redis.exceptions import RedisError
 
+from apps.cardkeys.models import CardKey
+
 from .models import Order
 from .services.fulfilment import order_fulfilment_retry
-from .services.payment import order_refund_start
+from .services.payment import REFUNDABLE_BY_OPERATOR, order_refund_start
 
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     """Orders change state through the purchase path only; the admin shows them
-    and offers the two operator decisions for an order that needs attention."""
+    and offers the operator's decisions: retry a delivery, refund an order."""
 
     list_display = (
         "order_no",
@@ -21,14 +25,15 @@ class OrderAdmin(admin.ModelAdmin):
         "amount",
         "currency",
         "status",
+        "overpaid",
         "created_at",
         "paid_at",
         "delivered_at",
     )
-    list_filter = ("status", "product")
+    list_filter = ("status", "overpaid", "product")
     search_fields = ("order_no", "buyer_email")
     list_select_related = ("product",)
-    readonly_fields = [f.name for f in Order._meta.fields if f.name != "access_token_hash"]
+    readonly_fields = [*(f.name for f in Order._meta.fields if f.name != "access_token_hash"), "keys_handed_out"]
     exclude = ("access_token_hash",)
     actions = ("retry_fulfilment", "start_refund")
 
@@ -51,8 +56,31 @@ class OrderAdmin(admin.ModelAdmin):
             messages.SUCCESS if count else messages.WARNING,
         )
 
-    @admin.action(description=_("Refund (cannot be delivered)"))
+    @admin.display(description=_("keys"))
+    def keys_handed_out(self, order):
+        """Masked, with their status: a refunded order's keys show revoked."""
+        keys = CardKey.objects.filter(order=order).order_by("id")
+        return ", ".join(f"{key.masked_secret} ({key.get_status_display()})" for key in keys) or "-"
+
+    @admin.action(description=_("Refund through the payment provider"))
     def start_refund(self, request, queryset):
+        """An intermediate page lists the orders and amounts first; the refund
+        starts only once the operator confirms there."""
+        if request.POST.get("confirm") != "yes":
+            refundable = [order for order in queryset if order.status in REFUNDABLE_BY_OPERATOR]
+            return TemplateResponse(
+                request,
+                "admin/orders/order/refund_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": _("Refund these orders?"),
+                    "opts": self.model._meta,
+                    "queryset": queryset,
+                    "refundable": refundable,
+                    "skipped": [order for order in queryset if order.status not in REFUNDABLE_BY_OPERATOR],
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
         count = order_refund_start(
             order_ids=list(queryset.values_list("id", flat=True)), reason=f"refund started by {request.user}"
         )

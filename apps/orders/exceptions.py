@@ -20,6 +20,8 @@ __all__ = [
     "OrderNotCancellable",
     "OrderPending",
     "PaymentMismatch",
+    "RefundMismatch",
+    "EventIdReused",
 ]
 
 
@@ -124,3 +126,19 @@ class OrderNotCancellable(ShopError):
     code = "not_cancellable"
     http_status = 409
     default_detail = _("This order can no longer be cancelled.")
+
+
+class RefundMismatch(ShopError):
+    """A refund in another currency than the order's, or of more than was paid for it."""
+
+    code = "refund_mismatch"
+    http_status = 400
+    default_detail = _("The refund does not match the order's payments in amount or currency.")
+
+
+class EventIdReused(ShopError):
+    """The provider's event id is already recorded for another order: never applied."""
+
+    code = "event_id_reused"
+    http_status = 409
+    default_detail = _("This event id is already recorded for another order.")

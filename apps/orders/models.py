@@ -33,6 +33,10 @@ class Order(models.Model):
     access_token_hash = models.CharField(max_length=64)
     # Why an operator must look at this order (needs_attention / refund_pending).
     attention_reason = models.TextField(_("attention reason"), blank=True)
+    # Money beyond the order's price arrived (a second payment, or a payment
+    # after the refund): each extra payment is refunded through its provider.
+    # Stays set as the visible record for the operator.
+    overpaid = models.BooleanField(_("overpaid"), default=False)
     reserved_until = models.DateTimeField(_("reserved until"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)

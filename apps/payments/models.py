@@ -17,6 +17,9 @@ class PaymentEvent(models.Model):
     order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="payment_events")
     amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
     currency = models.CharField(_("currency"), max_length=3)
+    # A refund: the event id of the payment it returns, when the provider
+    # names it (the payment's own notification may arrive later, or never).
+    refunds_event_id = models.CharField(_("refunds payment"), max_length=128, blank=True)
     received_at = models.DateTimeField(_("received at"), auto_now_add=True)
 
     class Meta:

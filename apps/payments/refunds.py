@@ -6,7 +6,7 @@ from django.conf import settings
 
 from .breaker import provider_call
 from .providers import provider_get
-from .selectors import payment_refundable_get
+from .selectors import payment_extra_refundable_get, payment_refundable_get
 
 
 def payment_refund_request(*, order_id: int) -> bool:
@@ -35,3 +35,22 @@ def payment_close_all(*, order_no: str) -> None:
     the task retries, and closing twice is harmless."""
     for name in settings.PAYMENT_PROVIDERS:
         provider_call(provider_get(name=name), "payment_close", order_no=order_no)
+
+
+def payment_refund_request_for_event(*, event_pk: int) -> bool:
+    """Ask the provider that took this one payment (an extra payment of an
+    overpaid order) to refund it, whole. Returns False, doing nothing, when
+    it is no payment or its refund is already recorded (a task run twice).
+    Raises PaymentUnavailable while the provider is failing; the task retries."""
+    payment = payment_extra_refundable_get(event_pk=event_pk)
+    if payment is None:
+        return False
+    provider_call(
+        provider_get(name=payment.provider),
+        "refund_start",
+        order_no=payment.order.order_no,
+        event_id=payment.event_id,
+        amount=payment.amount,
+        currency=payment.currency,
+    )
+    return True

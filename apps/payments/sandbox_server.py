@@ -20,6 +20,8 @@ from .exceptions import NotificationDeliveryFailed
 SANDBOX = "sandbox"
 SIGNATURE_HEADER = "X-Sandbox-Signature"
 FIELDS = ("event_id", "order_no", "amount", "currency", "kind", "timestamp")
+# A refund names the payment it returns.
+OPTIONAL_FIELDS = ("payment_event_id",)
 
 
 def notification_signature(body: bytes) -> str:

@@ -30,3 +30,17 @@ def payment_methods_offered(*, currency: str) -> list[str]:
         if provider.takes_currency(currency):
             methods += provider.methods()
     return methods
+
+
+def payment_extra_refundable_get(*, event_pk: int) -> PaymentEvent | None:
+    """The payment `event_pk`, unless it is no payment or a refund naming it is recorded."""
+    payment = PaymentEvent.objects.select_related("order").filter(pk=event_pk, kind=PaymentEvent.Kind.PAID).first()
+    if payment is None:
+        return None
+    refunded = PaymentEvent.objects.filter(
+        order_id=payment.order_id,
+        kind=PaymentEvent.Kind.REFUNDED,
+        provider=payment.provider,
+        refunds_event_id=payment.event_id,
+    ).exists()
+    return None if refunded else payment

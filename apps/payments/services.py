@@ -35,7 +35,7 @@ def payment_notification_process(
     change together, so when this returns the change is committed. Raises
     UnknownProvider, InvalidSignature, MalformedNotification,
     StaleNotification, and the order service's errors (OrderNotFound,
-    PaymentMismatch)."""
+    PaymentMismatch, RefundMismatch, EventIdReused)."""
     provider = provider_get(name=provider_name)
     notification = provider.notification_verify(body=body, headers=headers, query=query)
     age = abs((timezone.now() - notification.timestamp).total_seconds())
@@ -49,7 +49,14 @@ def payment_notification_process(
             amount=notification.amount,
             currency=notification.currency,
         )
-    return order_mark_refunded(order_no=notification.order_no, provider=provider.name, event_id=notification.event_id)
+    return order_mark_refunded(
+        order_no=notification.order_no,
+        provider=provider.name,
+        event_id=notification.event_id,
+        amount=notification.amount,
+        currency=notification.currency,
+        payment_event_id=notification.payment_event_id,
+    )
 
 
 def sandbox_payment_make(*, snapshot: Mapping) -> None:

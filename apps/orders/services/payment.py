@@ -1,22 +1,27 @@
 """Payment: a verified provider notification marks an order paid (or
 refunded), once; an order that cannot be delivered goes to refund_pending and
-its refund is asked of the provider after commit."""
+its refund is asked of the provider after commit. A refund after delivery
+revokes the keys; a second payment flags the order `overpaid` and is refunded;
+money that does not match is refused and logged as an anomaly."""
 
 import logging
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from apps.cardkeys.services import cardkeys_revoke_for_order
+from apps.core import metrics
 from apps.payments.models import PaymentEvent
-from apps.payments.tasks import refund_order_task
+from apps.payments.tasks import refund_order_task, refund_payment_event_task
 from apps.stock import selectors as gate
 from apps.stock import services as stock
 from apps.stock.reservations import Reservation
 
-from ..exceptions import OrderNotFound, OrderPending, PaymentMismatch
+from ..exceptions import EventIdReused, OrderNotFound, OrderPending, PaymentMismatch, RefundMismatch
 from ..identity import order_number_product_id
 from ..models import Order
 
@@ -34,42 +39,107 @@ def order_mark_paid(*, order_no: str, provider: str, event_id: str, amount: Deci
     in the same transaction as the state change, so a notification delivered
     again (also concurrently) returns the order unchanged.
 
+    A second payment (another event id) never delivers again: the order is
+    flagged `overpaid` and the extra payment is refunded through the provider
+    that took it. A payment after the order's refund is recorded and delivers
+    nothing.
+
     Raises OrderPending while the order is still only a reservation in Redis
     (the provider retries: a 5xx answer), OrderNotFound for an order that
     does not exist (a reservation lost before persistence can never be paid),
-    and PaymentMismatch."""
+    PaymentMismatch and EventIdReused (both logged as anomalies)."""
     order = Order.objects.select_for_update().filter(order_no=order_no).first()
     if order is None:
         raise OrderPending() if _reservation_pending(order_no) else OrderNotFound()
-    if PaymentEvent.objects.filter(provider=provider, event_id=event_id).exists():
+    if _event_recorded(order=order, provider=provider, event_id=event_id):
         return order
     if Decimal(amount) != order.amount or currency != order.currency:
+        _anomaly(
+            PaymentMismatch.code,
+            order,
+            f"payment {provider}:{event_id} of {amount} {currency}, order is {order.amount} {order.currency}",
+        )
         raise PaymentMismatch(expected_amount=str(order.amount), expected_currency=order.currency)
-    try:
-        with transaction.atomic():
-            PaymentEvent.objects.create(
-                provider=provider,
-                event_id=event_id,
-                kind=PaymentEvent.Kind.PAID,
-                order=order,
-                amount=amount,
-                currency=currency,
-            )
-    except IntegrityError:
+    event = _event_create(
+        order=order, provider=provider, event_id=event_id, kind=PaymentEvent.Kind.PAID, amount=amount, currency=currency
+    )
+    if event is None:
         return order  # another delivery of this event won the race
 
     if order.status == Status.AWAITING_PAYMENT:
         _order_to_paid(order)
     elif order.status in (Status.EXPIRED, Status.CANCELLED):
         _order_late_payment(order)
-    else:
-        # A second, different payment for an order already paid: keep the
-        # first, and make the extra money visible to an operator.
-        note = f"extra payment {provider}:{event_id} received while {order.status}; refund it"
-        order.attention_reason = (order.attention_reason + "\n" + note).strip()
+    elif order.status == Status.REFUNDED and _payment_already_refunded(order=order, event=event):
+        # The provider's refund overtook this payment's own notification: the
+        # money is back with the buyer already. Recorded, nothing delivered.
+        _attention_note(
+            order, f"payment {provider}:{event_id} arrived after the refund that returned it; not delivered"
+        )
         order.save(update_fields=["attention_reason", "updated_at"])
-        logger.warning("order %s: %s", order.order_no, note)
+    else:
+        _order_overpaid(order=order, event=event)
     return order
+
+
+def _event_recorded(*, order: Order, provider: str, event_id: str) -> bool:
+    """Is this event already applied to the order (a repeat)? Raises
+    EventIdReused, logged, when it was recorded for another order."""
+    # A locking read: it sees a row another transaction committed after ours began.
+    recorded = PaymentEvent.objects.select_for_update().filter(provider=provider, event_id=event_id).first()
+    if recorded is None:
+        return False
+    if recorded.order_id != order.id:
+        _anomaly(EventIdReused.code, order, f"event {provider}:{event_id} is recorded for order #{recorded.order_id}")
+        raise EventIdReused()
+    return True
+
+
+def _event_create(*, order: Order, **fields) -> PaymentEvent | None:
+    """Record the event; None when a concurrent delivery of it won the race.
+    Raises EventIdReused when the winner recorded it for another order."""
+    try:
+        with transaction.atomic():
+            return PaymentEvent.objects.create(order=order, **fields)
+    except IntegrityError:
+        _event_recorded(order=order, provider=fields["provider"], event_id=fields["event_id"])
+        return None
+
+
+def _anomaly(kind: str, order: Order, what: str) -> None:
+    """A refused notification that no honest provider sends: a log line for
+    the operator and a metric for the alert."""
+    logger.warning("payment anomaly %s: order %s: %s", kind, order.order_no, what)
+    metrics.payment_anomaly(kind=kind)
+
+
+def _attention_note(order: Order, note: str) -> None:
+    order.attention_reason = (order.attention_reason + "\n" + note).strip()
+    logger.warning("order %s: %s", order.order_no, note)
+
+
+def _payment_already_refunded(*, order: Order, event: PaymentEvent) -> bool:
+    """For a refunded order: is `event` the very payment its refund returned
+    (the refund named it, or the order had no other payment to refund)?"""
+    refunds = PaymentEvent.objects.filter(order=order, kind=PaymentEvent.Kind.REFUNDED)
+    if refunds.filter(provider=event.provider, refunds_event_id=event.event_id).exists():
+        return True
+    other_payments = PaymentEvent.objects.filter(order=order, kind=PaymentEvent.Kind.PAID).exclude(pk=event.pk)
+    return not other_payments.exists() and not refunds.exclude(refunds_event_id="").exists()
+
+
+def _order_overpaid(*, order: Order, event: PaymentEvent) -> None:
+    """Money beyond the order's price: keep the first payment, flag the order
+    and refund this one through the provider that took it, after commit."""
+    order.overpaid = True
+    _attention_note(
+        order,
+        f"extra payment {event.provider}:{event.event_id} ({event.amount} {event.currency})"
+        f" received while {order.status}; refund asked of {event.provider}",
+    )
+    order.save(update_fields=["overpaid", "attention_reason", "updated_at"])
+    transaction.on_commit(metrics.order_overpaid)
+    refund_payment_event_task.delay_on_commit(event.pk)
 
 
 def _order_to_paid(order: Order) -> None:
@@ -139,36 +209,103 @@ def _release_for_refund_rollback_unsafe(order: Order) -> None:
 
 
 @transaction.atomic(durable=True)
-def order_mark_refunded(*, order_no: str, provider: str, event_id: str) -> Order:
-    """Apply a verified refund notification, once."""
+def order_mark_refunded(
+    *, order_no: str, provider: str, event_id: str, amount: Decimal, currency: str, payment_event_id: str = ""
+) -> Order:
+    """Apply a verified refund notification (full or partial), once.
+
+    The refund of an extra payment (named by `payment_event_id`) leaves the
+    order as it is. Any other refund ends the order `refunded`: a delivered
+    order's keys are revoked (the alert counts it); an order not yet
+    delivered returns its stock. Raises OrderNotFound, and RefundMismatch and
+    EventIdReused (both logged as anomalies)."""
     order = Order.objects.select_for_update().filter(order_no=order_no).first()
     if order is None:
         raise OrderNotFound()
-    if PaymentEvent.objects.filter(provider=provider, event_id=event_id).exists():
+    if _event_recorded(order=order, provider=provider, event_id=event_id):
         return order
-    PaymentEvent.objects.create(
+    refundable = _refundable_amount(order)
+    if currency != order.currency or not Decimal(0) < Decimal(amount) <= refundable:
+        _anomaly(
+            RefundMismatch.code,
+            order,
+            f"refund {provider}:{event_id} of {amount} {currency}, refundable {refundable} {order.currency}",
+        )
+        raise RefundMismatch(refundable_amount=str(refundable), expected_currency=order.currency)
+    event = _event_create(
+        order=order,
         provider=provider,
         event_id=event_id,
         kind=PaymentEvent.Kind.REFUNDED,
-        order=order,
-        amount=order.amount,
-        currency=order.currency,
+        amount=amount,
+        currency=currency,
+        refunds_event_id=payment_event_id,
     )
-    if order.status == Status.REFUND_PENDING:
-        order.status = Status.REFUNDED
-        order.save(update_fields=["status", "updated_at"])
+    if event is None:
+        return order
+    if _is_extra_payment(order=order, provider=provider, payment_event_id=payment_event_id):
+        _attention_note(order, f"extra payment {provider}:{payment_event_id} refunded ({amount} {currency})")
+        order.save(update_fields=["attention_reason", "updated_at"])
+    elif order.status != Status.REFUNDED:
+        _order_to_refunded(order=order, note=f"refunded by {provider}:{event_id} ({amount} {currency})")
     return order
+
+
+def _refundable_amount(order: Order) -> Decimal:
+    """What may still be refunded: the payments recorded less the refunds, or
+    the order's price while no payment is recorded (a provider's refund can
+    overtake the payment's own notification)."""
+    totals = {
+        row["kind"]: row["total"]
+        for row in PaymentEvent.objects.filter(order=order).values("kind").annotate(total=Sum("amount"))
+    }
+    paid = totals.get(PaymentEvent.Kind.PAID) or order.amount
+    return paid - (totals.get(PaymentEvent.Kind.REFUNDED) or Decimal(0))
+
+
+def _is_extra_payment(*, order: Order, provider: str, payment_event_id: str) -> bool:
+    """Does the refund name a payment of the order other than its first?"""
+    if not payment_event_id:
+        return False
+    payments = PaymentEvent.objects.filter(order=order, kind=PaymentEvent.Kind.PAID).order_by("id")
+    named = payments.filter(provider=provider, event_id=payment_event_id).first()
+    return named is not None and named.pk != payments.values_list("pk", flat=True).first()
+
+
+def _order_to_refunded(*, order: Order, note: str) -> None:
+    """Caller holds the order's row lock. Keys already handed out are revoked;
+    stock an undelivered order still holds returns after commit."""
+    delivered = order.status == Status.DELIVERED or order.delivered_at is not None
+    order.status = Status.REFUNDED
+    _attention_note(order, note)
+    order.save(update_fields=["status", "attention_reason", "updated_at"])
+    if delivered:
+        cardkeys_revoke_for_order(order_id=order.id)
+        transaction.on_commit(metrics.order_refunded_after_delivery)
+    else:
+        transaction.on_commit(lambda: _release_for_refund_rollback_unsafe(order))
+
+
+# What an operator may refund: paid orders, delivered or not.
+REFUNDABLE_BY_OPERATOR = (Status.NEEDS_ATTENTION, Status.PAID, Status.DELIVERED)
 
 
 @transaction.atomic(durable=True)
 def order_refund_start(*, order_ids: list[int], reason: str) -> int:
-    """Refund paid orders that cannot be delivered (needs_attention or paid);
-    the operator's action. Returns how many."""
-    orders = list(
-        Order.objects.select_for_update().filter(id__in=order_ids, status__in=[Status.NEEDS_ATTENTION, Status.PAID])
-    )
+    """Refund paid orders (needs_attention, paid, or delivered); the
+    operator's action, through the provider that took the payment. They wait
+    in refund_pending for the provider's notification; a delivered order's
+    keys are revoked then. Returns how many."""
+    orders = list(Order.objects.select_for_update().filter(id__in=order_ids, status__in=REFUNDABLE_BY_OPERATOR))
     for order in orders:
-        order_to_refund_pending(order=order, reason=reason)
+        if order.status == Status.DELIVERED:
+            # Its keys are with the buyer: no stock returns, they are revoked on the refund.
+            order.status = Status.REFUND_PENDING
+            order.attention_reason = reason
+            order.save(update_fields=["status", "attention_reason", "updated_at"])
+            refund_order_task.delay_on_commit(order.id)
+        else:
+            order_to_refund_pending(order=order, reason=reason)
     return len(orders)
 
 

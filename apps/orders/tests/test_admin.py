@@ -1,8 +1,14 @@
+import time
+from decimal import Decimal
+from unittest import mock
+
 import pytest
 
+from apps.cardkeys.models import CardKey
 from apps.orders.models import Order
 from apps.orders.services import checkout, payment, persistence
 from apps.orders.tests.support import product_with_keys
+from apps.payments.sandbox_server import notification_sign, sandbox_notification_deliver_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,7 +58,8 @@ def test_refund_action(admin_client, needs_attention_order, monkeypatch):
     refunds = []
     monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: refunds.append(order_id))
     admin_client.post(
-        "/admin/orders/order/", {"action": "start_refund", "_selected_action": [needs_attention_order.id]}
+        "/admin/orders/order/",
+        {"action": "start_refund", "_selected_action": [needs_attention_order.id], "confirm": "yes"},
     )
     needs_attention_order.refresh_from_db()
     assert needs_attention_order.status == "refund_pending" and refunds == [needs_attention_order.id]
@@ -127,7 +134,8 @@ def test_a_refunded_buyer_may_buy_again(admin_client, needs_attention_order, mon
 
     monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: None)
     admin_client.post(
-        "/admin/orders/order/", {"action": "start_refund", "_selected_action": [needs_attention_order.id]}
+        "/admin/orders/order/",
+        {"action": "start_refund", "_selected_action": [needs_attention_order.id], "confirm": "yes"},
     )
     assert buyer_count(needs_attention_order) == 0
     cardkeys_import(product=needs_attention_order.product, source=io.BytesIO(b"MORE-KEY-2\n"), file_name="more.txt")
@@ -151,7 +159,8 @@ def test_a_refund_that_could_not_reach_redis_is_settled_by_reconcile(
 
     monkeypatch.setattr(gate, "stock_buyers_uncount", redis_blip)
     admin_client.post(
-        "/admin/orders/order/", {"action": "start_refund", "_selected_action": [needs_attention_order.id]}
+        "/admin/orders/order/",
+        {"action": "start_refund", "_selected_action": [needs_attention_order.id], "confirm": "yes"},
     )
     assert buyer_count(needs_attention_order) == 1  # the share is still counted
     monkeypatch.setattr(gate, "stock_buyers_uncount", real_uncount)
@@ -175,7 +184,8 @@ def test_a_gate_rebuilt_while_an_order_needs_attention_still_settles_it_once(
     assert stock_warm(product=needs_attention_order.product)[0] is True
     assert buyer_count(needs_attention_order) == 1
     admin_client.post(
-        "/admin/orders/order/", {"action": "start_refund", "_selected_action": [needs_attention_order.id]}
+        "/admin/orders/order/",
+        {"action": "start_refund", "_selected_action": [needs_attention_order.id], "confirm": "yes"},
     )
     assert buyer_count(needs_attention_order) == 0
     from apps.stock.services import stock_buyers_uncount
@@ -184,3 +194,85 @@ def test_a_gate_rebuilt_while_an_order_needs_attention_still_settles_it_once(
         stock_buyers_uncount(product_id=needs_attention_order.product_id, order_no=needs_attention_order.order_no)
         is False
     )
+
+
+# --- refunds of delivered orders, with a confirmation page
+
+
+@pytest.fixture
+def delivered_order(celery_eager):
+    product = product_with_keys(keys=2)
+    result = checkout.order_checkout(sku=product.sku, email="d@x.com", quantity=1)
+    persistence.order_persist_queued()
+    order = Order.objects.get(order_no=result.order_no)
+    payment.order_mark_paid(
+        order_no=order.order_no, provider="sandbox", event_id="paid-1", amount=order.amount, currency="CNY"
+    )
+    order.refresh_from_db()
+    assert order.status == "delivered"
+    return order
+
+
+def test_refund_asks_for_confirmation_with_the_orders_and_amounts(admin_client, delivered_order, monkeypatch):
+    refunds = []
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: refunds.append(order_id))
+
+    page = admin_client.post(
+        "/admin/orders/order/", {"action": "start_refund", "_selected_action": [delivered_order.id]}
+    )
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert delivered_order.order_no in text and "9.90" in text and 'name="confirm" value="yes"' in text
+    delivered_order.refresh_from_db()
+    assert delivered_order.status == "delivered" and refunds == []
+
+
+def test_a_confirmed_refund_of_a_delivered_order_revokes_its_keys_on_the_providers_notice(
+    admin_client, client, delivered_order, django_capture_on_commit_callbacks
+):
+    """Through the sandbox: its refund notification, signed, to the real webhook."""
+    with (
+        mock.patch.object(sandbox_notification_deliver_task, "delay") as sent,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        admin_client.post(
+            "/admin/orders/order/",
+            {"action": "start_refund", "_selected_action": [delivered_order.id], "confirm": "yes"},
+            follow=True,
+        )
+    delivered_order.refresh_from_db()
+    assert delivered_order.status == "refund_pending"
+    assert CardKey.objects.get(order=delivered_order).status == "sold"  # until the provider confirms
+    fields = sent.call_args.kwargs["fields"]
+    assert (fields["kind"], fields["payment_event_id"], fields["amount"]) == ("refunded", "paid-1", "9.90")
+
+    body, headers = notification_sign({**fields, "timestamp": int(time.time())})
+    response = client.post(
+        "/payments/webhook/sandbox",
+        data=body,
+        content_type="application/json",
+        HTTP_X_SANDBOX_SIGNATURE=headers["X-Sandbox-Signature"],
+    )
+
+    assert response.status_code == 200
+    delivered_order.refresh_from_db()
+    assert delivered_order.status == "refunded"
+    assert CardKey.objects.get(order=delivered_order).status == "revoked"
+    listing = admin_client.get("/admin/orders/order/?status__exact=refunded").content.decode()
+    assert delivered_order.order_no in listing
+    page = admin_client.get(f"/admin/orders/order/{delivered_order.id}/change/").content.decode()
+    secret = CardKey.objects.get(order=delivered_order).secret
+    assert "(已撤销)" in page and secret not in page  # "(revoked)", in the admin's zh-hans
+    keys = admin_client.get("/admin/cardkeys/cardkey/?status__exact=revoked").content.decode()
+    assert delivered_order.order_no in keys and secret not in keys
+
+
+def test_overpaid_orders_have_their_own_filter(admin_client, delivered_order, monkeypatch):
+    monkeypatch.setattr("apps.payments.tasks.refund_payment_event_task.delay", lambda event_pk: None)
+    payment.order_mark_paid(
+        order_no=delivered_order.order_no, provider="sandbox", event_id="paid-2", amount=Decimal("9.90"), currency="CNY"
+    )
+    listing = admin_client.get("/admin/orders/order/?overpaid__exact=1").content.decode()
+    assert delivered_order.order_no in listing
+    assert delivered_order.order_no not in admin_client.get("/admin/orders/order/?overpaid__exact=0").content.decode()

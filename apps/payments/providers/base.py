@@ -32,6 +32,10 @@ class PaymentNotification:
     currency: str
     kind: str  # a PaymentEvent.Kind value: "paid" or "refunded"
     timestamp: datetime
+    # A refund: the event id (trade number) of the payment it returns, when
+    # the provider names it. A refund of an extra payment must name it, or the
+    # shop takes it for a refund of the order.
+    payment_event_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from ..exceptions import InvalidSignature, MalformedNotification
 from ..models import PaymentEvent
 from ..sandbox_server import (
     FIELDS,
+    OPTIONAL_FIELDS,
     SANDBOX,
     SIGNATURE_HEADER,
     notification_signature,
@@ -24,9 +25,15 @@ from .base import PaymentNotification, PaymentProvider, PaymentRequest, PaymentS
 
 
 def _event_id(kind: str, order_no: str) -> str:
-    # One payment and at most one refund per order: a second click on "Pay"
-    # repeats the same event, which the webhook dedupes.
+    # One payment per order: a second click on "Pay" repeats the same event,
+    # which the webhook dedupes.
     return f"sandbox-{kind}-{order_no}"
+
+
+def _refund_event_id(payment_event_id: str) -> str:
+    # At most one refund per payment, as a real provider's refund request
+    # number derived from the payment: asking twice repeats the same event.
+    return f"sandbox-refund-{payment_event_id}"[:128]
 
 
 class SandboxProvider(PaymentProvider):
@@ -53,18 +60,29 @@ class SandboxProvider(PaymentProvider):
         _notification_send(kind=PaymentEvent.Kind.PAID, order_no=order_no, amount=amount, currency=currency)
 
     def refund_start(self, *, order_no: str, event_id: str, amount: Decimal, currency: str) -> None:
-        _notification_send(kind=PaymentEvent.Kind.REFUNDED, order_no=order_no, amount=amount, currency=currency)
+        _notification_send(
+            kind=PaymentEvent.Kind.REFUNDED,
+            order_no=order_no,
+            amount=amount,
+            currency=currency,
+            event_id=_refund_event_id(event_id),
+            payment_event_id=event_id,
+        )
 
 
-def _notification_send(*, kind: str, order_no: str, amount: Decimal, currency: str) -> None:
+def _notification_send(
+    *, kind: str, order_no: str, amount: Decimal, currency: str, event_id: str = "", payment_event_id: str = ""
+) -> None:
     """After commit: the sandbox's servers notify the webhook, with retries."""
     fields = {
-        "event_id": _event_id(kind, order_no),
+        "event_id": event_id or _event_id(kind, order_no),
         "order_no": order_no,
         "amount": str(amount),
         "currency": currency,
         "kind": str(kind),
     }
+    if payment_event_id:
+        fields["payment_event_id"] = payment_event_id
     sandbox_notification_deliver_task.delay_on_commit(fields=fields)
 
 
@@ -73,7 +91,10 @@ def _notification_parse(body: bytes) -> PaymentNotification:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise MalformedNotification() from None
-    if not isinstance(data, dict) or set(data) != set(FIELDS):
+    if not isinstance(data, dict) or set(data) - set(OPTIONAL_FIELDS) != set(FIELDS):
+        raise MalformedNotification()
+    payment_event_id = data.get("payment_event_id", "")
+    if not isinstance(payment_event_id, str) or len(payment_event_id) > 128:
         raise MalformedNotification()
     texts = {name: data[name] for name in ("event_id", "order_no", "amount", "currency", "kind")}
     if not all(isinstance(value, str) and value for value in texts.values()):
@@ -100,4 +121,5 @@ def _notification_parse(body: bytes) -> PaymentNotification:
         currency=texts["currency"],
         kind=texts["kind"],
         timestamp=when,
+        payment_event_id=payment_event_id,
     )
