@@ -48,3 +48,9 @@ class PaymentUnavailable(ShopError):
 
 class NotificationDeliveryFailed(Exception):
     """The webhook did not answer 2xx after every attempt; the task retries later."""
+
+
+class NotificationIgnored(Exception):
+    """A genuine notification (its signature verified) the shop has no use
+    for: an event type it does not act on (Stripe sends many). Answered 2xx,
+    so the provider does not send it again; nothing changes."""
