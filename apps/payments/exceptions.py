@@ -56,3 +56,9 @@ class PaymentMethodUnavailable(ShopError):
     code = "method_unavailable"
     http_status = 400
     default_detail = _("This payment method is not available for this order.")
+
+
+class NotificationIgnored(Exception):
+    """A genuine notification (its signature verified) the shop has no use
+    for: an event type it does not act on (Stripe sends many). Answered 2xx,
+    so the provider does not send it again; nothing changes."""

@@ -32,3 +32,26 @@ class PaymentEvent(models.Model):
 
     def __str__(self):
         return f"{self.provider}:{self.event_id}"
+
+
+class ProviderPayment(models.Model):
+    """A payment opened at a provider for an order (Stripe: a Checkout Session
+    id), so the shop can later ask about it (active query) and close it. Not
+    tied to the order row by a key: a payment may be opened while the order
+    is still a reservation in Redis."""
+
+    order_no = models.CharField(_("order number"), max_length=32, db_index=True)
+    provider = models.CharField(_("provider"), max_length=32)
+    reference = models.CharField(_("provider reference"), max_length=255)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("provider payment")
+        verbose_name_plural = _("provider payments")
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "reference"], name="provider_payment_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.provider}:{self.reference}"

@@ -34,8 +34,9 @@ def payment_notification_process(
     it calls is the durable transaction that records the event and the state
     change together, so when this returns the change is committed. Raises
     UnknownProvider, InvalidSignature, MalformedNotification,
-    StaleNotification, and the order service's errors (OrderNotFound,
-    PaymentMismatch, RefundMismatch, EventIdReused)."""
+    StaleNotification, NotificationIgnored (genuine, nothing to do: answer
+    2xx), and the order service's errors (OrderNotFound, PaymentMismatch,
+    RefundMismatch, EventIdReused)."""
     provider = provider_get(name=provider_name)
     notification = provider.notification_verify(body=body, headers=headers, query=query)
     age = abs((timezone.now() - notification.timestamp).total_seconds())

@@ -18,7 +18,7 @@ from apps.core.errors import ShopError, shop_error_response
 from apps.core.ratelimits import PAY_IP, rate_limit
 from apps.orders.grants import order_access_get
 
-from .exceptions import OrderNotPayable, PaymentUnavailable, UnknownProvider
+from .exceptions import NotificationIgnored, OrderNotPayable, PaymentUnavailable, UnknownProvider
 from .providers import provider_get
 from .providers.base import WebhookAnswer
 from .providers.sandbox import SandboxProvider
@@ -41,6 +41,14 @@ def webhook(request, provider: str):
         order = payment_notification_process(
             provider_name=provider, body=request.body, headers=request.headers, query=request.GET
         )
+    except NotificationIgnored:
+        # Genuine, but nothing the shop acts on (another event type): 2xx, or
+        # the provider would send it again and again.
+        metrics.payment_notification(provider=provider, outcome="ignored")
+        answer = _provider_answer(provider, accepted=True)
+        if answer is None:
+            return JsonResponse({"status": "ignored"})
+        return HttpResponse(answer.body, content_type=answer.content_type)
     except ShopError as error:
         metrics.payment_notification(provider=provider, outcome=error.code)
         logger.warning("webhook %s refused: %s (%s)", provider, error.code, error.detail)

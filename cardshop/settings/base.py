@@ -236,6 +236,12 @@ SANDBOX_PAYMENT_SECRET = env("SANDBOX_PAYMENT_SECRET", default=INSECURE_DEV_SAND
 # How the sandbox delivers its notifications, like a real provider would.
 SANDBOX_WEBHOOK_TIMEOUT_SECONDS = env.float("SANDBOX_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 SANDBOX_WEBHOOK_ATTEMPTS = env.int("SANDBOX_WEBHOOK_ATTEMPTS", default=3)
+# Stripe (Checkout Sessions): the API key (sk_live_/sk_test_, or a restricted
+# rk_ key), the signing secret of the shop's webhook endpoint (whsec_), and the
+# API's address (only the tests' local fake of Stripe changes it).
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 
 # --- Mail
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

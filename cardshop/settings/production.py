@@ -58,6 +58,21 @@ if "sandbox" in PAYMENT_PROVIDERS:  # noqa: F405
     if SANDBOX_PAYMENT_SECRET == INSECURE_DEV_SANDBOX_PAYMENT_SECRET or len(SANDBOX_PAYMENT_SECRET) < 32:  # noqa: F405
         raise ImproperlyConfigured("SANDBOX_PAYMENT_SECRET must be a real secret of at least 32 characters.")
 
+# Stripe: a key of the right kind, never echoed (a typo'd real key is still a secret).
+if "stripe" in PAYMENT_PROVIDERS:  # noqa: F405
+    if not STRIPE_SECRET_KEY.startswith(("sk_live_", "sk_test_", "rk_live_", "rk_test_")):  # noqa: F405
+        raise ImproperlyConfigured(
+            "STRIPE_SECRET_KEY is missing or malformed: PAYMENT_PROVIDERS lists stripe, which needs "
+            "a secret key starting sk_live_, sk_test_ or rk_ (see .env.example)."
+        )
+    if not STRIPE_WEBHOOK_SECRET.startswith("whsec_") or len(STRIPE_WEBHOOK_SECRET) < 16:  # noqa: F405
+        raise ImproperlyConfigured(
+            "STRIPE_WEBHOOK_SECRET is missing or malformed: it is the webhook endpoint's signing secret, "
+            "starting whsec_ (see docs/payments.md)."
+        )
+    if not STRIPE_API_BASE.startswith("https://"):  # noqa: F405
+        raise ImproperlyConfigured("STRIPE_API_BASE must be an https:// address (https://api.stripe.com).")
+
 # The delivery email carries the buyer's keys: a backend that prints or files
 # mail would write plaintext keys to logs or disk.
 if EMAIL_BACKEND in (  # noqa: F405

@@ -5,9 +5,11 @@ from django.conf import settings
 from ..exceptions import UnknownProvider
 from .base import PaymentNotification, PaymentProvider
 from .sandbox import SandboxProvider
+from .stripe_checkout import StripeProvider
 
 _PROVIDERS: dict[str, type[PaymentProvider]] = {
     SandboxProvider.name: SandboxProvider,
+    StripeProvider.name: StripeProvider,
 }
 
 __all__ = ["PaymentNotification", "PaymentProvider", "provider_get"]

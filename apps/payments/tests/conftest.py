@@ -24,3 +24,18 @@ def sandbox_sent():
     """The sandbox's delivery enqueue point, replaced: records what would be sent."""
     with mock.patch.object(sandbox_notification_deliver_task, "delay") as delay:
         yield delay
+
+
+@pytest.fixture
+def fake_stripe(settings):
+    """A local fake of Stripe's API with keys made for this test; the shop's
+    Stripe settings point at it and the provider is enabled."""
+    from .fake_stripe import FakeStripe
+
+    fake = FakeStripe().start()
+    settings.STRIPE_SECRET_KEY = fake.api_key
+    settings.STRIPE_WEBHOOK_SECRET = fake.webhook_secret
+    settings.STRIPE_API_BASE = fake.url
+    settings.PAYMENT_PROVIDERS = ["sandbox", "stripe"]
+    yield fake
+    fake.stop()
