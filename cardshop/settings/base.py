@@ -237,6 +237,14 @@ SANDBOX_PAYMENT_SECRET = env("SANDBOX_PAYMENT_SECRET", default=INSECURE_DEV_SAND
 # How the sandbox delivers its notifications, like a real provider would.
 SANDBOX_WEBHOOK_TIMEOUT_SECONDS = env.float("SANDBOX_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 SANDBOX_WEBHOOK_ATTEMPTS = env.int("SANDBOX_WEBHOOK_ATTEMPTS", default=3)
+# 易支付 (epay, the 彩虹易支付 protocol): the gateway's base URL (https in
+# production), the merchant id (pid) and the merchant key that signs with MD5.
+# Needed only with "epay" in PAYMENT_PROVIDERS; production refuses it without them.
+EPAY_GATEWAY_URL = env("EPAY_GATEWAY_URL", default="")
+EPAY_PID = env("EPAY_PID", default="")
+EPAY_KEY = env("EPAY_KEY", default="")
+# Seconds the shop waits for the epay gateway's API (order query, refund).
+EPAY_TIMEOUT_SECONDS = env.float("EPAY_TIMEOUT_SECONDS", default=10.0)
 
 # --- Mail
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

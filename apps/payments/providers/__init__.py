@@ -4,10 +4,12 @@ from django.conf import settings
 
 from ..exceptions import UnknownProvider
 from .base import PaymentNotification, PaymentProvider
+from .epay import EpayProvider
 from .sandbox import SandboxProvider
 
 _PROVIDERS: dict[str, type[PaymentProvider]] = {
     SandboxProvider.name: SandboxProvider,
+    EpayProvider.name: EpayProvider,
 }
 
 __all__ = ["PaymentNotification", "PaymentProvider", "provider_get"]
