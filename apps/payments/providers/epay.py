@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, urlencode
 from django.conf import settings
 from django.utils import timezone
 
-from ..exceptions import InvalidSignature, MalformedNotification, NotPaidNotification, WrongMerchant
+from ..exceptions import InvalidSignature, MalformedNotification, NotPaidNotification, UnknownProvider, WrongMerchant
 from ..models import PaymentEvent
 from .base import PaymentNotification, PaymentProvider, PaymentRequest, PaymentStart, WebhookAnswer
 
@@ -99,10 +99,9 @@ class EpayProvider(PaymentProvider):
     # --- pay
 
     def payment_start(self, *, request: PaymentRequest) -> PaymentStart:
-        if request.channel not in self.channels:
-            raise ValueError(f"epay has no channel {request.channel!r}")
-        if request.currency not in self.currencies:
-            raise ValueError(f"epay takes CNY only, not {request.currency}")
+        # A refusal (a ShopError), not an outage: it does not count against the breaker.
+        if request.channel not in self.channels or not self.takes_currency(request.currency):
+            raise UnknownProvider()
         params = {
             "pid": self.pid,
             "type": request.channel,

@@ -17,6 +17,7 @@ from apps.orders.models import Order
 from apps.orders.selectors import order_snapshot
 from apps.orders.services.payment import order_mark_paid, order_refund_start
 from apps.orders.tests.factories import OrderFactory
+from apps.orders.tests.support import checkout, product_with_keys
 from apps.payments.exceptions import (
     InvalidSignature,
     MalformedNotification,
@@ -219,6 +220,28 @@ def test_an_unknown_channel_is_refused(fake_epay):
     order = OrderFactory()
     with pytest.raises(UnknownProvider):
         payment_start(snapshot=order_snapshot(order), method="epay.unionpay", token=None, device="pc", client_ip="")
+
+
+@pytest.mark.django_db
+def test_another_currency_is_refused_without_calling_the_gateway(fake_epay):
+    order = OrderFactory()
+    snapshot = {**order_snapshot(order), "currency": "USD"}
+    with pytest.raises(UnknownProvider):
+        payment_start(snapshot=snapshot, method="epay.alipay", token=None, device="pc", client_ip="")
+    assert not fake_epay.requests
+
+
+@pytest.mark.django_db
+def test_a_notification_for_an_order_still_being_placed_asks_epay_to_retry(client, fake_epay):
+    product = product_with_keys(keys=1)
+    placed = checkout(product)  # a reservation in Redis, not yet an order in MariaDB
+    trade = _started_without_shop(fake_epay, Order(order_no=placed.order_no, amount=product.price))
+
+    response = client.get(URL, fake_epay.notification(trade))
+
+    assert response.status_code == 503
+    assert response.content == b"fail: order_pending"  # not "success": epay sends it again
+    assert not PaymentEvent.objects.exists()
 
 
 # --- the webhook (GET, answered "success")
