@@ -159,6 +159,15 @@ def test_a_notification_tampered_after_signing_is_refused(fake_epay):
         _verify({name: value for name, value in query.items() if name != "sign"})
 
 
+def test_a_deployment_that_posts_the_notification_as_a_form_is_read_too(fake_epay):
+    query = fake_epay.notification(_trade(fake_epay))
+    body = urlencode(query).encode()
+    provider = provider_get(name="epay")
+    assert provider.notification_verify(body=body, headers={}, query={}).event_id == "20260000000001"
+    with pytest.raises(InvalidSignature):
+        provider.notification_verify(body=body.replace(b"money=9.90", b"money=0.01"), headers={}, query={})
+
+
 def test_a_missing_field_is_refused_even_when_signed(fake_epay):
     query = fake_epay.notification(_trade(fake_epay))
     del query["out_trade_no"]
