@@ -30,6 +30,22 @@ class MalformedNotification(ShopError):
     default_detail = _("The notification could not be read.")
 
 
+class WrongMerchant(ShopError):
+    """Signed, but for another merchant account (epay's pid, Alipay's app_id)."""
+
+    code = "wrong_merchant"
+    http_status = 400
+    default_detail = _("The notification is for another merchant account.")
+
+
+class NotPaidNotification(ShopError):
+    """Signed, but its status is not a completed payment (epay: not TRADE_SUCCESS)."""
+
+    code = "not_a_payment"
+    http_status = 400
+    default_detail = _("The notification does not report a completed payment.")
+
+
 class OrderNotPayable(ShopError):
     code = "not_payable"
     http_status = 409

@@ -11,21 +11,15 @@ from .selectors import payment_extra_refundable_get, payment_refundable_get
 
 def payment_refund_request(*, order_id: int) -> bool:
     """Ask the provider that took the order's payment to refund it; the order
-    becomes `refunded` when the provider's notification arrives. Returns False,
+    becomes `refunded` when the provider's notification arrives, or at once
+    for a provider whose refunds are synchronous (epay). Returns False,
     doing nothing, unless the order is refund_pending with a recorded payment
     (so a task run twice, or after the refund, is harmless). Raises
     PaymentUnavailable while the provider is failing; the task retries."""
     payment = payment_refundable_get(order_id=order_id)
     if payment is None:
         return False
-    provider_call(
-        provider_get(name=payment.provider),
-        "refund_start",
-        order_no=payment.order.order_no,
-        event_id=payment.event_id,
-        amount=payment.amount,
-        currency=payment.currency,
-    )
+    _refund(payment)
     return True
 
 
@@ -45,12 +39,33 @@ def payment_refund_request_for_event(*, event_pk: int) -> bool:
     payment = payment_extra_refundable_get(event_pk=event_pk)
     if payment is None:
         return False
-    provider_call(
-        provider_get(name=payment.provider),
+    _refund(payment)
+    return True
+
+
+def _refund(payment) -> None:
+    """Refund the whole of one payment through the provider that took it."""
+    provider = provider_get(name=payment.provider)
+    refunded = provider_call(
+        provider,
         "refund_start",
         order_no=payment.order.order_no,
         event_id=payment.event_id,
         amount=payment.amount,
         currency=payment.currency,
     )
-    return True
+    if refunded is not None:
+        # A synchronous refund (epay sends no refund notification): record it
+        # now, through the same path a refund notification takes.
+        # Imported here: apps.orders.services.payment imports this module's
+        # task module (payments.tasks -> refunds), a real cycle.
+        from apps.orders.services.payment import order_mark_refunded
+
+        order_mark_refunded(
+            order_no=refunded.order_no,
+            provider=provider.name,
+            event_id=refunded.event_id,
+            amount=refunded.amount,
+            currency=refunded.currency,
+            payment_event_id=payment.event_id,
+        )

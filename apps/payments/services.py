@@ -60,6 +60,27 @@ def payment_notification_process(
     )
 
 
+def payment_query_apply(*, provider_name: str, order_no: str) -> Order | None:
+    """An active query: ask the provider whether the order was paid (its
+    notification may have been lost) and apply a paid answer through the
+    same dedupe path a notification takes (the event id is the provider's
+    trade number, so the notification arriving after all acts no more).
+    Returns the order when the provider says paid, None when not (yet).
+    Raises UnknownProvider, PaymentUnavailable while the provider is failing,
+    and order_mark_paid's errors (PaymentMismatch, OrderNotFound, ...)."""
+    provider = provider_get(name=provider_name)
+    notification = provider_call(provider, "payment_query", order_no=order_no)
+    if notification is None or notification.kind != PaymentEvent.Kind.PAID or notification.order_no != order_no:
+        return None
+    return order_mark_paid(
+        order_no=order_no,
+        provider=provider.name,
+        event_id=notification.event_id,
+        amount=notification.amount,
+        currency=notification.currency,
+    )
+
+
 def sandbox_payment_make(*, snapshot: Mapping) -> None:
     """The buyer paid in the sandbox: it notifies the webhook, asynchronously
     and with retries, as a real provider does. `snapshot` is the order as the

@@ -243,6 +243,15 @@ STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 
+# 易支付 (epay, the 彩虹易支付 protocol): the gateway's base URL (https in
+# production), the merchant id (pid) and the merchant key that signs with MD5.
+# Needed only with "epay" in PAYMENT_PROVIDERS; production refuses it without them.
+EPAY_GATEWAY_URL = env("EPAY_GATEWAY_URL", default="")
+EPAY_PID = env("EPAY_PID", default="")
+EPAY_KEY = env("EPAY_KEY", default="")
+# Seconds the shop waits for the epay gateway's API (order query, refund).
+EPAY_TIMEOUT_SECONDS = env.float("EPAY_TIMEOUT_SECONDS", default=10.0)
+
 # --- Mail
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="cardshop <noreply@cardshop.local>")

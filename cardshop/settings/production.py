@@ -5,6 +5,8 @@ with a missing or placeholder secret never starts serving (and never encrypts
 card keys with a key everyone can read in this repository).
 """
 
+import re
+
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
@@ -72,6 +74,16 @@ if "stripe" in PAYMENT_PROVIDERS:  # noqa: F405
         )
     if not STRIPE_API_BASE.startswith("https://"):  # noqa: F405
         raise ImproperlyConfigured("STRIPE_API_BASE must be an https:// address (https://api.stripe.com).")
+
+# 易支付 (epay): a gateway reached over https, a numeric merchant id and a key.
+# The messages name the variable, never its value.
+if "epay" in PAYMENT_PROVIDERS:  # noqa: F405
+    if not re.fullmatch(r"https://[^\s/?#]+(/[^\s?#]*)?", EPAY_GATEWAY_URL.strip()):  # noqa: F405
+        raise ImproperlyConfigured("EPAY_GATEWAY_URL must be the epay gateway's https:// URL (see .env.example).")
+    if not re.fullmatch(r"[0-9]+", EPAY_PID.strip()):  # noqa: F405
+        raise ImproperlyConfigured("EPAY_PID must be the epay merchant id (digits; see .env.example).")
+    if not EPAY_KEY.strip():  # noqa: F405
+        raise ImproperlyConfigured("EPAY_KEY is not set; epay signs with the merchant key (see .env.example).")
 
 # The delivery email carries the buyer's keys: a backend that prints or files
 # mail would write plaintext keys to logs or disk.

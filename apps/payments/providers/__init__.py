@@ -4,12 +4,14 @@ from django.conf import settings
 
 from ..exceptions import UnknownProvider
 from .base import PaymentNotification, PaymentProvider
+from .epay import EpayProvider
 from .sandbox import SandboxProvider
 from .stripe_checkout import StripeProvider
 
 _PROVIDERS: dict[str, type[PaymentProvider]] = {
     SandboxProvider.name: SandboxProvider,
     StripeProvider.name: StripeProvider,
+    EpayProvider.name: EpayProvider,
 }
 
 __all__ = ["PaymentNotification", "PaymentProvider", "provider_get"]

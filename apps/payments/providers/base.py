@@ -136,9 +136,13 @@ class PaymentProvider(ABC):
         return None
 
     @abstractmethod
-    def refund_start(self, *, order_no: str, event_id: str, amount: Decimal, currency: str) -> None:
+    def refund_start(
+        self, *, order_no: str, event_id: str, amount: Decimal, currency: str
+    ) -> PaymentNotification | None:
         """Ask the provider to refund `amount` of the payment `event_id` (its
         trade number) of the order. Idempotent at the provider for the same
         payment (an idempotency key or the provider's refund request number
         derived from the event id). The provider confirms with a `refunded`
-        notification, or the caller records the refund from its answer."""
+        notification later (returns None), or, for a provider whose refunds
+        are synchronous (epay), returns that `refunded` notification now and
+        the caller records it (apps/payments/refunds.py)."""

@@ -1,0 +1,233 @@
+"""A local fake of an epay (彩虹易支付) gateway, for tests: an HTTP server on
+127.0.0.1 in a thread that speaks the protocol the shop's provider speaks to
+the real one, with its own merchant id and a key made at start.
+
+- GET /submit.php: checks the signed page-jump parameters and opens a trade
+  (its trade_no), answering a cashier page (200) or a refusal (400).
+- GET /pay.php?trade_no=…: the buyer pays: the trade becomes paid and the
+  gateway GETs the shop's notify_url with a signed notification (what it
+  answered is kept). `pay(..., notify=False)` pays with the notification lost.
+- GET /api.php?act=order: the trade by out_trade_no or trade_no.
+- POST /api.php?act=refund: refunds a paid trade once.
+
+The signing is written here again from the protocol (not imported from the
+shop), so a shared mistake cannot pass unnoticed."""
+
+import hashlib
+import json
+import secrets
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def sign(params: dict, key: str) -> str:
+    text = "&".join(f"{k}={params[k]}" for k in sorted(params) if k not in ("sign", "sign_type") and params[k] != "")
+    return hashlib.md5((text + key).encode()).hexdigest()
+
+
+@dataclass
+class Trade:
+    trade_no: str
+    out_trade_no: str
+    type: str
+    name: str
+    money: str
+    notify_url: str
+    return_url: str
+    status: int = 0  # 0 unpaid, 1 paid, 2 refunded
+    refunds: list = field(default_factory=list)
+
+
+class FakeEpay:
+    def __init__(self, *, pid: str = "1001"):
+        self.pid = pid
+        self.key = secrets.token_hex(16)
+        self.trades: dict[str, Trade] = {}
+        self.notify_answers: list[tuple[int, str]] = []
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        self._next = 0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                fake._handle(self, dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True)))
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
+                fake._handle(self, {**dict(parse_qsl(urlsplit(self.path).query)), **form})
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+
+    # --- the buyer's and the tests' side
+
+    def open(self, pay_url: str) -> tuple[int, str]:
+        """The buyer's browser follows the shop's pay URL."""
+        try:
+            with _opener.open(pay_url, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def trade_for(self, out_trade_no: str) -> Trade:
+        return next(t for t in self.trades.values() if t.out_trade_no == out_trade_no)
+
+    def notification(self, trade: Trade, **changes) -> dict:
+        """The signed notification of a paid trade (`changes` are applied
+        before signing; pass sign=… to forge one)."""
+        params = {
+            "pid": self.pid,
+            "trade_no": trade.trade_no,
+            "out_trade_no": trade.out_trade_no,
+            "type": trade.type,
+            "name": trade.name,
+            "money": trade.money,
+            "trade_status": "TRADE_SUCCESS",
+        }
+        forged_sign = changes.pop("sign", None)
+        params.update(changes)
+        params["sign"] = forged_sign or sign(params, self.key)
+        params["sign_type"] = "MD5"
+        return params
+
+    def pay(self, trade_no: str, *, notify: bool = True) -> tuple[int, str] | None:
+        """The buyer pays the trade; the gateway notifies the shop (GET)."""
+        trade = self.trades[trade_no]
+        trade.status = 1
+        if not notify:
+            return None
+        return self.notify(trade)
+
+    def notify(self, trade: Trade, **changes) -> tuple[int, str]:
+        url = trade.notify_url + "?" + urlencode(self.notification(trade, **changes))
+        try:
+            with _opener.open(url, timeout=30) as response:
+                answer = (response.status, response.read().decode())
+        except urllib.error.HTTPError as exc:
+            answer = (exc.code, exc.read().decode())
+        with self._lock:
+            self.notify_answers.append(answer)
+        return answer
+
+    # --- the gateway
+
+    def _handle(self, handler, params: dict):
+        path = urlsplit(handler.path).path
+        with self._lock:
+            self.requests.append(path)
+        if path == "/submit.php":
+            status, body, kind = self._submit(params)
+        elif path == "/pay.php":
+            trade = self.trades.get(params.get("trade_no", ""))
+            if trade is None:
+                status, body, kind = 404, "no such trade", "text/plain"
+            else:
+                answer = self.pay(trade.trade_no)
+                status, body, kind = 200, f"paid; the shop answered {answer}", "text/plain"
+        elif path == "/api.php" and params.get("act") == "order":
+            status, body, kind = 200, json.dumps(self._order(params)), "application/json"
+        elif path == "/api.php" and params.get("act") == "refund":
+            status, body, kind = 200, json.dumps(self._refund(params)), "application/json"
+        else:
+            status, body, kind = 404, "not found", "text/plain"
+        data = body.encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", f"{kind}; charset=utf-8")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _submit(self, params: dict):
+        required = ("pid", "type", "out_trade_no", "notify_url", "name", "money", "sign")
+        if any(not params.get(name) for name in required):
+            return 400, "missing parameter", "text/plain"
+        if params["pid"] != self.pid:
+            return 400, "商户不存在", "text/plain"
+        if params.get("sign_type", "MD5") != "MD5" or params["sign"] != sign(params, self.key):
+            return 400, "签名校验失败", "text/plain"
+        if params["type"] not in ("alipay", "wxpay", "qqpay"):
+            return 400, "支付方式不存在", "text/plain"
+        with self._lock:
+            existing = [t for t in self.trades.values() if t.out_trade_no == params["out_trade_no"]]
+            if existing:
+                trade = existing[0]
+            else:
+                self._next += 1
+                trade = Trade(
+                    trade_no=f"2026{self._next:012d}",
+                    out_trade_no=params["out_trade_no"],
+                    type=params["type"],
+                    name=params["name"],
+                    money=params["money"],
+                    notify_url=params["notify_url"],
+                    return_url=params.get("return_url", ""),
+                )
+                self.trades[trade.trade_no] = trade
+        page = f'<html><body>pay {trade.money} <a href="/pay.php?trade_no={trade.trade_no}">pay</a></body></html>'
+        return 200, page, "text/html"
+
+    def _authorized(self, params: dict) -> dict | None:
+        if params.get("pid") != self.pid or params.get("key") != self.key:
+            return {"code": -2, "msg": "KEY校验失败"}
+        return None
+
+    def _find(self, params: dict) -> Trade | None:
+        if params.get("trade_no"):
+            return self.trades.get(params["trade_no"])
+        return next((t for t in self.trades.values() if t.out_trade_no == params.get("out_trade_no")), None)
+
+    def _order(self, params: dict) -> dict:
+        refused = self._authorized(params)
+        if refused:
+            return refused
+        trade = self._find(params)
+        if trade is None:
+            return {"code": -1, "msg": "订单号不存在"}
+        return {
+            "code": 1,
+            "msg": "查询订单号成功！",
+            "trade_no": trade.trade_no,
+            "out_trade_no": trade.out_trade_no,
+            "type": trade.type,
+            "pid": int(self.pid),
+            "name": trade.name,
+            "money": trade.money,
+            "status": trade.status,
+        }
+
+    def _refund(self, params: dict) -> dict:
+        refused = self._authorized(params)
+        if refused:
+            return refused
+        with self._lock:
+            trade = self.trades.get(params.get("trade_no", ""))
+            if trade is None:
+                return {"code": -1, "msg": "订单号不存在"}
+            if trade.status != 1:
+                return {"code": -1, "msg": "该订单未支付或已退款"}
+            if params.get("money") != trade.money:
+                return {"code": -1, "msg": "退款金额不正确"}
+            trade.status = 2
+            trade.refunds.append(params["money"])
+        return {"code": 1, "msg": "退款成功"}
