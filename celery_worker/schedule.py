@@ -10,6 +10,12 @@ BEAT_SCHEDULE = {
         "options": {"expires": 5},
     },
     "expire-reservations": {"task": "apps.orders.tasks.expire_reservations_task", "schedule": schedule(15.0)},
+    # Asks the providers about unpaid orders with a started payment before they expire.
+    "query-expiring-payments": {
+        "task": "apps.orders.tasks.payments_query_expiring_task",
+        "schedule": schedule(10.0),
+        "options": {"expires": 30},
+    },
     # Warms products before a sale and rebuilds a gate Redis lost; a no-op otherwise.
     "warm-stock": {"task": "apps.stock.tasks.warm_stock_task", "schedule": schedule(5.0)},
     # Pauses checkout while the fulfilment or persistence backlog is too deep, and reopens it.

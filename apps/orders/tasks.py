@@ -8,6 +8,9 @@ from django.conf import settings
 
 from apps.orders.services import expiry, fulfilment, persistence, reconcile
 
+# A module, not its names: it applies payments through the order services.
+from apps.payments import services as payment_services
+
 from .mail import order_keys_email_send, order_keys_emails_send
 
 logger = logging.getLogger(__name__)
@@ -81,3 +84,10 @@ def expire_reservations_task():
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def reconcile_task():
     return reconcile.reconcile_run().lines()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def payments_query_expiring_task():
+    """Before an unpaid order with a started payment expires, ask its provider
+    (a lost notification must not cost the buyer the keys)."""
+    return payment_services.payments_query_expiring()

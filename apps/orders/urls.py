@@ -11,4 +11,5 @@ urlpatterns = [
     path("orders/<str:order_no>/status", views.order_status, name="status"),
     path("orders/<str:order_no>/pay", views.order_pay, name="pay"),
     path("orders/<str:order_no>/cancel", views.order_cancel_page, name="cancel"),
+    path("orders/<str:order_no>/check-payment", views.order_payment_check, name="check-payment"),
 ]

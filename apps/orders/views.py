@@ -19,13 +19,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.core.client_ip import client_ip
-from apps.core.errors import shop_error_response
+from apps.core.errors import ShopError, shop_error_response
 from apps.core.ratelimits import LOOKUP_IP, PAY_IP, rate_limit
 from apps.payments.api import buyer_device
 from apps.payments.breaker import provider_refusing
 from apps.payments.exceptions import PaymentUnavailable
 from apps.payments.labels import payment_method_label
-from apps.payments.services import PAYABLE_BY_METHOD, payment_start
+from apps.payments.services import PAYABLE_BY_METHOD, payment_start, payments_query_started
 
 from .exceptions import OrderNotCancellable, OrderNotFound, OrderPending
 from .grants import order_access_get, order_grant_lookup
@@ -135,6 +135,27 @@ def order_cancel_page(request, order_no: str):
         order_cancel(order_no=order_no)
     except (OrderNotCancellable, OrderPending) as error:
         messages.error(request, error.detail)
+    return redirect(_detail_url(order_no, access.token))
+
+
+@never_cache
+@require_POST
+@rate_limit(PAY_IP, page=True)
+def order_payment_check(request, order_no: str):
+    """ "I have paid": ask the providers the order's payment was started with,
+    now, rather than wait for a notification that may be late or lost."""
+    access = order_access_get(request=request, order_no=order_no)
+    if access is None:
+        raise Http404
+    try:
+        paid = payments_query_started(order_no=order_no) is not None
+    except ShopError as error:
+        messages.warning(request, error.detail)
+    else:
+        if paid:
+            messages.success(request, _("Your payment has arrived. Your keys are on the way."))
+        else:
+            messages.info(request, _("No payment has arrived yet. If you have just paid, check again in a moment."))
     return redirect(_detail_url(order_no, access.token))
 
 

@@ -19,3 +19,14 @@ def provider_payment_references(*, order_no: str, provider: str) -> list[str]:
         .order_by("-id")
         .values_list("reference", flat=True)
     )
+
+
+def provider_payment_providers(*, order_no: str) -> list[str]:
+    """The providers the order's payments were started with, first started first."""
+    names = ProviderPayment.objects.filter(order_no=order_no).order_by("id").values_list("provider", flat=True)
+    return list(dict.fromkeys(names))
+
+
+def orders_with_started_payments():
+    """The order numbers with a payment started at a provider (a subquery)."""
+    return ProviderPayment.objects.values("order_no")

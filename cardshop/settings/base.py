@@ -163,6 +163,8 @@ CELERY_TASK_ROUTES = {
     "apps.orders.tasks.persist_reservations_task": {"queue": CELERY_QUEUE_GATE},
     "apps.orders.tasks.expire_reservations_task": {"queue": CELERY_QUEUE_GATE},
     "apps.orders.tasks.reconcile_task": {"queue": CELERY_QUEUE_GATE},
+    # It waits on providers' answers: never in the gate queue's way.
+    "apps.orders.tasks.payments_query_expiring_task": {"queue": CELERY_QUEUE_PAYMENTS},
     "apps.stock.tasks.*": {"queue": CELERY_QUEUE_GATE},
     "apps.orders.tasks.fulfil_order_task": {"queue": CELERY_QUEUE_FULFIL},
     "apps.payments.*": {"queue": CELERY_QUEUE_PAYMENTS},
@@ -190,6 +192,11 @@ DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", default="CNY")
 # Stock at or below this many keys shows as "low".
 LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=10)
 RESERVATION_TTL = env.int("RESERVATION_TTL", default=15 * 60)
+# An order whose payment was started at a provider expires this much later
+# than its reservation, while the shop asks the provider whether it was paid
+# (a notification may be lost); the question is asked from this long before.
+PAYMENT_QUERY_GRACE_SECONDS = env.int("PAYMENT_QUERY_GRACE_SECONDS", default=60)
+PAYMENT_QUERY_AHEAD_SECONDS = env.int("PAYMENT_QUERY_AHEAD_SECONDS", default=30)
 # An Idempotency-Key is remembered this long past the reservation it made.
 IDEMPOTENCY_GRACE_SECONDS = env.int("IDEMPOTENCY_GRACE_SECONDS", default=15 * 60)
 # A product page's token is good for checkout this long (then: reload the page).

@@ -1,15 +1,20 @@
 """Expiry: orders unpaid past their reservation (RESERVATION_TTL) expire and
-their stock returns to the gate. A payment that arrives later is handled by
+their stock returns to the gate; any payment opened at a provider is closed.
+An order with a started payment gets PAYMENT_QUERY_GRACE_SECONDS more while
+the shop asks its provider. A payment that arrives later is handled by
 payment.py (delivered if keys remain, else refunded)."""
 
 import logging
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.core import metrics
+from apps.payments.provider_payments import orders_with_started_payments
+from apps.payments.tasks import payment_close_task
 from apps.stock import services as stock
 
 from ..models import Order
@@ -22,10 +27,14 @@ def order_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
     The database transition comes first; the stock returns after commit (and
     reconciliation returns it if Redis could not be reached then)."""
     now = now or timezone.now()
+    grace = timezone.timedelta(seconds=settings.PAYMENT_QUERY_GRACE_SECONDS)
     with transaction.atomic(durable=True):
         due = list(
             Order.objects.select_for_update(skip_locked=True)
             .filter(status=Order.Status.AWAITING_PAYMENT, reserved_until__lt=now)
+            # A payment started at a provider: wait a little longer while the
+            # shop asks it (apps.payments.services.payments_query_expiring).
+            .exclude(order_no__in=orders_with_started_payments(), reserved_until__gte=now - grace)
             .order_by("id")[:limit]
         )
         if not due:
@@ -35,6 +44,11 @@ def order_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
         )
         transaction.on_commit(lambda: metrics.orders_expired(count=len(due)))
         transaction.on_commit(lambda: _release_unpaid_rollback_unsafe(due))
+        # Close what the buyers may still pay at a provider (a Stripe session).
+        for order_no in Order.objects.filter(
+            id__in=[o.id for o in due], order_no__in=orders_with_started_payments()
+        ).values_list("order_no", flat=True):
+            payment_close_task.delay_on_commit(order_no)
     return len(due)
 
 

@@ -72,6 +72,10 @@ class PaymentStart:
 
     pay_url: str = ""
     qr_code: str = ""
+    # The provider's own id of the payment it opened (a Stripe Checkout
+    # Session), kept to ask about and close it later; empty for a provider
+    # that finds payments by the order number (epay, Alipay, WeChat Pay).
+    reference: str = ""
 
 
 @dataclass(frozen=True)

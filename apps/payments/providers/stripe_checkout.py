@@ -31,7 +31,7 @@ from ..exceptions import (
     UnknownProvider,
 )
 from ..models import PaymentEvent
-from ..provider_payments import provider_payment_record, provider_payment_references
+from ..provider_payments import provider_payment_references
 from .base import PaymentNotification, PaymentProvider, PaymentRequest, PaymentStart
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class StripeProvider(PaymentProvider):
                 and session.amount_total == unit_amount
                 and (session.currency or "").upper() == request.currency
             ):
-                return PaymentStart(pay_url=session.url)
+                return PaymentStart(pay_url=session.url, reference=session.id)
         expires_at = session_expires_at(deadline=request.deadline, now=timezone.now())
         session = client.v1.checkout.sessions.create(
             params={
@@ -147,8 +147,7 @@ class StripeProvider(PaymentProvider):
                 "expires_at": int(expires_at.timestamp()),
             }
         )
-        provider_payment_record(order_no=request.order_no, provider=self.name, reference=session.id)
-        return PaymentStart(pay_url=session.url)
+        return PaymentStart(pay_url=session.url, reference=session.id)
 
     def payment_query(self, *, order_no: str) -> PaymentNotification | None:
         client = self._client()
