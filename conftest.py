@@ -39,6 +39,17 @@ def clean_redis():
 
 
 @pytest.fixture(autouse=True)
+def _payment_methods_read_afresh():
+    """The merchant's payment method rows are kept per process for half a
+    minute; each test starts from its own database."""
+    from apps.payments.selectors import payment_method_choices_forget
+
+    payment_method_choices_forget()
+    yield
+    payment_method_choices_forget()
+
+
+@pytest.fixture(autouse=True)
 def _replica_reads_see_the_test_transaction(request):
     """A non-transactional test writes inside a transaction that the separate
     replica connection cannot see; pin its reads to the primary. Tests marked

@@ -24,7 +24,7 @@ from apps.core.ratelimits import LOOKUP_IP, PAY_IP, rate_limit
 from apps.payments.api import buyer_device
 from apps.payments.breaker import provider_refusing
 from apps.payments.exceptions import PaymentUnavailable
-from apps.payments.labels import payment_method_label
+from apps.payments.selectors import payment_method_label
 from apps.payments.services import PAYABLE_BY_METHOD, payment_start, payments_query_started
 
 from .exceptions import OrderNotCancellable, OrderNotFound, OrderPending

@@ -55,3 +55,24 @@ class ProviderPayment(models.Model):
 
     def __str__(self):
         return f"{self.provider}:{self.reference}"
+
+
+class PaymentMethodChoice(models.Model):
+    """The merchant's say on a payment method: shown to buyers or not, under
+    which label, in which place. A method with no row is shown under its
+    default label after those with one; a method whose provider is not
+    enabled (PAYMENT_PROVIDERS) or does not take the order's currency is never
+    shown, whatever its row says."""
+
+    method = models.CharField(_("method"), max_length=40, unique=True, help_text=_("e.g. epay.alipay or stripe"))
+    label = models.CharField(_("label"), max_length=60, blank=True, help_text=_("Empty: the default label."))
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+    enabled = models.BooleanField(_("shown to buyers"), default=True)
+
+    class Meta:
+        ordering = ["position", "method"]
+        verbose_name = _("payment method")
+        verbose_name_plural = _("payment methods")
+
+    def __str__(self):
+        return self.method

@@ -14,7 +14,12 @@ _PROVIDERS: dict[str, type[PaymentProvider]] = {
     EpayProvider.name: EpayProvider,
 }
 
-__all__ = ["PaymentNotification", "PaymentProvider", "provider_get"]
+__all__ = ["PaymentNotification", "PaymentProvider", "provider_get", "provider_names"]
+
+
+def provider_names() -> list[str]:
+    """Every provider this code knows, enabled or not."""
+    return list(_PROVIDERS)
 
 
 def provider_get(*, name: str) -> PaymentProvider:

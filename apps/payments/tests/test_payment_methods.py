@@ -68,3 +68,44 @@ def test_only_an_order_that_can_be_paid_opens_a_payment(client):
     response = start(client, result.order_no, result.access_token, "sandbox")
     assert response.status_code == 409 and response.json()["error"] == "not_payable"
     assert order(client, result)["payment_methods"] == []
+
+
+def test_the_merchant_hides_renames_and_orders_the_methods(client, admin_client, monkeypatch, settings):
+    from apps.payments.models import PaymentMethodChoice
+    from apps.payments.providers.base import PaymentProvider, PaymentStart
+
+    class TwoChannels(PaymentProvider):
+        name = "twochannels"
+        channels = ("alipay", "wxpay")
+
+        def payment_start(self, *, request):
+            return PaymentStart(pay_url="https://pay.example/x")
+
+        def notification_verify(self, *, body, headers, query):
+            raise NotImplementedError
+
+        def refund_start(self, *, order_no, event_id, amount, currency):
+            raise NotImplementedError
+
+    monkeypatch.setitem(
+        __import__("apps.payments.providers", fromlist=["_PROVIDERS"])._PROVIDERS, "twochannels", TwoChannels
+    )
+    settings.PAYMENT_PROVIDERS = ["sandbox", "twochannels"]
+    product = product_with_keys(keys=1)
+    result = checkout(product)
+    assert order(client, result)["payment_methods"] == ["sandbox", "twochannels.alipay", "twochannels.wxpay"]
+
+    # Through the admin: WeChat first, under the merchant's label; the sandbox hidden.
+    for method, label, position, enabled in (("twochannels.wxpay", "微信", 1, True), ("sandbox", "", 9, False)):
+        response = admin_client.post(
+            "/admin/payments/paymentmethodchoice/add/",
+            {"method": method, "label": label, "position": position, "enabled": "on" if enabled else ""},
+        )
+        assert response.status_code == 302, response.content.decode()[:500]
+    assert PaymentMethodChoice.objects.count() == 2
+
+    assert order(client, result)["payment_methods"] == ["twochannels.wxpay", "twochannels.alipay"]
+    page = client.get(f"/orders/{result.order_no}?token={result.access_token}").content.decode()
+    assert 'value="twochannels.wxpay" class="button button-pay">微信<' in page
+    assert 'value="sandbox"' not in page
+    assert start(client, result.order_no, result.access_token, "sandbox").status_code == 400
