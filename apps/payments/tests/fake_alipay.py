@@ -165,7 +165,8 @@ class FakeAlipay:
         forged = changes.pop("sign", None)
         params.update(changes)
         params = {k: v for k, v in params.items() if v is not None}
-        params["sign"] = forged or rsa2_sign(self._alipay_key, content(params, without=("sign", "sign_type")))
+        signed = rsa2_sign(self._alipay_key, content(params, without=("sign", "sign_type")))
+        params["sign"] = signed if forged is None else forged
         params["sign_type"] = "RSA2"
         return params
 
