@@ -11,6 +11,7 @@ from apps.cardkeys.models import CardKey
 from apps.orders.models import Order
 from apps.orders.selectors import order_snapshot
 from apps.orders.services import persistence
+from apps.orders.services.cancel import order_cancel
 from apps.orders.services.payment import order_refund_start
 from apps.orders.tests.processes import CeleryWorker, GunicornServer
 from apps.orders.tests.support import checkout, product_with_keys
@@ -175,3 +176,15 @@ def test_an_active_query_delivers_a_payment_whose_notification_was_lost(shop, ga
     # The notification arriving late after all changes nothing.
     assert gateway.notify(trade) == (200, "success")
     assert PaymentEvent.objects.filter(order=order).count() == 1
+
+
+def test_a_cancelled_order_has_its_alipay_trade_closed(shop, gateway):
+    product = product_with_keys(keys=1)
+    order = _awaiting(product, "cancel-alipay@example.com")
+    trade = _opened(gateway, order)
+
+    order_cancel(order_no=order.order_no)
+
+    # The worker closes the trade at Alipay, so the buyer can no longer pay it there.
+    wait_until(lambda: trade.status == "TRADE_CLOSED", timeout=60, message="alipay.trade.close")
+    assert "alipay.trade.close" in [request["method"] for request in gateway.requests]
