@@ -259,6 +259,21 @@ EPAY_KEY = env("EPAY_KEY", default="")
 # Seconds the shop waits for the epay gateway's API (order query, refund).
 EPAY_TIMEOUT_SECONDS = env.float("EPAY_TIMEOUT_SECONDS", default=10.0)
 
+# Alipay (支付宝开放平台, RSA2): the app's id (digits), the app's RSA private key
+# (PEM; signs every request), Alipay's RSA public key (PEM; from the console's
+# 接口加签方式, verifies Alipay's answers and notifications) and the gateway.
+# A PEM may be given on one line with \n for its line breaks. Needed only with
+# "alipay" in PAYMENT_PROVIDERS; production refuses it without them.
+ALIPAY_APP_ID = env("ALIPAY_APP_ID", default="")
+ALIPAY_APP_PRIVATE_KEY = env.str("ALIPAY_APP_PRIVATE_KEY", default="", multiline=True)
+ALIPAY_PUBLIC_KEY = env.str("ALIPAY_PUBLIC_KEY", default="", multiline=True)
+ALIPAY_GATEWAY_URL = env("ALIPAY_GATEWAY_URL", default="https://openapi.alipay.com/gateway.do")
+# On: buyers on a computer get a QR code to scan (alipay.trade.precreate, 当面付)
+# instead of Alipay's payment page (page pay). Phones always get WAP pay.
+ALIPAY_QR = env.bool("ALIPAY_QR", default=False)
+# Seconds the shop waits for Alipay's API (precreate, query, refund, close).
+ALIPAY_TIMEOUT_SECONDS = env.float("ALIPAY_TIMEOUT_SECONDS", default=10.0)
+
 # --- Mail
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="cardshop <noreply@cardshop.local>")

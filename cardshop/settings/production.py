@@ -7,7 +7,10 @@ card keys with a key everyone can read in this repository).
 
 import re
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 from django.core.exceptions import ImproperlyConfigured
 
 from cardshop.env import env
@@ -84,6 +87,35 @@ if "epay" in PAYMENT_PROVIDERS:  # noqa: F405
         raise ImproperlyConfigured("EPAY_PID must be the epay merchant id (digits; see .env.example).")
     if not EPAY_KEY.strip():  # noqa: F405
         raise ImproperlyConfigured("EPAY_KEY is not set; epay signs with the merchant key (see .env.example).")
+
+
+def _rsa_key_loads(pem: str, *, private: bool) -> bool:
+    """Whether `pem` is an RSA key (private or public) in PEM. Never raises,
+    so no parser message (which might quote the key) reaches the error."""
+    try:
+        data = pem.strip().encode("ascii")
+        key = load_pem_private_key(data, password=None) if private else load_pem_public_key(data)
+    except (ValueError, TypeError, UnicodeError, UnsupportedAlgorithm):
+        return False
+    return isinstance(key, rsa.RSAPrivateKey if private else rsa.RSAPublicKey)
+
+
+if "alipay" in PAYMENT_PROVIDERS:  # noqa: F405
+    if not re.fullmatch(r"[0-9]{8,32}", ALIPAY_APP_ID.strip()):  # noqa: F405
+        raise ImproperlyConfigured("ALIPAY_APP_ID must be the Alipay app's id (APPID, digits; see .env.example).")
+    if not _rsa_key_loads(ALIPAY_APP_PRIVATE_KEY, private=True):  # noqa: F405
+        raise ImproperlyConfigured(
+            "ALIPAY_APP_PRIVATE_KEY is missing or malformed: it must be the app's RSA private key in PEM "
+            "(see .env.example)."
+        )
+    if not _rsa_key_loads(ALIPAY_PUBLIC_KEY, private=False):  # noqa: F405
+        raise ImproperlyConfigured(
+            "ALIPAY_PUBLIC_KEY is missing or malformed: it must be Alipay's RSA public key in PEM (see .env.example)."
+        )
+    if not re.fullmatch(r"https://[^\s/?#]+(/[^\s?#]*)?", ALIPAY_GATEWAY_URL.strip()):  # noqa: F405
+        raise ImproperlyConfigured(
+            "ALIPAY_GATEWAY_URL must be an https:// address (https://openapi.alipay.com/gateway.do)."
+        )
 
 # The delivery email carries the buyer's keys: a backend that prints or files
 # mail would write plaintext keys to logs or disk.

@@ -3,6 +3,7 @@
 from django.conf import settings
 
 from ..exceptions import UnknownProvider
+from .alipay import AlipayProvider
 from .base import PaymentNotification, PaymentProvider
 from .epay import EpayProvider
 from .sandbox import SandboxProvider
@@ -12,6 +13,7 @@ _PROVIDERS: dict[str, type[PaymentProvider]] = {
     SandboxProvider.name: SandboxProvider,
     StripeProvider.name: StripeProvider,
     EpayProvider.name: EpayProvider,
+    AlipayProvider.name: AlipayProvider,
 }
 
 __all__ = ["PaymentNotification", "PaymentProvider", "provider_get", "provider_names"]
