@@ -274,6 +274,22 @@ ALIPAY_QR = env.bool("ALIPAY_QR", default=False)
 # Seconds the shop waits for Alipay's API (precreate, query, refund, close).
 ALIPAY_TIMEOUT_SECONDS = env.float("ALIPAY_TIMEOUT_SECONDS", default=10.0)
 
+# WeChat Pay API v3 (wechatpay): the merchant id (商户号), the AppID bound to it,
+# the APIv3 key (32 characters; decrypts notifications), the merchant's API
+# private key (PEM, apiclient_key.pem) and its certificate's serial, and WeChat
+# Pay's public key (PEM) with its id (PUB_KEY_ID_…), which verify WeChat's
+# answers and notifications. A PEM may be given on one line with "\n" escapes.
+# Needed only with "wechatpay" in PAYMENT_PROVIDERS; production refuses it without them.
+WECHATPAY_MCHID = env("WECHATPAY_MCHID", default="")
+WECHATPAY_APPID = env("WECHATPAY_APPID", default="")
+WECHATPAY_API_V3_KEY = env("WECHATPAY_API_V3_KEY", default="")
+WECHATPAY_PRIVATE_KEY = env("WECHATPAY_PRIVATE_KEY", default="").replace("\\n", "\n")
+WECHATPAY_CERT_SERIAL = env("WECHATPAY_CERT_SERIAL", default="")
+WECHATPAY_PUBLIC_KEY = env("WECHATPAY_PUBLIC_KEY", default="").replace("\\n", "\n")
+WECHATPAY_PUBLIC_KEY_ID = env("WECHATPAY_PUBLIC_KEY_ID", default="")
+# Only the tests' local fake of WeChat Pay changes it.
+WECHATPAY_API_BASE = env("WECHATPAY_API_BASE", default="https://api.mch.weixin.qq.com")
+
 # --- Mail
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="cardshop <noreply@cardshop.local>")

@@ -117,6 +117,47 @@ if "alipay" in PAYMENT_PROVIDERS:  # noqa: F405
             "ALIPAY_GATEWAY_URL must be an https:// address (https://openapi.alipay.com/gateway.do)."
         )
 
+# WeChat Pay: keys that load (the SDK wants PKCS#8 "BEGIN PRIVATE KEY" and a
+# "BEGIN PUBLIC KEY"), a 32-character APIv3 key, an https API. The messages
+# name the variable, never its value (nor cryptography's error, which may quote it).
+if "wechatpay" in PAYMENT_PROVIDERS:  # noqa: F405
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
+    if not re.fullmatch(r"[0-9]{6,32}", WECHATPAY_MCHID.strip()):  # noqa: F405
+        raise ImproperlyConfigured("WECHATPAY_MCHID must be the WeChat Pay merchant id (digits; see .env.example).")
+    if not re.fullmatch(r"[A-Za-z0-9_]{6,64}", WECHATPAY_APPID.strip()):  # noqa: F405
+        raise ImproperlyConfigured("WECHATPAY_APPID must be the AppID bound to the merchant id (see .env.example).")
+    if not re.fullmatch(r"[\x21-\x7e]{32}", WECHATPAY_API_V3_KEY):  # noqa: F405
+        raise ImproperlyConfigured("WECHATPAY_API_V3_KEY must be the 32-character APIv3 key (see .env.example).")
+    try:
+        _wechat_private = load_pem_private_key(WECHATPAY_PRIVATE_KEY.strip().encode(), password=None)  # noqa: F405
+    except (ValueError, TypeError, UnicodeEncodeError):
+        _wechat_private = None
+    if (
+        not isinstance(_wechat_private, rsa.RSAPrivateKey) or "-----BEGIN PRIVATE KEY-----" not in WECHATPAY_PRIVATE_KEY  # noqa: F405
+    ):
+        raise ImproperlyConfigured(
+            "WECHATPAY_PRIVATE_KEY must be the merchant's RSA API private key in PEM "
+            '("BEGIN PRIVATE KEY", apiclient_key.pem; see .env.example).'
+        )
+    if not re.fullmatch(r"[0-9A-Fa-f]{8,64}", WECHATPAY_CERT_SERIAL.strip()):  # noqa: F405
+        raise ImproperlyConfigured("WECHATPAY_CERT_SERIAL must be the merchant API certificate's serial (hex).")
+    try:
+        _wechat_public = load_pem_public_key(WECHATPAY_PUBLIC_KEY.strip().encode())  # noqa: F405
+    except (ValueError, TypeError, UnicodeEncodeError):
+        _wechat_public = None
+    if not isinstance(_wechat_public, rsa.RSAPublicKey):
+        raise ImproperlyConfigured(
+            'WECHATPAY_PUBLIC_KEY must be WeChat Pay\'s RSA public key in PEM ("BEGIN PUBLIC KEY"; see .env.example).'
+        )
+    if not WECHATPAY_PUBLIC_KEY_ID.strip():  # noqa: F405
+        raise ImproperlyConfigured(
+            "WECHATPAY_PUBLIC_KEY_ID must be the id of WeChat Pay's public key (PUB_KEY_ID_...)."
+        )
+    if not re.fullmatch(r"https://[^\s/?#]+/?", WECHATPAY_API_BASE.strip()):  # noqa: F405
+        raise ImproperlyConfigured("WECHATPAY_API_BASE must be an https:// address (https://api.mch.weixin.qq.com).")
+
 # The delivery email carries the buyer's keys: a backend that prints or files
 # mail would write plaintext keys to logs or disk.
 if EMAIL_BACKEND in (  # noqa: F405

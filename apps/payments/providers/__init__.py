@@ -8,12 +8,14 @@ from .base import PaymentNotification, PaymentProvider
 from .epay import EpayProvider
 from .sandbox import SandboxProvider
 from .stripe_checkout import StripeProvider
+from .wechatpay import WechatPayProvider
 
 _PROVIDERS: dict[str, type[PaymentProvider]] = {
     SandboxProvider.name: SandboxProvider,
     StripeProvider.name: StripeProvider,
     EpayProvider.name: EpayProvider,
     AlipayProvider.name: AlipayProvider,
+    WechatPayProvider.name: WechatPayProvider,
 }
 
 __all__ = ["PaymentNotification", "PaymentProvider", "provider_get", "provider_names"]
