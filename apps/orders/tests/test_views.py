@@ -376,3 +376,21 @@ def test_the_buyer_cancels_from_the_order_page(client, monkeypatch):
     assert 'name="method"' not in html
     again = client.post(f"/orders/{result.order_no}/cancel?token={result.access_token}", follow=True)
     assert _visible_state(again.content.decode()) == [Status.CANCELLED]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_order_keeps_its_methods_when_the_page_shows_it_awaiting_payment(client):
+    """The page's script switches the panel from queued to awaiting payment
+    without a reload: both panels carry the methods, only the second cancel."""
+    from apps.orders.services.checkout import order_checkout
+    from apps.orders.tests.support import product_with_keys
+
+    product = product_with_keys(keys=1)
+    result = order_checkout(sku=product.sku, email="buyer@example.com", quantity=1)  # queued, in Redis only
+    html = client.get(f"/orders/{result.order_no}?token={result.access_token}").content.decode()
+    queued, awaiting = (
+        html.split(f'data-state="{state}"')[1].split('<div class="state')[0] for state in ("queued", "awaiting_payment")
+    )
+    assert 'name="method" value="sandbox"' in queued and 'name="method" value="sandbox"' in awaiting
+    assert "/cancel" not in queued and "/cancel" in awaiting
+    assert "How to pay" not in html  # the template's comment stays a comment

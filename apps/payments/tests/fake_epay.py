@@ -17,6 +17,7 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -144,6 +145,20 @@ class FakeEpay:
                 status, body, kind = 404, "no such trade", "text/plain"
             else:
                 answer = self.pay(trade.trade_no)
+                # Like the real gateway, it notifies again while the shop does
+                # not answer "success" (an order still being placed: 503).
+                for _retry in range(10):
+                    if answer[0] < 500:
+                        break
+                    time.sleep(1)
+                    answer = self.notify(trade)
+                if trade.return_url:
+                    # As the real gateway does: the buyer goes back to the shop.
+                    handler.send_response(302)
+                    handler.send_header("Location", trade.return_url)
+                    handler.send_header("Content-Length", "0")
+                    handler.end_headers()
+                    return
                 status, body, kind = 200, f"paid; the shop answered {answer}", "text/plain"
         elif path == "/api.php" and params.get("act") == "order":
             status, body, kind = 200, json.dumps(self._order(params)), "application/json"
