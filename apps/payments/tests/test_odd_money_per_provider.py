@@ -6,7 +6,7 @@ runs in-process (Django's live server thread) with Celery tasks eager, so
 one can be made to fail at commit."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from django.db import OperationalError
@@ -26,7 +26,7 @@ from testing.processes import wait_until
 
 from .fake_alipay import FakeAlipay
 from .fake_epay import FakeEpay
-from .fake_stripe import FakeStripe
+from .fake_stripe import FakeStripe, _new_id
 from .fake_wechatpay import FakeWechatPay
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -76,6 +76,16 @@ class Epay(Provider):
         self.fake.pay(trade.trade_no, notify=False)
         return Paid(trade.trade_no, lambda: self.fake.notify(trade))
 
+    def pay_again(self, order) -> Paid:
+        """The buyer pays the same order a second time: another trade."""
+        first = self.fake.trade_for(order.order_no)
+        again = replace(first, trade_no=first.trade_no + "2", status=1, refunds=[])
+        self.fake.trades[again.trade_no] = again
+        return Paid(again.trade_no, lambda: self.fake.notify(again))
+
+    def refunds(self, event_id) -> list:
+        return self.fake.trades[event_id].refunds
+
 
 class Alipay(Provider):
     name, method, success = "alipay", "alipay", "success"
@@ -95,6 +105,16 @@ class Alipay(Provider):
         self.fake.pay(order.order_no, notify=False)
         # Alipay's retries of a notification carry the state it reported.
         return Paid(trade.trade_no, lambda: self.fake.notify(trade, trade_status="TRADE_SUCCESS"))
+
+    def pay_again(self, order) -> Paid:
+        first = self.fake.trades[order.order_no]
+        again = replace(first, trade_no=str(int(first.trade_no) + 500), status="TRADE_SUCCESS", refunds={})
+        self.fake.trades[order.order_no + "#again"] = again  # Alipay refunds by trade_no
+        return Paid(again.trade_no, lambda: self.fake.notify(again, trade_status="TRADE_SUCCESS"))
+
+    def refunds(self, event_id) -> list:
+        (trade,) = [t for t in self.fake.trades.values() if t.trade_no == event_id]
+        return list(trade.refunds.values())
 
 
 class Wechatpay(Provider):
@@ -116,6 +136,21 @@ class Wechatpay(Provider):
             trade.transaction_id, lambda: self.fake.post(trade.notify_url, *self.fake.notification(dict(resource)))
         )
 
+    def pay_again(self, order) -> Paid:
+        first = self.fake.transactions[order.order_no]
+        again = replace(first, transaction_id=str(int(first.transaction_id) + 500), refunds=[])
+        # The order's latest transaction is the one WeChat's refund notification reports.
+        self.fake.transactions[order.order_no + "#first"] = first
+        self.fake.transactions[order.order_no] = again
+        resource = self.fake.transaction_resource(again)
+        return Paid(
+            again.transaction_id, lambda: self.fake.post(again.notify_url, *self.fake.notification(dict(resource)))
+        )
+
+    def refunds(self, event_id) -> list:
+        (trade,) = [t for t in self.fake.transactions.values() if t.transaction_id == event_id]
+        return trade.refunds
+
 
 class Stripe(Provider):
     name, method, success = "stripe", "stripe", None
@@ -132,9 +167,22 @@ class Stripe(Provider):
     def pay(self, order) -> Paid:
         self.open(order)
         (session,) = [s for s in self.fake.sessions.values() if s["client_reference_id"] == order.order_no]
+        return self._pay_session(session["id"])
+
+    def pay_again(self, order) -> Paid:
+        """Another Checkout Session for the same order, paid too."""
+        first = next(s for s in self.fake.sessions.values() if s["client_reference_id"] == order.order_no)
+        again = dict(first, id=_new_id("cs"), status="open", payment_status="unpaid", payment_intent=None)
+        self.fake.sessions[again["id"]] = again
+        return self._pay_session(again["id"])
+
+    def refunds(self, event_id) -> list:
+        return [r for r in self.fake.refunds.values() if r["payment_intent"] == event_id]
+
+    def _pay_session(self, session_id) -> Paid:
         webhook_url, self.fake.webhook_url = self.fake.webhook_url, None  # hold the paid event back
         try:
-            event = self.fake.pay(session["id"])
+            event = self.fake.pay(session_id)
         finally:
             self.fake.webhook_url = webhook_url
 
@@ -142,7 +190,7 @@ class Stripe(Provider):
             status, body = self.fake.send(event, url=webhook_url)
             return status, body.decode()
 
-        return Paid(self.fake.sessions[session["id"]]["payment_intent"], send)
+        return Paid(self.fake.sessions[session_id]["payment_intent"], send)
 
     def stop(self):
         self.fake.stop()
@@ -254,3 +302,36 @@ def test_a_refund_before_the_paid_notification_then_the_payment_delivers_nothing
     assert PaymentEvent.objects.filter(order=order, kind="refunded").count() == 1
     assert not CardKey.objects.filter(order=order).exists()
     assert "after the refund" in order.attention_reason
+
+
+# Not Stripe: its charge.refunded notification names no payment (the
+# provider sets no payment_event_id), so the shop records the refund of the
+# extra payment as a refund of the order and revokes the delivered keys.
+@pytest.mark.parametrize("provider", ["epay", "alipay", "wechatpay"], indirect=True)
+def test_a_second_payment_makes_the_order_overpaid_and_is_refunded_through_the_provider(provider):
+    product = product_with_keys(keys=3)
+    order = _awaiting(product, f"twice-{provider.name}@example.com")
+    first = provider.pay(order)
+    _accepted(provider, first.send())
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
+
+    second = provider.pay_again(order)
+    assert second.event_id != first.event_id
+    _accepted(provider, second.send())
+
+    # The extra payment, and only it, is refunded at the provider; its refund
+    # is recorded against it (at once, or when the provider's notification comes).
+    wait_until(
+        lambda: PaymentEvent.objects.filter(order=order, kind="refunded", refunds_event_id=second.event_id).exists(),
+        timeout=30,
+        message="the extra payment's refund recorded",
+    )
+    assert provider.refunds(second.event_id) and len(provider.refunds(second.event_id)) == 1
+    assert not provider.refunds(first.event_id)
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED and order.overpaid
+    assert PaymentEvent.objects.filter(order=order, kind="paid").count() == 2
+    assert PaymentEvent.objects.filter(order=order, kind="refunded").count() == 1
+    assert CardKey.objects.filter(order=order).count() == 1
+    assert CardKey.objects.filter(order=order, status="sold").count() == 1
