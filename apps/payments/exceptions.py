@@ -78,3 +78,13 @@ class NotificationIgnored(Exception):
     """A genuine notification (its signature verified) the shop has no use
     for: an event type it does not act on (Stripe sends many). Answered 2xx,
     so the provider does not send it again; nothing changes."""
+
+
+class NotificationNotRecorded(ShopError):
+    """The database failed while applying a notification: nothing changed, and
+    the provider is asked to send it again."""
+
+    code = "not_recorded"
+    http_status = 503
+    default_detail = _("The notification could not be recorded now. Please send it again.")
+    retry_after = 30

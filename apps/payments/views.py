@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import messages
+from django.db import DatabaseError
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,7 +19,13 @@ from apps.core.errors import ShopError, shop_error_response
 from apps.core.ratelimits import PAY_IP, rate_limit
 from apps.orders.grants import order_access_get
 
-from .exceptions import NotificationIgnored, OrderNotPayable, PaymentUnavailable, UnknownProvider
+from .exceptions import (
+    NotificationIgnored,
+    NotificationNotRecorded,
+    OrderNotPayable,
+    PaymentUnavailable,
+    UnknownProvider,
+)
 from .providers import provider_get
 from .providers.base import WebhookAnswer
 from .providers.sandbox import SandboxProvider
@@ -38,9 +45,7 @@ def webhook(request, provider: str):
     if request.method == "GET" and not _notifies_by_get(provider):
         return HttpResponseNotAllowed(["POST"])
     try:
-        order = payment_notification_process(
-            provider_name=provider, body=request.body, headers=request.headers, query=request.GET
-        )
+        order = _notification_apply(provider, request)
     except NotificationIgnored:
         # Genuine, but nothing the shop acts on (another event type): 2xx, or
         # the provider would send it again and again.
@@ -64,6 +69,17 @@ def webhook(request, provider: str):
     if answer is None:
         return JsonResponse({"status": "ok", "order_no": order.order_no, "order_status": order.status})
     return HttpResponse(answer.body, content_type=answer.content_type)
+
+
+def _notification_apply(provider: str, request):
+    try:
+        return payment_notification_process(
+            provider_name=provider, body=request.body, headers=request.headers, query=request.GET
+        )
+    except DatabaseError as exc:
+        # Rolled back, nothing changed: the provider must send it again, told in its own terms.
+        logger.exception("webhook %s: the database failed; the provider will send it again", provider)
+        raise NotificationNotRecorded() from exc
 
 
 def _notifies_by_get(name: str) -> bool:

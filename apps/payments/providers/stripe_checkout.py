@@ -242,6 +242,9 @@ class StripeProvider(PaymentProvider):
             currency=charge.get("currency"),
             kind=PaymentEvent.Kind.REFUNDED,
             timestamp=timestamp,
+            # The payment this refund returns (its event id is the PaymentIntent's):
+            # the refund of an extra payment must not end the order.
+            payment_event_id=payment_intent or "",
         )
 
 
@@ -261,7 +264,9 @@ def _paid_notification(session: dict, *, timestamp: datetime) -> PaymentNotifica
     )
 
 
-def _notification(*, event_id, order_no, minor, currency, kind: str, timestamp: datetime) -> PaymentNotification:
+def _notification(
+    *, event_id, order_no, minor, currency, kind: str, timestamp: datetime, payment_event_id: str = ""
+) -> PaymentNotification:
     if not (isinstance(event_id, str) and 0 < len(event_id) <= 128):
         raise MalformedNotification()
     if not (isinstance(order_no, str) and 0 < len(order_no) <= 32):
@@ -279,6 +284,7 @@ def _notification(*, event_id, order_no, minor, currency, kind: str, timestamp: 
         currency=currency.upper(),
         kind=kind,
         timestamp=timestamp,
+        payment_event_id=payment_event_id,
     )
 
 
