@@ -10,17 +10,16 @@ import pytest
 from apps.cardkeys.models import CardKey
 from apps.orders.models import Order
 from apps.orders.selectors import order_snapshot
-from apps.orders.services import persistence
 from apps.orders.services.cancel import order_cancel
 from apps.orders.services.payment import order_refund_start
-from apps.orders.tests.processes import CeleryWorker, GunicornServer
-from apps.orders.tests.support import checkout, product_with_keys
+from apps.orders.tests.support import product_with_keys
 from apps.payments.models import PaymentEvent
 from apps.payments.refunds import payment_refund_request
 from apps.payments.services import payment_query_apply, payment_start
 from testing.processes import wait_until
 
 from .fake_alipay import FakeAlipay
+from .live import awaiting_order, configure_like, live_shop
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
@@ -44,33 +43,14 @@ def _alipay_env(gateway) -> dict:
 @pytest.fixture(scope="module")
 def servers(django_db_setup, gateway):
     """gunicorn and a Celery worker configured for the fake gateway."""
-    env = _alipay_env(gateway)
-    web = GunicornServer(workers=1, threads=8, extra_env=env).start()
-    worker = CeleryWorker(concurrency=2, extra_env=env)
-    try:
-        worker.start()
+    with live_shop(_alipay_env(gateway)) as web:
         yield web
-    finally:
-        worker.stop()
-        web.stop()
 
 
 @pytest.fixture
 def shop(settings, gateway, servers):
-    """This test process configured as the servers are (it starts payments, queries and refunds)."""
-    settings.PAYMENT_PROVIDERS = ["sandbox", "alipay"]
-    settings.ALIPAY_APP_ID = gateway.app_id
-    settings.ALIPAY_APP_PRIVATE_KEY = gateway.app_private_key
-    settings.ALIPAY_PUBLIC_KEY = gateway.alipay_public_key
-    settings.ALIPAY_GATEWAY_URL = gateway.url
-    settings.SITE_URL = servers.url
+    configure_like(settings, _alipay_env(gateway), site_url=servers.url)
     return servers
-
-
-def _awaiting(product, email, quantity=1) -> Order:
-    result = checkout(product, email=email, quantity=quantity)
-    persistence.order_persist_queued()
-    return Order.objects.get(order_no=result.order_no)
 
 
 def _opened(gateway, order, device="pc"):
@@ -88,7 +68,7 @@ def _delivered(order):
 
 def test_pay_with_alipay_then_delivered_then_refunded_once(shop, gateway):
     product = product_with_keys(keys=3)
-    order = _awaiting(product, "alipay-buyer@example.com", quantity=2)
+    order = awaiting_order(product, "alipay-buyer@example.com", quantity=2)
     trade = _opened(gateway, order)
     assert trade.notify_url == f"{shop.url}/payments/webhook/alipay"
     assert trade.method == "alipay.trade.page.pay"
@@ -122,7 +102,7 @@ def test_pay_with_alipay_then_delivered_then_refunded_once(shop, gateway):
 
 def test_the_same_notification_ten_times_at_once_pays_once(shop, gateway):
     product = product_with_keys(keys=5)
-    order = _awaiting(product, "ten-alipay@example.com", quantity=2)
+    order = awaiting_order(product, "ten-alipay@example.com", quantity=2)
     trade = _opened(gateway, order, device="mobile")
     assert trade.method == "alipay.trade.wap.pay"
     gateway.pay(order.order_no, notify=False)
@@ -149,7 +129,7 @@ def test_the_same_notification_ten_times_at_once_pays_once(shop, gateway):
 )
 def test_forged_or_mismatched_notifications_are_refused_and_change_nothing(shop, gateway, changes, answer):
     product = product_with_keys(keys=2)
-    order = _awaiting(product, "forged-alipay@example.com")
+    order = awaiting_order(product, "forged-alipay@example.com")
     trade = _opened(gateway, order)
     gateway.pay(order.order_no, notify=False)
 
@@ -163,7 +143,7 @@ def test_forged_or_mismatched_notifications_are_refused_and_change_nothing(shop,
 
 def test_an_active_query_delivers_a_payment_whose_notification_was_lost(shop, gateway):
     product = product_with_keys(keys=2)
-    order = _awaiting(product, "lost-alipay@example.com")
+    order = awaiting_order(product, "lost-alipay@example.com")
     trade = _opened(gateway, order)
     assert payment_query_apply(provider_name="alipay", order_no=order.order_no) is None  # not paid yet
     gateway.pay(order.order_no, notify=False)  # paid; the notification never arrives
@@ -180,7 +160,7 @@ def test_an_active_query_delivers_a_payment_whose_notification_was_lost(shop, ga
 
 def test_a_cancelled_order_has_its_alipay_trade_closed(shop, gateway):
     product = product_with_keys(keys=1)
-    order = _awaiting(product, "cancel-alipay@example.com")
+    order = awaiting_order(product, "cancel-alipay@example.com")
     trade = _opened(gateway, order)
 
     order_cancel(order_no=order.order_no)

@@ -9,16 +9,15 @@ import pytest
 from apps.cardkeys.models import CardKey
 from apps.orders.models import Order
 from apps.orders.selectors import order_snapshot
-from apps.orders.services import persistence
 from apps.orders.services.payment import order_mark_refunded
-from apps.orders.tests.processes import CeleryWorker, GunicornServer
-from apps.orders.tests.support import checkout, product_with_keys
+from apps.orders.tests.support import product_with_keys
 from apps.payments.models import PaymentEvent
 from apps.payments.providers import provider_get
 from apps.payments.services import payment_query_apply, payment_start
 from testing.processes import wait_until
 
 from .fake_epay import FakeEpay
+from .live import awaiting_order, configure_like, live_shop
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
@@ -29,40 +28,26 @@ def gateway():
         yield fake
 
 
-@pytest.fixture(scope="module")
-def servers(django_db_setup, gateway):
-    """gunicorn and a Celery worker configured for the fake gateway."""
-    env = {
+def _epay_env(gateway) -> dict[str, str]:
+    return {
         "PAYMENT_PROVIDERS": "sandbox,epay",
         "EPAY_GATEWAY_URL": gateway.url,
         "EPAY_PID": gateway.pid,
         "EPAY_KEY": gateway.key,
     }
-    web = GunicornServer(workers=1, threads=8, extra_env=env).start()
-    worker = CeleryWorker(concurrency=2, extra_env=env)
-    try:
-        worker.start()
+
+
+@pytest.fixture(scope="module")
+def servers(django_db_setup, gateway):
+    """gunicorn and a Celery worker configured for the fake gateway."""
+    with live_shop(_epay_env(gateway)) as web:
         yield web
-    finally:
-        worker.stop()
-        web.stop()
 
 
 @pytest.fixture
 def shop(settings, gateway, servers):
-    """This test process configured as the servers are (it starts payments and queries)."""
-    settings.PAYMENT_PROVIDERS = ["sandbox", "epay"]
-    settings.EPAY_GATEWAY_URL = gateway.url
-    settings.EPAY_PID = gateway.pid
-    settings.EPAY_KEY = gateway.key
-    settings.SITE_URL = servers.url
+    configure_like(settings, _epay_env(gateway), site_url=servers.url)
     return servers
-
-
-def _awaiting(product, email, quantity=1) -> Order:
-    result = checkout(product, email=email, quantity=quantity)
-    persistence.order_persist_queued()
-    return Order.objects.get(order_no=result.order_no)
 
 
 def _opened(gateway, order, method="epay.alipay"):
@@ -77,7 +62,7 @@ def _delivered(order):
 
 def test_pay_with_epay_then_delivered_then_refunded_through_the_gateway(shop, gateway):
     product = product_with_keys(keys=3)
-    order = _awaiting(product, "epay-buyer@example.com", quantity=2)
+    order = awaiting_order(product, "epay-buyer@example.com", quantity=2)
     trade = _opened(gateway, order)
     assert trade.notify_url == f"{shop.url}/payments/webhook/epay"
 
@@ -112,7 +97,7 @@ def test_pay_with_epay_then_delivered_then_refunded_through_the_gateway(shop, ga
 
 def test_the_same_notification_ten_times_at_once_pays_once(shop, gateway):
     product = product_with_keys(keys=5)
-    order = _awaiting(product, "ten@example.com", quantity=2)
+    order = awaiting_order(product, "ten@example.com", quantity=2)
     trade = _opened(gateway, order)
     gateway.pay(trade.trade_no, notify=False)
 
@@ -136,7 +121,7 @@ def test_the_same_notification_ten_times_at_once_pays_once(shop, gateway):
 )
 def test_forged_or_mismatched_notifications_are_refused_and_change_nothing(shop, gateway, changes, answer):
     product = product_with_keys(keys=2)
-    order = _awaiting(product, "forged@example.com")
+    order = awaiting_order(product, "forged@example.com")
     trade = _opened(gateway, order)
 
     assert gateway.notify(trade, **changes) == answer
@@ -149,7 +134,7 @@ def test_forged_or_mismatched_notifications_are_refused_and_change_nothing(shop,
 
 def test_an_active_query_delivers_a_payment_whose_notification_was_lost(shop, gateway):
     product = product_with_keys(keys=2)
-    order = _awaiting(product, "lost@example.com")
+    order = awaiting_order(product, "lost@example.com")
     trade = _opened(gateway, order, method="epay.wxpay")
     gateway.pay(trade.trade_no, notify=False)  # paid; the notification never arrives
 

@@ -11,15 +11,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from apps.cardkeys.models import CardKey
 from apps.orders.models import Order
 from apps.orders.selectors import order_snapshot
-from apps.orders.services import persistence
-from apps.orders.tests.processes import CeleryWorker, GunicornServer
-from apps.orders.tests.support import checkout, product_with_keys
+from apps.orders.tests.support import product_with_keys
 from apps.payments.models import PaymentEvent
 from apps.payments.providers import provider_get
 from apps.payments.services import payment_query_apply, payment_start
 from testing.processes import wait_until
 
 from .fake_wechatpay import FakeWechatPay
+from .live import awaiting_order, configure_like, live_shop
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
@@ -30,34 +29,21 @@ def wechat():
         yield fake
 
 
+def _wechat_env(wechat) -> dict[str, str]:
+    return {"PAYMENT_PROVIDERS": "sandbox,wechatpay", **wechat.settings()}
+
+
 @pytest.fixture(scope="module")
 def servers(django_db_setup, wechat):
     """gunicorn and a Celery worker configured for the fake WeChat Pay."""
-    env = {"PAYMENT_PROVIDERS": "sandbox,wechatpay", **wechat.settings()}
-    web = GunicornServer(workers=1, threads=8, extra_env=env).start()
-    worker = CeleryWorker(concurrency=2, extra_env={**env, "SITE_URL": web.url})
-    try:
-        worker.start()
+    with live_shop(_wechat_env(wechat)) as web:
         yield web
-    finally:
-        worker.stop()
-        web.stop()
 
 
 @pytest.fixture
 def shop(settings, wechat, servers):
-    """This test process configured as the servers are (it starts payments and queries)."""
-    settings.PAYMENT_PROVIDERS = ["sandbox", "wechatpay"]
-    for name, value in wechat.settings().items():
-        setattr(settings, name, value)
-    settings.SITE_URL = servers.url
+    configure_like(settings, _wechat_env(wechat), site_url=servers.url)
     return servers
-
-
-def _awaiting(product, email, quantity=1) -> Order:
-    result = checkout(product, email=email, quantity=quantity)
-    persistence.order_persist_queued()
-    return Order.objects.get(order_no=result.order_no)
 
 
 def _opened(wechat, order, device="pc"):
@@ -74,7 +60,7 @@ def _delivered(order):
 
 def test_pay_then_delivered_then_refunded_by_wechats_refund_notification(shop, wechat):
     product = product_with_keys(keys=3)
-    order = _awaiting(product, "wechat-buyer@example.com", quantity=2)
+    order = awaiting_order(product, "wechat-buyer@example.com", quantity=2)
     trade = _opened(wechat, order)
     assert trade.notify_url == f"{shop.url}/payments/webhook/wechatpay"
 
@@ -102,7 +88,7 @@ def test_pay_then_delivered_then_refunded_by_wechats_refund_notification(shop, w
 
 def test_the_same_notification_ten_times_at_once_pays_once(shop, wechat):
     product = product_with_keys(keys=5)
-    order = _awaiting(product, "wechat-ten@example.com", quantity=2)
+    order = awaiting_order(product, "wechat-ten@example.com", quantity=2)
     trade = _opened(wechat, order, device="mobile")
     wechat.pay(order.order_no, notify=False)
     body, headers = wechat.notification(wechat.transaction_resource(trade))
@@ -120,7 +106,7 @@ def test_the_same_notification_ten_times_at_once_pays_once(shop, wechat):
 @pytest.mark.parametrize("case", ["forged_signature", "wrong_amount", "wrong_mchid", "stale_timestamp"])
 def test_forged_or_mismatched_notifications_are_refused_and_change_nothing(shop, wechat, case):
     product = product_with_keys(keys=2)
-    order = _awaiting(product, f"wechat-{case}@example.com")
+    order = awaiting_order(product, f"wechat-{case}@example.com")
     trade = _opened(wechat, order)
     wechat.pay(order.order_no, notify=False)
     forgery, changes = {
@@ -142,7 +128,7 @@ def test_forged_or_mismatched_notifications_are_refused_and_change_nothing(shop,
 
 def test_an_active_query_delivers_a_payment_whose_notification_was_lost(shop, wechat):
     product = product_with_keys(keys=2)
-    order = _awaiting(product, "wechat-lost@example.com")
+    order = awaiting_order(product, "wechat-lost@example.com")
     trade = _opened(wechat, order)
     wechat.pay(order.order_no, notify=False)  # paid; the notification never arrives
 
@@ -158,7 +144,7 @@ def test_an_active_query_delivers_a_payment_whose_notification_was_lost(shop, we
 
 def test_close_closes_the_open_transaction(shop, wechat):
     product = product_with_keys(keys=1)
-    order = _awaiting(product, "wechat-close@example.com")
+    order = awaiting_order(product, "wechat-close@example.com")
     trade = _opened(wechat, order)
 
     provider_get(name="wechatpay").payment_close(order_no=order.order_no)
