@@ -5,6 +5,7 @@ process would, with exactly the environment given (a developer's .env file is
 not read, so the result does not depend on the machine).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -114,3 +115,111 @@ def test_refuses_the_development_sandbox_secret():
 def test_refuses_a_mail_backend_that_prints_keys():
     result = load_production_settings(**{**REAL, "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"})
     assert_refused(result, "plaintext keys")
+
+
+# --- HTTPS, HSTS and the admin's second factor
+
+
+def run_under_production_settings(script: str, **variables) -> subprocess.CompletedProcess:
+    """`script` in a fresh interpreter with production settings and exactly these variables."""
+    environment = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+    environment["DJANGO_SETTINGS_MODULE"] = "cardshop.settings.production"
+    environment.update(variables)
+    prologue = "import environ\nenviron.Env.read_env = classmethod(lambda cls, *args, **kwargs: None)\n"
+    return subprocess.run(
+        [sys.executable, "-c", prologue + script],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+CHECK_DEPLOY = """
+from django.core.management import execute_from_command_line
+execute_from_command_line(["manage.py", "check", "--deploy", "--fail-level", "WARNING"])
+"""
+
+
+def test_check_deploy_reports_nothing():
+    result = run_under_production_settings(CHECK_DEPLOY, **REAL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout, result.stdout + result.stderr
+
+
+def test_check_deploy_warns_when_the_https_redirect_is_turned_off():
+    """The compose demo over plain HTTP turns it off; check --deploy says what that costs."""
+    result = run_under_production_settings(CHECK_DEPLOY, **{**REAL, "SECURE_SSL_REDIRECT": "false"})
+    assert result.returncode != 0 and "security.W008" in result.stdout + result.stderr
+
+
+def test_the_admin_always_wants_a_second_factor_in_production():
+    script = "from django.conf import settings\nprint(settings.ADMIN_REQUIRE_OTP)"
+    for value in ("", "false"):
+        result = run_under_production_settings(script, **{**REAL, "ADMIN_REQUIRE_OTP": value})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "True"
+
+
+HTTPS_ANSWERS = """
+import json
+import django
+django.setup()
+from django.http import HttpResponse
+from django.middleware.security import SecurityMiddleware
+from django.test import RequestFactory
+
+middleware = SecurityMiddleware(lambda request: HttpResponse("app"))
+answers = {}
+for path in ("/admin/", "/", "/healthz", "/readyz", "/metrics"):
+    for proto in ("", "https"):
+        meta = {"HTTP_X_FORWARDED_PROTO": proto} if proto else {}
+        response = middleware(RequestFactory().get(path, **meta))
+        answers[f"{path} {proto or 'http'}"] = [
+            response.status_code,
+            response.get("Location", ""),
+            response.get("Strict-Transport-Security", ""),
+        ]
+print(json.dumps(answers))
+"""
+
+
+def https_answers(**variables) -> dict:
+    result = run_under_production_settings(HTTPS_ANSWERS, **{**REAL, **variables})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_plain_http_is_redirected_except_the_probes_and_https_gets_hsts_behind_the_proxy():
+    answers = https_answers(TRUSTED_PROXY_IP_HEADER="X-Forwarded-For")
+    assert answers["/admin/ http"] == [301, "https://testserver/admin/", ""]
+    assert answers["/ http"][:2] == [301, "https://testserver/"]
+    # Probes and Prometheus speak plain HTTP to the process itself.
+    for probe in ("/healthz", "/readyz", "/metrics"):
+        assert answers[f"{probe} http"] == [200, "", ""], probe
+    # Our proxy says the client's request came over HTTPS: served, with HSTS.
+    assert answers["/admin/ https"] == [200, "", "max-age=31536000; includeSubDomains; preload"]
+
+
+def test_the_forwarded_protocol_is_believed_only_behind_the_trusted_proxy():
+    """Reached directly, a client could claim HTTPS with a header of its own."""
+    answers = https_answers(TRUSTED_PROXY_IP_HEADER="")
+    assert answers["/admin/ https"][:2] == [301, "https://testserver/admin/"]
+
+
+def test_the_plain_http_demo_turns_the_redirect_off_and_hsts_is_configurable():
+    answers = https_answers(
+        TRUSTED_PROXY_IP_HEADER="X-Forwarded-For",
+        SECURE_SSL_REDIRECT="false",
+        SECURE_HSTS_SECONDS="3600",
+        SECURE_HSTS_INCLUDE_SUBDOMAINS="false",
+        SECURE_HSTS_PRELOAD="false",
+    )
+    assert answers["/admin/ http"] == [200, "", ""]
+    assert answers["/admin/ https"] == [200, "", "max-age=3600"]
+
+
+def test_the_compose_demo_over_plain_http_turns_the_redirect_off():
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert 'SECURE_SSL_REDIRECT: "false"' in compose

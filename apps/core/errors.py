@@ -49,3 +49,12 @@ def shop_error_response(error: ShopError) -> JsonResponse:
     if error.retry_after:
         response["Retry-After"] = str(error.retry_after)
     return response
+
+
+class AuthenticatorAlreadyEnrolled(ShopError):
+    """The staff member has an authenticator already; its secret was shown once,
+    when it was made, and is never shown again (replacing it makes a new one)."""
+
+    code = "authenticator_enrolled"
+    http_status = 409
+    default_detail = _("This account has an authenticator already.")

@@ -1,6 +1,8 @@
 """Settings shared by every environment. Each value comes from the environment
 with a default that works on a developer machine (see .env.example)."""
 
+from datetime import timedelta
+
 from kombu import Queue
 
 from cardshop.env import BASE_DIR, env
@@ -17,7 +19,8 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with the shop's admin site (apps.core.admin_site) as admin.site.
+    "apps.core.admin_apps.ShopAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -28,6 +31,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from here rather than a CDN
     "captcha",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "apps.core",
     "apps.catalog",
     "apps.stock",
@@ -46,9 +52,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed the admin's second factor.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.core.middleware.PrimaryReadsForWritesMiddleware",
+    # Innermost, so it can swap a locked-out login's page for the lockout page.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -358,6 +368,42 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # gunicorn serves STATIC_ROOT itself when no nginx is in front (`make run` sets it).
 SERVE_STATIC = env.bool("SERVE_STATIC", default=False)
 MEDIA_ROOT = env("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
+
+# --- The admin's door (apps.core.admin_site, README "Production").
+# django-axes checks every login before the password does.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After this many failed logins from one client address, logins from it are
+# refused (the right password too) for AXES_COOLOFF_MINUTES, or until
+# `manage.py axes_reset` (0 minutes: only axes_reset unlocks).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+_axes_cooloff_minutes = env.int("AXES_COOLOFF_MINUTES", default=60)
+AXES_COOLOFF_TIME = timedelta(minutes=_axes_cooloff_minutes) if _axes_cooloff_minutes > 0 else None
+# Counted per client address only, never per username: a username lockout
+# would let anyone lock the real admin out, and the second factor already
+# guards an account whose password leaked.
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+# One way to compute the client address, shared with the rate limits: behind
+# the trusted proxy the address it saw, never a header a client wrote.
+AXES_CLIENT_IP_CALLABLE = "apps.core.client_ip.client_ip"
+# The login page itself, saying why and until when (not axes' bare text).
+AXES_LOCKOUT_CALLABLE = "apps.core.admin_site.admin_lockout_response"
+AXES_RESET_ON_SUCCESS = True
+# No banner from every process at start; failures and lockouts are still logged.
+AXES_VERBOSE = False
+# The database handler (the default): lockouts are part of the record, and
+# survive a Redis restart or flush, which would otherwise unlock every
+# attacker at once; logins are few, so their writes cost nothing.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# The admin asks staff for a TOTP code as well as the password. Off by default
+# on a developer machine and in the tests; production settings always turn it on.
+ADMIN_REQUIRE_OTP = env.bool("ADMIN_REQUIRE_OTP", default=False)
+# The name authenticator apps show beside the account (enrol_admin's QR code).
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="cardshop")
+# The admin's device pages never show a TOTP secret (or its QR code) again.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

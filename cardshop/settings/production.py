@@ -171,4 +171,23 @@ if EMAIL_BACKEND in (  # noqa: F405
 
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# HTTPS only. A plain-HTTP request is redirected, except the probes' and
+# Prometheus' (they speak plain HTTP to the process itself). The compose demo
+# on plain HTTP turns the redirect off, as it does the Secure cookies.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# HSTS, sent on HTTPS answers only. A year with subdomains and preload is what
+# browsers' preload lists want; a first deployment may start with less.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 60 * 60)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+# Behind our proxy (it terminates TLS and says so in X-Forwarded-Proto, see
+# deploy/nginx/cardshop.conf) that header tells HTTPS from HTTP. Reached
+# directly, a client could send the header itself: then only a TLS connection
+# to this process counts.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_IP_HEADER else None  # noqa: F405
+
+# Staff sign in to the admin with a TOTP code as well (manage.py enrol_admin);
+# no variable turns that off here.
+ADMIN_REQUIRE_OTP = True
