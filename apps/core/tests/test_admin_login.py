@@ -162,3 +162,14 @@ def test_another_users_device_does_not_verify(client, staff, otp_required):
         },
     )
     assert not logged_in(response)
+
+
+def test_the_admin_never_shows_a_totp_secret_again(client, staff, otp_required):
+    """enrol_admin shows it once; a staff session (even a superuser's) cannot read it back."""
+    device = TOTPDevice.objects.create(user=staff, name="default", confirmed=True)
+    assert logged_in(log_in(client, token=current_token(device)))
+    base = f"/admin/otp_totp/totpdevice/{device.pk}/"
+    assert client.get(base + "config/").status_code == 403
+    assert client.get(base + "qrcode/").status_code == 403
+    page = client.get(base + "change/").content.decode()
+    assert device.key not in page
