@@ -3,13 +3,20 @@ counted per client address as apps.core.client_ip computes it), and a TOTP
 second factor (django-otp) wherever ADMIN_REQUIRE_OTP is on, as production
 settings always have it (tests/test_production_settings.py checks that)."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
+from django.db import connection
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.orders.tests.support import product_with_keys
+from tests.test_production_settings import REAL, SECRET_VARS
 
 LOGIN = "/admin/login/?next=/admin/"
 PASSWORD = "pw-admin-right-1"
@@ -173,3 +180,84 @@ def test_the_admin_never_shows_a_totp_secret_again(client, staff, otp_required):
     assert client.get(base + "qrcode/").status_code == 403
     page = client.get(base + "change/").content.decode()
     assert device.key not in page
+
+
+# --- The same door under cardshop.settings.production itself
+
+PRODUCTION_ADMIN = """
+import json
+import environ
+environ.Env.read_env = classmethod(lambda cls, *args, **kwargs: None)
+import django
+django.setup()
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+# Hashed here, with production's hasher (the test settings' one is not among them).
+for user in User.objects.filter(username__in=["nodevice", "boss"]):
+    user.set_password("%(password)s")
+    user.save()
+
+def log_in(client, username, **extra):
+    data = {"username": username, "password": "%(password)s", "next": "/admin/", **extra}
+    response = client.post("/admin/login/?next=/admin/", data, secure=True, HTTP_ACCEPT_LANGUAGE="en")
+    if response.status_code == 302 and response["Location"] == "/admin/":
+        return "in"
+    page = response.content.decode()
+    return "no authenticator" if "no authenticator yet" in page else "asked for the code" if "Enter the code" in page else page
+
+answers = {"ADMIN_REQUIRE_OTP": settings.ADMIN_REQUIRE_OTP}
+client = Client()
+answers["no device: password"] = log_in(client, "nodevice")
+client.force_login(User.objects.get(username="nodevice"))
+answers["no device: session"] = client.get("/admin/", secure=True).status_code
+
+client = Client()
+answers["device: password only"] = log_in(client, "boss")
+device = TOTPDevice.objects.get(user__username="boss")
+token = "%%0*d" %% (device.digits, totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits))
+answers["device: password and code"] = log_in(client, "boss", otp_token=token)
+answers["device: admin"] = client.get("/admin/", secure=True).status_code
+print(json.dumps(answers))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_production_settings_the_admin_wants_the_second_factor(settings):
+    """A web process started with cardshop.settings.production (its own
+    interpreter, the test database and Redis prefix)."""
+    User.objects.create_user("nodevice", password=PASSWORD, is_staff=True, is_superuser=True)
+    boss = User.objects.create_user("boss", password=PASSWORD, is_staff=True, is_superuser=True)
+    TOTPDevice.objects.create(user=boss, name="default", confirmed=True)
+
+    database = connection.settings_dict
+    environment = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+    environment.update(
+        REAL,
+        DJANGO_SETTINGS_MODULE="cardshop.settings.production",
+        DATABASE_URL=f"mysql://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        REDIS_URL=settings.REDIS_URL,
+        REDIS_KEY_PREFIX=settings.REDIS_KEY_PREFIX,
+        ADMIN_REQUIRE_OTP="false",  # production ignores it
+    )
+    environment.pop("DATABASE_REPLICA_URL", None)  # the replica is the primary here
+    result = subprocess.run(
+        [sys.executable, "-c", PRODUCTION_ADMIN % {"password": PASSWORD}],
+        cwd=settings.BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "ADMIN_REQUIRE_OTP": True,
+        "no device: password": "no authenticator",
+        "no device: session": 302,
+        "device: password only": "asked for the code",
+        "device: password and code": "in",
+        "device: admin": 200,
+    }
