@@ -390,6 +390,8 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_CLIENT_IP_CALLABLE = "apps.core.client_ip.client_ip"
 # The login page itself, saying why and until when (not axes' bare text).
 AXES_LOCKOUT_CALLABLE = "apps.core.admin_site.admin_lockout_response"
+# A successful login clears its address's failures, so a staff member's typos
+# do not add up over days.
 AXES_RESET_ON_SUCCESS = True
 # No banner from every process at start; failures and lockouts are still logged.
 AXES_VERBOSE = False

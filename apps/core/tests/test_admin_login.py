@@ -3,6 +3,7 @@ counted per client address as apps.core.client_ip computes it), and a TOTP
 second factor (django-otp) wherever ADMIN_REQUIRE_OTP is on, as production
 settings always have it (tests/test_production_settings.py checks that)."""
 
+import io
 import json
 import os
 import subprocess
@@ -77,6 +78,17 @@ def test_the_lockout_message_is_translated(client, staff, settings):
     assert response.status_code == 429
     page = response.content.decode()
     assert "登录失败次数过多" in page and "Too many failed" not in page
+
+
+def test_without_a_cool_off_the_lockout_lasts_until_an_operator_ends_it(client, staff, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    settings.AXES_COOLOFF_TIME = None  # AXES_COOLOFF_MINUTES=0
+    for n in range(2):
+        response = log_in(client, password=f"wrong-{n}")
+    assert response.status_code == 429
+    assert "locked until an operator unlocks it" in response.content.decode()
+    call_command("axes_reset_ip", "127.0.0.1", stdout=io.StringIO())
+    assert logged_in(log_in(client))
 
 
 def test_the_lockout_counts_the_client_address_the_trusted_proxy_saw(client, staff, settings):
