@@ -136,6 +136,7 @@ def stack(static_root):
             "TRUSTED_PROXY_IP_HEADER": "X-Forwarded-For",
             "TRUSTED_PROXY_COUNT": "1",
             "RATELIMIT_ENABLE": "false",
+            "UNPAID_CAP_PER_IP": "0",
         },
     ).start()
     nginx = Nginx(upstream=f"127.0.0.1:{app.port}", static_root=static_root)

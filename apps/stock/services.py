@@ -56,6 +56,7 @@ def checkout_script_arguments(
     idempotency_value: str = "",
     strike_fields: tuple[str, str] = ("", ""),
     captcha_solved: bool = False,
+    unpaid_cap_identity: str = "",
 ) -> tuple[list, list]:
     """KEYS and ARGV of one call of checkout.lua (its header documents them)."""
     if not buyers:
@@ -86,6 +87,8 @@ def checkout_script_arguments(
         settings.BOT_WINDOW_SECONDS,
         "1" if captcha_solved else "0",
         *strike_fields,
+        unpaid_cap_identity,
+        settings.UNPAID_CAP_PER_IP,
         *buyers,
     ]
     return keys, args
@@ -93,7 +96,8 @@ def checkout_script_arguments(
 
 def stock_reserve(**call) -> ReserveOutcome:
     """The checkout decision: one Redis round trip (rate cap, idempotency,
-    captcha threshold, rules, window, limits for every buyer identity, stock;
+    captcha threshold, rules, window, limits for every buyer identity and the
+    client address's unpaid cap, stock;
     then decrement, reserve and queue for persistence). Takes the arguments
     of checkout_script_arguments."""
     keys, args = checkout_script_arguments(**call)

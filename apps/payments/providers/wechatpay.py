@@ -41,6 +41,8 @@ from django.urls import reverse
 from django.utils import timezone
 from wechatpayv3 import WeChatPay, WeChatPayType
 
+from apps.core.request_body import json_loads
+
 from ..exceptions import (
     InvalidSignature,
     MalformedNotification,
@@ -228,8 +230,9 @@ class WechatPayProvider(PaymentProvider):
             raise InvalidSignature()
         try:
             text = bytes(body).decode("utf-8")
-            envelope = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            # Parsed here, depth bounded, before the SDK parses it again.
+            envelope = json_loads(text)
+        except ValueError:  # also too deep, and bad UTF-8
             raise InvalidSignature() from None
         if not isinstance(envelope, dict):
             raise InvalidSignature()
@@ -244,8 +247,8 @@ class WechatPayProvider(PaymentProvider):
             # authenticates it) with this merchant's APIv3 key.
             raise InvalidSignature()
         try:
-            resource = json.loads(plain)
-        except json.JSONDecodeError:
+            resource = json_loads(plain)
+        except ValueError:
             raise MalformedNotification() from None
         if not isinstance(resource, dict):
             raise MalformedNotification()
