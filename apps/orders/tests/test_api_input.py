@@ -159,3 +159,13 @@ def test_the_same_key_for_another_product_is_another_purchase(client):
     assert first.status_code == second.status_code == 202
     assert first.json()["order_no"] != second.json()["order_no"]
     assert (stock_of(one), stock_of(other)) == (4, 4)
+
+
+def test_the_new_refusals_are_translated(client):
+    product = product_with_keys(keys=2)
+    body = json.dumps({"sku": product.sku, "email": "a@x.com", "quantity": 1})
+    zh = {"HTTP_ACCEPT_LANGUAGE": "zh-hans"}
+    refused = client.generic("POST", "/api/v1/orders", body, content_type="text/plain", **zh)
+    assert refused.json()["detail"] == "请以 JSON 发送请求体，并带上请求头 Content-Type: application/json。"
+    deep = client.post("/api/v1/orders", data=nested(1_000), content_type="application/json", **zh)
+    assert deep.json()["detail"] == "请求体必须是一个 JSON 对象。"
