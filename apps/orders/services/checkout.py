@@ -102,7 +102,7 @@ def order_checkout(
     order_no = order_number_new(product_id=product.id)
     token = access_token_new()
     digest = idempotency_digest(email=buyer_email, key=idempotency_key) if idempotency_key else ""
-    fingerprint = idempotency_fingerprint(sku=sku, quantity=quantity, email=email)
+    fingerprint = idempotency_fingerprint(sku=sku, quantity=quantity, email=email) if digest else ""
     try:
         outcome = stock.stock_reserve(
             product_id=product.id,

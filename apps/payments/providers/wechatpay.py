@@ -325,8 +325,8 @@ def _call(what: str, method, *, not_found_ok: bool = False, **kwargs) -> dict | 
             return None
         raise WeChatPayError(f"{what}: HTTP {code} {error}")
     try:
-        answer = json.loads(text)
-    except json.JSONDecodeError:
+        answer = json_loads(text)
+    except ValueError:
         raise WeChatPayError(f"{what}: the answer is not JSON") from None
     if not isinstance(answer, dict):
         raise WeChatPayError(f"{what}: the answer is not a JSON object")
@@ -336,8 +336,8 @@ def _call(what: str, method, *, not_found_ok: bool = False, **kwargs) -> dict | 
 def _error_code(text: str) -> str:
     """WeChat's error code from an error answer ({"code": "...", "message": "..."})."""
     try:
-        code = json.loads(text).get("code")
-    except (json.JSONDecodeError, AttributeError):
+        code = json_loads(text).get("code")
+    except (ValueError, AttributeError):
         return "(no error code)"
     return str(code)[:64] if code else "(no error code)"
 
