@@ -5,14 +5,19 @@ UNPAID_CAP_PER_IP unpaid reservations per product, except from the networks
 in UNPAID_CAP_EXEMPT_NETWORKS. Paying or expiry frees the slot."""
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
+from apps.orders.exceptions import UnpaidLimit
 from apps.orders.identity import email_normalise
 from apps.orders.models import Order
 from apps.orders.services import expiry, persistence
+from apps.orders.services.checkout import BuyerContext, order_checkout
 from apps.stock.redis import stock_redis
 from apps.stock.redis_keys import stock_key
 from apps.stock.warmup import stock_warm
@@ -65,18 +70,20 @@ def stock_of(product) -> int:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_attack_variants_of_one_address_and_many_reservations_from_one_ip(client, crowd_settings):
+    """The issue's run: 200 keys, 5 per order, one address trying 26
+    reservations. It held 130 keys; now it holds 25."""
     product = product_with_keys(keys=200, per_buyer_limit=5, max_per_order=5, max_unpaid_per_buyer=1)
 
     # Variants of one mailbox are one buyer, whose 5 keys are then taken.
-    variants = ["Hoarder+1@gmail.com", "hoarder+2@Gmail.com", "h.oarder@googlemail.com", "HOARDER@gmail.com"]
-    answers = [buy(client, product, email) for email in variants]
-    assert [a.status_code for a in answers] == [202, 409, 409, 409]
-    assert {a.json()["error"] for a in answers[1:]} == {"limit_exceeded"}
+    variants = [buy(client, product, f"Hoarder+{i}@gmail.com") for i in range(1, 27)]
+    variants.append(buy(client, product, "H.oarder@googlemail.com"))
+    assert [a.status_code for a in variants] == [202] + [409] * 26
+    assert {a.json()["error"] for a in variants[1:]} == {"limit_exceeded"}
+    assert stock_of(product) == 195
 
-    # Other addresses from the same IP: up to the cap, whatever the emails.
-    others = [buy(client, product, f"hoarder{i}@example.com") for i in range(10)]
-    statuses = [a.status_code for a in others]
-    assert statuses == [202] * 4 + [409] * 6
+    # 26 other mailboxes from the same address: up to the cap, whatever the emails.
+    others = [buy(client, product, f"hoarder{i}@example.com") for i in range(26)]
+    assert [a.status_code for a in others] == [202] * 4 + [409] * 22
     refused = others[-1].json()
     assert (refused["error"], refused["max_unpaid"]) == ("unpaid_limit", 5)
     assert stock_of(product) == 200 - 5 * 5
@@ -86,8 +93,31 @@ def test_the_attack_variants_of_one_address_and_many_reservations_from_one_ip(cl
 
     # The order keeps the address as typed, for its mail.
     persistence.order_persist_queued()
-    first = Order.objects.get(order_no=answers[0].json()["order_no"])
+    first = Order.objects.get(order_no=variants[0].json()["order_no"])
     assert first.buyer_email == "Hoarder+1@gmail.com"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_concurrent_crowd_from_one_address_gets_exactly_the_cap(crowd_settings):
+    product = product_with_keys(keys=100, max_unpaid_per_buyer=1)
+    barrier = threading.Barrier(20)
+
+    def attempt(i):
+        barrier.wait()
+        try:
+            order_checkout(
+                sku=product.sku, email=f"crowd{i}@example.com", quantity=1, buyer=BuyerContext(ip=HOARDER_IP)
+            )
+            return "ok"
+        except UnpaidLimit:
+            return "unpaid_limit"
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(attempt, range(20)))
+    assert outcomes.count("ok") == 5 and outcomes.count("unpaid_limit") == 15
+    assert stock_of(product) == 95
 
 
 @pytest.mark.django_db(transaction=True)
