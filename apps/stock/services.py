@@ -41,6 +41,8 @@ class ReserveOutcome:
     held: int = 0
     max_per_order: int = 0
     max_unpaid: int = 0
+    # unpaid_limit: True when the client address's cap refused, not the buyer's.
+    by_address: bool = False
     retry_after_ms: int = 0
 
 
@@ -112,7 +114,7 @@ def stock_reserve(**call) -> ReserveOutcome:
     if code == "too_many":
         return ReserveOutcome(code=code, max_per_order=int(reply[1]))
     if code == "unpaid_limit":
-        return ReserveOutcome(code=code, max_unpaid=int(reply[1]))
+        return ReserveOutcome(code=code, max_unpaid=int(reply[1]), by_address=len(reply) > 2)
     if code == "rate_limited":
         return ReserveOutcome(code=code, retry_after_ms=int(reply[1]))
     return ReserveOutcome(code=code)

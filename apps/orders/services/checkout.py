@@ -193,6 +193,12 @@ def _product_for_checkout(sku: str) -> ProductInfo:
     return product
 
 
+# The same code as the buyer's own cap; the text says whose orders count.
+UNPAID_BY_ADDRESS = _(
+    "Too many unpaid orders for this product come from your network. Pay one of them or let it expire first."
+)
+
+
 def _checkout_refusal(outcome: stock.ReserveOutcome) -> Exception:
     if outcome.code == "sold_out":
         return SoldOut()
@@ -201,6 +207,8 @@ def _checkout_refusal(outcome: stock.ReserveOutcome) -> Exception:
     if outcome.code == "captcha_required":
         return CaptchaRequired(captcha_url=reverse("api:captcha"))
     if outcome.code == "unpaid_limit":
+        if outcome.by_address:
+            return UnpaidLimit(UNPAID_BY_ADDRESS, max_unpaid=outcome.max_unpaid)
         return UnpaidLimit(max_unpaid=outcome.max_unpaid)
     if outcome.code == "rate_limited":
         return RateLimited(retry_after=max(1, -(-outcome.retry_after_ms // 1000)))

@@ -86,6 +86,9 @@ def test_the_attack_variants_of_one_address_and_many_reservations_from_one_ip(cl
     assert [a.status_code for a in others] == [202] * 4 + [409] * 22
     refused = others[-1].json()
     assert (refused["error"], refused["max_unpaid"]) == ("unpaid_limit", 5)
+    assert refused["detail"] == (
+        "Too many unpaid orders for this product come from your network. Pay one of them or let it expire first."
+    )
     assert stock_of(product) == 200 - 5 * 5
 
     # Another client is not held back by the hoarder.

@@ -14,7 +14,8 @@
 -- Returns {code, ...}: {"ok", order_no, remaining} | {"duplicate", idempotency value}
 --   | {"rate_limited", retry_after_ms} | {"not_found"} | {"sale_paused"} | {"queue_full"}
 --   | {"sale_not_started"} | {"sale_ended"} | {"too_many", max_per_order} | {"sold_out"}
---   | {"limit_exceeded", limit, held} | {"unpaid_limit", cap} | {"captcha_required"}
+--   | {"limit_exceeded", limit, held} | {"unpaid_limit", cap} | {"unpaid_limit", cap, "address"}
+--   | {"captcha_required"}
 local stock_key, rules_key, buyers_key, reservations_key, queue_key, idem_key, unpaid_key, bucket_key, strikes_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local order_no, qty, token_hash, email = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
@@ -105,7 +106,7 @@ end
 local counted = buyers
 if client ~= "" then
   if tonumber(redis.call("HGET", unpaid_key, client) or "0") >= client_cap then
-    return {"unpaid_limit", client_cap}
+    return {"unpaid_limit", client_cap, "address"}
   end
   local listed = false
   for i = 1, #buyers do if buyers[i] == client then listed = true end end
