@@ -55,6 +55,8 @@ def bench_environment(config: StackConfig, *, site_url: str) -> dict:
         "DJANGO_DEBUG": "false",
         # One address sends the whole crowd: per-client limits would refuse it.
         "RATELIMIT_ENABLE": "false",
+        # Nor may the per-address cap on unpaid reservations.
+        "UNPAID_CAP_PER_IP": "0",
         "CHECKOUT_RATE_PER_SECOND": str(config.checkout_rate),
         "CHECKOUT_RATE_BURST": str(config.checkout_rate),
         # The drain phase queues thousands of fulfilments on purpose: the

@@ -136,6 +136,7 @@ def stack(static_root):
             "TRUSTED_PROXY_IP_HEADER": "X-Forwarded-For",
             "TRUSTED_PROXY_COUNT": "1",
             "RATELIMIT_ENABLE": "false",
+            "UNPAID_CAP_PER_IP": "0",
         },
     ).start()
     nginx = Nginx(upstream=f"127.0.0.1:{app.port}", static_root=static_root)
@@ -197,6 +198,10 @@ def test_the_app_sees_the_client_address_nginx_saw_not_a_forged_one(stack):
 def test_big_bodies_are_refused_except_for_the_admin_upload(stack):
     port = stack.port
     big = {"sku": "x", "email": "a@x.com", "padding": "x" * (2 * 1024 * 1024)}
-    assert request("127.0.0.4", port, "POST", "/api/v1/orders", big)[0] == 413
+    status, headers, text = request("127.0.0.4", port, "POST", "/api/v1/orders", big)
+    assert status == 413
+    # The API's JSON error, as the app itself answers past DATA_UPLOAD_MAX_MEMORY_SIZE.
+    assert headers["Content-Type"].startswith("application/json")
+    assert json.loads(text) == {"error": "request_too_large", "detail": "The request body is too large."}
     # The admin takes key files this large (its login page answers, it is not 413).
     assert request("127.0.0.4", port, "POST", "/admin/login/", big)[0] != 413

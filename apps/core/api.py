@@ -10,20 +10,24 @@ the browsable renderer) costs CPU per request. What the API needs instead:
 - the per-client rate limits of apps.core.ratelimits, shared with the
   storefront forms, in DRF's throttle step (before the handler, so a refused
   request reserves nothing);
-- JSON in and out whatever the client's Accept header says, as before DRF;
+- JSON in and out whatever the client's Accept header says, as before DRF,
+  parsed by apps.core.request_body (depth and size bounded); a view that
+  sets `json_body_required` refuses a POST of any other Content-Type (415);
 - errors as {"error", "detail", ...} by shop_error_response, also for DRF's
   own refusals (405 and the like).
 """
 
 from django.http import JsonResponse
+from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import APIException
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
-from .errors import ShopError, shop_error_response
+from .errors import InvalidInput, ShopError, UnsupportedMediaType, shop_error_response
 from .ratelimits import Limit, limits_check
+from .request_body import json_body
 
 
 class JsonOnlyNegotiation(BaseContentNegotiation):
@@ -37,16 +41,41 @@ class JsonOnlyNegotiation(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+BODY_NOT_JSON = _("The body must be a JSON object.")
+
+
+class ShopJSONParser(BaseParser):
+    """DRF's request.data through the one body reader (request_body.json_body):
+    a body too deep or not JSON is `invalid`, too large `request_too_large`."""
+
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return json_body(parser_context["request"]._request)
+        except ValueError:
+            raise InvalidInput(BODY_NOT_JSON, fields={}) from None
+
+
 class ShopAPIView(APIView):
     authentication_classes = ()
     permission_classes = ()
     throttle_classes = ()
-    parser_classes = (JSONParser,)
+    parser_classes = (ShopJSONParser,)
     renderer_classes = (JSONRenderer,)
     content_negotiation_class = JsonOnlyNegotiation
     metadata_class = None  # OPTIONS answers 405, as it did before DRF
     # Checked in this order; the first one over its rate refuses the request.
     rate_limits: tuple[Limit, ...] = ()
+    # A POST must say Content-Type: application/json (415 otherwise): for a
+    # view that acts without a token, so no other site's form can trigger it.
+    json_body_required = False
+
+    def initial(self, request, *args, **kwargs):
+        # Before the rate limits: a refused cross-site post spends no budget.
+        if self.json_body_required and request.method == "POST" and not _is_json(request._request):
+            raise UnsupportedMediaType()
+        super().initial(request, *args, **kwargs)
 
     def perform_authentication(self, request):
         # Nothing to authenticate, and touching request.user here would
@@ -55,6 +84,11 @@ class ShopAPIView(APIView):
 
     def check_throttles(self, request):
         limits_check(request=request._request, limits=self.rate_limits)
+
+
+def _is_json(request) -> bool:
+    # Django's content_type is the media type without its parameters (charset).
+    return (request.content_type or "").lower() == "application/json"
 
 
 def api_exception_handler(exc, context):

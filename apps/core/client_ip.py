@@ -9,6 +9,7 @@ client and is ignored. Without the setting, headers are ignored entirely: a
 client that reaches the app directly could put anything there.
 """
 
+import functools
 import ipaddress
 
 from django.conf import settings
@@ -41,3 +42,29 @@ def client_ip(request: HttpRequest) -> str:
     # still written by one of ours.
     hops = max(1, settings.TRUSTED_PROXY_COUNT)
     return _valid_ip(entries[-min(hops, len(entries))]) or remote_addr
+
+
+def ip_counted(ip: str) -> str:
+    """The address a per-client limit counts: an IPv6 client by its /64, since
+    one client usually holds a whole /64 and can pick any address in it."""
+    if ":" in ip:
+        try:
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
+        except ValueError:
+            return ip
+    return ip
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(cidrs: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs if cidr.strip())
+
+
+def ip_in_networks(ip: str, cidrs: list[str] | tuple[str, ...]) -> bool:
+    """Whether `ip` lies in one of the CIDR blocks (a setting's list; parsed
+    once per distinct list). An unreadable address is in none."""
+    address = _valid_ip(ip)
+    if address is None:
+        return False
+    parsed = ipaddress.ip_address(address)
+    return any(parsed in network for network in _networks(tuple(cidrs)) if network.version == parsed.version)

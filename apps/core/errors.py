@@ -32,6 +32,24 @@ class InvalidInput(ShopError):
     default_detail = _("Some fields are not valid.")
 
 
+class UnsupportedMediaType(ShopError):
+    """A body the view reads as JSON came as something else. Checkout insists:
+    a cross-site form can send text/plain or a form without asking the
+    browser first, but not application/json."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+    default_detail = _("Send the body as JSON, with the header Content-Type: application/json.")
+
+
+class RequestTooLarge(ShopError):
+    """The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE."""
+
+    code = "request_too_large"
+    http_status = 413
+    default_detail = _("The request body is too large.")
+
+
 class RateLimited(ShopError):
     """Over a rate limit: a per-client one (django-ratelimit) or the checkout's
     per-product cap (the token bucket in the checkout script)."""

@@ -103,6 +103,7 @@ _OUTCOME_OF_CODE = {
     "page_token_invalid": "invalid",
     "too_fast": "invalid",
     "product_not_found": "not_found",
+    "idempotency_key_reused": "invalid",
 }
 # The per-client limits that guard checkout views: a request they refuse is a
 # checkout answered "rate_limited" (apps.core.ratelimits groups).

@@ -31,7 +31,9 @@ class ErrorSerializer(serializers.Serializer):
                 required=False, help_text="`captcha_required` / `captcha_invalid`: where to get a captcha."
             ),
             "max_unpaid": serializers.IntegerField(
-                required=False, help_text="`unpaid_limit`: how many unpaid orders a buyer may hold."
+                required=False,
+                help_text="`unpaid_limit`: how many unpaid orders a buyer (or one client address) may hold "
+                "for this product.",
             ),
         }
 

@@ -13,7 +13,6 @@ script and always holds.
 """
 
 import functools
-import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from django_ratelimit.core import get_usage
 from redis.exceptions import RedisError
 
 from apps.core import metrics
-from apps.core.client_ip import client_ip
+from apps.core.client_ip import client_ip, ip_counted
 from apps.core.errors import RateLimited, shop_error_response
 from apps.core.request_body import json_body
 from apps.orders.identity import email_normalise
@@ -46,11 +45,7 @@ class Limit:
 
 
 def by_ip(request: HttpRequest) -> str:
-    ip = client_ip(request)
-    if ":" in ip:
-        # One IPv6 client usually holds a whole /64: count the network.
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
-    return ip
+    return ip_counted(client_ip(request))
 
 
 def by_buyer(request: HttpRequest) -> str | None:

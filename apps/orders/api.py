@@ -14,8 +14,8 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from apps.core.api import ShopAPIView
-from apps.core.errors import InvalidInput, RateLimited
+from apps.core.api import BODY_NOT_JSON, ShopAPIView
+from apps.core.errors import InvalidInput, RateLimited, RequestTooLarge, UnsupportedMediaType
 from apps.core.openapi import ORDER_TOKEN_HEADER, error_responses, retry_after_header
 from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP, PAY_IP
 from apps.core.request_body import json_body
@@ -25,6 +25,7 @@ from .buyer_context import buyer_context
 from .exceptions import (
     CaptchaInvalid,
     CaptchaRequired,
+    IdempotencyKeyReused,
     LimitExceeded,
     OrderNotCancellable,
     OrderNotFound,
@@ -60,20 +61,29 @@ CAPTCHA_URL = "/api/v1/captcha"
 
 class OrderCreateView(ShopAPIView):
     rate_limits = (CHECKOUT_IP, CHECKOUT_BUYER)
+    # No token, no cookie checked: only a JSON body (which a browser sends
+    # cross-site only after a CORS preflight this API never grants) places an order.
+    json_body_required = True
 
     @extend_schema(
         operation_id="order_create",
         summary="Checkout: reserve keys for an order",
         description="Reserves stock in one step and answers at once; the order is written to the database "
-        "moments later (its status is `queued` until then). Pay within the reservation's time, or it expires.",
+        "moments later (its status is `queued` until then). Pay within the reservation's time, or it expires. "
+        "The body must be sent as `Content-Type: application/json` (415 otherwise) and `quantity` must be a JSON "
+        "integer. Limits count the buyer's mailbox: case, a `+tag` and, for Gmail, dots are ignored; the order "
+        "keeps the email as typed. One client address holds at most `UNPAID_CAP_PER_IP` unpaid orders per "
+        "product (`unpaid_limit`).",
         request=OrderCreateRequestSerializer,
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
-                description="Any string unique to this purchase: a retry with the same key returns the first order "
-                "instead of buying again.",
+                description="Any string unique to this purchase (at most 64 characters): a retry with the same key "
+                "and the same body returns the first order instead of buying again; the same key with another "
+                "`quantity` or `email` is refused with 422 `idempotency_key_reused`. A key belongs to one buyer "
+                "(the email, normalised) and one product: sent for another `sku` it is that product's own key.",
             ),
             OpenApiParameter(
                 "X-Page-Token",
@@ -97,6 +107,9 @@ class OrderCreateView(ShopAPIView):
                 UnpaidLimit(max_unpaid=1),
                 SaleNotStarted(),
                 SaleEnded(),
+                RequestTooLarge(),
+                UnsupportedMediaType(),
+                IdempotencyKeyReused(),
                 RateLimited(),
                 SalePaused(),
             ),
@@ -108,7 +121,7 @@ class OrderCreateView(ShopAPIView):
         try:
             body = json_body(django_request)
         except ValueError:
-            raise InvalidInput("The body must be a JSON object.", fields={}) from None
+            raise InvalidInput(BODY_NOT_JSON, fields={}) from None
         headers = django_request.headers
         buyer = buyer_context(django_request, page_token=headers.get("X-Page-Token") or body.get("page_token"))
         # Over the bot checks' soft threshold a captcha is wanted (see bot_checks).

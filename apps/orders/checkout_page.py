@@ -29,7 +29,7 @@ def checkout(request, sku: str):
         result = order_checkout(
             sku=sku,
             email=request.POST.get("email", ""),
-            quantity=request.POST.get("quantity", ""),
+            quantity=_form_quantity(request.POST.get("quantity", "")),
             idempotency_key=request.POST.get("idempotency_key") or None,
             buyer=replace(buyer, captcha_solved=solved),
         )
@@ -42,3 +42,10 @@ def checkout(request, sku: str):
     # This browser may see the order without the token in its address bar.
     order_grant_token(session=request.session, order_no=result.order_no, token=result.access_token)
     return redirect("orders:detail", order_no=result.order_no)
+
+
+def _form_quantity(text: str) -> int | str:
+    """The form's text field as the integer checkout takes; anything else is
+    passed on for checkout to refuse with its usual message."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else text

@@ -7,6 +7,7 @@ __all__ = [
     "ProductNotFound",
     "SoldOut",
     "UnpaidLimit",
+    "IdempotencyKeyReused",
     "RateLimited",
     "PageTokenInvalid",
     "TooFast",
@@ -49,6 +50,19 @@ class UnpaidLimit(ShopError):
     code = "unpaid_limit"
     http_status = 409
     default_detail = _("You already have an unpaid order for this product. Pay it or let it expire first.")
+
+
+class IdempotencyKeyReused(ShopError):
+    """An Idempotency-Key already spent on an order that asked for something
+    else (another quantity, another email): Stripe's 422. A retry must send
+    what the first request sent."""
+
+    code = "idempotency_key_reused"
+    http_status = 422
+    default_detail = _(
+        "This Idempotency-Key was already used for an order with other details. "
+        "Send the same details to get that order, or use a new key for a new order."
+    )
 
 
 class PageTokenInvalid(ShopError):

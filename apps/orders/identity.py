@@ -3,7 +3,10 @@
 import hashlib
 import secrets
 
+from django.conf import settings
 from django.utils import timezone
+
+from apps.core.client_ip import ip_counted, ip_in_networks
 
 # Crockford-style alphabet: no I, L, O, U, so numbers survive being read aloud.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -32,8 +35,27 @@ def access_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+# Mail providers that ignore dots in an address's local part
+# ("j.doe@gmail.com" reaches "jdoe@gmail.com"), each with the domain its
+# aliases share. The one list; add a provider here.
+DOTS_IGNORED_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
 def email_normalise(email: str) -> str:
-    return email.strip().lower()
+    """The mailbox an address reaches, for limits, rate limits and the
+    idempotency key's scope: lower case, without a "+tag", and without dots
+    where the provider ignores them. "Hoarder+1@Gmail.com" and
+    "hoarder@googlemail.com" are one buyer. Orders keep and mail the address
+    as typed."""
+    email = email.strip().lower()
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return email
+    # Sub-addressing: almost every provider delivers "name+tag" to "name".
+    local = local.split("+", 1)[0]
+    if domain in DOTS_IGNORED_DOMAINS:
+        local, domain = local.replace(".", ""), DOTS_IGNORED_DOMAINS[domain]
+    return f"{local}@{domain}"
 
 
 def buyer_identity(*, email: str) -> str:
@@ -42,8 +64,17 @@ def buyer_identity(*, email: str) -> str:
 
 
 def idempotency_digest(*, email: str, key: str) -> str:
-    """Scoped to the buyer, so one buyer's key never returns another's order."""
+    """Scoped to the buyer, so one buyer's key never returns another's order
+    (nor tells a stranger that the key is taken). The product is the other
+    half of the scope: the record lives under the product's hash tag."""
     return hashlib.sha256(f"{email_normalise(email)}\0{key}".encode()).hexdigest()[:40]
+
+
+def idempotency_fingerprint(*, sku: str, quantity: int, email: str) -> str:
+    """What a request with an idempotency key asked for, stored with its
+    order: a retry must ask for the same (the email as typed, since that is
+    where the keys are mailed), or it is a reused key."""
+    return hashlib.sha256(f"{sku}\0{quantity}\0{email}".encode()).hexdigest()[:16]
 
 
 def _hashed(kind: str, value: str) -> str:
@@ -63,8 +94,22 @@ def buyer_identities(*, email: str, product, context) -> list[str]:
     if product.limit_by_device:
         identities.append(_hashed("d", context.device_id or "-"))
     if product.limit_by_ip and context.ip:
-        identities.append(_hashed("i", context.ip))
+        identities.append(client_identity(ip=context.ip))
     return identities
+
+
+def client_identity(*, ip: str) -> str:
+    """The client address as the limits count it (an IPv6 client by its /64)."""
+    return _hashed("i", ip_counted(ip))
+
+
+def unpaid_cap_identity(*, ip: str) -> str:
+    """The identity UNPAID_CAP_PER_IP counts this client by, or "" when the
+    cap does not apply: it is off, the address is unknown, or it is in
+    UNPAID_CAP_EXEMPT_NETWORKS (many buyers behind one address)."""
+    if not settings.UNPAID_CAP_PER_IP or not ip or ip_in_networks(ip, settings.UNPAID_CAP_EXEMPT_NETWORKS):
+        return ""
+    return client_identity(ip=ip)
 
 
 def strike_fields(*, ip: str, device_id: str) -> tuple[str, str]:

@@ -11,15 +11,24 @@ from .models import Order
 
 class OrderCreateRequestSerializer(serializers.Serializer):
     sku = serializers.CharField()
-    quantity = serializers.IntegerField(min_value=1, default=1, help_text="At most the product's `max_per_order`.")
-    email = serializers.EmailField(help_text="Where the keys are mailed; also counts toward the per-buyer limit.")
+    quantity = serializers.IntegerField(
+        min_value=1,
+        default=1,
+        help_text='A JSON integer (not `"1"` or `1.0`), at most the product\'s `max_per_order`.',
+    )
+    email = serializers.EmailField(
+        help_text="Where the keys are mailed, as typed. The per-buyer limit counts its mailbox: case, a `+tag` and, "
+        "for Gmail, dots are ignored."
+    )
     page_token = serializers.CharField(
         required=False,
         help_text="The `page_token` of GET /api/v1/products/<sku> (or header `X-Page-Token`), needed when the "
         "product asks for a minimum time on its page.",
     )
     idempotency_key = serializers.CharField(
-        required=False, help_text="Instead of the `Idempotency-Key` header: a repeat returns the first order."
+        required=False,
+        help_text="Instead of the `Idempotency-Key` header: a repeat with the same body returns the first order; "
+        "with another body, 422 `idempotency_key_reused`.",
     )
     captcha_key = serializers.CharField(required=False, help_text="After `captcha_required`: from GET /api/v1/captcha.")
     captcha_value = serializers.CharField(required=False, help_text="After `captcha_required`: the answer.")

@@ -6,9 +6,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from apps.core.api import ShopAPIView
+from apps.core.api import BODY_NOT_JSON, ShopAPIView
 from apps.core.client_ip import client_ip
-from apps.core.errors import RateLimited
+from apps.core.errors import InvalidInput, RateLimited, RequestTooLarge
 from apps.core.openapi import ORDER_TOKEN_HEADER, error_responses, retry_after_header
 from apps.core.ratelimits import PAY_IP
 from apps.core.request_body import json_body
@@ -42,7 +42,13 @@ class SandboxPayView(ShopAPIView):
         responses={
             202: SandboxPaymentSentSerializer,
             **error_responses(
-                OrderNotFound(), UnknownProvider(), OrderNotPayable(), RateLimited(), PaymentUnavailable()
+                InvalidInput(BODY_NOT_JSON, fields={}),
+                OrderNotFound(),
+                UnknownProvider(),
+                OrderNotPayable(),
+                RequestTooLarge(),
+                RateLimited(),
+                PaymentUnavailable(),
             ),
         },
     )
@@ -56,12 +62,15 @@ class SandboxPayView(ShopAPIView):
 
 
 def _body_token(request: HttpRequest) -> str | None:
-    """The token from a JSON body, if there is one: any other body counts as
-    no token (a 404, not a 400)."""
+    """The token from a JSON body, if there is one. A body of another type
+    counts as no token (a 404); a JSON body that is not a JSON object (or
+    nests too deep) is refused as at checkout (400 invalid)."""
+    if request.content_type != "application/json":
+        return None
     try:
         token = json_body(request).get("token")
     except ValueError:
-        return None
+        raise InvalidInput(BODY_NOT_JSON, fields={}) from None
     return token if isinstance(token, str) else None
 
 

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods
 from apps.core import metrics
 from apps.core.errors import ShopError, shop_error_response
 from apps.core.ratelimits import PAY_IP, rate_limit
+from apps.core.request_body import request_body
 from apps.orders.grants import order_access_get
 
 from .exceptions import (
@@ -74,7 +75,11 @@ def webhook(request, provider: str):
 def _notification_apply(provider: str, request):
     try:
         return payment_notification_process(
-            provider_name=provider, body=request.body, headers=request.headers, query=request.GET
+            # Too large: refused in the provider's terms, not Django's HTML page.
+            provider_name=provider,
+            body=request_body(request),
+            headers=request.headers,
+            query=request.GET,
         )
     except DatabaseError as exc:
         # Rolled back, nothing changed: the provider must send it again, told in its own terms.

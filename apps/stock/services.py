@@ -41,6 +41,8 @@ class ReserveOutcome:
     held: int = 0
     max_per_order: int = 0
     max_unpaid: int = 0
+    # unpaid_limit: True when the client address's cap refused, not the buyer's.
+    by_address: bool = False
     retry_after_ms: int = 0
 
 
@@ -56,6 +58,7 @@ def checkout_script_arguments(
     idempotency_value: str = "",
     strike_fields: tuple[str, str] = ("", ""),
     captcha_solved: bool = False,
+    unpaid_cap_identity: str = "",
 ) -> tuple[list, list]:
     """KEYS and ARGV of one call of checkout.lua (its header documents them)."""
     if not buyers:
@@ -86,6 +89,8 @@ def checkout_script_arguments(
         settings.BOT_WINDOW_SECONDS,
         "1" if captcha_solved else "0",
         *strike_fields,
+        unpaid_cap_identity,
+        settings.UNPAID_CAP_PER_IP,
         *buyers,
     ]
     return keys, args
@@ -93,7 +98,8 @@ def checkout_script_arguments(
 
 def stock_reserve(**call) -> ReserveOutcome:
     """The checkout decision: one Redis round trip (rate cap, idempotency,
-    captcha threshold, rules, window, limits for every buyer identity, stock;
+    captcha threshold, rules, window, limits for every buyer identity and the
+    client address's unpaid cap, stock;
     then decrement, reserve and queue for persistence). Takes the arguments
     of checkout_script_arguments."""
     keys, args = checkout_script_arguments(**call)
@@ -108,7 +114,7 @@ def stock_reserve(**call) -> ReserveOutcome:
     if code == "too_many":
         return ReserveOutcome(code=code, max_per_order=int(reply[1]))
     if code == "unpaid_limit":
-        return ReserveOutcome(code=code, max_unpaid=int(reply[1]))
+        return ReserveOutcome(code=code, max_unpaid=int(reply[1]), by_address=len(reply) > 2)
     if code == "rate_limited":
         return ReserveOutcome(code=code, retry_after_ms=int(reply[1]))
     return ReserveOutcome(code=code)

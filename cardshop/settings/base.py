@@ -1,6 +1,7 @@
 """Settings shared by every environment. Each value comes from the environment
 with a default that works on a developer machine (see .env.example)."""
 
+import ipaddress
 from datetime import timedelta
 
 from kombu import Queue
@@ -330,6 +331,17 @@ RATELIMIT_PAY_IP = env("RATELIMIT_PAY_IP", default="30/m")
 # means REMOTE_ADDR, and every client-supplied header is ignored.
 TRUSTED_PROXY_IP_HEADER = env("TRUSTED_PROXY_IP_HEADER", default="")
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
+# Unpaid reservations one client address (an IPv6 client by its /64) may hold
+# per product, whatever emails it gives: one address cannot hoard the stock
+# under many email variants. Counted in the checkout script; 0 turns it off.
+UNPAID_CAP_PER_IP = env.int("UNPAID_CAP_PER_IP", default=5)
+# Client addresses the cap does not apply to (CIDR blocks, comma-separated):
+# carrier-grade NAT, an office or campus proxy, where many buyers share one
+# address. The address is the one client_ip reads (TRUSTED_PROXY_IP_HEADER).
+UNPAID_CAP_EXEMPT_NETWORKS = env.list("UNPAID_CAP_EXEMPT_NETWORKS", default=[])
+# A typo here would silently cap a whole office: refuse to start instead.
+for _cidr in UNPAID_CAP_EXEMPT_NETWORKS:
+    ipaddress.ip_network(_cidr.strip(), strict=False)
 
 # --- Bot checks on checkout (apps.orders.bot_checks): suspicious attempts
 # (honeypot filled, page token missing or forged, too fast, captcha wrong) are

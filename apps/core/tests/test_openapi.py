@@ -20,6 +20,9 @@ CHECKOUT_ERRORS = {
     403: {"captcha_required", "captcha_invalid"},
     404: {"product_not_found"},
     409: {"sold_out", "limit_exceeded", "unpaid_limit", "sale_not_started", "sale_ended"},
+    413: {"request_too_large"},
+    415: {"unsupported_media_type"},
+    422: {"idempotency_key_reused"},
     429: {"rate_limited"},
     503: {"sale_paused"},
 }
@@ -111,8 +114,10 @@ def test_checkout_documents_its_body_headers_and_every_error_code(schema):
             "/api/v1/payments/sandbox/{order_no}/pay",
             "post",
             {
+                400: {"invalid"},
                 404: {"order_not_found", "unknown_provider"},
                 409: {"not_payable"},
+                413: {"request_too_large"},
                 429: {"rate_limited"},
                 503: {"payment_unavailable"},
             },
@@ -174,6 +179,9 @@ def test_the_api_answers_what_its_schema_says(client, schema):
     invalid = client.post("/api/v1/orders", data={"sku": product.sku, "email": "bad"}, content_type="application/json")
     assert invalid.json()["error"] == "invalid"
     assert_answers_as_documented(schema, "/api/v1/orders", "post", invalid)
+    not_json = client.post("/api/v1/orders", data="{}", content_type="text/plain")
+    assert not_json.json()["error"] == "unsupported_media_type"
+    assert_answers_as_documented(schema, "/api/v1/orders", "post", not_json)
 
     order_no, token = checkout.json()["order_no"], checkout.json()["access_token"]
     detail = client.get(f"/api/v1/orders/{order_no}", headers={"X-Order-Token": token})

@@ -20,6 +20,7 @@ from apps.stock import services as stock
 
 from ..exceptions import (
     CaptchaRequired,
+    IdempotencyKeyReused,
     InvalidInput,
     LimitExceeded,
     PageTokenInvalid,
@@ -38,8 +39,10 @@ from ..identity import (
     buyer_identities,
     email_normalise,
     idempotency_digest,
+    idempotency_fingerprint,
     order_number_new,
     strike_fields,
+    unpaid_cap_identity,
 )
 from ..models import Order
 
@@ -78,10 +81,17 @@ def order_checkout(
     """Reserve stock for a buyer. One Redis round trip decides; no database
     read beyond the cached product, no database write, no row lock.
 
+    `quantity` must be an int. Limits and the idempotency key count the
+    normalised email (identity.email_normalise); the order keeps it as typed.
+
     Raises InvalidInput, ProductNotFound, PageTokenInvalid, TooFast,
-    RateLimited, SoldOut, LimitExceeded, UnpaidLimit, SaleNotStarted,
+    RateLimited, SoldOut, LimitExceeded, UnpaidLimit (per buyer, or the client
+    address's UNPAID_CAP_PER_IP), IdempotencyKeyReused, SaleNotStarted,
     SaleEnded or SalePaused."""
     email, quantity, idempotency_key = _checkout_input_clean(email=email, quantity=quantity, key=idempotency_key)
+    # Limits and the idempotency key's scope count the mailbox; the order
+    # keeps (and mails) the address as typed.
+    buyer_email = email_normalise(email)
     product = _product_for_checkout(sku)
     buyer = buyer or BuyerContext()
     try:
@@ -91,20 +101,22 @@ def order_checkout(
         raise
     order_no = order_number_new(product_id=product.id)
     token = access_token_new()
-    digest = idempotency_digest(email=email, key=idempotency_key) if idempotency_key else ""
+    digest = idempotency_digest(email=buyer_email, key=idempotency_key) if idempotency_key else ""
+    fingerprint = idempotency_fingerprint(sku=sku, quantity=quantity, email=email) if digest else ""
     try:
         outcome = stock.stock_reserve(
             product_id=product.id,
             order_no=order_no,
-            buyers=buyer_identities(email=email, product=product, context=buyer),
+            buyers=buyer_identities(email=buyer_email, product=product, context=buyer),
             quantity=quantity,
             token_hash=access_token_hash(token),
             email=email,
             idempotency_digest=digest,
             # Encrypted: Redis never holds a token that opens an order's keys.
-            idempotency_value=f"{order_no} {encrypt_secret(token)}" if digest else "",
+            idempotency_value=_idempotency_value(order_no, token, fingerprint) if digest else "",
             strike_fields=buyer.strike_fields,
             captcha_solved=buyer.captcha_solved,
+            unpaid_cap_identity=unpaid_cap_identity(ip=buyer.ip),
         )
     except RedisError:
         logger.warning("checkout for %s paused: Redis unreachable", sku)
@@ -112,12 +124,29 @@ def order_checkout(
     if outcome.code == "ok":
         return CheckoutResult(order_no=order_no, access_token=token, status=Order.Status.QUEUED, product_id=product.id)
     if outcome.code == "duplicate":
-        first_order_no, sealed_token = outcome.idempotency_value.split(" ", 1)
+        first_order_no, sealed_token, first_fingerprint = _idempotency_value_read(outcome.idempotency_value)
+        if first_fingerprint is not None and first_fingerprint != fingerprint:
+            # Stripe's answer: the key was spent on another order; the first
+            # order is not handed back as if it were this one.
+            raise IdempotencyKeyReused()
         first_token = decrypt_secret(sealed_token)
         return CheckoutResult(
             order_no=first_order_no, access_token=first_token, status=Order.Status.QUEUED, product_id=product.id
         )
     raise _checkout_refusal(outcome)
+
+
+def _idempotency_value(order_no: str, token: str, fingerprint: str) -> str:
+    """What an idempotency key's record holds: the first order, its sealed
+    token and what it asked for (space-separated; none of them has a space)."""
+    return f"{order_no} {encrypt_secret(token)} {fingerprint}"
+
+
+def _idempotency_value_read(value: str) -> tuple[str, str, str | None]:
+    # A record written before fingerprints (a deploy within its TTL) has none:
+    # it answers as it did then.
+    order_no, sealed_token, *rest = value.split(" ")
+    return order_no, sealed_token, (rest[0] if rest else None)
 
 
 def checkout_strike_record(*, product_id: int, buyer: BuyerContext) -> None:
@@ -131,8 +160,10 @@ def checkout_strike_record(*, product_id: int, buyer: BuyerContext) -> None:
 
 
 def _checkout_input_clean(*, email, quantity, key) -> tuple[str, int, str | None]:
+    """The email as typed (trimmed), the quantity, the idempotency key.
+    Raises InvalidInput naming each refused field."""
     fields: dict[str, list[str]] = {}
-    email = email_normalise(email) if isinstance(email, str) else ""
+    email = email.strip() if isinstance(email, str) else ""
     try:
         # The order row holds at most 254 characters; longer must not reach the queue.
         if len(email) > Order._meta.get_field("buyer_email").max_length:
@@ -140,13 +171,9 @@ def _checkout_input_clean(*, email, quantity, key) -> tuple[str, int, str | None
         validate_email(email)
     except ValidationError:
         fields["email"] = [str(_("Enter a valid email address."))]
-    try:
-        if isinstance(quantity, bool) or (isinstance(quantity, float) and not quantity.is_integer()):
-            raise ValueError
-        quantity = int(quantity)
-        if quantity < 1:
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
+    # An integer, not text or a float that looks like one: "1" and 1.0 are
+    # refused (the storefront form converts its text field before calling).
+    if type(quantity) is not int or quantity < 1:
         fields["quantity"] = [str(_("Quantity must be a whole number of at least 1."))]
     if key is not None and (not isinstance(key, str) or len(key) > 64):
         fields["idempotency_key"] = [str(_("The idempotency key must be text of at most 64 characters."))]
@@ -166,6 +193,12 @@ def _product_for_checkout(sku: str) -> ProductInfo:
     return product
 
 
+# The same code as the buyer's own cap; the text says whose orders count.
+UNPAID_BY_ADDRESS = _(
+    "Too many unpaid orders for this product come from your network. Pay one of them or let it expire first."
+)
+
+
 def _checkout_refusal(outcome: stock.ReserveOutcome) -> Exception:
     if outcome.code == "sold_out":
         return SoldOut()
@@ -174,6 +207,8 @@ def _checkout_refusal(outcome: stock.ReserveOutcome) -> Exception:
     if outcome.code == "captcha_required":
         return CaptchaRequired(captcha_url=reverse("api:captcha"))
     if outcome.code == "unpaid_limit":
+        if outcome.by_address:
+            return UnpaidLimit(UNPAID_BY_ADDRESS, max_unpaid=outcome.max_unpaid)
         return UnpaidLimit(max_unpaid=outcome.max_unpaid)
     if outcome.code == "rate_limited":
         return RateLimited(retry_after=max(1, -(-outcome.retry_after_ms // 1000)))

@@ -28,6 +28,8 @@ def test_environment(**extra) -> dict:
             # The crowds these processes serve all come from 127.0.0.1, like a
             # benchmark's; per-client limits are tested in apps/core/tests.
             "RATELIMIT_ENABLE": "false",
+            # Nor the per-address unpaid cap (tested in apps/orders/tests/test_hoarding.py).
+            "UNPAID_CAP_PER_IP": "0",
         }
     )
     env.update(extra)

@@ -30,7 +30,6 @@ logged or raised. Errors name the call and the kind of failure only.
 
 import hashlib
 import hmac
-import json
 import logging
 import urllib.error
 import urllib.request
@@ -40,6 +39,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from django.conf import settings
 from django.utils import timezone
+
+from apps.core.request_body import json_loads
 
 from ..exceptions import InvalidSignature, MalformedNotification, NotPaidNotification, UnknownProvider, WrongMerchant
 from ..models import PaymentEvent
@@ -212,8 +213,8 @@ class EpayProvider(PaymentProvider):
         except (OSError, ValueError) as exc:  # timeouts, refused connections, bad URLs
             raise EpayError(f"{what}: {type(exc).__name__}") from None
         try:
-            answer = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            answer = json_loads(raw)
+        except ValueError:  # not JSON, bad UTF-8, or nested too deep
             raise EpayError(f"{what}: the answer is not JSON") from None
         if not isinstance(answer, dict):
             raise EpayError(f"{what}: the answer is not a JSON object")

@@ -4,12 +4,13 @@ webhook real providers call, retried until the webhook answers 2xx. It moves
 no money, so production lists it in PAYMENT_PROVIDERS only on purpose."""
 
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from django.urls import reverse
+
+from apps.core.request_body import json_loads
 
 from ..exceptions import InvalidSignature, MalformedNotification
 from ..models import PaymentEvent
@@ -88,8 +89,8 @@ def _notification_send(
 
 def _notification_parse(body: bytes) -> PaymentNotification:
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = json_loads(body)
+    except ValueError:  # also too deep, and bad UTF-8
         raise MalformedNotification() from None
     if not isinstance(data, dict) or set(data) - set(OPTIONAL_FIELDS) != set(FIELDS):
         raise MalformedNotification()

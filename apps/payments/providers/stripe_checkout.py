@@ -13,7 +13,6 @@ afterwards is a late payment (delivered if keys remain, else refunded), and
 expiry or cancel closes the session (payment_close) where it can.
 """
 
-import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,8 @@ from decimal import Decimal
 import stripe
 from django.conf import settings
 from django.utils import timezone
+
+from apps.core.request_body import json_loads
 
 from ..exceptions import (
     InvalidSignature,
@@ -196,8 +197,11 @@ class StripeProvider(PaymentProvider):
             raise InvalidSignature() from None
         if not secret:
             raise InvalidSignature()
+        # The signature first, then the shop's own parser: the SDK's
+        # construct_event parses before it verifies, with json.loads, which a
+        # deeply nested body turns into a RecursionError (a 500).
         try:
-            stripe.Webhook.construct_event(
+            stripe.WebhookSignature.verify_header(
                 payload, header, secret, tolerance=settings.PAYMENT_WEBHOOK_TOLERANCE_SECONDS
             )
         except stripe.SignatureVerificationError:
@@ -205,7 +209,10 @@ class StripeProvider(PaymentProvider):
         except (ValueError, TypeError, AttributeError, KeyError):
             raise MalformedNotification() from None
         signed_at = _signature_timestamp(header)
-        event = json.loads(payload)
+        try:
+            event = json_loads(payload)
+        except ValueError:
+            raise MalformedNotification() from None
         if not isinstance(event, dict):
             raise MalformedNotification()
         kind = event.get("type")

@@ -41,6 +41,8 @@ from django.urls import reverse
 from django.utils import timezone
 from wechatpayv3 import WeChatPay, WeChatPayType
 
+from apps.core.request_body import json_loads
+
 from ..exceptions import (
     InvalidSignature,
     MalformedNotification,
@@ -228,8 +230,9 @@ class WechatPayProvider(PaymentProvider):
             raise InvalidSignature()
         try:
             text = bytes(body).decode("utf-8")
-            envelope = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            # Parsed here, depth bounded, before the SDK parses it again.
+            envelope = json_loads(text)
+        except ValueError:  # also too deep, and bad UTF-8
             raise InvalidSignature() from None
         if not isinstance(envelope, dict):
             raise InvalidSignature()
@@ -244,8 +247,8 @@ class WechatPayProvider(PaymentProvider):
             # authenticates it) with this merchant's APIv3 key.
             raise InvalidSignature()
         try:
-            resource = json.loads(plain)
-        except json.JSONDecodeError:
+            resource = json_loads(plain)
+        except ValueError:
             raise MalformedNotification() from None
         if not isinstance(resource, dict):
             raise MalformedNotification()
@@ -322,8 +325,8 @@ def _call(what: str, method, *, not_found_ok: bool = False, **kwargs) -> dict | 
             return None
         raise WeChatPayError(f"{what}: HTTP {code} {error}")
     try:
-        answer = json.loads(text)
-    except json.JSONDecodeError:
+        answer = json_loads(text)
+    except ValueError:
         raise WeChatPayError(f"{what}: the answer is not JSON") from None
     if not isinstance(answer, dict):
         raise WeChatPayError(f"{what}: the answer is not a JSON object")
@@ -333,8 +336,8 @@ def _call(what: str, method, *, not_found_ok: bool = False, **kwargs) -> dict | 
 def _error_code(text: str) -> str:
     """WeChat's error code from an error answer ({"code": "...", "message": "..."})."""
     try:
-        code = json.loads(text).get("code")
-    except (json.JSONDecodeError, AttributeError):
+        code = json_loads(text).get("code")
+    except (ValueError, AttributeError):
         return "(no error code)"
     return str(code)[:64] if code else "(no error code)"
 

@@ -98,7 +98,7 @@ def test_the_pay_api_takes_the_token_in_the_json_body(client, sandbox_sent, djan
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("how", ["wrong header", "wrong body", "none", "not json"])
+@pytest.mark.parametrize("how", ["wrong header", "wrong body", "none", "a form"])
 def test_the_pay_api_without_the_right_token_is_404_and_sends_nothing(
     client, sandbox_sent, django_capture_on_commit_callbacks, how
 ):
@@ -112,9 +112,19 @@ def test_the_pay_api_without_the_right_token_is_404_and_sends_nothing(
         elif how == "none":
             response = client.post(url)
         else:
-            response = client.post(url, data=b"{nope", content_type="application/json")
+            response = client.post(url, data={"token": "guess"})
     assert response.status_code == 404
     assert response.json()["error"] == "order_not_found"
+    sandbox_sent.assert_not_called()
+
+
+@pytest.mark.django_db
+def test_the_pay_api_refuses_a_json_body_that_is_not_an_object(client, sandbox_sent):
+    order, _ = OrderFactory.create_with_token()
+    response = client.post(
+        f"/api/v1/payments/sandbox/{order.order_no}/pay", data=b"{nope", content_type="application/json"
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid"
     sandbox_sent.assert_not_called()
 
 

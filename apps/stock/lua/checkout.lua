@@ -8,12 +8,14 @@
 -- ARGV[10] persist backlog limit (0 = none)
 -- ARGV[11] captcha threshold (0 = off)  ARGV[12] strike window (s)  ARGV[13] "1" = captcha solved now
 -- ARGV[14] strike field of the client's IP ("" = none)  ARGV[15] of its device ("" = none)
--- ARGV[16..] buyer identities (at least one)
+-- ARGV[16] the client address's identity for the unpaid cap ("" = not capped)  ARGV[17] that cap
+-- ARGV[18..] buyer identities (at least one)
 -- KEYS[9] strikes (client field -> "count:first_seen_ms")
 -- Returns {code, ...}: {"ok", order_no, remaining} | {"duplicate", idempotency value}
 --   | {"rate_limited", retry_after_ms} | {"not_found"} | {"sale_paused"} | {"queue_full"}
 --   | {"sale_not_started"} | {"sale_ended"} | {"too_many", max_per_order} | {"sold_out"}
---   | {"limit_exceeded", limit, held} | {"unpaid_limit", cap} | {"captcha_required"}
+--   | {"limit_exceeded", limit, held} | {"unpaid_limit", cap} | {"unpaid_limit", cap, "address"}
+--   | {"captcha_required"}
 local stock_key, rules_key, buyers_key, reservations_key, queue_key, idem_key, unpaid_key, bucket_key, strikes_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local order_no, qty, token_hash, email = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
@@ -23,8 +25,9 @@ local captcha_threshold, strike_window, captcha_solved = tonumber(ARGV[11]), ton
 local strike_fields = {}
 if ARGV[14] ~= "" then strike_fields[#strike_fields + 1] = ARGV[14] end
 if ARGV[15] ~= "" then strike_fields[#strike_fields + 1] = ARGV[15] end
+local client, client_cap = ARGV[16], tonumber(ARGV[17])
 local buyers = {}
-for i = 16, #ARGV do buyers[#buyers + 1] = ARGV[i] end
+for i = 18, #ARGV do buyers[#buyers + 1] = ARGV[i] end
 
 local now = redis.call("TIME")
 local now_s = tonumber(now[1])
@@ -96,14 +99,30 @@ local unpaid = redis.call("HMGET", unpaid_key, unpack(buyers))
 for i = 1, #buyers do
   if tonumber(unpaid[i] or "0") >= max_unpaid then return {"unpaid_limit", max_unpaid} end
 end
+-- One address may hold only so many unpaid reservations, whatever emails it
+-- gives. Its identity joins the reservation's buyers, so paying, expiry and
+-- a rebuild free and recount it like theirs; only the per-buyer limits
+-- (quantity, max_unpaid) ignore it unless the merchant counts by IP.
+local counted = buyers
+if client ~= "" then
+  if tonumber(redis.call("HGET", unpaid_key, client) or "0") >= client_cap then
+    return {"unpaid_limit", client_cap, "address"}
+  end
+  local listed = false
+  for i = 1, #buyers do if buyers[i] == client then listed = true end end
+  if not listed then
+    counted = {unpack(buyers)}
+    counted[#counted + 1] = client
+  end
+end
 
 local remaining = redis.call("DECRBY", stock_key, qty)
-for i = 1, #buyers do
-  redis.call("HINCRBY", buyers_key, buyers[i], qty)
-  redis.call("HINCRBY", unpaid_key, buyers[i], 1)
+for i = 1, #counted do
+  redis.call("HINCRBY", buyers_key, counted[i], qty)
+  redis.call("HINCRBY", unpaid_key, counted[i], 1)
 end
 local record = cjson.encode({
-  order_no = order_no, buyers = buyers, email = email, quantity = qty, token_hash = token_hash,
+  order_no = order_no, buyers = counted, email = email, quantity = qty, token_hash = token_hash,
   unit_price = rules[6], currency = rules[7], created_at = now_s, reserved_until = now_s + reservation_ttl,
 })
 redis.call("HSET", reservations_key, order_no, record)
