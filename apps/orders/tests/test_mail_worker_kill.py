@@ -1,0 +1,71 @@
+"""Delivery mails under worker kills (issue 12): real Celery workers drain
+the mails of a batch of delivered orders, are SIGKILLed twice mid-run and
+started again; every order is mailed, and none twice.
+
+The workers' mail backend files each mail the moment it is accepted, after
+the time a mail server takes to accept one (apps/orders/tests/mail_backends.py),
+so mails are counted across processes, kills included. The broker is the one
+the test settings give (Redis or RabbitMQ)."""
+
+import email
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from apps.orders.models import Order
+from apps.orders.services import fulfilment
+from testing.processes import wait_until
+
+from .processes import CeleryWorker
+from .support import paid_orders, product_with_keys
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+ORDERS = 150
+
+
+def mails_by_recipient(directory: Path) -> Counter:
+    return Counter(email.message_from_bytes(path.read_bytes())["To"] for path in directory.glob("*.eml"))
+
+
+def test_workers_killed_mid_mail_drain_then_every_order_mailed_exactly_once(tmp_path):
+    orders = paid_orders(product_with_keys(keys=ORDERS, per_buyer_limit=1), ORDERS)
+    # Delivered here; their mails are queued on the broker, one message per fulfilment batch.
+    fulfilment.fulfilment_run(order_id=None)
+    assert Order.objects.filter(status=Order.Status.DELIVERED).count() == ORDERS
+    env = {
+        "TEST_EMAIL_BACKEND": "apps.orders.tests.mail_backends.SlowDirectoryBackend",
+        "TEST_MAIL_DIR": str(tmp_path),
+        "TEST_MAIL_DELAY": "0.05",
+        # A mail its killed worker was sending waits this long, not two minutes.
+        "MAIL_LEASE_SECONDS": "3",
+    }
+    worker = CeleryWorker(concurrency=2, extra_env=env)
+    kills = []
+    try:
+        for mailed_before_kill in (30, 90):
+            worker.start()
+            wait_until(
+                lambda n=mailed_before_kill: mails_by_recipient(tmp_path).total() >= n,
+                timeout=30,
+                interval=0.01,
+                message=f"{mailed_before_kill} mails",
+            )
+            worker.kill()
+            kills.append(mails_by_recipient(tmp_path).total())
+        worker.start()
+        wait_until(
+            lambda: not Order.objects.filter(keys_emailed_at__isnull=True).exists(),
+            timeout=60,
+            message="every order's mail marked sent",
+        )
+    finally:
+        worker.stop()
+    assert kills[-1] < ORDERS, f"the workers finished before the last kill ({kills})"
+    mailed = mails_by_recipient(tmp_path)
+    duplicates = {to: n for to, n in mailed.items() if n > 1}
+    missing = {o.buyer_email for o in orders} - set(mailed)
+    print(f"worker kills at {kills} mails: {len(duplicates)} duplicates, {len(missing)} missing of {ORDERS}")
+    assert duplicates == {}
+    assert missing == set()
