@@ -55,6 +55,7 @@ from redis.exceptions import RedisError
 from apps.cardkeys.selectors import order_keys_reveal
 from apps.core.breakers import breaker_call
 from apps.stock.redis import redis_text, stock_redis
+from apps.stock.redis_keys import mail_claim_key, mail_queued_key
 
 from .models import Order
 
@@ -95,17 +96,6 @@ class MailReport:
 
     failed: dict[int, Exception] = field(default_factory=dict)
     busy: list[int] = field(default_factory=list)
-
-
-def mail_key(order_id: int) -> str:
-    """The order's mail claim: a lease token while a worker sends it, then "sent"."""
-    return f"{settings.REDIS_KEY_PREFIX}:mail:{order_id}"
-
-
-def mail_redriven_key(order_id: int) -> str:
-    """Set while a re-drive (or a retry alone) of the order's mail is queued,
-    so reconciliation does not queue it again meanwhile."""
-    return f"{settings.REDIS_KEY_PREFIX}:mail:{order_id}:queued"
 
 
 def order_keys_emails_send(*, order_ids: list[int]) -> MailReport:
@@ -157,13 +147,13 @@ def order_keys_emails_take_for_redrive(*, order_ids: list[int]) -> list[int]:
     client = stock_redis()
     with client.pipeline(transaction=False) as pipe:
         for order_id in order_ids:
-            pipe.get(mail_key(order_id))
+            pipe.get(mail_claim_key(order_id))
         claims = pipe.execute()
     _mark_emailed([i for i, claim in zip(order_ids, claims, strict=True) if _is_sent(claim)])
     free = [i for i, claim in zip(order_ids, claims, strict=True) if claim is None]
     with client.pipeline(transaction=False) as pipe:
         for order_id in free:
-            pipe.set(mail_redriven_key(order_id), "1", nx=True, ex=settings.MAIL_REDRIVE_AFTER_SECONDS)
+            pipe.set(mail_queued_key(order_id), "1", nx=True, ex=settings.MAIL_REDRIVE_AFTER_SECONDS)
         taken = pipe.execute()
     return [i for i, ok in zip(free, taken, strict=True) if ok]
 
@@ -173,7 +163,7 @@ def order_keys_email_retry_queued(*, order_id: int, countdown: int) -> None:
     leaves it alone meanwhile. Best effort: without Redis a re-drive may
     queue it once more, and the claim still sends it once."""
     try:
-        stock_redis().set(mail_redriven_key(order_id), "1", ex=max(countdown, 0) + settings.MAIL_LEASE_SECONDS)
+        stock_redis().set(mail_queued_key(order_id), "1", ex=max(countdown, 0) + settings.MAIL_LEASE_SECONDS)
     except RedisError:
         logger.warning("order id %s: its mail retry is not marked queued; a re-drive may queue it too", order_id)
 
@@ -184,8 +174,8 @@ def _order_mail_send(order: Order, *, connection: BaseEmailBackend, report: Mail
     token = secrets.token_hex(8)
     client = stock_redis()
     try:
-        if not client.set(mail_key(order.id), token, nx=True, ex=settings.MAIL_LEASE_SECONDS):
-            if _is_sent(client.get(mail_key(order.id))):
+        if not client.set(mail_claim_key(order.id), token, nx=True, ex=settings.MAIL_LEASE_SECONDS):
+            if _is_sent(client.get(mail_claim_key(order.id))):
                 return True  # sent by a worker that died before its database mark
             report.busy.append(order.id)
             return False
@@ -199,7 +189,7 @@ def _order_mail_send(order: Order, *, connection: BaseEmailBackend, report: Mail
         _connection_close(connection)  # the next mail starts a fresh session
         return False
     try:
-        client.set(mail_key(order.id), SENT, ex=SENT_MARK_SECONDS)
+        client.set(mail_claim_key(order.id), SENT, ex=SENT_MARK_SECONDS)
     except RedisError:
         # Without the Redis mark the lease would expire and let the mail go
         # again: the database mark, at once, for this one.
@@ -242,14 +232,14 @@ def _lease_release(order_id: int, token: str) -> None:
     """Give the lease back (only if still ours) so the retry can send; if
     Redis is gone meanwhile, the lease simply expires."""
     try:
-        _release_script()(keys=[mail_key(order_id)], args=[token])
+        _release_script()(keys=[mail_claim_key(order_id)], args=[token])
     except RedisError:
         logger.warning("order id %s: mail lease not released; it expires", order_id)
 
 
 def _lease_left(order_id: int) -> int:
     try:
-        left = stock_redis().ttl(mail_key(order_id))
+        left = stock_redis().ttl(mail_claim_key(order_id))
     except RedisError:
         left = -1
     return max(int(left), 1) if left and left > 0 else settings.MAIL_LEASE_SECONDS

@@ -20,6 +20,7 @@ from apps.orders.services import fulfilment
 from apps.orders.services.reconcile import reconcile_run
 from apps.orders.tasks import mail_retry_wait, send_order_keys_email_task
 from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import mail_claim_key
 from testing.processes import free_port
 
 from .support import paid_orders, product_with_keys
@@ -162,12 +163,12 @@ def test_a_mail_another_worker_holds_is_not_sent_but_retried_after_its_lease(pub
     """The worker sending it was killed mid-send: its lease holds the mail
     until it ends, then the retry sends it (not dropped, not doubled)."""
     first, second = delivered(2)
-    stock_redis().set(order_mail.mail_key(first.id), "killed-worker", ex=60)
+    stock_redis().set(mail_claim_key(first.id), "killed-worker", ex=60)
     with mock.patch.object(tasks.send_order_keys_emails_task, "retry", side_effect=Retry()) as retry:
         tasks.send_order_keys_emails_task.apply(args=[[first.id, second.id]])
     assert mailed_to() == [second.buyer_email]
     assert retry.call_args.kwargs["args"] == [[first.id]]
-    stock_redis().delete(order_mail.mail_key(first.id))  # the lease ended
+    stock_redis().delete(mail_claim_key(first.id))  # the lease ended
     tasks.send_order_keys_emails_task.apply(args=[[first.id]], throw=True)
     assert mailed_to() == sorted([first.buyer_email, second.buyer_email])
 
@@ -198,7 +199,7 @@ def test_reconcile_redrives_old_unsent_mails_a_bounded_number_a_run_never_one_in
     old, recent = orders[:4], orders[4]
     Order.objects.filter(id__in=[o.id for o in old]).update(delivered_at=timezone.now() - timedelta(minutes=10))
     in_flight = old[0]
-    stock_redis().set(order_mail.mail_key(in_flight.id), "a-worker-sending-it", ex=60)
+    stock_redis().set(mail_claim_key(in_flight.id), "a-worker-sending-it", ex=60)
     queued: list[list[int]] = []
     monkeypatch.setattr(tasks.send_order_keys_emails_task, "delay", lambda order_ids: queued.append(order_ids))
 
@@ -211,7 +212,7 @@ def test_reconcile_redrives_old_unsent_mails_a_bounded_number_a_run_never_one_in
     run_queued()
     assert mailed_to() == sorted(o.buyer_email for o in old[1:])
     assert reconcile_run(drift_settle_seconds=0).mails_redriven == []  # in flight, or recent
-    stock_redis().delete(order_mail.mail_key(in_flight.id))  # its worker died; the lease ended
+    stock_redis().delete(mail_claim_key(in_flight.id))  # its worker died; the lease ended
     report = reconcile_run(drift_settle_seconds=0)
     assert report.mails_redriven == [in_flight.order_no]
     assert f"re-driven delivery mails: 1 {in_flight.order_no}" in report.lines()
