@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from apps.cardkeys.tests.factories import CardKeyFactory
 from apps.catalog.tests.factories import ProductFactory
+from apps.core import metrics
 from apps.orders import mail as order_mail
 from apps.orders import tasks
 from apps.orders.models import Order
@@ -213,9 +214,28 @@ def test_reconcile_redrives_old_unsent_mails_a_bounded_number_a_run_never_one_in
     assert mailed_to() == sorted(o.buyer_email for o in old[1:])
     assert reconcile_run(drift_settle_seconds=0).mails_redriven == []  # in flight, or recent
     stock_redis().delete(mail_claim_key(in_flight.id))  # its worker died; the lease ended
+    counted = metrics.RECONCILE_FIXES.labels("mails_redriven")._value.get()
     report = reconcile_run(drift_settle_seconds=0)
     assert report.mails_redriven == [in_flight.order_no]
+    assert metrics.RECONCILE_FIXES.labels("mails_redriven")._value.get() - counted == 1
     assert f"re-driven delivery mails: 1 {in_flight.order_no}" in report.lines()
     run_queued()
     assert mailed_to() == sorted(o.buyer_email for o in old)  # each once; the recent one waits for its own message
     assert Order.objects.get(id=recent.id).keys_emailed_at is None
+
+
+def test_a_mail_sent_but_not_marked_in_redis_gets_its_database_mark_at_once(published, monkeypatch):
+    """Redis refuses the "sent" mark after the server accepted the mail: the
+    lease would expire and let the mail go again, so the database mark is
+    written for that mail at once, not with its group."""
+    orders = delivered(2)
+    marks: list[list[int]] = []
+    real_mark = order_mail._mark_emailed
+    monkeypatch.setattr(
+        order_mail, "_mark_emailed", lambda order_ids: (marks.append(list(order_ids)), real_mark(order_ids))
+    )
+    monkeypatch.setattr(order_mail, "SENT_MARK_SECONDS", 0)  # Redis answers "invalid expire time": a RedisError
+    order_mail.order_keys_emails_send(order_ids=[o.id for o in orders])
+    assert sorted(marks[:2]) == [[orders[0].id], [orders[1].id]]
+    assert Order.objects.filter(keys_emailed_at__isnull=False).count() == 2
+    assert mailed_to() == sorted(o.buyer_email for o in orders)
