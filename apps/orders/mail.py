@@ -232,7 +232,7 @@ def _lease_release(order_id: int, token: str) -> None:
     """Give the lease back (only if still ours) so the retry can send; if
     Redis is gone meanwhile, the lease simply expires."""
     try:
-        _release_script()(keys=[mail_claim_key(order_id)], args=[token])
+        _release_script()(keys=[mail_claim_key(order_id)], args=[token], client=stock_redis())
     except RedisError:
         logger.warning("order id %s: mail lease not released; it expires", order_id)
 
