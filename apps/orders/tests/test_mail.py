@@ -39,10 +39,10 @@ def test_a_batch_mails_in_one_message_and_a_failing_mail_goes_on_alone(published
     real_send = order_mail._message_send
     bounced = orders[2]
 
-    def send(connection, message):
+    def send(connection, message, *, order_id):
         if message.to == [bounced.buyer_email]:
             raise OSError("mail server refused the recipient")
-        real_send(connection, message)
+        return real_send(connection, message, order_id=order_id)
 
     alone = []
     monkeypatch.setattr(order_mail, "_message_send", send)

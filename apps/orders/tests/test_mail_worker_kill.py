@@ -23,7 +23,7 @@ from .support import paid_orders, product_with_keys
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
-ORDERS = 150
+ORDERS = 120
 VISIBILITY_TIMEOUT = float(processes.test_environment()["CELERY_VISIBILITY_TIMEOUT"])
 
 
@@ -39,14 +39,14 @@ def test_workers_killed_mid_mail_drain_then_every_order_mailed_exactly_once(tmp_
     env = {
         "TEST_EMAIL_BACKEND": "apps.orders.tests.mail_backends.SlowDirectoryBackend",
         "TEST_MAIL_DIR": str(tmp_path),
-        "TEST_MAIL_DELAY": "0.05",
+        "TEST_MAIL_DELAY": "0.1",
         # A mail its killed worker was sending waits this long, not two minutes.
         "MAIL_LEASE_SECONDS": "3",
     }
     worker = CeleryWorker(concurrency=2, extra_env=env)
     kills = []
     try:
-        for mailed_before_kill in (30, 90):
+        for mailed_before_kill in (25, 75):
             worker.start()
             worker.wait_until(
                 lambda n=mailed_before_kill: mails_by_recipient(tmp_path).total() >= n,
