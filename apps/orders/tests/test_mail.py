@@ -21,7 +21,7 @@ from apps.orders.services import fulfilment
 from apps.orders.services.reconcile import reconcile_run
 from apps.orders.tasks import mail_retry_wait, send_order_keys_email_task
 from apps.stock.redis import stock_redis
-from apps.stock.redis_keys import mail_claim_key
+from apps.stock.redis_keys import mail_claim_key, mail_queued_key
 from testing.processes import free_port
 
 from .support import paid_orders, product_with_keys
@@ -55,6 +55,8 @@ def test_a_batch_mails_in_one_message_and_a_failing_mail_goes_on_alone(published
     assert set(Order.objects.filter(keys_emailed_at__isnull=False).values_list("id", flat=True)) == {
         o.id for o in orders if o.id != bounced.id
     }
+    # Its retry alone is in flight: reconciliation does not queue it again meanwhile.
+    assert stock_redis().ttl(mail_queued_key(bounced.id)) > 5
     # Its lease was given back, so its retry alone can send it.
     monkeypatch.setattr(order_mail, "_message_send", real_send)
     tasks.send_order_keys_email_task.apply(args=[bounced.id], throw=True)
