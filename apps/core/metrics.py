@@ -108,7 +108,7 @@ _OUTCOME_OF_CODE = {
 # The per-client limits that guard checkout views: a request they refuse is a
 # checkout answered "rate_limited" (apps.core.ratelimits groups).
 _CHECKOUT_LIMIT_GROUPS = frozenset({"checkout-ip", "checkout-buyer"})
-_RECONCILE_KINDS = ("redriven", "persisted", "expired", "finished", "released", "rewarmed")
+_RECONCILE_KINDS = ("redriven", "mails_redriven", "persisted", "expired", "finished", "released", "rewarmed")
 CHECKOUT_OUTCOMES = (
     "accepted",
     "sold_out",

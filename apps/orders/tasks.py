@@ -11,7 +11,7 @@ from apps.orders.services import expiry, fulfilment, persistence, reconcile
 # A module, not its names: it applies payments through the order services.
 from apps.payments import services as payment_services
 
-from .mail import order_keys_email_send, order_keys_emails_send
+from .mail import order_keys_email_retry_queued, order_keys_email_send, order_keys_emails_send
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def send_order_keys_email_task(self, order_id: int):
         order_keys_email_send(order_id=order_id)
     except Exception as exc:
         wait = mail_retry_wait(retries=self.request.retries, retry_after=getattr(exc, "retry_after", 0))
+        order_keys_email_retry_queued(order_id=order_id, countdown=wait)
         raise self.retry(exc=exc, countdown=wait) from exc
 
 
@@ -57,18 +58,26 @@ def send_order_keys_emails_task(self, order_ids: list[int]):
     """The mails of one fulfilment batch, in one message (publishing one per
     order cost more than the fulfilment itself). A mail that fails goes on
     alone, with send_order_keys_email_task's retries, so one bad address or a
-    mail outage never resends the others."""
+    mail outage never resends the others. Mails another worker holds (its
+    lease: sending now, or killed while sending) come back in this message's
+    retry once the lease may have ended: a message redelivered after a kill
+    must not drop the mail its worker was sending."""
     try:
-        failed = order_keys_emails_send(order_ids=order_ids)
-    except Exception as exc:  # the database: mails marked sent are skipped on the retry
-        raise self.retry(exc=exc, countdown=mail_retry_wait(retries=self.request.retries)) from exc
-    for order_id, exc in failed.items():
+        report = order_keys_emails_send(order_ids=order_ids)
+    except Exception as exc:  # the database or the gate Redis: what was sent is marked and skipped on the retry
+        wait = mail_retry_wait(retries=self.request.retries, retry_after=getattr(exc, "retry_after", 0))
+        raise self.retry(exc=exc, countdown=wait) from exc
+    for order_id, exc in report.failed.items():
+        countdown = mail_retry_wait(retries=0, retry_after=getattr(exc, "retry_after", 0))
         try:
-            send_order_keys_email_task.apply_async(
-                (order_id,), countdown=mail_retry_wait(retries=0, retry_after=getattr(exc, "retry_after", 0))
-            )
-        except Exception:  # the broker too: the keys are on the order page
+            send_order_keys_email_task.apply_async((order_id,), countdown=countdown)
+        except Exception:  # the broker too: reconcile re-drives it
             logger.exception("order id %s: its mail failed and could not be queued again", order_id)
+        else:
+            order_keys_email_retry_queued(order_id=order_id, countdown=countdown)
+    if report.busy:
+        wait = mail_retry_wait(retries=0, retry_after=settings.MAIL_LEASE_SECONDS)
+        raise self.retry(args=[report.busy], countdown=wait)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

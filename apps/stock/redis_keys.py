@@ -74,6 +74,18 @@ def fulfilment_requested_key() -> str:
     return f"{settings.REDIS_KEY_PREFIX}:fulfil:requested"
 
 
+def mail_claim_key(order_id: int) -> str:
+    """An order's delivery mail: a worker's lease token while it sends the mail,
+    then "sent" (apps/orders/mail.py). One key per order, so no hash tag."""
+    return f"{settings.REDIS_KEY_PREFIX}:mail:{order_id}"
+
+
+def mail_queued_key(order_id: int) -> str:
+    """Set while a re-drive or a lone retry of an order's mail waits in the
+    broker, so reconciliation does not queue it again meanwhile."""
+    return f"{settings.REDIS_KEY_PREFIX}:mail:{order_id}:queued"
+
+
 def redis_run_id_key() -> str:
     """The Redis server's run id when the gates were last known good: a server
     that restarted with its data (AOF) or a promoted replica has another id."""

@@ -311,6 +311,16 @@ EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# A worker claims an order's mail in the gate Redis for this long before it
+# sends it (apps/orders/mail.py): longer than one SMTP delivery can take
+# (connect, TLS and DATA, each bounded by EMAIL_TIMEOUT), or a slow send could
+# be taken over; a worker killed mid-send delays that mail by at most this.
+MAIL_LEASE_SECONDS = env.int("MAIL_LEASE_SECONDS", default=120)
+# Reconciliation queues again the mail of an order delivered this long ago and
+# still not mailed (its message lost, or out of retries), at most
+# MAIL_REDRIVE_BATCH orders a run; a mail in flight is left alone.
+MAIL_REDRIVE_AFTER_SECONDS = env.int("MAIL_REDRIVE_AFTER_SECONDS", default=600)
+MAIL_REDRIVE_BATCH = env.int("MAIL_REDRIVE_BATCH", default=500)
 
 # --- Per-client rate limits (django-ratelimit, counted in the Redis cache).
 # django-ratelimit's own switch: false turns every per-client limit off (for a

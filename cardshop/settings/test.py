@@ -18,7 +18,8 @@ DATABASES["replica"]["CONN_MAX_AGE"] = 0
 # whatever a developer's .env sets for `make run`.
 WORKER_LOG_LEVEL = "INFO"
 
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# A test whose worker processes mail picks a backend they share (apps/orders/tests/mail_backends.py).
+EMAIL_BACKEND = env("TEST_EMAIL_BACKEND", default="django.core.mail.backends.locmem.EmailBackend")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LANGUAGE_CODE = "zh-hans"
 # The broker shares the suite's Redis database and key prefix, so the per-test

@@ -14,13 +14,14 @@ from apps.stock.warmup import gates_check_redis_restart
 from ..models import Order
 
 # Modules, not their names: fulfilment and the tasks module import each other.
-from . import expiry, fulfilment, payment, persistence
+from . import delivery_mail, expiry, fulfilment, payment, persistence
 
 
 @dataclass
 class ReconcileReport(GateRepairReport):
     redriven: list[str] = field(default_factory=list)
     refunds_redriven: list[str] = field(default_factory=list)
+    mails_redriven: list[str] = field(default_factory=list)
     persisted: int = 0
     expired: int = 0
     needs_attention: int = 0
@@ -29,6 +30,7 @@ class ReconcileReport(GateRepairReport):
         out = [
             f"re-driven paid orders: {len(self.redriven)} {' '.join(self.redriven)}".rstrip(),
             f"re-driven refunds: {len(self.refunds_redriven)} {' '.join(self.refunds_redriven)}".rstrip(),
+            f"re-driven delivery mails: {len(self.mails_redriven)} {' '.join(self.mails_redriven)}".rstrip(),
             f"gates distrusted after a Redis restart with old data: {self.rewarmed_after_restart}",
             f"reservations persisted: {self.persisted}",
             f"reservations expired: {self.expired}",
@@ -47,6 +49,7 @@ class ReconcileReport(GateRepairReport):
         return bool(
             self.redriven
             or self.refunds_redriven
+            or self.mails_redriven
             or self.rewarmed_after_restart
             or self.persisted
             or self.expired
@@ -69,6 +72,10 @@ def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
         report.expired = expiry.order_expire_due()
     except (RedisError, DatabaseError) as exc:
         report.errors.append(f"{type(exc).__name__}: {exc}")
+    try:
+        report.mails_redriven = delivery_mail.order_mails_redrive_stuck()
+    except Exception as exc:  # Redis, the database or the broker: the next run tries again
+        report.errors.append(f"delivery mails: {type(exc).__name__}: {exc}")
     gates_repair(report, drift_settle_seconds=drift_settle_seconds)
     metrics.reconcile_reported(report)
     return report
