@@ -69,7 +69,10 @@ def _broker_purge():
     except Exception:
         # A test may have left this connection broken: once more on a new one.
         _broker["connection"] = None
-        connection.release()
+        try:
+            connection.release()
+        except Exception:  # already broken: nothing to close cleanly
+            pass
         connection = _broker["connection"] = Connection(settings.CELERY_BROKER_URL, connect_timeout=5)
         for queue in settings.CELERY_TASK_QUEUES:
             connection.default_channel.queue_purge(queue.name)
