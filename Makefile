@@ -1,6 +1,6 @@
 # cardshop — two commands on a fresh machine:
 #   make run    the shop (storefront, admin, workers) on http://127.0.0.1:8000
-#   make test   the whole test suite against the real MariaDB and Redis
+#   make test   the whole test suite against the real MariaDB, Redis and RabbitMQ
 # Configuration is environment variables (see .env.example); a .env file is read too.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -68,7 +68,7 @@ requirements: venv
 pre-commit: venv
 	$(VENV)/bin/pre-commit install
 
-# MariaDB and Redis where DATABASE_URL / REDIS_URL / CELERY_BROKER_URL point.
+# MariaDB, Redis and RabbitMQ (or a Redis broker) where DATABASE_URL / REDIS_URL / CELERY_BROKER_URL point.
 services: venv
 	@scripts/ensure_services.sh
 

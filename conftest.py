@@ -1,7 +1,10 @@
-"""Suite-wide fixtures: the real MariaDB and Redis, isolated by name and key prefix."""
+"""Suite-wide fixtures: the real MariaDB, Redis and RabbitMQ, isolated by name,
+key prefix and virtual host."""
 
 import pytest
 from django.conf import settings
+
+from cardshop.broker import broker_is_redis
 
 
 def _redis_client():
@@ -20,6 +23,59 @@ def pytest_configure(config):
         raise pytest.UsageError(
             f"Redis is not reachable at {url} ({exc}). Start it with scripts/ensure_services.sh or set REDIS_URL."
         ) from exc
+    if not broker_is_redis(settings.CELERY_BROKER_URL):
+        _broker_prepare()
+
+
+def _broker_prepare():
+    """The run's own RabbitMQ virtual host (created on the local broker when
+    missing), with the task queues and the delayed-delivery queues a worker
+    declares at start, so tests that publish before any worker ran, and the
+    purge between tests, find them."""
+    from kombu import Connection
+    from kombu.transport.native_delayed_delivery import (
+        bind_queue_to_native_delayed_delivery_exchange,
+        declare_native_delayed_delivery_exchanges_and_queues,
+    )
+
+    from testing.processes import ProcessFailed, rabbitmq_vhost_ensure
+
+    try:
+        rabbitmq_vhost_ensure(settings.CELERY_BROKER_URL)
+    except ProcessFailed as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    with Connection(settings.CELERY_BROKER_URL, connect_timeout=5) as connection:
+        declare_native_delayed_delivery_exchanges_and_queues(connection, "quorum")
+        for queue in settings.CELERY_TASK_QUEUES:
+            queue.bind(connection.default_channel).declare()
+            bind_queue_to_native_delayed_delivery_exchange(connection, queue)
+
+
+_broker = {"connection": None}
+
+
+def _broker_purge():
+    """Drop the messages earlier tests left in the run's queues (no worker ran
+    to take them); a worker a later test starts must not run them."""
+    from kombu import Connection
+
+    connection = _broker["connection"]
+    if connection is None:
+        connection = _broker["connection"] = Connection(settings.CELERY_BROKER_URL, connect_timeout=5)
+    try:
+        channel = connection.default_channel
+        for queue in settings.CELERY_TASK_QUEUES:
+            channel.queue_purge(queue.name)
+    except Exception:
+        # A test may have left this connection broken: once more on a new one.
+        _broker["connection"] = None
+        try:
+            connection.release()
+        except Exception:  # already broken: nothing to close cleanly
+            pass
+        connection = _broker["connection"] = Connection(settings.CELERY_BROKER_URL, connect_timeout=5)
+        for queue in settings.CELERY_TASK_QUEUES:
+            connection.default_channel.queue_purge(queue.name)
 
 
 def _delete_prefixed_keys():
@@ -32,8 +88,12 @@ def _delete_prefixed_keys():
 
 @pytest.fixture(autouse=True)
 def clean_redis():
-    """Every test starts with none of the suite's Redis keys (others' keys untouched)."""
+    """Every test starts with none of the suite's Redis keys (others' keys
+    untouched), and, on RabbitMQ, with the run's task queues empty (on the
+    Redis broker the queues are keys of the prefix too)."""
     _delete_prefixed_keys()
+    if not broker_is_redis(settings.CELERY_BROKER_URL):
+        _broker_purge()
     yield
     _delete_prefixed_keys()
 

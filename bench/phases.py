@@ -213,12 +213,14 @@ def broker_idle_wait(*, timeout: float) -> float:
     a backlog does not measure the previous phase. Returns the seconds waited."""
     from django.conf import settings
 
-    from apps.stock.overload import _broker_redis, celery_queue_keys
+    from apps.stock.overload import broker_queue_depth
 
-    keys = [key for queue in settings.CELERY_TASK_QUEUES for key in celery_queue_keys(queue.name)]
     started = time.monotonic()
     # Beat adds a persistence task every second, so "idle" allows a couple queued.
-    while sum(_broker_redis().llen(key) for key in keys) > 2 and time.monotonic() - started < timeout:
+    while (
+        sum(broker_queue_depth(queue.name) for queue in settings.CELERY_TASK_QUEUES) > 2
+        and time.monotonic() - started < timeout
+    ):
         time.sleep(0.2)
     return round(time.monotonic() - started, 1)
 

@@ -65,6 +65,10 @@ def bench_environment(config: StackConfig, *, site_url: str) -> dict:
         "FULFIL_BACKLOG_LIMIT": "1000000",
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
         "CELERY_VISIBILITY_TIMEOUT": "30",
+        # The figures in docs/benchmarks.md were measured on the Redis broker, whose
+        # keys carry the run's prefix and are cleared with it (redis_clear); a run
+        # on RabbitMQ sets BENCH_CELERY_BROKER_URL=amqp://... with a virtual host of its own.
+        "CELERY_BROKER_URL": os.environ.get("BENCH_CELERY_BROKER_URL", "redis://127.0.0.1:6379/1"),
         "LOG_LEVEL": "WARNING",
         **config.extra_env,
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Reach MariaDB and Redis where the settings point (DATABASE_URL, REDIS_URL,
-# CELERY_BROKER_URL, from the environment or .env), starting local servers that
-# are installed but down. Says exactly what is missing when it cannot.
+# Reach MariaDB, Redis and the Celery broker (RabbitMQ, or a Redis database on a
+# laptop) where the settings point (DATABASE_URL, REDIS_URL, CELERY_BROKER_URL,
+# from the environment or .env), starting local servers that are installed but
+# down. Says exactly what is missing when it cannot.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -105,4 +106,76 @@ if [ -n "$policy" ] && [ "$policy" != noeviction ]; then
   redis-cli -u "$REDIS_URL" config set maxmemory-policy noeviction >/dev/null 2>&1 \
     || echo "warning: Redis maxmemory-policy is $policy; cardshop needs noeviction (set it in redis.conf)." >&2
 fi
-echo "MariaDB ($DB_HOST:$DB_PORT) and Redis ($REDIS_HOST:$REDIS_PORT) are reachable."
+# --- RabbitMQ, the production broker (amqp://)
+# What an AMQP login to the broker says: ok, down (nothing answers), vhost (the
+# virtual host is missing or the user may not use it), login (refused).
+amqp_login() {
+  BROKER_HOST=$BROKER_HOST BROKER_PORT=$BROKER_PORT BROKER_USER=$BROKER_USER BROKER_PASSWORD=$BROKER_PASSWORD \
+    BROKER_VHOST=$BROKER_VHOST "$PY" - <<'EOF'
+import os
+
+import amqp
+
+e = os.environ
+connection = amqp.Connection(
+    f"{e['BROKER_HOST']}:{e['BROKER_PORT']}", userid=e["BROKER_USER"], password=e["BROKER_PASSWORD"],
+    virtual_host=e["BROKER_VHOST"], connect_timeout=2,
+)
+try:
+    connection.connect()
+    print("ok")
+except amqp.exceptions.NotAllowed:
+    print("vhost")
+except amqp.exceptions.AccessRefused:
+    print("login")
+except Exception:
+    print("down")
+finally:
+    try:
+        connection.collect()
+    except Exception:
+        pass
+EOF
+}
+rabbitmq_up() { [ "$(amqp_login)" != down ]; }
+
+start_rabbitmq() {
+  echo "RabbitMQ is down on $BROKER_HOST:$BROKER_PORT; starting it."
+  if has_init_script rabbitmq-server; then
+    $SUDO service rabbitmq-server start >/dev/null 2>&1 && return 0
+  fi
+  # No init system (a container): the Debian wrapper runs the node as the rabbitmq user.
+  $SUDO rabbitmq-server -detached >/dev/null 2>&1
+}
+
+if [ "$BROKER_SCHEME" = amqp ] || [ "$BROKER_SCHEME" = pyamqp ]; then
+  if ! rabbitmq_up; then
+    is_local "$BROKER_HOST" \
+      || fail "RabbitMQ is not reachable at $BROKER_HOST:$BROKER_PORT (CELERY_BROKER_URL). Start it there, or set CELERY_BROKER_URL=redis://127.0.0.1:6379/1 to use Redis as the broker (a laptop)."
+    command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] \
+      || fail "RabbitMQ is not installed: run scripts/ensure_system_packages.sh (apt-get install rabbitmq-server), or set CELERY_BROKER_URL=redis://127.0.0.1:6379/1 to use Redis as the broker (a laptop)."
+    start_rabbitmq
+    for _ in $(seq 1 60); do rabbitmq_up && break; sleep 1; done
+    rabbitmq_up || fail "RabbitMQ did not come up on $BROKER_HOST:$BROKER_PORT; see /var/log/rabbitmq/."
+  fi
+  case "$(amqp_login)" in
+    ok) ;;
+    vhost)
+      # The local default is the guest user on "/", which a fresh server has;
+      # another virtual host named in CELERY_BROKER_URL is made here when we may.
+      if is_local "$BROKER_HOST" && command -v rabbitmqctl >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+        echo "RabbitMQ has no virtual host '$BROKER_VHOST' for $BROKER_USER; creating it."
+        rabbitmqctl add_vhost "$BROKER_VHOST" >/dev/null 2>&1 || true
+        rabbitmqctl set_permissions -p "$BROKER_VHOST" "$BROKER_USER" '.*' '.*' '.*' >/dev/null \
+          || fail "could not give $BROKER_USER the virtual host '$BROKER_VHOST' (rabbitmqctl set_permissions)."
+      else
+        fail "RabbitMQ at $BROKER_HOST:$BROKER_PORT has no virtual host '$BROKER_VHOST' for user '$BROKER_USER' (CELERY_BROKER_URL): run rabbitmqctl add_vhost $BROKER_VHOST and rabbitmqctl set_permissions -p $BROKER_VHOST $BROKER_USER '.*' '.*' '.*' there."
+      fi
+      ;;
+    login) fail "RabbitMQ at $BROKER_HOST:$BROKER_PORT refuses user '$BROKER_USER' (CELERY_BROKER_URL). Set CELERY_BROKER_URL to an account that can log in (rabbitmqctl add_user)." ;;
+    *) fail "RabbitMQ at $BROKER_HOST:$BROKER_PORT stopped answering (CELERY_BROKER_URL)." ;;
+  esac
+  echo "MariaDB ($DB_HOST:$DB_PORT), Redis ($REDIS_HOST:$REDIS_PORT) and RabbitMQ ($BROKER_HOST:$BROKER_PORT) are reachable."
+else
+  echo "MariaDB ($DB_HOST:$DB_PORT) and Redis ($REDIS_HOST:$REDIS_PORT, also the broker) are reachable."
+fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages cardshop needs, only those missing.
-#   ensure_system_packages.sh            build + runtime packages, MariaDB and Redis
+#   ensure_system_packages.sh            build + runtime packages, MariaDB, Redis and RabbitMQ
 #   ensure_system_packages.sh --browser  also what only the tests drive: Chromium (browser
 #                                        tests), nginx (tests/test_nginx.py runs its own) and
 #                                        prometheus (its promtool checks deploy/prometheus/alerts.yml)
@@ -12,6 +12,8 @@ packages=(python3-venv python3-dev pkg-config libmariadb-dev gcc gettext mariadb
 # Servers only when none is installed: a machine may run them from elsewhere (DATABASE_URL, REDIS_URL).
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || packages+=(mariadb-server)
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+# RabbitMQ, the Celery broker (CELERY_BROKER_URL=amqp://...; the test suite's too).
+command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || packages+=(rabbitmq-server)
 if [ "${1:-}" = "--browser" ]; then
   packages+=(chromium)
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)

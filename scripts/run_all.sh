@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run the whole shop in the foreground: gunicorn, a Celery worker and Celery beat.
-# Ctrl-C (or a TERM to the process group) stops all three; if one of them dies,
-# the others are stopped too, so a half-running shop never goes unnoticed.
+# Ctrl-C (or a TERM to the process group) stops all three. A worker or beat that
+# exits is started again after a pause that doubles up to RESTART_MAX_SECONDS
+# (paid orders must not wait for a person); if gunicorn dies, the others are
+# stopped too, so a shop without its storefront never goes unnoticed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOST=${HOST:-127.0.0.1}
@@ -35,6 +37,28 @@ stop() {
 trap stop EXIT
 trap 'stop; exit 0' INT TERM
 
+# Runs a command again whenever it exits, after 1, 2, 4 ... RESTART_MAX_SECONDS
+# seconds (back to 1 once it has run for a minute). A TERM stops the command
+# and the loop.
+RESTART_MAX_SECONDS=${RESTART_MAX_SECONDS:-30}
+supervise() { # name command...
+  local name=$1 child="" pause=1 started status
+  shift
+  trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
+  while true; do
+    started=$SECONDS
+    "$@" &
+    child=$!
+    status=0
+    wait "$child" || status=$?
+    [ $((SECONDS - started)) -ge 60 ] && pause=1
+    echo "The Celery $name stopped (exit $status); starting it again in ${pause}s." >&2
+    sleep "$pause" &
+    wait $! || true
+    pause=$((pause * 2 > RESTART_MAX_SECONDS ? RESTART_MAX_SECONDS : pause * 2))
+  done
+}
+
 # Metrics (docs/metrics.md): gunicorn's workers add theirs up in one directory
 # (emptied by gunicorn.conf.py at start), the Celery worker's processes in
 # another, which the worker serves on its own port.
@@ -48,11 +72,12 @@ pids+=($!)
 # The node name carries the port, so two local runs (say a demo and a test run
 # with its own REDIS_KEY_PREFIX) are told apart in Celery's logs and tools.
 worker_node="cardshop-$PORT@%h"
-PROMETHEUS_MULTIPROC_DIR="$metrics_dir/worker" celery_worker/worker.sh --hostname "$worker_node" &
+PROMETHEUS_MULTIPROC_DIR="$metrics_dir/worker" supervise worker celery_worker/worker.sh --hostname "$worker_node" &
 pids+=($!)
 worker_pid=$!
-CELERY_BEAT_SCHEDULE_FILE="var/celerybeat-schedule-$PORT" celery_worker/beat.sh &
+CELERY_BEAT_SCHEDULE_FILE="var/celerybeat-schedule-$PORT" supervise beat celery_worker/beat.sh &
 pids+=($!)
+gunicorn_pid=${pids[0]}
 
 # seed_demo (make seed) printed the demo admin's fresh password into this file.
 credentials=$(grep -hE '^ *(Username|Password):' var/demo-admin-$PORT.txt 2>/dev/null | sed 's/^ */              /') \
@@ -106,6 +131,6 @@ EOF
 done
 
 status=0
-wait -n "${pids[@]}" || status=$?
-echo "A cardshop process stopped (exit $status); stopping the others." >&2
+wait "$gunicorn_pid" || status=$?
+echo "gunicorn stopped (exit $status); stopping the others." >&2
 exit "$status"

@@ -1,5 +1,5 @@
-"""Print where the settings expect MariaDB, Redis and the Celery broker, as shell
-assignments for scripts/ensure_services.sh.
+"""Print where the settings expect MariaDB, Redis and the Celery broker (RabbitMQ
+or a Redis database), as shell assignments for scripts/ensure_services.sh.
 
 The addresses come from the settings themselves (environment, then .env, then
 the defaults in base.py), so the script checks the servers the shop will use.
@@ -8,10 +8,11 @@ the defaults in base.py), so the script checks the servers the shop will use.
 import shlex
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from cardshop.broker import broker_vhost  # noqa: E402
 from cardshop.settings import base  # noqa: E402
 
 
@@ -30,4 +31,8 @@ for prefix, url in (("REDIS", base.REDIS_URL), ("BROKER", base.CELERY_BROKER_URL
     emit(f"{prefix}_URL", url)
     emit(f"{prefix}_SCHEME", parts.scheme)
     emit(f"{prefix}_HOST", parts.hostname or "127.0.0.1")
-    emit(f"{prefix}_PORT", parts.port or 6379)
+    emit(f"{prefix}_PORT", parts.port or (6379 if parts.scheme.startswith("redis") else 5672))
+broker = urlsplit(base.CELERY_BROKER_URL)
+emit("BROKER_USER", unquote(broker.username or "guest"))
+emit("BROKER_PASSWORD", unquote(broker.password or "guest"))
+emit("BROKER_VHOST", broker_vhost(base.CELERY_BROKER_URL))

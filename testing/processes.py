@@ -2,18 +2,21 @@
 process in its own process group with its output in a log file; waits that
 report the log's tail when the process dies or time runs out; stop (SIGTERM,
 then SIGKILL) and kill (for chaos tests); the command lines of the shop's own
-processes (gunicorn, the Celery worker and beat).
+processes (gunicorn, the Celery worker and beat); a private RabbitMQ node, and the
+virtual host a test run uses on the shared one.
 
 No Django here: each user builds the environment its children need
 (apps/orders/tests/processes.py::test_environment, bench/stack.py::bench_environment)."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -207,3 +210,160 @@ def celery_worker_command(*, concurrency: int, hostname: str, beat_schedule: Pat
 
 def celery_beat_command(*, schedule: Path, loglevel: str = "WARNING") -> list[str]:
     return _celery("beat", "--loglevel", loglevel, "--schedule", str(schedule))
+
+
+# --- a private RabbitMQ: its own node, ports and data, for tests that stop or kill the broker
+
+
+class PrivateRabbitMQ(ChildProcess):
+    """A throwaway `rabbitmq-server` node: its own node name, AMQP port,
+    distribution port, Erlang port mapper (epmd) port, data and logs in a
+    temporary directory, no plugins. The shared RabbitMQ is never touched.
+
+    stop() (or kill()) and start() again keep the data directory, as a
+    restarted server does: durable queues and their messages come back.
+    remove() stops it and deletes the directory. `url` is the default virtual
+    host's; vhost_url() names another one after vhost_add()."""
+
+    BINARY = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+    CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+
+    def __init__(self, *, name: str = "private-rabbitmq", start_timeout: float = 60):
+        for path in (self.BINARY, self.CTL):
+            if not os.access(path, os.X_OK):
+                raise ProcessFailed(
+                    f"{path} is missing: RabbitMQ is not installed "
+                    "(scripts/ensure_system_packages.sh installs the Debian package rabbitmq-server)"
+                )
+        self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        self.nodename = f"{name}-{self.port}@localhost"
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        self.start_timeout = start_timeout
+        (self.dir / "enabled_plugins").write_text("[].\n")
+        # Its own HOME holds its own Erlang cookie, which rabbitmqctl reads from there too.
+        self.node_env = {
+            **os.environ,
+            "HOME": str(self.dir),
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            # Its own epmd, started by the node in its process group and stopped with it:
+            # the shared server's epmd never sees this node come and go.
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq"),  # absent: the defaults
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.dir / "advanced.config"),
+            "RABBITMQ_PID_FILE": str(self.dir / "rabbitmq.pid"),
+        }
+        super().__init__(name, [self.BINARY], env=self.node_env, cwd=self.dir, log_path=self.dir / "server.log")
+
+    def start(self) -> Self:
+        return super().start().wait_until(self.answers, timeout=self.start_timeout, what=f"AMQP on port {self.port}")
+
+    def answers(self) -> bool:
+        """An AMQP login succeeds (the port alone opens before the broker is ready)."""
+        import amqp  # the AMQP client kombu uses; imported here so the module stays light
+
+        if not port_listens(self.port):
+            return False
+        connection = amqp.Connection(f"127.0.0.1:{self.port}", userid="guest", password="guest", connect_timeout=1)
+        try:
+            connection.connect()
+            return True
+        except Exception:  # not ready yet: refused, reset, or the broker still booting
+            return False
+        finally:
+            try:
+                connection.collect()
+            except Exception:
+                pass
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        """rabbitmqctl against this node. Raises ProcessFailed with its output on failure."""
+        result = subprocess.run(
+            [self.CTL, "-n", self.nodename, *args],
+            env=self.node_env,
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise ProcessFailed(f"rabbitmqctl {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def vhost_add(self, vhost: str, *, user: str = "guest") -> str:
+        """Create `vhost` with every permission for `user`; returns its amqp:// URL."""
+        self.ctl("add_vhost", vhost)
+        self.ctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        return self.vhost_url(vhost)
+
+    def vhost_url(self, vhost: str) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{urllib.parse.quote(vhost, safe='')}"
+
+    def restart(self, *, kill: bool = False) -> Self:
+        """Stop (gracefully, or SIGKILL with kill=True) and start again on the same data."""
+        self.kill() if kill else self.stop(timeout=30)
+        return self.start()
+
+    def remove(self) -> None:
+        self.stop(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def rabbitmq_vhost_ensure(url: str, *, ctl: str = "rabbitmqctl") -> None:
+    """Make the virtual host an amqp:// URL names exist, with every permission
+    for its user, on the local RabbitMQ (rabbitmqctl needs root or the
+    rabbitmq user). Does nothing when the URL already logs in. Raises
+    ProcessFailed saying what is missing."""
+    import amqp
+
+    parts = urllib.parse.urlsplit(url)
+    vhost = urllib.parse.unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    user, password = urllib.parse.unquote(parts.username or "guest"), urllib.parse.unquote(parts.password or "guest")
+    address = f"{parts.hostname or '127.0.0.1'}:{parts.port or 5672}"
+
+    def logs_in() -> bool:
+        connection = amqp.Connection(address, userid=user, password=password, virtual_host=vhost, connect_timeout=2)
+        try:
+            connection.connect()
+            return True
+        except amqp.exceptions.AccessRefused:
+            return False
+        except amqp.exceptions.ConnectionForced:
+            return False
+        except amqp.exceptions.NotAllowed:  # the virtual host does not exist (or the user may not use it)
+            return False
+        finally:
+            try:
+                connection.collect()
+            except Exception:
+                pass
+
+    try:
+        if logs_in():
+            return
+    except OSError as exc:
+        raise ProcessFailed(
+            f"RabbitMQ is not reachable at {address} ({exc}). Start it with scripts/ensure_services.sh "
+            "(Debian: rabbitmq-server -detached), or set TEST_CELERY_BROKER_URL (redis://... for the Redis broker)."
+        ) from exc
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1") or not shutil.which(ctl):
+        raise ProcessFailed(
+            f"RabbitMQ at {address} refuses user {user!r} on virtual host {vhost!r}, and there is no local "
+            f"rabbitmqctl to create it: run `rabbitmqctl add_vhost {vhost}` and "
+            f"`rabbitmqctl set_permissions -p {vhost} {user} '.*' '.*' '.*'` on the broker's machine."
+        )
+    for args in (["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
+        result = subprocess.run([ctl, *args], capture_output=True, text=True, timeout=60)
+        if result.returncode != 0 and "already exists" not in (result.stdout + result.stderr):
+            raise ProcessFailed(
+                f"rabbitmqctl {' '.join(args)} failed (it needs root or the rabbitmq user):\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+    if not logs_in():
+        raise ProcessFailed(f"RabbitMQ still refuses user {user!r} on virtual host {vhost!r} after creating it.")

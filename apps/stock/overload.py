@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import redis
+from celery import current_app
 from django.conf import settings
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 from redis.exceptions import RedisError
 
 from apps.orders.models import Order
+from cardshop.broker import broker_is_redis
 
 from .redis import stock_redis
 from .redis_keys import overloaded_key, persist_queue_key, rules_key
@@ -64,15 +66,25 @@ def celery_queue_keys(queue: str) -> list[str]:
     return [f"{prefix}{queue}"] + [f"{prefix}{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS if step]
 
 
+def broker_queue_depth(queue: str) -> int:
+    """Messages waiting in a Celery queue (not those a worker holds). On the
+    Redis broker: the lengths of kombu's lists; on RabbitMQ: the queue's
+    ready count, from a passive declare on a pooled connection."""
+    if broker_is_redis(settings.CELERY_BROKER_URL):
+        pipe = _broker_redis().pipeline(transaction=False)
+        for key in celery_queue_keys(queue):
+            pipe.llen(key)
+        return sum(pipe.execute())
+    with current_app.pool.acquire(block=True, timeout=5) as connection:
+        return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+
+
 def backlog_measure() -> Backlog:
     """Work still owed to paid buyers (orders waiting for keys, from the
     database: fulfilment tasks coalesce, so their queue does not count them;
     mail messages waiting, from the broker), and reservations waiting for
     persistence."""
-    pipe = _broker_redis().pipeline(transaction=False)
-    for key in celery_queue_keys(settings.CELERY_QUEUE_MAIL):
-        pipe.llen(key)
-    fulfil = sum(pipe.execute()) + Order.objects.filter(status=Order.Status.PAID).count()
+    fulfil = broker_queue_depth(settings.CELERY_QUEUE_MAIL) + Order.objects.filter(status=Order.Status.PAID).count()
     pipe = stock_redis().pipeline(transaction=False)
     for product_id in stock_warmed_product_ids():
         pipe.llen(persist_queue_key(product_id))

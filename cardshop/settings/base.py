@@ -4,8 +4,7 @@ with a default that works on a developer machine (see .env.example)."""
 import ipaddress
 from datetime import timedelta
 
-from kombu import Queue
-
+from cardshop.broker import broker_queues, broker_transport_options
 from cardshop.env import BASE_DIR, env
 
 # Only for local development; production.py refuses to start with this value.
@@ -111,7 +110,7 @@ DATABASE_ROUTERS = ["cardshop.db_router.PrimaryReplicaRouter"]
 ATOMIC_REQUESTS = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Redis: the gate (stock, reservations), the cache and the broker.
+# --- Redis: the gate (stock, reservations) and the cache (and the broker on a laptop).
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Every Redis key this process writes starts with this, so tests, benchmarks and
 # the demo can share one server without touching each other's data.
@@ -145,18 +144,31 @@ CATALOG_FALLBACK_SECONDS = env.int("CATALOG_FALLBACK_SECONDS", default=300)
 SESSION_ENGINE = "apps.core.sessions"
 
 # --- Celery
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/1")
+# RabbitMQ (amqp://) in production, docker-compose and the tests: the broker is
+# not the gate, so losing the gate Redis loses no queued task and never takes
+# the worker's connection with it. A Redis database (redis://) serves a laptop.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
 CELERY_RESULT_BACKEND = None
+# A task is acknowledged when it has run, not when it was taken: a worker that
+# dies mid-task (or whose pool process is killed) leaves it to be delivered again.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# On a lost broker connection RabbitMQ hands the unacknowledged tasks out again,
+# so the copies still running here stop rather than run twice at once.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A worker keeps reconnecting to a broker that is down or restarting, at start
+# and later, however long that takes, instead of exiting.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "global_keyprefix": REDIS_KEY_PREFIX + ":celery:",
-    # With acks_late a task whose worker died is redelivered after this many seconds.
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
-}
+# With acks_late on the Redis broker, a task whose worker died is redelivered
+# after this many seconds (ignored on RabbitMQ, which redelivers at once).
+BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=300)
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(
+    url=CELERY_BROKER_URL, key_prefix=REDIS_KEY_PREFIX, visibility_timeout=BROKER_VISIBILITY_TIMEOUT
+)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # One queue per kind of work, so a deep fulfilment or mail backlog never holds
 # up persistence of new reservations (buyers cannot pay an order that is not
@@ -167,9 +179,8 @@ CELERY_QUEUE_FULFIL = "fulfil"
 CELERY_QUEUE_PAYMENTS = "payments"
 CELERY_QUEUE_MAIL = "mail"
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = [
-    Queue(name) for name in ("celery", CELERY_QUEUE_GATE, CELERY_QUEUE_FULFIL, CELERY_QUEUE_PAYMENTS, CELERY_QUEUE_MAIL)
-]
+TASK_QUEUE_NAMES = ["celery", CELERY_QUEUE_GATE, CELERY_QUEUE_FULFIL, CELERY_QUEUE_PAYMENTS, CELERY_QUEUE_MAIL]
+CELERY_TASK_QUEUES = broker_queues(url=CELERY_BROKER_URL, names=TASK_QUEUE_NAMES)
 CELERY_TASK_ROUTES = {
     "apps.orders.tasks.persist_reservations_task": {"queue": CELERY_QUEUE_GATE},
     "apps.orders.tasks.expire_reservations_task": {"queue": CELERY_QUEUE_GATE},

@@ -1,14 +1,16 @@
 """The test suite: the real MariaDB and Redis, with its own database and key prefix."""
 
+from urllib.parse import quote
+
+from cardshop.broker import broker_queues, broker_transport_options
 from cardshop.env import env
 
 from .base import *  # noqa: F403
-from .base import CACHES, CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES
+from .base import BROKER_VISIBILITY_TIMEOUT, CACHES, DATABASES, TASK_QUEUE_NAMES
 
 # Parallel runs on one machine (a developer and CI) pick their own names.
 REDIS_KEY_PREFIX = env("TEST_REDIS_KEY_PREFIX", default="cardshop-test")
 CACHES["default"]["KEY_PREFIX"] = REDIS_KEY_PREFIX + ":cache"
-CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = REDIS_KEY_PREFIX + ":celery:"
 DATABASES["default"]["TEST"]["NAME"] = env("TEST_DATABASE_NAME", default="test_cardshop")
 # Tests open and close connections across threads; persistent ones would leak.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -22,6 +24,14 @@ WORKER_LOG_LEVEL = "INFO"
 EMAIL_BACKEND = env("TEST_EMAIL_BACKEND", default="django.core.mail.backends.locmem.EmailBackend")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LANGUAGE_CODE = "zh-hans"
-# The broker shares the suite's Redis database and key prefix, so the per-test
-# cleanup drops queued tasks too.
-CELERY_BROKER_URL = env("TEST_CELERY_BROKER_URL", default=REDIS_URL)  # noqa: F405
+# RabbitMQ, as in production, in a virtual host of the suite's own (named like
+# its key prefix; conftest.py creates it), so parallel runs never share a queue.
+# Each test starts with its queues purged (conftest.py). TEST_CELERY_BROKER_URL=
+# redis://... runs the suite on the Redis broker (a laptop without RabbitMQ).
+CELERY_BROKER_URL = env(
+    "TEST_CELERY_BROKER_URL", default=f"amqp://guest:guest@127.0.0.1:5672/{quote(REDIS_KEY_PREFIX, safe='')}"
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(
+    url=CELERY_BROKER_URL, key_prefix=REDIS_KEY_PREFIX, visibility_timeout=BROKER_VISIBILITY_TIMEOUT
+)
+CELERY_TASK_QUEUES = broker_queues(url=CELERY_BROKER_URL, names=TASK_QUEUE_NAMES)

@@ -1,10 +1,12 @@
 """Overload protection (issue 4): a deep fulfilment or persistence backlog
 pauses checkout store-wide through the `overloaded` rule field, with
-hysteresis, and the storefront says so. Real Redis broker queue, real script."""
+hysteresis, and the storefront says so. Real broker queue (RabbitMQ, and the
+Redis broker of a laptop), real script."""
 
 import pytest
 from django.conf import settings
 from django.test import Client
+from kombu import Connection, Queue
 
 from apps.orders.models import Order
 from apps.orders.services.persistence import order_persist_queued
@@ -13,6 +15,7 @@ from apps.stock import overload
 from apps.stock.redis import stock_redis
 from apps.stock.redis_keys import overloaded_key, persist_queue_key, rules_key
 from apps.stock.tasks import overload_check_task
+from cardshop.broker import broker_is_redis, broker_transport_options
 from cardshop.celery import app as celery_app
 from celery_worker.schedule import BEAT_SCHEDULE
 
@@ -44,8 +47,9 @@ def enqueue_dummy_tasks(count: int) -> None:
 
 def drain(count: int) -> None:
     """Take `count` messages off the queue, as workers would."""
-    key = overload.celery_queue_keys(settings.CELERY_QUEUE_MAIL)[0]
-    overload._broker_redis().rpop(key, count)
+    with celery_app.connection_for_read() as connection:
+        for _ in range(count):
+            assert connection.default_channel.basic_get(settings.CELERY_QUEUE_MAIL, no_ack=True) is not None
 
 
 def checkout(client: Client, sku: str, email: str):
@@ -56,14 +60,35 @@ def rules_flag(product) -> bytes | None:
     return stock_redis().hget(rules_key(product.id), "overloaded")
 
 
-def test_the_mail_queue_is_measured_where_kombu_keeps_it(limits):
+def test_the_mail_queue_is_measured_on_rabbitmq(limits):
+    assert not broker_is_redis(settings.CELERY_BROKER_URL), "the suite's broker is RabbitMQ"
     assert overload.backlog_measure().fulfil == 0
     enqueue_dummy_tasks(7)
-    # kombu's key is the queue's name after the transport's global_keyprefix.
-    key = overload.celery_queue_keys("mail")[0]
-    assert key == limits.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] + "mail"
-    assert overload._broker_redis().llen(key) == 7
+    assert overload.broker_queue_depth("mail") == 7
     assert overload.backlog_measure().fulfil == 7
+    drain(3)
+    assert overload.backlog_measure().fulfil == 4
+
+
+def test_the_mail_queue_is_measured_where_the_redis_broker_keeps_it(limits):
+    """A laptop's Redis broker: kombu's lists, under the transport's global_keyprefix."""
+    url = settings.REDIS_URL
+    limits.CELERY_BROKER_URL = url
+    limits.CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(
+        url=url, key_prefix=settings.REDIS_KEY_PREFIX, visibility_timeout=300
+    )
+    overload._broker_redis.cache_clear()
+    try:
+        with Connection(url, transport_options=limits.CELERY_BROKER_TRANSPORT_OPTIONS) as connection:
+            producer = connection.Producer(serializer="json")
+            for n in range(7):
+                producer.publish({"n": n}, routing_key="mail", declare=[Queue("mail")])
+        key = overload.celery_queue_keys("mail")[0]
+        assert key == limits.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] + "mail"
+        assert overload._broker_redis().llen(key) == 7
+        assert overload.backlog_measure().fulfil == 7
+    finally:
+        overload._broker_redis.cache_clear()
 
 
 def test_paid_orders_waiting_for_keys_count_whatever_the_fulfilment_queue_holds(limits):
