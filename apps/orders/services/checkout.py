@@ -33,8 +33,8 @@ from ..exceptions import (
     UnpaidLimit,
 )
 from ..identity import (
+    access_token_for,
     access_token_hash,
-    access_token_new,
     buyer_identities,
     email_normalise,
     idempotency_digest,
@@ -42,6 +42,7 @@ from ..identity import (
     strike_fields,
 )
 from ..models import Order
+from . import persistence
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def order_checkout(
         checkout_strike_record(product_id=product.id, buyer=buyer)
         raise
     order_no = order_number_new(product_id=product.id)
-    token = access_token_new()
+    token = access_token_for(order_no=order_no)
     digest = idempotency_digest(email=email, key=idempotency_key) if idempotency_key else ""
     try:
         outcome = stock.stock_reserve(
@@ -110,6 +111,8 @@ def order_checkout(
         logger.warning("checkout for %s paused: Redis unreachable", sku)
         raise SalePaused() from None
     if outcome.code == "ok":
+        if outcome.persist_requested:
+            persistence.order_persist_request_rollback_unsafe(product_id=product.id)
         return CheckoutResult(order_no=order_no, access_token=token, status=Order.Status.QUEUED, product_id=product.id)
     if outcome.code == "duplicate":
         first_order_no, sealed_token = outcome.idempotency_value.split(" ", 1)
