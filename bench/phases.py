@@ -346,6 +346,7 @@ class BuyerRun:
     error: str = ""
     order_no: str = ""
     accepted_at: float = 0.0
+    accepted_wall: float = 0.0  # time.time() of the 202, against the order row's created_at
     paid_at: float = 0.0
     keys_at: float = 0.0
     keys: tuple = ()
@@ -398,7 +399,7 @@ async def flash_sale(
         runs.append(run)
         if status != 202:
             return
-        run.accepted_at = time.perf_counter()
+        run.accepted_at, run.accepted_wall = time.perf_counter(), time.time()
         headers = {"X-Order-Token": body["access_token"]}
         if not await poll(session, run, headers, lambda b: b.get("status") != "queued"):
             return
@@ -454,7 +455,14 @@ def flash_gates(*, product_id: int, keys: int, buyers: int, sale: dict, settle_t
     expected = min(keys, buyers)
     short_keys = sum(1 for r in runs if r.final_status == "delivered" and len(r.keys) != 1)
     timings = list(delivered.values_list("paid_at", "delivered_at"))
+    # The window a Redis that loses its data (a failover to an empty replica,
+    # FLUSHALL) would cost: from the buyer's 202 to the persister's row. The
+    # row's created_at is taken just before its INSERT; same clock (one host).
+    answered = {r.order_no: r.accepted_wall for r in runs if r.status == 202}
+    created = dict(orders.filter(order_no__in=list(answered)).values_list("order_no", "created_at"))
     return {
+        "persist_lag_s": [created[no].timestamp() - at for no, at in answered.items() if no in created],
+        "answered_never_recorded": len(set(answered) - set(created)),
         "oversold": max(0, accepted_count - keys) + max(0, sold - keys) + max(0, -stock_left),
         "duplicates": sum(n - 1 for n in seen.values() if n > 1) + short_keys,
         "paid_undelivered": orders.filter(paid_at__isnull=False).exclude(status=Order.Status.DELIVERED).count(),
