@@ -113,7 +113,8 @@ class OrderNotPlaced(ShopError):
     code = "order_not_placed"
     http_status = 410
     default_detail = _(
-        "This order was not placed: it was lost before it could be recorded, and nothing was charged. Please buy again."
+        "This order was not placed: it was lost before it could be recorded. Please buy again. "
+        "If you had already paid for it, contact us with its order number."
     )
 
 
