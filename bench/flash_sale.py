@@ -13,8 +13,10 @@ import argparse
 import asyncio
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.stack import BenchStack, StackConfig, bench_environment  # noqa: E402
+from testing.processes import GateRedis  # noqa: E402
+
+# Overrides of deploy/redis/redis.conf for --gate-redis.
+GATE_SETTINGS = {"always": (), "everysec": ("--appendfsync", "everysec"), "off": ("--appendonly", "no")}
 
 
 @dataclass(frozen=True)
@@ -60,15 +66,28 @@ def main(argv=None) -> int:
     parser.add_argument("--prefix", default=os.environ.get("BENCH_REDIS_KEY_PREFIX", "cardshop-bench"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--profile", action="store_true", help="also profile gunicorn under checkout load with py-spy")
+    parser.add_argument(
+        "--gate-redis",
+        choices=["shared", *GATE_SETTINGS],
+        default="shared",
+        help="the local Redis (default), or a private one from deploy/redis/redis.conf: as prescribed "
+        "(always), AOF fsynced each second (everysec) or no persistence (off)",
+    )
     args = parser.parse_args(argv)
     plan, mode = (SMOKE, "smoke") if args.smoke else (QUICK, "quick") if args.quick else (FULL, "full")
 
+    gate = None
+    if args.gate_redis != "shared":
+        gate = GateRedis(
+            data_dir=Path(tempfile.mkdtemp(prefix="bench-gate-redis-")), overrides=GATE_SETTINGS[args.gate_redis]
+        ).start()
     config = StackConfig(
         database=args.database,
         prefix=args.prefix,
         web_workers=args.web_workers,
         web_threads=args.web_threads,
         celery_concurrency=args.celery_concurrency,
+        extra_env={"REDIS_URL": gate.url} if gate else {},
     )
     stack = BenchStack(config)
     os.environ.update(bench_environment(config, site_url=stack.url))
@@ -82,6 +101,10 @@ def main(argv=None) -> int:
         result = run(stack, plan, mode=mode, profile=args.profile, out=args.out)
     finally:
         stack.teardown()
+        if gate:
+            gate.stop()
+            shutil.rmtree(gate.data_dir, ignore_errors=True)
+    result["gate_redis"] = args.gate_redis
     result["machine"] = {
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
