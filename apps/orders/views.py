@@ -72,9 +72,9 @@ def _not_placed_page(request, order_no: str):
 
 
 def _lost(request, order_no: str) -> bool:
-    """Did the shop accept this order (the link's token is its own) and then
-    lose it before recording it? Only the link's token counts: a session
-    grant would also have found the order if it existed."""
+    """Did the shop accept this order and then lose it before recording it?
+    Asked with the link's token, or the one checkout left in the session (a
+    lookup grant carries no token, and needs a row to exist anyway)."""
     return order_lost(
         order_no=order_no,
         token=request.GET.get("token") or order_session_token(request=request, order_no=order_no) or "",

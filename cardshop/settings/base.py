@@ -223,8 +223,10 @@ PERSIST_BATCH_SIZE = env.int("PERSIST_BATCH_SIZE", default=500)
 # The first checkout of a burst publishes a persist task for its product; the
 # checkouts after it publish none while that task waits in the queue (it drains
 # them all as it starts). The mark of a waiting task expires after this long,
-# so a task lost with its broker delays the next at most this much (beat's
-# once-a-second drain is the safety net meanwhile).
+# so a task lost with its broker, or a publish that failed, delays the next at
+# most this much (beat's once-a-second drain is the safety net meanwhile), and
+# while the broker is down one checkout per product per TTL waits for a publish
+# to fail, not every checkout.
 PERSIST_REQUEST_TTL_SECONDS = env.float("PERSIST_REQUEST_TTL_SECONDS", default=5.0)
 # How long a stock rebuild waits for a persisting batch to finish.
 WARM_FENCE_TIMEOUT = env.int("WARM_FENCE_TIMEOUT", default=10)

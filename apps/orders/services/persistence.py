@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
-from redis.exceptions import RedisError
 
 from apps.core.db_locks import persist_fence
 
@@ -77,16 +76,15 @@ def order_persist_queued(*, product_ids: list[int] | None = None) -> int:
 def order_persist_request_rollback_unsafe(*, product_id: int) -> None:
     """Publish a persist task for the product now (checkout opens no
     transaction). Called when the checkout script set the product's persist
-    mark. A publish that fails clears the mark, so the next checkout tries
-    again; beat's drain persists the reservations meanwhile."""
+    mark. A publish that fails leaves the mark to expire
+    (PERSIST_REQUEST_TTL_SECONDS): while the broker is down, one checkout per
+    product per TTL waits for the publish to fail, not every checkout. The
+    reservations wait in Redis meanwhile (on disk: deploy/redis/redis.conf)
+    for the next task or beat's drain."""
     try:
         tasks.persist_reservations_task.delay(product_id)
     except Exception:
-        logger.exception("persist task for product %s could not be queued; beat's drain will persist", product_id)
-        try:
-            stock.stock_persist_request_clear(product_id=product_id)
-        except RedisError:
-            pass  # it expires
+        logger.exception("persist task for product %s could not be queued; the next will drain it", product_id)
 
 
 def order_persist_requested(*, product_id: int) -> int:

@@ -51,7 +51,10 @@ def test_a_burst_publishes_one_persist_task_and_the_task_drains_it_all(publishes
     assert publishes == [(product.id,), (product.id,)]
 
 
-def test_a_failed_publish_clears_the_mark_so_the_next_checkout_publishes(monkeypatch):
+def test_a_failed_publish_waits_for_the_mark_to_expire(monkeypatch, settings):
+    """While the broker is down, one checkout per mark's life tries to publish
+    (and waits for it to fail), not every checkout."""
+    settings.PERSIST_REQUEST_TTL_SECONDS = 0.3
     product = product_with_keys(keys=5, per_buyer_limit=1)
     attempts = []
 
@@ -60,10 +63,13 @@ def test_a_failed_publish_clears_the_mark_so_the_next_checkout_publishes(monkeyp
         raise ConnectionError("broker unreachable")
 
     monkeypatch.setattr(tasks.persist_reservations_task, "delay", broker_down)
-    checkout(product, email="a@x.com")  # still answered: beat's drain will persist it
-    assert not stock_redis().exists(persist_requested_key(product.id))
+    checkout(product, email="a@x.com")  # still answered: its reservation waits in Redis
     checkout(product, email="b@x.com")
+    assert len(attempts) == 1
+    wait_until(lambda: not stock_redis().exists(persist_requested_key(product.id)), timeout=5, interval=0.05)
+    checkout(product, email="c@x.com")
     assert len(attempts) == 2
+    assert stock_queue_length(product_id=product.id) == 3
 
 
 def other_worker_persists(product_id: int) -> int:
