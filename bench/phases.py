@@ -337,6 +337,43 @@ def redis_headroom(*, product_id: int, requests: int, clients: int = 50) -> dict
     return {"requests": requests, "clients": clients, "evalsha_rps": round(evalsha_rps, 1)}
 
 
+# --- persistence lag at a steady pace
+
+
+def persist_lag_steady(*, url: str, sku: str, count: int, per_second: float) -> dict:
+    """Checkouts one at a time at a steady pace, each 202's arrival against
+    its order row's created_at. One connection and no crowd: the client reads
+    each 202 as it is sent, so this is the persister's own lag (publish,
+    worker pickup, INSERT), not the load generator's. Each order is the first
+    of its "burst" here, so each publishes its own persist task."""
+    import json
+    import urllib.request
+
+    from apps.orders.models import Order
+
+    answered: dict[str, float] = {}
+    for i in range(count):
+        started = time.perf_counter()
+        body = json.dumps({"sku": sku, "quantity": 1, "email": f"lag-{i}@bench.example.com"}).encode()
+        request = urllib.request.Request(
+            f"{url}/api/v1/orders", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            if response.status == 202:
+                answered[json.loads(response.read())["order_no"]] = time.time()
+        time.sleep(max(0.0, 1 / per_second - (time.perf_counter() - started)))
+    deadline = time.monotonic() + 30
+    created: dict = {}
+    while time.monotonic() < deadline and len(created) < len(answered):
+        created = dict(Order.objects.filter(order_no__in=list(answered)).values_list("order_no", "created_at"))
+        time.sleep(0.2)
+    return {
+        "lag_s": [created[no].timestamp() - at for no, at in answered.items() if no in created],
+        "answered": len(answered),
+        "never_recorded": len(set(answered) - set(created)),
+    }
+
+
 # --- the flash sale, checkout through delivery
 
 
