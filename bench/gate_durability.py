@@ -20,6 +20,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,96 @@ def script_phase(*, requests: int, clients: list[int], work: Path) -> dict:
     return results
 
 
+def checkout_phase(*, work: Path, rounds: int, seconds: float, concurrency: int) -> dict:
+    """The shop's own checkout through gunicorn, A/B: two gunicorns on one
+    bench database, one on a gate Redis as prescribed (`always`), one on a
+    gate without persistence (`off`); rounds alternate between them, the
+    order swapped each round (bench.phases.paired_rounds). No Celery worker:
+    reservations stay queued (the backlog pause is off), so only checkout's
+    own path is measured."""
+    import asyncio
+
+    import redis
+
+    from bench.phases import accepted, checkout_request, paired_rounds
+    from bench.stack import BenchStack, StackConfig
+    from testing.processes import ChildProcess, free_port, gunicorn_command
+
+    gates = {
+        name: GateRedis(data_dir=work / f"checkout-{name}", overrides=SETTINGS[name]).start()
+        for name in ("always", "off")
+    }
+    config = StackConfig(database="cardshop_bench_gatecost", prefix="cardshop-bench-gatecost")
+    stack = BenchStack(config)
+    webs: dict[str, tuple[ChildProcess, str]] = {}
+    try:
+        stack.database_recreate()
+        stack.manage(
+            "create_product",
+            "--sku",
+            "GATE-COST",
+            "--title",
+            "Gate cost",
+            "--price",
+            "9.90",
+            "--per-buyer-limit",
+            "1",
+            "--max-per-order",
+            "1",
+            "--min-page-seconds",
+            "0",
+        )
+        for name in ("always", "off"):
+            env = {**stack.env, "REDIS_URL": gates[name].url}
+            subprocess.run(
+                [sys.executable, "manage.py", "warm_stock", "--sku", "GATE-COST"],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            client = redis.Redis.from_url(gates[name].url)
+            for key in client.scan_iter(match=f"{config.prefix}:*:stock"):
+                client.set(key, 10**9)  # stock to spare: every checkout is a sale
+            port = free_port()
+            web = ChildProcess(
+                f"gunicorn-{name}",
+                gunicorn_command(port=port, workers=config.web_workers, threads=config.web_threads),
+                env=env,
+                log_path=work / f"gunicorn-{name}.log",
+            ).start()
+            webs[name] = (web, f"http://127.0.0.1:{port}")
+            web.wait_for_url(f"http://127.0.0.1:{port}/healthz", timeout=30)
+        runs = asyncio.run(
+            paired_rounds(
+                {
+                    name: (lambda r, url=url, name=name: checkout_request(url, "GATE-COST", f"{name}{r}"))
+                    for name, (_web, url) in webs.items()
+                },
+                rounds=rounds,
+                concurrency=concurrency,
+                duration=seconds,
+                counts=dict.fromkeys(webs, 10**9),
+                ok=dict.fromkeys(webs, accepted),
+            )
+        )
+    finally:
+        for web, _url in webs.values():
+            web.stop()
+        stack.teardown()
+        for gate in gates.values():
+            gate.stop()
+    from bench.load import latency_ms
+
+    return {
+        name: {
+            "rps_rounds": [round(x, 1) for x in runs[name]["rates"]],
+            "latency_ms": latency_ms(runs[name]["samples"]),
+        }
+        for name in webs
+    }
+
+
 def markdown(result: dict) -> str:
     lines = [
         "| gate persistence | clients | EVALSHA/s of checkout.lua | p50 / p99 ms | vs `off` |",
@@ -120,12 +211,31 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def checkout_markdown(checkout: dict) -> str:
+    always, off = checkout["always"], checkout["off"]
+    lines = [
+        "| round | checkout req/s, gate `always` | gate `off` | always / off |",
+        "|---|---|---|---|",
+    ]
+    for n, (a, o) in enumerate(zip(always["rps_rounds"], off["rps_rounds"], strict=True), start=1):
+        lines.append(f"| {n} | {a} | {o} | {a / o:.2f} |" if o else f"| {n} | {a} | {o} | |")
+    med_a, med_o = statistics.median(always["rps_rounds"]), statistics.median(off["rps_rounds"])
+    lines.append(f"| median | {med_a:.1f} | {med_o:.1f} | {med_a / med_o:.2f} |")
+    la, lo = always["latency_ms"], off["latency_ms"]
+    lines.append(f"| p50 / p99 ms | {la['p50']} / {la['p99']} | {lo['p50']} / {lo['p99']} | |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--dir", type=Path, default=None, help="where the servers' data directories go")
+    parser.add_argument("--checkout", action="store_true", help="also A/B the whole checkout through gunicorn")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args(argv)
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark is missing: apt-get install redis-tools (make system-deps does)", file=sys.stderr)
@@ -133,6 +243,10 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="gate-durability-", dir=args.dir))
     try:
         result = {"script": script_phase(requests=args.requests, clients=args.clients, work=work)}
+        if args.checkout:
+            result["checkout"] = checkout_phase(
+                work=work, rounds=args.rounds, seconds=args.seconds, concurrency=args.concurrency
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["filesystem"] = subprocess.run(
@@ -141,6 +255,9 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gate_durability.json").write_text(json.dumps(result, indent=2))
     print(markdown(result))
+    if "checkout" in result:
+        print()
+        print(checkout_markdown(result["checkout"]))
     print(f"\ndata on: {result['filesystem']}")
     return 0
 
