@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from apps.cardkeys.models import CardKey
 from apps.catalog.models import Product
-from apps.orders.identity import access_token_hash, access_token_new, order_number_new
+from apps.orders.identity import access_token_for, access_token_hash, order_number_new
 from apps.orders.models import Order
 
 STOCK_TABLE = "bench_naive_stock"
@@ -68,8 +68,9 @@ def _naive_checkout(*, sku: str, email: str) -> Order | None:
         if key is None:
             transaction.set_rollback(True)
             return None
+        order_no = order_number_new(product_id=product.id)
         order = Order.objects.create(
-            order_no=order_number_new(product_id=product.id),
+            order_no=order_no,
             product=product,
             buyer_email=email,
             quantity=1,
@@ -77,7 +78,7 @@ def _naive_checkout(*, sku: str, email: str) -> Order | None:
             amount=product.price,
             currency=product.currency,
             status=Order.Status.AWAITING_PAYMENT,
-            access_token_hash=access_token_hash(access_token_new()),
+            access_token_hash=access_token_hash(access_token_for(order_no=order_no)),
         )
         CardKey.objects.filter(id=key.id).update(status=CardKey.Status.SOLD, order=order)
     return order

@@ -339,6 +339,43 @@ def redis_headroom(*, product_id: int, requests: int, clients: int = 50) -> dict
     return {"requests": requests, "clients": clients, "evalsha_rps": round(evalsha_rps, 1)}
 
 
+# --- persistence lag at a steady pace
+
+
+def persist_lag_steady(*, url: str, sku: str, count: int, per_second: float) -> dict:
+    """Checkouts one at a time at a steady pace, each 202's arrival against
+    its order row's created_at. One connection and no crowd: the client reads
+    each 202 as it is sent, so this is the persister's own lag (publish,
+    worker pickup, INSERT), not the load generator's. Each order is the first
+    of its "burst" here, so each publishes its own persist task."""
+    import json
+    import urllib.request
+
+    from apps.orders.models import Order
+
+    answered: dict[str, float] = {}
+    for i in range(count):
+        started = time.perf_counter()
+        body = json.dumps({"sku": sku, "quantity": 1, "email": f"lag-{i}@bench.example.com"}).encode()
+        request = urllib.request.Request(
+            f"{url}/api/v1/orders", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            if response.status == 202:
+                answered[json.loads(response.read())["order_no"]] = time.time()
+        time.sleep(max(0.0, 1 / per_second - (time.perf_counter() - started)))
+    deadline = time.monotonic() + 30
+    created: dict = {}
+    while time.monotonic() < deadline and len(created) < len(answered):
+        created = dict(Order.objects.filter(order_no__in=list(answered)).values_list("order_no", "created_at"))
+        time.sleep(0.2)
+    return {
+        "lag_s": [created[no].timestamp() - at for no, at in answered.items() if no in created],
+        "answered": len(answered),
+        "never_recorded": len(set(answered) - set(created)),
+    }
+
+
 # --- the flash sale, checkout through delivery
 
 
@@ -348,6 +385,7 @@ class BuyerRun:
     error: str = ""
     order_no: str = ""
     accepted_at: float = 0.0
+    accepted_wall: float = 0.0  # time.time() of the 202, against the order row's created_at
     paid_at: float = 0.0
     keys_at: float = 0.0
     keys: tuple = ()
@@ -400,7 +438,7 @@ async def flash_sale(
         runs.append(run)
         if status != 202:
             return
-        run.accepted_at = time.perf_counter()
+        run.accepted_at, run.accepted_wall = time.perf_counter(), time.time()
         headers = {"X-Order-Token": body["access_token"]}
         if not await poll(session, run, headers, lambda b: b.get("status") != "queued"):
             return
@@ -456,7 +494,14 @@ def flash_gates(*, product_id: int, keys: int, buyers: int, sale: dict, settle_t
     expected = min(keys, buyers)
     short_keys = sum(1 for r in runs if r.final_status == "delivered" and len(r.keys) != 1)
     timings = list(delivered.values_list("paid_at", "delivered_at"))
+    # The window a Redis that loses its data (a failover to an empty replica,
+    # FLUSHALL) would cost: from the buyer's 202 to the persister's row. The
+    # row's created_at is taken just before its INSERT; same clock (one host).
+    answered = {r.order_no: r.accepted_wall for r in runs if r.status == 202}
+    created = dict(orders.filter(order_no__in=list(answered)).values_list("order_no", "created_at"))
     return {
+        "persist_lag_s": [created[no].timestamp() - at for no, at in answered.items() if no in created],
+        "answered_never_recorded": len(set(answered) - set(created)),
         "oversold": max(0, accepted_count - keys) + max(0, sold - keys) + max(0, -stock_left),
         "duplicates": sum(n - 1 for n in seen.values() if n > 1) + short_keys,
         "paid_undelivered": orders.filter(paid_at__isnull=False).exclude(status=Order.Status.DELIVERED).count(),

@@ -127,6 +127,8 @@ def markdown(result: dict) -> str:
         f"| redis-benchmark EVALSHA/s of checkout.lua | {h['evalsha_rps']} |",
         f"| flash sale: {f['keys']} keys, {f['buyers']} buyers at {f['concurrency']} connections | checkout {f['checkout_rps']} req/s, p50 / p95 / p99 {f['checkout_latency_ms']['p50']} / {f['checkout_latency_ms']['p95']} / {f['checkout_latency_ms']['p99']} ms |",
         f"| paid → delivered p50 / p95 / p99 | {f['paid_to_delivered_ms']['p50']} / {f['paid_to_delivered_ms']['p95']} / {f['paid_to_delivered_ms']['p99']} ms |",
+        f"| 202 → order row in MariaDB (persistence lag), steady 20/s, p50 / p95 / p99 | {f['persist_lag_steady_ms']['p50']} / {f['persist_lag_steady_ms']['p95']} / {f['persist_lag_steady_ms']['p99']} ms |",
+        f"| the same during the flash sale, from the 202's arrival at the busy load generator (a lower bound) | {f['persist_lag_ms']['p50']} / {f['persist_lag_ms']['p95']} / {f['persist_lag_ms']['p99']} ms |",
         f"| end to end: delivered orders/s (first checkout to last key) | {f['delivered_per_s']} |",
         f"| load generator CPU (% of one core) ceiling / design / flash | {c['cpu']['loadgen']} / {d['cpu']['loadgen']} / {f['cpu']['loadgen']} |",
         f"| gunicorn CPU (% of one core) ceiling / design / flash | {c['cpu']['gunicorn']} / {d['cpu']['gunicorn']} / {f['cpu']['gunicorn']} |",

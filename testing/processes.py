@@ -367,3 +367,36 @@ def rabbitmq_vhost_ensure(url: str, *, ctl: str = "rabbitmqctl") -> None:
             )
     if not logs_in():
         raise ProcessFailed(f"RabbitMQ still refuses user {user!r} on virtual host {vhost!r} after creating it.")
+
+
+# --- the gate Redis as production runs it (deploy/redis/redis.conf)
+
+GATE_REDIS_CONF = ROOT / "deploy" / "redis" / "redis.conf"
+
+
+class GateRedis(ChildProcess):
+    """A private redis-server started from deploy/redis/redis.conf, with its own
+    port and data directory (given on the command line after the file, so they
+    win); `overrides` are more such settings ("--appendfsync", "no"). start()
+    after kill() comes back on the same data, as a restarted server does."""
+
+    def __init__(self, *, data_dir: Path, overrides: tuple[str, ...] = ()):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ProcessFailed("redis-server is not installed; run scripts/ensure_system_packages.sh (redis-server)")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [binary, str(GATE_REDIS_CONF), "--port", str(self.port), "--dir", str(data_dir), *overrides]
+        super().__init__("gate-redis", argv, log_path=data_dir / "redis.log")
+
+    def start(self, timeout: float = 20) -> Self:
+        # Replaying a long append-only file takes a moment: wait for its "Ready".
+        ready_before = self.log().count("Ready to accept connections")
+        super().start()
+        return self.wait_until(
+            lambda: self.log().count("Ready to accept connections") > ready_before,
+            timeout=timeout,
+            what=f"redis-server ready on port {self.port}",
+        )

@@ -102,6 +102,11 @@ def test_refuses_the_development_fingerprint_key():
     assert_refused(result, "CARDKEY_FINGERPRINT_KEY must be a real secret")
 
 
+def test_refuses_a_short_order_token_key_but_takes_none_or_a_real_one():
+    assert_refused(load_production_settings(**{**REAL, "ORDER_TOKEN_KEY": "short"}), "ORDER_TOKEN_KEY must be")
+    assert load_production_settings(**{**REAL, "ORDER_TOKEN_KEY": "k" * 40}).returncode == 0
+
+
 def test_refuses_the_sandbox_provider_unless_explicitly_allowed():
     result = load_production_settings(**{**REAL, "ALLOW_SANDBOX_PAYMENTS": "false"})
     assert_refused(result, "pays without money")

@@ -29,6 +29,7 @@ from .exceptions import (
     LimitExceeded,
     OrderNotCancellable,
     OrderNotFound,
+    OrderNotPlaced,
     OrderPending,
     PageTokenInvalid,
     ProductNotFound,
@@ -39,7 +40,7 @@ from .exceptions import (
     TooFast,
     UnpaidLimit,
 )
-from .selectors import order_snapshot_get
+from .selectors import order_lost, order_snapshot_get
 from .serializers import CaptchaSerializer, OrderCreatedSerializer, OrderCreateRequestSerializer, OrderSerializer
 from .services.cancel import order_cancel
 from .services.checkout import order_checkout
@@ -159,11 +160,14 @@ class OrderDetailView(ShopAPIView):
                 "token", OpenApiTypes.STR, OpenApiParameter.QUERY, description="Instead of `X-Order-Token`."
             ),
         ],
-        responses={200: OrderSerializer, **error_responses(OrderNotFound())},
+        responses={200: OrderSerializer, **error_responses(OrderNotFound(), OrderNotPlaced())},
     )
     def get(self, request, order_no: str):
         token = request.headers.get("X-Order-Token") or request.query_params.get("token", "")
         snapshot = order_snapshot_get(order_no=order_no, token=token)
+        if snapshot is None and order_lost(order_no=order_no, token=token):
+            # Only the holder of the order's own token learns this.
+            raise OrderNotPlaced()
         if snapshot is None:
             # The same answer for an unknown order and a wrong token: the API
             # does not tell which order numbers exist.

@@ -18,6 +18,7 @@ __all__ = [
     "SaleEnded",
     "SalePaused",
     "OrderNotFound",
+    "OrderNotPlaced",
     "OrderNotCancellable",
     "OrderPending",
     "PaymentMismatch",
@@ -117,6 +118,18 @@ class OrderNotFound(ShopError):
     code = "order_not_found"
     http_status = 404
     default_detail = _("No such order.")
+
+
+class OrderNotPlaced(ShopError):
+    """The shop answered 202 for this order, then lost it before writing it to
+    MariaDB (the gate Redis failed over to an empty replica, or was flushed)."""
+
+    code = "order_not_placed"
+    http_status = 410
+    default_detail = _(
+        "This order was not placed: it was lost before it could be recorded. Please buy again. "
+        "If you had already paid for it, contact us with its order number."
+    )
 
 
 class OrderPending(ShopError):

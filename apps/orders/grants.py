@@ -61,6 +61,11 @@ def _unsealed(sealed) -> str | None:
         return None
 
 
+def order_session_token(*, request, order_no: str) -> str | None:
+    """The access token this browser's session remembers for the order (checkout's grant)."""
+    return _granted(request.session, SESSION_TOKENS, order_no)
+
+
 def order_access_get(*, request, order_no: str) -> OrderAccess | None:
     """The order as this request may see it, or None (answer 404). A valid
     ?token= is remembered in the session."""

@@ -1,6 +1,8 @@
 """Order numbers, access tokens and buyer identities."""
 
+import base64
 import hashlib
+import hmac
 import secrets
 
 from django.conf import settings
@@ -27,8 +29,30 @@ def order_number_product_id(order_no: str) -> int | None:
     return int(parts[1])
 
 
-def access_token_new() -> str:
-    return secrets.token_urlsafe(24)
+def access_token_for(*, order_no: str) -> str:
+    """The order's access token: an HMAC of its number under ORDER_TOKEN_KEY,
+    not a random string, so the shop can tell later that it issued this pair
+    without having stored anything. When neither MariaDB nor Redis knows a
+    number whose token verifies, the shop answered 202 for it and then lost it
+    (a Redis failover or flush before persistence), and can say so to the buyer.
+    The number's 60 random bits keep tokens unguessable; only the hash is kept."""
+    digest = hmac.new(_order_token_key(), f"order-token\0{order_no}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:24]).decode()
+
+
+def access_token_verify(*, order_no: str, token: str) -> bool:
+    """Was this token issued for this order number (whether or not the order exists)?"""
+    if not isinstance(token, str) or not token or not isinstance(order_no, str):
+        return False
+    return hmac.compare_digest(access_token_for(order_no=order_no), token)
+
+
+def _order_token_key() -> bytes:
+    # Unset: derived from the fingerprint key, which production already insists
+    # on and which never changes (a label keeps the two uses apart).
+    if settings.ORDER_TOKEN_KEY:
+        return settings.ORDER_TOKEN_KEY.encode()
+    return hmac.new(settings.CARDKEY_FINGERPRINT_KEY.encode(), b"order-token-key", hashlib.sha256).digest()
 
 
 def access_token_hash(token: str) -> str:

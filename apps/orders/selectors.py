@@ -11,7 +11,7 @@ from apps.catalog.models import Product
 from apps.payments.selectors import payment_methods_offered
 from apps.stock.selectors import stock_reservation_get
 
-from .identity import access_token_hash, email_normalise, order_number_product_id
+from .identity import access_token_hash, access_token_verify, email_normalise, order_number_product_id
 from .models import Order
 from .pricing import order_amount
 
@@ -39,6 +39,25 @@ def order_snapshot_get(*, order_no: str, token: str) -> dict | None:
             return None
         return order_snapshot(order)
     return _queued_snapshot(order_no=order_no, token=token)
+
+
+def order_lost(*, order_no: str, token: str) -> bool:
+    """Was this order answered 202 and then lost before it reached MariaDB?
+    True when the token is the one the shop issued for this number (it is
+    computed from the number, so nothing needs storing) and neither MariaDB
+    nor the gate knows the order. A made-up number or a wrong token is False,
+    and so is every order when Redis cannot be asked. Call it only after
+    order_snapshot_get found nothing."""
+    product_id = order_number_product_id(order_no)
+    if product_id is None or not access_token_verify(order_no=order_no, token=token):
+        return False
+    try:
+        if stock_reservation_get(product_id=product_id, order_no=order_no) is not None:
+            return False
+    except RedisError:
+        return False
+    # Persisted between the caller's look and the gate's: the row is there now.
+    return not Order.objects.using("default").filter(order_no=order_no).exists()
 
 
 def order_snapshot(order: Order) -> dict:

@@ -89,8 +89,12 @@ def send_order_keys_emails_task(self, order_ids: list[int]):
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def persist_reservations_task():
-    return persistence.order_persist_queued()
+def persist_reservations_task(product_id: int | None = None):
+    # With a product: published by the first checkout of a burst. Without:
+    # beat's once-a-second drain of every product, the safety net.
+    if product_id is None:
+        return persistence.order_persist_queued()
+    return persistence.order_persist_requested(product_id=product_id)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

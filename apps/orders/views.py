@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.catalog.models import Product
 from apps.core.client_ip import client_ip
 from apps.core.errors import ShopError, shop_error_response
 from apps.core.ratelimits import LOOKUP_IP, PAY_IP, rate_limit
@@ -27,10 +28,11 @@ from apps.payments.exceptions import PaymentUnavailable
 from apps.payments.selectors import payment_method_label
 from apps.payments.services import PAYABLE_BY_METHOD, payment_start, payments_query_started
 
-from .exceptions import OrderNotCancellable, OrderNotFound, OrderPending
-from .grants import order_access_get, order_grant_lookup
+from .exceptions import OrderNotCancellable, OrderNotFound, OrderNotPlaced, OrderPending
+from .grants import order_access_get, order_grant_lookup, order_session_token
+from .identity import order_number_product_id
 from .models import Order
-from .selectors import order_find_for_lookup
+from .selectors import order_find_for_lookup, order_lost
 from .services.cancel import order_cancel
 
 logger = logging.getLogger(__name__)
@@ -56,8 +58,27 @@ def _status_url(order_no: str, token: str | None) -> str:
 def order_detail(request, order_no: str):
     access = order_access_get(request=request, order_no=order_no)
     if access is None:
+        if _lost(request, order_no):
+            return _not_placed_page(request, order_no)
         raise Http404
     return _order_page(request, access)
+
+
+def _not_placed_page(request, order_no: str):
+    product_id = order_number_product_id(order_no)
+    product = Product.objects.filter(id=product_id, is_active=True).only("sku", "title").first()
+    context = {"order_no": order_no, "message": OrderNotPlaced.default_detail, "product": product}
+    return render(request, "orders/not_placed.html", context, status=OrderNotPlaced.http_status)
+
+
+def _lost(request, order_no: str) -> bool:
+    """Did the shop accept this order and then lose it before recording it?
+    Asked with the link's token, or the one checkout left in the session (a
+    lookup grant carries no token, and needs a row to exist anyway)."""
+    return order_lost(
+        order_no=order_no,
+        token=request.GET.get("token") or order_session_token(request=request, order_no=order_no) or "",
+    )
 
 
 def _order_page(request, access, *, qr_code: str = "", qr_method: str = ""):
@@ -171,7 +192,7 @@ def order_status(request, order_no: str):
     the same people as the page (a lookup grant has no token for the API)."""
     access = order_access_get(request=request, order_no=order_no)
     if access is None:
-        return shop_error_response(OrderNotFound())
+        return shop_error_response(OrderNotPlaced() if _lost(request, order_no) else OrderNotFound())
     return JsonResponse(access.snapshot)
 
 

@@ -54,6 +54,15 @@ def persist_queue_key(product_id: int) -> str:
     return _product(product_id, "persist")
 
 
+def persist_requested_key(product_id: int) -> str:
+    """Set while a persist task for this product waits in the queue: later
+    checkouts publish none (apps.orders.services.persistence), until the task
+    clears it as it starts. It expires, so a task lost with its broker, or a
+    publish that failed, delays the next one by at most
+    PERSIST_REQUEST_TTL_SECONDS (beat drains meanwhile)."""
+    return _product(product_id, "persist:requested")
+
+
 def idempotency_key(product_id: int, digest: str) -> str:
     return _product(product_id, f"idem:{digest}")
 

@@ -111,5 +111,10 @@ def stock_queue_peek(*, product_id: int, count: int | None = None) -> list[bytes
     return stock_redis().lrange(persist_queue_key(product_id), 0, -1 if count is None else count - 1)
 
 
+def stock_queue_length(*, product_id: int) -> int:
+    """How many reservations of a product wait to be persisted."""
+    return stock_redis().llen(persist_queue_key(product_id))
+
+
 def stock_warmed_product_ids() -> list[int]:
     return sorted(int(pid) for pid in stock_redis().smembers(warmed_products_key()))

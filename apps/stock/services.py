@@ -14,6 +14,7 @@ from .redis_keys import (
     held_key,
     idempotency_key,
     persist_queue_key,
+    persist_requested_key,
     redis_run_id_key,
     reservations_key,
     rules_key,
@@ -37,6 +38,9 @@ class ReserveOutcome:
     order_no: str = ""
     remaining: int = 0
     idempotency_value: str = ""
+    # The reservation is the first of a burst: the caller publishes the persist
+    # task that drains it and those after it (order_persist_request_rollback_unsafe).
+    persist_requested: bool = False
     limit: int = 0
     held: int = 0
     max_per_order: int = 0
@@ -73,6 +77,7 @@ def checkout_script_arguments(
         unpaid_key(product_id),
         bucket_key(product_id, "checkout"),
         strikes_key(product_id),
+        persist_requested_key(product_id),
     ]
     args = [
         order_no,
@@ -91,6 +96,7 @@ def checkout_script_arguments(
         *strike_fields,
         unpaid_cap_identity,
         settings.UNPAID_CAP_PER_IP,
+        int(settings.PERSIST_REQUEST_TTL_SECONDS * 1000),
         *buyers,
     ]
     return keys, args
@@ -106,7 +112,9 @@ def stock_reserve(**call) -> ReserveOutcome:
     reply = lua_script("checkout")(keys=keys, args=args)
     code = redis_text(reply[0])
     if code == "ok":
-        return ReserveOutcome(code=code, order_no=redis_text(reply[1]), remaining=int(reply[2]))
+        return ReserveOutcome(
+            code=code, order_no=redis_text(reply[1]), remaining=int(reply[2]), persist_requested=reply[3] == 1
+        )
     if code == "duplicate":
         return ReserveOutcome(code=code, idempotency_value=redis_text(reply[1]))
     if code == "limit_exceeded":
@@ -280,6 +288,11 @@ def stock_redis_restarted() -> bool:
     run_id = client.info("server")["run_id"]
     known = client.set(redis_run_id_key(), run_id, get=True)
     return known is not None and redis_text(known) != run_id
+
+
+def stock_persist_request_clear(*, product_id: int) -> None:
+    """A persist task starts: the next reservation asks for another one."""
+    stock_redis().delete(persist_requested_key(product_id))
 
 
 def stock_queue_drop(*, product_id: int, count: int) -> None:

@@ -201,6 +201,11 @@ CARDKEY_ENCRYPTION_KEYS = env.list("CARDKEY_ENCRYPTION_KEYS", default=[INSECURE_
 # are stored (fingerprints would no longer match), so it is separate from the
 # rotating encryption keys.
 CARDKEY_FINGERPRINT_KEY = env("CARDKEY_FINGERPRINT_KEY", default=INSECURE_DEV_FINGERPRINT_KEY)
+# HMAC key of the orders' access tokens (apps.orders.identity.access_token_for).
+# Empty: derived from CARDKEY_FINGERPRINT_KEY. Changing it keeps every order
+# open to its token (only hashes are checked), but orders issued before and then
+# lost with Redis answer a plain 404 instead of "not placed, buy again".
+ORDER_TOKEN_KEY = env("ORDER_TOKEN_KEY", default="")
 CARDKEY_MAX_LENGTH = 512
 CARDKEY_IMPORT_CHUNK_SIZE = env.int("CARDKEY_IMPORT_CHUNK_SIZE", default=5000)
 # How long an import waits for another import of the same product to finish.
@@ -237,6 +242,14 @@ FULFIL_BACKLOG_LIMIT = env.int("FULFIL_BACKLOG_LIMIT", default=5000)
 BACKLOG_RESUME_RATIO = env.float("BACKLOG_RESUME_RATIO", default=0.5)
 # Queued reservations written to MariaDB per statement.
 PERSIST_BATCH_SIZE = env.int("PERSIST_BATCH_SIZE", default=500)
+# The first checkout of a burst publishes a persist task for its product; the
+# checkouts after it publish none while that task waits in the queue (it drains
+# them all as it starts). The mark of a waiting task expires after this long,
+# so a task lost with its broker, or a publish that failed, delays the next at
+# most this much (beat's once-a-second drain is the safety net meanwhile), and
+# while the broker is down one checkout per product per TTL waits for a publish
+# to fail, not every checkout.
+PERSIST_REQUEST_TTL_SECONDS = env.float("PERSIST_REQUEST_TTL_SECONDS", default=5.0)
 # How long a stock rebuild waits for a persisting batch to finish.
 WARM_FENCE_TIMEOUT = env.int("WARM_FENCE_TIMEOUT", default=10)
 # Paid orders served by one fulfilment transaction when the queue is deep.

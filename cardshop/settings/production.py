@@ -51,6 +51,9 @@ for _position, _key in enumerate(CARDKEY_ENCRYPTION_KEYS, start=1):
         ) from None
 if CARDKEY_FINGERPRINT_KEY == INSECURE_DEV_FINGERPRINT_KEY or len(CARDKEY_FINGERPRINT_KEY) < 32:
     raise ImproperlyConfigured("CARDKEY_FINGERPRINT_KEY must be a real secret of at least 32 characters.")
+# Empty derives the order token key from the fingerprint key; a value of its own must be as strong.
+if ORDER_TOKEN_KEY and len(ORDER_TOKEN_KEY) < 32:  # noqa: F405
+    raise ImproperlyConfigured("ORDER_TOKEN_KEY must be empty or a real secret of at least 32 characters.")
 
 # The sandbox provider pays without money: a production shop that offers it
 # gives keys away. Only an explicit demo deployment may keep it.

@@ -81,6 +81,8 @@
     fetch(statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" })
       .then(function (response) {
         if (response.status === 404) { stopped = true; return null; }
+        // Accepted, then lost before it was recorded: the page says so and to buy again.
+        if (response.status === 410) { stopped = true; window.location.reload(); return null; }
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.json();
       })

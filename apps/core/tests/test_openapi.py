@@ -108,7 +108,7 @@ def test_checkout_documents_its_body_headers_and_every_error_code(schema):
 @pytest.mark.parametrize(
     ("path", "method", "errors", "headers"),
     [
-        ("/api/v1/orders/{order_no}", "get", {404: {"order_not_found"}}, {"X-Order-Token"}),
+        ("/api/v1/orders/{order_no}", "get", {404: {"order_not_found"}, 410: {"order_not_placed"}}, {"X-Order-Token"}),
         ("/api/v1/products/{sku}", "get", {404: {"product_not_found"}}, set()),
         (
             "/api/v1/payments/sandbox/{order_no}/pay",

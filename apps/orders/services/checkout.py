@@ -34,8 +34,8 @@ from ..exceptions import (
     UnpaidLimit,
 )
 from ..identity import (
+    access_token_for,
     access_token_hash,
-    access_token_new,
     buyer_identities,
     email_normalise,
     idempotency_digest,
@@ -45,6 +45,7 @@ from ..identity import (
     unpaid_cap_identity,
 )
 from ..models import Order
+from . import persistence
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def order_checkout(
         checkout_strike_record(product_id=product.id, buyer=buyer)
         raise
     order_no = order_number_new(product_id=product.id)
-    token = access_token_new()
+    token = access_token_for(order_no=order_no)
     digest = idempotency_digest(email=buyer_email, key=idempotency_key) if idempotency_key else ""
     fingerprint = idempotency_fingerprint(sku=sku, quantity=quantity, email=email) if digest else ""
     try:
@@ -122,6 +123,8 @@ def order_checkout(
         logger.warning("checkout for %s paused: Redis unreachable", sku)
         raise SalePaused() from None
     if outcome.code == "ok":
+        if outcome.persist_requested:
+            persistence.order_persist_request_rollback_unsafe(product_id=product.id)
         return CheckoutResult(order_no=order_no, access_token=token, status=Order.Status.QUEUED, product_id=product.id)
     if outcome.code == "duplicate":
         first_order_no, sealed_token, first_fingerprint = _idempotency_value_read(outcome.idempotency_value)

@@ -1,5 +1,12 @@
 """Persistence: reservations the checkout script queued in Redis become
-`awaiting_payment` orders in MariaDB (beat drains the queue every second)."""
+`awaiting_payment` orders in MariaDB within milliseconds.
+
+The first checkout of a burst publishes a persist task for its product (the
+checkout script tells it so by setting a mark; order_persist_request_rollback_unsafe);
+the checkouts after it publish nothing while that task waits, because it
+drains their reservations too: a crowd costs a handful of tasks, not one per
+order. Beat's once-a-second drain of every product stays as the safety net
+for a publish that failed or a task lost with its broker."""
 
 import logging
 from datetime import UTC, datetime
@@ -8,6 +15,9 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 
 from apps.core.db_locks import persist_fence
+
+# The module, not its names: the persist task calls back into this one.
+from apps.orders import tasks
 from apps.stock import selectors as gate
 from apps.stock import services as stock
 from apps.stock.reservations import Reservation
@@ -53,16 +63,55 @@ def _order_from_reservation(*, product_id: int, reservation: Reservation) -> Ord
 
 
 def order_persist_queued(*, product_ids: list[int] | None = None) -> int:
-    """Move every warmed product's queued reservations into MariaDB. Safe to
-    run anywhere, any number of times at once: one worker per product drains
-    (the others skip it), and an entry leaves the queue only after commit, so
-    a worker killed half-way leaves it for the next."""
+    """Move every warmed product's queued reservations into MariaDB (beat's
+    safety net). Safe to run anywhere, any number of times at once: one worker
+    per product drains (the others skip it), and an entry leaves the queue
+    only after commit, so a worker killed half-way leaves it for the next."""
     total = 0
     for product_id in product_ids if product_ids is not None else gate.stock_warmed_product_ids():
-        with persist_fence(product_id=product_id, timeout=0) as held:
-            if held:
-                total += order_persist_queue_drain(product_id=product_id)
+        total += _drain_while_queued(product_id=product_id)
     return total
+
+
+def order_persist_request_rollback_unsafe(*, product_id: int) -> None:
+    """Publish a persist task for the product now (checkout opens no
+    transaction). Called when the checkout script set the product's persist
+    mark. A publish that fails leaves the mark to expire
+    (PERSIST_REQUEST_TTL_SECONDS): while the broker is down, one checkout per
+    product per TTL waits for the publish to fail, not every checkout. The
+    reservations wait in Redis meanwhile (on disk: deploy/redis/redis.conf)
+    for the next task or beat's drain."""
+    try:
+        tasks.persist_reservations_task.delay(product_id)
+    except Exception:
+        logger.exception("persist task for product %s could not be queued; the next will drain it", product_id)
+
+
+def order_persist_requested(*, product_id: int) -> int:
+    """A persist task's work: clear the product's mark (a reservation made
+    from now on asks for a new task), then drain its queue.
+
+    When another worker holds the product's fence, this one leaves: the holder
+    looks at the queue again after letting go (below), so a reservation queued
+    before this task started is drained by one of them. Returns how many
+    entries this task drained."""
+    stock.stock_persist_request_clear(product_id=product_id)
+    return _drain_while_queued(product_id=product_id)
+
+
+def _drain_while_queued(*, product_id: int) -> int:
+    """Drain the product's queue under its fence; skip it when another worker
+    holds the fence. The holder looks at the queue again after letting go:
+    a reservation queued after its last look was seen by no one else (they
+    found the fence held and left), so it goes round again for it."""
+    total = 0
+    while True:
+        with persist_fence(product_id=product_id, timeout=0) as held:
+            if not held:
+                return total
+            total += order_persist_queue_drain(product_id=product_id)
+        if not gate.stock_queue_length(product_id=product_id):
+            return total
 
 
 def order_persist_queue_drain(*, product_id: int) -> int:

@@ -16,6 +16,7 @@ from apps.orders.models import Order
 from apps.orders.services import payment, persistence
 from apps.orders.services.checkout import order_checkout
 from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import persist_requested_key
 from apps.stock.warmup import stock_warm
 
 
@@ -48,6 +49,19 @@ def redis_lose_product(product: Product) -> None:
 
 def checkout(product, email="buyer@example.com", quantity=1, key=None):
     return order_checkout(sku=product.sku, email=email, quantity=quantity, idempotency_key=key)
+
+
+def persist_task_marked_waiting(product) -> None:
+    """As if a persist task of the product waited in the queue: checkouts from
+    now on publish none, so their reservations stay queued in Redis until
+    someone drains them (here: the test, or nobody before Redis loses them)."""
+    stock_redis().set(persist_requested_key(product.id), "1", px=120_000)
+
+
+def checkout_queued(product, **fields):
+    """A checkout whose reservation stays queued in Redis (not persisted yet)."""
+    persist_task_marked_waiting(product)
+    return checkout(product, **fields)
 
 
 def pay(order_no, event_id="evt-1", amount=None):

@@ -26,7 +26,7 @@ from apps.stock.redis_keys import stock_key
 from apps.stock.selectors import stock_remaining
 from apps.stock.warmup import stock_warm
 
-from .support import checkout, pay, product_with_keys, redis_lose_product
+from .support import checkout, checkout_queued, pay, product_with_keys, redis_lose_product
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,7 +141,7 @@ def test_redis_lost_pauses_then_warm_restores_without_oversell(celery_eager):
     product = product_with_keys(keys=3)
     a = checkout(product, email="a@x.com")
     persistence.order_persist_queued()
-    checkout(product, email="b@x.com")  # queued only: lost with Redis
+    checkout_queued(product, email="b@x.com")  # queued only: lost with Redis
     client = stock_redis()
     redis_lose_product(product)
     with pytest.raises(SalePaused):

@@ -3,6 +3,7 @@ MariaDB transactions, real Redis, real Celery worker processes."""
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -17,12 +18,12 @@ from apps.orders.services import checkout, payment, persistence
 from apps.orders.tasks import persist_reservations_task
 from apps.payments.models import PaymentEvent
 from apps.stock.redis import stock_redis
-from apps.stock.redis_keys import stock_key
+from apps.stock.redis_keys import persist_requested_key, stock_key
 from apps.stock.warmup import stock_warm
 from testing.processes import wait_until
 
 from .processes import CeleryWorker
-from .support import product_with_keys, redis_lose_product
+from .support import persist_task_marked_waiting, product_with_keys, redis_lose_product
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
 
@@ -174,8 +175,13 @@ def test_redis_lost_mid_sale_pauses_rebuilds_and_never_oversells(app_server, cel
     product = product_with_keys(keys=150, per_buyer_limit=1)
     first = checkout_crowd(app_server.url, product.sku, [f"a{i}@x.com" for i in range(100)])
     assert Counter(s for s, _ in first) == {202: 100}
+    # The first crowd's last persist task has started (it clears its mark as it starts) and ended.
+    wait_until(lambda: not stock_redis().exists(persist_requested_key(product.id)), timeout=10)
+    time.sleep(0.5)
     persistence.order_persist_queued()
-    # 20 more reservations that never reach MariaDB before Redis loses everything.
+    # 20 more reservations that never reach MariaDB before Redis loses everything
+    # (a persist task is marked waiting, so none is published for them).
+    persist_task_marked_waiting(product)
     lost = checkout_crowd(app_server.url, product.sku, [f"lost{i}@x.com" for i in range(20)])
     assert Counter(s for s, _ in lost) == {202: 20}
     client = stock_redis()

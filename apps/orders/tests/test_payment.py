@@ -17,7 +17,7 @@ from apps.orders.selectors import order_snapshot_get
 from apps.orders.services import expiry, fulfilment, payment, persistence
 from apps.payments.models import PaymentEvent
 
-from .support import checkout, pay, product_with_keys
+from .support import checkout, checkout_queued, pay, product_with_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,7 +41,7 @@ def test_full_path_delivers_distinct_keys_and_mails_them(celery_eager):
 
 def test_payment_checks_amount_and_dedupes(celery_eager):
     product = product_with_keys(keys=2)
-    result = checkout(product)
+    result = checkout_queued(product)
     with pytest.raises(OrderPending):  # not persisted yet: the provider is asked to retry
         payment.order_mark_paid(
             order_no=result.order_no, provider="sandbox", event_id="e", amount=Decimal("9.90"), currency="CNY"

@@ -9,15 +9,19 @@
 -- ARGV[11] captcha threshold (0 = off)  ARGV[12] strike window (s)  ARGV[13] "1" = captcha solved now
 -- ARGV[14] strike field of the client's IP ("" = none)  ARGV[15] of its device ("" = none)
 -- ARGV[16] the client address's identity for the unpaid cap ("" = not capped)  ARGV[17] that cap
--- ARGV[18..] buyer identities (at least one)
+-- ARGV[18] persist request mark ttl (ms)
+-- ARGV[19..] buyer identities (at least one)
 -- KEYS[9] strikes (client field -> "count:first_seen_ms")
--- Returns {code, ...}: {"ok", order_no, remaining} | {"duplicate", idempotency value}
+-- KEYS[10] persist request mark (set while a persist task for this product waits in the queue)
+-- Returns {code, ...}: {"ok", order_no, remaining, 1 = the caller must publish a persist task}
+--   | {"duplicate", idempotency value}
 --   | {"rate_limited", retry_after_ms} | {"not_found"} | {"sale_paused"} | {"queue_full"}
 --   | {"sale_not_started"} | {"sale_ended"} | {"too_many", max_per_order} | {"sold_out"}
 --   | {"limit_exceeded", limit, held} | {"unpaid_limit", cap} | {"unpaid_limit", cap, "address"}
 --   | {"captcha_required"}
 local stock_key, rules_key, buyers_key, reservations_key, queue_key, idem_key, unpaid_key, bucket_key, strikes_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local persist_mark_key = KEYS[10]
 local order_no, qty, token_hash, email = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local idem_value, idem_ttl, reservation_ttl = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local rate, burst, backlog_limit = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -26,8 +30,9 @@ local strike_fields = {}
 if ARGV[14] ~= "" then strike_fields[#strike_fields + 1] = ARGV[14] end
 if ARGV[15] ~= "" then strike_fields[#strike_fields + 1] = ARGV[15] end
 local client, client_cap = ARGV[16], tonumber(ARGV[17])
+local persist_mark_ttl = tonumber(ARGV[18])
 local buyers = {}
-for i = 18, #ARGV do buyers[#buyers + 1] = ARGV[i] end
+for i = 19, #ARGV do buyers[#buyers + 1] = ARGV[i] end
 
 local now = redis.call("TIME")
 local now_s = tonumber(now[1])
@@ -128,4 +133,7 @@ local record = cjson.encode({
 redis.call("HSET", reservations_key, order_no, record)
 redis.call("RPUSH", queue_key, record)
 if idem_value ~= "" then redis.call("SET", idem_key, idem_value, "EX", idem_ttl) end
-return {"ok", order_no, remaining}
+-- The first order of a burst asks for a persist task; the rest of the burst
+-- rides on it (the task clears the mark as it starts, then drains them all).
+local publish = redis.call("SET", persist_mark_key, "1", "NX", "PX", persist_mark_ttl) and 1 or 0
+return {"ok", order_no, remaining, publish}
