@@ -52,9 +52,7 @@ def upload_keys_view(model_admin, request, object_id):
         return _page(model_admin, request, product, KeyUploadForm())
     # Refused from its announced size, before a byte of the body is read.
     if _content_length(request) > settings.CARDKEY_IMPORT_MAX_BYTES + _FORM_OVERHEAD_BYTES:
-        form = KeyUploadForm()
-        form.add_error(None, _too_large_message())
-        return _page(model_admin, request, product, form, status=413)
+        return _page(model_admin, request, product, KeyUploadForm(), error=_too_large_message(), status=413)
     handler = EncryptingUploadHandler(
         request=request,
         new_job=lambda file_name: (
@@ -76,9 +74,7 @@ def _receive(request, *, model_admin, product, handler):
     job_id = None
     try:
         if handler.too_large:
-            form = KeyUploadForm()
-            form.add_error(None, _too_large_message())
-            return _page(model_admin, request, product, form, status=413)
+            return _page(model_admin, request, product, KeyUploadForm(), error=_too_large_message(), status=413)
         if not form.is_valid():
             return _page(model_admin, request, product, form)
         job_id = _start(request, form, product)
@@ -129,13 +125,14 @@ def _too_large_message() -> str:
     }
 
 
-def _page(model_admin, request, product, form, *, status=200):
+def _page(model_admin, request, product, form, *, error: str = "", status=200):
     context = {
         **model_admin.admin_site.each_context(request),
         "title": _("Upload keys for %(product)s") % {"product": product},
         "opts": model_admin.model._meta,
         "original": product,
         "form": form,
+        "error": error,
         "max_bytes": settings.CARDKEY_IMPORT_MAX_BYTES,
         "too_large_message": _too_large_message(),
     }

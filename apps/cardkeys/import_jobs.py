@@ -138,6 +138,7 @@ def _job_import(job: KeyImportJob) -> None:
         _job_fail(job_id=job.pk, reason=str(exc.detail))
     finally:
         progress.close()
+        source.close()
 
 
 def _job_finish(*, job_id: int, report: ImportReport, bytes_read: int, lines_read: int) -> None:

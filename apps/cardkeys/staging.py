@@ -10,6 +10,7 @@ database, and a web node and a worker on different machines share it.
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from .crypto import cardkey_fernet
 from .models import KeyImportChunk
@@ -52,11 +53,16 @@ class StagingWriter:
 
 class StagedUpload:
     """A job's staged upload as a binary stream (`read` only, what the reader
-    uses), decrypting one block at a time. `position` counts bytes read."""
+    uses), decrypting one block at a time. `position` counts bytes read.
+
+    It reads on a connection of its own: the import's KeyStore stores chunks
+    on the caller's connection from a helper thread while the caller reads on.
+    Call close() when done."""
 
     def __init__(self, *, job_id: int):
         self._job_id = job_id
         self._fernet = cardkey_fernet()
+        self._connection = connections.create_connection(DEFAULT_DB_ALIAS)
         self._next_seq = 0
         self._block = b""
         self._offset = 0
@@ -75,14 +81,17 @@ class StagedUpload:
         self.position += len(data)
         return data
 
+    def close(self) -> None:
+        self._connection.close()
+
     def _load_next(self) -> bool:
-        token = (
-            KeyImportChunk.objects.filter(job_id=self._job_id, seq=self._next_seq)
-            .values_list("token", flat=True)
-            .first()
-        )
-        if token is None:
+        table = self._connection.ops.quote_name(KeyImportChunk._meta.db_table)
+        with self._connection.cursor() as cursor:
+            cursor.execute(f"SELECT token FROM {table} WHERE job_id = %s AND seq = %s", [self._job_id, self._next_seq])
+            row = cursor.fetchone()
+        if row is None:
             return False
+        token = row[0]
         self._block, self._offset = self._fernet.decrypt(bytes(token)), 0
         self._next_seq += 1
         return True
