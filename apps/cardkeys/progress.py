@@ -27,8 +27,10 @@ class ImportProgress:
 
     @property
     def percent(self) -> int | None:
+        # Never 100 before the end: the reader runs up to a block (1 MiB) ahead
+        # of the lines counted, and the last block still has to be stored.
         fraction = self.fraction
-        return None if fraction is None else int(fraction * 100)
+        return None if fraction is None else min(99, int(fraction * 100))
 
     @property
     def lines_per_second(self) -> float:
