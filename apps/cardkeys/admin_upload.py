@@ -65,24 +65,29 @@ def upload_keys_view(model_admin, request, object_id):
         ),
     )
     request.upload_handlers = [handler]
-    return csrf_protect(_receive)(request, model_admin=model_admin, product=product, handler=handler)
-
-
-def _receive(request, *, model_admin, product, handler):
-    """Runs once the CSRF check (which parsed the upload) passed."""
-    form = KeyUploadForm(request.POST, request.FILES)
-    job_id = None
+    started: list[int] = []
     try:
-        if handler.too_large:
-            return _page(model_admin, request, product, KeyUploadForm(), error=_too_large_message(), status=413)
-        if not form.is_valid():
-            return _page(model_admin, request, product, form)
-        job_id = _start(request, form, product)
-        if job_id is None:
-            return _page(model_admin, request, product, form)
+        return csrf_protect(_receive)(
+            request, model_admin=model_admin, product=product, handler=handler, started=started
+        )
     finally:
-        # Files under other field names, and everything of a refused request.
-        cardkeys_import_jobs_discard(job_ids=[pk for pk in handler.job_ids if pk != job_id])
+        # Files under other field names, and everything of a refused request
+        # (the CSRF check too reads the body, so a forged one is staged first).
+        cardkeys_import_jobs_discard(job_ids=[pk for pk in handler.job_ids if pk not in started])
+
+
+def _receive(request, *, model_admin, product, handler, started: list[int]):
+    """Runs once the CSRF check passed; appends the job it queues to `started`."""
+    files = request.FILES  # parses the upload, unless the CSRF check did
+    if handler.too_large:
+        return _page(model_admin, request, product, KeyUploadForm(), error=_too_large_message(), status=413)
+    form = KeyUploadForm(request.POST, files)
+    if not form.is_valid():
+        return _page(model_admin, request, product, form)
+    job_id = _start(request, form, product)
+    if job_id is None:
+        return _page(model_admin, request, product, form)
+    started.append(job_id)
     messages.info(request, _("The upload was received; its keys are being imported."))
     return HttpResponseRedirect(reverse("admin:cardkeys_keyimportjob_change", args=[job_id]))
 

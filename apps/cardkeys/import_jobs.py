@@ -234,7 +234,7 @@ class _ProgressWriter:
                     report.accepted,
                     report.duplicates,
                     report.invalid,
-                    timezone.now(),
+                    self._connection.ops.adapt_datetimefield_value(timezone.now()),
                     self._job_id,
                     Status.RUNNING.value,
                 ],

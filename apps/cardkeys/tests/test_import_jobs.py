@@ -208,6 +208,30 @@ def test_file_over_a_lower_limit_is_refused_and_nothing_staged(admin_client, set
     assert not KeyImportJob.objects.exists() and not KeyImportChunk.objects.exists()
 
 
+def test_file_over_the_limit_without_an_honest_size_is_stopped_while_arriving(admin_client, settings):
+    # Under the limit plus the form's allowance by Content-Length, over the limit
+    # by its file: the upload handler stops it and drops what it staged.
+    settings.CARDKEY_IMPORT_MAX_BYTES = 100 * 1024
+    product = ProductFactory()
+    data = key_file(3500)  # ~120 KB
+    response = admin_client.post(upload_url(product), {"file": SimpleUploadedFile("keys.txt", data)})
+    html = response.content.decode()
+    assert response.status_code == 413, html[html.find("content-main") :][:1500]
+    assert "so it was not read" in html
+    assert not KeyImportJob.objects.exists() and not KeyImportChunk.objects.exists()
+
+
+def test_a_forged_upload_is_refused_and_nothing_stays_staged(admin_user):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    product = ProductFactory()
+    response = client.post(upload_url(product), {"file": SimpleUploadedFile("keys.txt", key_file(100))})
+    assert response.status_code == 403
+    assert not KeyImportJob.objects.exists() and not KeyImportChunk.objects.exists()
+
+
 # --- staging removed when the job is killed ------------------------------------------
 
 
