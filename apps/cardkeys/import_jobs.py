@@ -16,7 +16,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -25,7 +25,7 @@ from apps.cardkeys import tasks
 from .exceptions import ImportRefused
 from .models import KeyImportChunk, KeyImportJob
 from .services import ImportReport, cardkeys_import_lock, cardkeys_import_rows, import_lock_busy
-from .staging import StagedUpload, StagingWriter
+from .staging import StagedUpload, StagingLost, StagingWriter
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ def cardkeys_import_job_run(*, job_id: int) -> KeyImportJob | None:
     of the product holds the lock too long, and database errors (the task
     retries); a refused upload ends the job failed with the reason."""
     job = KeyImportJob.objects.filter(pk=job_id).first()
-    if job is None or job.status not in (Status.QUEUED, Status.RUNNING):
+    if job is None or job.status not in (Status.QUEUED, Status.RUNNING) or _runner_alive(job):
+        # A live runner: this is a second delivery of its message (the Redis
+        # broker redelivers an import that outlasts its visibility timeout).
         return job
     with cardkeys_import_lock(product_id=job.product_id) as held:
         if not held:
@@ -84,7 +86,7 @@ def cardkeys_import_job_run(*, job_id: int) -> KeyImportJob | None:
         # Redis broker redelivers after its visibility timeout) waited here
         # while the first finished the job.
         job = KeyImportJob.objects.select_related("product", "uploaded_by").get(pk=job_id)
-        if job.status not in (Status.QUEUED, Status.RUNNING):
+        if job.status not in (Status.QUEUED, Status.RUNNING) or _runner_alive(job):
             return job
         with translation.override(job.language or None):
             if job.attempts >= settings.CARDKEY_IMPORT_JOB_MAX_ATTEMPTS:
@@ -102,9 +104,25 @@ def cardkeys_import_job_run(*, job_id: int) -> KeyImportJob | None:
     return _reload(job)
 
 
+def _runner_alive(job: KeyImportJob) -> bool:
+    """Whether the database session that started importing the job is still there."""
+    if job.status != Status.RUNNING or not job.runner_connection_id:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        if cursor.fetchone()[0] == job.runner_connection_id:
+            return False  # this very session: no one else
+        cursor.execute("SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s", [job.runner_connection_id])
+        return cursor.fetchone() is not None
+
+
 def _job_mark_running(job: KeyImportJob) -> None:
     now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        session = cursor.fetchone()[0]
     KeyImportJob.objects.filter(pk=job.pk).update(
+        runner_connection_id=session,
         status=Status.RUNNING,
         attempts=job.attempts + 1,
         started_at=now,
@@ -119,7 +137,7 @@ def _job_mark_running(job: KeyImportJob) -> None:
 
 
 def _job_import(job: KeyImportJob) -> None:
-    source = StagedUpload(job_id=job.pk)
+    source = StagedUpload(job_id=job.pk, size=job.size_bytes)
     progress = _ProgressWriter(job_id=job.pk, source=source)
     try:
         with transaction.atomic(durable=True):
@@ -142,8 +160,9 @@ def _job_import(job: KeyImportJob) -> None:
 
 
 def _job_finish(*, job_id: int, report: ImportReport, bytes_read: int, lines_read: int) -> None:
-    """Inside the import's transaction: the job is done exactly when its keys are stored."""
-    KeyImportJob.objects.filter(pk=job_id).update(
+    """Inside the import's transaction: the job is done exactly when its keys are stored.
+    Raises StagingLost (rolling the import back) if the job was ended meanwhile."""
+    finished = KeyImportJob.objects.filter(pk=job_id, status=Status.RUNNING).update(
         status=Status.DONE,
         batch_id=report.batch_id,
         bytes_read=bytes_read,
@@ -159,6 +178,8 @@ def _job_finish(*, job_id: int, report: ImportReport, bytes_read: int, lines_rea
         finished_at=timezone.now(),
         heartbeat_at=timezone.now(),
     )
+    if not finished:
+        raise StagingLost(f"import job {job_id} was ended while importing")
     KeyImportChunk.objects.filter(job_id=job_id).delete()
 
 

@@ -109,6 +109,9 @@ class KeyImportJob(models.Model):
     refused_count = models.PositiveIntegerField(_("refused"), default=0)
     # How many times a worker started it: a file that kills its worker is not retried forever.
     attempts = models.PositiveSmallIntegerField(default=0)
+    # MariaDB CONNECTION_ID() of the session importing it: while that session
+    # lives, another delivery of the job's message leaves it alone.
+    runner_connection_id = models.PositiveBigIntegerField(null=True, blank=True)
     batch = models.ForeignKey(KeyBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     # The final report: first duplicate line numbers, first refused lines with reasons.
     report = models.JSONField(default=dict, blank=True)

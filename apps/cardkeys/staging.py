@@ -51,6 +51,10 @@ class StagingWriter:
         self._seq += 1
 
 
+class StagingLost(Exception):
+    """A job's staged upload ended before its recorded size."""
+
+
 class StagedUpload:
     """A job's staged upload as a binary stream (`read` only, what the reader
     uses), decrypting one block at a time. `position` counts bytes read.
@@ -59,13 +63,15 @@ class StagedUpload:
     on the caller's connection from a helper thread while the caller reads on.
     Call close() when done."""
 
-    def __init__(self, *, job_id: int):
+    def __init__(self, *, job_id: int, size: int):
         self._job_id = job_id
+        self._size = size
         self._fernet = cardkey_fernet()
         self._connection = connections.create_connection(DEFAULT_DB_ALIAS)
         self._next_seq = 0
         self._block = b""
         self._offset = 0
+        self._loaded = 0
         self.position = 0
 
     def read(self, size: int = -1) -> bytes:
@@ -90,9 +96,14 @@ class StagedUpload:
             cursor.execute(f"SELECT token FROM {table} WHERE job_id = %s AND seq = %s", [self._job_id, self._next_seq])
             row = cursor.fetchone()
         if row is None:
+            if self._loaded < self._size:
+                # Deleted under the reader (the job was failed meanwhile): a
+                # short read must not pass for the end of the file.
+                raise StagingLost(f"import job {self._job_id}: staged upload gone after {self.position} bytes")
             return False
         token = row[0]
         self._block, self._offset = self._fernet.decrypt(bytes(token)), 0
+        self._loaded += len(self._block)
         self._next_seq += 1
         return True
 

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 
 from apps.cardkeys import import_jobs
 from apps.cardkeys.models import CardKey, KeyBatch, KeyImportChunk, KeyImportJob
+from apps.cardkeys.staging import StagingLost
 from apps.catalog.tests.factories import ProductFactory
 from testing.processes import wait_until
 
@@ -265,6 +267,37 @@ def test_a_job_that_keeps_killing_its_worker_is_given_up(settings):
     KeyImportChunk.objects.create(job=job, seq=0, token=b"x")
     assert import_jobs.cardkeys_import_job_run(job_id=job.pk).status == "failed"
     assert not KeyImportChunk.objects.exists()
+
+
+def test_a_second_delivery_leaves_a_job_alone_while_its_runner_lives(admin_client):
+    product = ProductFactory()
+    admin_client.post(upload_url(product), {"file": SimpleUploadedFile("keys.txt", key_file(10))})
+    job = KeyImportJob.objects.get()
+    runner = connections.create_connection("default")  # the first delivery's session, still importing
+    try:
+        with runner.cursor() as cursor:
+            cursor.execute("SELECT CONNECTION_ID()")
+            runner_id = cursor.fetchone()[0]
+        KeyImportJob.objects.filter(pk=job.pk).update(status="running", runner_connection_id=runner_id, attempts=1)
+        assert import_jobs.cardkeys_import_job_run(job_id=job.pk).status == "running"
+        assert not CardKey.objects.exists() and KeyImportChunk.objects.exists()
+    finally:
+        runner.close()
+    # That session gone (its worker died): the next delivery imports the job.
+    job = import_jobs.cardkeys_import_job_run(job_id=job.pk)
+    assert (job.status, job.stored_count, job.attempts) == ("done", 10, 2)
+
+
+def test_staging_deleted_under_a_running_import_rolls_it_back(admin_client, settings):
+    settings.CARDKEY_IMPORT_CHUNK_SIZE = 100
+    product = ProductFactory()
+    admin_client.post(upload_url(product), {"file": SimpleUploadedFile("keys.txt", key_file(60000))})
+    job = KeyImportJob.objects.get()
+    assert KeyImportChunk.objects.filter(job=job).count() == 2
+    KeyImportChunk.objects.filter(job=job, seq=1).delete()  # as a reaper would, mid-import
+    with pytest.raises(StagingLost):
+        import_jobs.cardkeys_import_job_run(job_id=job.pk)
+    assert not CardKey.objects.exists() and not KeyBatch.objects.exists()
 
 
 @pytest.mark.timeout(180)
