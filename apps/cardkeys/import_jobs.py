@@ -39,6 +39,13 @@ class ImportJobBusy(Exception):
     """Another import of the product held the lock for CARDKEY_IMPORT_LOCK_TIMEOUT; try later."""
 
 
+class ImportJobRunningElsewhere(Exception):
+    """The session that started importing the job still lives: a second delivery
+    of its message (the Redis broker redelivers an import that outlasts its
+    visibility timeout), or a killed worker's session still rolling back. Ask
+    again later: then the job is done, or the session gone and the job ours."""
+
+
 def cardkeys_import_job_create(*, product_id: int, uploaded_by, source_name: str, language: str) -> KeyImportJob:
     """A job receiving its upload; stage the upload, then cardkeys_import_job_start."""
     return KeyImportJob.objects.create(
@@ -73,12 +80,13 @@ def cardkeys_import_job_run(*, job_id: int) -> KeyImportJob | None:
     """Imports a queued job's staged upload; a no-op for a finished job, so a
     redelivered message is harmless. Raises ImportJobBusy when another import
     of the product holds the lock too long, and database errors (the task
-    retries); a refused upload ends the job failed with the reason."""
+    retries), ImportJobRunningElsewhere while another session imports it;
+    a refused upload ends the job failed with the reason."""
     job = KeyImportJob.objects.filter(pk=job_id).first()
-    if job is None or job.status not in (Status.QUEUED, Status.RUNNING) or _runner_alive(job):
-        # A live runner: this is a second delivery of its message (the Redis
-        # broker redelivers an import that outlasts its visibility timeout).
+    if job is None or job.status not in (Status.QUEUED, Status.RUNNING):
         return job
+    if _runner_alive(job):
+        raise ImportJobRunningElsewhere(f"import job {job_id} is being imported by session {job.runner_connection_id}")
     with cardkeys_import_lock(product_id=job.product_id) as held:
         if not held:
             raise ImportJobBusy(str(import_lock_busy().detail))

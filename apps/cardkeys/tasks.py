@@ -17,6 +17,11 @@ def import_keys_job_task(self, job_id: int):
     # the staged upload (the job counts its attempts and gives up after a few).
     try:
         import_jobs.cardkeys_import_job_run(job_id=job_id)
+    except import_jobs.ImportJobRunningElsewhere as exc:
+        # Never gives up while that session lives: failing the job would pull
+        # its staged upload from under the running import. Soon at first (a
+        # killed worker's session is gone within seconds), then every 30 s for a day.
+        raise self.retry(exc=exc, countdown=min(30, 2 ** min(self.request.retries, 5)), max_retries=3000) from exc
     except import_jobs.ImportJobBusy as exc:
         if self.request.retries >= self.max_retries:
             import_jobs.cardkeys_import_job_fail(job_id=job_id, reason=str(exc))
