@@ -212,11 +212,12 @@ def cardkeys_import_jobs_reap() -> int:
     message both lost) and deletes their staged uploads. A running import
     beats every second. Returns how many jobs it failed."""
     cutoff = timezone.now() - timedelta(seconds=settings.CARDKEY_IMPORT_JOB_STALE_SECONDS)
-    stale = list(
-        KeyImportJob.objects.filter(status__in=UNFINISHED, heartbeat_at__lt=cutoff).values_list("pk", "status")
-    )
+    stale = list(KeyImportJob.objects.filter(status__in=UNFINISHED, heartbeat_at__lt=cutoff))
     failed = 0
-    for job_id, status in stale:
+    for job in stale:
+        job_id, status = job.pk, job.status
+        if _runner_alive(job):
+            continue  # slow, not dead: its session still holds the import
         if status == Status.RECEIVING:
             reason = _("The upload did not finish; nothing of it was stored. Upload the file again.")
         else:

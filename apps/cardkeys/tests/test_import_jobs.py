@@ -80,6 +80,8 @@ def test_upload_redirects_to_the_job_page_and_the_worker_imports_it(admin_client
     assert "Duplicate lines: 2, 4" in html
     assert reverse("admin:cardkeys_keybatch_change", args=[job.batch_id]) in html
     assert 'http-equiv="refresh"' not in html  # a finished job's page stays put
+    listing = admin_client.get(reverse("admin:cardkeys_keyimportjob_changelist")).content.decode()
+    assert "keys.txt" in listing and job_url(job) in listing
 
 
 def test_pasted_keys_become_a_job_too(admin_client, celery_eager):
