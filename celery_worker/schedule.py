@@ -27,4 +27,7 @@ BEAT_SCHEDULE = {
         "options": {"expires": 60},
     },
     "reconcile": {"task": "apps.orders.tasks.reconcile_task", "schedule": schedule(60.0)},
+    # Fails admin import jobs nobody will finish (upload cut off, worker and message lost)
+    # and deletes their staged uploads.
+    "reap-import-jobs": {"task": "apps.cardkeys.tasks.reap_import_jobs_task", "schedule": schedule(300.0)},
 }

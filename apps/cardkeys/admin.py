@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.http import Http404
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -6,7 +8,9 @@ from apps.core.admin import ReadOnlyAdmin
 
 from . import services
 from .crypto import fingerprint_secret
-from .models import CardKey, KeyBatch
+from .models import CardKey, KeyBatch, KeyImportJob
+from .progress import format_duration
+from .selectors import import_job_progress
 
 
 @admin.register(KeyBatch)
@@ -23,6 +27,48 @@ class KeyBatchAdmin(ReadOnlyAdmin):
     )
     list_filter = ("product",)
     list_select_related = ("product", "uploaded_by")
+
+
+@admin.register(KeyImportJob)
+class KeyImportJobAdmin(ReadOnlyAdmin):
+    """Admin uploads imported in the background: the list, and each job's
+    page with its progress bar while it runs and its report once it ends."""
+
+    list_display = (
+        "id",
+        "product",
+        "source_name",
+        "uploaded_by",
+        "status",
+        "lines_read",
+        "stored_count",
+        "duplicate_count",
+        "refused_count",
+        "created_at",
+    )
+    list_filter = ("status", "product")
+    list_select_related = ("product", "uploaded_by")
+
+    def has_view_permission(self, request, obj=None):
+        # Whoever may upload keys follows their import.
+        return request.user.has_perm("cardkeys.add_cardkey") or super().has_view_permission(request, obj)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self.get_object(request, object_id)
+        if job is None or not self.has_view_permission(request, job):
+            raise Http404
+        progress = import_job_progress(job)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Key import #%(id)s") % {"id": job.pk},
+            "opts": self.opts,
+            "job": job,
+            "progress": progress,
+            "elapsed": format_duration(progress.elapsed),
+            "eta": format_duration(progress.eta_seconds),
+            "rate": int(progress.lines_per_second),
+        }
+        return TemplateResponse(request, "admin/cardkeys/import_job.html", context)
 
 
 @admin.register(CardKey)

@@ -78,3 +78,75 @@ class CardKey(models.Model):
     @property
     def masked_secret(self) -> str:
         return mask_secret(self.secret)
+
+
+class KeyImportJob(models.Model):
+    """An admin upload imported in the background: its progress while it runs,
+    its report once it ends. The upload waits, encrypted, in KeyImportChunk rows
+    until then; they are deleted when the job ends, fails or is reaped."""
+
+    class Status(models.TextChoices):
+        RECEIVING = "receiving", _("receiving the upload")
+        QUEUED = "queued", _("waiting for a worker")
+        RUNNING = "running", _("importing")
+        DONE = "done", _("done")
+        FAILED = "failed", _("failed")
+
+    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="+")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    source_name = models.CharField(_("source"), max_length=255, blank=True)
+    column = models.CharField(_("CSV column"), max_length=100, blank=True)
+    # The merchant's language: refusal reasons are written in it by the worker.
+    language = models.CharField(max_length=16, blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.RECEIVING)
+    size_bytes = models.BigIntegerField(_("size"), default=0)
+    bytes_read = models.BigIntegerField(default=0)
+    lines_read = models.PositiveIntegerField(_("lines read"), default=0)
+    stored_count = models.PositiveIntegerField(_("stored"), default=0)
+    duplicate_count = models.PositiveIntegerField(_("duplicates"), default=0)
+    refused_count = models.PositiveIntegerField(_("refused"), default=0)
+    # How many times a worker started it: a file that kills its worker is not retried forever.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # MariaDB CONNECTION_ID() of the session importing it: while that session
+    # lives, another delivery of the job's message leaves it alone.
+    runner_connection_id = models.PositiveBigIntegerField(null=True, blank=True)
+    batch = models.ForeignKey(KeyBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # The final report: first duplicate line numbers, first refused lines with reasons.
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("uploaded at"), auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    # Moved by every progress write: a job whose heartbeat stops is reaped.
+    heartbeat_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("key import")
+        verbose_name_plural = _("key imports")
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="keyimportjob_reap_idx")]
+
+    def __str__(self):
+        return f"#{self.pk} {self.source_name or '-'}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+
+class KeyImportChunk(models.Model):
+    """One block of an upload waiting for its import job, as a Fernet token
+    (CARDKEY_ENCRYPTION_KEYS): the plaintext never rests on disk."""
+
+    job = models.ForeignKey(KeyImportJob, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveIntegerField()
+    token = models.BinaryField()
+
+    class Meta:
+        ordering = ["job", "seq"]
+        constraints = [models.UniqueConstraint(fields=["job", "seq"], name="keyimportchunk_unique_seq")]
+
+    def __str__(self):
+        return f"{self.job_id}:{self.seq}"

@@ -4,7 +4,7 @@ Claiming keys for orders lives in claims.py; nothing here locks key rows.
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -38,7 +38,7 @@ class ImportReport:
     """What became of an upload's lines. Counts are complete; the line lists
     hold the first REPORT_LINE_LIMIT line numbers."""
 
-    batch_id: int
+    batch_id: int | None
     accepted: int = 0
     duplicates: int = 0
     invalid: int = 0
@@ -97,6 +97,10 @@ def _more(total: int, listed: list) -> str:
     return _(" … and %(count)d more") % {"count": hidden} if hidden > 0 else ""
 
 
+# Called with (lines read so far, the report so far) after each chunk; see ImportProgress.
+ProgressCallback = Callable[[int, "ImportReport"], None]
+
+
 def cardkeys_import(
     *,
     product: Product,
@@ -104,31 +108,55 @@ def cardkeys_import(
     file_name: str = "",
     uploaded_by=None,
     column: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImportReport:
     """Import a .txt/.csv upload of keys into `product` as one batch.
 
     Blank lines are skipped, duplicates (in the upload or already stored for
     the product) skipped and counted, bad lines refused with their reason;
     the rest is stored. Raises ImportRefused for a problem with the whole
-    file, and then nothing of the upload is stored (one transaction).
+    file, and then nothing of the upload is stored (one transaction). An
+    upload with no new key stores no batch (the report's batch_id is None).
 
     Imports of one product run one at a time, under a MariaDB named lock
     rather than the product row's lock: orders of a live sale insert rows
     that point at the product, and a locked product row would stall them
     for the whole import."""
-    with named_lock(f"import:{product.pk}", timeout=settings.CARDKEY_IMPORT_LOCK_TIMEOUT) as held:
+    with cardkeys_import_lock(product_id=product.pk) as held:
         if not held:
-            raise ImportRefused(_("Another import of this product is still running. Try again when it is done."))
-        return _cardkeys_import_serialised(
-            product=product, source=source, file_name=file_name, uploaded_by=uploaded_by, column=column
-        )
+            raise import_lock_busy()
+        with transaction.atomic(durable=True):
+            return cardkeys_import_rows(
+                product=product,
+                source=source,
+                file_name=file_name,
+                uploaded_by=uploaded_by,
+                column=column,
+                progress=progress,
+            )
 
 
-@transaction.atomic(durable=True)
-def _cardkeys_import_serialised(
-    *, product: Product, source: BinaryIO, file_name: str, uploaded_by, column: str | None
+def cardkeys_import_lock(*, product_id: int):
+    """The named lock that keeps imports of one product one at a time."""
+    return named_lock(f"import:{product_id}", timeout=settings.CARDKEY_IMPORT_LOCK_TIMEOUT)
+
+
+def import_lock_busy() -> ImportRefused:
+    return ImportRefused(_("Another import of this product is still running. Try again when it is done."))
+
+
+def cardkeys_import_rows(
+    *,
+    product: Product,
+    source: BinaryIO,
+    file_name: str,
+    uploaded_by,
+    column: str | None,
+    progress: ProgressCallback | None = None,
 ) -> ImportReport:
-    """cardkeys_import's work, in one transaction; caller holds the import lock."""
+    """cardkeys_import's work. The caller holds the import lock and an open
+    transaction that it commits only if this returns (the import job also
+    records its outcome in it)."""
     if column and not file_name:
         fmt = CSV  # pasted text or stdin with a column name is CSV
     else:
@@ -141,11 +169,16 @@ def _cardkeys_import_serialised(
     chunk_size = settings.CARDKEY_IMPORT_CHUNK_SIZE
     seen: set[bytes] = set()
     pending: list[tuple[int, str, str]] = []
+    number = 0
     # A product's first import needs no lookups among stored keys: there are none,
     # and the lock keeps it so. Saves a fifth of a large import's database time.
     has_stored_keys = CardKey.objects.filter(product_id=product.pk).exists()
     with KeyStore(product_id=product.pk, batch_id=batch.pk, check_stored=has_stored_keys) as store:
+        next_progress = chunk_size if progress is not None else float("inf")
         for number, secret, reason in read_upload(source, fmt=fmt, column=column):
+            if number >= next_progress:
+                progress(number, report)
+                next_progress = number + chunk_size
             if reason is not None:
                 report.note_invalid(number, reason)
                 continue
@@ -166,14 +199,21 @@ def _cardkeys_import_serialised(
     if not (report.accepted or report.duplicates or report.invalid):
         raise ImportRefused(_("The upload holds no keys."))
     _reconcile_accepted(report)
-    KeyBatch.objects.filter(pk=batch.pk).update(
-        accepted_count=report.accepted, duplicate_count=report.duplicates, invalid_count=report.invalid
-    )
-    _adjust_stock_on_commit({product.pk: report.accepted})
+    if progress is not None:
+        progress(number, report)
+    if not report.accepted:
+        # Every line was refused or a duplicate: an empty batch would only be noise.
+        KeyBatch.objects.filter(pk=batch.pk).delete()
+        report.batch_id = None
+    else:
+        KeyBatch.objects.filter(pk=batch.pk).update(
+            accepted_count=report.accepted, duplicate_count=report.duplicates, invalid_count=report.invalid
+        )
+        _adjust_stock_on_commit({product.pk: report.accepted})
     logger.info(
         "cardkeys import product=%s batch=%s accepted=%s duplicates=%s invalid=%s",
         product.pk,
-        batch.pk,
+        report.batch_id,
         report.accepted,
         report.duplicates,
         report.invalid,

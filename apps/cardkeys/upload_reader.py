@@ -68,8 +68,16 @@ def _wrong_encoding() -> ImportRefused:
     return ImportRefused(_("The file is not UTF-8 text. Save it as UTF-8 (with or without BOM) and upload it again."))
 
 
-def _binary() -> ImportRefused:
-    return ImportRefused(_("The file holds binary data, not text. Upload a .txt or .csv file."))
+def _binary(*, line: int) -> ImportRefused:
+    return ImportRefused(
+        _("The file holds binary data, not text (a NUL byte on line %(line)d). Upload a .txt or .csv file.")
+        % {"line": line}
+    )
+
+
+def _nul_line(data: bytes, *, lines_before: int) -> int:
+    """The line number of the first NUL byte in `data`, which starts a line."""
+    return lines_before + data.count(b"\n", 0, data.index(b"\x00")) + 1
 
 
 def _too_large() -> ImportRefused:
@@ -87,7 +95,7 @@ def _check_start(head: bytes) -> bytes:
         head = head[len(codecs.BOM_UTF8) :]
     sample = head[:_SNIFF_SIZE]
     if b"\x00" in sample:
-        raise _wrong_encoding() if _looks_like_utf16(sample) else _binary()
+        raise _wrong_encoding() if _looks_like_utf16(sample) else _binary(line=_nul_line(head, lines_before=0))
     return head
 
 
@@ -107,7 +115,7 @@ def _raw_lines(source: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
     overlong = False
     while buffer:
         if b"\x00" in buffer:
-            raise _binary()
+            raise _binary(line=_nul_line(buffer, lines_before=number))
         lines = buffer.split(b"\n")
         buffer = lines.pop()
         for raw in lines:

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.db.models import Count, Q
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.csrf import csrf_exempt
 
 from apps.cardkeys.admin_upload import upload_keys_view
 from apps.cardkeys.models import CardKey
@@ -102,7 +103,9 @@ class ProductAdmin(admin.ModelAdmin):
     def get_urls(self):
         upload = path(
             "<path:object_id>/upload-keys/",
-            self.admin_site.admin_view(self.upload_keys),
+            # CSRF-exempt here only so that the view can swap the upload handlers
+            # before the body is read; it runs the CSRF check itself.
+            self.admin_site.admin_view(csrf_exempt(self.upload_keys)),
             name=f"{self.opts.app_label}_{self.opts.model_name}_upload_keys",
         )
         return [upload, *super().get_urls()]

@@ -213,6 +213,13 @@ CARDKEY_IMPORT_LOCK_TIMEOUT = env.int("CARDKEY_IMPORT_LOCK_TIMEOUT", default=600
 # Uploads above this many bytes are refused before reading.
 CARDKEY_IMPORT_MAX_BYTES = env.int("CARDKEY_IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=20 * 1024 * 1024)
+# An admin import job whose worker died is started again by the next delivery
+# of its message, at most this many times in all (a file that kills its worker
+# is not retried forever).
+CARDKEY_IMPORT_JOB_MAX_ATTEMPTS = env.int("CARDKEY_IMPORT_JOB_MAX_ATTEMPTS", default=3)
+# An unfinished import job whose heartbeat (a running one beats every second)
+# stopped this long ago is failed and its staged upload deleted.
+CARDKEY_IMPORT_JOB_STALE_SECONDS = env.int("CARDKEY_IMPORT_JOB_STALE_SECONDS", default=3600)
 
 # --- Shop behaviour
 DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", default="CNY")

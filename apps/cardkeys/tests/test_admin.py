@@ -5,7 +5,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from apps.cardkeys.models import CardKey, KeyBatch
+from apps.cardkeys import import_jobs
+from apps.cardkeys.models import CardKey, KeyBatch, KeyImportChunk, KeyImportJob
 from apps.catalog.tests.factories import ProductFactory
 
 from .factories import CardKeyFactory
@@ -28,45 +29,54 @@ def test_product_page_links_to_the_upload_page(admin_client):
     assert admin_client.get(upload_url(product)).status_code == 200
 
 
+def finished_job(admin_client, product, data: dict) -> KeyImportJob:
+    """Posts the upload form, follows the redirect to the job, and runs the job
+    as the worker would (in-process: these tests need no worker)."""
+    response = admin_client.post(upload_url(product), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    job = KeyImportJob.objects.get()
+    assert response["Location"] == reverse("admin:cardkeys_keyimportjob_change", args=[job.pk])
+    return import_jobs.cardkeys_import_job_run(job_id=job.pk)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_pasted_keys_are_imported_and_reported(admin_client, admin_user):
     product = ProductFactory()
     CardKeyFactory(product=product, secret="STORED-1")
     pasted = "PASTE-1\r\n\r\n PASTE-2 \r\nSTORED-1\r\nPASTE-1\r\nBAD\x07KEY\r\n"
-    page = admin_client.post(upload_url(product), {"keys": pasted, "column": ""})
-    assert page.status_code == 200
-    report = page.context["report"]
-    assert (report.accepted, report.duplicates, report.invalid) == (2, 2, 1)
-    html = page.content.decode()
+    job = finished_job(admin_client, product, {"keys": pasted, "column": ""})
+    assert (job.stored_count, job.duplicate_count, job.refused_count) == (2, 2, 1)
+    html = admin_client.get(reverse("admin:cardkeys_keyimportjob_change", args=[job.pk])).content.decode()
     assert "import-report" in html and "4, 5" in html and "line 6" in html
-    assert "2 keys imported" in html  # the admin message
-    batch = KeyBatch.objects.get(pk=report.batch_id)
+    assert "2 keys imported" in html
+    batch = job.batch
     assert batch.uploaded_by == admin_user and batch.product == product
     secrets = sorted(key.secret for key in CardKey.objects.filter(batch=batch))
     assert secrets == ["PASTE-1", "PASTE-2"]
 
 
+@pytest.mark.django_db(transaction=True)
 def test_uploaded_csv_file_with_a_column_name(admin_client):
     product = ProductFactory()
     upload = SimpleUploadedFile("keys.csv", "序号,激活,备注\n1,CSV-A,x\n2,CSV-B,y\n".encode("utf-8-sig"))
-    page = admin_client.post(upload_url(product), {"file": upload, "column": "激活"})
-    assert page.context["report"].accepted == 2
+    assert finished_job(admin_client, product, {"file": upload, "column": "激活"}).stored_count == 2
     assert sorted(key.secret for key in CardKey.objects.filter(product=product)) == ["CSV-A", "CSV-B"]
 
 
+@pytest.mark.django_db(transaction=True)
 def test_uploaded_text_file(admin_client):
     product = ProductFactory()
     upload = SimpleUploadedFile("keys.txt", b"TXT-1\nTXT-2\nTXT-3\n")
-    page = admin_client.post(upload_url(product), {"file": upload})
-    assert page.context["report"].accepted == 3
+    assert finished_job(admin_client, product, {"file": upload}).stored_count == 3
 
 
+@pytest.mark.django_db(transaction=True)
 def test_refused_file_shows_the_reason_and_stores_nothing(admin_client):
     product = ProductFactory()
     upload = SimpleUploadedFile("keys.txt", "K-1\nK-2\n".encode("utf-16"))
-    page = admin_client.post(upload_url(product), {"file": upload})
-    assert page.status_code == 200
-    assert page.context["report"] is None
-    assert "UTF-8" in page.content.decode()
+    job = finished_job(admin_client, product, {"file": upload})
+    assert job.status == "failed"
+    assert "UTF-8" in admin_client.get(reverse("admin:cardkeys_keyimportjob_change", args=[job.pk])).content.decode()
     assert not CardKey.objects.exists() and not KeyBatch.objects.exists()
 
 
@@ -74,7 +84,14 @@ def test_bad_extension_is_refused(admin_client):
     product = ProductFactory()
     page = admin_client.post(upload_url(product), {"file": SimpleUploadedFile("keys.xlsx", b"K-1\n")})
     assert ".txt and .csv" in page.content.decode()
-    assert not CardKey.objects.exists()
+    assert not CardKey.objects.exists() and not KeyImportJob.objects.exists()
+
+
+def test_column_name_for_a_text_file_is_refused_in_the_request(admin_client):
+    product = ProductFactory()
+    page = admin_client.post(upload_url(product), {"file": SimpleUploadedFile("k.txt", b"K-1\n"), "column": "code"})
+    assert page.status_code == 200 and "only applies to .csv" in page.content.decode()
+    assert not KeyImportJob.objects.exists()
 
 
 def test_neither_or_both_inputs_is_a_form_error(admin_client):
@@ -83,8 +100,8 @@ def test_neither_or_both_inputs_is_a_form_error(admin_client):
     both = admin_client.post(upload_url(product), {"keys": "K-1", "file": SimpleUploadedFile("k.txt", b"K-2\n")})
     for page in (empty, both):
         assert page.context["form"].errors
-        assert page.context["report"] is None
     assert not CardKey.objects.exists()
+    assert not KeyImportJob.objects.exists() and not KeyImportChunk.objects.exists()
 
 
 def test_staff_without_key_permission_cannot_upload(client):
@@ -93,6 +110,7 @@ def test_staff_without_key_permission_cannot_upload(client):
     staff.user_permissions.add(Permission.objects.get(codename="change_product"))
     client.force_login(staff)
     assert client.post(upload_url(product), {"keys": "K-1"}).status_code == 403
+    assert not KeyImportJob.objects.exists()
     assert (
         upload_url(product)
         not in client.get(reverse("admin:catalog_product_change", args=[product.pk])).content.decode()

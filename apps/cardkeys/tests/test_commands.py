@@ -4,6 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.cardkeys.models import CardKey, KeyBatch
+from apps.cardkeys.progress import ProgressPrinter
 from apps.catalog.tests.factories import ProductFactory
 
 from .factories import CardKeyFactory
@@ -13,8 +14,53 @@ pytestmark = pytest.mark.django_db
 
 def import_keys(*args, **kwargs) -> str:
     out = io.StringIO()
+    kwargs.setdefault("stderr", io.StringIO())
     call_command("import_keys", *args, stdout=out, **kwargs)
     return out.getvalue()
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal(tmp_path, settings, monkeypatch):
+    settings.CARDKEY_IMPORT_CHUNK_SIZE = 100
+    monkeypatch.setattr(ProgressPrinter, "BAR_INTERVAL", 0)
+    ProductFactory(sku="CMD-BAR")
+    path = tmp_path / "keys.txt"
+    path.write_bytes(b"".join(b"BAR-%05d\n" % i for i in range(1000)) + b"BAD\x07\nBAR-00001\n")
+    terminal = Terminal()
+    output = import_keys("--sku", "CMD-BAR", str(path), stderr=terminal)
+    assert "1000 keys imported" in output
+    shown = terminal.getvalue()
+    assert shown.count("\r[") >= 5  # redrawn in place
+    assert "[##############################] 100%" in shown
+    assert "1002 lines read, 1000 stored, 1 duplicates, 1 refused" in shown
+    assert shown.endswith("\n") and "ETA" in shown
+
+
+def test_progress_is_plain_lines_when_not_on_a_terminal(tmp_path, settings, monkeypatch):
+    settings.CARDKEY_IMPORT_CHUNK_SIZE = 100
+    monkeypatch.setattr(ProgressPrinter, "PLAIN_INTERVAL", 0)
+    ProductFactory(sku="CMD-PLAIN")
+    path = tmp_path / "keys.txt"
+    path.write_bytes(b"".join(b"PLAIN-%05d\n" % i for i in range(500)))
+    log = io.StringIO()
+    import_keys("--sku", "CMD-PLAIN", str(path), stderr=log)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) >= 4
+    assert "100 lines read" in lines[0] and "ETA" in lines[0]
+    assert lines[-1].startswith("100%") and "500 lines read, 500 stored" in lines[-1] and "took" in lines[-1]
+
+
+def test_all_lines_refused_exits_non_zero_and_stores_no_batch(tmp_path):
+    ProductFactory(sku="CMD-ALLBAD")
+    path = tmp_path / "keys.txt"
+    path.write_bytes(b"BAD\x07ONE\nBAD\x01TWO\n")
+    with pytest.raises(CommandError, match="no batch was stored"):
+        import_keys("--sku", "CMD-ALLBAD", str(path))
+    assert not KeyBatch.objects.exists()
 
 
 def test_imports_a_file_and_prints_the_report(tmp_path):

@@ -232,6 +232,39 @@ def test_binary_data_late_in_a_large_file_refuses_everything(settings):
     assert not CardKey.objects.exists()
 
 
+def test_nul_byte_is_refused_with_its_line_number():
+    product = ProductFactory()
+    CardKeyFactory(product=product, secret="STORED")
+    with pytest.raises(ImportRefused) as refused:
+        run_import(product, b"K-1\nK-2\n\nK-3\x00X\nK-4\n")
+    assert "NUL byte on line 4" in str(refused.value.detail)
+    assert stored_secrets(product) == ["STORED"] and KeyBatch.objects.count() == 1
+
+
+def test_nul_byte_past_the_first_block_is_refused_with_its_line_number():
+    product = ProductFactory()
+    data = b"".join(b"K-%06d-" % i + b"x" * 200 + b"\n" for i in range(6000)) + b"AB\x00CD\n"
+    with pytest.raises(ImportRefused, match="NUL byte on line 6001"):
+        run_import(product, data)
+    assert not CardKey.objects.exists()
+
+
+def test_a_file_whose_lines_are_all_refused_stores_no_batch():
+    product = ProductFactory()
+    report = run_import(product, b"BAD\x07ONE\n\nBAD\x01TWO\n")
+    assert (report.accepted, report.invalid, report.batch_id) == (0, 2, None)
+    assert [n for n, _ in report.invalid_lines] == [1, 3]
+    assert not KeyBatch.objects.exists() and not CardKey.objects.exists()
+
+
+def test_a_file_of_stored_duplicates_only_stores_no_batch():
+    product = ProductFactory()
+    CardKeyFactory(product=product, secret="OLD-1")
+    report = run_import(product, b"OLD-1\nOLD-1\n")
+    assert (report.accepted, report.duplicates, report.batch_id) == (0, 2, None)
+    assert KeyBatch.objects.count() == 1  # the stored key's own
+
+
 def test_file_over_the_size_limit_is_refused(settings):
     settings.CARDKEY_IMPORT_MAX_BYTES = 2 * 1024 * 1024
     product = ProductFactory()
