@@ -300,6 +300,8 @@ EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# Where the filebased backend writes each mail (the chaos suite counts them there).
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / "var" / "mail"))
 
 # --- Per-client rate limits (django-ratelimit, counted in the Redis cache).
 # django-ratelimit's own switch: false turns every per-client limit off (for a

@@ -1,0 +1,67 @@
+"""A private redis-server for tests and the chaos suite, on its own port and
+data directory, so killing it never touches the shared Redis other runs use.
+
+Without `config` it keeps nothing on disk: a restart comes back empty (a Redis
+lost without persistence). With `config` (e.g. deploy/redis/redis.conf) it
+runs that configuration, its port and directory overridden on the command
+line, and a restart comes back with whatever that configuration made durable.
+
+No Django and no pytest here: the callers say what a missing binary means."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import redis
+
+from .processes import ChildProcess, free_port
+
+
+class RedisServerMissing(RuntimeError):
+    pass
+
+
+def redis_server_binary() -> str:
+    """Raises RedisServerMissing, saying how to install it."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not shutil.which(binary):
+        raise RedisServerMissing(
+            "redis-server is not installed; run scripts/ensure_system_packages.sh (Debian: redis-server)"
+        )
+    return binary
+
+
+class RedisServer(ChildProcess):
+    """start() again after kill() reuses the same port and data directory."""
+
+    def __init__(self, *, config: Path | None = None, name: str = "private-redis"):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.dir = tempfile.mkdtemp(prefix=f"{name}-")
+        argv = [redis_server_binary()]
+        if config is None:
+            argv += ["--save", "", "--appendonly", "no"]
+        else:
+            argv += [str(config)]
+        # Command-line options come after the file, so they win over it.
+        argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir]
+        argv += ["--maxmemory-policy", "noeviction"]
+        super().__init__(name, argv, log_path=Path(self.dir) / "redis.log")
+
+    def start(self, timeout: float = 10) -> "RedisServer":
+        return super().start().wait_until(self.answers, timeout=timeout, what=f"PING on port {self.port}")
+
+    def answers(self) -> bool:
+        try:
+            with redis.Redis.from_url(self.url, socket_connect_timeout=0.5) as client:
+                return client.ping()
+        except redis.RedisError:
+            return False
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+    def remove(self) -> None:
+        """Stop it and delete its data directory."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
