@@ -46,6 +46,20 @@ def _paid_backlog(sale: Sale, orders: int) -> list[str]:
     return sale.order_nos(status="awaiting_payment")
 
 
+def _drain_under_way(stack: ChaosStack, sale: Sale, orders: int, *, timeout: float) -> None:
+    """Every order paid while the workers are frozen (SIGSTOP), then thawed
+    to drain them; returns at the first delivery (the moment to strike)."""
+    order_nos = _paid_backlog(sale, orders)
+    with stack.workers_frozen():
+        sale.notify_paid(order_nos)
+    _delivered_at_least(sale, 1, timeout=timeout)
+
+
+def _delivered_at_strike(sale: Sale, orders: int) -> None:
+    delivered = sale.count(status="delivered")
+    sale.notes.append(f"{delivered} of {orders} delivered when struck")
+
+
 def _delivered_at_least(sale: Sale, count: int, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while sale.count(status="delivered") < count:
@@ -59,13 +73,13 @@ class WorkerKilledMidDrain(Fault):
     title = "worker SIGKILL mid-drain"
 
     def strike(self, stack, sale, *, orders, timeout):
-        order_nos = _paid_backlog(sale, orders)
-        payer = sale.notify_paid_in_background(order_nos)
-        _delivered_at_least(sale, max(1, orders // 5), timeout=timeout)
+        # Every payment in before the kill: nothing published afterwards
+        # wakes the new worker; what the dead one held must come back.
+        _drain_under_way(stack, sale, orders, timeout=timeout)
         struck = time.monotonic()
         stack.workers_kill()  # the worker and its pool, mid-batch
+        _delivered_at_strike(sale, orders)
         stack.worker_add()  # as the platform restarts a dead container
-        payer.join()
         sale.delivered_wait(timeout=timeout, watch=stack.workers)
         return struck
 
@@ -100,14 +114,12 @@ class DatabaseKilledMidDrain(Fault):
     blows, interval = 8, 0.25
 
     def strike(self, stack, sale, *, orders, timeout):
-        order_nos = _paid_backlog(sale, orders)
-        payer = sale.notify_paid_in_background(order_nos)
-        _delivered_at_least(sale, max(1, orders // 5), timeout=timeout)
+        _drain_under_way(stack, sale, orders, timeout=timeout)
         struck = time.monotonic()
+        _delivered_at_strike(sale, orders)
         for _ in range(self.blows):
             stack.database_connections_kill()
             time.sleep(self.interval)
-        payer.join()
         sale.delivered_wait(timeout=timeout, watch=stack.workers)
         return struck
 

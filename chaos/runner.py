@@ -7,6 +7,8 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 
+from apps.orders.services.reconcile import reconcile_run
+
 from .faults import Fault
 from .invariants import acknowledged_checkouts_kept, invariants_check
 from .sale import Sale, db_read
@@ -42,7 +44,9 @@ class FaultResult:
         return {**asdict(self), "passed": self.passed}
 
 
-def fault_run(stack: ChaosStack, fault: Fault, *, orders: int, timeout: float, run_tag: str) -> FaultResult:
+def fault_run(
+    stack: ChaosStack, fault: Fault, *, orders: int, timeout: float, run_tag: str, mail_wait: float = 20
+) -> FaultResult:
     result = FaultResult(fault.name, fault.title, fault.recovered_when, status="ran")
     if not fault.available(stack):
         result.status, result.note = "awaits", f"awaits {fault.awaits}"
@@ -56,8 +60,9 @@ def fault_run(stack: ChaosStack, fault: Fault, *, orders: int, timeout: float, r
         result.status, result.note = "error", f"{type(exc).__name__}: {exc}"[:500]
         traceback.print_exc()
         stack_heal(stack)
-    _mails_wait(stack, sale)
-    reconcile = stack.manage_output("reconcile")
+    _mails_wait(stack, sale, timeout=mail_wait)
+    # What `manage.py reconcile` runs, in this process (configured as the shop's).
+    reconcile = "\n".join(db_read(lambda: reconcile_run().lines()))
     checks = db_read(
         lambda: invariants_check(
             product_ids=[sale.product_id], gate=stack.gate.client(), acknowledged_events=sale.acknowledged
@@ -71,6 +76,7 @@ def fault_run(stack: ChaosStack, fault: Fault, *, orders: int, timeout: float, r
     result.violations = [check.summary() for check in checks if not check.ok]
     if result.violations:
         result.violations.append("reconcile said: " + " | ".join(reconcile.splitlines()))
+    result.note = "; ".join([*sale.notes, *([result.note] if result.note else [])])
     result.orders = sale.count()
     result.accepted = len(sale.accepted)
     result.mails = sale.mails(stack.mail_dir)
@@ -89,7 +95,7 @@ def stack_heal(stack: ChaosStack) -> None:
         stack.worker_add()
 
 
-def _mails_wait(stack: ChaosStack, sale: Sale, *, timeout: float = 20) -> None:
+def _mails_wait(stack: ChaosStack, sale: Sale, *, timeout: float) -> None:
     """Mails follow deliveries through their own queue; give them a moment."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and sale.mails(stack.mail_dir)["missing"]:

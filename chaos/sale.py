@@ -65,6 +65,8 @@ class Sale:
     # Event id -> order number, for every notification the webhook answered 2xx.
     acknowledged: dict[str, str] = field(default_factory=dict)
     webhook_answers: Counter = field(default_factory=Counter)
+    # What a fault observed, for the table's notes.
+    notes: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _buyers: int = 0
 

@@ -7,10 +7,12 @@ of Celery workers, each of which a fault may SIGKILL and start again.
 The broker stays where CELERY_BROKER_URL points (apart from the gate, as in
 production): a fault on the gate never takes the broker with it."""
 
+import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import MySQLdb
@@ -28,9 +30,11 @@ class ChaosConfig:
     web_threads: int = 8
     worker_concurrency: int = 2
     # Small batches: a drain runs many transactions, so a fault lands inside one.
-    fulfil_batch_size: int = 5
+    fulfil_batch_size: int = 1
     # A gate config file (e.g. deploy/redis/redis.conf); None: no persistence.
     gate_redis_config: Path | None = None
+    # Settings for the shop's processes, over the defaults below.
+    extra_env: dict = field(default_factory=dict)
 
 
 def chaos_environment(config: ChaosConfig, *, gate_url: str, mail_dir: Path) -> dict:
@@ -43,6 +47,7 @@ def chaos_environment(config: ChaosConfig, *, gate_url: str, mail_dir: Path) -> 
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
         "EMAIL_FILE_PATH": str(mail_dir),
         "LOG_LEVEL": "INFO",
+        **config.extra_env,
     }
 
 
@@ -96,9 +101,21 @@ class ChaosStack(BenchStack):
             worker.kill()
         self.workers = []
 
-    def workers_stop(self) -> None:
+    @contextmanager
+    def workers_frozen(self):
+        """The workers stopped in their tracks (SIGSTOP) for the block, then
+        resumed: a backlog builds up without restarting anything."""
         for worker in self.workers:
-            worker.stop()
+            worker.signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for worker in self.workers:
+                worker.signal(signal.SIGCONT)
+
+    def workers_stop(self, *, timeout: float = 15) -> None:
+        for worker in self.workers:
+            worker.stop(timeout=timeout)
         self.workers = []
 
     def stop(self) -> None:
@@ -107,7 +124,7 @@ class ChaosStack(BenchStack):
         self.gate.stop()
 
     def teardown(self, *, keep_database: bool = False) -> None:
-        self.workers_stop()
+        self.workers_stop(timeout=3)  # what they hold is thrown away with the run
         BenchStack.stop(self)
         try:
             self.redis_clear()  # the broker's keys of this prefix (a Redis broker)
