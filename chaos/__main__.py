@@ -34,7 +34,7 @@ def parse(argv) -> argparse.Namespace:
     names = [f.name for f in FAULTS]
     parser.add_argument("--faults", default=",".join(names), help=f"comma-separated, of: {', '.join(names)}")
     parser.add_argument("--orders", type=int, default=int(os.environ.get("CHAOS_ORDERS", 200)), help="per fault")
-    parser.add_argument("--timeout", type=float, default=150, help="seconds a fault may take to recover")
+    parser.add_argument("--timeout", type=float, default=180, help="seconds a fault may take to recover")
     parser.add_argument("--database", default=os.environ.get("CHAOS_DATABASE_NAME", "cardshop_chaos"))
     parser.add_argument("--prefix", default=os.environ.get("CHAOS_REDIS_KEY_PREFIX", "cardshop-chaos"))
     parser.add_argument("--out", type=Path, default=ROOT / "chaos" / "results")

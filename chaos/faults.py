@@ -178,11 +178,12 @@ class GateRedisKilled(Fault):
                 if path.name != "redis.log":
                     _remove(path)
         stack.gate.start()
-        while crowd.first_accepted_after(struck) is None:
+        while (reopened := crowd.first_accepted_after(struck)) is None:
             if time.monotonic() > deadline:
                 crowd.stop()
                 raise TimeoutError(f"{sale.sku}: checkout did not answer 202 again in {timeout}s")
             time.sleep(0.05)
+        sale.notes.append(f"checkout answered 202 again {reopened - struck:.1f} s after the kill")
         # The rest of the crowd meets the rebuilt stock until it is sold out.
         while sale.answers.get((409, "sold_out"), 0) < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
