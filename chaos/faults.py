@@ -174,9 +174,7 @@ class GateRedisKilled(Fault):
         struck = time.monotonic()
         stack.gate.kill()
         if self.wipe:
-            for path in Path(stack.gate.dir).iterdir():
-                if path.name != "redis.log":
-                    _remove(path)
+            stack.gate.data_wipe()
         stack.gate.start()
         while (reopened := crowd.first_accepted_after(struck)) is None:
             if time.monotonic() > deadline:
@@ -231,15 +229,6 @@ class BrokerRestartedMidDrain(Fault):
         payer.join()
         sale.delivered_wait(timeout=timeout, watch=stack.workers)
         return struck
-
-
-def _remove(path: Path) -> None:
-    import shutil
-
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
 
 
 # The suite, in the order `make chaos` runs it.

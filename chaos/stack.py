@@ -7,9 +7,10 @@ of Celery workers, each of which a fault may SIGKILL and start again.
 The broker stays where CELERY_BROKER_URL points (apart from the gate, as in
 production): a fault on the gate never takes the broker with it."""
 
+import shutil
 import signal
 import socket
-import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import MySQLdb
 
-from bench.stack import PY, BenchStack, StackConfig
-from testing.processes import ROOT, ChildProcess, celery_worker_command
+from bench.stack import BenchStack, StackConfig
+from testing.processes import ChildProcess, celery_worker_command
 from testing.redis_server import RedisServer
 
 
@@ -55,9 +56,7 @@ class ChaosStack(BenchStack):
     def __init__(self, config: ChaosConfig):
         self.chaos = config
         self.gate = RedisServer(config=config.gate_redis_config, name="chaos-gate-redis")
-        log_dir_probe = Path(self.gate.dir)
-        self.mail_dir = log_dir_probe.with_name(log_dir_probe.name + "-mail")
-        self.mail_dir.mkdir()
+        self.mail_dir = Path(tempfile.mkdtemp(prefix="chaos-mail-"))
         super().__init__(
             StackConfig(
                 database=config.database,
@@ -106,12 +105,12 @@ class ChaosStack(BenchStack):
         """The workers stopped in their tracks (SIGSTOP) for the block, then
         resumed: a backlog builds up without restarting anything."""
         for worker in self.workers:
-            worker.signal(signal.SIGSTOP)
+            worker.send_signal(signal.SIGSTOP)
         try:
             yield
         finally:
             for worker in self.workers:
-                worker.signal(signal.SIGCONT)
+                worker.send_signal(signal.SIGCONT)
 
     def workers_stop(self, *, timeout: float = 15) -> None:
         for worker in self.workers:
@@ -131,17 +130,9 @@ class ChaosStack(BenchStack):
         except Exception:  # a broker that is not Redis, a gate a fault left down: nothing of ours to clear
             pass
         self.gate.remove()
+        shutil.rmtree(self.mail_dir, ignore_errors=True)
         if not keep_database:
             self.database_drop()
-
-    def manage_output(self, *args: str, timeout: float = 120) -> str:
-        """manage.py with the stack's environment (reconcile, warm_stock); its output."""
-        run = subprocess.run(
-            [PY, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-        if run.returncode:
-            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
-        return run.stdout
 
     # --- MariaDB
 

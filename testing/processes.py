@@ -138,7 +138,7 @@ class ChildProcess:
         self._signal_group(signal.SIGKILL)
         self.popen.wait(timeout=10)
 
-    def signal(self, signum: int) -> None:
+    def send_signal(self, signum: int) -> None:
         """Send `signum` to the whole group (SIGSTOP / SIGCONT to freeze and thaw it)."""
         if self.popen is not None:
             self._signal_group(signum)

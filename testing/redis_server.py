@@ -42,11 +42,20 @@ class RedisServer(ChildProcess):
         if config is None:
             argv += ["--save", "", "--appendonly", "no"]
         else:
-            argv += [str(config)]
+            argv += [str(self._config_copy(Path(config)))]
         # Command-line options come after the file, so they win over it.
         argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir]
-        argv += ["--maxmemory-policy", "noeviction"]
+        argv += ["--daemonize", "no", "--logfile", "", "--maxmemory-policy", "noeviction"]
         super().__init__(name, argv, log_path=Path(self.dir) / "redis.log")
+
+    def _config_copy(self, config: Path) -> Path:
+        """The file without its `dir` lines: redis-server changes into that
+        directory while it reads the file, before the command line can
+        override it, and a production path (/data) need not exist here."""
+        kept = [line for line in config.read_text().splitlines() if line.split()[:1] != ["dir"]]
+        copy = Path(self.dir) / "redis.conf"
+        copy.write_text("\n".join(kept) + "\n")
+        return copy
 
     def start(self, timeout: float = 10) -> "RedisServer":
         return super().start().wait_until(self.answers, timeout=timeout, what=f"PING on port {self.port}")
@@ -60,6 +69,17 @@ class RedisServer(ChildProcess):
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
+
+    def data_wipe(self) -> None:
+        """Delete what it keeps on disk (RDB, AOF), as a failover to an empty
+        replica would lose it; call it while the server is down."""
+        for path in Path(self.dir).iterdir():
+            if path.name in ("redis.log", "redis.conf"):
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
     def remove(self) -> None:
         """Stop it and delete its data directory."""
