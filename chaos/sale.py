@@ -232,8 +232,9 @@ class Crowd:
         self.sale, self.until_accepted = sale, until_accepted
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self._buy, daemon=True) for _ in range(threads)]
-        # time.monotonic() of each answer and its status, for "checkout answers again".
-        self.timeline: list[tuple[float, int]] = []
+        # When each checkout was sent and answered (time.monotonic()), and its
+        # status: for "checkout answers again".
+        self.timeline: list[tuple[float, float, int]] = []
 
     def start(self) -> "Crowd":
         for thread in self.threads:
@@ -244,13 +245,19 @@ class Crowd:
         while not self.stopping.is_set():
             if self.until_accepted is not None and len(self.sale.accepted) >= self.until_accepted:
                 return
+            sent = time.monotonic()
             status = self.sale.checkout_one()
-            self.timeline.append((time.monotonic(), status))
+            self.timeline.append((sent, time.monotonic(), status))
             if status != 202:
                 time.sleep(0.05)  # a refused buyer tries again, not in a tight loop
 
     def first_accepted_after(self, moment: float) -> float | None:
-        return next((t for t, status in list(self.timeline) if t > moment and status == 202), None)
+        """When the first checkout sent after `moment` was answered 202 (one
+        sent before may have been taken just before the blow)."""
+        return min(
+            (answered for sent, answered, status in list(self.timeline) if sent > moment and status == 202),
+            default=None,
+        )
 
     def stop(self) -> None:
         self.stopping.set()

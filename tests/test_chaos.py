@@ -32,6 +32,22 @@ def test_each_fault_is_registered_once_with_a_name_and_a_title():
     assert {"db-kill-webhook", "race"} <= set(names)
 
 
+def test_make_chaos_runs_the_suite_with_its_arguments():
+    dry = subprocess.run(
+        ["make", "-n", "chaos", "CHAOS_ARGS=--faults race --orders 50"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert "-m chaos --faults race --orders 50" in dry.stdout
+
+
+def test_an_unknown_fault_is_refused_with_the_known_ones():
+    run = subprocess.run(
+        [sys.executable, "-m", "chaos", "--faults", "worker-kill,meteor"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 2
+    assert "unknown faults: meteor" in run.stderr and "redis-loss" in run.stderr
+
+
 @pytest.mark.timeout(150)
 @pytest.mark.django_db(transaction=True)
 def test_redis_loss_and_database_kills_keep_every_invariant(tmp_path):
