@@ -43,6 +43,9 @@ def write(results: list[FaultResult], *, out: Path, meta: dict) -> str:
         "Time to recover: from the fault to the moment every paid order is delivered again "
         "(for the Redis faults: checkout answers 202 again, then every paid order is delivered).",
     ]
+    notes = [(r.title, r.note) for r in results if r.status == "ran" and r.note]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {title}: {text}" for title, text in notes]
     failures = [(r.title, v) for r in results for v in r.violations] + [
         (r.title, r.note) for r in results if r.status == "error"
     ]
