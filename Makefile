@@ -118,3 +118,11 @@ bench-quick: system-deps bench-deps services
 # Locust, headless, bounded in users and time: bench/results/locust*.csv and locust.html.
 loadtest: system-deps bench-deps services
 	$(PY) -m bench.loadtest $(LOADTEST_ARGS)
+
+# --- The chaos suite (docs/reliability.md): each fault struck at the real
+# processes (gunicorn, Celery worker and beat, a private gate redis-server) on
+# their own database and Redis key prefix; invariants I1–I5 checked from SQL.
+# CHAOS_ARGS="--faults worker-kill,redis-loss --orders 100"; writes chaos/results/latest.{md,json}.
+.PHONY: chaos
+chaos: system-deps bench-deps services
+	$(PY) -m chaos $(CHAOS_ARGS)

@@ -141,6 +141,11 @@ class ChildProcess:
         self._signal_group(signal.SIGKILL)
         self.popen.wait(timeout=10)
 
+    def send_signal(self, signum: int) -> None:
+        """Send `signum` to the whole group (SIGSTOP / SIGCONT to freeze and thaw it)."""
+        if self.popen is not None:
+            self._signal_group(signum)
+
     def _reap_group(self) -> None:
         # Children the leader left behind (a pool process whose master died) go too.
         if self.popen is not None:

@@ -9,16 +9,13 @@ redis-server on a free port and points the app (gunicorn, manage.py) at it."""
 import http.cookiejar
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
@@ -29,44 +26,27 @@ from apps.orders.models import Order
 from apps.orders.tests import processes  # not test_environment itself: pytest would collect a test_* name
 from apps.orders.tests.processes import GunicornServer
 from apps.orders.tests.support import product_with_keys
-from testing.processes import ROOT, ChildProcess, free_port
+from testing.processes import ROOT, free_port
+from testing.redis_server import RedisServer, RedisServerMissing
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
 
-class PrivateRedis(ChildProcess):
+class PrivateRedis(RedisServer):
     """A throwaway redis-server that keeps nothing on disk: a restart comes back empty."""
 
     def __init__(self):
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        if not shutil.which(binary):
-            pytest.fail("redis-server is not installed; run scripts/ensure_system_packages.sh (Debian: redis-server)")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.dir = tempfile.mkdtemp(prefix="private-redis-")
-        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        argv += ["--dir", self.dir, "--maxmemory-policy", "noeviction"]
-        super().__init__("private-redis", argv, log_path=Path(self.dir) / "redis.log")
-
-    def start(self) -> "PrivateRedis":
-        return super().start().wait_until(self.answers, timeout=10, what=f"PING on port {self.port}")
-
-    def answers(self) -> bool:
         try:
-            return redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping()
-        except redis.RedisError:
-            return False
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url)
+            super().__init__()
+        except RedisServerMissing as exc:
+            pytest.fail(str(exc))
 
 
 @pytest.fixture
 def private_redis():
     server = PrivateRedis().start()
     yield server
-    server.stop()
-    shutil.rmtree(server.dir, ignore_errors=True)
+    server.remove()
 
 
 def manage(env: dict, *args: str) -> str:

@@ -352,6 +352,8 @@ MAIL_LEASE_SECONDS = env.int("MAIL_LEASE_SECONDS", default=120)
 # MAIL_REDRIVE_BATCH orders a run; a mail in flight is left alone.
 MAIL_REDRIVE_AFTER_SECONDS = env.int("MAIL_REDRIVE_AFTER_SECONDS", default=600)
 MAIL_REDRIVE_BATCH = env.int("MAIL_REDRIVE_BATCH", default=500)
+# Where the filebased backend writes each mail (the chaos suite counts them there).
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / "var" / "mail"))
 
 # --- Per-client rate limits (django-ratelimit, counted in the Redis cache).
 # django-ratelimit's own switch: false turns every per-client limit off (for a
