@@ -69,7 +69,7 @@ def order_persist_queued(*, product_ids: list[int] | None = None) -> int:
     only after commit, so a worker killed half-way leaves it for the next."""
     total = 0
     for product_id in product_ids if product_ids is not None else gate.stock_warmed_product_ids():
-        total += _drain_while_queued(product_id=product_id)
+        total += _drain_while_queued(product_id=product_id, wait=0)
     return total
 
 
@@ -91,22 +91,23 @@ def order_persist_requested(*, product_id: int) -> int:
     """A persist task's work: clear the product's mark (a reservation made
     from now on asks for a new task), then drain its queue.
 
-    When another worker holds the product's fence, this one leaves: the holder
-    looks at the queue again after letting go (below), so a reservation queued
-    before this task started is drained by one of them. Returns how many
+    When another worker holds the product's fence, this one waits for it (up
+    to PERSIST_FENCE_WAIT_SECONDS): a drainer looks at the queue again after
+    letting go (below), but a stock rebuild, which holds the same fence, does
+    not, and leaving then would leave the burst to beat. Returns how many
     entries this task drained."""
     stock.stock_persist_request_clear(product_id=product_id)
-    return _drain_while_queued(product_id=product_id)
+    return _drain_while_queued(product_id=product_id, wait=settings.PERSIST_FENCE_WAIT_SECONDS)
 
 
-def _drain_while_queued(*, product_id: int) -> int:
+def _drain_while_queued(*, product_id: int, wait: float) -> int:
     """Drain the product's queue under its fence; skip it when another worker
-    holds the fence. The holder looks at the queue again after letting go:
+    holds the fence past `wait` seconds. The holder looks at the queue again after letting go:
     a reservation queued after its last look was seen by no one else (they
     found the fence held and left), so it goes round again for it."""
     total = 0
     while True:
-        with persist_fence(product_id=product_id, timeout=0) as held:
+        with persist_fence(product_id=product_id, timeout=wait) as held:
             if not held:
                 return total
             total += order_persist_queue_drain(product_id=product_id)

@@ -2,12 +2,14 @@
 order row within milliseconds, without waiting for beat's once-a-second drain,
 and a crowd publishes a persist task per burst, not one per order."""
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection
 
+from apps.core.db_locks import persist_fence
 from apps.orders import tasks
 from apps.orders.models import Order
 from apps.orders.services import persistence
@@ -79,10 +81,11 @@ def other_worker_persists(product_id: int) -> int:
         connection.close()
 
 
-def test_a_held_fence_is_no_loss_the_holder_looks_again(publishes):
-    """A persist task that finds another worker draining leaves; the drainer
-    looks at the queue again after letting go of the fence, so a reservation
-    queued during its drain is not left for beat."""
+def test_a_held_fence_is_no_loss_the_holder_looks_again(publishes, settings):
+    """A persist task that finds another worker draining leaves (after its
+    short wait); the drainer looks at the queue again after letting go of the
+    fence, so a reservation queued during its drain is not left for beat."""
+    settings.PERSIST_FENCE_WAIT_SECONDS = 0.2
     product = product_with_keys(keys=5, per_buyer_limit=1)
     checkout(product, email="a@x.com")
     original = persistence.order_persist_queue_drain
@@ -120,3 +123,29 @@ def test_orders_reach_mariadb_without_beat(celery_worker_process):
     wait_until(lambda: recorded() == set(answered), timeout=15, message="every reservation persisted without beat")
     # Entries leave the queue just after their rows commit.
     wait_until(lambda: stock_queue_length(product_id=product.id) == 0, timeout=5, message="the queue emptied")
+
+
+def test_a_task_that_finds_a_rebuild_holding_the_fence_waits_for_it(publishes, settings):
+    """A stock rebuild (warm-up) holds the same fence but does not look at the
+    queue afterwards: a persist task arriving meanwhile waits for the fence
+    instead of leaving the burst to beat."""
+    settings.PERSIST_FENCE_WAIT_SECONDS = 5
+    product = product_with_keys(keys=5, per_buyer_limit=1)
+    order_no = checkout(product, email="a@x.com").order_no
+    fence_held = threading.Event()
+
+    def rebuild_holding_the_fence():
+        try:
+            with persist_fence(product_id=product.id, timeout=1) as held:
+                assert held
+                fence_held.set()
+                time.sleep(0.5)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as warm_up:
+        rebuild = warm_up.submit(rebuild_holding_the_fence)
+        assert fence_held.wait(5)
+        assert persistence.order_persist_requested(product_id=product.id) == 1
+        rebuild.result()
+    assert Order.objects.filter(order_no=order_no).exists()
