@@ -261,7 +261,7 @@ PERSIST_REQUEST_TTL_SECONDS = env.float("PERSIST_REQUEST_TTL_SECONDS", default=5
 WARM_FENCE_TIMEOUT = env.int("WARM_FENCE_TIMEOUT", default=10)
 # How long a persist task waits for a product's fence held by a rebuild or
 # another drainer (apps/orders/services/persistence.py).
-PERSIST_FENCE_WAIT_SECONDS = env.float("PERSIST_FENCE_WAIT_SECONDS", default=2)
+PERSIST_FENCE_WAIT_SECONDS = env.float("PERSIST_FENCE_WAIT_SECONDS", default=2.0)
 # Paid orders served by one fulfilment transaction when the queue is deep.
 FULFIL_BATCH_SIZE = env.int("FULFIL_BATCH_SIZE", default=50)
 # While a fulfilment task waits in the queue, payments publish no other: it
