@@ -32,6 +32,8 @@ REAL = {
     "ALLOW_SANDBOX_PAYMENTS": "true",
     "SANDBOX_PAYMENT_SECRET": "s" * 40,
     "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+    # Behind nginx, as deploy/ and the compose file run it.
+    "TRUSTED_PROXY_IP_HEADER": "X-Forwarded-For",
 }
 
 
@@ -157,6 +159,16 @@ def test_check_deploy_warns_when_the_https_redirect_is_turned_off():
     """The compose demo over plain HTTP turns it off; check --deploy says what that costs."""
     result = run_under_production_settings(CHECK_DEPLOY, **{**REAL, "SECURE_SSL_REDIRECT": "false"})
     assert result.returncode != 0 and "security.W008" in result.stdout + result.stderr
+
+
+def test_check_deploy_warns_when_no_proxy_header_is_trusted():
+    """Behind a proxy without it every buyer would share the proxy's address
+    (the unpaid cap, rate limits, the admin lockout); a direct deployment silences it."""
+    result = run_under_production_settings(CHECK_DEPLOY, **{**REAL, "TRUSTED_PROXY_IP_HEADER": ""})
+    assert result.returncode != 0 and "cardshop.W001" in result.stdout + result.stderr
+    silenced = {**REAL, "TRUSTED_PROXY_IP_HEADER": "", "SILENCED_SYSTEM_CHECKS": "cardshop.W001"}
+    result = run_under_production_settings(CHECK_DEPLOY, **silenced)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_admin_always_wants_a_second_factor_in_production():

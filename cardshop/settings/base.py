@@ -153,9 +153,12 @@ CELERY_RESULT_BACKEND = None
 # dies mid-task (or whose pool process is killed) leaves it to be delivered again.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# On a lost broker connection RabbitMQ hands the unacknowledged tasks out again,
-# so the copies still running here stop rather than run twice at once.
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# On a lost broker connection RabbitMQ hands the unacknowledged tasks out
+# again. The copies running here finish rather than being killed: every task
+# is safe to run twice (fences, SKIP LOCKED, the mail claims), while killing a
+# mail task between the SMTP server's acceptance and its "sent" mark would
+# send that mail twice on every broker blip, not only on a crash.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A worker keeps reconnecting to a broker that is down or restarting, at start
 # and later, however long that takes, instead of exiting.
@@ -377,6 +380,8 @@ RATELIMIT_PAY_IP = env("RATELIMIT_PAY_IP", default="30/m")
 # means REMOTE_ADDR, and every client-supplied header is ignored.
 TRUSTED_PROXY_IP_HEADER = env("TRUSTED_PROXY_IP_HEADER", default="")
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
+# System checks a deployment chose to silence (e.g. cardshop.W001 when gunicorn faces buyers directly).
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 # Unpaid reservations one client address (an IPv6 client by its /64) may hold
 # per product, whatever emails it gives: one address cannot hoard the stock
 # under many email variants. Counted in the checkout script; 0 turns it off.
