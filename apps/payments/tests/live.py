@@ -8,6 +8,7 @@ from apps.orders.models import Order
 from apps.orders.services import persistence
 from apps.orders.tests.processes import CeleryWorker, GunicornServer
 from apps.orders.tests.support import checkout
+from testing.processes import wait_until
 
 
 @contextmanager
@@ -34,5 +35,15 @@ def configure_like(settings, env: dict[str, str], *, site_url: str) -> None:
 
 def awaiting_order(product, email: str, quantity: int = 1) -> Order:
     result = checkout(product, email=email, quantity=quantity)
-    persistence.order_persist_queued()
+    order_persisted(result.order_no)
     return Order.objects.get(order_no=result.order_no)
+
+
+def order_persisted(order_no: str) -> None:
+    """Persist now, or wait for the live worker that is doing it: the
+    checkout published a persist task, and while the worker drains under the
+    product's fence this process's drain skips the product."""
+    persistence.order_persist_queued()
+    wait_until(
+        lambda: Order.objects.filter(order_no=order_no).exists(), timeout=15, message=f"order {order_no} persisted"
+    )

@@ -14,12 +14,12 @@ from django.utils import timezone
 from apps.cardkeys.models import CardKey
 from apps.orders.models import Order
 from apps.orders.selectors import order_snapshot_get
-from apps.orders.services import persistence
 from apps.orders.services.expiry import order_expire_due
 from apps.orders.tests.processes import CeleryWorker, GunicornServer
 from apps.orders.tests.support import checkout, pay, product_with_keys
 from apps.payments import services
 from apps.payments.models import PaymentEvent
+from apps.payments.tests.live import order_persisted
 
 WEBHOOK = "/payments/webhook/stripe"
 
@@ -46,7 +46,7 @@ def stripe_servers(fake_stripe):
 
 def _checked_out(product, *, email: str, quantity: int = 1):
     result = checkout(product, email=email, quantity=quantity)
-    persistence.order_persist_queued()
+    order_persisted(result.order_no)
     snapshot = order_snapshot_get(order_no=result.order_no, token=result.access_token)
     assert snapshot["status"] == Order.Status.AWAITING_PAYMENT
     return result, snapshot
