@@ -22,7 +22,7 @@ class FaultResult:
     fault: str
     title: str
     recovered_when: str
-    status: str  # "ran", "awaits", "error"
+    status: str  # "ran", "skipped", "error"
     orders: int = 0
     accepted: int = 0
     recover_seconds: float | None = None
@@ -49,7 +49,7 @@ def fault_run(
 ) -> FaultResult:
     result = FaultResult(fault.name, fault.title, fault.recovered_when, status="ran")
     if not fault.available(stack):
-        result.status, result.note = "awaits", f"awaits {fault.awaits}"
+        result.status, result.note = "skipped", f"skipped: needs {fault.needs}"
         return result
     sku = f"CHAOS-{run_tag}-{fault.name}".upper()[:64]
     sale = Sale.open(url=stack.url, sku=sku, keys=orders)
