@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     os.environ.update(stack.env)
     began = time.monotonic()
     results = []
+    runs = []
     try:
         stack.gate.start()
         stack.broker_start()
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
         import django
 
         django.setup()
-        from chaos.runner import fault_run
+        from chaos.runner import fault_run, mails_recount
 
         print(f"[chaos] database ready in {time.monotonic() - began:.1f} s", flush=True)
         # gunicorn and the worker start side by side (each waits for its own answer).
@@ -131,9 +132,10 @@ def main(argv=None) -> int:
         chosen = [f for f in FAULTS if f.name in args.fault_names]
         for number, fault in enumerate(chosen, 1):
             print(f"[chaos] {number}/{len(chosen)} {fault.title} …", flush=True)
-            result = fault_run(
+            result, sale = fault_run(
                 stack, fault, orders=args.orders, timeout=args.timeout, run_tag=str(number), mail_wait=args.mail_wait
             )
+            runs.append((result, sale))
             verdict = "skipped" if result.status == "skipped" else ("pass" if result.passed else "FAIL")
             print(
                 f"[chaos]   {verdict}: recovered in {result.recover_seconds} s; {result.note} "
@@ -141,6 +143,7 @@ def main(argv=None) -> int:
                 flush=True,
             )
             results.append(result)
+        mails_recount(stack, runs)
     finally:
         print(f"[chaos] logs: {stack.log_dir}", flush=True)
         stack.teardown(keep_database=args.reuse_database)

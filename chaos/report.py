@@ -29,6 +29,21 @@ def table(results: list[FaultResult]) -> str:
     return "\n".join(lines)
 
 
+def _why(mails: dict) -> str:
+    return ", ".join(f"{n} {why}" for why, n in mails.get("missing_why", {}).items())
+
+
+def _mails_note(r: FaultResult) -> str:
+    note = f"{r.mails['missing']} mails missing when counted ({_why(r.mails)})"
+    if r.mails_end:
+        end = r.mails_end
+        note += (
+            f"; {r.mails_end_seconds} s later, when every fault had run: {end['sent']} sent, "
+            f"{end['duplicates']} duplicates, {end['missing']} missing" + (f" ({_why(end)})" if end["missing"] else "")
+        )
+    return note
+
+
 def write(results: list[FaultResult], *, out: Path, meta: dict) -> str:
     """Writes latest.md and latest.json into `out`; returns the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
@@ -44,11 +59,7 @@ def write(results: list[FaultResult], *, out: Path, meta: dict) -> str:
         "(for the Redis faults: checkout answers 202 again, then every paid order is delivered).",
     ]
     notes = [(r.title, r.note) for r in results if r.status == "ran" and r.note]
-    notes += [
-        (r.title, "mails missing when counted: " + ", ".join(f"{n} {why}" for why, n in r.mails["missing_why"].items()))
-        for r in results
-        if r.mails.get("missing_why")
-    ]
+    notes += [(r.title, _mails_note(r)) for r in results if r.mails.get("missing")]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {title}: {text}" for title, text in notes]
     failures = [(r.title, v) for r in results for v in r.violations] + [

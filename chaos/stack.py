@@ -17,13 +17,15 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 import MySQLdb
+from amqp.exceptions import AMQPError
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from bench.stack import BenchStack, StackConfig
 from testing.processes import ChildProcess, PrivateRabbitMQ, celery_worker_command
@@ -119,14 +121,26 @@ class ChaosStack(BenchStack):
         """One more Celery worker, answering a control ping before this returns."""
         from cardshop.celery import app  # after the driver's environment is set (see __main__)
 
-        node = f"chaos-{self.port}-{len(self.workers)}-{int(time.time() * 1000) % 100000}@{socket.gethostname()}"
+        node = f"chaos-{self.port}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         argv = celery_worker_command(concurrency=self.chaos.worker_concurrency, hostname=node)
         worker = ChildProcess(
-            f"celery-worker-{len(self.workers)}", argv, env={**self.env, **env}, log_path=self.log_dir / "workers.log"
+            f"celery-worker-{node.split('@')[0]}", argv, env={**self.env, **env}, log_path=self.log_dir / "workers.log"
         ).start()
-        worker.wait_until(
-            lambda: bool(app.control.ping(destination=[node], timeout=0.5)), timeout=60, what="a control ping answer"
-        )
+
+        def answers() -> bool:
+            # A connection of its own each time, not the app's pool: a pooled
+            # one may have died with a broker a fault restarted.
+            try:
+                with app.connection_for_write() as connection:
+                    return bool(app.control.ping(destination=[node], timeout=0.5, connection=connection))
+            except (OSError, KombuOperationalError, AMQPError):
+                return False
+
+        try:
+            worker.wait_until(answers, timeout=60, what="a control ping answer")
+        except BaseException:
+            worker.kill()  # not left running untracked, outliving the run
+            raise
         self.workers.append(worker)
         return worker
 
@@ -166,6 +180,11 @@ class ChaosStack(BenchStack):
         except Exception:  # a gate a fault left down: nothing of ours to clear
             pass
         if self.broker is not None:
+            try:  # its logs stay with the run's other logs
+                shutil.copytree(self.broker.dir / "log", self.log_dir / "rabbitmq", dirs_exist_ok=True)
+                shutil.copy(self.broker.log_path, self.log_dir / "rabbitmq")
+            except OSError:
+                pass
             self.broker.remove()
         else:
             try:
