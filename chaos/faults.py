@@ -13,12 +13,13 @@ import threading
 import time
 from pathlib import Path
 
-from testing.processes import ROOT
+from testing.redis_server import GATE_REDIS_CONF
 
 from .sale import Sale
 from .stack import ChaosStack
 
-DURABLE_GATE_CONFIG = ROOT / "deploy" / "redis" / "redis.conf"
+# The gate as production runs it: the default for --gate-config.
+DURABLE_GATE_CONFIG = GATE_REDIS_CONF
 
 
 class Fault:
