@@ -98,6 +98,7 @@ def main(argv=None) -> int:
         import django
 
         django.setup()
+        stack.broker_prepare()  # on RabbitMQ (BENCH_CELERY_BROKER_URL): the run's virtual host and empty queues
         result = run(stack, plan, mode=mode, profile=args.profile, out=args.out)
     finally:
         stack.teardown()
