@@ -120,8 +120,9 @@ loadtest: system-deps bench-deps services
 	$(PY) -m bench.loadtest $(LOADTEST_ARGS)
 
 # --- The chaos suite (docs/reliability.md): each fault struck at the real
-# processes (gunicorn, Celery worker and beat, a private gate redis-server) on
-# their own database and Redis key prefix; invariants I1–I5 checked from SQL.
+# processes (gunicorn, Celery worker and beat, a private gate redis-server from
+# deploy/redis/redis.conf) on their own database, Redis key prefix and RabbitMQ
+# (a node of the run's own, which rabbitmq-restart restarts); invariants I1–I5 checked from SQL.
 # CHAOS_ARGS="--faults worker-kill,redis-loss --orders 100"; writes chaos/results/latest.{md,json}.
 .PHONY: chaos
 chaos: system-deps bench-deps services

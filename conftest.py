@@ -32,23 +32,13 @@ def _broker_prepare():
     missing), with the task queues and the delayed-delivery queues a worker
     declares at start, so tests that publish before any worker ran, and the
     purge between tests, find them."""
-    from kombu import Connection
-    from kombu.transport.native_delayed_delivery import (
-        bind_queue_to_native_delayed_delivery_exchange,
-        declare_native_delayed_delivery_exchanges_and_queues,
-    )
-
-    from testing.processes import ProcessFailed, rabbitmq_vhost_ensure
+    from testing.processes import ProcessFailed, rabbitmq_queues_declare, rabbitmq_vhost_ensure
 
     try:
         rabbitmq_vhost_ensure(settings.CELERY_BROKER_URL)
     except ProcessFailed as exc:
         raise pytest.UsageError(str(exc)) from exc
-    with Connection(settings.CELERY_BROKER_URL, connect_timeout=5) as connection:
-        declare_native_delayed_delivery_exchanges_and_queues(connection, "quorum")
-        for queue in settings.CELERY_TASK_QUEUES:
-            queue.bind(connection.default_channel).declare()
-            bind_queue_to_native_delayed_delivery_exchange(connection, queue)
+    rabbitmq_queues_declare(settings.CELERY_BROKER_URL, settings.CELERY_TASK_QUEUES)
 
 
 _broker = {"connection": None}

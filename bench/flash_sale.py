@@ -13,10 +13,8 @@ import argparse
 import asyncio
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.stack import BenchStack, StackConfig, bench_environment  # noqa: E402
-from testing.processes import GateRedis  # noqa: E402
+from testing.redis_server import GATE_REDIS_CONF, RedisServer  # noqa: E402
 
 # Overrides of deploy/redis/redis.conf for --gate-redis.
 GATE_SETTINGS = {"always": (), "everysec": ("--appendfsync", "everysec"), "off": ("--appendonly", "no")}
@@ -80,8 +78,8 @@ def main(argv=None) -> int:
 
     gate = None
     if args.gate_redis != "shared":
-        gate = GateRedis(
-            data_dir=Path(tempfile.mkdtemp(prefix="bench-gate-redis-")), overrides=GATE_SETTINGS[args.gate_redis]
+        gate = RedisServer(
+            config=GATE_REDIS_CONF, overrides=GATE_SETTINGS[args.gate_redis], name="bench-gate-redis"
         ).start()
     config = StackConfig(
         database=args.database,
@@ -100,12 +98,12 @@ def main(argv=None) -> int:
         import django
 
         django.setup()
+        stack.broker_prepare()  # on RabbitMQ (BENCH_CELERY_BROKER_URL): the run's virtual host and empty queues
         result = run(stack, plan, mode=mode, profile=args.profile, out=args.out)
     finally:
         stack.teardown()
         if gate:
-            gate.stop()
-            shutil.rmtree(gate.data_dir, ignore_errors=True)
+            gate.remove()
     result["gate_redis"] = args.gate_redis
     result["machine"] = {
         "cpus": os.cpu_count(),

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.flash_sale import GATE_SETTINGS as SETTINGS  # noqa: E402
-from testing.processes import GateRedis  # noqa: E402
+from testing.redis_server import GATE_REDIS_CONF, RedisServer  # noqa: E402
 
 
 def script_call(prefix: str) -> tuple[str, list[str], list[str]]:
@@ -75,7 +75,9 @@ def gate_prepare(client, keys: list[str]) -> None:
     )
 
 
-def evalsha_run(*, server: GateRedis, sha: str, keys: list[str], args: list[str], requests: int, clients: int) -> dict:
+def evalsha_run(
+    *, server: RedisServer, sha: str, keys: list[str], args: list[str], requests: int, clients: int
+) -> dict:
     argv = ["redis-benchmark", "-p", str(server.port), "-n", str(requests), "-c", str(clients)]
     argv += ["-r", "100000000", "--csv", "--precision", "3", "EVALSHA", sha, str(len(keys)), *keys, *args]
     output = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=True).stdout
@@ -91,7 +93,7 @@ def script_phase(*, requests: int, clients: list[int], work: Path) -> dict:
     source, keys, args = script_call("bench-gate")
     results = {}
     for name, overrides in SETTINGS.items():
-        server = GateRedis(data_dir=work / name, overrides=overrides).start()
+        server = RedisServer(config=GATE_REDIS_CONF, data_dir=work / name, overrides=overrides).start()
         try:
             client = redis.Redis.from_url(server.url)
             sha = client.script_load(source)
@@ -122,7 +124,7 @@ def checkout_phase(*, work: Path, rounds: int, seconds: float, concurrency: int)
     from testing.processes import ChildProcess, free_port, gunicorn_command
 
     gates = {
-        name: GateRedis(data_dir=work / f"checkout-{name}", overrides=SETTINGS[name]).start()
+        name: RedisServer(config=GATE_REDIS_CONF, data_dir=work / f"checkout-{name}", overrides=SETTINGS[name]).start()
         for name in ("always", "off")
     }
     config = StackConfig(database="cardshop_bench_gatecost", prefix="cardshop-bench-gatecost")

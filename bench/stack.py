@@ -36,6 +36,8 @@ class StackConfig:
     # The per-product checkout bucket (default 1000/s in the app) is raised so
     # the benchmark measures the checkout path, not the cap.
     checkout_rate: int = 1_000_000
+    # The Celery broker; empty: BENCH_CELERY_BROKER_URL, else the Redis broker.
+    broker_url: str = ""
     extra_env: dict = field(default_factory=dict)
 
 
@@ -67,8 +69,9 @@ def bench_environment(config: StackConfig, *, site_url: str) -> dict:
         "CELERY_VISIBILITY_TIMEOUT": "30",
         # The figures in docs/benchmarks.md were measured on the Redis broker, whose
         # keys carry the run's prefix and are cleared with it (redis_clear); a run
-        # on RabbitMQ sets BENCH_CELERY_BROKER_URL=amqp://... with a virtual host of its own.
-        "CELERY_BROKER_URL": os.environ.get("BENCH_CELERY_BROKER_URL", "redis://127.0.0.1:6379/1"),
+        # on RabbitMQ sets BENCH_CELERY_BROKER_URL=amqp://... with a virtual host of
+        # its own (broker_prepare creates it on the local RabbitMQ).
+        "CELERY_BROKER_URL": config.broker_url or os.environ.get("BENCH_CELERY_BROKER_URL", "redis://127.0.0.1:6379/1"),
         "LOG_LEVEL": "WARNING",
         **config.extra_env,
     }
@@ -110,15 +113,48 @@ class BenchStack:
         finally:
             server.close()
 
+    # --- broker
+
+    def broker_prepare(self) -> None:
+        """On RabbitMQ: the run's virtual host (created on the local broker
+        when missing), its task queues declared and emptied of what a run
+        that died before its teardown left (tasks about a dropped database).
+        Nothing to do on the Redis broker: its keys carry the run's prefix.
+        Call it once Django is set up (the queues are the settings')."""
+        from django.conf import settings
+
+        from cardshop.broker import broker_is_redis
+        from testing.processes import rabbitmq_queues_declare, rabbitmq_vhost_ensure
+
+        url = self.env["CELERY_BROKER_URL"]
+        if broker_is_redis(url):
+            return
+        rabbitmq_vhost_ensure(url)
+        rabbitmq_queues_declare(url, settings.CELERY_TASK_QUEUES, purge=True)
+
+    def broker_clear(self) -> None:
+        """Empty the run's RabbitMQ task queues (the Redis broker's are
+        cleared with the prefix, redis_clear)."""
+        from django.conf import settings  # the driver's environment names the run's settings
+
+        from cardshop.broker import broker_is_redis
+        from testing.processes import rabbitmq_queues_declare
+
+        url = self.env["CELERY_BROKER_URL"]
+        if not broker_is_redis(url):
+            rabbitmq_queues_declare(url, settings.CELERY_TASK_QUEUES, purge=True)
+
     def redis_clear(self) -> int:
         """Delete every key of this run's prefix, in the cache/gate and the broker database."""
         import redis
 
         deleted = 0
-        for url in {
-            self.env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-            self.env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1"),
-        }:
+        from cardshop.broker import broker_is_redis
+
+        urls = {self.env.get("REDIS_URL", "redis://127.0.0.1:6379/0")}
+        if broker_is_redis(self.env["CELERY_BROKER_URL"]):
+            urls.add(self.env["CELERY_BROKER_URL"])
+        for url in urls:
             client = redis.Redis.from_url(url)
             batch = list(client.scan_iter(match=self.config.prefix + ":*", count=2000))
             for start in range(0, len(batch), 1000):
@@ -187,5 +223,6 @@ class BenchStack:
     def teardown(self, *, keep_database: bool = False) -> None:
         self.stop()
         self.redis_clear()
+        self.broker_clear()
         if not keep_database:
             self.database_drop()

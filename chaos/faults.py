@@ -6,19 +6,20 @@ The runner (chaos/runner.py) then reconciles and checks the invariants.
 To add a fault: subclass Fault, set `name` and `title`, write `strike`
 (return the time.monotonic() it struck; the runner measures recovery from
 there to the moment `strike` returns), and add it to FAULTS. A fault that
-needs a harness another branch brings sets `awaits` (shown in the table
-instead of figures) until `available()` finds it."""
+needs something of the stack that a run may leave out sets `needs` (shown in
+the table instead of figures) and `available()`, which looks for it."""
 
 import threading
 import time
 from pathlib import Path
 
-from testing.processes import ROOT
+from testing.redis_server import GATE_REDIS_CONF
 
 from .sale import Sale
 from .stack import ChaosStack
 
-DURABLE_GATE_CONFIG = ROOT / "deploy" / "redis" / "redis.conf"
+# The gate as production runs it: the default for --gate-config.
+DURABLE_GATE_CONFIG = GATE_REDIS_CONF
 
 
 class Fault:
@@ -26,8 +27,8 @@ class Fault:
     title = ""
     # What "recovered" means for this fault (docs and table footnote).
     recovered_when = "every paid order delivered"
-    # The branch whose harness the fault needs, shown while it is missing.
-    awaits = ""
+    # What the fault needs of the stack, shown when the run lacks it.
+    needs = ""
     # Whether an order answered 202 must end as a row (checked as "A"); a
     # gate lost without persistence breaks it by design (it is reported).
     keeps_every_202 = True
@@ -198,7 +199,7 @@ class GateRedisCrashedDurable(GateRedisKilled):
 
     name = "redis-crash-durable"
     title = "Redis SIGKILL mid-sale (durable config)"
-    awaits = "durable (deploy/redis/redis.conf)"
+    needs = "a gate started from a configuration file (--gate-config deploy/redis/redis.conf)"
     keeps_every_202 = True
     wipe = False
 
@@ -207,14 +208,15 @@ class GateRedisCrashedDurable(GateRedisKilled):
 
 
 class BrokerRestartedMidDrain(Fault):
-    """RabbitMQ stopped and started again while paid orders are being
-    fulfilled. Needs the stack's broker to be a private RabbitMQ (the broker
-    branch's harness in testing/processes.py); plug it in as
-    `stack.broker`, an object with kill() and start()."""
+    """RabbitMQ stopped (gracefully, as a restart or an upgrade does) and
+    started again on its data while paid orders are being fulfilled, and
+    while more payments come in. Needs the run's broker to be a RabbitMQ node
+    of its own (`--broker private-rabbitmq`: `stack.broker`), never the
+    shared one."""
 
     name = "rabbitmq-restart"
     title = "RabbitMQ restart mid-drain"
-    awaits = "broker (private RabbitMQ harness)"
+    needs = "a RabbitMQ node of the run's own (--broker private-rabbitmq)"
 
     def available(self, stack):
         return getattr(stack, "broker", None) is not None

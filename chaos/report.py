@@ -7,7 +7,7 @@ from .runner import INVARIANTS, FaultResult
 
 
 def _mark(result: FaultResult, code: str) -> str:
-    if result.status == "awaits" or code not in result.checks:
+    if result.status == "skipped" or code not in result.checks:
         return "–"
     return "pass" if result.checks[code] else "**FAIL**"
 
@@ -16,7 +16,7 @@ def table(results: list[FaultResult]) -> str:
     header = ["fault", "orders (202s)", "time to recover", *INVARIANTS, "every 202 kept", "mails sent / dup / missing"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
-        if r.status == "awaits":
+        if r.status == "skipped":
             cells = [r.title, "–", r.note, *["–"] * len(INVARIANTS), "–", "–"]
         else:
             recover = f"{r.recover_seconds:.1f} s" if r.recover_seconds is not None else f"did not recover ({r.note})"
@@ -27,6 +27,21 @@ def table(results: list[FaultResult]) -> str:
             cells = [r.title, f"{r.orders} ({r.accepted})", recover, *[_mark(r, c) for c in INVARIANTS], kept, mails]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _why(mails: dict) -> str:
+    return ", ".join(f"{n} {why}" for why, n in mails.get("missing_why", {}).items())
+
+
+def _mails_note(r: FaultResult) -> str:
+    note = f"{r.mails['missing']} mails missing when counted ({_why(r.mails)})"
+    if r.mails_end:
+        end = r.mails_end
+        note += (
+            f"; {r.mails_end_seconds} s later, when every fault had run: {end['sent']} sent, "
+            f"{end['duplicates']} duplicates, {end['missing']} missing" + (f" ({_why(end)})" if end["missing"] else "")
+        )
+    return note
 
 
 def write(results: list[FaultResult], *, out: Path, meta: dict) -> str:
@@ -44,6 +59,7 @@ def write(results: list[FaultResult], *, out: Path, meta: dict) -> str:
         "(for the Redis faults: checkout answers 202 again, then every paid order is delivered).",
     ]
     notes = [(r.title, r.note) for r in results if r.status == "ran" and r.note]
+    notes += [(r.title, _mails_note(r)) for r in results if r.mails.get("missing")]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {title}: {text}" for title, text in notes]
     failures = [(r.title, v) for r in results for v in r.violations] + [

@@ -208,21 +208,45 @@ class Sale:
         raise TimeoutError(f"{self.sku}: paid orders still undelivered after {timeout}s")
 
     def mails(self, mail_dir: Path) -> dict:
-        """Mails per delivered order, read from the file backend's files."""
+        """Mails per delivered order, read from the file backend's files; for
+        the missing ones, where each stands (`missing_why`): "leased" (a
+        worker holds or held its at-most-once lease: killed mid-send, it goes
+        out when the lease ends), "queued" (a retry waits in the broker),
+        "sent-mark" (marked sent, no file: a send lost after the mark) or
+        "unclaimed" (no worker took it yet, or its message was lost:
+        reconcile re-drives it after MAIL_REDRIVE_AFTER_SECONDS)."""
         delivered = dict(
-            db_read(lambda: list(self.orders().filter(status="delivered").values_list("buyer_email", "order_no")))
+            db_read(lambda: list(self.orders().filter(status="delivered").values_list("buyer_email", "id")))
         )
         sent: Counter = Counter()
         for path in mail_dir.glob("*.log"):
             for line in path.read_text(errors="replace").splitlines():
                 if line.startswith("To: ") and line[4:].strip() in delivered:
                     sent[line[4:].strip()] += 1
+        missing = [order_id for email, order_id in delivered.items() if not sent[email]]
         return {
             "delivered": len(delivered),
             "sent": sum(1 for email in delivered if sent[email]),
             "duplicates": sum(n - 1 for n in sent.values() if n > 1),
-            "missing": sum(1 for email in delivered if not sent[email]),
+            "missing": len(missing),
+            "missing_why": dict(Counter(self._mail_state(order_id) for order_id in missing)),
         }
+
+    @staticmethod
+    def _mail_state(order_id: int) -> str:
+        from redis.exceptions import RedisError
+
+        from apps.stock.redis import redis_text, stock_redis
+        from apps.stock.redis_keys import mail_claim_key, mail_queued_key
+
+        try:
+            client = stock_redis()
+            claim, queued = client.get(mail_claim_key(order_id)), client.exists(mail_queued_key(order_id))
+        except RedisError:
+            return "unknown"
+        if claim is not None:
+            return "sent-mark" if redis_text(claim) == "sent" else "leased"
+        return "queued" if queued else "unclaimed"
 
 
 class Crowd:

@@ -1,9 +1,10 @@
-"""Child processes for the test suite and the benchmark: a free local port; a
-process in its own process group with its output in a log file; waits that
-report the log's tail when the process dies or time runs out; stop (SIGTERM,
-then SIGKILL) and kill (for chaos tests); the command lines of the shop's own
-processes (gunicorn, the Celery worker and beat); a private RabbitMQ node, and the
-virtual host a test run uses on the shared one.
+"""Child processes for the test suite, the benchmark and the chaos suite: a
+free local port; a process in its own process group with its output in a log
+file; waits that report the log's tail when the process dies or time runs
+out; stop (SIGTERM, then SIGKILL) and kill (for chaos tests); the command
+lines of the shop's own processes (gunicorn, the Celery worker and beat); a
+private RabbitMQ node, and the virtual host (and its task queues) a run uses
+on the shared one. The private redis-server is testing/redis_server.py.
 
 No Django here: each user builds the environment its children need
 (apps/orders/tests/processes.py::test_environment, bench/stack.py::bench_environment)."""
@@ -374,34 +375,22 @@ def rabbitmq_vhost_ensure(url: str, *, ctl: str = "rabbitmqctl") -> None:
         raise ProcessFailed(f"RabbitMQ still refuses user {user!r} on virtual host {vhost!r} after creating it.")
 
 
-# --- the gate Redis as production runs it (deploy/redis/redis.conf)
+def rabbitmq_queues_declare(url: str, queues, *, purge: bool = False) -> None:
+    """Declare the task queues (kombu Queue objects) on the RabbitMQ an
+    amqp:// URL names, with the delayed-delivery exchanges and queues a
+    worker declares at start, so a publish before any worker ran finds them;
+    with purge=True, empty them."""
+    from kombu import Connection
+    from kombu.transport.native_delayed_delivery import (
+        bind_queue_to_native_delayed_delivery_exchange,
+        declare_native_delayed_delivery_exchanges_and_queues,
+    )
 
-GATE_REDIS_CONF = ROOT / "deploy" / "redis" / "redis.conf"
-
-
-class GateRedis(ChildProcess):
-    """A private redis-server started from deploy/redis/redis.conf, with its own
-    port and data directory (given on the command line after the file, so they
-    win); `overrides` are more such settings ("--appendfsync", "no"). start()
-    after kill() comes back on the same data, as a restarted server does."""
-
-    def __init__(self, *, data_dir: Path, overrides: tuple[str, ...] = ()):
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise ProcessFailed("redis-server is not installed; run scripts/ensure_system_packages.sh (redis-server)")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.data_dir = data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [binary, str(GATE_REDIS_CONF), "--port", str(self.port), "--dir", str(data_dir), *overrides]
-        super().__init__("gate-redis", argv, log_path=data_dir / "redis.log")
-
-    def start(self, timeout: float = 20) -> Self:
-        # Replaying a long append-only file takes a moment: wait for its "Ready".
-        ready_before = self.log().count("Ready to accept connections")
-        super().start()
-        return self.wait_until(
-            lambda: self.log().count("Ready to accept connections") > ready_before,
-            timeout=timeout,
-            what=f"redis-server ready on port {self.port}",
-        )
+    with Connection(url, connect_timeout=5) as connection:
+        declare_native_delayed_delivery_exchanges_and_queues(connection, "quorum")
+        channel = connection.default_channel
+        for queue in queues:
+            queue.bind(channel).declare()
+            bind_queue_to_native_delayed_delivery_exchange(connection, queue)
+            if purge:
+                channel.queue_purge(queue.name)

@@ -32,7 +32,7 @@ from apps.orders.tests.test_flash_sale import pay_all_concurrently
 from cardshop.broker import broker_is_redis, broker_queues, broker_transport_options, broker_vhost
 from cardshop.celery import app as celery_app
 from testing.processes import ChildProcess, PrivateRabbitMQ, free_port, url_answers, wait_until
-from tests.test_redis_down import PrivateRedis
+from testing.redis_server import RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -193,7 +193,7 @@ def test_the_worker_survives_the_gate_redis_dying_and_checkout_reopens_by_itself
     and started again empty. The worker (with beat) on RabbitMQ keeps running:
     beat's warm-up rebuilds the gate, checkout reopens with no one running
     warm_stock, and a new order is paid and delivered."""
-    redis_server = PrivateRedis().start()
+    redis_server = RedisServer().start()
     product = product_with_keys(keys=200, per_buyer_limit=1, warm=False)
     env = {"REDIS_URL": redis_server.url}
     web = GunicornServer(workers=1, threads=8, extra_env=env)
@@ -241,7 +241,7 @@ def test_the_worker_survives_the_gate_redis_dying_and_checkout_reopens_by_itself
         stop.set()
         worker.stop()
         web.stop()
-        redis_server.stop()
+        redis_server.remove()
     assert reopened_after < 45
     assert set(answers) <= {202, 409, 503}, Counter(answers)
     assert Order.objects.filter(product=product).count() <= 200

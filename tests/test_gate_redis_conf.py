@@ -5,11 +5,11 @@ over the file."""
 
 import redis
 
-from testing.processes import GATE_REDIS_CONF, GateRedis
+from testing.redis_server import GATE_REDIS_CONF, RedisServer
 
 
 def test_the_file_asks_for_an_fsynced_aof_no_snapshots_and_no_eviction(tmp_path):
-    server = GateRedis(data_dir=tmp_path / "gate").start()
+    server = RedisServer(config=GATE_REDIS_CONF, data_dir=tmp_path / "gate").start()
     try:
         client = redis.Redis.from_url(server.url, decode_responses=True)
         config = {name: client.config_get(name)[name] for name in ("appendonly", "appendfsync", "save")}

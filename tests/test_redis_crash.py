@@ -16,12 +16,10 @@ where the broker is not the gate."""
 import json
 import os
 import signal
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 import redis
@@ -30,7 +28,8 @@ from apps.orders.models import Order
 from apps.orders.tests.processes import CeleryWorker, GunicornServer
 from apps.orders.tests.support import product_with_keys
 from apps.stock.scripts import lua_script
-from testing.processes import GateRedis, wait_until
+from testing.processes import wait_until
+from testing.redis_server import GATE_REDIS_CONF, RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -95,12 +94,11 @@ class Crowd:
 def gate_redis(settings):
     """The private gate Redis, and this process pointed at it (settings and
     the Lua scripts' client), as gunicorn and the worker will be."""
-    data_dir = Path(tempfile.mkdtemp(prefix="gate-redis-"))
-    server = GateRedis(data_dir=data_dir).start()
+    server = RedisServer(config=GATE_REDIS_CONF, name="gate-redis").start()
     settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": server.url}}
     lua_script.cache_clear()
     yield server
-    server.stop()
+    server.remove()
     lua_script.cache_clear()
 
 

@@ -27,24 +27,15 @@ from apps.orders.tests import processes  # not test_environment itself: pytest w
 from apps.orders.tests.processes import GunicornServer
 from apps.orders.tests.support import product_with_keys
 from testing.processes import ROOT, free_port
-from testing.redis_server import RedisServer, RedisServerMissing
+from testing.redis_server import RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
 
-class PrivateRedis(RedisServer):
-    """A throwaway redis-server that keeps nothing on disk: a restart comes back empty."""
-
-    def __init__(self):
-        try:
-            super().__init__()
-        except RedisServerMissing as exc:
-            pytest.fail(str(exc))
-
-
 @pytest.fixture
 def private_redis():
-    server = PrivateRedis().start()
+    """A throwaway redis-server that keeps nothing on disk: a restart comes back empty."""
+    server = RedisServer().start()
     yield server
     server.remove()
 
