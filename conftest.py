@@ -6,6 +6,9 @@ from django.conf import settings
 
 from cardshop.broker import broker_is_redis
 
+# The browser tests' fixtures: headless Chromium, served static files, screenshots.
+pytest_plugins = ["testing.browser"]
+
 
 def _redis_client():
     from django_redis import get_redis_connection

@@ -3,34 +3,21 @@ driven by Playwright), served by gunicorn: the progress bar of a running job
 refreshes itself, and the report of a finished one. Screenshots go to
 test-output/ for a person to look at."""
 
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
-from django.core.management import call_command
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from apps.cardkeys.models import KeyBatch, KeyImportJob
 from apps.catalog.tests.factories import ProductFactory
+from apps.orders.tests.processes import GunicornServer
+from testing.browser import admin_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 
-def test_the_job_page_shows_a_moving_progress_bar_then_the_report(monkeypatch, settings, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
-
-    from apps.orders.tests.processes import GunicornServer
-
-    chromium = shutil.which("chromium")
-    assert chromium, "Chromium is missing: run scripts/ensure_system_packages.sh --browser"
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    settings.STATIC_ROOT = str(tmp_path / "static")
-    call_command("collectstatic", interactive=False, verbosity=0)
-    screenshots = Path(__file__).resolve().parents[3] / "test-output"
-    screenshots.mkdir(exist_ok=True)
-    User.objects.create_superuser("boss", "boss@example.com", "pw-boss-123456")
+def test_the_job_page_shows_a_moving_progress_bar_then_the_report(browser, static_served, screenshots):
     product = ProductFactory(title="Steam 100 CNY")
     started = timezone.now() - timedelta(seconds=40)
     job = KeyImportJob.objects.create(
@@ -47,52 +34,43 @@ def test_the_job_page_shows_a_moving_progress_bar_then_the_report(monkeypatch, s
         started_at=started,
     )
     KeyImportJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
-    server = GunicornServer(
-        workers=1, threads=4, extra_env={"SERVE_STATIC": "true", "STATIC_ROOT": settings.STATIC_ROOT}
-    ).start()
+    server = GunicornServer(workers=1, threads=4, extra_env=static_served).start()
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=chromium,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-            )
-            try:
-                page = browser.new_context(locale="en-US", viewport={"width": 1100, "height": 800}).new_page()
-                page.goto(f"{server.url}/admin/login/?next=/admin/cardkeys/keyimportjob/{job.pk}/change/")
-                page.fill("#id_username", "boss")
-                page.fill("#id_password", "pw-boss-123456")
-                page.click("input[type=submit]")
-                bar = page.locator("#import-progress progress")
-                expect(bar).to_be_visible()
-                assert bar.get_attribute("value") == "40"
-                expect(page.locator("#import-progress .stored")).to_have_text("790,112")
-                expect(page.locator("#import-progress .eta")).to_have_text("1:00")
-                page.screenshot(path=str(screenshots / "import-job-running.png"), full_page=True)
+        page = admin_page(
+            browser,
+            site_url=server.url,
+            next_path=f"/admin/cardkeys/keyimportjob/{job.pk}/change/",
+            viewport={"width": 1100, "height": 800},
+        )
+        bar = page.locator("#import-progress progress")
+        expect(bar).to_be_visible()
+        assert bar.get_attribute("value") == "40"
+        expect(page.locator("#import-progress .stored")).to_have_text("790,112")
+        expect(page.locator("#import-progress .eta")).to_have_text("1:00")
+        page.screenshot(path=str(screenshots / "import-job-running.png"), full_page=True)
 
-                # The worker moves on; the page follows by itself.
-                KeyImportJob.objects.filter(pk=job.pk).update(bytes_read=41_600_000, lines_read=1_600_000)
-                expect(page.locator("#import-progress .lines-read")).to_have_text("1,600,000", timeout=10_000)
+        # The worker moves on; the page follows by itself.
+        KeyImportJob.objects.filter(pk=job.pk).update(bytes_read=41_600_000, lines_read=1_600_000)
+        expect(page.locator("#import-progress .lines-read")).to_have_text("1,600,000", timeout=10_000)
 
-                KeyImportJob.objects.filter(pk=job.pk).update(
-                    status=KeyImportJob.Status.DONE,
-                    batch=KeyBatch.objects.create(product=product, source_name="steam-2m.txt"),
-                    lines_read=2_000_000,
-                    stored_count=1_990_000,
-                    duplicate_count=9_973,
-                    refused_count=27,
-                    finished_at=timezone.now(),
-                    report={
-                        "details": [
-                            "1990000 keys imported, 9973 duplicates skipped, 27 invalid lines refused.",
-                        ],
-                        "duplicate_lines": [17, 230, 1045],
-                        "invalid_lines": [[88, "contains control or invisible characters"], [912, "line too long"]],
-                    },
-                )
-                expect(page.locator("#import-report")).to_be_visible(timeout=10_000)
-                expect(page.locator("#import-report")).to_contain_text("line 88: contains control")
-                page.screenshot(path=str(screenshots / "import-job-done.png"), full_page=True)
-            finally:
-                browser.close()
+        KeyImportJob.objects.filter(pk=job.pk).update(
+            status=KeyImportJob.Status.DONE,
+            batch=KeyBatch.objects.create(product=product, source_name="steam-2m.txt"),
+            lines_read=2_000_000,
+            stored_count=1_990_000,
+            duplicate_count=9_973,
+            refused_count=27,
+            finished_at=timezone.now(),
+            report={
+                "details": [
+                    "1990000 keys imported, 9973 duplicates skipped, 27 invalid lines refused.",
+                ],
+                "duplicate_lines": [17, 230, 1045],
+                "invalid_lines": [[88, "contains control or invisible characters"], [912, "line too long"]],
+            },
+        )
+        expect(page.locator("#import-report")).to_be_visible(timeout=10_000)
+        expect(page.locator("#import-report")).to_contain_text("line 88: contains control")
+        page.screenshot(path=str(screenshots / "import-job-done.png"), full_page=True)
     finally:
         server.stop()

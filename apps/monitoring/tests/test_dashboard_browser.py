@@ -1,18 +1,16 @@
 """The live sale dashboard in headless Chromium, during a simulated sale."""
 
-import shutil
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from apps.orders.models import Order
 from apps.orders.services import checkout, fulfilment, payment, persistence
 from apps.orders.tests.support import product_with_keys
-
-OUTPUT = Path(__file__).resolve().parents[3] / "test-output"
+from testing.browser import admin_page
 
 
 def _sale_minute(product, *, minutes_ago: int, orders: int, late_seconds: float) -> None:
@@ -36,13 +34,7 @@ def _sale_minute(product, *, minutes_ago: int, orders: int, late_seconds: float)
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_the_dashboard_draws_the_sale_and_follows_it(live_server, monkeypatch, settings):
-    from django.contrib.auth.models import User
-    from playwright.sync_api import expect, sync_playwright
-
-    chromium = shutil.which("chromium")
-    assert chromium, "Chromium is missing: run scripts/ensure_system_packages.sh --browser"
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def test_the_dashboard_draws_the_sale_and_follows_it(live_server, browser, screenshots, settings):
     settings.RATELIMIT_ENABLE = False
     product = product_with_keys(keys=120, title="Flash sale card", per_buyer_limit=5)
     for minutes_ago, orders, late in (
@@ -60,36 +52,30 @@ def test_the_dashboard_draws_the_sale_and_follows_it(live_server, monkeypatch, s
         )[:2]
     )
     Order.objects.filter(id__in=short).update(status=Order.Status.NEEDS_ATTENTION)
-    User.objects.create_superuser("boss", password="pw-boss-1")
 
-    OUTPUT.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium)
-        try:
-            page = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900}).new_page()
-            page.goto(f"{live_server.url}/admin/login/?next=/admin/sales/{product.id}/")
-            page.fill("#id_username", "boss")
-            page.fill("#id_password", "pw-boss-1")
-            page.click("input[type=submit]")
-            root = page.locator(".sale-dashboard")
-            expect(root).to_have_attribute("data-loaded", "true", timeout=10000)
-            expect(page.locator('[data-now="stock_left"]')).to_have_text("47")
-            expect(page.locator('[data-now="needs_attention"]')).to_have_text("2")
-            for chart in ("stock", "success", "latency"):
-                assert page.locator(f'[data-chart="{chart}"] path').count() >= 1, chart
-            assert page.locator('[data-chart="orders"] rect').count() == 6
+    page = admin_page(
+        browser,
+        site_url=live_server.url,
+        next_path=f"/admin/sales/{product.id}/",
+        viewport={"width": 1280, "height": 900},
+    )
+    root = page.locator(".sale-dashboard")
+    expect(root).to_have_attribute("data-loaded", "true", timeout=10000)
+    expect(page.locator('[data-now="stock_left"]')).to_have_text("47")
+    expect(page.locator('[data-now="needs_attention"]')).to_have_text("2")
+    for chart in ("stock", "success", "latency"):
+        assert page.locator(f'[data-chart="{chart}"] path').count() >= 1, chart
+    assert page.locator('[data-chart="orders"] rect').count() == 6
 
-            # The sale goes on while the page is open: it redraws by itself.
-            for i in range(3):
-                checkout.order_checkout(sku=product.sku, email=f"now-{i}@example.com", quantity=1)
-            persistence.order_persist_queued(product_ids=[product.id])
-            # Stock comes from Redis at checkout, orders from the database once
-            # persisted: a redraw can fall between the two, so both wait for the
-            # next redraw (every 5 s) rather than the first one.
-            expect(page.locator('[data-now="stock_left"]')).to_have_text("44", timeout=12000)
-            expect(page.locator('[data-now="orders_last_minute"]')).to_have_text("3", timeout=12000)
-            assert page.locator('[data-chart="orders"] rect').count() == 7
-            page.screenshot(path=str(OUTPUT / "sale-dashboard.png"), full_page=True)
-        finally:
-            browser.close()
-    assert (OUTPUT / "sale-dashboard.png").stat().st_size > 10_000
+    # The sale goes on while the page is open: it redraws by itself.
+    for i in range(3):
+        checkout.order_checkout(sku=product.sku, email=f"now-{i}@example.com", quantity=1)
+    persistence.order_persist_queued(product_ids=[product.id])
+    # Stock comes from Redis at checkout, orders from the database once
+    # persisted: a redraw can fall between the two, so both wait for the
+    # next redraw (every 5 s) rather than the first one.
+    expect(page.locator('[data-now="stock_left"]')).to_have_text("44", timeout=12000)
+    expect(page.locator('[data-now="orders_last_minute"]')).to_have_text("3", timeout=12000)
+    assert page.locator('[data-chart="orders"] rect').count() == 7
+    page.screenshot(path=str(screenshots / "sale-dashboard.png"), full_page=True)
+    assert (screenshots / "sale-dashboard.png").stat().st_size > 10_000

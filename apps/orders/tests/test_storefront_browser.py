@@ -4,11 +4,8 @@ The app runs as production does: gunicorn, a Celery worker with beat (which
 persists the reservation), the sandbox's signed notification over HTTP to the
 webhook, fulfilment in the worker."""
 
-import shutil
-from pathlib import Path
-
 import pytest
-from django.core.management import call_command
+from playwright.sync_api import expect
 
 from apps.cardkeys.models import CardKey
 from apps.orders.models import Order
@@ -19,51 +16,29 @@ from .support import product_with_keys
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
 
-def test_a_buyer_walks_from_the_product_page_to_the_key(monkeypatch, settings, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
-
-    chromium = shutil.which("chromium")
-    assert chromium, "Chromium is missing: run scripts/ensure_system_packages.sh --browser"
-    # Playwright's sync API runs an event loop in this thread; the ORM calls
-    # below are plain synchronous ones all the same.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def test_a_buyer_walks_from_the_product_page_to_the_key(browser, static_served, screenshots):
     product = product_with_keys(keys=1, min_page_seconds=1, title="Steam 100 CNY")
-    # gunicorn serves the page's scripts itself, as under `make run`.
-    settings.STATIC_ROOT = str(tmp_path / "static")
-    call_command("collectstatic", interactive=False, verbosity=0)
-    screenshots = Path(__file__).resolve().parents[3] / "test-output"
-    screenshots.mkdir(exist_ok=True)
-    server = GunicornServer(
-        workers=1, threads=4, extra_env={"SERVE_STATIC": "true", "STATIC_ROOT": settings.STATIC_ROOT}
-    )
+    server = GunicornServer(workers=1, threads=4, extra_env=dict(static_served))
     server.extra_env["SITE_URL"] = server.url  # where the sandbox sends its notification
     server.start()
     worker = CeleryWorker(beat=True, extra_env={"SITE_URL": server.url}).start()
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=chromium,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-            )
-            try:
-                page = browser.new_context(locale="en-US").new_page()
-                page.goto(f"{server.url}/p/{product.sku}")
-                expect(page.locator("h1")).to_contain_text("Steam 100 CNY")
-                page.fill('input[name="email"]', "buyer@example.com")
-                page.wait_for_timeout(1200)  # a person reads the page first (minimum time on page: 1 s)
-                page.click("form.purchase button[type=submit]")
+        page = browser.new_context(locale="en-US").new_page()
+        page.goto(f"{server.url}/p/{product.sku}")
+        expect(page.locator("h1")).to_contain_text("Steam 100 CNY")
+        page.fill('input[name="email"]', "buyer@example.com")
+        page.wait_for_timeout(1200)  # a person reads the page first (minimum time on page: 1 s)
+        page.click("form.purchase button[type=submit]")
 
-                page.wait_for_url(f"{server.url}/orders/**")
-                page.screenshot(path=str(screenshots / "storefront-pay-methods.png"), full_page=True)
-                page.get_by_role("button", name="Test payment (sandbox)").first.click()
-                page.get_by_role("button", name="Pay").first.click()
+        page.wait_for_url(f"{server.url}/orders/**")
+        page.screenshot(path=str(screenshots / "storefront-pay-methods.png"), full_page=True)
+        page.get_by_role("button", name="Test payment (sandbox)").first.click()
+        page.get_by_role("button", name="Pay").first.click()
 
-                keys = page.locator("[data-keys] code")
-                expect(keys).to_have_count(1, timeout=30000)
-                page.screenshot(path=str(screenshots / "storefront-keys.png"))
-                shown = keys.first.inner_text()
-            finally:
-                browser.close()
+        keys = page.locator("[data-keys] code")
+        expect(keys).to_have_count(1, timeout=30000)
+        page.screenshot(path=str(screenshots / "storefront-keys.png"))
+        shown = keys.first.inner_text()
     finally:
         worker.stop()
         server.stop()

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.test import Client
+from playwright.sync_api import expect
 
 from apps.cardkeys.tests.factories import CardKeyFactory
 from apps.orders.models import Order
@@ -290,42 +291,28 @@ def test_checkout_to_keys_through_the_order_page(client, live_server, settings):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_the_order_page_follows_the_order_and_copies_its_keys(live_server, monkeypatch):
+def test_the_order_page_follows_the_order_and_copies_its_keys(live_server, browser):
     """In headless Chromium: the page's script polls the status, switches the
     message as the order moves on, then lists the key and copies it."""
-    import shutil
-
-    from playwright.sync_api import expect, sync_playwright
-
-    chromium = shutil.which("chromium")
-    assert chromium, "Chromium is missing: run scripts/ensure_system_packages.sh --browser"
-    # Playwright's sync API runs an event loop in this thread; the ORM calls
-    # below are plain synchronous ones all the same.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     order, token = OrderFactory.create_with_token()
     orders = Order.objects.filter(pk=order.pk)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium)
-        try:
-            context = browser.new_context(locale="en-US")
-            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
-            page = context.new_page()
-            page.goto(f"{live_server.url}/orders/{order.order_no}?token={token}")
-            expect(page.locator('[data-state="awaiting_payment"]')).to_be_visible()
+    context = browser.new_context(locale="en-US")
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/orders/{order.order_no}?token={token}")
+    expect(page.locator('[data-state="awaiting_payment"]')).to_be_visible()
 
-            orders.update(status=Status.PAID)
-            expect(page.locator('[data-state="paid"]')).to_be_visible(timeout=8000)
-            expect(page.locator('[data-state="awaiting_payment"]')).to_be_hidden()
+    orders.update(status=Status.PAID)
+    expect(page.locator('[data-state="paid"]')).to_be_visible(timeout=8000)
+    expect(page.locator('[data-state="awaiting_payment"]')).to_be_hidden()
 
-            CardKeyFactory(sold=True, order=order, product=order.product, secret="KEY-TO-COPY-42")
-            orders.update(status=Status.DELIVERED)
-            expect(page.locator("[data-keys] code")).to_have_text(["KEY-TO-COPY-42"], timeout=8000)
-            page.locator("[data-keys] button").click()
-            expect(page.locator("[data-keys] button")).to_have_text("Copied")
-            assert page.evaluate("navigator.clipboard.readText()") == "KEY-TO-COPY-42"
-        finally:
-            browser.close()
+    CardKeyFactory(sold=True, order=order, product=order.product, secret="KEY-TO-COPY-42")
+    orders.update(status=Status.DELIVERED)
+    expect(page.locator("[data-keys] code")).to_have_text(["KEY-TO-COPY-42"], timeout=8000)
+    page.locator("[data-keys] button").click()
+    expect(page.locator("[data-keys] button")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "KEY-TO-COPY-42"
 
 
 @pytest.mark.django_db

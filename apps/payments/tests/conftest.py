@@ -32,10 +32,9 @@ def fake_stripe(settings):
     Stripe settings point at it and the provider is enabled."""
     from .fake_stripe import FakeStripe
 
-    fake = FakeStripe().start()
-    settings.STRIPE_SECRET_KEY = fake.api_key
-    settings.STRIPE_WEBHOOK_SECRET = fake.webhook_secret
-    settings.STRIPE_API_BASE = fake.url
-    settings.PAYMENT_PROVIDERS = ["sandbox", "stripe"]
-    yield fake
-    fake.stop()
+    with FakeStripe() as fake:
+        settings.STRIPE_SECRET_KEY = fake.api_key
+        settings.STRIPE_WEBHOOK_SECRET = fake.webhook_secret
+        settings.STRIPE_API_BASE = fake.url
+        settings.PAYMENT_PROVIDERS = ["sandbox", "stripe"]
+        yield fake

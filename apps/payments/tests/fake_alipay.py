@@ -22,20 +22,19 @@ import base64
 import json
 import secrets
 import threading
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+from .fake_server import FakeProviderServer, http_exchange, query_and_form, reply
+
 BEIJING = ZoneInfo("Asia/Shanghai")
 
 
@@ -87,8 +86,11 @@ class Trade:
     refunds: dict = field(default_factory=dict)  # out_request_no -> amount
 
 
-class FakeAlipay:
+class FakeAlipay(FakeProviderServer):
+    url_path = "/gateway.do"
+
     def __init__(self, *, app_id: str = "2021000123456789"):
+        super().__init__()
         self.app_id = app_id
         self._app_key, self.app_private_key, app_public = rsa_pair()
         self._app_public = serialization.load_pem_public_key(app_public.encode())
@@ -99,43 +101,13 @@ class FakeAlipay:
         self.notify_answers: list[tuple[int, str]] = []
         self._lock = threading.Lock()
         self._next = 0
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                fake._handle(self, dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True)))
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
-                query = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
-                fake._handle(self, {**query, **form})
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/gateway.do"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
 
     # --- what a test does as the buyer or as Alipay
 
     def open(self, pay_url: str) -> tuple[int, str]:
         """The buyer's browser follows the pay URL (page or WAP pay)."""
-        try:
-            with _opener.open(pay_url, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
+        status, body = http_exchange(pay_url, timeout=10)
+        return status, body.decode()
 
     def pay(self, out_trade_no: str, *, notify: bool = True) -> tuple[int, str] | None:
         trade = self.trades[out_trade_no]
@@ -190,17 +162,15 @@ class FakeAlipay:
             headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
             method="POST",
         )
-        try:
-            with _opener.open(request, timeout=30) as response:
-                answer = (response.status, response.read().decode())
-        except urllib.error.HTTPError as exc:
-            answer = (exc.code, exc.read().decode())
+        status, body = http_exchange(request, timeout=30)
+        answer = (status, body.decode())
         self.notify_answers.append(answer)
         return answer
 
     # --- the gateway
 
-    def _handle(self, handler, params: dict):
+    def handle(self, handler):
+        params = query_and_form(handler)
         method = params.get("method", "")
         if not self._signed_by_app(params):
             self.refused.append(method)
@@ -356,9 +326,4 @@ class FakeAlipay:
         self._send(handler, 200, body, "application/json; charset=utf-8")
 
     def _send(self, handler, status: int, body: str, content_type: str):
-        data = body.encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        reply(handler, status, body.encode(), {"Content-Type": content_type})

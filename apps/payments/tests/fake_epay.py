@@ -18,13 +18,10 @@ import json
 import secrets
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+from .fake_server import FakeProviderServer, http_exchange, query_and_form, reply
 
 
 def sign(params: dict, key: str) -> str:
@@ -45,8 +42,9 @@ class Trade:
     refunds: list = field(default_factory=list)
 
 
-class FakeEpay:
+class FakeEpay(FakeProviderServer):
     def __init__(self, *, pid: str = "1001"):
+        super().__init__()
         self.pid = pid
         self.key = secrets.token_hex(16)
         self.trades: dict[str, Trade] = {}
@@ -54,42 +52,13 @@ class FakeEpay:
         self.requests: list[str] = []
         self._lock = threading.Lock()
         self._next = 0
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                fake._handle(self, dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True)))
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
-                fake._handle(self, {**dict(parse_qsl(urlsplit(self.path).query)), **form})
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
 
     # --- the buyer's and the tests' side
 
     def open(self, pay_url: str) -> tuple[int, str]:
         """The buyer's browser follows the shop's pay URL."""
-        try:
-            with _opener.open(pay_url, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
+        status, body = http_exchange(pay_url, timeout=10)
+        return status, body.decode()
 
     def trade_for(self, out_trade_no: str) -> Trade:
         return next(t for t in self.trades.values() if t.out_trade_no == out_trade_no)
@@ -122,18 +91,16 @@ class FakeEpay:
 
     def notify(self, trade: Trade, **changes) -> tuple[int, str]:
         url = trade.notify_url + "?" + urlencode(self.notification(trade, **changes))
-        try:
-            with _opener.open(url, timeout=30) as response:
-                answer = (response.status, response.read().decode())
-        except urllib.error.HTTPError as exc:
-            answer = (exc.code, exc.read().decode())
+        status, body = http_exchange(url, timeout=30)
+        answer = (status, body.decode())
         with self._lock:
             self.notify_answers.append(answer)
         return answer
 
     # --- the gateway
 
-    def _handle(self, handler, params: dict):
+    def handle(self, handler):
+        params = query_and_form(handler)
         path = urlsplit(handler.path).path
         with self._lock:
             self.requests.append(path)
@@ -154,11 +121,7 @@ class FakeEpay:
                     answer = self.notify(trade)
                 if trade.return_url:
                     # As the real gateway does: the buyer goes back to the shop.
-                    handler.send_response(302)
-                    handler.send_header("Location", trade.return_url)
-                    handler.send_header("Content-Length", "0")
-                    handler.end_headers()
-                    return
+                    return reply(handler, 302, b"", {"Location": trade.return_url})
                 status, body, kind = 200, f"paid; the shop answered {answer}", "text/plain"
         elif path == "/api.php" and params.get("act") == "order":
             status, body, kind = 200, json.dumps(self._order(params)), "application/json"
@@ -166,12 +129,7 @@ class FakeEpay:
             status, body, kind = 200, json.dumps(self._refund(params)), "application/json"
         else:
             status, body, kind = 404, "not found", "text/plain"
-        data = body.encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", f"{kind}; charset=utf-8")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        reply(handler, status, body.encode(), {"Content-Type": f"{kind}; charset=utf-8"})
 
     def _submit(self, params: dict):
         required = ("pid", "type", "out_trade_no", "notify_url", "name", "money", "sign")

@@ -13,10 +13,11 @@ import json
 import secrets
 import threading
 import time
-import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
+
+from .fake_server import FakeProviderServer, http_exchange, reply
 
 _ids = itertools.count(1)
 
@@ -39,8 +40,9 @@ class StripeApiError(Exception):
         self.body = {"error": {"type": kind, "message": message, "code": code, "param": param}}
 
 
-class FakeStripe:
+class FakeStripe(FakeProviderServer):
     def __init__(self, *, api_key: str | None = None, webhook_secret: str | None = None):
+        super().__init__()
         self.api_key = api_key or "sk_test_" + secrets.token_hex(16)
         self.webhook_secret = webhook_secret or "whsec_" + secrets.token_hex(16)
         self.sessions: dict[str, dict] = {}
@@ -55,40 +57,10 @@ class FakeStripe:
         self.webhook_url: str | None = None
         self._idempotent: dict[str, dict] = {}
         self._lock = threading.Lock()
-        self._senders: list[threading.Thread] = []
-        self._server: ThreadingHTTPServer | None = None
 
     # --- the server
 
-    def start(self) -> "FakeStripe":
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                fake._serve(self)
-
-            def do_POST(self):
-                fake._serve(self)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def stop(self) -> None:
-        for sender in self._senders:
-            sender.join(10)
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length).decode() if length else ""
         split = urlsplit(handler.path)
@@ -104,13 +76,12 @@ class FakeStripe:
                 status, body = 200, self._route(handler.command, split.path, form, handler.headers)
             except StripeApiError as error:
                 status, body = error.status, error.body
-        data = json.dumps(body).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.send_header("Request-Id", "req_" + secrets.token_hex(7))
-        handler.end_headers()
-        handler.wfile.write(data)
+        reply(
+            handler,
+            status,
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json", "Request-Id": "req_" + secrets.token_hex(7)},
+        )
 
     def _authenticate(self, authorization: str) -> None:
         given = authorization.removeprefix("Bearer ")
@@ -267,9 +238,7 @@ class FakeStripe:
         event = self.event(event_type, obj, **data)
         self.events.append(event)
         if self.webhook_url:
-            sender = threading.Thread(target=self._send_until_accepted, args=(event,), daemon=True)
-            self._senders.append(sender)
-            sender.start()
+            self.send_in_background(self._send_until_accepted, event)
         return event
 
     def _send_until_accepted(self, event: dict, attempts: int = 20) -> None:
@@ -293,11 +262,8 @@ class FakeStripe:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-        except OSError:
+            return http_exchange(request, timeout=30)
+        except OSError:  # the shop is not listening (yet): Stripe retries
             return 0, b""
 
     def create_calls(self, path: str) -> list[dict]:

@@ -26,12 +26,10 @@ import json
 import secrets
 import threading
 import time
-import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -40,7 +38,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+from .fake_server import FakeProviderServer, http_exchange, reply
+
 _numbers = itertools.count(1)
 CHINA = ZoneInfo("Asia/Shanghai")
 
@@ -82,8 +81,9 @@ class Transaction:
     refunds: list = field(default_factory=list)
 
 
-class FakeWechatPay:
+class FakeWechatPay(FakeProviderServer):
     def __init__(self, *, auto_refund_notify: bool = True):
+        super().__init__()
         self.mchid = "1900009191"
         self.appid = "wx" + secrets.token_hex(8)
         self.apiv3_key = secrets.token_hex(16)  # 32 characters
@@ -98,23 +98,6 @@ class FakeWechatPay:
         self.notify_answers: list[tuple[int, str]] = []
         self.auto_refund_notify = auto_refund_notify
         self._lock = threading.Lock()
-        self._senders: list[threading.Thread] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                fake._handle(self, "GET")
-
-            def do_POST(self):
-                fake._handle(self, "POST")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def settings(self) -> dict[str, str]:
         """The shop's WECHATPAY_* settings for this fake."""
@@ -128,21 +111,6 @@ class FakeWechatPay:
             "WECHATPAY_PUBLIC_KEY_ID": self.public_key_id,
             "WECHATPAY_API_BASE": self.url,
         }
-
-    def start(self) -> "FakeWechatPay":
-        self._thread.start()
-        return self
-
-    def stop(self):
-        for sender in self._senders:
-            sender.join(timeout=30)
-        self._server.shutdown()
-        self._server.server_close()
-
-    __enter__ = start
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # --- the buyer's and the tests' side
 
@@ -218,11 +186,8 @@ class FakeWechatPay:
         request = urllib.request.Request(
             url, data=body, method="POST", headers={**headers, "Content-Type": "application/json"}
         )
-        try:
-            with _opener.open(request, timeout=30) as response:
-                answer = (response.status, response.read().decode())
-        except urllib.error.HTTPError as exc:
-            answer = (exc.code, exc.read().decode())
+        status, answer_body = http_exchange(request, timeout=30)
+        answer = (status, answer_body.decode())
         with self._lock:
             self.notify_answers.append(answer)
         return answer
@@ -265,14 +230,10 @@ class FakeWechatPay:
 
     def _answer(self, handler, status: int, payload: dict | None):
         body = b"" if payload is None else json.dumps(payload, ensure_ascii=False).encode()
-        handler.send_response(status)
-        for name, value in self._signed_headers(body).items():
-            handler.send_header(name, value)
+        headers = self._signed_headers(body)
         if payload is not None:
-            handler.send_header("Content-Type", "application/json; charset=utf-8")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        reply(handler, status, body, headers)
 
     def _authorized(self, method: str, url: str, body: str, authorization: str) -> str:
         """Why the merchant's signature is refused, or ""."""
@@ -298,7 +259,8 @@ class FakeWechatPay:
             return "signature"
         return ""
 
-    def _handle(self, handler, method: str):
+    def handle(self, handler):
+        method = handler.command
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length).decode() if length else ""
         url = handler.path
@@ -431,9 +393,7 @@ class FakeWechatPay:
             trade.refunds.append(answer)
             trade.trade_state = "REFUND"
         if self.auto_refund_notify and answer["notify_url"]:
-            sender = threading.Thread(target=self._refund_later, args=(answer,), daemon=True)
-            self._senders.append(sender)
-            sender.start()
+            self.send_in_background(self._refund_later, answer)
         return 200, {k: v for k, v in answer.items() if k != "notify_url"}
 
     def _refund_later(self, refund: dict):

@@ -4,11 +4,8 @@ through epay → the (fake) epay cashier page → pay → epay notifies the shop
 GET and sends the buyer back → the key on the order page. gunicorn, a Celery
 worker with beat, MariaDB and Redis are the real ones."""
 
-import shutil
-from pathlib import Path
-
 import pytest
-from django.core.management import call_command
+from playwright.sync_api import expect
 
 from apps.cardkeys.models import CardKey
 from apps.orders.models import Order
@@ -21,59 +18,41 @@ from .fake_epay import FakeEpay
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
 
-def test_a_buyer_pays_with_epay_and_gets_the_key(monkeypatch, settings, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
-
-    chromium = shutil.which("chromium")
-    assert chromium, "Chromium is missing: run scripts/ensure_system_packages.sh --browser"
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def test_a_buyer_pays_with_epay_and_gets_the_key(browser, static_served, screenshots):
     product = product_with_keys(keys=1, min_page_seconds=1, title="Game card 60")
-    settings.STATIC_ROOT = str(tmp_path / "static")
-    call_command("collectstatic", interactive=False, verbosity=0)
-    screenshots = Path(__file__).resolve().parents[3] / "test-output"
-    screenshots.mkdir(exist_ok=True)
     with FakeEpay() as gateway:
         env = {
             "PAYMENT_PROVIDERS": "epay",
             "EPAY_GATEWAY_URL": gateway.url,
             "EPAY_PID": gateway.pid,
             "EPAY_KEY": gateway.key,
-            "SERVE_STATIC": "true",
-            "STATIC_ROOT": settings.STATIC_ROOT,
+            **static_served,
         }
         server = GunicornServer(workers=1, threads=4, extra_env=env)
         server.extra_env["SITE_URL"] = server.url  # where epay sends the buyer back and its notification
         server.start()
         worker = CeleryWorker(beat=True, extra_env={**env, "SITE_URL": server.url}).start()
         try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=chromium,
-                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-                )
-                try:
-                    page = browser.new_context(locale="en-US").new_page()
-                    page.goto(f"{server.url}/p/{product.sku}")
-                    page.fill('input[name="email"]', "buyer@example.com")
-                    page.wait_for_timeout(1200)  # the minimum time on the page
-                    page.click("form.purchase button[type=submit]")
+            page = browser.new_context(locale="en-US").new_page()
+            page.goto(f"{server.url}/p/{product.sku}")
+            page.fill('input[name="email"]', "buyer@example.com")
+            page.wait_for_timeout(1200)  # the minimum time on the page
+            page.click("form.purchase button[type=submit]")
 
-                    page.wait_for_url(f"{server.url}/orders/**")
-                    expect(page.get_by_role("button", name="Alipay")).to_be_visible()
-                    expect(page.get_by_role("button", name="Test payment (sandbox)")).to_have_count(0)
-                    page.screenshot(path=str(screenshots / "epay-order-methods.png"), full_page=True)
-                    page.get_by_role("button", name="Alipay").click()
+            page.wait_for_url(f"{server.url}/orders/**")
+            expect(page.get_by_role("button", name="Alipay")).to_be_visible()
+            expect(page.get_by_role("button", name="Test payment (sandbox)")).to_have_count(0)
+            page.screenshot(path=str(screenshots / "epay-order-methods.png"), full_page=True)
+            page.get_by_role("button", name="Alipay").click()
 
-                    page.wait_for_url(f"{gateway.url}/submit.php**")  # epay's cashier page
-                    page.get_by_role("link", name="pay").click()
+            page.wait_for_url(f"{gateway.url}/submit.php**")  # epay's cashier page
+            page.get_by_role("link", name="pay").click()
 
-                    page.wait_for_url(f"{server.url}/orders/**")  # epay sends the buyer back
-                    keys = page.locator("[data-keys] code")
-                    expect(keys).to_have_count(1, timeout=30000)
-                    page.screenshot(path=str(screenshots / "epay-keys.png"), full_page=True)
-                    shown = keys.first.inner_text()
-                finally:
-                    browser.close()
+            page.wait_for_url(f"{server.url}/orders/**")  # epay sends the buyer back
+            keys = page.locator("[data-keys] code")
+            expect(keys).to_have_count(1, timeout=30000)
+            page.screenshot(path=str(screenshots / "epay-keys.png"), full_page=True)
+            shown = keys.first.inner_text()
         finally:
             worker.stop()
             server.stop()

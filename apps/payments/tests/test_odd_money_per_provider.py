@@ -59,7 +59,7 @@ class Provider:
         return start
 
     def stop(self):
-        self.fake.__exit__(None, None, None)
+        self.fake.stop()
 
 
 class Epay(Provider):
@@ -67,7 +67,7 @@ class Epay(Provider):
 
     def __init__(self, settings, site_url):
         super().__init__(settings, site_url)
-        self.fake = FakeEpay().__enter__()
+        self.fake = FakeEpay().start()
         settings.EPAY_GATEWAY_URL, settings.EPAY_PID, settings.EPAY_KEY = self.fake.url, self.fake.pid, self.fake.key
 
     def pay(self, order) -> Paid:
@@ -92,7 +92,7 @@ class Alipay(Provider):
 
     def __init__(self, settings, site_url):
         super().__init__(settings, site_url)
-        self.fake = FakeAlipay().__enter__()
+        self.fake = FakeAlipay().start()
         settings.ALIPAY_APP_ID = self.fake.app_id
         settings.ALIPAY_APP_PRIVATE_KEY = self.fake.app_private_key
         settings.ALIPAY_PUBLIC_KEY = self.fake.alipay_public_key

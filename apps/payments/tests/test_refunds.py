@@ -21,6 +21,7 @@ from apps.payments.models import PaymentEvent
 from apps.payments.refunds import payment_refund_request_for_event
 from apps.payments.sandbox_server import SIGNATURE_HEADER, notification_sign
 from apps.payments.tests.factories import PaidNotificationFactory
+from apps.payments.tests.fake_server import opener
 from apps.stock.warmup import available_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -218,7 +219,7 @@ def test_a_payment_and_its_refund_at_once_end_in_one_consistent_state(live_serve
             )
             barrier.wait()
             try:
-                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as answer:
+                with opener.open(request, timeout=30) as answer:
                     statuses.append(answer.status)
             except Exception as exc:  # an HTTPError is an answer too; keep it to report
                 errors.append(exc)
