@@ -318,6 +318,10 @@ class PrivateRabbitMQ(ChildProcess):
 
     def remove(self) -> None:
         self.stop(timeout=30)
+        # The node started its epmd as a daemon, outside the process group
+        # stop() signals: without this, every private node leaves one behind.
+        epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
+        subprocess.run([epmd, "-port", str(self.epmd_port), "-kill"], capture_output=True, timeout=10, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -31,7 +31,7 @@ from apps.orders.tests.support import checkout, paid_orders, product_with_keys
 from apps.orders.tests.test_flash_sale import pay_all_concurrently
 from cardshop.broker import broker_is_redis, broker_queues, broker_transport_options, broker_vhost
 from cardshop.celery import app as celery_app
-from testing.processes import ChildProcess, PrivateRabbitMQ, free_port, url_answers, wait_until
+from testing.processes import ChildProcess, PrivateRabbitMQ, free_port, port_listens, url_answers, wait_until
 from testing.redis_server import RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
@@ -256,6 +256,8 @@ def private_rabbitmq():
     server = PrivateRabbitMQ().start()
     yield server
     server.remove()
+    # Nothing of it stays behind: not its data, not the epmd it started as a daemon.
+    assert not server.dir.exists() and not port_listens(server.epmd_port)
 
 
 def test_rabbitmq_restarted_mid_drain_every_paid_order_delivered_exactly_once(private_rabbitmq, monkeypatch):
