@@ -30,6 +30,17 @@ def pytest_configure(config):
         _broker_prepare()
 
 
+def pytest_unconfigure(config):
+    """The run's RabbitMQ virtual host goes with the run (testing.processes.rabbitmq_vhost_remove)."""
+    if not broker_is_redis(settings.CELERY_BROKER_URL):
+        from testing.processes import rabbitmq_vhost_remove
+
+        connection = _broker["connection"]
+        if connection is not None:
+            connection.release()
+        rabbitmq_vhost_remove(settings.CELERY_BROKER_URL)
+
+
 def _broker_prepare():
     """The run's own RabbitMQ virtual host (created on the local broker when
     missing), with the task queues and the delayed-delivery queues a worker

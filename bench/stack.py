@@ -133,15 +133,16 @@ class BenchStack:
         rabbitmq_queues_declare(url, settings.CELERY_TASK_QUEUES, purge=True)
 
     def broker_clear(self) -> None:
-        """Empty the run's RabbitMQ task queues (the Redis broker's are
-        cleared with the prefix, redis_clear)."""
+        """Remove the run's RabbitMQ virtual host, or empty its task queues
+        where it cannot be removed (the Redis broker's are cleared with the
+        prefix, redis_clear)."""
         from django.conf import settings  # the driver's environment names the run's settings
 
         from cardshop.broker import broker_is_redis
-        from testing.processes import rabbitmq_queues_declare
+        from testing.processes import rabbitmq_queues_declare, rabbitmq_vhost_remove
 
         url = self.env["CELERY_BROKER_URL"]
-        if not broker_is_redis(url):
+        if not broker_is_redis(url) and not rabbitmq_vhost_remove(url):
             rabbitmq_queues_declare(url, settings.CELERY_TASK_QUEUES, purge=True)
 
     def redis_clear(self) -> int:

@@ -325,6 +325,21 @@ class PrivateRabbitMQ(ChildProcess):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def rabbitmq_vhost_remove(url: str, *, ctl: str = "rabbitmqctl") -> bool:
+    """Delete the virtual host an amqp:// URL names from the local RabbitMQ,
+    with its queues. A run removes its own at its end: each holds some 33
+    quorum queues, which keep files open, and a node left with many of them
+    runs out of file handles and stops taking connections
+    (docs/reliability.md). Returns False when it cannot (not local, no
+    rabbitmqctl, the default virtual host): the caller empties the queues."""
+    parts = urllib.parse.urlsplit(url)
+    vhost = urllib.parse.unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    if vhost == "/" or parts.hostname not in ("127.0.0.1", "localhost", "::1") or not shutil.which(ctl):
+        return False
+    result = subprocess.run([ctl, "delete_vhost", vhost], capture_output=True, text=True, timeout=120)
+    return result.returncode == 0
+
+
 def rabbitmq_vhost_ensure(url: str, *, ctl: str = "rabbitmqctl") -> None:
     """Make the virtual host an amqp:// URL names exist, with every permission
     for its user, on the local RabbitMQ (rabbitmqctl needs root or the

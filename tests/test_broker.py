@@ -13,9 +13,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from pathlib import Path
 
+import amqp
 import pytest
 from django.conf import settings
 from kombu import Connection
@@ -31,7 +33,16 @@ from apps.orders.tests.support import checkout, paid_orders, product_with_keys
 from apps.orders.tests.test_flash_sale import pay_all_concurrently
 from cardshop.broker import broker_is_redis, broker_queues, broker_transport_options, broker_vhost
 from cardshop.celery import app as celery_app
-from testing.processes import ChildProcess, PrivateRabbitMQ, free_port, port_listens, url_answers, wait_until
+from testing.processes import (
+    ChildProcess,
+    PrivateRabbitMQ,
+    free_port,
+    port_listens,
+    rabbitmq_vhost_ensure,
+    rabbitmq_vhost_remove,
+    url_answers,
+    wait_until,
+)
 from testing.redis_server import RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
@@ -357,3 +368,16 @@ def test_make_run_starts_a_worker_again_when_it_dies():
     finally:
         run.stop(timeout=30)
     assert second != first
+
+
+def test_a_runs_virtual_host_is_removed_with_it():
+    """A run removes its virtual host: each holds some 33 quorum queues with
+    files open, and a node left with many stops taking connections."""
+    url = f"amqp://guest:guest@127.0.0.1:5672/cardshop-vhost-{uuid.uuid4().hex[:8]}"
+    rabbitmq_vhost_ensure(url)
+    with Connection(url, connect_timeout=5) as connection:
+        connection.connect()
+    assert rabbitmq_vhost_remove(url)
+    with pytest.raises(amqp.exceptions.NotAllowed), Connection(url, connect_timeout=5) as connection:
+        connection.connect()
+    assert not rabbitmq_vhost_remove("amqp://guest:guest@127.0.0.1:5672//")  # never the default one
