@@ -103,15 +103,20 @@ class ChildProcess:
 
     def wait_until(self, predicate: Callable[[], bool], *, timeout: float, what: str) -> Self:
         """Poll `predicate` until true. Raises ProcessFailed, with the log's
-        tail, when the process exits first or `timeout` seconds pass."""
+        tail, when the process exits first or `timeout` seconds pass; the
+        process (its whole group) is killed first, so a worker that never got
+        ready cannot come up later and take another run's tasks."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
                 code = self.popen.returncode if self.popen else None
+                self._reap_group()
                 raise ProcessFailed(f"{self.name} exited ({code}) before {what}:\n{self.log_tail()}")
             if predicate():
                 return self
             time.sleep(0.2)
+        self.kill()
+        self._reap_group()
         raise ProcessFailed(f"{self.name}: no {what} after {timeout}s:\n{self.log_tail()}")
 
     def wait_for_url(self, url: str, *, timeout: float = 30) -> Self:

@@ -57,6 +57,15 @@ def test_a_child_that_never_gets_ready_fails_the_wait_in_time_with_its_log():
         child.stop()
 
 
+def test_a_child_that_never_gets_ready_is_not_left_running():
+    """A failed wait kills the child: a worker that never got ready (its broker
+    down) would otherwise stay, reconnect later and take a later run's tasks."""
+    child = ChildProcess("stuck", python("import time; time.sleep(60)")).start()
+    with pytest.raises(ProcessFailed):
+        child.wait_for_port(free_port(), timeout=1)
+    assert not child.alive()
+
+
 def test_stop_kills_a_child_that_ignores_sigterm():
     code = (
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
