@@ -140,3 +140,16 @@ def pytest_collection_modifyitems(items):
             continue
         kwargs = dict(marker.kwargs, databases="__all__")
         item.add_marker(pytest.mark.django_db(*marker.args, **kwargs), append=False)
+
+
+@pytest.fixture
+def celery_eager():
+    """Tasks run in-process at .delay() (after commit, for delay_on_commit):
+    service-level flows without a worker process."""
+    from cardshop.celery import app as celery_app
+
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager = False
+    celery_app.conf.task_eager_propagates = False

@@ -19,15 +19,3 @@ def client(client):
 def admin_client(admin_client):
     admin_client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
     return admin_client
-
-
-@pytest.fixture
-def celery_eager():
-    """Tasks run in-process at .delay() (after commit, for delay_on_commit)."""
-    from cardshop.celery import app as celery_app
-
-    celery_app.conf.task_always_eager = True
-    celery_app.conf.task_eager_propagates = True
-    yield
-    celery_app.conf.task_always_eager = False
-    celery_app.conf.task_eager_propagates = False

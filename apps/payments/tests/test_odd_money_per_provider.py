@@ -17,7 +17,6 @@ from apps.orders.selectors import order_snapshot
 from apps.orders.services import payment as order_payment
 from apps.orders.services import persistence
 from apps.orders.services.cancel import order_cancel
-from apps.orders.tests.conftest import celery_eager  # noqa: F401 (a fixture)
 from apps.orders.tests.support import checkout, product_with_keys
 from apps.payments.models import PaymentEvent
 from apps.payments.providers import provider_get
@@ -200,7 +199,7 @@ CLASSES = {"epay": Epay, "alipay": Alipay, "wechatpay": Wechatpay, "stripe": Str
 
 
 @pytest.fixture(params=PROVIDERS)
-def provider(request, settings, live_server, celery_eager):  # noqa: F811
+def provider(request, settings, live_server, celery_eager):
     shop = CLASSES[request.param](settings, live_server.url)
     yield shop
     shop.stop()

@@ -15,7 +15,6 @@ from apps.cardkeys.models import CardKey
 from apps.orders.models import Order
 from apps.orders.selectors import order_snapshot
 from apps.orders.services import persistence
-from apps.orders.tests.conftest import celery_eager  # noqa: F401 (a fixture)
 from apps.orders.tests.support import checkout, pay, product_with_keys
 from apps.payments.models import PaymentEvent
 from apps.payments.refunds import payment_refund_request_for_event
@@ -47,7 +46,7 @@ def _metric(name, **labels):
 
 
 @pytest.fixture
-def delivered(celery_eager):  # noqa: F811
+def delivered(celery_eager):
     product = product_with_keys(keys=4)
     result = checkout(product, quantity=2)
     persistence.order_persist_queued()
@@ -81,7 +80,7 @@ def test_a_partial_refund_of_a_delivered_order_revokes_its_keys(client, delivere
     assert PaymentEvent.objects.filter(kind="refunded").count() == 1
 
 
-def test_a_paid_notification_after_the_refund_is_recorded_and_delivers_nothing(client, celery_eager, sandbox_sent):  # noqa: F811
+def test_a_paid_notification_after_the_refund_is_recorded_and_delivers_nothing(client, celery_eager, sandbox_sent):
     product = product_with_keys(keys=2)
     result = checkout(product)
     persistence.order_persist_queued()
@@ -158,7 +157,7 @@ def test_a_refund_that_does_not_match_is_refused_and_logged(client, delivered, c
     assert any(r.levelname == "WARNING" and delivered.order_no in r.getMessage() for r in caplog.records)
 
 
-def test_a_payment_that_does_not_match_is_logged_as_an_anomaly(client, celery_eager, caplog):  # noqa: F811
+def test_a_payment_that_does_not_match_is_logged_as_an_anomaly(client, celery_eager, caplog):
     product = product_with_keys(keys=1)
     checkout(product)
     persistence.order_persist_queued()
@@ -173,7 +172,7 @@ def test_a_payment_that_does_not_match_is_logged_as_an_anomaly(client, celery_ea
 
 
 @pytest.mark.parametrize("kind", ["paid", "refunded"])
-def test_an_event_id_of_another_order_is_refused_and_logged(client, delivered, celery_eager, caplog, kind):  # noqa: F811
+def test_an_event_id_of_another_order_is_refused_and_logged(client, delivered, celery_eager, caplog, kind):
     other = checkout(delivered.product, email="other@example.com")
     persistence.order_persist_queued()
     other = Order.objects.get(order_no=other.order_no)
@@ -190,7 +189,7 @@ def test_an_event_id_of_another_order_is_refused_and_logged(client, delivered, c
     assert any(r.levelname == "WARNING" and other.order_no in r.getMessage() for r in caplog.records)
 
 
-def test_a_payment_and_its_refund_at_once_end_in_one_consistent_state(live_server, celery_eager, fulfil_enqueued):  # noqa: F811
+def test_a_payment_and_its_refund_at_once_end_in_one_consistent_state(live_server, celery_eager, fulfil_enqueued):
     """Both notifications over real HTTP to the live server's threads, at the
     same moment, many times: whichever wins the row lock, the order ends
     refunded with both events recorded and no key handed out."""
