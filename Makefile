@@ -46,7 +46,7 @@ browser-deps:
 
 # The virtualenv is brought up to date when the pins change. requirements-dev.txt
 # holds only the dev tools (within the runtime pins), so both files are installed.
-venv: $(VENV)/.installed
+venv: system-deps $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
