@@ -93,9 +93,14 @@ def lint_in_copy(tmp_path: Path, source: str) -> subprocess.CompletedProcess:
     if not (tmp_path / ".venv").exists():
         (tmp_path / ".venv").symlink_to(ROOT / ".venv")
     (tmp_path / "module.py").write_text(source)
-    # -o: the virtualenv is taken as it is, never rebuilt from the copy.
+    # -o: the virtualenv (and the system packages under it) are taken as they
+    # are, never rebuilt from the copy.
     return subprocess.run(
-        ["make", "-o", ".venv/.installed", "lint"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        ["make", "-o", ".venv/.installed", "-o", "system-deps", "lint"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
