@@ -165,6 +165,11 @@ def _order_page(request, access, *, qr_code: str = "", qr_method: str = ""):
             # The link's token goes along on the page's forms too, where cookies do not.
             "token": access.token,
             "final": snapshot["status"] in FINAL_STATES,
+            # Not in the snapshot (the API's body); None while the order is queued in the gate.
+            "placed_at": Order.objects.using("default")
+            .filter(order_no=snapshot["order_no"])
+            .values_list("created_at", flat=True)
+            .first(),
         },
     )
 

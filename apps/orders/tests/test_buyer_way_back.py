@@ -22,6 +22,8 @@ from apps.orders.grants import order_grant_token
 from apps.orders.models import Order
 from apps.orders.order_links import order_link_path
 from apps.orders.tests.factories import OrderFactory
+from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import stock_key
 
 Status = Order.Status
 
@@ -238,3 +240,21 @@ def test_shop_time_says_its_zone_in_english_and_chinese():
     with translation.override("zh-hans"):
         assert shop_time(moment) == "2026-11-29 11:56 (UTC+8)"
     assert django_settings.TIME_ZONE == "Asia/Shanghai"
+
+
+@pytest.mark.django_db
+def test_the_order_page_says_when_it_was_placed_with_its_zone(client):
+    order, token = OrderFactory.create_with_token()
+    Order.objects.filter(pk=order.pk).update(created_at=datetime(2026, 11, 29, 3, 56, tzinfo=UTC))
+    html = client.get(f"/orders/{order.order_no}?token={token}").content.decode()
+    assert "Nov 29, 2026, 11:56 UTC+8" in html
+    zh = client.get(f"/orders/{order.order_no}", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "2026-11-29 11:56 (UTC+8)" in zh
+
+
+@pytest.mark.django_db
+def test_the_product_page_sale_times_say_their_zone(client):
+    product = ProductFactory(sale_starts_at=datetime(2030, 1, 2, 4, 0, tzinfo=UTC))
+    stock_redis().set(stock_key(product.id), 5)
+    html = client.get(f"/p/{product.sku}", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Sale starts Jan 2, 2030, 12:00 UTC+8" in html
