@@ -16,7 +16,7 @@ from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP, rate_limit
 from .bot_checks import captcha_verify, honeypot_check
 from .buyer_context import buyer_context
 from .exceptions import UnpaidLimit
-from .forms import CAPTCHA_ANSWER_FIELD, CAPTCHA_KEY_FIELD, HONEYPOT_FIELD
+from .forms import CAPTCHA_ANSWER_FIELD, CAPTCHA_KEY_FIELD, HONEYPOT_FIELD, purchase_form_keep
 from .grants import order_grant_token, order_unpaid_granted
 from .services.checkout import order_checkout
 
@@ -37,15 +37,18 @@ def checkout(request, sku: str):
             idempotency_key=request.POST.get("idempotency_key") or None,
             buyer=replace(buyer, captcha_solved=solved),
         )
-    except UnpaidLimit as error:
-        messages.error(request, _unpaid_limit_message(request, sku=sku, detail=error.detail))
-        return redirect("catalog:product", sku=sku)
     except ShopError as error:
-        messages.error(request, error.detail)
+        if isinstance(error, UnpaidLimit):
+            messages.error(request, _unpaid_limit_message(request, sku=sku, detail=error.detail))
+        else:
+            messages.error(request, error.detail)
         for field_messages in error.extra.get("fields", {}).values():
             for message in field_messages:
                 messages.error(request, message)
-        return redirect("catalog:product", sku=sku)
+        # Back to the form with what the buyer typed still in it.
+        response = redirect("catalog:product", sku=sku)
+        purchase_form_keep(response=response, sku=sku, data=request.POST)
+        return response
     # This browser may see the order without the token in its address bar.
     order_grant_token(session=request.session, order_no=result.order_no, token=result.access_token)
     return redirect("orders:detail", order_no=result.order_no)
