@@ -117,6 +117,8 @@ def test_my_orders_lists_this_browsers_two_orders_and_none_in_a_fresh_one(
     expect(rows.nth(1)).to_contain_text("Steam 50")
     expect(rows.nth(0)).to_contain_text("UTC+8")
     page.screenshot(path=str(screenshots / f"buyer-my-orders-{locale}.png"), full_page=True)
+    # Everything of each row on the screen: nothing clipped or scrolled off to the side.
+    assert page.evaluate(_ROWS_INSIDE, viewport["width"]), "a row of my orders runs off the screen"
     rows.nth(1).locator("a").click()
     page.wait_for_url(f"{base}/orders/{first_no}")
 
@@ -124,6 +126,14 @@ def test_my_orders_lists_this_browsers_two_orders_and_none_in_a_fresh_one(
     fresh.goto(f"{base}/orders/mine")
     expect(fresh.locator("tr.my-order")).to_have_count(0)
     expect(fresh.locator(".empty")).to_be_visible()
+
+
+_ROWS_INSIDE = """
+(width) => [...document.querySelectorAll('tr.my-order td')].every((td) => {
+  const box = td.getBoundingClientRect();
+  return box.left >= 0 && box.right <= width && td.scrollWidth <= td.clientWidth + 1;
+})
+"""
 
 
 # --- the flash sale opens without losing the form
@@ -265,3 +275,33 @@ def test_page_content_keeps_a_gap_below_the_header(live_server, browser, viewpor
         page.goto(f"{live_server.url}{path}")
         gap = page.evaluate(_GAP)
         assert gap >= 8, f"{path}: content {gap}px below the header"
+
+
+# --- the lookup page
+
+
+@pytest.mark.parametrize(
+    ("locale", "viewport", "required"),
+    [("en-US", DESKTOP, "This field is required."), ("zh-CN", PHONE, "该字段是必填项。")],
+)
+def test_the_lookup_page_shows_its_errors_as_errors(live_server, browser, screenshots, locale, viewport, required):
+    page = _context(browser, viewport=viewport, locale=locale).new_page()
+    page.goto(f"{live_server.url}/orders/lookup")
+    email = page.locator('input[name="email"]')
+    # A real input, as wide as the form, not a tiny inline box.
+    form_width = page.locator("form.form-stack").bounding_box()["width"]
+    assert email.bounding_box()["width"] >= form_width - 2
+    page.fill('input[name="email"]', "not-an-email")
+    page.click("form.form-stack button[type=submit]")
+    error = page.locator(".field-error").first
+    expect(error).to_have_text(required)
+    red = "rgb(185, 28, 28)"  # --bad
+    assert error.evaluate("el => getComputedStyle(el).color") == red
+    assert page.locator('input[name="order_no"]').evaluate("el => getComputedStyle(el).borderTopColor") == red
+    page.screenshot(path=str(screenshots / f"buyer-lookup-errors-{locale}.png"), full_page=True)
+
+    page.fill('input[name="order_no"]', "261122-1-NOSUCHORDER0")
+    page.fill('input[name="email"]', "someone@example.com")
+    page.click("form.form-stack button[type=submit]")
+    expect(page.locator(".form-errors")).to_be_visible()
+    assert page.locator(".form-errors").evaluate("el => getComputedStyle(el).color") == red
