@@ -24,11 +24,12 @@ def clock(seconds: int) -> str:
 
 
 @register.filter
-def shop_time(value: datetime | None) -> str:
+def shop_time(value: datetime | None, length: str = "") -> str:
     """A moment in the shop's TIME_ZONE, saying which: "Nov 29, 2026, 11:56
     UTC+8" in English ("11:56" alone says nothing to a buyer abroad),
-    "2026-11-29 11:56 (UTC+8)" in Chinese. The offset, not the zone's
-    abbreviation: Asia/Shanghai's "CST" also names US Central time."""
+    "2026-11-29 11:56 (UTC+8)" in Chinese; `|shop_time:"short"` leaves the
+    year out (a product card). The offset, not the zone's abbreviation:
+    Asia/Shanghai's "CST" also names US Central time."""
     if not value:
         return ""
     local = timezone.localtime(value, timezone.get_default_timezone())
@@ -36,6 +37,7 @@ def shop_time(value: datetime | None) -> str:
     sign = "+" if minutes >= 0 else "-"
     hours, rest = divmod(abs(minutes), 60)
     zone = f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
+    short = length == "short"
     if (translation.get_language() or "").startswith("zh"):
-        return f"{dateformat.format(local, 'Y-m-d H:i')} ({zone})"
-    return f"{dateformat.format(local, 'M j, Y, H:i')} {zone}"
+        return f"{dateformat.format(local, 'm-d H:i' if short else 'Y-m-d H:i')} ({zone})"
+    return f"{dateformat.format(local, 'M j, H:i' if short else 'M j, Y, H:i')} {zone}"

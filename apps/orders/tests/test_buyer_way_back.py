@@ -258,3 +258,11 @@ def test_the_product_page_sale_times_say_their_zone(client):
     stock_redis().set(stock_key(product.id), 5)
     html = client.get(f"/p/{product.sku}", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Sale starts Jan 2, 2030, 12:00 UTC+8" in html
+
+
+@pytest.mark.django_db
+def test_a_product_card_says_when_the_sale_opens_with_its_zone(client):
+    product = ProductFactory(title="Soon", sale_starts_at=datetime(2030, 1, 2, 4, 0, tzinfo=UTC))
+    stock_redis().set(stock_key(product.id), 5)
+    assert "On sale Jan 2, 12:00 UTC+8" in client.get("/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "01-02 12:00 (UTC+8)" in client.get("/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
