@@ -169,6 +169,28 @@ def test_a_flash_sale_opens_in_place_and_the_early_email_buys(live_server, brows
     assert (order.buyer_email, order.quantity, order.product_id) == ("early@example.com", 2, product.id)
 
 
+def test_a_sale_opening_after_the_page_token_would_be_stale_renews_it_in_time(live_server, browser, settings):
+    """The page's token would be too old by the opening: the page fetches a
+    fresh one from the API early enough that it is past the product's minimum
+    time on page when the sale opens, so the buyer's first click buys."""
+    settings.PAGE_TOKEN_MAX_AGE = 12  # the page's own token is stale by the opening, 14 s after it
+    product = product_with_keys(
+        keys=3, title="Flash 14s", min_page_seconds=2, sale_starts_at=timezone.now() + timedelta(seconds=14)
+    )
+    page = _context(browser, viewport=PHONE, locale="en-US").new_page()
+    page.goto(f"{live_server.url}/p/{product.sku}")
+    first_token = page.locator('input[name="page_token"]').input_value()
+    page.fill('input[name="email"]', "patient@example.com")
+    buy = page.locator("form.purchase button[type=submit]")
+    expect(buy).to_be_enabled(timeout=20000)
+    assert page.locator('input[name="page_token"]').input_value() != first_token
+    expect(page.locator('input[name="email"]')).to_have_value("patient@example.com")
+    buy.click()
+    page.wait_for_url(re.compile(r"/orders/[0-9A-Z-]+$"))
+    persistence.order_persist_queued()
+    assert Order.objects.filter(product=product, buyer_email="patient@example.com").count() == 1
+
+
 def test_after_a_refusal_the_form_still_holds_what_was_typed(live_server, browser):
     product = product_with_keys(keys=3, title="Slow buyer", min_page_seconds=30)
     page = _context(browser, viewport=PHONE, locale="zh-CN").new_page()
