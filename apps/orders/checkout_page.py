@@ -61,7 +61,10 @@ def _unpaid_limit_message(request, *, sku: str, detail: str):
     order_no = order_unpaid_granted(request=request, sku=sku)
     if order_no:
         return format_html(
-            '{} <a href="{}">{}</a>', detail, reverse("orders:detail", kwargs={"order_no": order_no}), _("Open it")
+            '{} <a href="{}">{}</a>',
+            detail,
+            reverse("orders:detail", kwargs={"order_no": order_no}),
+            _("Open your unpaid order"),
         )
     return format_html('{} <a href="{}">{}</a>', detail, reverse("orders:lookup"), _("Find your order"))
 

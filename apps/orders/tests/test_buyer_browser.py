@@ -204,13 +204,18 @@ def test_after_a_refusal_the_form_still_holds_what_was_typed(live_server, browse
     expect(page.locator('input[name="quantity"]')).to_have_value("3")
 
 
+@pytest.mark.parametrize("opens_in", [None, 600])
 @pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
-def test_on_a_phone_the_buy_button_is_visible_without_scrolling(live_server, browser, screenshots, locale):
-    product = product_with_keys(keys=3, title="Steam 钱包充值卡 100 元", description="Line one.\nLine two.")
+def test_on_a_phone_the_buy_button_is_visible_without_scrolling(live_server, browser, screenshots, locale, opens_in):
+    """On sale, and before the sale (its countdown above the form)."""
+    starts = timezone.now() + timedelta(seconds=opens_in) if opens_in else timezone.now() - timedelta(hours=1)
+    product = product_with_keys(
+        keys=3, title="Steam 钱包充值卡 100 元", description="Line one.\nLine two.", sale_starts_at=starts
+    )
     page = _context(browser, viewport=PHONE, locale=locale).new_page()
     page.goto(f"{live_server.url}/p/{product.sku}")
     box = page.locator("form.purchase button[type=submit]").bounding_box()
-    page.screenshot(path=str(screenshots / f"buyer-product-phone-{locale}.png"))
+    page.screenshot(path=str(screenshots / f"buyer-product-phone-{locale}{'-countdown' if opens_in else ''}.png"))
     assert box is not None
     assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], box
     assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
