@@ -266,3 +266,38 @@ def test_a_product_card_says_when_the_sale_opens_with_its_zone(client):
     stock_redis().set(stock_key(product.id), 5)
     assert "On sale Jan 2, 12:00 UTC+8" in client.get("/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "01-02 12:00 (UTC+8)" in client.get("/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+
+
+@pytest.mark.django_db
+def test_the_mail_link_grants_under_a_new_session_id(client):
+    """As the lookup page: a session id planted before (session fixation) does
+    not get the order too."""
+    order, _ = _delivered_order()
+    client.get("/orders/lookup")
+    session = client.session
+    session["planted"] = True
+    session.save()
+    planted = session.session_key
+    assert client.get(order_link_path(order_no=order.order_no)).status_code == 302
+    assert client.session.session_key != planted
+    assert (
+        Client(HTTP_COOKIE=f"sessionid={planted}")
+        .get(f"/orders/{order.order_no}")
+        .content.decode()
+        .count("MAIL-KEY-0001")
+        == 0
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_unpaid_limit_message_and_its_link_in_chinese():
+    from apps.orders.tests.support import product_with_keys
+
+    product = product_with_keys(keys=5, max_unpaid_per_buyer=1)
+    buyer = Client(HTTP_ACCEPT_LANGUAGE="zh-hans")
+    buyer.post(f"/p/{product.sku}/buy", {"email": "a@example.com", "quantity": "1"})
+    html = buyer.post(f"/p/{product.sku}/buy", {"email": "a@example.com", "quantity": "1"}, follow=True)
+    assert re.search(
+        r'class="message error"[^>]*>[^<]*未支付[^<]*<a href="/orders/[^"]+">打开未支付的订单</a>',
+        html.content.decode(),
+    )
