@@ -31,3 +31,13 @@ def page_token_check(*, product, token: str | None) -> None:
     age = time.time() - float(payload.get("at", 0))
     if age < product.min_page_seconds:
         raise TooFast(retry_after=max(1, math.ceil(product.min_page_seconds - age)))
+
+
+def page_token_good(*, sku: str, token: str | None) -> bool:
+    """Is this a token of ours for this product, not yet stale? (Its age may
+    still be under the minimum: a page that keeps it keeps counting.)"""
+    try:
+        payload = signing.loads(token or "", salt=SALT, max_age=settings.PAGE_TOKEN_MAX_AGE)
+    except signing.BadSignature:
+        return False
+    return isinstance(payload, dict) and payload.get("sku") == sku

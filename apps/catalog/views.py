@@ -5,16 +5,17 @@ once the cache is warm."""
 import math
 import uuid
 
+from django.conf import settings
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from apps.orders.bot_checks import captcha_needed
 from apps.orders.buyer_context import buyer_context, device_cookie_ensure
-from apps.orders.forms import PurchaseForm
+from apps.orders.forms import PurchaseForm, purchase_form_forget, purchase_form_kept
 from apps.stock.selectors import SOLD_OUT, UNKNOWN, stock_remaining_many, stock_status
 
-from .page_tokens import page_token_new
+from .page_tokens import page_token_good, page_token_new
 from .selectors import ProductInfo, catalog_listing_get, category_listing_get, product_info_get
 
 
@@ -62,11 +63,24 @@ def product(request, sku):
     now = timezone.now()
     sale = info.sale_state(now)
     can_buy = sale == "open" and stock not in (SOLD_OUT, UNKNOWN)
+    # Before the sale the form is live and only its button waits: the page's
+    # script opens it at zero, in place (static/js/purchase.js).
+    opens_later = sale == "not_started" and stock != SOLD_OUT
+    # Back from a refusal: what the buyer typed, and the token they held.
+    kept = purchase_form_kept(request=request, sku=info.sku)
+    page_token = kept.get("page_token")
+    if not page_token_good(sku=info.sku, token=page_token):
+        page_token = page_token_new(sku=info.sku)
     # A fresh key per rendered form: a double submit of this page is one order.
     # The captcha only where the form can be sent: a countdown's refresh storm
     # costs no bot-counter read.
     form = PurchaseForm(
-        initial={"quantity": 1, "idempotency_key": uuid.uuid4().hex, "page_token": page_token_new(sku=info.sku)},
+        initial={
+            "email": kept.get("email", ""),
+            "quantity": kept.get("quantity") or 1,
+            "idempotency_key": uuid.uuid4().hex,
+            "page_token": page_token,
+        },
         captcha=can_buy and captcha_needed(product_id=info.id, buyer=buyer_context(request, page_token=None)),
     )
     form.fields["quantity"].widget.attrs.update(max=info.max_per_order)
@@ -82,7 +96,10 @@ def product(request, sku):
             "seconds_to_start": seconds_to_start,
             "form": form,
             "can_buy": can_buy,
+            "opens_later": opens_later,
+            "page_token_max_age": settings.PAGE_TOKEN_MAX_AGE,
         },
     )
+    purchase_form_forget(request=request, response=response, sku=info.sku)  # kept for one view
     device_cookie_ensure(request, response)
     return response

@@ -5,6 +5,9 @@ from dataclasses import replace
 
 from django.contrib import messages
 from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from apps.core.errors import ShopError
@@ -12,8 +15,9 @@ from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP, rate_limit
 
 from .bot_checks import captcha_verify, honeypot_check
 from .buyer_context import buyer_context
-from .forms import CAPTCHA_ANSWER_FIELD, CAPTCHA_KEY_FIELD, HONEYPOT_FIELD
-from .grants import order_grant_token
+from .exceptions import UnpaidLimit
+from .forms import CAPTCHA_ANSWER_FIELD, CAPTCHA_KEY_FIELD, HONEYPOT_FIELD, purchase_form_keep
+from .grants import order_grant_token, order_unpaid_granted
 from .services.checkout import order_checkout
 
 
@@ -34,14 +38,35 @@ def checkout(request, sku: str):
             buyer=replace(buyer, captcha_solved=solved),
         )
     except ShopError as error:
-        messages.error(request, error.detail)
+        if isinstance(error, UnpaidLimit):
+            messages.error(request, _unpaid_limit_message(request, sku=sku, detail=error.detail))
+        else:
+            messages.error(request, error.detail)
         for field_messages in error.extra.get("fields", {}).values():
             for message in field_messages:
                 messages.error(request, message)
-        return redirect("catalog:product", sku=sku)
+        # Back to the form with what the buyer typed still in it.
+        response = redirect("catalog:product", sku=sku)
+        purchase_form_keep(response=response, sku=sku, data=request.POST)
+        return response
     # This browser may see the order without the token in its address bar.
     order_grant_token(session=request.session, order_no=result.order_no, token=result.access_token)
     return redirect("orders:detail", order_no=result.order_no)
+
+
+def _unpaid_limit_message(request, *, sku: str, detail: str):
+    """The refusal, with a link to the unpaid order it names: the newest one
+    of this product this browser holds, else the lookup page (the order was
+    placed elsewhere, or this browser forgot it)."""
+    order_no = order_unpaid_granted(request=request, sku=sku)
+    if order_no:
+        return format_html(
+            '{} <a href="{}">{}</a>',
+            detail,
+            reverse("orders:detail", kwargs={"order_no": order_no}),
+            _("Open your unpaid order"),
+        )
+    return format_html('{} <a href="{}">{}</a>', detail, reverse("orders:lookup"), _("Find your order"))
 
 
 def _form_quantity(text: str) -> int | str:

@@ -1,5 +1,8 @@
+import json
+
 from captcha.fields import CaptchaField
 from django import forms
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 # The honeypot's name: what a form-filling bot expects to fill in
@@ -36,3 +39,50 @@ class PurchaseForm(forms.Form):
         self.has_captcha = captcha
         if captcha:
             self.fields["captcha"] = CaptchaField(label=_("Type the letters in the picture"))
+
+
+# What a refused purchase leaves for the product page it goes back to: the
+# email and quantity typed, and the page token held (so the minimum time on
+# the page keeps counting from the first view). A signed cookie, read once by
+# that page: no session write on the refusal path a flash crowd takes, and
+# nothing of it outlives KEPT_SECONDS.
+KEPT_COOKIE = "purchase_kept"
+KEPT_SALT = "cardshop.purchase-kept"
+KEPT_SECONDS = 300
+
+
+def purchase_form_keep(*, response, sku: str, data) -> None:
+    kept = {
+        "sku": sku,
+        "email": str(data.get("email", ""))[:254],
+        "quantity": str(data.get("quantity", ""))[:6],
+        "page_token": str(data.get("page_token", ""))[:512],
+    }
+    response.set_signed_cookie(
+        KEPT_COOKIE,
+        json.dumps(kept),
+        salt=KEPT_SALT,
+        max_age=KEPT_SECONDS,
+        path=f"/p/{sku}",  # that product's page (and its buy URL) only
+        httponly=True,
+        samesite="Lax",
+        secure=settings.SESSION_COOKIE_SECURE,
+    )
+
+
+def purchase_form_kept(*, request, sku: str) -> dict:
+    """What a refusal kept for this product's form, or {}."""
+    raw = request.get_signed_cookie(KEPT_COOKIE, default=None, salt=KEPT_SALT, max_age=KEPT_SECONDS)
+    if raw is None:
+        return {}
+    try:
+        kept = json.loads(raw)
+    except ValueError:
+        return {}
+    return kept if isinstance(kept, dict) and kept.get("sku") == sku else {}
+
+
+def purchase_form_forget(*, request, response, sku: str) -> None:
+    """Drop what was kept once the page showed it: a later view starts clean."""
+    if KEPT_COOKIE in request.COOKIES:
+        response.delete_cookie(KEPT_COOKIE, path=f"/p/{sku}", samesite="Lax")

@@ -11,14 +11,19 @@ from dataclasses import dataclass
 from cryptography.fernet import InvalidToken
 
 from apps.cardkeys.crypto import decrypt_secret, encrypt_secret
+from apps.catalog.models import Product
 
-from .selectors import order_find_for_lookup, order_snapshot, order_snapshot_get
+from .identity import order_number_product_id
+from .models import Order
+from .selectors import order_find_for_lookup, order_snapshot, order_snapshot_get, orders_for_grants
 
 # order_no -> access token, written by checkout and by a visit with ?token=.
 SESSION_TOKENS = "order_tokens"
 # order_no -> normalised email, written by the lookup page. Checked again on
 # every visit, so it never outlives a change of the order's email.
 SESSION_LOOKUPS = "order_lookups"
+# What the unpaid-limit message may link to.
+UNPAID = frozenset({Order.Status.QUEUED, Order.Status.AWAITING_PAYMENT})
 # Bounds the session's size; a buyer's most recent orders stay reachable.
 MAX_GRANTS = 20
 
@@ -85,4 +90,39 @@ def order_access_get(*, request, order_no: str) -> OrderAccess | None:
         order = order_find_for_lookup(order_no=order_no, email=email)
         if order is not None:
             return OrderAccess(snapshot=order_snapshot(order), token=None)
+    return None
+
+
+def order_numbers_granted(*, session) -> list[str]:
+    """The order numbers this browser was granted (checkout, a ?token= visit,
+    the lookup page, the mail link), each once, most recently granted first.
+    A grant is no proof by itself: orders_granted checks each one."""
+    numbers: list[str] = []
+    for name in (SESSION_TOKENS, SESSION_LOOKUPS):
+        numbers += [no for no in reversed(list(session.get(name) or {})) if no not in numbers]
+    return numbers
+
+
+def orders_granted(*, session, limit: int) -> list:
+    """The orders this browser may open, newest first, at most `limit`: each
+    grant checked as a visit checks it (the token against its hash, the
+    lookup's email against the order's)."""
+    tokens = {no: t for no in (session.get(SESSION_TOKENS) or {}) if (t := _granted(session, SESSION_TOKENS, no))}
+    emails = {no: e for no in (session.get(SESSION_LOOKUPS) or {}) if (e := _granted(session, SESSION_LOOKUPS, no))}
+    return orders_for_grants(tokens=tokens, emails=emails)[:limit]
+
+
+def order_unpaid_granted(*, request, sku: str) -> str | None:
+    """The number of the newest unpaid order of this product that this
+    browser may open (checked as a visit checks it), or None. An order still
+    queued in the gate counts: it is unpaid too."""
+    product_id = Product.objects.filter(sku=sku).values_list("id", flat=True).first()
+    if product_id is None:
+        return None
+    for order_no in order_numbers_granted(session=request.session):
+        if order_number_product_id(order_no) != product_id:
+            continue
+        access = order_access_get(request=request, order_no=order_no)
+        if access is not None and access.snapshot["status"] in UNPAID:
+            return order_no
     return None

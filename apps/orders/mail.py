@@ -59,6 +59,7 @@ from apps.stock.redis import redis_text, stock_redis
 from apps.stock.redis_keys import mail_claim_key, mail_queued_key
 
 from .models import Order
+from .order_links import order_link_path
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +201,9 @@ def _order_mail_send(order: Order, *, connection: BaseEmailBackend, report: Mail
 def _keys_email(order: Order) -> EmailMessage:
     keys = order_keys_reveal(order_id=order.id)
     with translation.override(settings.LANGUAGE_CODE):
-        context = {"order": order, "keys": keys, "site_url": settings.SITE_URL}
+        # A signed link: the mail may be opened in a browser that never saw the order.
+        order_url = settings.SITE_URL + order_link_path(order_no=order.order_no)
+        context = {"order": order, "keys": keys, "site_url": settings.SITE_URL, "order_url": order_url}
         subject = _("Your keys for order %(order_no)s") % {"order_no": order.order_no}
         # The template turns autoescape off: a plain-text mail carries keys
         # and titles byte for byte (K3&<i> is not K3&amp;&lt;i&gt;).

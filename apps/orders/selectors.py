@@ -106,3 +106,27 @@ def _queued_snapshot(*, order_no: str, token: str) -> dict | None:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+def orders_for_grants(*, tokens: dict[str, str], emails: dict[str, str]) -> list[Order]:
+    """The orders that an access token (order number -> token) or a lookup's
+    email (order number -> normalised email) opens, newest first, in one
+    query. Orders still queued in the gate (not yet in MariaDB) are not
+    among them: they reach MariaDB within milliseconds."""
+    numbers = set(tokens) | set(emails)
+    if not numbers:
+        return []
+    orders = Order.objects.using("default").select_related("product").filter(order_no__in=numbers)
+    return sorted(
+        (
+            order
+            for order in orders
+            if _token_matches(tokens.get(order.order_no, ""), order.access_token_hash)
+            or (
+                order.order_no in emails
+                and hmac.compare_digest(order.buyer_email, email_normalise(emails[order.order_no]))
+            )
+        ),
+        key=lambda order: (order.created_at, order.id),
+        reverse=True,
+    )

@@ -5,6 +5,7 @@ services/checkout.py (its form page in checkout_page.py), the JSON API in api.py
 import logging
 from datetime import datetime
 from decimal import Decimal
+from urllib.parse import urlencode
 
 import segno
 from django import forms
@@ -29,9 +30,10 @@ from apps.payments.selectors import payment_method_label
 from apps.payments.services import PAYABLE_BY_METHOD, payment_start, payments_query_started
 
 from .exceptions import OrderNotCancellable, OrderNotFound, OrderNotPlaced, OrderPending
-from .grants import order_access_get, order_grant_lookup, order_session_token
+from .grants import order_access_get, order_grant_lookup, order_session_token, orders_granted
 from .identity import order_number_product_id
 from .models import Order
+from .order_links import OrderLinkExpired, OrderLinkInvalid, order_link_check
 from .selectors import order_find_for_lookup, order_lost
 from .services.cancel import order_cancel
 
@@ -60,8 +62,62 @@ def order_detail(request, order_no: str):
     if access is None:
         if _lost(request, order_no):
             return _not_placed_page(request, order_no)
-        raise Http404
+        return _lookup_asking_for_email(request, order_no)
     return _order_page(request, access)
+
+
+def _lookup_asking_for_email(request, order_no: str):
+    """An order address this browser may not open (no token, a wrong one, an
+    unknown number): the lookup form, its number filled in, asking for the
+    email. An unknown order gets the very same page, so it reveals nothing;
+    the JSON endpoints keep their 404."""
+    form = OrderLookupForm(initial={"order_no": order_no[:32]})
+    note = _("To open this order in this browser, enter the email you bought with.")
+    return render(request, "orders/lookup.html", {"form": form, "note": note})
+
+
+@never_cache
+@require_GET
+def order_open(request, order_no: str, signature: str):
+    """The delivery mail's signed link (apps.orders.order_links): grants this
+    browser the order, as a lookup would, then shows the clean order page.
+    Expired or tampered: the lookup page, number filled in, saying why. Not
+    rate limited as the lookup is: a signature cannot be guessed, and buyers
+    behind one address all open their mails after a flash sale."""
+    try:
+        order_link_check(order_no=order_no, signature=signature)
+    except OrderLinkExpired:
+        messages.error(request, _("This link has expired. Enter the email you bought with to open your order."))
+        return _lookup_redirect(order_no)
+    except OrderLinkInvalid:
+        messages.error(request, _("This link is not valid. Enter the email you bought with to open your order."))
+        return _lookup_redirect(order_no)
+    order = Order.objects.using("default").filter(order_no=order_no).only("order_no", "buyer_email").first()
+    if order is None:  # signed by this shop, so only an order since deleted
+        return _lookup_redirect(order_no)
+    # As the lookup page: a new session id with the grant (session fixation).
+    request.session.cycle_key()
+    order_grant_lookup(session=request.session, order_no=order.order_no, email=order.buyer_email)
+    return redirect("orders:detail", order_no=order.order_no)
+
+
+def _lookup_redirect(order_no: str):
+    return redirect(f"{reverse('orders:lookup')}?{urlencode({'order_no': order_no[:32]})}")
+
+
+# A page of this browser's orders lists at most this many (the session holds
+# at most MAX_GRANTS of each kind of grant).
+MY_ORDERS_MAX = 20
+
+
+@never_cache
+@require_GET
+def my_orders(request):
+    """The orders this browser placed or opened (checkout, a link with its
+    token, the lookup page, the mail link), newest first, as its session's
+    grants remember them: no account needed, and another browser sees none."""
+    orders = orders_granted(session=request.session, limit=MY_ORDERS_MAX) if request.session.session_key else []
+    return render(request, "orders/mine.html", {"orders": orders})
 
 
 def _not_placed_page(request, order_no: str):
@@ -110,6 +166,11 @@ def _order_page(request, access, *, qr_code: str = "", qr_method: str = ""):
             # The link's token goes along on the page's forms too, where cookies do not.
             "token": access.token,
             "final": snapshot["status"] in FINAL_STATES,
+            # Not in the snapshot (the API's body); None while the order is queued in the gate.
+            "placed_at": Order.objects.using("default")
+            .filter(order_no=snapshot["order_no"])
+            .values_list("created_at", flat=True)
+            .first(),
         },
     )
 
@@ -202,7 +263,10 @@ def order_status(request, order_no: str):
 def order_lookup(request):
     """Order number + email open the order in this browser. A wrong pair and an
     unknown order get the same answer, so the page reveals nothing."""
-    form = OrderLookupForm(request.POST or None)
+    if request.method == "POST":
+        form = OrderLookupForm(request.POST)
+    else:  # the mail link and an order address send the number along
+        form = OrderLookupForm(initial={"order_no": request.GET.get("order_no", "")[:32]})
     if request.method == "POST" and form.is_valid():
         order = order_find_for_lookup(order_no=form.cleaned_data["order_no"], email=form.cleaned_data["email"])
         if order is not None:

@@ -238,6 +238,9 @@ PAYMENT_QUERY_AHEAD_SECONDS = env.int("PAYMENT_QUERY_AHEAD_SECONDS", default=30)
 IDEMPOTENCY_GRACE_SECONDS = env.int("IDEMPOTENCY_GRACE_SECONDS", default=15 * 60)
 # A product page's token is good for checkout this long (then: reload the page).
 PAGE_TOKEN_MAX_AGE = env.int("PAGE_TOKEN_MAX_AGE", default=2 * 60 * 60)
+# The delivery mail's signed order link opens the order in any browser this
+# many days; after that the lookup page asks for the email (apps.orders.order_links).
+ORDER_LINK_MAX_AGE_DAYS = env.int("ORDER_LINK_MAX_AGE_DAYS", default=30)
 # The checkout cap per product, a token bucket folded into the checkout script
 # (0 turns it off), and the persistence backlog at which checkout pauses.
 CHECKOUT_RATE_PER_SECOND = env.int("CHECKOUT_RATE_PER_SECOND", default=1000)

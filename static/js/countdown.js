@@ -1,6 +1,7 @@
 // Counts down to a sale start. The server sends the seconds left rather than a
 // time of day, so a buyer's wrong clock cannot start the countdown early or late.
-// At zero the page reloads and the server decides whether the form opens.
+// At zero the page reloads (the server decides what it shows now), unless the
+// page handles the "countdown:zero" event itself.
 (function () {
   "use strict";
 
@@ -20,8 +21,11 @@
       el.textContent = clock(left);
       if (left === 0) {
         clearInterval(timer);
-        // A little past zero, so the server agrees the sale has started.
-        setTimeout(function () { window.location.reload(); }, 700);
+        // A page that can carry on without a reload (the product page's form,
+        // static/js/purchase.js) cancels this event; the others reload, a little
+        // past zero, so the server agrees the time is up.
+        var zero = new CustomEvent("countdown:zero", { bubbles: true, cancelable: true });
+        if (el.dispatchEvent(zero)) setTimeout(function () { window.location.reload(); }, 700);
       }
     }, 250);
   });
