@@ -12,6 +12,7 @@ class NotificationSettingsForm(forms.ModelForm):
     """The secrets are write-only: a blank field keeps the stored one, and
     what is stored is a Fernet token (CARDKEY_ENCRYPTION_KEYS), never shown."""
 
+    webhook_url = forms.URLField(label=_("webhook URL"), required=False, max_length=500, assume_scheme="https")
     webhook_secret = forms.CharField(
         label=_("webhook signing secret"),
         required=False,

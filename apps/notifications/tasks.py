@@ -1,4 +1,4 @@
-"""Thin tasks of the merchant notifications, on the mail queue: the fan-out
+"""Thin tasks of the merchant notifications, on the notify queue: the fan-out
 of an event, each channel's send with its own retries, the low-stock check.
 Every service here is a no-op when run twice."""
 

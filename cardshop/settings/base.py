@@ -182,8 +182,18 @@ CELERY_QUEUE_GATE = "gate"  # persistence, expiry, warm-up, reconcile, overload
 CELERY_QUEUE_FULFIL = "fulfil"
 CELERY_QUEUE_PAYMENTS = "payments"
 CELERY_QUEUE_MAIL = "mail"
+# The merchant's notifications: apart from the buyers' mail, whose queue depth
+# pauses checkout (apps/stock/overload.py) and must not count them.
+CELERY_QUEUE_NOTIFY = "notify"
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-TASK_QUEUE_NAMES = ["celery", CELERY_QUEUE_GATE, CELERY_QUEUE_FULFIL, CELERY_QUEUE_PAYMENTS, CELERY_QUEUE_MAIL]
+TASK_QUEUE_NAMES = [
+    "celery",
+    CELERY_QUEUE_GATE,
+    CELERY_QUEUE_FULFIL,
+    CELERY_QUEUE_PAYMENTS,
+    CELERY_QUEUE_MAIL,
+    CELERY_QUEUE_NOTIFY,
+]
 CELERY_TASK_QUEUES = broker_queues(url=CELERY_BROKER_URL, names=TASK_QUEUE_NAMES)
 CELERY_TASK_ROUTES = {
     "apps.orders.tasks.persist_reservations_task": {"queue": CELERY_QUEUE_GATE},
@@ -196,8 +206,8 @@ CELERY_TASK_ROUTES = {
     "apps.payments.*": {"queue": CELERY_QUEUE_PAYMENTS},
     "apps.orders.tasks.send_order_keys_email_task": {"queue": CELERY_QUEUE_MAIL},
     "apps.orders.tasks.send_order_keys_emails_task": {"queue": CELERY_QUEUE_MAIL},
-    # Merchant notifications wait on mail servers and webhooks: beside the mail, never before fulfilment.
-    "apps.notifications.tasks.*": {"queue": CELERY_QUEUE_MAIL},
+    # They wait on webhooks, the Bot API and mail servers: never in front of fulfilment or the buyers' mail.
+    "apps.notifications.tasks.*": {"queue": CELERY_QUEUE_NOTIFY},
 }
 
 # --- Card keys: encrypted at rest with keys that are not SECRET_KEY.

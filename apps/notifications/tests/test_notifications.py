@@ -234,3 +234,14 @@ def test_the_periodic_check_uses_the_shop_threshold_and_skips_products_without_k
     assert tasks.stock_low_check_task.delay().get() == []
     [alert_mail] = merchant_mails()
     assert "Low one" in alert_mail.subject
+
+
+def test_nothing_is_published_for_a_paid_order_when_no_channel_is_on(celery_eager, monkeypatch):
+    published = []
+    monkeypatch.setattr(tasks.notify_order_paid_task, "delay", lambda *args: published.append(args))
+    notifications_configure(notify_low_stock=False)  # every channel off
+    order = buy(product_with_keys(keys=2))
+    assert order.status == Order.Status.DELIVERED and published == []
+    notifications_configure(email=True, notify_low_stock=False)
+    order = buy(product_with_keys(keys=2))
+    assert published == [(order.id,)]
