@@ -9,6 +9,7 @@ retries alone with backoff (tasks.notification_deliver_task)."""
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -87,10 +88,10 @@ def _deliveries_create(
     *, event: str, subject_key: str, channels: list[str], message: Message, order: Order | None, product: Product
 ) -> list[int]:
     """One delivery per channel, unique on (event, subject, channel); the
-    sends are published after the caller's transaction commits. A delivery already recorded is
-    published again only if nobody has tried it yet (a fan-out that died
-    before publishing); a second send of one is a no-op (it is locked and
-    checked), so publishing twice costs nothing."""
+    sends are published after the caller's transaction commits. A delivery
+    already recorded is published again only if nobody has tried it yet (a
+    fan-out that died before publishing); a second send of one is a no-op
+    (it is locked and checked), so publishing twice costs nothing."""
     event_id = f"evt_{uuid.uuid4().hex}"
     payload = {
         "id": event_id,
@@ -133,7 +134,7 @@ class SendOutcome:
     retry_in: int | None = None
 
 
-def notification_deliver(*, delivery_id: int, wait_for_attempt) -> SendOutcome:
+def notification_deliver(*, delivery_id: int, wait_for_attempt: Callable[[int, int], int]) -> SendOutcome:
     """Try a delivery once and record the attempt. `wait_for_attempt(number,
     retry_after)` gives the countdown before try `number + 1`; after
     NOTIFY_MAX_ATTEMPTS tries, or a failure retrying cannot help, the
