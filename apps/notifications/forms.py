@@ -1,6 +1,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from apps.cardkeys.crypto import encrypt_secret
@@ -12,16 +13,22 @@ class NotificationSettingsForm(forms.ModelForm):
     """The secrets are write-only: a blank field keeps the stored one, and
     what is stored is a Fernet token (CARDKEY_ENCRYPTION_KEYS), never shown."""
 
-    webhook_url = forms.URLField(label=_("webhook URL"), required=False, max_length=500, assume_scheme="https")
+    webhook_url = forms.URLField(
+        label=capfirst(_("webhook URL")),
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        widget=forms.URLInput(attrs={"class": "vURLField"}),
+    )
     webhook_secret = forms.CharField(
-        label=_("webhook signing secret"),
+        label=capfirst(_("webhook signing secret")),
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text=_("Signs every webhook request (X-Cardshop-Signature). Leave blank to keep the current one."),
     )
     telegram_bot_token = forms.CharField(
-        label=_("Telegram bot token"),
+        label=capfirst(_("Telegram bot token")),
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
@@ -41,6 +48,7 @@ class NotificationSettingsForm(forms.ModelForm):
             "telegram_enabled",
             "telegram_chat_id",
         ]
+        widgets = {"email_recipients": forms.Textarea(attrs={"rows": 3, "cols": 60})}
 
     def clean_email_recipients(self):
         value = self.cleaned_data["email_recipients"]

@@ -6,6 +6,7 @@ as Fernet tokens under CARDKEY_ENCRYPTION_KEYS (apps.cardkeys.crypto), set
 through the admin's write-only fields; see docs/notifications.md."""
 
 from django.db import models
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from apps.cardkeys.crypto import decrypt_secret
@@ -41,7 +42,7 @@ class NotificationSettings(models.Model):
         verbose_name_plural = _("notification settings")
 
     def __str__(self):
-        return str(_("notification settings"))
+        return str(capfirst(_("notification settings")))
 
     @property
     def webhook_secret(self) -> str:
@@ -158,4 +159,4 @@ class DeliveryAttempt(models.Model):
         constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="deliveryattempt_unique_number")]
 
     def __str__(self):
-        return f"{self.delivery_id}#{self.number}"
+        return f"#{self.number}"
