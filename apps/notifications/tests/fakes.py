@@ -32,9 +32,13 @@ class FakeTelegramBotApi(FakeProviderServer):
     """The Bot API at /bot<token>/<method>: JSON or form bodies, a wrong token
     gets 401 Unauthorized, a missing chat_id or text 400, as the real one."""
 
-    def __init__(self, token: str):
+    def __init__(self, token: str, *, flood_answers: int = 0, retry_after: int = 7):
+        """The first `flood_answers` sendMessage calls get the API's flood
+        control answer (429 with parameters.retry_after)."""
         super().__init__()
         self.token = token
+        self.flood_answers = flood_answers
+        self.retry_after = retry_after
         self.messages: list[dict] = []
         self._next_id = 1
         self._lock = threading.Lock()
@@ -59,6 +63,20 @@ class FakeTelegramBotApi(FakeProviderServer):
         if not params.get("text"):
             return self._answer(
                 handler, 400, {"ok": False, "error_code": 400, "description": "Bad Request: message text is empty"}
+            )
+        with self._lock:
+            flooded = self.flood_answers > 0
+            self.flood_answers -= 1
+        if flooded:
+            return self._answer(
+                handler,
+                429,
+                {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": f"Too Many Requests: retry after {self.retry_after}",
+                    "parameters": {"retry_after": self.retry_after},
+                },
             )
         with self._lock:
             message_id, self._next_id = self._next_id, self._next_id + 1

@@ -197,6 +197,18 @@ def test_telegram_refusing_the_token_fails_at_once_without_showing_it(celery_eag
     assert bot.messages == []
 
 
+def test_telegram_flood_control_is_waited_out_as_the_api_asks(celery_eager, settings):
+    with FakeTelegramBotApi(BOT_TOKEN, flood_answers=1, retry_after=42) as bot:
+        settings.TELEGRAM_API_BASE = bot.url
+        notifications_configure(telegram=True, notify_low_stock=False)
+        order = buy(product_with_keys(keys=2))
+    delivery = Delivery.objects.get(channel="telegram")
+    assert delivery.status == Delivery.Status.SENT and delivery.attempts == 2
+    attempts = list(delivery.attempt_records.values_list("http_status", "retry_in_seconds"))
+    assert attempts == [(429, 42), (200, None)]  # not the 5 s of the plain backoff
+    assert len(bot.messages) == 1 and order.order_no in bot.messages[0]["text"]
+
+
 def test_low_stock_is_announced_once_per_crossing_and_rearmed_by_a_restock(celery_eager, bot):
     notifications_configure(telegram=True, notify_paid_orders=False, low_stock_threshold=100)
     product = product_with_keys(keys=5, title="Game Pass")
