@@ -30,4 +30,11 @@ BEAT_SCHEDULE = {
     # Fails admin import jobs nobody will finish (upload cut off, worker and message lost)
     # and deletes their staged uploads.
     "reap-import-jobs": {"task": "apps.cardkeys.tasks.reap_import_jobs_task", "schedule": schedule(300.0)},
+    # Low stock of products nobody bought from lately (voided keys, a lowered threshold),
+    # and re-arming the alerts of restocked ones; fulfilment checks its own products at once.
+    "low-stock-check": {
+        "task": "apps.notifications.tasks.stock_low_check_task",
+        "schedule": schedule(60.0),
+        "options": {"expires": 120},
+    },
 }

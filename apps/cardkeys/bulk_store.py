@@ -10,7 +10,7 @@ flight and the caller touches the connection only when none is.
 """
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -26,6 +26,8 @@ _ROWS_PER_STATEMENT = 1000
 class ChunkResult:
     accepted: int
     duplicate_lines: list[int]
+    # Stored keys of this chunk that another product holds too: (line number, that product's id).
+    elsewhere: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _insert_rows(cursor, sql: str, params: list[str]) -> None:
@@ -36,9 +38,10 @@ class KeyStore:
     """Use as a context manager; `submit` chunks of (line number, secret, fingerprint hex)."""
 
     def __init__(self, *, product_id: int, batch_id: int, check_stored: bool = True):
-        """check_stored=False skips looking up each chunk among the stored keys;
-        only right when the product had none and no one else can add any (the
-        caller holds the product lock)."""
+        """check_stored=False skips looking for each chunk's keys among the
+        product's stored keys; only right when the product had none and no one
+        else can add any (the caller holds the product lock). The keys are
+        looked up among the other products' either way, for the warning."""
         self._connection = connections[DEFAULT_DB_ALIAS]
         self._connection.ensure_connection()
         self._product_id = int(product_id)
@@ -82,32 +85,39 @@ class KeyStore:
         with self._connection.wrap_database_errors:
             cursor = self._connection.connection.cursor()
             try:
-                stored = (
-                    self._stored_fingerprints(cursor, [fingerprint for _, _, fingerprint in rows])
-                    if self._check_stored
-                    else set()
-                )
-                params, duplicates = [], []
+                held = self._stored_elsewhere_and_here(cursor, [fingerprint for _, _, fingerprint in rows])
+                params, duplicates, elsewhere = [], [], []
                 for number, token, fingerprint in rows:
-                    if fingerprint in stored:
+                    holders = held.get(fingerprint, set())
+                    if self._check_stored and self._product_id in holders:
                         duplicates.append(number)
-                    else:
-                        params += (token, fingerprint)
+                        continue
+                    params += (token, fingerprint)
+                    if others := holders - {self._product_id}:
+                        # Still stored: the same code sold as two products is the merchant's call.
+                        elsewhere.append((number, min(others)))
                 accepted = len(params) // 2
                 for start in range(0, accepted, _ROWS_PER_STATEMENT):
                     count = min(_ROWS_PER_STATEMENT, accepted - start)
                     _insert_rows(cursor, self._insert_sql(count), params[2 * start : 2 * (start + count)])
             finally:
                 cursor.close()
-        return ChunkResult(accepted=accepted, duplicate_lines=duplicates)
+        return ChunkResult(accepted=accepted, duplicate_lines=duplicates, elsewhere=elsewhere)
 
-    def _stored_fingerprints(self, cursor, fingerprints: list[str]) -> set[str]:
+    def _stored_elsewhere_and_here(self, cursor, fingerprints: list[str]) -> dict[str, set[int]]:
+        """The products (this one and others) already holding each of these
+        keys, by fingerprint: one lookup on the fingerprint index, no
+        decryption. Only the keys found are in the answer."""
         placeholders = ", ".join(["%s"] * len(fingerprints))
         cursor.execute(
-            f"SELECT fingerprint FROM {self._table()} WHERE product_id = %s AND fingerprint IN ({placeholders})",
-            [self._product_id, *fingerprints],
+            f"SELECT fingerprint, product_id FROM {self._table()} WHERE fingerprint IN ({placeholders})",
+            fingerprints,
         )
-        return {row[0].decode("ascii") if isinstance(row[0], bytes) else row[0] for row in cursor.fetchall()}
+        held: dict[str, set[int]] = {}
+        for fingerprint, product_id in cursor.fetchall():
+            text = fingerprint.decode("ascii") if isinstance(fingerprint, bytes) else fingerprint
+            held.setdefault(text, set()).add(int(product_id))
+        return held
 
     def _insert_sql(self, rows: int) -> str:
         # Only the token and fingerprint are parameters; the values every row

@@ -66,7 +66,12 @@ class CardKey(models.Model):
                 name="cardkey_sold_iff_order",
             ),
         ]
-        indexes = [models.Index(fields=["product", "status", "id"], name="cardkey_claim_idx")]
+        indexes = [
+            models.Index(fields=["product", "status", "id"], name="cardkey_claim_idx"),
+            # An import looks its keys up in every product (the warning about
+            # keys another product holds); the unique index starts with product.
+            models.Index(fields=["fingerprint"], name="cardkey_fingerprint_idx"),
+        ]
 
     def __str__(self):
         return f"{self.product_id}:{self.masked_secret}"

@@ -44,6 +44,13 @@ class ImportReport:
     invalid: int = 0
     duplicate_lines: list[int] = field(default_factory=list)
     invalid_lines: list[tuple[int, str]] = field(default_factory=list)
+    # Keys imported although another product of the shop holds them too (a
+    # warning, not a refusal): how many, their first line numbers, and the
+    # other products' SKUs (set at the end of the import).
+    elsewhere: int = 0
+    elsewhere_lines: list[int] = field(default_factory=list)
+    elsewhere_product_ids: set[int] = field(default_factory=set)
+    elsewhere_skus: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return _(
@@ -51,8 +58,11 @@ class ImportReport:
         ) % {"accepted": self.accepted, "duplicates": self.duplicates, "invalid": self.invalid}
 
     def details(self) -> list[str]:
-        """The summary, then which lines were skipped or refused and why."""
+        """The summary, the warning about keys other products hold, then
+        which lines were skipped or refused and why."""
         lines = [self.summary()]
+        if self.elsewhere:
+            lines.append(self.elsewhere_warning())
         if self.duplicate_lines:
             lines.append(
                 _("Duplicate lines: %(lines)s%(more)s")
@@ -67,6 +77,16 @@ class ImportReport:
             if self.invalid > len(self.invalid_lines):
                 lines.append(_more(self.invalid, self.invalid_lines))
         return lines
+
+    def elsewhere_warning(self) -> str:
+        return _(
+            "Warning: %(count)d imported keys already exist in other products (%(skus)s), lines %(lines)s%(more)s."
+        ) % {
+            "count": self.elsewhere,
+            "skus": ", ".join(self.elsewhere_skus),
+            "lines": ", ".join(map(str, self.elsewhere_lines)),
+            "more": _more(self.elsewhere, self.elsewhere_lines),
+        }
 
     def note_duplicate(self, number: int) -> None:
         # Stored duplicates are found a chunk after in-batch ones, so line
@@ -86,6 +106,11 @@ class ImportReport:
             self.accepted += result.accepted
             for number in result.duplicate_lines:
                 self.note_duplicate(number)
+            for number, product_id in result.elsewhere:
+                self.elsewhere += 1
+                self.elsewhere_product_ids.add(product_id)
+                if len(self.elsewhere_lines) < REPORT_LINE_LIMIT:
+                    self.elsewhere_lines.append(number)
 
     def trim(self) -> None:
         self.duplicate_lines.sort()
@@ -196,6 +221,9 @@ def cardkeys_import_rows(
             report.add_stored(store.submit(pending))
         report.add_stored(store.wait())
     report.trim()
+    report.elsewhere_skus = list(
+        Product.objects.filter(id__in=report.elsewhere_product_ids).order_by("sku").values_list("sku", flat=True)
+    )
     if not (report.accepted or report.duplicates or report.invalid):
         raise ImportRefused(_("The upload holds no keys."))
     _reconcile_accepted(report)
@@ -211,12 +239,13 @@ def cardkeys_import_rows(
         )
         _adjust_stock_on_commit({product.pk: report.accepted})
     logger.info(
-        "cardkeys import product=%s batch=%s accepted=%s duplicates=%s invalid=%s",
+        "cardkeys import product=%s batch=%s accepted=%s duplicates=%s invalid=%s in_other_products=%s",
         product.pk,
         report.batch_id,
         report.accepted,
         report.duplicates,
         report.invalid,
+        report.elsewhere,
     )
     return report
 

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.orders",
     "apps.payments",
     "apps.monitoring",
+    "apps.notifications",
 ]
 
 MIDDLEWARE = [
@@ -181,8 +182,18 @@ CELERY_QUEUE_GATE = "gate"  # persistence, expiry, warm-up, reconcile, overload
 CELERY_QUEUE_FULFIL = "fulfil"
 CELERY_QUEUE_PAYMENTS = "payments"
 CELERY_QUEUE_MAIL = "mail"
+# The merchant's notifications: apart from the buyers' mail, whose queue depth
+# pauses checkout (apps/stock/overload.py) and must not count them.
+CELERY_QUEUE_NOTIFY = "notify"
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-TASK_QUEUE_NAMES = ["celery", CELERY_QUEUE_GATE, CELERY_QUEUE_FULFIL, CELERY_QUEUE_PAYMENTS, CELERY_QUEUE_MAIL]
+TASK_QUEUE_NAMES = [
+    "celery",
+    CELERY_QUEUE_GATE,
+    CELERY_QUEUE_FULFIL,
+    CELERY_QUEUE_PAYMENTS,
+    CELERY_QUEUE_MAIL,
+    CELERY_QUEUE_NOTIFY,
+]
 CELERY_TASK_QUEUES = broker_queues(url=CELERY_BROKER_URL, names=TASK_QUEUE_NAMES)
 CELERY_TASK_ROUTES = {
     "apps.orders.tasks.persist_reservations_task": {"queue": CELERY_QUEUE_GATE},
@@ -195,6 +206,8 @@ CELERY_TASK_ROUTES = {
     "apps.payments.*": {"queue": CELERY_QUEUE_PAYMENTS},
     "apps.orders.tasks.send_order_keys_email_task": {"queue": CELERY_QUEUE_MAIL},
     "apps.orders.tasks.send_order_keys_emails_task": {"queue": CELERY_QUEUE_MAIL},
+    # They wait on webhooks, the Bot API and mail servers: never in front of fulfilment or the buyers' mail.
+    "apps.notifications.tasks.*": {"queue": CELERY_QUEUE_NOTIFY},
 }
 
 # --- Card keys: encrypted at rest with keys that are not SECRET_KEY.
@@ -363,6 +376,16 @@ MAIL_REDRIVE_AFTER_SECONDS = env.int("MAIL_REDRIVE_AFTER_SECONDS", default=600)
 MAIL_REDRIVE_BATCH = env.int("MAIL_REDRIVE_BATCH", default=500)
 # Where the filebased backend writes each mail (the chaos suite counts them there).
 EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / "var" / "mail"))
+
+# --- Merchant notifications (apps/notifications, docs/notifications.md). The
+# channels, addresses and secrets are set in the admin; these bound the sending.
+# Tries of one notification per channel before it is marked failed (backoff
+# doubling from 5 s, capped like the mail's retries).
+NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=12)
+# Seconds a webhook or the Telegram Bot API has to answer one try.
+NOTIFY_HTTP_TIMEOUT = env.float("NOTIFY_HTTP_TIMEOUT", default=10.0)
+# The Telegram Bot API; only the tests' local fake changes it (or a self-hosted Bot API server).
+TELEGRAM_API_BASE = env("TELEGRAM_API_BASE", default="https://api.telegram.org")
 
 # --- Per-client rate limits (django-ratelimit, counted in the Redis cache).
 # django-ratelimit's own switch: false turns every per-client limit off (for a

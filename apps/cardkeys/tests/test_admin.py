@@ -56,6 +56,21 @@ def test_pasted_keys_are_imported_and_reported(admin_client, admin_user):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_import_report_warns_of_keys_another_product_holds(admin_client):
+    other = ProductFactory(sku="ADM-OTHER")
+    for secret in ("DUP-A", "DUP-B", "DUP-C"):
+        CardKeyFactory(product=other, secret=secret)
+    product = ProductFactory(sku="ADM-HERE")
+    pasted = "NEW-1\nDUP-A\nNEW-2\nDUP-C\nDUP-B\n"
+    job = finished_job(admin_client, product, {"keys": pasted, "column": ""})
+    assert job.stored_count == 5  # imported all the same
+    assert job.report["elsewhere"] == 3 and job.report["elsewhere_lines"] == [2, 4, 5]
+    html = admin_client.get(reverse("admin:cardkeys_keyimportjob_change", args=[job.pk])).content.decode()
+    assert "elsewhere-warning" in html
+    assert "Warning: 3 imported keys already exist in other products (ADM-OTHER), lines 2, 4, 5." in html
+
+
+@pytest.mark.django_db(transaction=True)
 def test_uploaded_csv_file_with_a_column_name(admin_client):
     product = ProductFactory()
     upload = SimpleUploadedFile("keys.csv", "序号,激活,备注\n1,CSV-A,x\n2,CSV-B,y\n".encode("utf-8-sig"))

@@ -136,3 +136,33 @@ def test_refusal_exits_with_status_1_from_the_command_line(tmp_path):
     with pytest.raises(SystemExit) as exited:
         ManagementUtility(["manage.py", "import_keys", "--sku", "CMD-EXIT", str(path)]).execute()
     assert exited.value.code == 1
+
+
+def test_keys_another_product_holds_are_imported_with_a_warning_naming_their_lines(tmp_path):
+    other = ProductFactory(sku="CMD-OTHER")
+    CardKeyFactory(product=other, secret="SHARED-1")
+    CardKeyFactory(product=other, secret="SHARED-2")
+    product = ProductFactory(sku="CMD-HERE")
+    path = tmp_path / "keys.txt"
+    path.write_bytes(b"FRESH-1\nSHARED-1\nFRESH-2\nSHARED-2\n")
+    # The product's first import (no lookups among its own keys) warns too.
+    output = import_keys("--sku", "CMD-HERE", "--no-progress", str(path))
+    assert "4 keys imported, 0 duplicates skipped" in output
+    assert "Warning: 2 imported keys already exist in other products (CMD-OTHER), lines 2, 4." in output
+    assert CardKey.objects.filter(product=product).count() == 4  # a warning, not a refusal
+
+    # A later import: keys of its own are duplicates (skipped), the other's only warned about.
+    path.write_bytes(b"FRESH-1\nSHARED-1\nFRESH-3\n")
+    output = import_keys("--sku", "CMD-HERE", "--no-progress", str(path))
+    assert "1 keys imported, 2 duplicates skipped" in output
+    assert "Warning" not in output  # SHARED-1 is this product's own duplicate now
+    assert "Duplicate lines: 1, 2" in output
+
+
+def test_no_warning_when_no_other_product_holds_the_keys(tmp_path):
+    ProductFactory(sku="CMD-ALONE")
+    CardKeyFactory(secret="UNRELATED")
+    path = tmp_path / "keys.txt"
+    path.write_bytes(b"A-1\nA-2\n")
+    output = import_keys("--sku", "CMD-ALONE", "--no-progress", str(path))
+    assert "2 keys imported" in output and "Warning" not in output

@@ -21,6 +21,9 @@ from redis.exceptions import RedisError
 from apps.cardkeys.claims import cardkeys_claim, cardkeys_mark_sold
 from apps.core import metrics
 
+# A module, not its names: its tasks reach back into the order services.
+from apps.notifications import services as notifications
+
 # The module, not its names: the tasks call back into this one.
 from apps.orders import tasks
 from apps.stock import services as stock
@@ -248,6 +251,8 @@ def _after_delivery_rollback_unsafe(delivered: list[Order], short: list[Order]) 
             tasks.send_order_keys_emails_task.delay([order.id for order in delivered])
         except Exception:  # the broker hiccuped: the keys are on the order pages anyway
             logger.exception("%d orders delivered; their emails could not be queued", len(delivered))
+    # Keys left the pool: the merchant may need to restock (a task; it never raises here).
+    notifications.notifications_stock_check_rollback_unsafe(product_ids=[o.product_id for o in delivered + short])
 
 
 def _gate_update_rollback_unsafe(update, orders: list[Order]) -> None:

@@ -15,6 +15,9 @@ from redis.exceptions import RedisError
 
 from apps.cardkeys.services import cardkeys_revoke_for_order
 from apps.core import metrics
+
+# A module, not its names: its tasks reach back into the order services.
+from apps.notifications import services as notifications
 from apps.payments.models import PaymentEvent
 from apps.payments.tasks import refund_order_task, refund_payment_event_task
 from apps.stock import selectors as gate
@@ -148,6 +151,9 @@ def _order_to_paid(order: Order) -> None:
     order.save(update_fields=["status", "paid_at", "updated_at"])
     fulfilment.fulfilment_request_on_commit(order_id=order.id)
     transaction.on_commit(lambda: _gate_paid_rollback_unsafe(order))
+    # Every paid order, whatever its delivery, tells the merchant; after the
+    # fulfilment request, in a task of its own, never holding it up.
+    notifications.notifications_order_paid_on_commit(order_id=order.id)
 
 
 def _gate_paid_rollback_unsafe(order: Order) -> None:
