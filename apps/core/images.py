@@ -43,8 +43,8 @@ LOGO = ImageSize("logo", 96)
 def image_validate(file) -> None:
     """Django validator for an uploaded image field. Raises ValidationError with
     the reason; reads the header only (plus Pillow's structural check)."""
-    if file is None:
-        return
+    if not file or getattr(file, "_committed", False):
+        return  # no image, or one already stored (checked when it was uploaded)
     size = getattr(file, "size", None)
     if size is not None and size > settings.IMAGE_UPLOAD_MAX_BYTES:
         raise ValidationError(
