@@ -122,10 +122,15 @@ def shop_settings_get() -> ShopInfo:
     return info
 
 
+def shop_settings_memo_forget() -> None:
+    """Drop this process's copy only."""
+    _shop_memo.forget(SHOP_SETTINGS_CACHE_KEY)
+
+
 def shop_settings_forget() -> None:
     """Drop the cached copies (this process's now; the others' within
-    SHOP_SETTINGS_MEMO_SECONDS). Called after a save commits."""
-    _shop_memo.forget(SHOP_SETTINGS_CACHE_KEY)
+    SHOP_SETTINGS_MEMO_SECONDS). Called on save and again after commit."""
+    shop_settings_memo_forget()
     try:
         cache.delete(SHOP_SETTINGS_CACHE_KEY)
     except RedisError:
