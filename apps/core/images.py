@@ -42,7 +42,8 @@ LOGO = ImageSize("logo", 96)
 
 def image_validate(file) -> None:
     """Django validator for an uploaded image field. Raises ValidationError with
-    the reason; reads the header only (plus Pillow's structural check)."""
+    the reason. The size limits are checked from the header, before any pixel
+    is decoded; only then is the image decoded once to prove it whole."""
     if not file or getattr(file, "_committed", False):
         return  # no image, or one already stored (checked when it was uploaded)
     size = getattr(file, "size", None)
@@ -68,6 +69,13 @@ def image_validate(file) -> None:
                             params={"format": fmt or _("an unknown format")},
                         )
                     image.verify()
+                # verify() checks little of a JPEG: decode it too (at a reduced
+                # scale where the format allows), so a truncated or damaged file
+                # is refused here rather than failing when its copies are made.
+                file.seek(0)
+                with Image.open(file) as image:
+                    image.draft("RGB", (PAGE.longest_side, PAGE.longest_side))
+                    image.load()
             except (Image.DecompressionBombError, Image.DecompressionBombWarning):
                 raise ValidationError(_too_many_pixels(), code="image_dimensions") from None
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError):

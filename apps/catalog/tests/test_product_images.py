@@ -77,6 +77,12 @@ def test_card_and_page_show_the_image_and_the_tile_without_one(admin_client, cli
     assert served.status_code == 200 and b"".join(served.streaming_content)[:4] == b"RIFF"
 
 
+def truncated_jpeg_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(png_bytes(width=400, height=300))).save(out, format="JPEG")
+    return out.getvalue()[: len(out.getvalue()) // 2]
+
+
 def gif_bytes() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (40, 40)).save(out, format="GIF")
@@ -91,6 +97,7 @@ def gif_bytes() -> bytes:
         ("big.png", lambda: png_bytes(width=300, height=300) + os.urandom(60_000), "最大允许"),
         ("bomb.png", lambda: bomb_png_bytes(width=10_000, height=10_000), "最多 6000 像素"),
         ("anim.gif", gif_bytes, "GIF"),
+        ("cut.jpg", truncated_jpeg_bytes, "不是 JPEG、PNG 或 WebP 图片，或已损坏"),
     ],
 )
 def test_a_bad_upload_is_refused_with_the_reason_and_changes_nothing(
