@@ -78,9 +78,8 @@ def test_card_and_page_show_the_image_and_the_tile_without_one(admin_client, cli
 
 
 def truncated_jpeg_bytes() -> bytes:
-    out = io.BytesIO()
-    Image.open(io.BytesIO(png_bytes(width=400, height=300))).save(out, format="JPEG")
-    return out.getvalue()[: len(out.getvalue()) // 2]
+    whole = jpeg_bytes(width=400, height=300)
+    return whole[: len(whole) // 2]
 
 
 def gif_bytes() -> bytes:
@@ -117,3 +116,42 @@ def test_a_bad_upload_is_refused_with_the_reason_and_changes_nothing(
     stored = Product.objects.get(pk=product.pk)
     assert (stored.title_zh_hans, stored.image.name, stored.image_card.name) == ("原标题", "", "")
     assert not (media_root / "products").exists()
+
+
+def test_a_product_added_with_an_image_has_its_copies_and_the_api_links_it(admin_client, client, media_root):
+    data = {
+        "sku": "NEW-1",
+        "title_zh_hans": "新商品",
+        "title_en": "New product",
+        "description_zh_hans": "",
+        "description_en": "",
+        "category": "",
+        "is_active": "on",
+        "price": "5.00",
+        "currency": "CNY",
+        "sale_starts_at_0": "",
+        "sale_starts_at_1": "",
+        "sale_ends_at_0": "",
+        "sale_ends_at_1": "",
+        "per_buyer_limit": "5",
+        "max_per_order": "5",
+        "min_page_seconds": "0",
+        "max_unpaid_per_buyer": "1",
+        "image": SimpleUploadedFile("new.jpg", jpeg_bytes(width=1000, height=1000), content_type="image/jpeg"),
+    }
+    response = admin_client.post(reverse("admin:catalog_product_add"), data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    product = Product.objects.get(sku="NEW-1")
+    assert (product.title_zh_hans, product.title_en) == ("新商品", "New product")
+    with Image.open(product.image_card.path) as card, Image.open(product.image_page.path) as page:
+        assert (card.size, page.size) == ((320, 320), (800, 800))
+    answer = client.get("/api/v1/products/NEW-1", HTTP_ACCEPT_LANGUAGE="en").json()
+    assert answer["title"] == "New product"
+    assert answer["image_url"] == f"http://testserver{product.image_page.url}"
+
+
+def jpeg_bytes(*, width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(png_bytes(width=width, height=height))).save(out, format="JPEG")
+    return out.getvalue()
