@@ -155,3 +155,19 @@ def jpeg_bytes(*, width: int, height: int) -> bytes:
     out = io.BytesIO()
     Image.open(io.BytesIO(png_bytes(width=width, height=height))).save(out, format="JPEG")
     return out.getvalue()
+
+
+def test_clearing_the_image_brings_the_letter_tile_back(admin_client, client, media_root):
+    product = ProductFactory(title="清除图片")
+    post_image(admin_client, product, SimpleUploadedFile("a.png", png_bytes(width=500, height=500)))
+    assert 'class="tile tile-image"' in client.get("/").content.decode()
+
+    data = change_form_data(admin_client, product)
+    data["image-clear"] = "on"
+    response = admin_client.post(reverse("admin:catalog_product_change", args=[product.pk]), data)
+
+    assert response.status_code == 302
+    stored = Product.objects.get(pk=product.pk)
+    assert (stored.image.name, stored.image_card.name, stored.image_page.name) == ("", "", "")
+    home = client.get("/").content.decode()
+    assert "tile-image" not in home and '<span class="tile" aria-hidden="true">清</span>' in home
