@@ -30,6 +30,9 @@ RUN apt-get update \
 RUN useradd --system --user-group --uid 10001 --home-dir /app cardshop
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=cardshop:cardshop /app /app
+# MEDIA_ROOT (uploaded product images, the logo): a volume mounted here starts
+# with this directory's owner, so the app may write to it.
+RUN mkdir -p /app/var/media && chown cardshop:cardshop /app/var/media
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHON=/opt/venv/bin/python \
     PYTHONUNBUFFERED=1 \

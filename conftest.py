@@ -114,6 +114,17 @@ def _payment_methods_read_afresh():
 
 
 @pytest.fixture(autouse=True)
+def _shop_settings_read_afresh():
+    """The shop settings are kept per process for a few seconds; each test
+    starts from its own database (a rolled-back save leaves no copy behind)."""
+    from apps.core.selectors import shop_settings_memo_forget
+
+    shop_settings_memo_forget()
+    yield
+    shop_settings_memo_forget()
+
+
+@pytest.fixture(autouse=True)
 def _replica_reads_see_the_test_transaction(request):
     """A non-transactional test writes inside a transaction that the separate
     replica connection cannot see; pin its reads to the primary. Tests marked

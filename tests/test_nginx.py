@@ -41,13 +41,14 @@ def nginx_binary() -> str:
     return binary
 
 
-def render_site(*, upstream: str, port: int, static_root: str) -> str:
-    """The deploy file with its three deployment-specific values swapped."""
+def render_site(*, upstream: str, port: int, static_root: str, media_root: str) -> str:
+    """The deploy file with its four deployment-specific values swapped."""
     text = DEPLOY_CONF.read_text()
     for old, new in (
         ("server web:8000;", f"server {upstream};"),
         ("listen 80 default_server;", f"listen 127.0.0.1:{port} default_server;"),
         ("alias /srv/cardshop/static/;", f"alias {static_root}/;"),
+        ("alias /srv/cardshop/media/;", f"alias {media_root}/;"),
     ):
         assert text.count(old) == 1, f"{DEPLOY_CONF} no longer contains {old!r} exactly once"
         text = text.replace(old, new)
@@ -55,11 +56,13 @@ def render_site(*, upstream: str, port: int, static_root: str) -> str:
 
 
 class Nginx(ChildProcess):
-    def __init__(self, *, upstream: str, static_root: str):
+    def __init__(self, *, upstream: str, static_root: str, media_root: str):
         self.binary = nginx_binary()
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="nginx-"))
-        (self.dir / "site.conf").write_text(render_site(upstream=upstream, port=self.port, static_root=static_root))
+        (self.dir / "site.conf").write_text(
+            render_site(upstream=upstream, port=self.port, static_root=static_root, media_root=media_root)
+        )
         # As root nginx would hand its workers to "nobody"; keep them this user's.
         user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
         mime = f"include {MIME_TYPES};" if MIME_TYPES.exists() else ""
@@ -127,7 +130,19 @@ def static_root():
 
 
 @pytest.fixture
-def stack(static_root):
+def media_root():
+    """nginx's MEDIA_ROOT: a product image and a file that is no image. The app
+    under it has another MEDIA_ROOT, so what answers here is nginx."""
+    root = Path(tempfile.mkdtemp(prefix="media-"))
+    (root / "products" / "renditions").mkdir(parents=True)
+    (root / "products" / "renditions" / "7-card.webp").write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 probe")
+    (root / "products" / "page.html").write_text("<script>alert(1)</script>")
+    yield str(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def stack(static_root, media_root, tmp_path):
     # The per-client limits in the app are off, so every 429 below is nginx's.
     app = GunicornServer(
         workers=2,
@@ -137,9 +152,10 @@ def stack(static_root):
             "TRUSTED_PROXY_COUNT": "1",
             "RATELIMIT_ENABLE": "false",
             "UNPAID_CAP_PER_IP": "0",
+            "MEDIA_ROOT": str(tmp_path / "app-media"),
         },
     ).start()
-    nginx = Nginx(upstream=f"127.0.0.1:{app.port}", static_root=static_root)
+    nginx = Nginx(upstream=f"127.0.0.1:{app.port}", static_root=static_root, media_root=media_root)
     try:
         nginx.start()
         yield nginx
@@ -178,6 +194,17 @@ def test_static_files_come_from_disk(stack):
     assert "max-age=604800" in headers.get_all("Cache-Control")
 
 
+def test_uploaded_images_come_from_disk_as_images_only(stack):
+    status, headers, body = request("127.0.0.1", stack.port, "GET", "/media/products/renditions/7-card.webp")
+    assert status == 200 and body.startswith("RIFF")
+    assert headers["Content-Type"] == "image/webp" and headers["X-Content-Type-Options"] == "nosniff"
+    assert "max-age=2592000" in headers.get_all("Cache-Control")
+    # A file that is no image is never served as a page a browser would run.
+    status, headers, _ = request("127.0.0.1", stack.port, "GET", "/media/products/page.html")
+    assert status == 200 and headers["Content-Type"] == "application/octet-stream"
+    assert request("127.0.0.1", stack.port, "GET", "/media/products/missing.png")[0] == 404
+
+
 def test_the_app_sees_the_client_address_nginx_saw_not_a_forged_one(stack):
     product = product_with_keys(keys=10, per_buyer_limit=1, limit_by_ip=True)
     port = stack.port
@@ -207,3 +234,9 @@ def test_big_bodies_are_refused_except_for_the_admin_upload(stack):
     # answers; not 413); the rest of the admin does not.
     assert request("127.0.0.4", port, "POST", "/admin/catalog/product/1/upload-keys/", big)[0] != 413
     assert request("127.0.0.4", port, "POST", "/admin/login/", big)[0] == 413
+    # The product and shop settings forms take an image of up to IMAGE_UPLOAD_MAX_BYTES (5 MiB).
+    image_sized = {"padding": "x" * (5 * 1024 * 1024)}
+    assert request("127.0.0.4", port, "POST", "/admin/catalog/product/1/change/", image_sized)[0] != 413
+    assert request("127.0.0.4", port, "POST", "/admin/core/shopsettings/add/", image_sized)[0] != 413
+    too_big = {"padding": "x" * (7 * 1024 * 1024)}
+    assert request("127.0.0.4", port, "POST", "/admin/catalog/product/1/change/", too_big)[0] == 413

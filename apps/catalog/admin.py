@@ -1,26 +1,33 @@
 from django.contrib import admin
 from django.db.models import Count, Q
 from django.urls import path
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
+from modeltranslation.admin import TranslationAdmin
 
 from apps.cardkeys.admin_upload import upload_keys_view
 from apps.cardkeys.models import CardKey
 
 from .models import Category, Product
+from .services import product_image_renditions_make
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(TranslationAdmin):
+    """The name per language (modeltranslation: one field per language)."""
+
     list_display = ("name", "slug", "sort_order")
-    search_fields = ("name", "slug")
-    prepopulated_fields = {"slug": ("name",)}
+    search_fields = ("name_zh_hans", "name_en", "slug")
+    prepopulated_fields = {"slug": ("name_en",)}
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(TranslationAdmin):
     """Products are edited with the normal form (saving drops the cached copy,
-    see signals.py); keys are added on the product's "Upload keys" page."""
+    see signals.py); keys are added on the product's "Upload keys" page. The
+    title and description have a field per language (modeltranslation); the
+    image is checked by its validator and its storefront copies are made on save."""
 
     list_display = (
         "sku",
@@ -41,10 +48,19 @@ class ProductAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "sale_paused", "category")
     actions = ("pause_sale", "resume_sale")
     list_select_related = ("category",)
-    search_fields = ("sku", "title")
-    readonly_fields = ("sale_state", "keys_available", "keys_sold", "keys_void", "created_at", "updated_at")
+    search_fields = ("sku", "title_zh_hans", "title_en")
+    readonly_fields = (
+        "image_preview",
+        "sale_state",
+        "keys_available",
+        "keys_sold",
+        "keys_void",
+        "created_at",
+        "updated_at",
+    )
     fieldsets = (
         (None, {"fields": ("sku", "title", "category", "description", "is_active")}),
+        (_("Image"), {"fields": ("image", "image_preview")}),
         (_("Price"), {"fields": ("price", "currency")}),
         (
             _("Sale rules"),
@@ -71,6 +87,20 @@ class ProductAdmin(admin.ModelAdmin):
             {"fields": ("sale_state", "keys_available", "keys_sold", "keys_void", "created_at", "updated_at")},
         ),
     )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if "image" in form.changed_data:
+            product_image_renditions_make(product=obj)
+
+    @admin.display(description=_("card image"))
+    def image_preview(self, product):
+        if not product.image_card:
+            return _("No image: the storefront shows a letter tile.")
+        return format_html(
+            '<img src="{}" alt="" style="max-width: 240px; max-height: 240px; border-radius: 8px">',
+            product.image_card.url,
+        )
 
     @admin.action(description=_("Pause the sale (kill switch)"))
     def pause_sale(self, request, queryset):

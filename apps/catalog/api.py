@@ -35,6 +35,7 @@ class ProductDetailView(ShopAPIView):
                 "sku": product.sku,
                 "title": product.title,
                 "description": product.description,
+                "image_url": request.build_absolute_uri(product.image_page_url) if product.image_page_url else None,
                 "price": str(product.price),
                 "currency": product.currency,
                 "stock_status": stock_status(remaining),

@@ -3,6 +3,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from apps.core.images import image_validate
+
 
 class Category(models.Model):
     name = models.CharField(_("name"), max_length=100)
@@ -44,6 +46,18 @@ class Product(models.Model):
     max_unpaid_per_buyer = models.PositiveIntegerField(_("unpaid reservations per buyer"), default=1)
     # The merchant's kill switch: checkout answers "sale paused" while it is on.
     sale_paused = models.BooleanField(_("sale paused"), default=False)
+    # The merchant's picture; the storefront shows the two smaller WebP copies
+    # made from it when it is saved (services.product_image_renditions_make),
+    # and the letter tile when there is none.
+    image = models.ImageField(
+        _("image"),
+        upload_to="products/%Y/%m/",
+        blank=True,
+        validators=[image_validate],
+        help_text=_("JPEG, PNG or WebP. Shown on the product card and page; without one, a letter tile."),
+    )
+    image_card = models.ImageField(_("card image"), upload_to="products/renditions/", blank=True, editable=False)
+    image_page = models.ImageField(_("page image"), upload_to="products/renditions/", blank=True, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+from django.utils.translation import get_language
 from redis.exceptions import RedisError
 
 from apps.core.last_good import LastGood
@@ -18,20 +19,36 @@ from .models import Category, Product
 
 logger = logging.getLogger(__name__)
 
-LISTING_CACHE_KEY = "catalog:listing"
+# v2: product info carries every language's texts and the image URLs; the
+# version keeps a process from reading a copy cached in the old shape.
+LISTING_CACHE_KEY = "catalog:listing:v2"
 # Cached for an unknown SKU, so requests for a missing product do not reach
 # the database either; creating that SKU drops it like any other edit.
 _MISSING = "missing"
 
 
+def in_active_language(zh_hans: str | None, en: str | None) -> str:
+    """The text in the buyer's language, or in the other one when the merchant
+    left that empty (as django-modeltranslation falls back on the models)."""
+    zh_hans, en = zh_hans or "", en or ""
+    if (get_language() or "").startswith("en"):
+        return en or zh_hans
+    return zh_hans or en
+
+
 @dataclass(frozen=True)
 class ProductInfo:
-    """What the storefront and checkout need of a product, cacheable as is."""
+    """What the storefront and checkout need of a product, cacheable as is.
+    It carries the merchant's texts in every language, so one cached copy
+    serves both; `title`, `description` and `category_name` are the active
+    language's."""
 
     id: int
     sku: str
-    title: str
-    description: str
+    title_zh_hans: str
+    title_en: str
+    description_zh_hans: str
+    description_en: str
     price: Decimal
     currency: str
     is_active: bool
@@ -47,7 +64,25 @@ class ProductInfo:
     max_unpaid_per_buyer: int = 1
     sale_paused: bool = False
     category_slug: str | None = None
-    category_name: str | None = None
+    category_name_zh_hans: str | None = None
+    category_name_en: str | None = None
+    # The storefront's copies of the merchant's image (None: the letter tile).
+    image_card_url: str | None = None
+    image_page_url: str | None = None
+
+    @property
+    def title(self) -> str:
+        return in_active_language(self.title_zh_hans, self.title_en)
+
+    @property
+    def description(self) -> str:
+        return in_active_language(self.description_zh_hans, self.description_en)
+
+    @property
+    def category_name(self) -> str | None:
+        if self.category_slug is None:
+            return None
+        return in_active_language(self.category_name_zh_hans, self.category_name_en)
 
     @classmethod
     def from_product(cls, product: Product) -> "ProductInfo":
@@ -55,8 +90,10 @@ class ProductInfo:
         return cls(
             id=product.id,
             sku=product.sku,
-            title=product.title,
-            description=product.description,
+            title_zh_hans=product.title_zh_hans or "",
+            title_en=product.title_en or "",
+            description_zh_hans=product.description_zh_hans or "",
+            description_en=product.description_en or "",
             price=product.price,
             currency=product.currency,
             is_active=product.is_active,
@@ -72,7 +109,10 @@ class ProductInfo:
             max_unpaid_per_buyer=product.max_unpaid_per_buyer,
             sale_paused=product.sale_paused,
             category_slug=category.slug if category else None,
-            category_name=category.name if category else None,
+            category_name_zh_hans=category.name_zh_hans if category else None,
+            category_name_en=category.name_en if category else None,
+            image_card_url=product.image_card.url if product.image_card else None,
+            image_page_url=product.image_page.url if product.image_page else None,
         )
 
     def sale_state(self, now: datetime | None = None) -> str:
@@ -92,12 +132,17 @@ class CategoryListing:
 
     id: int | None
     slug: str | None
-    name: str
+    name_zh_hans: str
+    name_en: str
     products: tuple[ProductInfo, ...]
+
+    @property
+    def name(self) -> str:
+        return in_active_language(self.name_zh_hans, self.name_en)
 
 
 def product_cache_key(sku: str) -> str:
-    return f"catalog:product:{sku}"
+    return f"catalog:product:v2:{sku}"
 
 
 def product_info_get(*, sku: str) -> ProductInfo | None:
@@ -181,10 +226,18 @@ def _catalog_listing_build() -> list[CategoryListing]:
     for product in products:
         by_category.setdefault(product.category_id, []).append(ProductInfo.from_product(product))
     listing = [
-        CategoryListing(id=c.id, slug=c.slug, name=c.name, products=tuple(by_category.get(c.id, ())))
+        CategoryListing(
+            id=c.id,
+            slug=c.slug,
+            name_zh_hans=c.name_zh_hans or "",
+            name_en=c.name_en or "",
+            products=tuple(by_category.get(c.id, ())),
+        )
         for c in Category.objects.all()
     ]
     if by_category.get(None):
         # The template names this section; a data row has no translatable name.
-        listing.append(CategoryListing(id=None, slug=None, name="", products=tuple(by_category[None])))
+        listing.append(
+            CategoryListing(id=None, slug=None, name_zh_hans="", name_en="", products=tuple(by_category[None]))
+        )
     return listing

@@ -8,8 +8,9 @@ from apps.stock.selectors import IN_STOCK, LOW, SOLD_OUT, UNKNOWN
 
 class ProductSerializer(serializers.Serializer):
     sku = serializers.CharField()
-    title = serializers.CharField()
+    title = serializers.CharField(help_text="In the request's language (Accept-Language), or the other one if empty.")
     description = serializers.CharField(allow_blank=True)
+    image_url = serializers.URLField(allow_null=True, help_text="The product page's image; null without one.")
     price = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=True)
     currency = serializers.CharField()
     stock_status = serializers.ChoiceField(

@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from apps.core.errors import InvalidInput
+from apps.core.images import CARD, PAGE, image_rendition
 
 from .models import Category, Product
 
@@ -36,6 +37,7 @@ def _product_errors(
     *,
     sku: str,
     title: str,
+    title_en: str,
     price,
     currency: str,
     per_buyer_limit: int,
@@ -56,6 +58,8 @@ def _product_errors(
     max_title = Product._meta.get_field("title").max_length
     if not title.strip() or len(title) > max_title:
         errors["title"] = [_("The title must be 1 to %(max)d characters.") % {"max": max_title}]
+    if len(title_en) > max_title:
+        errors["title_en"] = [_("The English title may have at most %(max)d characters.") % {"max": max_title}]
     if price_errors := _price_errors(price):
         errors["price"] = price_errors
     if not CURRENCY_RE.match(currency):
@@ -82,6 +86,8 @@ def product_create(
     price: Decimal | str,
     currency: str | None = None,
     description: str = "",
+    title_en: str = "",
+    description_en: str = "",
     category: Category | None = None,
     per_buyer_limit: int = 5,
     max_per_order: int = 5,
@@ -90,12 +96,15 @@ def product_create(
     min_page_seconds: int = 2,
     is_active: bool = True,
 ) -> Product:
-    """Create a product. Raises InvalidInput (with `fields`) and writes
-    nothing when any value is wrong, including a SKU that is taken."""
+    """Create a product. `title` and `description` are the Chinese (the shop's
+    default language) texts; the English ones may be empty, and the English
+    storefront then shows the Chinese. Raises InvalidInput (with `fields`) and
+    writes nothing when any value is wrong, including a SKU that is taken."""
     currency = currency or settings.DEFAULT_CURRENCY
     errors = _product_errors(
         sku=sku,
         title=title,
+        title_en=title_en,
         price=price,
         currency=currency,
         per_buyer_limit=per_buyer_limit,
@@ -110,8 +119,14 @@ def product_create(
         with transaction.atomic():
             return Product.objects.create(
                 sku=sku,
+                # Named per language: a bare `title` would land in the active
+                # language's field (django-modeltranslation).
                 title=title.strip(),
+                title_zh_hans=title.strip(),
+                title_en=title_en.strip(),
                 description=description,
+                description_zh_hans=description,
+                description_en=description_en,
                 price=Decimal(price),
                 currency=currency,
                 category=category,
@@ -139,12 +154,29 @@ def product_sale_window_set(*, product: Product, starts_at: datetime | None, end
 
 
 @transaction.atomic(durable=True)
-def category_ensure(*, slug: str, name: str, sort_order: int = 0) -> Category:
-    """The category with this slug, created (or renamed) to match."""
+def category_ensure(*, slug: str, name: str, name_en: str = "", sort_order: int = 0) -> Category:
+    """The category with this slug, created (or renamed) to match. `name` is
+    the Chinese name; an empty English one shows the Chinese."""
+    names = {"name": name, "name_zh_hans": name, "name_en": name_en}
     category, created = Category.objects.select_for_update().get_or_create(
-        slug=slug, defaults={"name": name, "sort_order": sort_order}
+        slug=slug, defaults={**names, "sort_order": sort_order}
     )
-    if not created and (category.name, category.sort_order) != (name, sort_order):
-        category.name, category.sort_order = name, sort_order
-        category.save(update_fields=["name", "sort_order"])
+    wanted = (name, name_en, sort_order)
+    if not created and (category.name_zh_hans, category.name_en or "", category.sort_order) != wanted:
+        category.name_zh_hans, category.name_en, category.sort_order = wanted
+        category.save(update_fields=["name_zh_hans", "name_en", "sort_order"])
     return category
+
+
+def product_image_renditions_make(*, product: Product) -> Product:
+    """The card and page copies of the product's image, made (or cleared)
+    after the merchant saved a new one. Runs inside the caller's transaction
+    (the admin's save): the image was validated by the form (apps.core.images).
+    Saving drops the cached product info (signals.py)."""
+    if product.image:
+        product.image_card.save(f"{product.pk}-card.webp", image_rendition(product.image, size=CARD), save=False)
+        product.image_page.save(f"{product.pk}-page.webp", image_rendition(product.image, size=PAGE), save=False)
+    else:
+        product.image_card = product.image_page = ""
+    product.save(update_fields=["image_card", "image_page", "updated_at"])
+    return product

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django_otp.admin import OTPAdminAuthenticationForm
 
-from .selectors import staff_totp_device
+from .selectors import shop_settings_get, staff_totp_device
 
 
 class StaffLoginForm(OTPAdminAuthenticationForm):
@@ -53,6 +53,13 @@ class ShopAdminSite(admin.AdminSite):
     @property
     def login_form(self):
         return StaffLoginForm if settings.ADMIN_REQUIRE_OTP else None
+
+    def each_context(self, request: HttpRequest) -> dict:
+        # The merchant's shop name (ShopSettings) heads the admin, not "Django administration".
+        context = super().each_context(request)
+        name = shop_settings_get().name
+        context["site_header"] = context["site_title"] = name
+        return context
 
     def has_permission(self, request: HttpRequest) -> bool:
         if not super().has_permission(request):

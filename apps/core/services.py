@@ -1,5 +1,6 @@
 """Writes for the admin's door: staff accounts and their authenticators
-(manage.py enrol_admin). Each returns what the operator must see once."""
+(manage.py enrol_admin), each returning what the operator must see once; and
+the shop settings' logo."""
 
 import secrets
 
@@ -9,6 +10,9 @@ from django.db import transaction
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.core.errors import AuthenticatorAlreadyEnrolled
+
+from .images import LOGO, image_rendition
+from .models import ShopSettings
 
 DEVICE_NAME = "authenticator"
 
@@ -54,3 +58,15 @@ def staff_totp_replace(*, user: AbstractBaseUser) -> TOTPDevice:
 def _lock_account(user: AbstractBaseUser) -> None:
     # Two enrolments of one account at once would both find no device.
     type(user).objects.select_for_update().only("pk").get(pk=user.pk)
+
+
+def shop_logo_rendition_make(*, row: ShopSettings) -> ShopSettings:
+    """The header-size copy of the shop logo, made (or cleared) after the
+    merchant saved a new one. Runs inside the caller's transaction (the admin's
+    save); the cached settings are dropped on commit (signals.py)."""
+    if row.logo:
+        row.logo_small.save("logo.webp", image_rendition(row.logo, size=LOGO), save=False)
+    else:
+        row.logo_small = ""
+    row.save(update_fields=["logo_small", "updated_at"])
+    return row

@@ -19,3 +19,10 @@ if settings.SERVE_STATIC:
             {"document_root": settings.STATIC_ROOT},
         ),
     ]
+
+# Uploaded images (products, the logo): Django serves them only without nginx
+# in front (`make run`, DEBUG); in production nginx serves /media/ from disk.
+if settings.SERVE_MEDIA:
+    urlpatterns += [
+        re_path(r"^{}(?P<path>.*)$".format(settings.MEDIA_URL.lstrip("/")), views.media_file),
+    ]

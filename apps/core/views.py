@@ -1,5 +1,7 @@
+from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.static import serve
 
 from .health import run_readiness_checks
 
@@ -18,3 +20,9 @@ def readyz(request):
     checks = run_readiness_checks()
     ready = all(result == "ok" for result in checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+def media_file(request, path):
+    """An uploaded file from MEDIA_ROOT, for setups without nginx (SERVE_MEDIA).
+    MEDIA_ROOT is read per request, so a test can point it at its own folder."""
+    return serve(request, path, document_root=settings.MEDIA_ROOT)

@@ -19,6 +19,8 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # Per-language model fields (title_zh_hans, title_en); it must come before the admin.
+    "modeltranslation",
     # django.contrib.admin, with the shop's admin site (apps.core.admin_site) as admin.site.
     "apps.core.admin_apps.ShopAdminConfig",
     "django.contrib.auth",
@@ -78,6 +80,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.stock.overload.overload_context",
+                "apps.core.context_processors.shop_settings",
             ],
         },
     },
@@ -447,6 +450,13 @@ CIRCUIT_BREAKERS = {
 LANGUAGE_CODE = "zh-hans"
 LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# django-modeltranslation: what a merchant writes (product titles and
+# descriptions, category names, the shop settings) has a field per language;
+# `product.title` reads the active language's and falls back to the other one
+# when the merchant left it empty.
+MODELTRANSLATION_DEFAULT_LANGUAGE = "zh-hans"
+MODELTRANSLATION_LANGUAGES = ("zh-hans", "en")
+MODELTRANSLATION_FALLBACK_LANGUAGES = ("zh-hans", "en")
 TIME_ZONE = env("TIME_ZONE", default="Asia/Shanghai")
 USE_I18N = True
 USE_TZ = True
@@ -457,6 +467,17 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # gunicorn serves STATIC_ROOT itself when no nginx is in front (`make run` sets it).
 SERVE_STATIC = env.bool("SERVE_STATIC", default=False)
 MEDIA_ROOT = env("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
+MEDIA_URL = env("MEDIA_URL", default="/media/")
+# Django serves MEDIA_ROOT itself only where no nginx is in front (`make run`,
+# DEBUG); in production nginx serves /media/ from disk (deploy/nginx/cardshop.conf).
+SERVE_MEDIA = env.bool("SERVE_MEDIA", default=DEBUG)
+# Product images and the shop logo (apps.catalog.images): what an upload may be.
+# The pixel limit is checked from the file's header before anything is decoded,
+# so a small file that would decompress to gigabytes (a "decompression bomb") is
+# refused without being opened further.
+IMAGE_UPLOAD_MAX_BYTES = env.int("IMAGE_UPLOAD_MAX_BYTES", default=5 * 1024 * 1024)
+IMAGE_UPLOAD_MAX_SIDE = env.int("IMAGE_UPLOAD_MAX_SIDE", default=6000)
+IMAGE_UPLOAD_MAX_PIXELS = env.int("IMAGE_UPLOAD_MAX_PIXELS", default=25_000_000)
 
 # --- The admin's door (apps.core.admin_site, README "Production").
 # django-axes checks every login before the password does.

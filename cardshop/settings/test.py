@@ -35,3 +35,5 @@ CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(
     url=CELERY_BROKER_URL, key_prefix=REDIS_KEY_PREFIX, visibility_timeout=BROKER_VISIBILITY_TIMEOUT
 )
 CELERY_TASK_QUEUES = broker_queues(url=CELERY_BROKER_URL, names=TASK_QUEUE_NAMES)
+# The storefront tests see uploaded images through Django (the nginx test serves them from disk).
+SERVE_MEDIA = True

@@ -20,3 +20,10 @@ def _default_language():
     # Templates and messages rendered outside a request follow LANGUAGE_CODE.
     with translation.override("zh-hans"):
         yield
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    """Uploaded files go to this test's own folder."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return tmp_path / "media"

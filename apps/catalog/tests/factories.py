@@ -10,6 +10,9 @@ class CategoryFactory(factory.django.DjangoModelFactory):
         model = Category
 
     name = factory.Sequence(lambda n: f"Category {n}")
+    # The Chinese (default language) field named outright: a bare `name` lands in
+    # whichever language a test happens to have active (django-modeltranslation).
+    name_zh_hans = factory.SelfAttribute("name")
     slug = factory.Sequence(lambda n: f"category-{n}")
 
 
@@ -21,5 +24,7 @@ class ProductFactory(factory.django.DjangoModelFactory):
     sku = factory.Sequence(lambda n: f"SKU-{n}")
     title = factory.Sequence(lambda n: f"Product {n}")
     description = "A test product."
+    title_zh_hans = factory.SelfAttribute("title")
+    description_zh_hans = factory.SelfAttribute("description")
     price = Decimal("9.90")
     currency = "CNY"

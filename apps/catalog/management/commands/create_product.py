@@ -31,10 +31,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--sku", required=True)
-        parser.add_argument("--title", required=True)
+        parser.add_argument("--title", required=True, help="The Chinese title (the shop's default language)")
+        parser.add_argument("--title-en", default="", help="The English title; empty: English pages show --title")
         parser.add_argument("--price", required=True, help="Decimal, e.g. 9.90")
         parser.add_argument("--currency", help="Three-letter code; default settings.DEFAULT_CURRENCY")
-        parser.add_argument("--description", default="")
+        parser.add_argument("--description", default="", help="The Chinese description")
+        parser.add_argument("--description-en", default="", help="The English description; empty: --description")
         parser.add_argument("--category", metavar="SLUG", help="Slug of an existing category")
         parser.add_argument("--per-buyer-limit", type=int, default=5)
         parser.add_argument("--max-per-order", type=int, default=5)
@@ -59,9 +61,11 @@ class Command(BaseCommand):
             product = product_create(
                 sku=options["sku"],
                 title=options["title"],
+                title_en=options["title_en"],
                 price=_price(options["price"]),
                 currency=options["currency"],
                 description=options["description"],
+                description_en=options["description_en"],
                 category=category,
                 per_buyer_limit=options["per_buyer_limit"],
                 max_per_order=options["max_per_order"],

@@ -21,64 +21,77 @@ from apps.catalog.services import category_ensure, product_create, product_sale_
 from cardshop.db_router import primary_reads
 
 CATEGORIES = [
-    # slug, name, sort order
-    ("game-top-up", "游戏充值 · Game top-up", 10),
-    ("software", "软件授权 · Software licences", 20),
-    ("membership", "会员卡 · Memberships", 30),
+    # slug, Chinese name, English name, sort order
+    ("game-top-up", "游戏充值", "Game top-up", 10),
+    ("software", "软件授权", "Software licences", 20),
+    ("membership", "会员卡", "Memberships", 30),
 ]
 
 FLASH_SKU = "DEMO-FLASH-VIP-YEAR"
 
 PRODUCTS = [
-    # sku, category slug, title, price, keys, extra fields
+    # sku, category slug, (Chinese title, English title), price, keys, extra fields
+    # (descriptions as description / description_en)
     (
         "DEMO-GENSHIN-60",
         "game-top-up",
-        "原神 创世结晶 60 · Genshin Impact 60 Genesis Crystals",
+        ("原神 创世结晶 60", "Genshin Impact 60 Genesis Crystals"),
         "6.00",
         40,
-        {"description": "充值码，登录游戏后在商城兑换。\nA top-up code: redeem it in the in-game shop."},
+        {
+            "description": "充值码，登录游戏后在商城兑换。",
+            "description_en": "A top-up code: redeem it in the in-game shop.",
+        },
     ),
     (
         "DEMO-STEAM-100",
         "game-top-up",
-        "Steam 钱包充值卡 ¥100 · Steam Wallet ¥100",
+        ("Steam 钱包充值卡 ¥100", "Steam Wallet ¥100"),
         "98.00",
         8,
-        {"description": "在 Steam 客户端“兑换钱包充值码”中使用。\nRedeem under “Redeem a Steam Wallet Code”."},
+        {
+            "description": "在 Steam 客户端“兑换钱包充值码”中使用。",
+            "description_en": "Redeem under “Redeem a Steam Wallet Code”.",
+        },
     ),
     (
         "DEMO-WIN11-PRO",
         "software",
-        "Windows 11 专业版激活码 · Windows 11 Pro key",
+        ("Windows 11 专业版激活码", "Windows 11 Pro key"),
         "99.00",
         25,
-        {"description": "零售版密钥，一机一码。\nRetail key for one PC.", "per_buyer_limit": 2, "max_per_order": 2},
+        {
+            "description": "零售版密钥，一机一码。",
+            "description_en": "Retail key for one PC.",
+            "per_buyer_limit": 2,
+            "max_per_order": 2,
+        },
     ),
     (
         "DEMO-OFFICE-2021",
         "software",
-        "Office 2021 专业增强版 · Office 2021 Professional Plus",
+        ("Office 2021 专业增强版", "Office 2021 Professional Plus"),
         "129.00",
         20,
-        {"description": "永久授权，支持 Windows。\nPerpetual licence for Windows."},
+        {"description": "永久授权，支持 Windows。", "description_en": "Perpetual licence for Windows."},
     ),
     (
         "DEMO-VIDEO-VIP-MONTH",
         "membership",
-        "视频会员月卡 · Video VIP, 1 month",
+        ("视频会员月卡", "Video VIP, 1 month"),
         "15.00",
         60,
-        {"description": "激活后 31 天有效。\nValid for 31 days after activation."},
+        {"description": "激活后 31 天有效。", "description_en": "Valid for 31 days after activation."},
     ),
     (
         FLASH_SKU,
         "membership",
-        "限时秒杀：年度会员 ¥1 · Flash sale: 1-year VIP for ¥1",
+        ("限时秒杀：年度会员 ¥1", "Flash sale: 1-year VIP for ¥1"),
         "1.00",
         100,
         {
-            "description": "每人限购 1 件，先到先得。\nOne per buyer, while stocks last.",
+            "description": "每人限购 1 件，先到先得。",
+            "description_en": "One per buyer, while stocks last.",
             "per_buyer_limit": 1,
             "max_per_order": 1,
         },
@@ -110,9 +123,12 @@ class Command(BaseCommand):
             self._seed()
 
     def _seed(self):
-        categories = {slug: category_ensure(slug=slug, name=name, sort_order=order) for slug, name, order in CATEGORIES}
-        for sku, category_slug, title, price, key_count, extra in PRODUCTS:
-            product = self._product(sku, categories[category_slug], title, price, extra)
+        categories = {
+            slug: category_ensure(slug=slug, name=name, name_en=name_en, sort_order=order)
+            for slug, name, name_en, order in CATEGORIES
+        }
+        for sku, category_slug, titles, price, key_count, extra in PRODUCTS:
+            product = self._product(sku, categories[category_slug], titles, price, extra)
             if not CardKey.objects.filter(product=product).exists():
                 report = cardkeys_import(
                     product=product, source=io.BytesIO(_demo_keys(key_count)), file_name="demo.txt"
@@ -138,10 +154,13 @@ class Command(BaseCommand):
         self.stdout.write("  Username:    admin")
         self.stdout.write(f"  Password:    {password}")
 
-    def _product(self, sku, category, title, price, extra) -> Product:
+    def _product(self, sku, category, titles, price, extra) -> Product:
         product = Product.objects.filter(sku=sku).first()
         if product is None:
-            product = product_create(sku=sku, title=title, price=Decimal(price), category=category, **extra)
+            title, title_en = titles
+            product = product_create(
+                sku=sku, title=title, title_en=title_en, price=Decimal(price), category=category, **extra
+            )
             self.stdout.write(f"  created product {sku}")
         return product
 
