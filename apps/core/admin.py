@@ -12,3 +12,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyWithActionsAdmin(ReadOnlyAdmin):
+    """Read-only rows on which the list offers actions (each calling a service):
+    the list keeps the change permission the actions need, while every row's
+    own page is view-only, without Save or Delete buttons."""
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request)
