@@ -5,16 +5,21 @@ product's orders in the window."""
 
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Avg, Count, FloatField, Max, Q, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from apps.catalog.models import Product
+from apps.catalog.templatetags.shop import money
 from apps.orders.models import Order
+from apps.orders.selectors import Revenue, revenue_by_product, revenue_summary, revenue_windows
 from apps.stock.selectors import stock_remaining
 
 WINDOW_MINUTES = 30
 REFRESH_SECONDS = 5
+# Products listed in the admin home's revenue table (best sellers first).
+REVENUE_PRODUCTS_SHOWN = 20
 
 Status = Order.Status
 # Orders whose keys are taken from stock (the rest gave theirs back or never held any).
@@ -59,6 +64,7 @@ def sale_dashboard_figures(*, product: Product, now: datetime | None = None) -> 
     )
     minutes = range(WINDOW_MINUTES)
     stock_now = stock_remaining(product_id=product.id)
+    revenue = revenue_summary(now=now, product_id=product.id)
 
     # Stock at the end of each minute: what is left now plus what was taken after it.
     stock_left: list[int | None] = []
@@ -94,9 +100,28 @@ def sale_dashboard_figures(*, product: Product, now: datetime | None = None) -> 
             ),
             "awaiting_keys": orders.filter(status=Status.PAID).count(),
             "needs_attention": orders.filter(status=Status.NEEDS_ATTENTION).count(),
+            "revenue_today": _money_text(revenue, "today"),
+            "revenue_last_7_days": _money_text(revenue, "last_7_days"),
         },
     }
 
 
 def _round(value) -> float | None:
     return None if value is None else round(float(value), 2)
+
+
+def admin_revenue_figures(*, now: datetime | None = None) -> dict:
+    """The admin home's revenue table: totals per currency, then per product."""
+    windows = revenue_windows(now=now)
+    return {
+        "windows": windows,
+        "timezone": settings.TIME_ZONE,
+        "summary": revenue_summary(now=now),
+        "by_product": revenue_by_product(now=now)[:REVENUE_PRODUCTS_SHOWN],
+    }
+
+
+def _money_text(figures: list[Revenue], field: str) -> str | None:
+    # One amount per currency, each with its code: "¥139.60 CNY · $5.00 USD".
+    parts = [f"{money(getattr(f, field), f.currency)} {f.currency}" for f in figures]
+    return " · ".join(parts) or None
