@@ -16,6 +16,8 @@ from apps.orders.models import Order
 from apps.orders.selectors import Revenue, revenue_by_product, revenue_summary, revenue_windows
 from apps.stock.selectors import stock_remaining
 
+from .axes import nice_ticks, shop_clock, time_ticks
+
 WINDOW_MINUTES = 30
 REFRESH_SECONDS = 5
 # Products listed in the admin home's revenue table (best sellers first).
@@ -65,6 +67,7 @@ def sale_dashboard_figures(*, product: Product, now: datetime | None = None) -> 
     minutes = range(WINDOW_MINUTES)
     stock_now = stock_remaining(product_id=product.id)
     revenue = revenue_summary(now=now, product_id=product.id)
+    moments = [start + timedelta(minutes=m) for m in minutes]
 
     # Stock at the end of each minute: what is left now plus what was taken after it.
     stock_left: list[int | None] = []
@@ -78,17 +81,32 @@ def sale_dashboard_figures(*, product: Product, now: datetime | None = None) -> 
         settled = (row or {}).get("delivered", 0) + (row or {}).get("failed", 0)
         return round(100.0 * row["delivered"] / settled, 1) if settled else None
 
+    orders_per_minute = [created.get(m, {}).get("n", 0) for m in minutes]
+    success_rate = [rate(paid.get(m)) for m in minutes]
+    paid_to_keys_avg = [_round(delivered.get(m, {}).get("avg")) for m in minutes]
+    paid_to_keys_max = [_round(delivered.get(m, {}).get("slowest")) for m in minutes]
     window_delivered = sum(r["delivered"] for r in paid.values())
     window_settled = window_delivered + sum(r["failed"] for r in paid.values())
     return {
         "product": {"id": product.id, "sku": product.sku, "title": product.title},
         "refresh_seconds": REFRESH_SECONDS,
-        "minutes": [timezone.localtime(start + timedelta(minutes=m)).strftime("%H:%M") for m in minutes],
+        # Times as the shop's clock shows them, and the round minutes that get a label.
+        "timezone": settings.TIME_ZONE,
+        "minutes": [shop_clock(moment) for moment in moments],
+        "minute_ticks": time_ticks(moments),
+        "updated": shop_clock(now, "%H:%M:%S"),
         "stock_left": stock_left,
-        "orders_per_minute": [created.get(m, {}).get("n", 0) for m in minutes],
-        "success_rate": [rate(paid.get(m)) for m in minutes],
-        "paid_to_keys_avg": [_round(delivered.get(m, {}).get("avg")) for m in minutes],
-        "paid_to_keys_max": [_round(delivered.get(m, {}).get("slowest")) for m in minutes],
+        "orders_per_minute": orders_per_minute,
+        "success_rate": success_rate,
+        "paid_to_keys_avg": paid_to_keys_avg,
+        "paid_to_keys_max": paid_to_keys_max,
+        # Each chart's value axis, from 0 up in round steps (apps.monitoring.axes).
+        "ticks": {
+            "stock": nice_ticks(stock_left, integer=True),
+            "orders": nice_ticks(orders_per_minute, integer=True),
+            "success": nice_ticks([100]),
+            "latency": nice_ticks(paid_to_keys_max + paid_to_keys_avg),
+        },
         "now": {
             "stock_left": stock_now,
             # The last 60 seconds, not the calendar minute the chart's last bar
