@@ -28,6 +28,15 @@ class ShopTOTPConfig(TOTPAppConfig):
 
     verbose_name = _("Admin authenticators")
 
+    def ready(self):
+        super().ready()
+        # django-otp names its model in English only ("TOTP device", not marked
+        # for translation). Migrations read the model's original Meta, so this
+        # changes the admin's wording and no migration.
+        meta = self.get_model("TOTPDevice")._meta
+        meta.verbose_name = _("authenticator")
+        meta.verbose_name_plural = _("authenticators")
+
 
 # django-axes marks its model names for translation but ships no Chinese:
 # named here so that makemessages keeps them in the shop's catalogue.

@@ -53,10 +53,22 @@ def test_every_shop_app_model_and_admin_field_has_a_chinese_name():
 def test_the_chinese_admin_index_names_apps_and_models_in_chinese(admin_client):
     html = admin_client.get("/admin/", **ZH).content.decode()
     text = _text(html)
-    for chinese in ("卡密", "商品目录", "订单", "支付", "监控", "商品", "支付事件", "卡密批次", "登录锁定", "访问尝试"):
+    for chinese in (
+        "卡密",
+        "商品目录",
+        "订单",
+        "支付",
+        "监控",
+        "商品",
+        "支付事件",
+        "卡密批次",
+        "登录锁定",
+        "访问尝试",
+        "身份验证器",
+    ):
         assert chinese in text, chinese
     english_labels = ("Cardkeys", "Card keys", "Catalog", "Orders", "Payments", "Monitoring", "Products", "Stock")
-    for english in (*english_labels, "Axes", "OTP_TOTP", "Access attempts", "Access logs"):
+    for english in (*english_labels, "Axes", "OTP_TOTP", "TOTP devices", "Access attempts", "Access logs"):
         assert not re.search(rf"\b{english}\b", text, flags=re.I), english
     # Every app's heading on the index (the table captions) is Chinese.
     captions = re.findall(r"<caption>\s*<a [^>]*>([^<]+)</a>", html)
