@@ -39,7 +39,11 @@ class OrderAdmin(ReadOnlyWithActionsAdmin):
     list_filter = ("status", "overpaid", "product")
     search_fields = ("order_no", "buyer_email")
     list_select_related = ("product",)
-    readonly_fields = [*(f.name for f in Order._meta.fields if f.name not in HIDDEN_FIELDS), "keys_handed_out"]
+    # Every field but the hashes and the row id (the order number names an order).
+    readonly_fields = [
+        *(f.name for f in Order._meta.fields if f.name not in HIDDEN_FIELDS and not f.primary_key),
+        "keys_handed_out",
+    ]
     exclude = HIDDEN_FIELDS
     actions = ("retry_fulfilment", "start_refund")
 

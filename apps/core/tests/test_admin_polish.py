@@ -87,6 +87,7 @@ def test_the_order_page_names_its_fields_in_chinese_and_hides_the_hashes(admin_c
     for label in ("订单号", "买家邮箱", "数量", "单价", "金额", "币种", "状态", "创建时间", "商品"):
         assert f"{label}:" in page or f"{label}：" in page or f">{label}<" in page, label
     assert "0123456789abcdef" not in page and order.access_token_hash not in page
+    assert "<label>ID:</label>" not in page
     assert "buyer_identities" not in page and "买家身份" not in page and "Buyer identities" not in page
 
 
