@@ -1,5 +1,5 @@
-"""The sale dashboard's axes in headless Chromium, in Chinese, from a browser
-whose own clock is New York's: value ticks at round numbers, time labels on
+"""The sale dashboard's axes in headless Chromium (Chinese on a desktop,
+English on a phone), from a browser whose own clock is New York's: value ticks at round numbers, time labels on
 round minutes of the shop's clock (Asia/Shanghai), revenue with its currency."""
 
 import re
@@ -58,9 +58,18 @@ def _sale(product) -> None:
             )
 
 
+LAYOUTS = {
+    # name: browser locale, viewport, the first chart's caption, the revenue table's caption
+    "zh-hans-desktop": ("zh-CN", {"width": 1366, "height": 900}, "剩余库存", "营业额"),
+    "en-phone": ("en-US", {"width": 390, "height": 844}, "Stock left", "Revenue"),
+}
+
+
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_the_chinese_dashboard_has_round_ticks_and_the_shops_clock(live_server, browser, screenshots, settings):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_dashboard_has_round_ticks_and_the_shops_clock(live_server, browser, screenshots, settings, layout):
+    locale, viewport, stock_caption, revenue_caption = LAYOUTS[layout]
     settings.TIME_ZONE = "Asia/Shanghai"
     product = product_with_keys(keys=73, title="秒杀卡 Flash card")
     _sale(product)
@@ -69,14 +78,18 @@ def test_the_chinese_dashboard_has_round_ticks_and_the_shops_clock(live_server, 
         browser,
         site_url=live_server.url,
         next_path=f"/admin/sales/{product.id}/",
-        viewport={"width": 1366, "height": 900},
-        locale="zh-CN",
+        viewport=viewport,
+        locale=locale,
         timezone_id="America/New_York",
     )
     expect(page.locator(".sale-dashboard")).to_have_attribute("data-loaded", "true", timeout=10000)
     after = timezone.now()
     assert page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == "America/New_York"
-    expect(page.locator("figcaption").first).to_have_text("剩余库存")
+    expect(page.locator("figcaption").first).to_have_text(stock_caption)
+    # Every chart fits the window, a phone's too.
+    for chart in CHARTS:
+        box = page.locator(f'[data-chart="{chart}"]').bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], (chart, box)
 
     for chart in CHARTS:
         ticks = page.locator(f'[data-chart="{chart}"] .y-tick').all_text_contents()
@@ -100,16 +113,16 @@ def test_the_chinese_dashboard_has_round_ticks_and_the_shops_clock(live_server, 
     paid_today = Order.objects.filter(product=product, paid_at__gte=revenue_windows().today_start).count()
     expect(page.locator('[data-now="revenue_today"]')).to_have_text(f"¥{Decimal('9.90') * paid_today} CNY")
 
-    path = screenshots / "sale-dashboard-axes-zh-hans.png"
+    path = screenshots / f"sale-dashboard-axes-{layout}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
 
     # The admin home: the revenue table beside the apps, in Chinese.
     page.goto(f"{live_server.url}/admin/")
     revenue = page.locator("#revenue")
-    expect(revenue.locator("caption")).to_have_text("营业额")
+    expect(revenue.locator("caption")).to_have_text(revenue_caption)
     expect(revenue.locator('[data-revenue="today-CNY"]')).to_have_text(f"¥{Decimal('9.90') * paid_today} CNY")
     expect(revenue.locator(".revenue-product th a")).to_have_text("秒杀卡 Flash card")
-    home = screenshots / "admin-home-revenue-zh-hans.png"
+    home = screenshots / f"admin-home-revenue-{layout}.png"
     page.screenshot(path=str(home), full_page=True)
     assert home.stat().st_size > 10_000
