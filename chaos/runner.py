@@ -7,6 +7,8 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 
+from django.utils import translation
+
 from apps.orders.services.reconcile import reconcile_run
 
 from .faults import Fault
@@ -69,7 +71,9 @@ def fault_run(
         stack_heal(stack)
     _mails_wait(stack, sale, timeout=mail_wait)
     # What `manage.py reconcile` runs, in this process (configured as the shop's).
-    reconcile = "\n".join(db_read(lambda: reconcile_run().lines()))
+    # Its report in English, as the rest of the chaos table (the shop's LANGUAGE_CODE is Chinese).
+    with translation.override("en"):
+        reconcile = "\n".join(db_read(lambda: reconcile_run().lines()))
     checks = db_read(
         lambda: invariants_check(
             product_ids=[sale.product_id], gate=stack.gate.client(), acknowledged_events=sale.acknowledged

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages cardshop needs, only those missing.
 #   ensure_system_packages.sh            build + runtime packages, MariaDB, Redis and RabbitMQ
-#   ensure_system_packages.sh --browser  also what only the tests drive: Chromium (browser
-#                                        tests), nginx (tests/test_nginx.py runs its own) and
+#   ensure_system_packages.sh --browser  also what only the tests drive: Chromium and a
+#                                        Chinese font (browser tests), nginx (tests/test_nginx.py runs its own) and
 #                                        prometheus (its promtool checks deploy/prometheus/alerts.yml)
 set -euo pipefail
 
@@ -15,7 +15,8 @@ command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 # RabbitMQ, the Celery broker (CELERY_BROKER_URL=amqp://...; the test suite's too).
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || packages+=(rabbitmq-server)
 if [ "${1:-}" = "--browser" ]; then
-  packages+=(chromium)
+  # fonts-wqy-microhei: Chinese glyphs, so zh-hans screenshots show text, not boxes.
+  packages+=(chromium fonts-wqy-microhei)
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
   command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 fi

@@ -80,7 +80,7 @@ pids+=($!)
 gunicorn_pid=${pids[0]}
 
 # seed_demo (make seed) printed the demo admin's fresh password into this file.
-credentials=$(grep -hE '^ *(Username|Password):' var/demo-admin-$PORT.txt 2>/dev/null | sed 's/^ */              /') \
+credentials=$(grep -hE '^ *(Username|Password|用户名|密码):' var/demo-admin-$PORT.txt 2>/dev/null | sed 's/^ */              /') \
   || credentials="              (demo credentials: run 'make seed' for a fresh admin password)"
 
 # The worker prints its banner (and, run as root, Celery's warning about it) as it

@@ -34,11 +34,18 @@ def browser(monkeypatch):
             launched.close()
 
 
-def admin_page(browser, *, site_url: str, next_path: str, viewport: dict):
-    """A new English page, logged in to the admin of `site_url` through its
-    login form as a superuser made for it, and sent on to `next_path`."""
+def admin_page(
+    browser, *, site_url: str, next_path: str, viewport: dict, locale: str = "en-US", timezone_id: str | None = None
+):
+    """A new page (English unless `locale` says otherwise; in the browser's
+    own timezone `timezone_id` when given), logged in to the admin of
+    `site_url` through its login form as a superuser made for it, and sent on
+    to `next_path`."""
     get_user_model().objects.create_superuser("boss", "boss@example.com", ADMIN_PASSWORD)
-    page = browser.new_context(locale="en-US", viewport=viewport).new_page()
+    context_options = {"locale": locale, "viewport": viewport}
+    if timezone_id:
+        context_options["timezone_id"] = timezone_id
+    page = browser.new_context(**context_options).new_page()
     page.goto(f"{site_url}/admin/login/?next={next_path}")
     page.fill("#id_username", "boss")
     page.fill("#id_password", ADMIN_PASSWORD)

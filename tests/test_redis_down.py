@@ -123,7 +123,7 @@ def test_redis_down_pages_render_checkout_pauses_and_reopens_after_warm_up(priva
     server = GunicornServer(workers=1, threads=4, extra_env=env).start()
     try:
         base = server.url
-        assert "warmed, stock 5" in manage(env, "warm_stock", "--sku", product.sku)
+        assert "warmed, stock 5" in manage(env, "warm_stock", "--lang", "en", "--sku", product.sku)
         for path in ("/", "/c/games", f"/p/{product.sku}"):
             assert fetch(base + path).status_code == 200
         first = checkout(base, product.sku, "first@x.com")
@@ -167,7 +167,7 @@ def test_redis_down_pages_render_checkout_pauses_and_reopens_after_warm_up(priva
         for n in range(3):
             still = checkout(base, product.sku, f"early{n}@x.com")
             assert (still.status_code, still.json()["error"]) == (503, "sale_paused"), still.text
-        assert "warmed, stock 4" in manage(env, "warm_stock", "--sku", product.sku)
+        assert "warmed, stock 4" in manage(env, "warm_stock", "--lang", "en", "--sku", product.sku)
 
         answers = [checkout(base, product.sku, f"after{n}@x.com") for n in range(8)]
         codes = [(a.status_code, a.json().get("error")) for a in answers]

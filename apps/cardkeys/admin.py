@@ -4,7 +4,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from apps.core.admin import ReadOnlyAdmin
+from apps.core.admin import ReadOnlyAdmin, ReadOnlyWithActionsAdmin
 
 from . import services
 from .crypto import fingerprint_secret
@@ -72,9 +72,11 @@ class KeyImportJobAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CardKey)
-class CardKeyAdmin(admin.ModelAdmin):
+class CardKeyAdmin(ReadOnlyWithActionsAdmin):
     """Secrets appear masked only, on every page; a key is found by typing it
-    in full (matched through its fingerprint, never decrypting the pool)."""
+    in full (matched through its fingerprint, never decrypting the pool).
+    Keys arrive through the import only, and leave sale by being voided,
+    keeping their history: no add, no delete."""
 
     list_display = ("id", "product", "masked_secret", "status", "batch", "order", "sold_at", "created_at")
     list_filter = ("status", "product")
@@ -85,16 +87,6 @@ class CardKeyAdmin(admin.ModelAdmin):
     fields = ("product", "batch", "masked_secret", "status", "order", "sold_at", "created_at")
     readonly_fields = fields
     actions = ("void_keys", "unvoid_keys")
-
-    def has_add_permission(self, request):
-        return False  # keys arrive through the import only
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # a key leaves sale by being voided, keeping its history
-
-    def has_change_permission(self, request, obj=None):
-        # The list's actions need the change permission; a key's own page stays read-only.
-        return obj is None and super().has_change_permission(request)
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()

@@ -61,3 +61,12 @@ class ShopSettingsAdmin(TranslationAdmin):
         if not row.logo_small:
             return _("No logo: the storefront shows the default one.")
         return format_html('<img src="{}" alt="" style="height: 32px">', row.logo_small.url)
+
+
+class ReadOnlyWithActionsAdmin(ReadOnlyAdmin):
+    """Read-only rows on which the list offers actions (each calling a service):
+    the list keeps the change permission the actions need, while every row's
+    own page is view-only, without Save or Delete buttons."""
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request)

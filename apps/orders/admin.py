@@ -6,16 +6,22 @@ from django.utils.translation import ngettext
 from redis.exceptions import RedisError
 
 from apps.cardkeys.models import CardKey
+from apps.core.admin import ReadOnlyWithActionsAdmin
 
 from .models import Order
 from .services.fulfilment import order_fulfilment_retry
 from .services.payment import REFUNDABLE_BY_OPERATOR, order_refund_start
 
+# Internal hashes: the access token's and the buyer identities the gate counts by.
+HIDDEN_FIELDS = ("access_token_hash", "buyer_identities")
+
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ReadOnlyWithActionsAdmin):
     """Orders change state through the purchase path only; the admin shows them
-    and offers the operator's decisions: retry a delivery, refund an order."""
+    and offers the operator's decisions: retry a delivery, refund an order.
+    The access token's hash and the hashed buyer identities (the gate's
+    bookkeeping, meaningless to a person) are never shown."""
 
     list_display = (
         "order_no",
@@ -33,17 +39,15 @@ class OrderAdmin(admin.ModelAdmin):
     list_filter = ("status", "overpaid", "product")
     search_fields = ("order_no", "buyer_email")
     list_select_related = ("product",)
-    readonly_fields = [*(f.name for f in Order._meta.fields if f.name != "access_token_hash"), "keys_handed_out"]
-    exclude = ("access_token_hash",)
+    # Every field but the hashes and the row id (the order number names an order).
+    readonly_fields = [
+        *(f.name for f in Order._meta.fields if f.name not in HIDDEN_FIELDS and not f.primary_key),
+        "keys_handed_out",
+    ]
+    exclude = HIDDEN_FIELDS
     actions = ("retry_fulfilment", "start_refund")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.action(description=_("Retry delivery (after uploading more keys)"))
+    @admin.action(description=_("Retry delivery (after uploading more keys)"), permissions=["change"])
     def retry_fulfilment(self, request, queryset):
         try:
             count = order_fulfilment_retry(order_ids=list(queryset.values_list("id", flat=True)))
@@ -62,7 +66,7 @@ class OrderAdmin(admin.ModelAdmin):
         keys = CardKey.objects.filter(order=order).order_by("id")
         return ", ".join(f"{key.masked_secret} ({key.get_status_display()})" for key in keys) or "-"
 
-    @admin.action(description=_("Refund through the payment provider"))
+    @admin.action(description=_("Refund through the payment provider"), permissions=["change"])
     def start_refund(self, request, queryset):
         """An intermediate page lists the orders and amounts first; the refund
         starts only once the operator confirms there."""

@@ -19,7 +19,9 @@ class Order(models.Model):
 
     # Random, so exposing it in URLs and emails reveals nothing about volume.
     order_no = models.CharField(_("order number"), max_length=32, unique=True)
-    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="orders")
+    product = models.ForeignKey(
+        "catalog.Product", on_delete=models.PROTECT, related_name="orders", verbose_name=_("product")
+    )
     buyer_email = models.EmailField(_("buyer email"), max_length=254, db_index=True)
     quantity = models.PositiveIntegerField(_("quantity"))
     unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
@@ -28,9 +30,9 @@ class Order(models.Model):
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.AWAITING_PAYMENT)
     # The buyer identities (hashes, space-separated) the per-buyer limits counted
     # this order against; kept so the Redis gate can be rebuilt from MariaDB.
-    buyer_identities = models.TextField(blank=True)
+    buyer_identities = models.TextField(_("buyer identities (hashed)"), blank=True)
     # SHA-256 (hex) of the buyer's access token; the token itself is never stored.
-    access_token_hash = models.CharField(max_length=64)
+    access_token_hash = models.CharField(_("access token hash"), max_length=64)
     # Why an operator must look at this order (needs_attention / refund_pending).
     attention_reason = models.TextField(_("attention reason"), blank=True)
     # Money beyond the order's price arrived (a second payment, or a payment
@@ -58,6 +60,8 @@ class Order(models.Model):
             # walking this index they lock only the rows they take, so a second
             # worker finds the next batch free (a sort would lock them all first).
             models.Index(fields=["status", "id"], name="order_status_id_idx"),
+            # Revenue (the admin's dashboards) reads the orders paid in the last days.
+            models.Index(fields=["paid_at"], name="order_paid_at_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(quantity__gte=1), name="order_quantity_min_1"),

@@ -1,9 +1,14 @@
-"""Order reads for buyers. Orders are read from the primary: a buyer polling
-right after paying must see the write just made."""
+"""Order reads for buyers, and the revenue figures the admin shows. Orders
+are read from the primary: a buyer polling right after paying must see the
+write just made."""
 
 import hmac
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.cardkeys.selectors import order_keys_reveal
@@ -130,3 +135,88 @@ def orders_for_grants(*, tokens: dict[str, str], emails: dict[str, str]) -> list
         key=lambda order: (order.created_at, order.id),
         reverse=True,
     )
+
+
+# --- Revenue (the admin's dashboards)
+
+# Orders whose money the shop keeps: paid, and paid and delivered. Refunded
+# and refund-pending orders are out, and so is an order stuck in
+# needs_attention until it is delivered or refunded.
+REVENUE_STATUSES = (Order.Status.PAID, Order.Status.DELIVERED)
+REVENUE_DAYS = 7
+
+
+@dataclass(frozen=True)
+class RevenueWindows:
+    """Where "today" and "the last 7 days" begin: midnights in the shop's
+    timezone (settings.TIME_ZONE), whatever timezone the viewer is in."""
+
+    today: date
+    today_start: datetime
+    week_start: datetime
+
+
+@dataclass(frozen=True)
+class Revenue:
+    """Money taken in one currency (amounts are never added across currencies)."""
+
+    currency: str
+    today: Decimal
+    last_7_days: Decimal
+    orders_today: int
+    orders_last_7_days: int
+
+
+@dataclass(frozen=True)
+class ProductRevenue(Revenue):
+    product_id: int
+    sku: str
+    title: str
+
+
+def revenue_windows(*, now: datetime | None = None) -> RevenueWindows:
+    shop_tz = timezone.get_default_timezone()
+    today = timezone.localtime(now or timezone.now(), shop_tz).date()
+    return RevenueWindows(
+        today=today,
+        today_start=datetime.combine(today, time.min, tzinfo=shop_tz),
+        week_start=datetime.combine(today - timedelta(days=REVENUE_DAYS - 1), time.min, tzinfo=shop_tz),
+    )
+
+
+def _revenue_rows(*, windows: RevenueWindows, group_by: tuple[str, ...], product_id: int | None = None):
+    """Sums computed by MariaDB (DECIMAL arithmetic), one row per group and
+    currency, over the orders paid since the week's first midnight."""
+    orders = Order.objects.filter(status__in=REVENUE_STATUSES, paid_at__gte=windows.week_start)
+    if product_id is not None:
+        orders = orders.filter(product_id=product_id)
+    is_today = Q(paid_at__gte=windows.today_start)
+    return (
+        orders.values(*group_by, "currency")
+        .annotate(
+            today=Sum("amount", filter=is_today, default=Decimal("0.00")),
+            last_7_days=Sum("amount", default=Decimal("0.00")),
+            orders_today=Count("id", filter=is_today),
+            orders_last_7_days=Count("id"),
+        )
+        .order_by(*group_by, "currency")
+    )
+
+
+def revenue_summary(*, now: datetime | None = None, product_id: int | None = None) -> list[Revenue]:
+    """Revenue today and over the last 7 days (today included), per currency;
+    of one product when product_id is given. No sales: an empty list."""
+    rows = _revenue_rows(windows=revenue_windows(now=now), group_by=(), product_id=product_id)
+    return [Revenue(**row) for row in rows]
+
+
+def revenue_by_product(*, now: datetime | None = None) -> list[ProductRevenue]:
+    """Revenue per product and currency, the best-selling of the last 7 days first."""
+    rows = _revenue_rows(windows=revenue_windows(now=now), group_by=("product_id", "product__sku", "product__title"))
+    figures = [
+        ProductRevenue(
+            product_id=row.pop("product_id"), sku=row.pop("product__sku"), title=row.pop("product__title"), **row
+        )
+        for row in rows
+    ]
+    return sorted(figures, key=lambda f: (f.currency, -f.last_7_days, f.sku))

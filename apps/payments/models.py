@@ -14,7 +14,9 @@ class PaymentEvent(models.Model):
     provider = models.CharField(_("provider"), max_length=32)
     event_id = models.CharField(_("event id"), max_length=128)
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
-    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="payment_events")
+    order = models.ForeignKey(
+        "orders.Order", on_delete=models.PROTECT, related_name="payment_events", verbose_name=_("order")
+    )
     amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
     currency = models.CharField(_("currency"), max_length=3)
     # A refund: the event id of the payment it returns, when the provider

@@ -10,6 +10,7 @@ import logging
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from apps.cardkeys.models import CardKey
 from apps.catalog.models import Product
@@ -50,7 +51,7 @@ def _warm(product: Product, *, forget_first: bool) -> tuple[bool, int | None]:
     Redis before a data loss can land in MariaDB after the figures are read."""
     with persist_fence(product_id=product.id, timeout=settings.WARM_FENCE_TIMEOUT) as held:
         if not held:
-            raise WarmBlocked(f"{product.sku}: reservations are being persisted; try again")
+            raise WarmBlocked(_("%(sku)s: reservations are being persisted; try again") % {"sku": product.sku})
         if forget_first:
             services.stock_gate_forget(product_id=product.id)
         if selectors.stock_remaining_known(product_id=product.id):

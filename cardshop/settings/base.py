@@ -33,9 +33,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from here rather than a CDN
     "captcha",
-    "axes",
+    "apps.core.admin_apps.ShopAxesConfig",  # django-axes, with a translated name
     "django_otp",
-    "django_otp.plugins.otp_totp",
+    "apps.core.admin_apps.ShopTOTPConfig",  # django_otp.plugins.otp_totp, with a translated name
     "apps.core",
     "apps.catalog",
     "apps.stock",

@@ -13,14 +13,10 @@
     return node;
   }
 
-  function niceMax(value) {
-    if (!(value > 0)) return 1;
-    var step = Math.pow(10, Math.floor(Math.log10(value)));
-    var m = [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10].find(function (f) { return f * step >= value; });
-    return +(m * step).toPrecision(6);
-  }
-
   // series: [{values: [number|null], color, kind: "line"|"bar"}]
+  // options.ticks: the value axis's round ticks, lowest first, as the server
+  // chose them (apps/monitoring/axes.py); options.labelAt: indexes of the
+  // labels (the shop's clock) that fall on round minutes.
   function draw(svg, labels, series, options) {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     var all = [];
@@ -29,20 +25,17 @@
       svg.appendChild(el("text", {x: W / 2, y: H / 2, "text-anchor": "middle", "class": "empty"}, options.empty));
       return;
     }
-    var top = options.max || niceMax(Math.max.apply(null, all));
+    var ticks = options.ticks, bottom = ticks[0], top = ticks[ticks.length - 1];
     var n = labels.length, plotW = W - LEFT - RIGHT, plotH = H - TOP - BOTTOM, slot = plotW / n;
     var x = function (i) { return LEFT + slot * (i + 0.5); };
-    var y = function (v) { return TOP + plotH * (1 - v / top); };
-    for (var g = 0; g <= 4; g++) {
-      var value = top * g / 4;
+    var y = function (v) { return TOP + plotH * (1 - (v - bottom) / (top - bottom)); };
+    ticks.forEach(function (value) {
       svg.appendChild(el("line", {x1: LEFT, x2: W - RIGHT, y1: y(value), y2: y(value), "class": "grid"}));
-      svg.appendChild(el("text", {x: LEFT - 6, y: y(value) + 4, "text-anchor": "end", "class": "axis-label"},
-        +value.toFixed(2)));
-    }
-    labels.forEach(function (label, i) {
-      if (i % 5 === 0 || i === n - 1) {
-        svg.appendChild(el("text", {x: x(i), y: H - 6, "text-anchor": "middle", "class": "axis-label"}, label));
-      }
+      svg.appendChild(el("text", {x: LEFT - 6, y: y(value) + 4, "text-anchor": "end", "class": "axis-label y-tick"},
+        String(value)));
+    });
+    options.labelAt.forEach(function (i) {
+      svg.appendChild(el("text", {x: x(i), y: H - 6, "text-anchor": "middle", "class": "axis-label x-tick"}, labels[i]));
     });
     series.forEach(function (s) {
       if (s.kind === "bar") {
@@ -67,18 +60,20 @@
   function show(root, data) {
     var empty = root.dataset.noData;
     var chart = function (name) { return root.querySelector('[data-chart="' + name + '"]'); };
-    draw(chart("stock"), data.minutes, [{values: data.stock_left, color: "#2b6cb0", kind: "line"}], {empty: empty});
-    draw(chart("orders"), data.minutes, [{values: data.orders_per_minute, color: "#38a169", kind: "bar"}], {empty: empty});
-    draw(chart("success"), data.minutes, [{values: data.success_rate, color: "#805ad5", kind: "line"}], {empty: empty, max: 100});
+    var axes = function (name) { return {empty: empty, ticks: data.ticks[name], labelAt: data.minute_ticks}; };
+    draw(chart("stock"), data.minutes, [{values: data.stock_left, color: "#2b6cb0", kind: "line"}], axes("stock"));
+    draw(chart("orders"), data.minutes, [{values: data.orders_per_minute, color: "#38a169", kind: "bar"}], axes("orders"));
+    draw(chart("success"), data.minutes, [{values: data.success_rate, color: "#805ad5", kind: "line"}], axes("success"));
     draw(chart("latency"), data.minutes, [
       {values: data.paid_to_keys_max, color: "#dd6b20", kind: "line"},
       {values: data.paid_to_keys_avg, color: "#c53030", kind: "line"}
-    ], {empty: empty});
+    ], axes("latency"));
     root.querySelectorAll("[data-now]").forEach(function (node) {
       var value = data.now[node.dataset.now];
       node.textContent = value === null || value === undefined ? "—" : value + (node.dataset.unit || "");
     });
-    root.querySelector("[data-updated]").textContent = new Date().toLocaleTimeString();
+    // The shop's clock, as on the time axis, not the browser's.
+    root.querySelector("[data-updated]").textContent = data.updated + " (" + data.timezone + ")";
   }
 
   function start() {

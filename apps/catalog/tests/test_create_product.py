@@ -21,6 +21,8 @@ def test_create_product_with_every_option(capsys):
     category = CategoryFactory(slug="games")
     call_command(
         "create_product",
+        "--lang",
+        "en",
         "--sku",
         "GENSHIN-60",
         "--title",
@@ -84,7 +86,7 @@ def test_defaults():
     ],
 )
 def test_bad_input_is_refused_and_nothing_written(extra, reason):
-    args = {"--sku": "GOOD-SKU", "--title": "Good", "--price": "9.90"}
+    args = {"--lang": "en", "--sku": "GOOD-SKU", "--title": "Good", "--price": "9.90"}
     for flag, value in zip(extra[::2], extra[1::2], strict=False):
         args[flag] = value
     with pytest.raises(CommandError, match=reason):
@@ -95,7 +97,7 @@ def test_bad_input_is_refused_and_nothing_written(extra, reason):
 def test_duplicate_sku_is_refused_and_the_first_is_unchanged():
     ProductFactory(sku="TAKEN", title="First")
     with pytest.raises(CommandError, match="already exists"):
-        call_command("create_product", "--sku", "TAKEN", "--title", "Second", "--price", "1.00")
+        call_command("create_product", "--lang", "en", "--sku", "TAKEN", "--title", "Second", "--price", "1.00")
     assert list(Product.objects.values_list("title", flat=True)) == ["First"]
 
 
@@ -124,7 +126,19 @@ def test_bad_input_exits_non_zero_from_the_shell():
     """The exit status is what a deploy script sees."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "cardshop.settings.test"}
     result = subprocess.run(
-        [sys.executable, "manage.py", "create_product", "--sku", "S", "--title", "T", "--price", "nine"],
+        [
+            sys.executable,
+            "manage.py",
+            "create_product",
+            "--lang",
+            "en",
+            "--sku",
+            "S",
+            "--title",
+            "T",
+            "--price",
+            "nine",
+        ],
         cwd=BASE_DIR,
         env=env,
         capture_output=True,

@@ -22,7 +22,7 @@ def admin_logs_in(client, password: str) -> bool:
 
 def seed() -> str:
     out = StringIO()
-    call_command("seed_demo", stdout=out)
+    call_command("seed_demo", "--lang", "en", stdout=out)
     return out.getvalue()
 
 

@@ -38,7 +38,7 @@ def test_creates_the_database_once_and_is_safe_to_repeat(fresh_database_name, ca
     databases = {**settings.DATABASES, "default": {**settings.DATABASES["default"], "NAME": fresh_database_name}}
     assert schema_charset(fresh_database_name) is None
     with override_settings(DATABASES=databases):
-        call_command("create_database")
-        call_command("create_database")
+        call_command("create_database", "--lang", "en")
+        call_command("create_database", "--lang", "en")
     assert schema_charset(fresh_database_name) == "utf8mb4"
     assert f"Database {fresh_database_name} is ready." in capsys.readouterr().out

@@ -14,7 +14,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 def enrol(*args) -> str:
     out = io.StringIO()
-    call_command("enrol_admin", *args, stdout=out)
+    call_command("enrol_admin", "--lang", "en", *args, stdout=out)
     return out.getvalue()
 
 

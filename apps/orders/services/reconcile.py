@@ -5,6 +5,7 @@ them in order and reports what each found."""
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError
+from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
 from apps.core import metrics
@@ -27,21 +28,27 @@ class ReconcileReport(GateRepairReport):
     needs_attention: int = 0
 
     def lines(self) -> list[str]:
+        """What the run found and fixed, in the active language (the command's --lang)."""
+
+        def listed(label: str, items: list[str]) -> str:
+            return (_("%(label)s: %(n)s") % {"label": label, "n": f"{len(items)} {' '.join(items)}"}).rstrip()
+
+        drift = ", ".join(f"{sku} {delta:+d}" for sku, delta in self.drift_fixed.items()) or _("none")
         out = [
-            f"re-driven paid orders: {len(self.redriven)} {' '.join(self.redriven)}".rstrip(),
-            f"re-driven refunds: {len(self.refunds_redriven)} {' '.join(self.refunds_redriven)}".rstrip(),
-            f"re-driven delivery mails: {len(self.mails_redriven)} {' '.join(self.mails_redriven)}".rstrip(),
-            f"gates distrusted after a Redis restart with old data: {self.rewarmed_after_restart}",
-            f"reservations persisted: {self.persisted}",
-            f"reservations expired: {self.expired}",
-            f"reservations brought up to date (paid, delivered, needing attention): {len(self.finished)}",
-            f"stock returned for ended orders: {len(self.released)}",
-            f"gates rebuilt after loss: {len(self.rewarmed)} {' '.join(self.rewarmed)}".rstrip(),
-            "stock drift fixed: "
-            + (", ".join(f"{sku} {delta:+d}" for sku, delta in self.drift_fixed.items()) or "none"),
-            f"orders needing attention: {self.needs_attention}",
+            listed(_("re-driven paid orders"), self.redriven),
+            listed(_("re-driven refunds"), self.refunds_redriven),
+            listed(_("re-driven delivery mails"), self.mails_redriven),
+            _("gates distrusted after a Redis restart with old data: %(n)s") % {"n": self.rewarmed_after_restart},
+            _("reservations persisted: %(n)s") % {"n": self.persisted},
+            _("reservations expired: %(n)s") % {"n": self.expired},
+            _("reservations brought up to date (paid, delivered, needing attention): %(n)s")
+            % {"n": len(self.finished)},
+            _("stock returned for ended orders: %(n)s") % {"n": len(self.released)},
+            listed(_("gates rebuilt after loss"), self.rewarmed),
+            _("stock drift fixed: %(drift)s") % {"drift": drift},
+            _("orders needing attention: %(n)s") % {"n": self.needs_attention},
         ]
-        out += [f"error: {e}" for e in self.errors]
+        out += [_("error: %(error)s") % {"error": e} for e in self.errors]
         return out
 
     @property

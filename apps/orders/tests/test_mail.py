@@ -9,7 +9,7 @@ import redis
 from celery.exceptions import Retry
 from django.core import mail
 from django.db import OperationalError, connection
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from apps.cardkeys.tests.factories import CardKeyFactory
 from apps.catalog.tests.factories import ProductFactory
@@ -220,7 +220,8 @@ def test_reconcile_redrives_old_unsent_mails_a_bounded_number_a_run_never_one_in
     report = reconcile_run(drift_settle_seconds=0)
     assert report.mails_redriven == [in_flight.order_no]
     assert metrics.RECONCILE_FIXES.labels("mails_redriven")._value.get() - counted == 1
-    assert f"re-driven delivery mails: 1 {in_flight.order_no}" in report.lines()
+    with translation.override("en"):
+        assert f"re-driven delivery mails: 1 {in_flight.order_no}" in report.lines()
     run_queued()
     assert mailed_to() == sorted(o.buyer_email for o in old)  # each once; the recent one waits for its own message
     assert Order.objects.get(id=recent.id).keys_emailed_at is None

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def run(*command):
     out = io.StringIO()
-    call_command(*command, stdout=out)
+    call_command(*command, "--lang", "en", stdout=out)
     return out.getvalue()
 
 

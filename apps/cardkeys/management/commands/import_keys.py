@@ -1,18 +1,20 @@
 import os
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from apps.cardkeys.exceptions import ImportRefused
 from apps.cardkeys.progress import CountingReader, ProgressPrinter
 from apps.cardkeys.services import cardkeys_import
 from apps.catalog.models import Product
+from apps.core.management.base import ShopCommand
 
 
-class Command(BaseCommand):
-    help = (
+class Command(ShopCommand):
+    help = gettext_lazy(
         "Import card keys from a .txt or .csv file (one key a line; - reads stdin) into a product. "
         "Progress goes to stderr: a bar on a terminal, a line every few seconds otherwise."
     )
@@ -20,13 +22,17 @@ class Command(BaseCommand):
     stealth_options = ("stdin",)
 
     def add_arguments(self, parser):
-        parser.add_argument("--sku", required=True, help="SKU of the product the keys belong to.")
+        parser.add_argument("--sku", required=True, help=gettext_lazy("SKU of the product the keys belong to."))
         parser.add_argument(
-            "--column", help="CSV column holding the keys (default: a key/code/卡密 header, else the first column)."
+            "--column",
+            help=gettext_lazy("CSV column holding the keys (default: a key/code/卡密 header, else the first column)."),
         )
-        parser.add_argument("--no-progress", action="store_true", help="Print no progress, only the report.")
         parser.add_argument(
-            "file", help="Path of a .txt or .csv file, or - for stdin (text; CSV when --column is given)."
+            "--no-progress", action="store_true", help=gettext_lazy("Print no progress, only the report.")
+        )
+        parser.add_argument(
+            "file",
+            help=gettext_lazy("Path of a .txt or .csv file, or - for stdin (text; CSV when --column is given)."),
         )
 
     def handle(self, *args, sku, column, file, no_progress=False, **options):

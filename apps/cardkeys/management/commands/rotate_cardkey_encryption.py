@@ -1,17 +1,21 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from apps.cardkeys.services import cardkeys_rotate_encryption
+from apps.core.management.base import ShopCommand
 
 
-class Command(BaseCommand):
-    help = (
+class Command(ShopCommand):
+    help = gettext_lazy(
         "Re-encrypt every stored card key under the first key of CARDKEY_ENCRYPTION_KEYS. "
         "Put the new key first, keep the old ones after it, run this, then drop the old ones."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--chunk-size", type=int, default=1000, help="Keys re-encrypted per transaction.")
+        parser.add_argument(
+            "--chunk-size", type=int, default=1000, help=gettext_lazy("Keys re-encrypted per transaction.")
+        )
 
     def handle(self, *args, chunk_size, **options):
         if chunk_size < 1:

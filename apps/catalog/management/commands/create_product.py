@@ -1,12 +1,15 @@
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from django.core.management.base import BaseCommand, CommandError, no_translations
+from django.core.management.base import CommandError
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from apps.catalog.models import Category
 from apps.catalog.services import product_create
 from apps.core.errors import InvalidInput
+from apps.core.management.base import ShopCommand
 from cardshop.db_router import primary_reads
 
 
@@ -15,7 +18,9 @@ def _iso_time(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise CommandError(f"Not an ISO 8601 time: {value!r} (example: 2026-12-01T20:00:00+08:00).") from None
+        raise CommandError(
+            _("Not an ISO 8601 time: %(value)r (example: 2026-12-01T20:00:00+08:00).") % {"value": value}
+        ) from None
     return moment if moment.tzinfo else timezone.make_aware(moment)
 
 
@@ -23,40 +28,47 @@ def _price(value: str) -> Decimal:
     try:
         return Decimal(value)
     except InvalidOperation:
-        raise CommandError(f"Not a price: {value!r} (example: 9.90).") from None
+        raise CommandError(_("Not a price: %(value)r (example: 9.90).") % {"value": value}) from None
 
 
-class Command(BaseCommand):
-    help = "Create a product. Bad input is refused with the reason and nothing is written."
+class Command(ShopCommand):
+    help = gettext_lazy("Create a product. Bad input is refused with the reason and nothing is written.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--sku", required=True)
-        parser.add_argument("--title", required=True, help="The Chinese title (the shop's default language)")
-        parser.add_argument("--title-en", default="", help="The English title; empty: English pages show --title")
-        parser.add_argument("--price", required=True, help="Decimal, e.g. 9.90")
-        parser.add_argument("--currency", help="Three-letter code; default settings.DEFAULT_CURRENCY")
-        parser.add_argument("--description", default="", help="The Chinese description")
-        parser.add_argument("--description-en", default="", help="The English description; empty: --description")
-        parser.add_argument("--category", metavar="SLUG", help="Slug of an existing category")
-        parser.add_argument("--per-buyer-limit", type=int, default=5)
-        parser.add_argument("--max-per-order", type=int, default=5)
-        parser.add_argument("--starts-at", metavar="ISO", help="Sale start, ISO 8601 (default: on sale now)")
-        parser.add_argument("--ends-at", metavar="ISO", help="Sale end, ISO 8601 (default: no end)")
+        parser.add_argument("--sku", required=True, help=gettext_lazy("The product's SKU (unique)"))
+        parser.add_argument(
+            "--title", required=True, help=gettext_lazy("The Chinese title (the shop's default language)")
+        )
+        parser.add_argument(
+            "--title-en", default="", help=gettext_lazy("The English title; empty: English pages show --title")
+        )
+        parser.add_argument("--price", required=True, help=gettext_lazy("Decimal, e.g. 9.90"))
+        parser.add_argument("--currency", help=gettext_lazy("Three-letter code; default settings.DEFAULT_CURRENCY"))
+        parser.add_argument("--description", default="", help=gettext_lazy("The Chinese description"))
+        parser.add_argument(
+            "--description-en", default="", help=gettext_lazy("The English description; empty: --description")
+        )
+        parser.add_argument("--category", metavar="SLUG", help=gettext_lazy("Slug of an existing category"))
+        parser.add_argument("--per-buyer-limit", type=int, default=5, help=gettext_lazy("Keys one buyer may buy"))
+        parser.add_argument("--max-per-order", type=int, default=5, help=gettext_lazy("Keys one order may hold"))
+        parser.add_argument(
+            "--starts-at", metavar="ISO", help=gettext_lazy("Sale start, ISO 8601 (default: on sale now)")
+        )
+        parser.add_argument("--ends-at", metavar="ISO", help=gettext_lazy("Sale end, ISO 8601 (default: no end)"))
         parser.add_argument(
             "--min-page-seconds",
             type=int,
             default=2,
-            help="Seconds the product page must be open before checkout accepts a purchase",
+            help=gettext_lazy("Seconds the product page must be open before checkout accepts a purchase"),
         )
 
-    @no_translations  # operator output in one language (English), like the rest of this command
     def handle(self, *args, **options):
         category = None
         if options["category"]:
             with primary_reads():
                 category = Category.objects.filter(slug=options["category"]).first()
             if category is None:
-                raise CommandError(f"No category with slug {options['category']!r}.")
+                raise CommandError(_("No category with slug %(slug)r.") % {"slug": options["category"]})
         try:
             product = product_create(
                 sku=options["sku"],
@@ -75,5 +87,10 @@ class Command(BaseCommand):
             )
         except InvalidInput as exc:
             reasons = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.extra["fields"].items())
-            raise CommandError(f"Product not created. {reasons}") from exc
-        self.stdout.write(self.style.SUCCESS(f"Created product {product.sku} (id {product.id}): {product.title}"))
+            raise CommandError(_("Product not created. %(reasons)s") % {"reasons": reasons}) from exc
+        self.stdout.write(
+            self.style.SUCCESS(
+                _("Created product %(sku)s (id %(id)d): %(title)s")
+                % {"sku": product.sku, "id": product.id, "title": product.title}
+            )
+        )

@@ -10,14 +10,16 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command, get_commands
-from django.core.management.base import BaseCommand, no_translations
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from apps.cardkeys.models import CardKey
 from apps.cardkeys.services import cardkeys_import
 from apps.catalog.models import Product
 from apps.catalog.services import category_ensure, product_create, product_sale_window_set
+from apps.core.management.base import ShopCommand
 from cardshop.db_router import primary_reads
 
 CATEGORIES = [
@@ -110,13 +112,12 @@ def _flash_window():
     return starts_at, starts_at + timedelta(hours=2)
 
 
-class Command(BaseCommand):
-    help = (
+class Command(ShopCommand):
+    help = gettext_lazy(
         "Fill the shop with demo categories, products and keys, a flash sale starting in one minute, "
         "and an admin account (password printed). Running it again duplicates nothing."
     )
 
-    @no_translations
     def handle(self, *args, **options):
         # A command that writes reads its own writes: no replica lag here.
         with primary_reads():
@@ -133,7 +134,7 @@ class Command(BaseCommand):
                 report = cardkeys_import(
                     product=product, source=io.BytesIO(_demo_keys(key_count)), file_name="demo.txt"
                 )
-                self.stdout.write(f"  {sku}: imported {report.accepted} keys")
+                self.stdout.write(_("  %(sku)s: imported %(count)d keys") % {"sku": sku, "count": report.accepted})
 
         starts_at, ends_at = _flash_window()
         product_sale_window_set(product=Product.objects.get(sku=FLASH_SKU), starts_at=starts_at, ends_at=ends_at)
@@ -143,16 +144,21 @@ class Command(BaseCommand):
         if "warm_stock" in get_commands():
             call_command("warm_stock", stdout=self.stdout)
         else:
-            self.stdout.write(self.style.WARNING("warm_stock is not available: stock shows as paused until warmed."))
+            self.stdout.write(self.style.WARNING(_("warm_stock is not available: stock shows as paused until warmed.")))
 
         site = settings.SITE_URL.rstrip("/")
-        self.stdout.write(self.style.SUCCESS("Demo shop ready."))
-        self.stdout.write(f"  Storefront:  {site}{reverse('catalog:home')}")
-        self.stdout.write(f"  Flash sale:  {site}{reverse('catalog:product', kwargs={'sku': FLASH_SKU})}")
-        self.stdout.write(f"               starts {timezone.localtime(starts_at):%Y-%m-%d %H:%M:%S %Z}")
-        self.stdout.write(f"  Admin:       {site}{reverse('admin:index')}")
-        self.stdout.write("  Username:    admin")
-        self.stdout.write(f"  Password:    {password}")
+        self.stdout.write(self.style.SUCCESS(_("Demo shop ready.")))
+        # scripts/run_all.sh shows the Username and Password lines again, in either language.
+        starts = f"{timezone.localtime(starts_at):%Y-%m-%d %H:%M:%S %Z}"
+        for line in (
+            _("  Storefront:  %(url)s") % {"url": site + reverse("catalog:home")},
+            _("  Flash sale:  %(url)s") % {"url": site + reverse("catalog:product", kwargs={"sku": FLASH_SKU})},
+            _("               starts %(time)s") % {"time": starts},
+            _("  Admin:       %(url)s") % {"url": site + reverse("admin:index")},
+            _("  Username:    %(username)s") % {"username": "admin"},
+            _("  Password:    %(password)s") % {"password": password},
+        ):
+            self.stdout.write(line)
 
     def _product(self, sku, category, titles, price, extra) -> Product:
         product = Product.objects.filter(sku=sku).first()
@@ -161,13 +167,15 @@ class Command(BaseCommand):
             product = product_create(
                 sku=sku, title=title, title_en=title_en, price=Decimal(price), category=category, **extra
             )
-            self.stdout.write(f"  created product {sku}")
+            self.stdout.write(_("  created product %(sku)s") % {"sku": sku})
         return product
 
     def _admin_password(self) -> str:
         """A fresh random password for `admin`, created if missing."""
         password = secrets.token_urlsafe(12)
-        user, _ = get_user_model().objects.get_or_create(username="admin", defaults={"email": "admin@cardshop.local"})
+        user, _created = get_user_model().objects.get_or_create(
+            username="admin", defaults={"email": "admin@cardshop.local"}
+        )
         user.is_staff = user.is_superuser = user.is_active = True
         user.set_password(password)
         user.save()

@@ -2,11 +2,15 @@
 
 import MySQLdb
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from apps.core.management.base import ShopCommand
 
 
-class Command(BaseCommand):
-    help = "Create the database of DATABASE_URL (utf8mb4) when it is missing; safe to run again."
+class Command(ShopCommand):
+    help = gettext_lazy("Create the database of DATABASE_URL (utf8mb4) when it is missing; safe to run again.")
     # The database may not exist yet, so nothing may connect to it before we do.
     requires_system_checks = []
 
@@ -23,7 +27,7 @@ class Command(BaseCommand):
             )
         except MySQLdb.OperationalError as exc:
             raise CommandError(
-                f"Cannot reach MariaDB for DATABASE_URL: {exc}. Run scripts/ensure_services.sh."
+                _("Cannot reach MariaDB for DATABASE_URL: %(error)s. Run scripts/ensure_services.sh.") % {"error": exc}
             ) from exc
         try:
             with connection.cursor() as cursor:
@@ -34,4 +38,4 @@ class Command(BaseCommand):
                 )
         finally:
             connection.close()
-        self.stdout.write(f"Database {name} is ready.")
+        self.stdout.write(_("Database %(name)s is ready.") % {"name": name})

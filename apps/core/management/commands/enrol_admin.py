@@ -11,27 +11,34 @@ from base64 import b32encode
 
 import segno
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from apps.core.errors import AuthenticatorAlreadyEnrolled
+from apps.core.management.base import ShopCommand
 from apps.core.services import staff_superuser_ensure, staff_totp_enrol, staff_totp_replace
 
 
-class Command(BaseCommand):
-    help = "Enrol a staff member's authenticator app for the admin (prints its secret once, with a QR code)."
+class Command(ShopCommand):
+    help = gettext_lazy(
+        "Enrol a staff member's authenticator app for the admin (prints its secret once, with a QR code)."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--username", required=True, help="the staff account")
+        parser.add_argument("--username", required=True, help=gettext_lazy("the staff account"))
         parser.add_argument(
             "--create-superuser",
             action="store_true",
-            help="create the account if missing (its random password is printed) and make it an active superuser",
+            help=gettext_lazy(
+                "create the account if missing (its random password is printed) and make it an active superuser"
+            ),
         )
-        parser.add_argument("--email", default="", help="the account's email, with --create-superuser")
+        parser.add_argument("--email", default="", help=gettext_lazy("the account's email, with --create-superuser"))
         parser.add_argument(
             "--reset",
             action="store_true",
-            help="replace the account's authenticator: a new secret, and the old one stops working",
+            help=gettext_lazy("replace the account's authenticator: a new secret, and the old one stops working"),
         )
 
     def handle(self, *args, username, create_superuser, email, reset, **options):
@@ -44,32 +51,38 @@ class Command(BaseCommand):
             device = staff_totp_replace(user=user) if reset else staff_totp_enrol(user=user)
         except AuthenticatorAlreadyEnrolled:
             raise CommandError(
-                f"{username} has an authenticator already; its secret was shown once and is not shown again. "
-                "Run with --reset to replace it (the old one stops working)."
+                _(
+                    "%(username)s has an authenticator already; its secret was shown once and is not shown again. "
+                    "Run with --reset to replace it (the old one stops working)."
+                )
+                % {"username": username}
             ) from None
 
         uri = device.config_url
         qr = io.StringIO()
         segno.make(uri, error="m").terminal(out=qr, compact=True, border=2)
-        self.stdout.write(self.style.SUCCESS(f"Authenticator enrolled for {username}."))
+        self.stdout.write(self.style.SUCCESS(_("Authenticator enrolled for %(username)s.") % {"username": username}))
         if password:
-            self.stdout.write(f"  Username:    {username}")
-            self.stdout.write(f"  Password:    {password}")
-        self.stdout.write("  Scan this QR code with an authenticator app (or enter the secret by hand):")
+            self.stdout.write(_("  Username:    %(username)s") % {"username": username})
+            self.stdout.write(_("  Password:    %(password)s") % {"password": password})
+        self.stdout.write(_("  Scan this QR code with an authenticator app (or enter the secret by hand):"))
         self.stdout.write(qr.getvalue(), ending="")
-        self.stdout.write(f"  Secret:      {b32encode(device.bin_key).decode()}")
-        self.stdout.write(f"  URI:         {uri}")
+        self.stdout.write(_("  Secret:      %(secret)s") % {"secret": b32encode(device.bin_key).decode()})
+        self.stdout.write(_("  URI:         %(uri)s") % {"uri": uri})
         self.stdout.write(
-            "Shown once: keep it only in the authenticator app. The admin login asks for its 6-digit code."
+            _("Shown once: keep it only in the authenticator app. The admin login asks for its 6-digit code.")
         )
 
     def _staff(self, username: str):
         user_model = get_user_model()
         user = user_model.objects.filter(**{user_model.USERNAME_FIELD: username}).first()
         if user is None:
-            raise CommandError(f"There is no account {username}: pass --create-superuser to create it.")
+            raise CommandError(
+                _("There is no account %(username)s: pass --create-superuser to create it.") % {"username": username}
+            )
         if not (user.is_staff and user.is_active):
             raise CommandError(
-                f"{username} is not staff (or not active): pass --create-superuser to make it an active superuser."
+                _("%(username)s is not staff (or not active): pass --create-superuser to make it an active superuser.")
+                % {"username": username}
             )
         return user
