@@ -199,7 +199,8 @@ def _order_mail_send(order: Order, *, connection: BaseEmailBackend, report: Mail
 
 def _keys_email(order: Order) -> EmailMessage:
     keys = order_keys_reveal(order_id=order.id)
-    with translation.override(settings.LANGUAGE_CODE):
+    # In the buyer's language at checkout, not the worker's or the shop's.
+    with translation.override(order.language or settings.LANGUAGE_CODE):
         context = {"order": order, "keys": keys, "site_url": settings.SITE_URL}
         subject = _("Your keys for order %(order_no)s") % {"order_no": order.order_no}
         # The template turns autoescape off: a plain-text mail carries keys

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -38,6 +39,10 @@ class Order(models.Model):
     # Stays set as the visible record for the operator.
     overpaid = models.BooleanField(_("overpaid"), default=False)
     reserved_until = models.DateTimeField(_("reserved until"), null=True, blank=True)
+    # The language the buyer shopped in: the order's mails are written in it.
+    language = models.CharField(
+        _("language"), max_length=10, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)

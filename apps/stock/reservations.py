@@ -30,6 +30,8 @@ class Reservation:
     reserved_until: int
     # Paid reservations no longer count towards their buyers' unpaid slots.
     paid: bool = False
+    # The buyer's language at checkout ("" = the shop's default): the order's mails speak it.
+    language: str = ""
 
     @property
     def price(self) -> Decimal:
@@ -48,6 +50,7 @@ class Reservation:
                 "created_at": self.created_at,
                 "reserved_until": self.reserved_until,
                 "paid": self.paid,
+                "language": self.language,
             }
         )
 
@@ -71,6 +74,8 @@ class Reservation:
             reserved_until=_whole(data, "reserved_until"),
             # checkout.lua leaves it out: a new reservation is unpaid.
             paid=data.get("paid", False) is True,
+            # A record queued before the order language existed has none.
+            language=_text(data, "language") if "language" in data else "",
         )
 
     @classmethod
@@ -88,6 +93,7 @@ class Reservation:
             created_at=int(order.created_at.timestamp()),
             reserved_until=int((order.reserved_until or timezone.now()).timestamp()),
             paid=paid,
+            language=order.language,
         )
 
 

@@ -63,6 +63,7 @@ def checkout_script_arguments(
     strike_fields: tuple[str, str] = ("", ""),
     captcha_solved: bool = False,
     unpaid_cap_identity: str = "",
+    language: str = "",
 ) -> tuple[list, list]:
     """KEYS and ARGV of one call of checkout.lua (its header documents them)."""
     if not buyers:
@@ -97,6 +98,7 @@ def checkout_script_arguments(
         unpaid_cap_identity,
         settings.UNPAID_CAP_PER_IP,
         int(settings.PERSIST_REQUEST_TTL_SECONDS * 1000),
+        language,
         *buyers,
     ]
     return keys, args

@@ -6,9 +6,11 @@ persistence makes the order later (persistence.py)."""
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
 
@@ -77,12 +79,19 @@ class CheckoutResult:
 
 @metrics.checkout_observed
 def order_checkout(
-    *, sku: str, email: str, quantity, idempotency_key: str | None = None, buyer: BuyerContext | None = None
+    *,
+    sku: str,
+    email: str,
+    quantity,
+    idempotency_key: str | None = None,
+    buyer: BuyerContext | None = None,
+    language: str | None = None,
 ) -> CheckoutResult:
     """Reserve stock for a buyer. One Redis round trip decides; no database
     read beyond the cached product, no database write, no row lock.
 
-    `quantity` must be an int. Limits and the idempotency key count the
+    `quantity` must be an int. `language` is the buyer's (the request's
+    active language when None); the order's mails are written in it. Limits and the idempotency key count the
     normalised email (identity.email_normalise); the order keeps it as typed.
 
     Raises InvalidInput, ProductNotFound, PageTokenInvalid, TooFast,
@@ -118,6 +127,7 @@ def order_checkout(
             strike_fields=buyer.strike_fields,
             captcha_solved=buyer.captcha_solved,
             unpaid_cap_identity=unpaid_cap_identity(ip=buyer.ip),
+            language=order_language(language),
         )
     except RedisError:
         logger.warning("checkout for %s paused: Redis unreachable", sku)
@@ -137,6 +147,18 @@ def order_checkout(
             order_no=first_order_no, access_token=first_token, status=Order.Status.QUEUED, product_id=product.id
         )
     raise _checkout_refusal(outcome)
+
+
+def order_language(language: str | None) -> str:
+    """One of settings.LANGUAGES: the one asked for, else the active one
+    (LocaleMiddleware set it from the request), else the shop's default."""
+    for candidate in (language, translation.get_language()):
+        if isinstance(candidate, str) and candidate:
+            try:
+                return translation.get_supported_language_variant(candidate)
+            except LookupError:
+                continue
+    return settings.LANGUAGE_CODE
 
 
 def _idempotency_value(order_no: str, token: str, fingerprint: str) -> str:

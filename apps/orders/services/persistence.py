@@ -59,6 +59,7 @@ def _order_from_reservation(*, product_id: int, reservation: Reservation) -> Ord
         buyer_identities=" ".join(reservation.buyers),
         access_token_hash=reservation.token_hash,
         reserved_until=datetime.fromtimestamp(reservation.reserved_until, tz=UTC),
+        language=reservation.language or settings.LANGUAGE_CODE,
     )
 
 

@@ -10,7 +10,8 @@
 -- ARGV[14] strike field of the client's IP ("" = none)  ARGV[15] of its device ("" = none)
 -- ARGV[16] the client address's identity for the unpaid cap ("" = not capped)  ARGV[17] that cap
 -- ARGV[18] persist request mark ttl (ms)
--- ARGV[19..] buyer identities (at least one)
+-- ARGV[19] the buyer's language at checkout ("" = the shop's default): the order's mails speak it
+-- ARGV[20..] buyer identities (at least one)
 -- KEYS[9] strikes (client field -> "count:first_seen_ms")
 -- KEYS[10] persist request mark (set while a persist task for this product waits in the queue)
 -- Returns {code, ...}: {"ok", order_no, remaining, 1 = the caller must publish a persist task}
@@ -31,8 +32,9 @@ if ARGV[14] ~= "" then strike_fields[#strike_fields + 1] = ARGV[14] end
 if ARGV[15] ~= "" then strike_fields[#strike_fields + 1] = ARGV[15] end
 local client, client_cap = ARGV[16], tonumber(ARGV[17])
 local persist_mark_ttl = tonumber(ARGV[18])
+local language = ARGV[19]
 local buyers = {}
-for i = 19, #ARGV do buyers[#buyers + 1] = ARGV[i] end
+for i = 20, #ARGV do buyers[#buyers + 1] = ARGV[i] end
 
 local now = redis.call("TIME")
 local now_s = tonumber(now[1])
@@ -129,6 +131,7 @@ end
 local record = cjson.encode({
   order_no = order_no, buyers = counted, email = email, quantity = qty, token_hash = token_hash,
   unit_price = rules[6], currency = rules[7], created_at = now_s, reserved_until = now_s + reservation_ttl,
+  language = language,
 })
 redis.call("HSET", reservations_key, order_no, record)
 redis.call("RPUSH", queue_key, record)
