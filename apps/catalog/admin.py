@@ -7,7 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from apps.cardkeys.admin_upload import upload_keys_view
 from apps.cardkeys.models import CardKey
 
-from .models import Category, Product
+from .models import Category, Product, ProductPriceTier
 
 
 @admin.register(Category)
@@ -15,6 +15,15 @@ class CategoryAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "sort_order")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
+
+
+class ProductPriceTierInline(admin.TabularInline):
+    """Wholesale prices: "from 10 pieces, 4.50 each"."""
+
+    model = ProductPriceTier
+    extra = 0
+    verbose_name = _("wholesale price")
+    verbose_name_plural = _("wholesale prices (from a quantity on, each piece costs)")
 
 
 @admin.register(Product)
@@ -38,6 +47,7 @@ class ProductAdmin(admin.ModelAdmin):
         "keys_void",
     )
     list_display_links = ("sku", "title")
+    inlines = (ProductPriceTierInline,)
     list_filter = ("is_active", "sale_paused", "category")
     actions = ("pause_sale", "resume_sale")
     list_select_related = ("category",)

@@ -43,6 +43,10 @@ class ProductDetailView(ShopAPIView):
                 "sale_ends_at": _iso(product.sale_ends_at),
                 "max_per_order": product.max_per_order,
                 "per_buyer_limit": product.per_buyer_limit,
+                "price_tiers": [
+                    {"min_quantity": min_quantity, "unit_price": str(price)}
+                    for min_quantity, price in product.price_tiers
+                ],
                 "page_token": page_token_new(sku=product.sku),
             }
         )

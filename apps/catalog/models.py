@@ -69,3 +69,27 @@ class Product(models.Model):
         if self.sale_ends_at and now >= self.sale_ends_at:
             return "ended"
         return "open"
+
+
+class ProductPriceTier(models.Model):
+    """A wholesale price: from `min_quantity` pieces in one order, each costs
+    `unit_price` (the highest tier an order reaches applies). The checkout
+    script reads the tiers from the product's rules in Redis, so the price an
+    order gets is the gate's, like the base price."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="price_tiers")
+    min_quantity = models.PositiveIntegerField(_("from quantity"))
+    unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
+
+    class Meta:
+        ordering = ["min_quantity"]
+        verbose_name = _("wholesale price")
+        verbose_name_plural = _("wholesale prices")
+        constraints = [
+            models.UniqueConstraint(fields=["product", "min_quantity"], name="price_tier_unique_quantity"),
+            models.CheckConstraint(condition=models.Q(min_quantity__gte=2), name="price_tier_min_quantity_2"),
+            models.CheckConstraint(condition=models.Q(unit_price__gt=0), name="price_tier_price_positive"),
+        ]
+
+    def __str__(self):
+        return f"≥{self.min_quantity}: {self.unit_price}"

@@ -48,6 +48,8 @@ class ProductInfo:
     sale_paused: bool = False
     category_slug: str | None = None
     category_name: str | None = None
+    # Wholesale prices, (min_quantity, unit_price) ascending (ProductPriceTier).
+    price_tiers: tuple[tuple[int, Decimal], ...] = ()
 
     @classmethod
     def from_product(cls, product: Product) -> "ProductInfo":
@@ -73,6 +75,7 @@ class ProductInfo:
             sale_paused=product.sale_paused,
             category_slug=category.slug if category else None,
             category_name=category.name if category else None,
+            price_tiers=tuple((t.min_quantity, t.unit_price) for t in product.price_tiers.all()),
         )
 
     def sale_state(self, now: datetime | None = None) -> str:
@@ -105,7 +108,7 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
     key = product_cache_key(sku)
     info = _cache_get(key)
     if info is None:
-        product = Product.objects.select_related("category").filter(sku=sku).first()
+        product = Product.objects.select_related("category").prefetch_related("price_tiers").filter(sku=sku).first()
         info = ProductInfo.from_product(product) if product else _MISSING
         _cache_set(key, info)
     return None if info == _MISSING else info
@@ -176,7 +179,9 @@ def _cache_set(key: str, value) -> None:
 
 
 def _catalog_listing_build() -> list[CategoryListing]:
-    products = list(Product.objects.select_related("category").filter(is_active=True).order_by("id"))
+    products = list(
+        Product.objects.select_related("category").prefetch_related("price_tiers").filter(is_active=True).order_by("id")
+    )
     by_category: dict[int | None, list[ProductInfo]] = {}
     for product in products:
         by_category.setdefault(product.category_id, []).append(ProductInfo.from_product(product))

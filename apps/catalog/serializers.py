@@ -6,6 +6,11 @@ from rest_framework import serializers
 from apps.stock.selectors import IN_STOCK, LOW, SOLD_OUT, UNKNOWN
 
 
+class PriceTierSerializer(serializers.Serializer):
+    min_quantity = serializers.IntegerField()
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=True)
+
+
 class ProductSerializer(serializers.Serializer):
     sku = serializers.CharField()
     title = serializers.CharField()
@@ -20,6 +25,11 @@ class ProductSerializer(serializers.Serializer):
     sale_ends_at = serializers.DateTimeField(allow_null=True)
     max_per_order = serializers.IntegerField()
     per_buyer_limit = serializers.IntegerField()
+    price_tiers = PriceTierSerializer(
+        many=True,
+        help_text="Wholesale prices: an order of at least `min_quantity` pays `unit_price` for each piece "
+        "(the tier with the highest `min_quantity` it reaches); below them all, `price`.",
+    )
     page_token = serializers.CharField(
         help_text="Send with the order (`page_token` or header `X-Page-Token`); checkout refuses one younger "
         "than the product's minimum time on the page."

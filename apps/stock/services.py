@@ -242,7 +242,14 @@ def sale_rules(product) -> dict:
         "currency": product.currency,
         "paused": "1" if product.sale_paused else "0",
         "max_unpaid": product.max_unpaid_per_buyer,
+        "tiers": price_tiers_rule(product.price_tiers.all()),
     }
+
+
+def price_tiers_rule(tiers) -> str:
+    """The wholesale prices as checkout.lua reads them: "min_quantity:price"
+    pairs, ascending, space-separated; the prices stay text (no float in Lua)."""
+    return " ".join(f"{t.min_quantity}:{t.unit_price}" for t in sorted(tiers, key=lambda t: t.min_quantity))
 
 
 def stock_rebuild(

@@ -77,7 +77,7 @@ if captcha_threshold > 0 and #strike_fields > 0 then
 end
 
 local rules = redis.call("HMGET", rules_key, "active", "starts", "ends", "max_per_order", "per_buyer_limit",
-  "price", "currency", "paused", "max_unpaid", "overloaded")
+  "price", "currency", "paused", "max_unpaid", "overloaded", "tiers")
 local stock = redis.call("GET", stock_key)
 -- Stock or rules unknown (not warmed yet, or Redis lost its data): fail closed.
 if not stock or not rules[1] then return {"sale_paused"} end
@@ -123,6 +123,14 @@ if client ~= "" then
   end
 end
 
+-- The unit price: the base price, or the wholesale tier with the highest
+-- minimum quantity this order reaches ("10:4.50 50:4.00", ascending). The
+-- price stays the merchant's text; Python does the money (apps/orders/pricing.py).
+local unit_price = rules[6]
+for min_qty, tier_price in string.gmatch(rules[11] or "", "(%d+):([%d%.]+)") do
+  if tonumber(min_qty) <= qty then unit_price = tier_price end
+end
+
 local remaining = redis.call("DECRBY", stock_key, qty)
 for i = 1, #counted do
   redis.call("HINCRBY", buyers_key, counted[i], qty)
@@ -130,7 +138,7 @@ for i = 1, #counted do
 end
 local record = cjson.encode({
   order_no = order_no, buyers = counted, email = email, quantity = qty, token_hash = token_hash,
-  unit_price = rules[6], currency = rules[7], created_at = now_s, reserved_until = now_s + reservation_ttl,
+  unit_price = unit_price, currency = rules[7], created_at = now_s, reserved_until = now_s + reservation_ttl,
   language = language,
 })
 redis.call("HSET", reservations_key, order_no, record)
