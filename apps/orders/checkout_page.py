@@ -32,6 +32,7 @@ def checkout(request, sku: str):
             quantity=_form_quantity(request.POST.get("quantity", "")),
             idempotency_key=request.POST.get("idempotency_key") or None,
             buyer=replace(buyer, captcha_solved=solved),
+            coupon=request.POST.get("coupon"),
         )
     except ShopError as error:
         messages.error(request, error.detail)

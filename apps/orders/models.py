@@ -24,7 +24,22 @@ class Order(models.Model):
     buyer_email = models.EmailField(_("buyer email"), max_length=254, db_index=True)
     quantity = models.PositiveIntegerField(_("quantity"))
     unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
+    # What the buyer pays: unit price × quantity, less the coupon's discount
+    # (apps/orders/pricing.py), fixed at checkout.
     amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    # The coupon checkout applied, and what it took off (amount is after it).
+    # PROTECT: the coupon's uses are given back by its id; a merchant ends a
+    # coupon by turning it off.
+    coupon = models.ForeignKey(
+        "coupons.Coupon",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="orders",
+        verbose_name=_("coupon"),
+    )
+    coupon_code = models.CharField(_("coupon code"), max_length=32, blank=True)
+    discount = models.DecimalField(_("discount"), max_digits=12, decimal_places=2, default=0)
     currency = models.CharField(_("currency"), max_length=3)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.AWAITING_PAYMENT)
     # The buyer identities (hashes, space-separated) the per-buyer limits counted

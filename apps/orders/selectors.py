@@ -13,7 +13,7 @@ from apps.stock.selectors import stock_reservation_get
 
 from .identity import access_token_hash, access_token_verify, email_normalise, order_number_product_id
 from .models import Order
-from .pricing import order_amount
+from .pricing import reservation_price
 
 
 def _token_matches(token: str, stored_hash: str) -> bool:
@@ -97,7 +97,7 @@ def _queued_snapshot(*, order_no: str, token: str) -> dict | None:
         "sku": product.sku if product else "",
         "title": product.title if product else "",
         "quantity": reservation.quantity,
-        "amount": str(order_amount(unit_price=reservation.price, quantity=reservation.quantity)),
+        "amount": str(reservation_price(reservation).amount),
         "currency": reservation.currency,
         "pay_deadline": _iso(datetime.fromtimestamp(reservation.reserved_until, tz=UTC)),
         "payment_methods": payment_methods_offered(currency=reservation.currency),

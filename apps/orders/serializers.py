@@ -30,6 +30,14 @@ class OrderCreateRequestSerializer(serializers.Serializer):
         help_text="Instead of the `Idempotency-Key` header: a repeat with the same body returns the first order; "
         "with another body, 422 `idempotency_key_reused`.",
     )
+    coupon = serializers.CharField(
+        required=False,
+        max_length=32,
+        help_text="A coupon code (not case-sensitive). Its discount is fixed at checkout and the order's `amount` "
+        "is after it. Refused with 400 `coupon_invalid`, or 409 `coupon_expired`, `coupon_used_up`, "
+        "`coupon_limit_exceeded` (this buyer's uses, counted by mailbox) or `coupon_not_applicable`; "
+        "nothing is reserved then.",
+    )
     captcha_key = serializers.CharField(required=False, help_text="After `captcha_required`: from GET /api/v1/captcha.")
     captcha_value = serializers.CharField(required=False, help_text="After `captcha_required`: the answer.")
 

@@ -32,6 +32,13 @@ class Reservation:
     paid: bool = False
     # The buyer's language at checkout ("" = the shop's default): the order's mails speak it.
     language: str = ""
+    # The coupon the checkout applied (apps.coupons): its terms as they were
+    # then, so a later edit of the coupon cannot change this order's price.
+    # Its use was taken before the reservation (coupon_take.lua).
+    coupon_id: int | None = None
+    coupon_code: str = ""
+    coupon_kind: str = ""
+    coupon_value: str = ""
 
     @property
     def price(self) -> Decimal:
@@ -51,6 +58,10 @@ class Reservation:
                 "reserved_until": self.reserved_until,
                 "paid": self.paid,
                 "language": self.language,
+                "coupon_id": self.coupon_id,
+                "coupon_code": self.coupon_code,
+                "coupon_kind": self.coupon_kind,
+                "coupon_value": self.coupon_value,
             }
         )
 
@@ -76,6 +87,11 @@ class Reservation:
             paid=data.get("paid", False) is True,
             # A record queued before the order language existed has none.
             language=_text(data, "language") if "language" in data else "",
+            # checkout.lua leaves these out when no coupon was applied.
+            coupon_id=_whole(data, "coupon_id") if data.get("coupon_id") is not None else None,
+            coupon_code=_text(data, "coupon_code") if "coupon_code" in data else "",
+            coupon_kind=_text(data, "coupon_kind") if "coupon_kind" in data else "",
+            coupon_value=_text(data, "coupon_value") if "coupon_value" in data else "",
         )
 
     @classmethod
@@ -94,6 +110,11 @@ class Reservation:
             reserved_until=int((order.reserved_until or timezone.now()).timestamp()),
             paid=paid,
             language=order.language,
+            # The discount the order got, as a fixed amount: the same price again.
+            coupon_id=order.coupon_id,
+            coupon_code=order.coupon_code,
+            coupon_kind="fixed" if order.coupon_id else "",
+            coupon_value=str(order.discount) if order.coupon_id else "",
         )
 
 

@@ -11,6 +11,9 @@ from .redis import redis_text, stock_redis
 from .redis_keys import (
     bucket_key,
     buyers_key,
+    coupon_buyers_key,
+    coupon_claims_key,
+    coupon_uses_key,
     held_key,
     idempotency_key,
     persist_queue_key,
@@ -64,8 +67,10 @@ def checkout_script_arguments(
     captcha_solved: bool = False,
     unpaid_cap_identity: str = "",
     language: str = "",
+    coupon: tuple[int, str, str, str] | None = None,
 ) -> tuple[list, list]:
-    """KEYS and ARGV of one call of checkout.lua (its header documents them)."""
+    """KEYS and ARGV of one call of checkout.lua (its header documents them).
+    `coupon` is (id, code, kind, value) of a coupon whose use was taken."""
     if not buyers:
         raise ValueError("at least one buyer identity is needed")
     keys = [
@@ -99,6 +104,7 @@ def checkout_script_arguments(
         settings.UNPAID_CAP_PER_IP,
         int(settings.PERSIST_REQUEST_TTL_SECONDS * 1000),
         language,
+        *(coupon if coupon else ("", "", "", "")),
         *buyers,
     ]
     return keys, args
@@ -281,6 +287,14 @@ def stock_rebuild(
     rebuilt = lua_script("warm")(keys=keys, args=args) == 1
     stock_redis().sadd(warmed_products_key(), product.id)
     return rebuilt
+
+
+def coupon_counters_forget(*, coupon_ids: list[int]) -> None:
+    """Drop coupons' use counters: each is counted from the record again on
+    its next take (its takes wait for that, they never guess)."""
+    client = stock_redis()
+    for coupon_id in coupon_ids:
+        client.delete(coupon_uses_key(coupon_id), coupon_buyers_key(coupon_id), coupon_claims_key(coupon_id))
 
 
 def stock_gate_forget(*, product_id: int) -> None:

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "apps.cardkeys",
     "apps.orders",
     "apps.payments",
+    "apps.coupons",
     "apps.monitoring",
 ]
 
@@ -229,6 +230,10 @@ DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", default="CNY")
 # Stock at or below this many keys shows as "low".
 LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=10)
 RESERVATION_TTL = env.int("RESERVATION_TTL", default=15 * 60)
+# A coupon use taken by a checkout that never made its reservation (its
+# process died between the two steps) is given back by reconciliation once
+# it is this old and no order holds it.
+COUPON_CLAIM_GRACE_SECONDS = env.int("COUPON_CLAIM_GRACE_SECONDS", default=60)
 # An order whose payment was started at a provider expires this much later
 # than its reservation, while the shop asks the provider whether it was paid
 # (a notification may be lost); the question is asked from this long before.

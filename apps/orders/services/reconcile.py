@@ -8,6 +8,7 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from apps.core import metrics
+from apps.coupons.services import coupon_claims_reconcile
 from apps.stock.reconcile import GateRepairReport, gates_repair
 from apps.stock.warmup import gates_check_redis_restart
 
@@ -25,6 +26,7 @@ class ReconcileReport(GateRepairReport):
     persisted: int = 0
     expired: int = 0
     needs_attention: int = 0
+    coupon_uses_returned: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [
@@ -40,6 +42,7 @@ class ReconcileReport(GateRepairReport):
             "stock drift fixed: "
             + (", ".join(f"{sku} {delta:+d}" for sku, delta in self.drift_fixed.items()) or "none"),
             f"orders needing attention: {self.needs_attention}",
+            f"coupon uses given back: {len(self.coupon_uses_returned)} {' '.join(self.coupon_uses_returned)}".rstrip(),
         ]
         out += [f"error: {e}" for e in self.errors]
         return out
@@ -57,6 +60,7 @@ class ReconcileReport(GateRepairReport):
             or self.released
             or self.rewarmed
             or self.drift_fixed
+            or self.coupon_uses_returned
         )
 
 
@@ -76,6 +80,10 @@ def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
         report.mails_redriven = delivery_mail.order_mails_redrive_stuck()
     except Exception as exc:  # Redis, the database or the broker: the next run tries again
         report.errors.append(f"delivery mails: {type(exc).__name__}: {exc}")
+    try:
+        report.coupon_uses_returned = coupon_claims_reconcile()
+    except (RedisError, DatabaseError) as exc:
+        report.errors.append(f"coupon uses: {type(exc).__name__}: {exc}")
     gates_repair(report, drift_settle_seconds=drift_settle_seconds)
     metrics.reconcile_reported(report)
     return report

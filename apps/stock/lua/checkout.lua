@@ -11,7 +11,9 @@
 -- ARGV[16] the client address's identity for the unpaid cap ("" = not capped)  ARGV[17] that cap
 -- ARGV[18] persist request mark ttl (ms)
 -- ARGV[19] the buyer's language at checkout ("" = the shop's default): the order's mails speak it
--- ARGV[20..] buyer identities (at least one)
+-- ARGV[20] coupon id ("" = none; its use was taken by coupon_take.lua just before)
+-- ARGV[21] coupon code  ARGV[22] its kind ("percent" | "fixed")  ARGV[23] its value (text)
+-- ARGV[24..] buyer identities (at least one)
 -- KEYS[9] strikes (client field -> "count:first_seen_ms")
 -- KEYS[10] persist request mark (set while a persist task for this product waits in the queue)
 -- Returns {code, ...}: {"ok", order_no, remaining, 1 = the caller must publish a persist task}
@@ -33,8 +35,9 @@ if ARGV[15] ~= "" then strike_fields[#strike_fields + 1] = ARGV[15] end
 local client, client_cap = ARGV[16], tonumber(ARGV[17])
 local persist_mark_ttl = tonumber(ARGV[18])
 local language = ARGV[19]
+local coupon_id, coupon_code, coupon_kind, coupon_value = ARGV[20], ARGV[21], ARGV[22], ARGV[23]
 local buyers = {}
-for i = 20, #ARGV do buyers[#buyers + 1] = ARGV[i] end
+for i = 24, #ARGV do buyers[#buyers + 1] = ARGV[i] end
 
 local now = redis.call("TIME")
 local now_s = tonumber(now[1])
@@ -136,11 +139,17 @@ for i = 1, #counted do
   redis.call("HINCRBY", buyers_key, counted[i], qty)
   redis.call("HINCRBY", unpaid_key, counted[i], 1)
 end
-local record = cjson.encode({
+local reservation = {
   order_no = order_no, buyers = counted, email = email, quantity = qty, token_hash = token_hash,
   unit_price = unit_price, currency = rules[7], created_at = now_s, reserved_until = now_s + reservation_ttl,
   language = language,
-})
+}
+if coupon_id ~= "" then
+  -- The coupon's terms as they are now; apps/orders/pricing.py computes the discount.
+  reservation.coupon_id = tonumber(coupon_id)
+  reservation.coupon_code, reservation.coupon_kind, reservation.coupon_value = coupon_code, coupon_kind, coupon_value
+end
+local record = cjson.encode(reservation)
 redis.call("HSET", reservations_key, order_no, record)
 redis.call("RPUSH", queue_key, record)
 if idem_value ~= "" then redis.call("SET", idem_key, idem_value, "EX", idem_ttl) end
