@@ -11,10 +11,13 @@ from django.core.cache import cache
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from apps.catalog.selectors import ProductInfo
+from apps.orders.identity import buyer_identity, email_normalise
+from apps.orders.pricing import OrderPrice, order_price, tier_unit_price
 from apps.stock.redis import stock_redis
-from apps.stock.redis_keys import coupon_uses_key
+from apps.stock.redis_keys import coupon_buyers_key, coupon_uses_key
 
-from .exceptions import CouponExpired, CouponInvalid, CouponNotApplicable
+from .exceptions import CouponExpired, CouponInvalid, CouponLimitExceeded, CouponNotApplicable, CouponUsedUp
 from .models import Coupon, coupon_code_normalise
 
 _MISSING = "missing"
@@ -98,3 +101,45 @@ def coupon_uses_taken(*, coupon_id: int) -> int | None:
     """Uses held now (None while not counted since Redis lost them)."""
     value = stock_redis().get(coupon_uses_key(coupon_id))
     return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class PricePreview:
+    """What an order would cost now, before checkout (the product page's total)."""
+
+    unit_price: Decimal
+    price: OrderPrice
+    coupon: CouponInfo | None
+
+
+def price_preview(*, product: ProductInfo, quantity: int, code: str | None, email: str | None = None) -> PricePreview:
+    """The price checkout would fix for this order now: the tier price from
+    the product's cached rules and the coupon's discount, if the coupon may be
+    used (uses left, and this buyer's, when the email is given). Checkout
+    decides again in the gate. Raises the CouponError checkout would."""
+    unit = tier_unit_price(price=product.price, tiers=product.price_tiers, quantity=quantity)
+    coupon = coupon_for_checkout(code=code, product_id=product.id) if code else None
+    if coupon is not None:
+        _uses_left_check(coupon, email)
+    price = order_price(
+        unit_price=unit,
+        quantity=quantity,
+        coupon_kind=coupon.kind if coupon else "",
+        coupon_value=coupon.value if coupon else "",
+    )
+    return PricePreview(unit_price=unit, price=price, coupon=coupon)
+
+
+def _uses_left_check(coupon: CouponInfo, email: str | None) -> None:
+    try:
+        client = stock_redis()
+        taken = client.get(coupon_uses_key(coupon.id))
+        if coupon.max_uses is not None and taken is not None and int(taken) >= coupon.max_uses:
+            raise CouponUsedUp()
+        if coupon.max_uses_per_buyer is not None and email:
+            buyer = "e:" + buyer_identity(email=email_normalise(email))
+            held = client.hget(coupon_buyers_key(coupon.id), buyer)
+            if held is not None and int(held) >= coupon.max_uses_per_buyer:
+                raise CouponLimitExceeded()
+    except RedisError:
+        pass  # a preview; checkout counts for real

@@ -380,6 +380,7 @@ RATELIMIT_CHECKOUT_IP = env("RATELIMIT_CHECKOUT_IP", default="30/m")
 RATELIMIT_CHECKOUT_BUYER = env("RATELIMIT_CHECKOUT_BUYER", default="10/m")
 RATELIMIT_LOOKUP_IP = env("RATELIMIT_LOOKUP_IP", default="10/m")
 RATELIMIT_PAY_IP = env("RATELIMIT_PAY_IP", default="30/m")
+RATELIMIT_PRICE_IP = env("RATELIMIT_PRICE_IP", default="60/m")
 # The client address behind a reverse proxy: the header our proxy sets (e.g.
 # X-Forwarded-For, X-Real-IP) and how many of our proxies append to it. Empty
 # means REMOTE_ADDR, and every client-supplied header is ignored.
