@@ -7,7 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from apps.cardkeys.admin_upload import upload_keys_view
 from apps.cardkeys.models import CardKey
 
-from .models import Category, Product, ProductPriceTier
+from .models import Category, Product, ProductInputField, ProductPriceTier
 
 
 @admin.register(Category)
@@ -24,6 +24,19 @@ class ProductPriceTierInline(admin.TabularInline):
     extra = 0
     verbose_name = _("wholesale price")
     verbose_name_plural = _("wholesale prices (from a quantity on, each piece costs)")
+
+
+class ProductInputFieldInline(admin.StackedInline):
+    """What the buyer types at checkout (a game account id, a region)."""
+
+    model = ProductInputField
+    extra = 0
+    fields = (
+        ("key", "kind", "required", "sort_order"),
+        ("label_zh", "label_en"),
+        ("pattern", "max_length"),
+        "choices",
+    )
 
 
 @admin.register(Product)
@@ -47,7 +60,7 @@ class ProductAdmin(admin.ModelAdmin):
         "keys_void",
     )
     list_display_links = ("sku", "title")
-    inlines = (ProductPriceTierInline,)
+    inlines = (ProductPriceTierInline, ProductInputFieldInline)
     list_filter = ("is_active", "sale_paused", "category")
     actions = ("pause_sale", "resume_sale")
     list_select_related = ("category",)

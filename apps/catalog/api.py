@@ -47,6 +47,18 @@ class ProductDetailView(ShopAPIView):
                     {"min_quantity": min_quantity, "unit_price": str(price)}
                     for min_quantity, price in product.price_tiers
                 ],
+                "input_fields": [
+                    {
+                        "key": field.key,
+                        "label": field.label,
+                        "type": field.kind,
+                        "required": field.required,
+                        "choices": list(field.choices),
+                        "pattern": field.pattern,
+                        "max_length": field.max_length,
+                    }
+                    for field in product.input_fields
+                ],
                 "page_token": page_token_new(sku=product.sku),
             }
         )

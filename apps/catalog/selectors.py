@@ -9,12 +9,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
-from django.utils import timezone
+from django.utils import timezone, translation
 from redis.exceptions import RedisError
 
 from apps.core.last_good import LastGood
 
-from .models import Category, Product
+from .models import Category, Product, ProductInputField
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,48 @@ LISTING_CACHE_KEY = "catalog:listing"
 # Cached for an unknown SKU, so requests for a missing product do not reach
 # the database either; creating that SKU drops it like any other edit.
 _MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class InputFieldInfo:
+    """A field the buyer fills in at checkout (ProductInputField), cacheable."""
+
+    key: str
+    label_zh: str
+    label_en: str
+    kind: str
+    choices: tuple[str, ...]
+    required: bool
+    pattern: str
+    max_length: int
+
+    @classmethod
+    def from_field(cls, field: ProductInputField) -> "InputFieldInfo":
+        return cls(
+            key=field.key,
+            label_zh=field.label_zh,
+            label_en=field.label_en,
+            kind=field.kind,
+            choices=field.choice_list(),
+            required=field.required,
+            pattern=field.pattern,
+            max_length=field.max_length,
+        )
+
+    @property
+    def label(self) -> str:
+        """In the active language (Chinese unless English is active)."""
+        return input_label(label_zh=self.label_zh, label_en=self.label_en)
+
+    @property
+    def form_name(self) -> str:
+        """The storefront form's name for it (apps.orders.checkout_page reads it back)."""
+        return f"field_{self.key}"
+
+
+def input_label(*, label_zh: str, label_en: str) -> str:
+    language = translation.get_language() or settings.LANGUAGE_CODE
+    return (label_en or label_zh) if language.startswith("en") else (label_zh or label_en)
 
 
 @dataclass(frozen=True)
@@ -50,6 +92,8 @@ class ProductInfo:
     category_name: str | None = None
     # Wholesale prices, (min_quantity, unit_price) ascending (ProductPriceTier).
     price_tiers: tuple[tuple[int, Decimal], ...] = ()
+    # What the buyer fills in at checkout (ProductInputField), in order.
+    input_fields: tuple[InputFieldInfo, ...] = ()
 
     @classmethod
     def from_product(cls, product: Product) -> "ProductInfo":
@@ -76,6 +120,7 @@ class ProductInfo:
             category_slug=category.slug if category else None,
             category_name=category.name if category else None,
             price_tiers=tuple((t.min_quantity, t.unit_price) for t in product.price_tiers.all()),
+            input_fields=tuple(InputFieldInfo.from_field(f) for f in product.input_fields.all()),
         )
 
     def sale_state(self, now: datetime | None = None) -> str:
@@ -108,7 +153,12 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
     key = product_cache_key(sku)
     info = _cache_get(key)
     if info is None:
-        product = Product.objects.select_related("category").prefetch_related("price_tiers").filter(sku=sku).first()
+        product = (
+            Product.objects.select_related("category")
+            .prefetch_related("price_tiers", "input_fields")
+            .filter(sku=sku)
+            .first()
+        )
         info = ProductInfo.from_product(product) if product else _MISSING
         _cache_set(key, info)
     return None if info == _MISSING else info
@@ -180,7 +230,10 @@ def _cache_set(key: str, value) -> None:
 
 def _catalog_listing_build() -> list[CategoryListing]:
     products = list(
-        Product.objects.select_related("category").prefetch_related("price_tiers").filter(is_active=True).order_by("id")
+        Product.objects.select_related("category")
+        .prefetch_related("price_tiers", "input_fields")
+        .filter(is_active=True)
+        .order_by("id")
     )
     by_category: dict[int | None, list[ProductInfo]] = {}
     for product in products:

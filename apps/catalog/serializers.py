@@ -11,6 +11,16 @@ class PriceTierSerializer(serializers.Serializer):
     unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=True)
 
 
+class InputFieldSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="Send the value as `fields[key]` with the order.")
+    label = serializers.CharField(help_text="In the request's language.")
+    type = serializers.ChoiceField(choices=["text", "number", "email", "select"])
+    required = serializers.BooleanField()
+    choices = serializers.ListField(child=serializers.CharField(), help_text="For `select`: the allowed values.")
+    pattern = serializers.CharField(allow_blank=True, help_text="A regular expression the whole value must match.")
+    max_length = serializers.IntegerField()
+
+
 class ProductSerializer(serializers.Serializer):
     sku = serializers.CharField()
     title = serializers.CharField()
@@ -30,6 +40,7 @@ class ProductSerializer(serializers.Serializer):
         help_text="Wholesale prices: an order of at least `min_quantity` pays `unit_price` for each piece "
         "(the tier with the highest `min_quantity` it reaches); below them all, `price`.",
     )
+    input_fields = InputFieldSerializer(many=True, help_text="What the buyer fills in at checkout (`fields`).")
     page_token = serializers.CharField(
         help_text="Send with the order (`page_token` or header `X-Page-Token`); checkout refuses one younger "
         "than the product's minimum time on the page."

@@ -1,12 +1,15 @@
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from redis.exceptions import RedisError
 
 from apps.cardkeys.models import CardKey
 
+from .input_fields import order_input_values
 from .models import Order
 from .services.fulfilment import order_fulfilment_retry
 from .services.payment import REFUNDABLE_BY_OPERATOR, order_refund_start
@@ -33,8 +36,12 @@ class OrderAdmin(admin.ModelAdmin):
     list_filter = ("status", "overpaid", "product")
     search_fields = ("order_no", "buyer_email")
     list_select_related = ("product",)
-    readonly_fields = [*(f.name for f in Order._meta.fields if f.name != "access_token_hash"), "keys_handed_out"]
-    exclude = ("access_token_hash",)
+    readonly_fields = [
+        *(f.name for f in Order._meta.fields if f.name not in ("access_token_hash", "input_values")),
+        "keys_handed_out",
+        "buyer_input",
+    ]
+    exclude = ("access_token_hash", "input_values")
     actions = ("retry_fulfilment", "start_refund")
 
     def has_add_permission(self, request):
@@ -61,6 +68,14 @@ class OrderAdmin(admin.ModelAdmin):
         """Masked, with their status: a refunded order's keys show revoked."""
         keys = CardKey.objects.filter(order=order).order_by("id")
         return ", ".join(f"{key.masked_secret} ({key.get_status_display()})" for key in keys) or "-"
+
+    @admin.display(description=_("buyer input"))
+    def buyer_input(self, order):
+        """What the buyer typed in the product's checkout fields, decrypted for the merchant."""
+        values = order_input_values(order)
+        if not values:
+            return "-"
+        return format_html_join(mark_safe("<br>"), "{}: <strong>{}</strong>", values)
 
     @admin.action(description=_("Refund through the payment provider"))
     def start_refund(self, request, queryset):

@@ -148,6 +148,7 @@ class OrderCreateView(ShopAPIView):
             idempotency_key=headers.get("Idempotency-Key") or body.get("idempotency_key"),
             buyer=replace(buyer, captcha_solved=solved),
             coupon=body.get("coupon"),
+            fields=body.get("fields"),
         )
         # A JsonResponse, not DRF's Response: the template-response path
         # (render step, its middleware hooks) cost checkout ~10 % more CPU

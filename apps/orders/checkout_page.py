@@ -33,6 +33,7 @@ def checkout(request, sku: str):
             idempotency_key=request.POST.get("idempotency_key") or None,
             buyer=replace(buyer, captcha_solved=solved),
             coupon=request.POST.get("coupon"),
+            fields=_form_fields(request.POST),
         )
     except ShopError as error:
         messages.error(request, error.detail)
@@ -43,6 +44,11 @@ def checkout(request, sku: str):
     # This browser may see the order without the token in its address bar.
     order_grant_token(session=request.session, order_no=result.order_no, token=result.access_token)
     return redirect("orders:detail", order_no=result.order_no)
+
+
+def _form_fields(post) -> dict[str, str]:
+    """The product's checkout fields as the form names them (InputFieldInfo.form_name)."""
+    return {name.removeprefix("field_"): value for name, value in post.items() if name.startswith("field_")}
 
 
 def _form_quantity(text: str) -> int | str:

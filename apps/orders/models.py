@@ -40,6 +40,9 @@ class Order(models.Model):
     )
     coupon_code = models.CharField(_("coupon code"), max_length=32, blank=True)
     discount = models.DecimalField(_("discount"), max_digits=12, decimal_places=2, default=0)
+    # What the buyer typed in the product's checkout fields, encrypted like the
+    # keys (apps/orders/input_fields.py; read with order_input_values).
+    input_values = models.TextField(_("buyer input"), blank=True)
     currency = models.CharField(_("currency"), max_length=3)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.AWAITING_PAYMENT)
     # The buyer identities (hashes, space-separated) the per-buyer limits counted

@@ -38,6 +38,12 @@ class OrderCreateRequestSerializer(serializers.Serializer):
         "`coupon_limit_exceeded` (this buyer's uses, counted by mailbox) or `coupon_not_applicable`; "
         "nothing is reserved then.",
     )
+    fields = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="The product's checkout fields (`input_fields` of GET /api/v1/products/<sku>), by `key`: e.g. "
+        '`{"account_id": "123456"}`. A refused value is 400 `invalid` with `fields` naming `fields.<key>`.',
+    )
     captcha_key = serializers.CharField(required=False, help_text="After `captcha_required`: from GET /api/v1/captcha.")
     captcha_value = serializers.CharField(required=False, help_text="After `captcha_required`: the answer.")
 

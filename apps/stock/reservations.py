@@ -39,6 +39,9 @@ class Reservation:
     coupon_code: str = ""
     coupon_kind: str = ""
     coupon_value: str = ""
+    # What the buyer typed in the product's checkout fields, encrypted
+    # (apps/orders/input_fields.py); "" for none.
+    input_values: str = ""
 
     @property
     def price(self) -> Decimal:
@@ -62,6 +65,7 @@ class Reservation:
                 "coupon_code": self.coupon_code,
                 "coupon_kind": self.coupon_kind,
                 "coupon_value": self.coupon_value,
+                "input_values": self.input_values,
             }
         )
 
@@ -92,6 +96,7 @@ class Reservation:
             coupon_code=_text(data, "coupon_code") if "coupon_code" in data else "",
             coupon_kind=_text(data, "coupon_kind") if "coupon_kind" in data else "",
             coupon_value=_text(data, "coupon_value") if "coupon_value" in data else "",
+            input_values=_text(data, "input_values") if "input_values" in data else "",
         )
 
     @classmethod
@@ -115,6 +120,7 @@ class Reservation:
             coupon_code=order.coupon_code,
             coupon_kind="fixed" if order.coupon_id else "",
             coupon_value=str(order.discount) if order.coupon_id else "",
+            input_values=order.input_values,
         )
 
 

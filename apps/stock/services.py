@@ -68,9 +68,12 @@ def checkout_script_arguments(
     unpaid_cap_identity: str = "",
     language: str = "",
     coupon: tuple[int, str, str, str] | None = None,
+    input_values: str = "",
 ) -> tuple[list, list]:
     """KEYS and ARGV of one call of checkout.lua (its header documents them).
-    `coupon` is (id, code, kind, value) of a coupon whose use was taken."""
+    `coupon` is (id, code, kind, value) of a coupon whose use was taken;
+    `input_values` the buyer's checkout fields, encrypted (Redis holds no
+    secrets in clear)."""
     if not buyers:
         raise ValueError("at least one buyer identity is needed")
     keys = [
@@ -105,6 +108,7 @@ def checkout_script_arguments(
         int(settings.PERSIST_REQUEST_TTL_SECONDS * 1000),
         language,
         *(coupon if coupon else ("", "", "", "")),
+        input_values,
         *buyers,
     ]
     return keys, args

@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("catalog", "0004_product_price_tiers"),
+        ("catalog", "0003_buyer_limits"),
     ]
 
     operations = [

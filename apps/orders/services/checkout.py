@@ -50,6 +50,7 @@ from ..identity import (
     strike_fields,
     unpaid_cap_identity,
 )
+from ..input_fields import input_values_clean, input_values_seal
 from ..models import Order
 from . import persistence
 
@@ -91,6 +92,7 @@ def order_checkout(
     buyer: BuyerContext | None = None,
     language: str | None = None,
     coupon: str | None = None,
+    fields: dict | None = None,
 ) -> CheckoutResult:
     """Reserve stock for a buyer. One Redis round trip decides; no database
     read beyond the cached product, no database write, no row lock.
@@ -100,7 +102,8 @@ def order_checkout(
     `coupon` is a code the buyer typed (any case): its use is taken in the
     gate before the stock, and given back when checkout refuses. Limits and
     the idempotency key count the normalised email (identity.email_normalise);
-    the order keeps it as typed.
+    the order keeps it as typed. `fields` holds the values of the product's
+    checkout fields by key (checked here, sealed before Redis sees them).
 
     Raises InvalidInput, ProductNotFound, PageTokenInvalid, TooFast,
     RateLimited, SoldOut, LimitExceeded, UnpaidLimit (per buyer, or the client
@@ -119,6 +122,8 @@ def order_checkout(
     except (PageTokenInvalid, TooFast):
         checkout_strike_record(product_id=product.id, buyer=buyer)
         raise
+    # Checked before anything is taken (P7); sealed before Redis sees them (P5).
+    sealed_input = input_values_seal(input_values_clean(fields=product.input_fields, values=fields))
     coupon_info = coupon_for_checkout(code=coupon_code, product_id=product.id) if coupon_code else None
     order_no = order_number_new(product_id=product.id)
     token = access_token_for(order_no=order_no)
@@ -154,6 +159,7 @@ def order_checkout(
             unpaid_cap_identity=unpaid_cap_identity(ip=buyer.ip),
             language=order_language(language),
             coupon=_coupon_terms(coupon_info),
+            input_values=sealed_input,
         )
     except RedisError:
         logger.warning("checkout for %s paused: Redis unreachable", sku)

@@ -58,6 +58,7 @@ def _order_from_reservation(*, product_id: int, reservation: Reservation) -> Ord
         coupon_id=reservation.coupon_id,
         coupon_code=reservation.coupon_code,
         discount=price.discount,
+        input_values=reservation.input_values,
         currency=reservation.currency,
         status=Order.Status.AWAITING_PAYMENT,
         buyer_identities=" ".join(reservation.buyers),

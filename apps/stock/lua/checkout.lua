@@ -13,7 +13,8 @@
 -- ARGV[19] the buyer's language at checkout ("" = the shop's default): the order's mails speak it
 -- ARGV[20] coupon id ("" = none; its use was taken by coupon_take.lua just before)
 -- ARGV[21] coupon code  ARGV[22] its kind ("percent" | "fixed")  ARGV[23] its value (text)
--- ARGV[24..] buyer identities (at least one)
+-- ARGV[24] what the buyer typed in the product's checkout fields, encrypted ("" = none)
+-- ARGV[25..] buyer identities (at least one)
 -- KEYS[9] strikes (client field -> "count:first_seen_ms")
 -- KEYS[10] persist request mark (set while a persist task for this product waits in the queue)
 -- Returns {code, ...}: {"ok", order_no, remaining, 1 = the caller must publish a persist task}
@@ -36,8 +37,9 @@ local client, client_cap = ARGV[16], tonumber(ARGV[17])
 local persist_mark_ttl = tonumber(ARGV[18])
 local language = ARGV[19]
 local coupon_id, coupon_code, coupon_kind, coupon_value = ARGV[20], ARGV[21], ARGV[22], ARGV[23]
+local input_values = ARGV[24]
 local buyers = {}
-for i = 24, #ARGV do buyers[#buyers + 1] = ARGV[i] end
+for i = 25, #ARGV do buyers[#buyers + 1] = ARGV[i] end
 
 local now = redis.call("TIME")
 local now_s = tonumber(now[1])
@@ -149,6 +151,7 @@ if coupon_id ~= "" then
   reservation.coupon_id = tonumber(coupon_id)
   reservation.coupon_code, reservation.coupon_kind, reservation.coupon_value = coupon_code, coupon_kind, coupon_value
 end
+if input_values ~= "" then reservation.input_values = input_values end
 local record = cjson.encode(reservation)
 redis.call("HSET", reservations_key, order_no, record)
 redis.call("RPUSH", queue_key, record)
