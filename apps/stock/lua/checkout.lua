@@ -1,5 +1,5 @@
 -- Checkout: the one decision of the purchase path, atomic in Redis.
--- KEYS[1] stock   KEYS[2] rules   KEYS[3] buyers (identity -> quantity held or bought)
+-- KEYS[1] stock   KEYS[2] rules (incl. "tiers": "min_qty:price ..." ascending)   KEYS[3] buyers (identity -> quantity held or bought)
 -- KEYS[4] reservations   KEYS[5] persist queue   KEYS[6] idempotency key
 -- KEYS[7] unpaid (identity -> unpaid reservations)   KEYS[8] token bucket
 -- ARGV[1] order_no  ARGV[2] quantity  ARGV[3] token hash  ARGV[4] email
