@@ -63,8 +63,14 @@ class OrderSerializer(serializers.Serializer):
     sku = serializers.CharField()
     title = serializers.CharField()
     quantity = serializers.IntegerField()
-    amount = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=True)
+    amount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, coerce_to_string=True, help_text="What the buyer pays: after `discount`."
+    )
     currency = serializers.CharField()
+    coupon = serializers.CharField(allow_null=True, help_text="The coupon code checkout applied, or null.")
+    discount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, coerce_to_string=True, help_text="What the coupon took off."
+    )
     pay_deadline = serializers.DateTimeField(
         allow_null=True, help_text="Until when the order can be paid; null once it is paid or has ended."
     )

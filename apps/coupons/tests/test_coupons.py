@@ -25,9 +25,11 @@ from apps.orders.services import expiry, payment, persistence
 from apps.orders.services.cancel import order_cancel
 from apps.orders.services.checkout import order_checkout
 from apps.orders.tests.support import pay, persist_task_marked_waiting, product_with_keys
+from apps.stock import services as stock_services
 from apps.stock.redis import stock_redis
 from apps.stock.redis_keys import coupon_claims_key, coupon_uses_key
 from apps.stock.selectors import stock_remaining
+from apps.stock.warmup import gates_check_redis_restart, stock_warm
 
 from .factories import CouponFactory
 
@@ -218,3 +220,36 @@ def test_the_api_takes_a_coupon_and_answers_coupon_errors(client):
     assert (invalid.status_code, invalid.json()["error"]) == (400, "coupon_invalid")
     status = client.get(ok.json()["status_url"], headers={"X-Order-Token": ok.json()["access_token"]})
     assert status.json()["amount"] == "4.90"
+
+
+def test_the_order_shows_its_coupon_queued_and_placed(client):
+    product = product_with_keys(keys=5)
+    CouponFactory(code="SHOWN", kind="fixed", value=Decimal("1.00"))
+    body = {"sku": product.sku, "email": "a@x.com", "quantity": 1, "coupon": "shown"}
+    placed = client.post("/api/v1/orders", data=json.dumps(body), content_type="application/json").json()
+    headers = {"X-Order-Token": placed["access_token"]}
+    queued = client.get(placed["status_url"], headers=headers).json()
+    assert (queued["status"], queued["coupon"], queued["discount"], queued["amount"]) == (
+        "queued",
+        "SHOWN",
+        "1.00",
+        "8.90",
+    )
+    persistence.order_persist_queued()
+    awaiting = client.get(placed["status_url"], headers=headers).json()
+    assert (awaiting["coupon"], awaiting["discount"], awaiting["amount"]) == ("SHOWN", "1.00", "8.90")
+    page = client.get(f"/orders/{placed['order_no']}?token={placed['access_token']}", headers={"Accept-Language": "en"})
+    assert "<code>SHOWN</code> −¥1.00" in page.content.decode()
+
+
+def test_gates_distrusted_after_a_redis_restart_drop_the_coupon_counters_too(monkeypatch):
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="RESTART", max_uses=5)
+    persisted(buy(product, coupon="restart"))
+    stock_redis().set(coupon_uses_key(coupon.id), 4)  # a counter that lags or drifted
+    monkeypatch.setattr(stock_services, "stock_redis_restarted", lambda: True)
+    gates_check_redis_restart()
+    assert coupon_uses_taken(coupon_id=coupon.id) is None
+    stock_warm(product=product)  # the product's gate is rebuilt too
+    buy(product, email="b@x.com", coupon="restart")  # recounted from the record first
+    assert coupon_uses_taken(coupon_id=coupon.id) == 2
