@@ -20,6 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from apps.core.db_locks import named_lock
 from apps.orders.exceptions import SalePaused
 from apps.orders.identity import order_number_product_id
 from apps.orders.models import COUNTED_STATUSES, Order
@@ -105,6 +106,15 @@ def coupon_uses_rebuild(*, coupon_id: int) -> bool:
     still queued for MariaDB. The queues are read first: a reservation
     persisted meanwhile is then seen twice and counted once (by order
     number), never missed. Returns True when written now."""
+    # One process counts; the crowd that found the counters missing with it
+    # waits here, then finds them written (coupon_warm.lua writes only once).
+    with named_lock(f"coupon-uses:{coupon_id}", timeout=settings.WARM_FENCE_TIMEOUT):
+        if stock_redis().exists(coupon_uses_key(coupon_id)):
+            return False
+        return _rebuild(coupon_id)
+
+
+def _rebuild(coupon_id: int) -> bool:
     coupon = Coupon.objects.using("default").filter(pk=coupon_id).first()
     if coupon is None:
         return False
