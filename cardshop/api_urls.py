@@ -11,6 +11,7 @@ from drf_spectacular.renderers import (
 from drf_spectacular.views import SpectacularAPIView
 
 from apps.catalog.api import ProductDetailView
+from apps.coupons.api import PriceCheckView
 from apps.orders.api import CaptchaView, OrderCancelView, OrderCreateView, OrderDetailView
 from apps.payments.api import OrderPaymentCreateView
 
@@ -27,5 +28,6 @@ urlpatterns = [
     path("orders/<str:order_no>/cancel", OrderCancelView.as_view(), name="order-cancel"),
     path("products/<str:sku>", ProductDetailView.as_view(), name="product-detail"),
     path("captcha", CaptchaView.as_view(), name="captcha"),
+    path("coupons/check", PriceCheckView.as_view(), name="coupon-check"),
     path("schema", SpectacularAPIView.as_view(renderer_classes=SCHEMA_RENDERERS), name="schema"),
 ]

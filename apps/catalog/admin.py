@@ -9,7 +9,7 @@ from modeltranslation.admin import TranslationAdmin
 from apps.cardkeys.admin_upload import upload_keys_view
 from apps.cardkeys.models import CardKey
 
-from .models import Category, Product
+from .models import Category, Product, ProductInputField, ProductPriceTier
 from .services import product_image_renditions_make
 
 
@@ -20,6 +20,28 @@ class CategoryAdmin(TranslationAdmin):
     list_display = ("name", "slug", "sort_order")
     search_fields = ("name_zh_hans", "name_en", "slug")
     prepopulated_fields = {"slug": ("name_en",)}
+
+
+class ProductPriceTierInline(admin.TabularInline):
+    """Wholesale prices: "from 10 pieces, 4.50 each"."""
+
+    model = ProductPriceTier
+    extra = 0
+    verbose_name = _("wholesale price")
+    verbose_name_plural = _("wholesale prices (from a quantity on, each piece costs)")
+
+
+class ProductInputFieldInline(admin.StackedInline):
+    """What the buyer types at checkout (a game account id, a region)."""
+
+    model = ProductInputField
+    extra = 0
+    fields = (
+        ("key", "kind", "required", "sort_order"),
+        ("label_zh", "label_en"),
+        ("pattern", "max_length"),
+        "choices",
+    )
 
 
 @admin.register(Product)
@@ -45,6 +67,7 @@ class ProductAdmin(TranslationAdmin):
         "keys_void",
     )
     list_display_links = ("sku", "title")
+    inlines = (ProductPriceTierInline, ProductInputFieldInline)
     list_filter = ("is_active", "sale_paused", "category")
     actions = ("pause_sale", "resume_sale")
     list_select_related = ("category",)

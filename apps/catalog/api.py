@@ -44,6 +44,22 @@ class ProductDetailView(ShopAPIView):
                 "sale_ends_at": _iso(product.sale_ends_at),
                 "max_per_order": product.max_per_order,
                 "per_buyer_limit": product.per_buyer_limit,
+                "price_tiers": [
+                    {"min_quantity": min_quantity, "unit_price": str(price)}
+                    for min_quantity, price in product.price_tiers
+                ],
+                "input_fields": [
+                    {
+                        "key": field.key,
+                        "label": field.label,
+                        "type": field.kind,
+                        "required": field.required,
+                        "choices": list(field.choices),
+                        "pattern": field.pattern,
+                        "max_length": field.max_length,
+                    }
+                    for field in product.input_fields
+                ],
                 "page_token": page_token_new(sku=product.sku),
             }
         )

@@ -1,4 +1,7 @@
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -83,3 +86,86 @@ class Product(models.Model):
         if self.sale_ends_at and now >= self.sale_ends_at:
             return "ended"
         return "open"
+
+
+class ProductPriceTier(models.Model):
+    """A wholesale price: from `min_quantity` pieces in one order, each costs
+    `unit_price` (the highest tier an order reaches applies). The checkout
+    script reads the tiers from the product's rules in Redis, so the price an
+    order gets is the gate's, like the base price."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="price_tiers")
+    min_quantity = models.PositiveIntegerField(_("from quantity"))
+    unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
+
+    class Meta:
+        ordering = ["min_quantity"]
+        verbose_name = _("wholesale price")
+        verbose_name_plural = _("wholesale prices")
+        constraints = [
+            models.UniqueConstraint(fields=["product", "min_quantity"], name="price_tier_unique_quantity"),
+            models.CheckConstraint(condition=models.Q(min_quantity__gte=2), name="price_tier_min_quantity_2"),
+            models.CheckConstraint(condition=models.Q(unit_price__gt=0), name="price_tier_price_positive"),
+        ]
+
+    def __str__(self):
+        return f"≥{self.min_quantity}: {self.unit_price}"
+
+
+class ProductInputField(models.Model):
+    """Something the buyer types at checkout for this product (a game account
+    id, a region), validated there and kept encrypted on the order for the
+    merchant (apps/orders/input_fields.py)."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text", _("text")
+        NUMBER = "number", _("number")
+        EMAIL = "email", _("email")
+        SELECT = "select", _("choice from a list")
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="input_fields")
+    key = models.SlugField(
+        _("key"), max_length=32, help_text=_("A short name for the field in the API (letters, digits, - and _).")
+    )
+    label_zh = models.CharField(_("label (Chinese)"), max_length=100)
+    label_en = models.CharField(_("label (English)"), max_length=100)
+    kind = models.CharField(_("type"), max_length=10, choices=Kind.choices, default=Kind.TEXT)
+    choices = models.TextField(_("choices"), blank=True, help_text=_("For a choice from a list: one option per line."))
+    required = models.BooleanField(_("required"), default=True)
+    pattern = models.CharField(
+        _("validation pattern"),
+        max_length=200,
+        blank=True,
+        help_text=_("A regular expression the whole value must match, e.g. [0-9]{6,12}. Empty: any value."),
+    )
+    max_length = models.PositiveIntegerField(_("maximum length"), default=100)
+    sort_order = models.PositiveIntegerField(_("sort order"), default=0)
+
+    class Meta:
+        ordering = ["sort_order", "id"]
+        verbose_name = _("buyer input field")
+        verbose_name_plural = _("buyer input fields (asked at checkout)")
+        constraints = [
+            models.UniqueConstraint(fields=["product", "key"], name="input_field_unique_key"),
+            models.CheckConstraint(
+                condition=models.Q(max_length__gte=1, max_length__lte=500), name="input_field_max_length_1_500"
+            ),
+        ]
+
+    def __str__(self):
+        return self.key
+
+    def clean(self):
+        errors = {}
+        if self.pattern:
+            try:
+                re.compile(self.pattern)
+            except re.error:
+                errors["pattern"] = _("This is not a valid regular expression.")
+        if self.kind == self.Kind.SELECT and not self.choice_list():
+            errors["choices"] = _("A choice from a list needs at least one option.")
+        if errors:
+            raise ValidationError(errors)
+
+    def choice_list(self) -> tuple[str, ...]:
+        return tuple(line.strip() for line in self.choices.splitlines() if line.strip())

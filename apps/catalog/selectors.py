@@ -9,13 +9,13 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import get_language
 from redis.exceptions import RedisError
 
 from apps.core.last_good import LastGood
 
-from .models import Category, Product
+from .models import Category, Product, ProductInputField
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,48 @@ def in_active_language(zh_hans: str | None, en: str | None) -> str:
     if (get_language() or "").startswith("en"):
         return en or zh_hans
     return zh_hans or en
+
+
+@dataclass(frozen=True)
+class InputFieldInfo:
+    """A field the buyer fills in at checkout (ProductInputField), cacheable."""
+
+    key: str
+    label_zh: str
+    label_en: str
+    kind: str
+    choices: tuple[str, ...]
+    required: bool
+    pattern: str
+    max_length: int
+
+    @classmethod
+    def from_field(cls, field: ProductInputField) -> "InputFieldInfo":
+        return cls(
+            key=field.key,
+            label_zh=field.label_zh,
+            label_en=field.label_en,
+            kind=field.kind,
+            choices=field.choice_list(),
+            required=field.required,
+            pattern=field.pattern,
+            max_length=field.max_length,
+        )
+
+    @property
+    def label(self) -> str:
+        """In the active language (Chinese unless English is active)."""
+        return input_label(label_zh=self.label_zh, label_en=self.label_en)
+
+    @property
+    def form_name(self) -> str:
+        """The storefront form's name for it (apps.orders.checkout_page reads it back)."""
+        return f"field_{self.key}"
+
+
+def input_label(*, label_zh: str, label_en: str) -> str:
+    language = translation.get_language() or settings.LANGUAGE_CODE
+    return (label_en or label_zh) if language.startswith("en") else (label_zh or label_en)
 
 
 @dataclass(frozen=True)
@@ -69,6 +111,11 @@ class ProductInfo:
     # The storefront's copies of the merchant's image (None: the letter tile).
     image_card_url: str | None = None
     image_page_url: str | None = None
+
+    # Wholesale prices, (min_quantity, unit_price) ascending (ProductPriceTier).
+    price_tiers: tuple[tuple[int, Decimal], ...] = ()
+    # What the buyer fills in at checkout (ProductInputField), in order.
+    input_fields: tuple[InputFieldInfo, ...] = ()
 
     @property
     def title(self) -> str:
@@ -113,6 +160,8 @@ class ProductInfo:
             category_name_en=category.name_en if category else None,
             image_card_url=product.image_card.url if product.image_card else None,
             image_page_url=product.image_page.url if product.image_page else None,
+            price_tiers=tuple((t.min_quantity, t.unit_price) for t in product.price_tiers.all()),
+            input_fields=tuple(InputFieldInfo.from_field(f) for f in product.input_fields.all()),
         )
 
     def sale_state(self, now: datetime | None = None) -> str:
@@ -150,7 +199,12 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
     key = product_cache_key(sku)
     info = _cache_get(key)
     if info is None:
-        product = Product.objects.select_related("category").filter(sku=sku).first()
+        product = (
+            Product.objects.select_related("category")
+            .prefetch_related("price_tiers", "input_fields")
+            .filter(sku=sku)
+            .first()
+        )
         info = ProductInfo.from_product(product) if product else _MISSING
         _cache_set(key, info)
     return None if info == _MISSING else info
@@ -221,7 +275,12 @@ def _cache_set(key: str, value) -> None:
 
 
 def _catalog_listing_build() -> list[CategoryListing]:
-    products = list(Product.objects.select_related("category").filter(is_active=True).order_by("id"))
+    products = list(
+        Product.objects.select_related("category")
+        .prefetch_related("price_tiers", "input_fields")
+        .filter(is_active=True)
+        .order_by("id")
+    )
     by_category: dict[int | None, list[ProductInfo]] = {}
     for product in products:
         by_category.setdefault(product.category_id, []).append(ProductInfo.from_product(product))

@@ -6,6 +6,21 @@ from rest_framework import serializers
 from apps.stock.selectors import IN_STOCK, LOW, SOLD_OUT, UNKNOWN
 
 
+class PriceTierSerializer(serializers.Serializer):
+    min_quantity = serializers.IntegerField()
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=True)
+
+
+class InputFieldSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="Send the value as `fields[key]` with the order.")
+    label = serializers.CharField(help_text="In the request's language.")
+    type = serializers.ChoiceField(choices=["text", "number", "email", "select"])
+    required = serializers.BooleanField()
+    choices = serializers.ListField(child=serializers.CharField(), help_text="For `select`: the allowed values.")
+    pattern = serializers.CharField(allow_blank=True, help_text="A regular expression the whole value must match.")
+    max_length = serializers.IntegerField()
+
+
 class ProductSerializer(serializers.Serializer):
     sku = serializers.CharField()
     title = serializers.CharField(help_text="In the request's language (Accept-Language), or the other one if empty.")
@@ -21,6 +36,12 @@ class ProductSerializer(serializers.Serializer):
     sale_ends_at = serializers.DateTimeField(allow_null=True)
     max_per_order = serializers.IntegerField()
     per_buyer_limit = serializers.IntegerField()
+    price_tiers = PriceTierSerializer(
+        many=True,
+        help_text="Wholesale prices: an order of at least `min_quantity` pays `unit_price` for each piece "
+        "(the tier with the highest `min_quantity` it reaches); below them all, `price`.",
+    )
+    input_fields = InputFieldSerializer(many=True, help_text="What the buyer fills in at checkout (`fields`).")
     page_token = serializers.CharField(
         help_text="Send with the order (`page_token` or header `X-Page-Token`); checkout refuses one younger "
         "than the product's minimum time on the page."

@@ -9,7 +9,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from redis.exceptions import RedisError
 
-from .models import Category, Product
+from .models import Category, Product, ProductInputField, ProductPriceTier
 from .selectors import LISTING_CACHE_KEY, cache_forget, product_cache_key
 
 logger = logging.getLogger(__name__)
@@ -52,4 +52,12 @@ def _drop_cached_product(sender, instance, **kwargs):
 def _drop_cached_category(sender, instance, **kwargs):
     # Cached product info carries its category's name and slug.
     skus = Product.objects.using("default").filter(category_id=instance.pk).values_list("sku", flat=True)
+    _drop([LISTING_CACHE_KEY, *(product_cache_key(sku) for sku in skus)])
+
+
+@receiver([post_save, post_delete], sender=ProductPriceTier)
+@receiver([post_save, post_delete], sender=ProductInputField)
+def _drop_cached_product_of_tier(sender, instance, **kwargs):
+    # Cached product info carries its wholesale prices and checkout fields.
+    skus = Product.objects.using("default").filter(pk=instance.product_id).values_list("sku", flat=True)
     _drop([LISTING_CACHE_KEY, *(product_cache_key(sku) for sku in skus)])

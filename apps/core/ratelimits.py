@@ -68,6 +68,9 @@ CHECKOUT_IP = Limit("checkout-ip", "RATELIMIT_CHECKOUT_IP", by_ip)
 CHECKOUT_BUYER = Limit("checkout-buyer", "RATELIMIT_CHECKOUT_BUYER", by_buyer)
 LOOKUP_IP = Limit("lookup-ip", "RATELIMIT_LOOKUP_IP", by_ip)
 PAY_IP = Limit("pay-ip", "RATELIMIT_PAY_IP", by_ip)
+# The product page's live total (POST /api/v1/coupons/check): also what keeps
+# it from being a fast coupon-code guesser.
+PRICE_IP = Limit("price-ip", "RATELIMIT_PRICE_IP", by_ip)
 
 
 def _usage(request: HttpRequest, limit: Limit) -> dict | None:

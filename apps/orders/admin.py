@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from redis.exceptions import RedisError
@@ -8,12 +10,13 @@ from redis.exceptions import RedisError
 from apps.cardkeys.models import CardKey
 from apps.core.admin import ReadOnlyWithActionsAdmin
 
+from .input_fields import order_input_values
 from .models import Order
 from .services.fulfilment import order_fulfilment_retry
 from .services.payment import REFUNDABLE_BY_OPERATOR, order_refund_start
 
 # Internal hashes: the access token's and the buyer identities the gate counts by.
-HIDDEN_FIELDS = ("access_token_hash", "buyer_identities")
+HIDDEN_FIELDS = ("access_token_hash", "buyer_identities", "input_values")
 
 
 @admin.register(Order)
@@ -39,10 +42,12 @@ class OrderAdmin(ReadOnlyWithActionsAdmin):
     list_filter = ("status", "overpaid", "product")
     search_fields = ("order_no", "buyer_email")
     list_select_related = ("product",)
-    # Every field but the hashes and the row id (the order number names an order).
+    # Every field but the hashes, the sealed buyer input and the row id (the
+    # order number names an order).
     readonly_fields = [
         *(f.name for f in Order._meta.fields if f.name not in HIDDEN_FIELDS and not f.primary_key),
         "keys_handed_out",
+        "buyer_input",
     ]
     exclude = HIDDEN_FIELDS
     actions = ("retry_fulfilment", "start_refund")
@@ -65,6 +70,14 @@ class OrderAdmin(ReadOnlyWithActionsAdmin):
         """Masked, with their status: a refunded order's keys show revoked."""
         keys = CardKey.objects.filter(order=order).order_by("id")
         return ", ".join(f"{key.masked_secret} ({key.get_status_display()})" for key in keys) or "-"
+
+    @admin.display(description=_("buyer input"))
+    def buyer_input(self, order):
+        """What the buyer typed in the product's checkout fields, decrypted for the merchant."""
+        values = order_input_values(order)
+        if not values:
+            return "-"
+        return format_html_join(mark_safe("<br>"), "{}: <strong>{}</strong>", values)
 
     @admin.action(description=_("Refund through the payment provider"), permissions=["change"])
     def start_refund(self, request, queryset):

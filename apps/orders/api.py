@@ -19,6 +19,13 @@ from apps.core.errors import InvalidInput, RateLimited, RequestTooLarge, Unsuppo
 from apps.core.openapi import ORDER_TOKEN_HEADER, error_responses, retry_after_header
 from apps.core.ratelimits import CHECKOUT_BUYER, CHECKOUT_IP, PAY_IP
 from apps.core.request_body import json_body
+from apps.coupons.exceptions import (
+    CouponExpired,
+    CouponInvalid,
+    CouponLimitExceeded,
+    CouponNotApplicable,
+    CouponUsedUp,
+)
 
 from .bot_checks import captcha_verify
 from .buyer_context import buyer_context
@@ -113,6 +120,11 @@ class OrderCreateView(ShopAPIView):
                 IdempotencyKeyReused(),
                 RateLimited(),
                 SalePaused(),
+                CouponInvalid(),
+                CouponExpired(),
+                CouponUsedUp(),
+                CouponLimitExceeded(),
+                CouponNotApplicable(),
             ),
         },
     )
@@ -135,6 +147,8 @@ class OrderCreateView(ShopAPIView):
             quantity=body.get("quantity", 1),
             idempotency_key=headers.get("Idempotency-Key") or body.get("idempotency_key"),
             buyer=replace(buyer, captcha_solved=solved),
+            coupon=body.get("coupon"),
+            fields=body.get("fields"),
         )
         # A JsonResponse, not DRF's Response: the template-response path
         # (render step, its middleware hooks) cost checkout ~10 % more CPU

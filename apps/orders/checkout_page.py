@@ -36,6 +36,8 @@ def checkout(request, sku: str):
             quantity=_form_quantity(request.POST.get("quantity", "")),
             idempotency_key=request.POST.get("idempotency_key") or None,
             buyer=replace(buyer, captcha_solved=solved),
+            coupon=request.POST.get("coupon"),
+            fields=_form_fields(request.POST),
         )
     except ShopError as error:
         if isinstance(error, UnpaidLimit):
@@ -67,6 +69,11 @@ def _unpaid_limit_message(request, *, sku: str, detail: str):
             _("Open your unpaid order"),
         )
     return format_html('{} <a href="{}">{}</a>', detail, reverse("orders:lookup"), _("Find your order"))
+
+
+def _form_fields(post) -> dict[str, str]:
+    """The product's checkout fields as the form names them (InputFieldInfo.form_name)."""
+    return {name.removeprefix("field_"): value for name, value in post.items() if name.startswith("field_")}
 
 
 def _form_quantity(text: str) -> int | str:

@@ -200,7 +200,8 @@ def _order_mail_send(order: Order, *, connection: BaseEmailBackend, report: Mail
 
 def _keys_email(order: Order) -> EmailMessage:
     keys = order_keys_reveal(order_id=order.id)
-    with translation.override(settings.LANGUAGE_CODE):
+    # In the buyer's language at checkout, not the worker's or the shop's.
+    with translation.override(order.language or settings.LANGUAGE_CODE):
         # A signed link: the mail may be opened in a browser that never saw the order.
         order_url = settings.SITE_URL + order_link_path(order_no=order.order_no)
         context = {"order": order, "keys": keys, "site_url": settings.SITE_URL, "order_url": order_url}

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -25,7 +26,25 @@ class Order(models.Model):
     buyer_email = models.EmailField(_("buyer email"), max_length=254, db_index=True)
     quantity = models.PositiveIntegerField(_("quantity"))
     unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
+    # What the buyer pays: unit price × quantity, less the coupon's discount
+    # (apps/orders/pricing.py), fixed at checkout.
     amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    # The coupon checkout applied, and what it took off (amount is after it).
+    # PROTECT: the coupon's uses are given back by its id; a merchant ends a
+    # coupon by turning it off.
+    coupon = models.ForeignKey(
+        "coupons.Coupon",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="orders",
+        verbose_name=_("coupon"),
+    )
+    coupon_code = models.CharField(_("coupon code"), max_length=32, blank=True)
+    discount = models.DecimalField(_("discount"), max_digits=12, decimal_places=2, default=0)
+    # What the buyer typed in the product's checkout fields, encrypted like the
+    # keys (apps/orders/input_fields.py; read with order_input_values).
+    input_values = models.TextField(_("buyer input"), blank=True)
     currency = models.CharField(_("currency"), max_length=3)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.AWAITING_PAYMENT)
     # The buyer identities (hashes, space-separated) the per-buyer limits counted
@@ -40,6 +59,10 @@ class Order(models.Model):
     # Stays set as the visible record for the operator.
     overpaid = models.BooleanField(_("overpaid"), default=False)
     reserved_until = models.DateTimeField(_("reserved until"), null=True, blank=True)
+    # The language the buyer shopped in: the order's mails are written in it.
+    language = models.CharField(
+        _("language"), max_length=10, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)

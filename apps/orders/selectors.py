@@ -18,7 +18,7 @@ from apps.stock.selectors import stock_reservation_get
 
 from .identity import access_token_hash, access_token_verify, email_normalise, order_number_product_id
 from .models import Order
-from .pricing import order_amount
+from .pricing import reservation_price
 
 
 def _token_matches(token: str, stored_hash: str) -> bool:
@@ -74,6 +74,8 @@ def order_snapshot(order: Order) -> dict:
         "quantity": order.quantity,
         "amount": str(order.amount),
         "currency": order.currency,
+        "coupon": order.coupon_code or None,
+        "discount": str(order.discount),
         # Until when the order can be paid (its reservation's end); None once it cannot.
         "pay_deadline": _iso(order.reserved_until) if order.status == Order.Status.AWAITING_PAYMENT else None,
         "payment_methods": (
@@ -96,14 +98,17 @@ def _queued_snapshot(*, order_no: str, token: str) -> dict | None:
     if reservation is None or not _token_matches(token, reservation.token_hash):
         return None
     product = Product.objects.using("default").filter(id=product_id).only("sku", "title").first()
+    price = reservation_price(reservation)
     return {
         "order_no": order_no,
         "status": Order.Status.QUEUED,
         "sku": product.sku if product else "",
         "title": product.title if product else "",
         "quantity": reservation.quantity,
-        "amount": str(order_amount(unit_price=reservation.price, quantity=reservation.quantity)),
+        "amount": str(price.amount),
         "currency": reservation.currency,
+        "coupon": reservation.coupon_code or None,
+        "discount": str(price.discount),
         "pay_deadline": _iso(datetime.fromtimestamp(reservation.reserved_until, tz=UTC)),
         "payment_methods": payment_methods_offered(currency=reservation.currency),
     }

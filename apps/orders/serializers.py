@@ -30,6 +30,20 @@ class OrderCreateRequestSerializer(serializers.Serializer):
         help_text="Instead of the `Idempotency-Key` header: a repeat with the same body returns the first order; "
         "with another body, 422 `idempotency_key_reused`.",
     )
+    coupon = serializers.CharField(
+        required=False,
+        max_length=32,
+        help_text="A coupon code (not case-sensitive). Its discount is fixed at checkout and the order's `amount` "
+        "is after it. Refused with 400 `coupon_invalid`, or 409 `coupon_expired`, `coupon_used_up`, "
+        "`coupon_limit_exceeded` (this buyer's uses, counted by mailbox) or `coupon_not_applicable`; "
+        "nothing is reserved then.",
+    )
+    fields = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="The product's checkout fields (`input_fields` of GET /api/v1/products/<sku>), by `key`: e.g. "
+        '`{"account_id": "123456"}`. A refused value is 400 `invalid` with `fields` naming `fields.<key>`.',
+    )
     captcha_key = serializers.CharField(required=False, help_text="After `captcha_required`: from GET /api/v1/captcha.")
     captcha_value = serializers.CharField(required=False, help_text="After `captcha_required`: the answer.")
 
@@ -49,8 +63,14 @@ class OrderSerializer(serializers.Serializer):
     sku = serializers.CharField()
     title = serializers.CharField()
     quantity = serializers.IntegerField()
-    amount = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=True)
+    amount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, coerce_to_string=True, help_text="What the buyer pays: after `discount`."
+    )
     currency = serializers.CharField()
+    coupon = serializers.CharField(allow_null=True, help_text="The coupon code checkout applied, or null.")
+    discount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, coerce_to_string=True, help_text="What the coupon took off."
+    )
     pay_deadline = serializers.DateTimeField(
         allow_null=True, help_text="Until when the order can be paid; null once it is paid or has ended."
     )

@@ -105,3 +105,28 @@ def strikes_key(product_id: int) -> str:
     """Hash: client field (hashed IP or device) -> "count:first_seen_ms" of
     suspicious checkout attempts on this product (the captcha's soft threshold)."""
     return _product(product_id, "strikes")
+
+
+# A coupon's use counters carry their own hash tag, {c:<id>}: a coupon may
+# cover many products, so its counters cannot share each product's slot. The
+# coupon scripts touch only these keys; checkout.lua only the product's
+# (docs/architecture.md, "Coupons").
+def _coupon(coupon_id: int, name: str) -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:{{c:{coupon_id}}}:{name}"
+
+
+def coupon_uses_key(coupon_id: int) -> str:
+    """Uses taken (held by live reservations, or by orders that count). Missing
+    means "not counted yet": the next take rebuilds it from MariaDB."""
+    return _coupon(coupon_id, "uses")
+
+
+def coupon_buyers_key(coupon_id: int) -> str:
+    """Hash: buyer identity (the normalised email's) -> uses taken."""
+    return _coupon(coupon_id, "buyers")
+
+
+def coupon_claims_key(coupon_id: int) -> str:
+    """Hash: order number -> {"buyer", "at" (ms)}: which order holds each use,
+    so a use is given back once (expiry, cancel, refund, a refused checkout)."""
+    return _coupon(coupon_id, "claims")

@@ -30,6 +30,18 @@ class Reservation:
     reserved_until: int
     # Paid reservations no longer count towards their buyers' unpaid slots.
     paid: bool = False
+    # The buyer's language at checkout ("" = the shop's default): the order's mails speak it.
+    language: str = ""
+    # The coupon the checkout applied (apps.coupons): its terms as they were
+    # then, so a later edit of the coupon cannot change this order's price.
+    # Its use was taken before the reservation (coupon_take.lua).
+    coupon_id: int | None = None
+    coupon_code: str = ""
+    coupon_kind: str = ""
+    coupon_value: str = ""
+    # What the buyer typed in the product's checkout fields, encrypted
+    # (apps/orders/input_fields.py); "" for none.
+    input_values: str = ""
 
     @property
     def price(self) -> Decimal:
@@ -48,6 +60,12 @@ class Reservation:
                 "created_at": self.created_at,
                 "reserved_until": self.reserved_until,
                 "paid": self.paid,
+                "language": self.language,
+                "coupon_id": self.coupon_id,
+                "coupon_code": self.coupon_code,
+                "coupon_kind": self.coupon_kind,
+                "coupon_value": self.coupon_value,
+                "input_values": self.input_values,
             }
         )
 
@@ -71,6 +89,14 @@ class Reservation:
             reserved_until=_whole(data, "reserved_until"),
             # checkout.lua leaves it out: a new reservation is unpaid.
             paid=data.get("paid", False) is True,
+            # A record queued before the order language existed has none.
+            language=_text(data, "language") if "language" in data else "",
+            # checkout.lua leaves these out when no coupon was applied.
+            coupon_id=_whole(data, "coupon_id") if data.get("coupon_id") is not None else None,
+            coupon_code=_text(data, "coupon_code") if "coupon_code" in data else "",
+            coupon_kind=_text(data, "coupon_kind") if "coupon_kind" in data else "",
+            coupon_value=_text(data, "coupon_value") if "coupon_value" in data else "",
+            input_values=_text(data, "input_values") if "input_values" in data else "",
         )
 
     @classmethod
@@ -88,6 +114,13 @@ class Reservation:
             created_at=int(order.created_at.timestamp()),
             reserved_until=int((order.reserved_until or timezone.now()).timestamp()),
             paid=paid,
+            language=order.language,
+            # The discount the order got, as a fixed amount: the same price again.
+            coupon_id=order.coupon_id,
+            coupon_code=order.coupon_code,
+            coupon_kind="fixed" if order.coupon_id else "",
+            coupon_value=str(order.discount) if order.coupon_id else "",
+            input_values=order.input_values,
         )
 
 

@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from .redis import redis_text, stock_redis
 from .redis_keys import (
     held_key,
+    idempotency_key,
     persist_queue_key,
     reservations_key,
     stock_key,
@@ -118,3 +119,9 @@ def stock_queue_length(*, product_id: int) -> int:
 
 def stock_warmed_product_ids() -> list[int]:
     return sorted(int(pid) for pid in stock_redis().smembers(warmed_products_key()))
+
+
+def stock_idempotency_value(*, product_id: int, digest: str) -> str | None:
+    """What an idempotency key's record holds (checkout.lua wrote it), or None."""
+    value = stock_redis().get(idempotency_key(product_id, digest))
+    return None if value is None else redis_text(value)

@@ -11,6 +11,9 @@ from .redis import redis_text, stock_redis
 from .redis_keys import (
     bucket_key,
     buyers_key,
+    coupon_buyers_key,
+    coupon_claims_key,
+    coupon_uses_key,
     held_key,
     idempotency_key,
     persist_queue_key,
@@ -63,8 +66,14 @@ def checkout_script_arguments(
     strike_fields: tuple[str, str] = ("", ""),
     captcha_solved: bool = False,
     unpaid_cap_identity: str = "",
+    language: str = "",
+    coupon: tuple[int, str, str, str] | None = None,
+    input_values: str = "",
 ) -> tuple[list, list]:
-    """KEYS and ARGV of one call of checkout.lua (its header documents them)."""
+    """KEYS and ARGV of one call of checkout.lua (its header documents them).
+    `coupon` is (id, code, kind, value) of a coupon whose use was taken;
+    `input_values` the buyer's checkout fields, encrypted (Redis holds no
+    secrets in clear)."""
     if not buyers:
         raise ValueError("at least one buyer identity is needed")
     keys = [
@@ -97,6 +106,9 @@ def checkout_script_arguments(
         unpaid_cap_identity,
         settings.UNPAID_CAP_PER_IP,
         int(settings.PERSIST_REQUEST_TTL_SECONDS * 1000),
+        language,
+        *(coupon if coupon else ("", "", "", "")),
+        input_values,
         *buyers,
     ]
     return keys, args
@@ -240,7 +252,14 @@ def sale_rules(product) -> dict:
         "currency": product.currency,
         "paused": "1" if product.sale_paused else "0",
         "max_unpaid": product.max_unpaid_per_buyer,
+        "tiers": price_tiers_rule(product.price_tiers.all()),
     }
+
+
+def price_tiers_rule(tiers) -> str:
+    """The wholesale prices as checkout.lua reads them: "min_quantity:price"
+    pairs, ascending, space-separated; the prices stay text (no float in Lua)."""
+    return " ".join(f"{t.min_quantity}:{t.unit_price}" for t in sorted(tiers, key=lambda t: t.min_quantity))
 
 
 def stock_rebuild(
@@ -272,6 +291,14 @@ def stock_rebuild(
     rebuilt = lua_script("warm")(keys=keys, args=args) == 1
     stock_redis().sadd(warmed_products_key(), product.id)
     return rebuilt
+
+
+def coupon_counters_forget(*, coupon_ids: list[int]) -> None:
+    """Drop coupons' use counters: each is counted from the record again on
+    its next take (its takes wait for that, they never guess)."""
+    client = stock_redis()
+    for coupon_id in coupon_ids:
+        client.delete(coupon_uses_key(coupon_id), coupon_buyers_key(coupon_id), coupon_claims_key(coupon_id))
 
 
 def stock_gate_forget(*, product_id: int) -> None:

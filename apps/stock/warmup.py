@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from apps.cardkeys.models import CardKey
 from apps.catalog.models import Product
 from apps.core.db_locks import persist_fence
+from apps.coupons.models import Coupon
 from apps.orders.models import COUNTED_STATUSES, HOLDING_STATUSES, Order
 
 from . import selectors, services
@@ -133,5 +134,8 @@ def gates_check_redis_restart() -> list[int]:
     forgotten = selectors.stock_warmed_product_ids()
     for product_id in forgotten:
         services.stock_gate_forget(product_id=product_id)
+    # Coupon use counters may lag the same way: each is counted again from
+    # the record on its next take (apps.coupons.services.coupon_uses_rebuild).
+    services.coupon_counters_forget(coupon_ids=list(Coupon.objects.using("default").values_list("id", flat=True)))
     logger.warning("Redis restarted with its data; gates of %d products will be rebuilt", len(forgotten))
     return forgotten

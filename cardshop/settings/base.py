@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "apps.cardkeys",
     "apps.orders",
     "apps.payments",
+    "apps.coupons",
     "apps.monitoring",
     "apps.notifications",
 ]
@@ -245,6 +246,10 @@ DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", default="CNY")
 # Stock at or below this many keys shows as "low".
 LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=10)
 RESERVATION_TTL = env.int("RESERVATION_TTL", default=15 * 60)
+# A coupon use taken by a checkout that never made its reservation (its
+# process died between the two steps) is given back by reconciliation once
+# it is this old and no order holds it.
+COUPON_CLAIM_GRACE_SECONDS = env.int("COUPON_CLAIM_GRACE_SECONDS", default=60)
 # An order whose payment was started at a provider expires this much later
 # than its reservation, while the shop asks the provider whether it was paid
 # (a notification may be lost); the question is asked from this long before.
@@ -404,6 +409,7 @@ RATELIMIT_CHECKOUT_IP = env("RATELIMIT_CHECKOUT_IP", default="30/m")
 RATELIMIT_CHECKOUT_BUYER = env("RATELIMIT_CHECKOUT_BUYER", default="10/m")
 RATELIMIT_LOOKUP_IP = env("RATELIMIT_LOOKUP_IP", default="10/m")
 RATELIMIT_PAY_IP = env("RATELIMIT_PAY_IP", default="30/m")
+RATELIMIT_PRICE_IP = env("RATELIMIT_PRICE_IP", default="60/m")
 # The client address behind a reverse proxy: the header our proxy sets (e.g.
 # X-Forwarded-For, X-Real-IP) and how many of our proxies append to it. Empty
 # means REMOTE_ADDR, and every client-supplied header is ignored.

@@ -10,8 +10,10 @@ _SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "HKD": "HK$", "JPY": "JP¥", 
 
 
 @register.filter
-def money(amount: Decimal, currency: str) -> str:
-    """`9.90|money:"CNY"` -> "¥9.90"; an unknown currency keeps its code."""
+def money(amount: Decimal | str, currency: str) -> str:
+    """`9.90|money:"CNY"` -> "¥9.90"; an unknown currency keeps its code. Takes
+    the text of an order snapshot's money fields too."""
+    amount = Decimal(amount)
     symbol = _SYMBOLS.get(currency)
     return f"{symbol}{amount:.2f}" if symbol else f"{amount:.2f} {currency}"
 

@@ -16,10 +16,20 @@ from apps.orders.tests.support import product_with_keys
 from apps.payments.sandbox_server import sandbox_notification_deliver_task
 
 CHECKOUT_ERRORS = {
-    400: {"invalid", "page_token_invalid", "too_fast"},
+    400: {"invalid", "page_token_invalid", "too_fast", "coupon_invalid"},
     403: {"captcha_required", "captcha_invalid"},
     404: {"product_not_found"},
-    409: {"sold_out", "limit_exceeded", "unpaid_limit", "sale_not_started", "sale_ended"},
+    409: {
+        "sold_out",
+        "limit_exceeded",
+        "unpaid_limit",
+        "sale_not_started",
+        "sale_ended",
+        "coupon_expired",
+        "coupon_used_up",
+        "coupon_limit_exceeded",
+        "coupon_not_applicable",
+    },
     413: {"request_too_large"},
     415: {"unsupported_media_type"},
     422: {"idempotency_key_reused"},
@@ -96,7 +106,9 @@ def test_every_api_url_is_in_the_schema(schema):
 def test_checkout_documents_its_body_headers_and_every_error_code(schema):
     op = operation(schema, "/api/v1/orders", "post")
     body = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-    assert {"sku", "quantity", "email", "page_token"} <= set(schema["components"]["schemas"][body]["properties"])
+    assert {"sku", "quantity", "email", "page_token", "coupon"} <= set(
+        schema["components"]["schemas"][body]["properties"]
+    )
     assert {"Idempotency-Key", "X-Page-Token"} <= header_names(op)
     assert "202" in op["responses"]
     for status, codes in CHECKOUT_ERRORS.items():

@@ -8,6 +8,7 @@ import logging
 from django.db import transaction
 from redis.exceptions import RedisError
 
+from apps.coupons.services import coupon_use_return_rollback_unsafe
 from apps.payments.tasks import payment_close_task
 from apps.stock import services as stock
 
@@ -60,3 +61,4 @@ def _release_rollback_unsafe(order: Order) -> None:
         stock.stock_reservation_release_unpaid(product_id=order.product_id, order_no=order.order_no)
     except RedisError:
         logger.warning("order %s cancelled; its stock returns at the next reconcile", order.order_no)
+    coupon_use_return_rollback_unsafe(order=order)

@@ -6,9 +6,11 @@ persistence makes the order later (persistence.py)."""
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
 
@@ -16,6 +18,10 @@ from apps.cardkeys.crypto import decrypt_secret, encrypt_secret
 from apps.catalog.page_tokens import page_token_check
 from apps.catalog.selectors import ProductInfo, product_info_for_checkout
 from apps.core import metrics
+from apps.coupons.exceptions import CouponInvalid, CouponLimitExceeded, CouponUsedUp
+from apps.coupons.selectors import CouponInfo, coupon_for_checkout
+from apps.coupons.services import coupon_buyer, coupon_use_return, coupon_use_take
+from apps.stock import selectors as gate
 from apps.stock import services as stock
 
 from ..exceptions import (
@@ -44,6 +50,7 @@ from ..identity import (
     strike_fields,
     unpaid_cap_identity,
 )
+from ..input_fields import input_values_clean, input_values_seal
 from ..models import Order
 from . import persistence
 
@@ -77,19 +84,34 @@ class CheckoutResult:
 
 @metrics.checkout_observed
 def order_checkout(
-    *, sku: str, email: str, quantity, idempotency_key: str | None = None, buyer: BuyerContext | None = None
+    *,
+    sku: str,
+    email: str,
+    quantity,
+    idempotency_key: str | None = None,
+    buyer: BuyerContext | None = None,
+    language: str | None = None,
+    coupon: str | None = None,
+    fields: dict | None = None,
 ) -> CheckoutResult:
     """Reserve stock for a buyer. One Redis round trip decides; no database
     read beyond the cached product, no database write, no row lock.
 
-    `quantity` must be an int. Limits and the idempotency key count the
-    normalised email (identity.email_normalise); the order keeps it as typed.
+    `quantity` must be an int. `language` is the buyer's (the request's
+    active language when None); the order's mails are written in it.
+    `coupon` is a code the buyer typed (any case): its use is taken in the
+    gate before the stock, and given back when checkout refuses. Limits and
+    the idempotency key count the normalised email (identity.email_normalise);
+    the order keeps it as typed. `fields` holds the values of the product's
+    checkout fields by key (checked here, sealed before Redis sees them).
 
     Raises InvalidInput, ProductNotFound, PageTokenInvalid, TooFast,
     RateLimited, SoldOut, LimitExceeded, UnpaidLimit (per buyer, or the client
     address's UNPAID_CAP_PER_IP), IdempotencyKeyReused, SaleNotStarted,
-    SaleEnded or SalePaused."""
+    SaleEnded, SalePaused, or a CouponError (coupon_invalid, coupon_expired,
+    coupon_used_up, coupon_limit_exceeded, coupon_not_applicable)."""
     email, quantity, idempotency_key = _checkout_input_clean(email=email, quantity=quantity, key=idempotency_key)
+    coupon_code = _coupon_input_clean(coupon)
     # Limits and the idempotency key's scope count the mailbox; the order
     # keeps (and mails) the address as typed.
     buyer_email = email_normalise(email)
@@ -100,15 +122,32 @@ def order_checkout(
     except (PageTokenInvalid, TooFast):
         checkout_strike_record(product_id=product.id, buyer=buyer)
         raise
+    # Checked before anything is taken (P7); sealed before Redis sees them (P5).
+    sealed_input = input_values_seal(input_values_clean(fields=product.input_fields, values=fields))
+    coupon_info = coupon_for_checkout(code=coupon_code, product_id=product.id) if coupon_code else None
     order_no = order_number_new(product_id=product.id)
     token = access_token_for(order_no=order_no)
     digest = idempotency_digest(email=buyer_email, key=idempotency_key) if idempotency_key else ""
     fingerprint = idempotency_fingerprint(sku=sku, quantity=quantity, email=email) if digest else ""
+    buyers = buyer_identities(email=buyer_email, product=product, context=buyer)
+    if coupon_info is not None:
+        try:
+            coupon_use_take(coupon=coupon_info, order_no=order_no, buyer=coupon_buyer(buyers))
+        except RedisError:
+            logger.warning("checkout for %s paused: Redis unreachable", sku)
+            raise SalePaused() from None
+        except (CouponUsedUp, CouponLimitExceeded):
+            # A retry of an order placed with this key gets that order, not
+            # a refusal of the use its first try took.
+            first = _idempotency_value_get(product_id=product.id, digest=digest)
+            if first is None:
+                raise
+            return _first_order(first, fingerprint=fingerprint, product_id=product.id)
     try:
         outcome = stock.stock_reserve(
             product_id=product.id,
             order_no=order_no,
-            buyers=buyer_identities(email=buyer_email, product=product, context=buyer),
+            buyers=buyers,
             quantity=quantity,
             token_hash=access_token_hash(token),
             email=email,
@@ -118,25 +157,86 @@ def order_checkout(
             strike_fields=buyer.strike_fields,
             captcha_solved=buyer.captcha_solved,
             unpaid_cap_identity=unpaid_cap_identity(ip=buyer.ip),
+            language=order_language(language),
+            coupon=_coupon_terms(coupon_info),
+            input_values=sealed_input,
         )
     except RedisError:
         logger.warning("checkout for %s paused: Redis unreachable", sku)
+        _coupon_give_back(coupon_info, order_no)
         raise SalePaused() from None
     if outcome.code == "ok":
         if outcome.persist_requested:
             persistence.order_persist_request_rollback_unsafe(product_id=product.id)
         return CheckoutResult(order_no=order_no, access_token=token, status=Order.Status.QUEUED, product_id=product.id)
+    # Refused, or answered with the first order: this order number holds no use.
+    _coupon_give_back(coupon_info, order_no)
     if outcome.code == "duplicate":
-        first_order_no, sealed_token, first_fingerprint = _idempotency_value_read(outcome.idempotency_value)
-        if first_fingerprint is not None and first_fingerprint != fingerprint:
-            # Stripe's answer: the key was spent on another order; the first
-            # order is not handed back as if it were this one.
-            raise IdempotencyKeyReused()
-        first_token = decrypt_secret(sealed_token)
-        return CheckoutResult(
-            order_no=first_order_no, access_token=first_token, status=Order.Status.QUEUED, product_id=product.id
-        )
+        return _first_order(outcome.idempotency_value, fingerprint=fingerprint, product_id=product.id)
     raise _checkout_refusal(outcome)
+
+
+def _first_order(value: str, *, fingerprint: str, product_id: int) -> CheckoutResult:
+    """The order an idempotency key was first spent on, as this request's answer."""
+    first_order_no, sealed_token, first_fingerprint = _idempotency_value_read(value)
+    if first_fingerprint is not None and first_fingerprint != fingerprint:
+        # Stripe's answer: the key was spent on another order; the first
+        # order is not handed back as if it were this one.
+        raise IdempotencyKeyReused()
+    first_token = decrypt_secret(sealed_token)
+    return CheckoutResult(
+        order_no=first_order_no, access_token=first_token, status=Order.Status.QUEUED, product_id=product_id
+    )
+
+
+def _idempotency_value_get(*, product_id: int, digest: str) -> str | None:
+    if not digest:
+        return None
+    try:
+        return gate.stock_idempotency_value(product_id=product_id, digest=digest)
+    except RedisError:
+        return None
+
+
+def _coupon_input_clean(coupon) -> str | None:
+    if coupon is None or (isinstance(coupon, str) and not coupon.strip()):
+        return None
+    if not isinstance(coupon, str) or len(coupon.strip()) > 32:
+        raise CouponInvalid()
+    return coupon.strip()
+
+
+def _coupon_terms(coupon: CouponInfo | None) -> tuple[int, str, str, str] | None:
+    """What the reservation carries of the coupon: its terms now, so the
+    order's price never follows a later edit."""
+    if coupon is None:
+        return None
+    return (coupon.id, coupon.code, coupon.kind, str(coupon.value))
+
+
+def _coupon_give_back(coupon: CouponInfo | None, order_no: str) -> None:
+    """The use this order number took, returned at once. If Redis fails
+    here, the use stays taken until reconciliation finds no order holds it
+    (apps.coupons.services.coupon_claims_reconcile): one use too few for a
+    while, never one too many."""
+    if coupon is None:
+        return
+    try:
+        coupon_use_return(coupon_id=coupon.id, order_no=order_no)
+    except RedisError:
+        logger.warning("coupon %s: use of refused order %s not given back; reconcile will", coupon.code, order_no)
+
+
+def order_language(language: str | None) -> str:
+    """One of settings.LANGUAGES: the one asked for, else the active one
+    (LocaleMiddleware set it from the request), else the shop's default."""
+    for candidate in (language, translation.get_language()):
+        if isinstance(candidate, str) and candidate:
+            try:
+                return translation.get_supported_language_variant(candidate)
+            except LookupError:
+                continue
+    return settings.LANGUAGE_CODE
 
 
 def _idempotency_value(order_no: str, token: str, fingerprint: str) -> str:

@@ -13,6 +13,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.core import metrics
+from apps.coupons.services import coupon_use_return_rollback_unsafe
 from apps.payments.provider_payments import orders_with_started_payments
 from apps.payments.tasks import payment_close_task
 from apps.stock import services as stock
@@ -58,3 +59,6 @@ def _release_unpaid_rollback_unsafe(orders: list[Order]) -> None:
             stock.stock_reservation_release_unpaid(product_id=order.product_id, order_no=order.order_no)
         except RedisError:
             logger.warning("order %s expired; its stock returns at the next reconcile", order.order_no)
+        # An expired order no longer counts: its coupon use returns (a late
+        # payment takes it again, payment._order_late_payment).
+        coupon_use_return_rollback_unsafe(order=order)

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from apps.cardkeys.services import cardkeys_revoke_for_order
 from apps.core import metrics
+from apps.coupons.services import coupon_buyer, coupon_use_retake, coupon_use_return_rollback_unsafe
 
 # A module, not its names: its tasks reach back into the order services.
 from apps.notifications import services as notifications
@@ -190,6 +191,18 @@ def _order_late_payment(order: Order) -> None:
         return
     # taken == -1: the gate is not warmed; its rebuild counts this paid order.
     _order_to_paid(order)
+    if order.coupon_id is not None:
+        # Its coupon use went back at expiry; delivered at the discounted price, it holds one again.
+        transaction.on_commit(lambda: _coupon_retake_rollback_unsafe(order))
+
+
+def _coupon_retake_rollback_unsafe(order: Order) -> None:
+    try:
+        coupon_use_retake(
+            coupon_id=order.coupon_id, order_no=order.order_no, buyer=coupon_buyer(order.buyer_identity_list())
+        )
+    except RedisError:
+        logger.warning("order %s paid late; its coupon use is not counted again (Redis unreachable)", order.order_no)
 
 
 def order_to_refund_pending(*, order: Order, reason: str) -> None:
@@ -212,6 +225,7 @@ def _release_for_refund_rollback_unsafe(order: Order) -> None:
         stock.stock_buyers_uncount(product_id=order.product_id, order_no=order.order_no)
     except RedisError:
         logger.warning("order %s refunded; Redis unreachable, reconcile releases its share", order.order_no)
+    coupon_use_return_rollback_unsafe(order=order)
 
 
 @transaction.atomic(durable=True)
@@ -288,6 +302,8 @@ def _order_to_refunded(*, order: Order, note: str) -> None:
     if delivered:
         cardkeys_revoke_for_order(order_id=order.id)
         transaction.on_commit(metrics.order_refunded_after_delivery)
+        # A refund gives the coupon's use back (once: it is a claim by order number).
+        transaction.on_commit(lambda: coupon_use_return_rollback_unsafe(order=order))
     else:
         transaction.on_commit(lambda: _release_for_refund_rollback_unsafe(order))
 
@@ -310,6 +326,7 @@ def order_refund_start(*, order_ids: list[int], reason: str) -> int:
             order.attention_reason = reason
             order.save(update_fields=["status", "attention_reason", "updated_at"])
             refund_order_task.delay_on_commit(order.id)
+            transaction.on_commit(lambda order=order: coupon_use_return_rollback_unsafe(order=order))
         else:
             order_to_refund_pending(order=order, reason=reason)
     return len(orders)

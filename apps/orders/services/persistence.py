@@ -23,7 +23,7 @@ from apps.stock import services as stock
 from apps.stock.reservations import Reservation
 
 from ..models import Order
-from ..pricing import order_amount
+from ..pricing import reservation_price
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +47,24 @@ def order_persist_reservations(*, product_id: int, reservations: list[Reservatio
 
 
 def _order_from_reservation(*, product_id: int, reservation: Reservation) -> Order:
+    price = reservation_price(reservation)
     return Order(
         order_no=reservation.order_no,
         product_id=product_id,
         buyer_email=reservation.email,
         quantity=reservation.quantity,
         unit_price=reservation.price,
-        amount=order_amount(unit_price=reservation.price, quantity=reservation.quantity),
+        amount=price.amount,
+        coupon_id=reservation.coupon_id,
+        coupon_code=reservation.coupon_code,
+        discount=price.discount,
+        input_values=reservation.input_values,
         currency=reservation.currency,
         status=Order.Status.AWAITING_PAYMENT,
         buyer_identities=" ".join(reservation.buyers),
         access_token_hash=reservation.token_hash,
         reserved_until=datetime.fromtimestamp(reservation.reserved_until, tz=UTC),
+        language=reservation.language or settings.LANGUAGE_CODE,
     )
 
 

@@ -9,6 +9,7 @@ from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
 from apps.core import metrics
+from apps.coupons.services import coupon_claims_reconcile
 from apps.stock.reconcile import GateRepairReport, gates_repair
 from apps.stock.warmup import gates_check_redis_restart
 
@@ -26,6 +27,7 @@ class ReconcileReport(GateRepairReport):
     persisted: int = 0
     expired: int = 0
     needs_attention: int = 0
+    coupon_uses_returned: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """What the run found and fixed, in the active language (the command's --lang)."""
@@ -47,6 +49,7 @@ class ReconcileReport(GateRepairReport):
             listed(_("gates rebuilt after loss"), self.rewarmed),
             _("stock drift fixed: %(drift)s") % {"drift": drift},
             _("orders needing attention: %(n)s") % {"n": self.needs_attention},
+            listed(_("coupon uses given back"), self.coupon_uses_returned),
         ]
         out += [_("error: %(error)s") % {"error": e} for e in self.errors]
         return out
@@ -64,6 +67,7 @@ class ReconcileReport(GateRepairReport):
             or self.released
             or self.rewarmed
             or self.drift_fixed
+            or self.coupon_uses_returned
         )
 
 
@@ -83,6 +87,10 @@ def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
         report.mails_redriven = delivery_mail.order_mails_redrive_stuck()
     except Exception as exc:  # Redis, the database or the broker: the next run tries again
         report.errors.append(f"delivery mails: {type(exc).__name__}: {exc}")
+    try:
+        report.coupon_uses_returned = coupon_claims_reconcile()
+    except (RedisError, DatabaseError) as exc:
+        report.errors.append(f"coupon uses: {type(exc).__name__}: {exc}")
     gates_repair(report, drift_settle_seconds=drift_settle_seconds)
     metrics.reconcile_reported(report)
     return report

@@ -1,5 +1,5 @@
 -- Checkout: the one decision of the purchase path, atomic in Redis.
--- KEYS[1] stock   KEYS[2] rules   KEYS[3] buyers (identity -> quantity held or bought)
+-- KEYS[1] stock   KEYS[2] rules (incl. "tiers": "min_qty:price ..." ascending)   KEYS[3] buyers (identity -> quantity held or bought)
 -- KEYS[4] reservations   KEYS[5] persist queue   KEYS[6] idempotency key
 -- KEYS[7] unpaid (identity -> unpaid reservations)   KEYS[8] token bucket
 -- ARGV[1] order_no  ARGV[2] quantity  ARGV[3] token hash  ARGV[4] email
@@ -10,7 +10,11 @@
 -- ARGV[14] strike field of the client's IP ("" = none)  ARGV[15] of its device ("" = none)
 -- ARGV[16] the client address's identity for the unpaid cap ("" = not capped)  ARGV[17] that cap
 -- ARGV[18] persist request mark ttl (ms)
--- ARGV[19..] buyer identities (at least one)
+-- ARGV[19] the buyer's language at checkout ("" = the shop's default): the order's mails speak it
+-- ARGV[20] coupon id ("" = none; its use was taken by coupon_take.lua just before)
+-- ARGV[21] coupon code  ARGV[22] its kind ("percent" | "fixed")  ARGV[23] its value (text)
+-- ARGV[24] what the buyer typed in the product's checkout fields, encrypted ("" = none)
+-- ARGV[25..] buyer identities (at least one)
 -- KEYS[9] strikes (client field -> "count:first_seen_ms")
 -- KEYS[10] persist request mark (set while a persist task for this product waits in the queue)
 -- Returns {code, ...}: {"ok", order_no, remaining, 1 = the caller must publish a persist task}
@@ -31,8 +35,11 @@ if ARGV[14] ~= "" then strike_fields[#strike_fields + 1] = ARGV[14] end
 if ARGV[15] ~= "" then strike_fields[#strike_fields + 1] = ARGV[15] end
 local client, client_cap = ARGV[16], tonumber(ARGV[17])
 local persist_mark_ttl = tonumber(ARGV[18])
+local language = ARGV[19]
+local coupon_id, coupon_code, coupon_kind, coupon_value = ARGV[20], ARGV[21], ARGV[22], ARGV[23]
+local input_values = ARGV[24]
 local buyers = {}
-for i = 19, #ARGV do buyers[#buyers + 1] = ARGV[i] end
+for i = 25, #ARGV do buyers[#buyers + 1] = ARGV[i] end
 
 local now = redis.call("TIME")
 local now_s = tonumber(now[1])
@@ -75,7 +82,7 @@ if captcha_threshold > 0 and #strike_fields > 0 then
 end
 
 local rules = redis.call("HMGET", rules_key, "active", "starts", "ends", "max_per_order", "per_buyer_limit",
-  "price", "currency", "paused", "max_unpaid", "overloaded")
+  "price", "currency", "paused", "max_unpaid", "overloaded", "tiers")
 local stock = redis.call("GET", stock_key)
 -- Stock or rules unknown (not warmed yet, or Redis lost its data): fail closed.
 if not stock or not rules[1] then return {"sale_paused"} end
@@ -121,15 +128,31 @@ if client ~= "" then
   end
 end
 
+-- The unit price: the base price, or the wholesale tier with the highest
+-- minimum quantity this order reaches ("10:4.50 50:4.00", ascending). The
+-- price stays the merchant's text; Python does the money (apps/orders/pricing.py).
+local unit_price = rules[6]
+for min_qty, tier_price in string.gmatch(rules[11] or "", "(%d+):([%d%.]+)") do
+  if tonumber(min_qty) <= qty then unit_price = tier_price end
+end
+
 local remaining = redis.call("DECRBY", stock_key, qty)
 for i = 1, #counted do
   redis.call("HINCRBY", buyers_key, counted[i], qty)
   redis.call("HINCRBY", unpaid_key, counted[i], 1)
 end
-local record = cjson.encode({
+local reservation = {
   order_no = order_no, buyers = counted, email = email, quantity = qty, token_hash = token_hash,
-  unit_price = rules[6], currency = rules[7], created_at = now_s, reserved_until = now_s + reservation_ttl,
-})
+  unit_price = unit_price, currency = rules[7], created_at = now_s, reserved_until = now_s + reservation_ttl,
+  language = language,
+}
+if coupon_id ~= "" then
+  -- The coupon's terms as they are now; apps/orders/pricing.py computes the discount.
+  reservation.coupon_id = tonumber(coupon_id)
+  reservation.coupon_code, reservation.coupon_kind, reservation.coupon_value = coupon_code, coupon_kind, coupon_value
+end
+if input_values ~= "" then reservation.input_values = input_values end
+local record = cjson.encode(reservation)
 redis.call("HSET", reservations_key, order_no, record)
 redis.call("RPUSH", queue_key, record)
 if idem_value ~= "" then redis.call("SET", idem_key, idem_value, "EX", idem_ttl) end

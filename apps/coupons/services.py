@@ -1,0 +1,176 @@
+"""A coupon's uses, counted in the gate Redis with the same atomicity as stock.
+
+Checkout takes a use with coupon_take.lua on the coupon's own keys ({c:<id>})
+just before checkout.lua reserves the stock on the product's ({p:<id>}), and
+gives it back at once when checkout refuses: two scripts, because a coupon
+spans products and Redis Cluster runs one script on one slot
+(docs/architecture.md, "Coupons"). Every use is a claim named by its order
+number, so giving it back acts once. A process that dies between the two
+calls leaves a claim no order holds: a use lost for a while (never one too
+many), which reconciliation gives back (coupon_claims_reconcile).
+
+Counters lost with Redis are rebuilt from MariaDB and the reservations still
+queued for it, on the next take (P6)."""
+
+import json
+import logging
+import time
+
+from django.conf import settings
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from apps.core.db_locks import named_lock
+from apps.orders.exceptions import SalePaused
+from apps.orders.identity import order_number_product_id
+from apps.orders.models import COUNTED_STATUSES, Order
+from apps.stock import selectors as gate
+from apps.stock.redis import redis_text, stock_redis
+from apps.stock.redis_keys import coupon_buyers_key, coupon_claims_key, coupon_uses_key
+from apps.stock.reservations import Reservation
+from apps.stock.scripts import lua_script
+
+from .exceptions import CouponLimitExceeded, CouponUsedUp
+from .models import Coupon
+from .selectors import CouponInfo
+
+logger = logging.getLogger(__name__)
+
+NO_CAP = -1
+
+
+def _keys(coupon_id: int) -> list[str]:
+    return [coupon_uses_key(coupon_id), coupon_buyers_key(coupon_id), coupon_claims_key(coupon_id)]
+
+
+def coupon_buyer(buyers) -> str:
+    """The identity a coupon's per-buyer cap counts: the normalised email's
+    (the first of a reservation's buyers, identity.buyer_identities)."""
+    return next((b for b in buyers if b.startswith("e:")), buyers[0])
+
+
+def coupon_use_take(*, coupon: CouponInfo, order_no: str, buyer: str) -> None:
+    """Take one use of the coupon for this order (a no-op if it holds one).
+    Raises CouponUsedUp, CouponLimitExceeded; SalePaused if the uses cannot
+    be counted; RedisError while Redis is away."""
+    caps = [
+        NO_CAP if coupon.max_uses is None else coupon.max_uses,
+        NO_CAP if coupon.max_uses_per_buyer is None else coupon.max_uses_per_buyer,
+    ]
+    answer = _take(coupon.id, order_no, buyer, caps)
+    if answer == "unknown":
+        coupon_uses_rebuild(coupon_id=coupon.id)
+        answer = _take(coupon.id, order_no, buyer, caps)
+    if answer == "used_up":
+        raise CouponUsedUp()
+    if answer == "limit_exceeded":
+        raise CouponLimitExceeded()
+    if answer != "ok":
+        raise SalePaused()
+
+
+def coupon_use_retake(*, coupon_id: int, order_no: str, buyer: str) -> None:
+    """An order whose use was given back (it expired, or was cancelled) was
+    paid after all and is delivered at its discounted price: it holds a use
+    again, whatever the caps say (the buyer has paid that price). Raises
+    RedisError."""
+    # "unknown" (not counted since Redis lost them) is fine too: the rebuild
+    # counts this order once it is paid.
+    _take(coupon_id, order_no, buyer, [NO_CAP, NO_CAP])
+
+
+def _take(coupon_id: int, order_no: str, buyer: str, caps: list[int]) -> str:
+    return redis_text(lua_script("coupon_take")(keys=_keys(coupon_id), args=[order_no, buyer, *caps]))
+
+
+def coupon_use_return(*, coupon_id: int, order_no: str) -> bool:
+    """Give the order's use back; True when given back now (once per use)."""
+    return lua_script("coupon_release")(keys=_keys(coupon_id), args=[order_no]) == 1
+
+
+def coupon_use_return_rollback_unsafe(*, order: Order) -> None:
+    """coupon_use_return for an order that stopped counting (expired,
+    cancelled, refunded), best effort: without Redis, reconciliation gives it
+    back later (coupon_claims_reconcile)."""
+    if order.coupon_id is None:
+        return
+    try:
+        coupon_use_return(coupon_id=order.coupon_id, order_no=order.order_no)
+    except RedisError:
+        logger.warning("order %s: coupon use not given back (Redis unreachable); reconcile will", order.order_no)
+
+
+def coupon_uses_rebuild(*, coupon_id: int) -> bool:
+    """Count the coupon's uses from the record while Redis does not know them:
+    orders that count (COUNTED_STATUSES) with the coupon, and reservations
+    still queued for MariaDB. The queues are read first: a reservation
+    persisted meanwhile is then seen twice and counted once (by order
+    number), never missed. Returns True when written now."""
+    # One process counts; the crowd that found the counters missing with it
+    # waits here, then finds them written (coupon_warm.lua writes only once).
+    with named_lock(f"coupon-uses:{coupon_id}", timeout=settings.WARM_FENCE_TIMEOUT):
+        if stock_redis().exists(coupon_uses_key(coupon_id)):
+            return False
+        return _rebuild(coupon_id)
+
+
+def _rebuild(coupon_id: int) -> bool:
+    coupon = Coupon.objects.using("default").filter(pk=coupon_id).first()
+    if coupon is None:
+        return False
+    product_ids = list(coupon.products.values_list("id", flat=True)) or gate.stock_warmed_product_ids()
+    now_ms = int(time.time() * 1000)
+    claims: dict[str, dict] = {}
+    for product_id in product_ids:
+        for raw in gate.stock_queue_peek(product_id=product_id):
+            try:
+                reservation = Reservation.from_json(raw)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if reservation.coupon_id == coupon_id:
+                claims[reservation.order_no] = {"buyer": coupon_buyer(reservation.buyers), "at": now_ms}
+    for order in (
+        Order.objects.using("default")
+        .filter(coupon_id=coupon_id, status__in=COUNTED_STATUSES)
+        .only("order_no", "buyer_identities", "buyer_email")
+    ):
+        claims[order.order_no] = {"buyer": coupon_buyer(order.buyer_identity_list()), "at": now_ms}
+    written = lua_script("coupon_warm")(keys=_keys(coupon_id), args=[json.dumps(claims)]) == 1
+    if written:
+        logger.info("coupon %s: %d uses counted from the record", coupon.code, len(claims))
+    return written
+
+
+def coupon_claims_reconcile(*, grace_seconds: float | None = None) -> list[str]:
+    """Give back uses no live order holds: claims of orders that stopped
+    counting while Redis could not be told, and claims older than
+    `grace_seconds` (COUPON_CLAIM_GRACE_SECONDS) of orders neither MariaDB nor
+    the gate knows (a checkout that died between taking the use and
+    reserving). Returns the order numbers given back."""
+    grace_ms = 1000 * (settings.COUPON_CLAIM_GRACE_SECONDS if grace_seconds is None else grace_seconds)
+    now_ms = int(timezone.now().timestamp() * 1000)
+    client = stock_redis()
+    returned: list[str] = []
+    for coupon_id in Coupon.objects.using("default").values_list("id", flat=True):
+        claims = {redis_text(k): json.loads(v) for k, v in client.hgetall(coupon_claims_key(coupon_id)).items()}
+        if not claims:
+            continue
+        statuses = dict(
+            Order.objects.using("default").filter(order_no__in=list(claims)).values_list("order_no", "status")
+        )
+        for order_no, claim in claims.items():
+            if order_no in statuses:
+                stale = statuses[order_no] not in COUNTED_STATUSES
+            else:
+                stale = now_ms - int(claim.get("at", 0)) > grace_ms and not _reserved(order_no)
+            if stale and coupon_use_return(coupon_id=coupon_id, order_no=order_no):
+                returned.append(order_no)
+    return returned
+
+
+def _reserved(order_no: str) -> bool:
+    """Does the gate hold a reservation for it, or has it become an order since?"""
+    product_id = order_number_product_id(order_no)
+    if product_id is not None and gate.stock_reservation_get(product_id=product_id, order_no=order_no) is not None:
+        return True
+    return Order.objects.using("default").filter(order_no=order_no).exists()

@@ -1,0 +1,119 @@
+"""A coupon's caps hold under a flash crowd, against the real MariaDB and
+Redis: many threads check out at once, each taking the coupon's use and the
+stock in their two scripts, and the refused ones giving their use back."""
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+from django.db import connections
+
+from apps.cardkeys.models import CardKey
+from apps.catalog.models import ProductPriceTier
+from apps.core.errors import ShopError
+from apps.coupons.selectors import coupon_uses_taken
+from apps.orders.models import Order
+from apps.orders.services import fulfilment, persistence
+from apps.orders.services.checkout import order_checkout
+from apps.orders.tests.support import pay, persist_task_marked_waiting, product_with_keys
+from apps.stock.selectors import stock_remaining
+
+from .factories import CouponFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def crowd(calls: list[dict], *, threads: int = 64) -> Counter:
+    """Run the checkouts at once (a barrier releases each thread's first one
+    together); returns how many ended each way ("ok" or the error code)."""
+    start = threading.Barrier(min(threads, len(calls)))
+    outcomes: Counter = Counter()
+    lock = threading.Lock()
+    started = threading.local()
+
+    def one(call):
+        if not getattr(started, "yes", False):
+            started.yes = True
+            start.wait(30)
+        try:
+            order_checkout(**call)
+            code = "ok"
+        except ShopError as error:
+            code = error.code
+        finally:
+            connections.close_all()
+        with lock:
+            outcomes[code] += 1
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(one, calls))
+    return outcomes
+
+
+@pytest.fixture
+def uncapped_rate(settings):
+    settings.CHECKOUT_RATE_PER_SECOND = 0  # the per-product token bucket is another test's subject
+    settings.UNPAID_CAP_PER_IP = 0
+
+
+def test_a_coupon_capped_at_100_is_used_100_times_by_500_buyers_at_once(uncapped_rate):
+    product = product_with_keys(keys=700, per_buyer_limit=5, max_per_order=5)
+    coupon = CouponFactory(code="FLASH100", kind="percent", value=Decimal("20"), max_uses=100)
+    # Every fifth buyer asks for too many: checkout.lua refuses them after
+    # their coupon use was taken, so the crowd exercises the give-back too.
+    calls = [
+        {"sku": product.sku, "email": f"buyer{i}@x.com", "quantity": 6 if i % 5 == 0 else 1, "coupon": "flash100"}
+        for i in range(500)
+    ]
+    outcomes = crowd(calls)
+    assert outcomes["ok"] == 100, outcomes
+    assert outcomes["coupon_used_up"] + outcomes["invalid"] == 400, outcomes
+    persistence.order_persist_queued()
+    orders = Order.objects.filter(product=product)
+    assert orders.count() == 100
+    assert orders.filter(coupon=coupon, discount=Decimal("1.98"), amount=Decimal("7.92")).count() == 100
+    assert coupon_uses_taken(coupon_id=coupon.id) == 100
+    # P1: the gate's stock and the orders add up to the keys uploaded.
+    keys = CardKey.objects.filter(product=product).count()
+    assert stock_remaining(product_id=product.id) + sum(o.quantity for o in orders) == keys
+
+
+def test_one_use_per_buyer_used_20_times_at_once_by_one_mailbox_is_used_once(uncapped_rate):
+    product = product_with_keys(keys=50, per_buyer_limit=20, max_unpaid_per_buyer=20)
+    coupon = CouponFactory(code="ONEEACH", max_uses_per_buyer=1)
+    emails = [f"Same.Buyer+{i}@gmail.com" for i in range(20)]  # one mailbox
+    outcomes = crowd([{"sku": product.sku, "email": e, "quantity": 1, "coupon": "oneeach"} for e in emails])
+    assert outcomes == Counter({"ok": 1, "coupon_limit_exceeded": 19})
+    persistence.order_persist_queued()
+    assert Order.objects.filter(product=product, coupon=coupon).count() == 1
+    assert stock_remaining(product_id=product.id) == 49
+
+
+def test_an_order_keeps_its_checkout_price_whatever_changes_after(published):
+    """Product price, tiers and coupon all change after checkout, before the
+    order is even written: order, payment and delivery keep the checkout's price."""
+    product = product_with_keys(keys=20, max_per_order=20, per_buyer_limit=20)
+    ProductPriceTier.objects.create(product=product, min_quantity=10, unit_price=Decimal("4.50"))
+    coupon = CouponFactory(code="KEEP", kind="percent", value=Decimal("10"))
+    persist_task_marked_waiting(product)  # stays a queued reservation for now
+    result = order_checkout(sku=product.sku, email="keep@x.com", quantity=10, coupon="keep")
+
+    product.price = Decimal("20.00")
+    product.save()
+    ProductPriceTier.objects.filter(product=product).update(unit_price=Decimal("1.00"))
+    ProductPriceTier.objects.create(product=product, min_quantity=5, unit_price=Decimal("0.50"))
+    coupon.kind, coupon.value = "fixed", Decimal("40.00")
+    coupon.save()
+
+    persistence.order_persist_queued()
+    order = Order.objects.get(order_no=result.order_no)
+    # 10 × 4.50 = 45.00, 10 % off = 4.50
+    assert (order.unit_price, order.discount, order.amount) == (Decimal("4.50"), Decimal("4.50"), Decimal("40.50"))
+    pay(order.order_no)  # the provider is paid the checkout's amount, and it matches
+    fulfilment.fulfilment_run(order_id=None)
+    order.refresh_from_db()
+    assert order.status == Order.Status.DELIVERED
+    assert (order.unit_price, order.discount, order.amount) == (Decimal("4.50"), Decimal("4.50"), Decimal("40.50"))
+    assert order.payment_events.get().amount == Decimal("40.50")

@@ -1,0 +1,255 @@
+"""Coupons at checkout: validity, the discount on the order, uses taken with
+the stock and given back (refusal, expiry, cancel, refund) exactly once, and
+the counters rebuilt from the record after Redis loses them."""
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from apps.catalog.models import ProductPriceTier
+from apps.coupons.exceptions import (
+    CouponExpired,
+    CouponInvalid,
+    CouponLimitExceeded,
+    CouponNotApplicable,
+    CouponUsedUp,
+)
+from apps.coupons.selectors import coupon_info_get, coupon_uses_taken
+from apps.coupons.services import coupon_claims_reconcile, coupon_use_take
+from apps.orders.exceptions import SoldOut
+from apps.orders.models import Order
+from apps.orders.services import expiry, payment, persistence
+from apps.orders.services.cancel import order_cancel
+from apps.orders.services.checkout import order_checkout
+from apps.orders.tests.support import pay, persist_task_marked_waiting, product_with_keys
+from apps.stock import services as stock_services
+from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import coupon_claims_key, coupon_uses_key
+from apps.stock.selectors import stock_remaining
+from apps.stock.warmup import gates_check_redis_restart, stock_warm
+
+from .factories import CouponFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def buy(product, *, email="buyer@example.com", quantity=1, coupon=None, key=None):
+    return order_checkout(sku=product.sku, email=email, quantity=quantity, coupon=coupon, idempotency_key=key)
+
+
+def persisted(result) -> Order:
+    persistence.order_persist_queued()
+    return Order.objects.get(order_no=result.order_no)
+
+
+def test_a_percent_coupon_any_case_is_stored_on_the_order_and_paid():
+    product = product_with_keys(keys=5)
+    CouponFactory(code="Spring10", kind="percent", value=Decimal("10"))
+    order = persisted(buy(product, quantity=3, coupon="  spring10 "))
+    # 3 × 9.90 = 29.70, 10 % off = 2.97
+    assert (order.coupon_code, order.discount, order.amount) == ("SPRING10", Decimal("2.97"), Decimal("26.73"))
+    assert order.unit_price == Decimal("9.90")
+    pay(order.order_no)  # the payment must match the discounted amount
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+
+
+def test_a_fixed_coupon_never_takes_the_total_below_one_cent():
+    product = product_with_keys(keys=5)
+    CouponFactory(code="BIG", kind="fixed", value=Decimal("500"))
+    order = persisted(buy(product, coupon="big"))
+    assert (order.discount, order.amount) == (Decimal("9.89"), Decimal("0.01"))
+
+
+def test_tier_and_coupon_together():
+    product = product_with_keys(keys=20, max_per_order=20, per_buyer_limit=20)
+    ProductPriceTier.objects.create(product=product, min_quantity=10, unit_price=Decimal("4.50"))
+    CouponFactory(code="FIVE", kind="fixed", value=Decimal("5"))
+    order = persisted(buy(product, quantity=10, coupon="five"))
+    assert (order.unit_price, order.discount, order.amount) == (Decimal("4.50"), Decimal("5.00"), Decimal("40.00"))
+
+
+@pytest.mark.parametrize(
+    ("fields", "typed", "error"),
+    [
+        ({"code": "OFF"}, "nope", CouponInvalid),
+        ({"code": "OFF", "is_active": False}, "off", CouponInvalid),
+        ({"code": "OFF", "valid_from": timezone.now() + timedelta(hours=1)}, "off", CouponInvalid),
+        ({"code": "OFF", "valid_until": timezone.now() - timedelta(seconds=1)}, "off", CouponExpired),
+    ],
+)
+def test_refused_coupons_reserve_nothing(fields, typed, error):
+    product = product_with_keys(keys=3)
+    CouponFactory(**fields)
+    with pytest.raises(error):
+        buy(product, coupon=typed)
+    assert stock_remaining(product_id=product.id) == 3
+
+
+def test_a_coupon_for_other_products_is_not_applicable():
+    product, other = product_with_keys(keys=3), product_with_keys(keys=3)
+    coupon = CouponFactory(code="ONLY")
+    coupon.products.add(other)
+    with pytest.raises(CouponNotApplicable):
+        buy(product, coupon="only")
+    assert persisted(buy(other, coupon="only")).coupon_id == coupon.id
+
+
+def test_uses_are_capped_and_a_refused_checkout_gives_its_use_back():
+    product = product_with_keys(keys=2, per_buyer_limit=5)
+    coupon = CouponFactory(code="TWO", max_uses=2)
+    buy(product, email="a@x.com", coupon="two")
+    with pytest.raises(SoldOut):
+        buy(product, email="b@x.com", quantity=2, coupon="two")  # stock refuses: the use returns
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+    buy(product, email="c@x.com", coupon="two")
+    assert coupon_uses_taken(coupon_id=coupon.id) == 2
+    product2 = product_with_keys(keys=2)
+    with pytest.raises(CouponUsedUp):
+        buy(product2, email="d@x.com", coupon="two")
+    assert stock_remaining(product_id=product2.id) == 2
+
+
+def test_uses_per_buyer_count_the_mailbox():
+    product = product_with_keys(keys=5, per_buyer_limit=5, max_unpaid_per_buyer=5)
+    CouponFactory(code="ONCE", max_uses_per_buyer=1)
+    buy(product, email="Jane.Doe+a@gmail.com", coupon="once")
+    with pytest.raises(CouponLimitExceeded):
+        buy(product, email="janedoe@googlemail.com", coupon="once")
+    buy(product, email="janedoe@googlemail.com")  # without the coupon: fine
+    assert stock_remaining(product_id=product.id) == 3
+
+
+def test_an_idempotent_retry_gets_its_order_not_a_coupon_refusal():
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="ONCE", max_uses_per_buyer=1, max_uses=1)
+    first = buy(product, coupon="once", key="k-1")
+    again = buy(product, coupon="once", key="k-1")
+    assert again.order_no == first.order_no
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+
+
+def test_expiry_and_cancel_give_the_use_back_once(published):
+    product = product_with_keys(keys=5, per_buyer_limit=5, max_unpaid_per_buyer=5)
+    coupon = CouponFactory(code="BACK", max_uses=5)
+    expired, cancelled = buy(product, email="a@x.com", coupon="back"), buy(product, email="b@x.com", coupon="back")
+    persistence.order_persist_queued()
+    assert coupon_uses_taken(coupon_id=coupon.id) == 2
+    Order.objects.filter(order_no=expired.order_no).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    assert expiry.order_expire_due() == 1
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+    order_cancel(order_no=cancelled.order_no)
+    order_cancel(order_no=cancelled.order_no)  # twice: given back once
+    assert coupon_uses_taken(coupon_id=coupon.id) == 0
+    assert coupon_claims_reconcile(grace_seconds=0) == []
+    assert coupon_uses_taken(coupon_id=coupon.id) == 0
+
+
+def test_a_late_payment_after_expiry_holds_its_use_again(published):
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="LATE")
+    result = buy(product, coupon="late")
+    order = persisted(result)
+    Order.objects.filter(pk=order.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    expiry.order_expire_due()
+    assert coupon_uses_taken(coupon_id=coupon.id) == 0
+    pay(order.order_no)
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+
+
+def test_a_refund_gives_the_use_back_once(published, monkeypatch):
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: None)
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="REFUND")
+    order = persisted(buy(product, coupon="refund"))
+    pay(order.order_no)
+    payment.order_refund_start(order_ids=[order.id], reason="buyer asked")
+    assert coupon_uses_taken(coupon_id=coupon.id) == 0
+    payment.order_mark_refunded(
+        order_no=order.order_no, provider="sandbox", event_id="r-1", amount=order.amount, currency=order.currency
+    )
+    assert Order.objects.get(pk=order.pk).status == Order.Status.REFUNDED
+    assert coupon_uses_taken(coupon_id=coupon.id) == 0
+
+
+def test_counters_lost_with_redis_are_rebuilt_from_orders_and_queued_reservations(published):
+    product = product_with_keys(keys=10, per_buyer_limit=10, max_unpaid_per_buyer=10)
+    coupon = CouponFactory(code="LOST", max_uses=3, max_uses_per_buyer=2)
+    persisted(buy(product, email="a@x.com", coupon="lost"))
+    # The second is still queued in the gate (not an order yet) when the coupon's keys vanish.
+    persist_task_marked_waiting(product)
+    buy(product, email="a@x.com", coupon="lost")
+    stock_redis().delete(coupon_uses_key(coupon.id), coupon_claims_key(coupon.id))
+    assert coupon_uses_taken(coupon_id=coupon.id) is None
+    with pytest.raises(CouponLimitExceeded):
+        buy(product, email="a@x.com", coupon="lost")  # a@x.com holds 2 (one order, one queued)
+    assert coupon_uses_taken(coupon_id=coupon.id) == 2
+    buy(product, email="b@x.com", coupon="lost")
+    with pytest.raises(CouponUsedUp):
+        buy(product, email="c@x.com", coupon="lost")
+
+
+def test_a_use_taken_by_a_checkout_that_died_is_given_back_by_reconcile():
+    product = product_with_keys(keys=5)
+    CouponFactory(code="CRASH", max_uses=1)
+    coupon = coupon_info_get(code="crash")
+    # The process took the use, then died before checkout.lua ran.
+    coupon_use_take(coupon=coupon, order_no=f"261129-{product.id}-DEADBEEF0000", buyer="e:x")
+    with pytest.raises(CouponUsedUp):
+        buy(product, coupon="crash")
+    assert coupon_claims_reconcile() == []  # young: it may still be on its way
+    assert coupon_claims_reconcile(grace_seconds=0) == [f"261129-{product.id}-DEADBEEF0000"]
+    assert persisted(buy(product, coupon="crash")).coupon_code == "CRASH"
+
+
+def test_the_api_takes_a_coupon_and_answers_coupon_errors(client):
+    product = product_with_keys(keys=5)
+    CouponFactory(code="API5", kind="fixed", value=Decimal("5"), max_uses=1)
+
+    def create(body):
+        return client.post("/api/v1/orders", data=json.dumps(body), content_type="application/json")
+
+    ok = create({"sku": product.sku, "email": "a@x.com", "quantity": 1, "coupon": "api5"})
+    assert ok.status_code == 202
+    used_up = create({"sku": product.sku, "email": "b@x.com", "quantity": 1, "coupon": "API5"})
+    assert (used_up.status_code, used_up.json()["error"]) == (409, "coupon_used_up")
+    invalid = create({"sku": product.sku, "email": "b@x.com", "quantity": 1, "coupon": "what"})
+    assert (invalid.status_code, invalid.json()["error"]) == (400, "coupon_invalid")
+    status = client.get(ok.json()["status_url"], headers={"X-Order-Token": ok.json()["access_token"]})
+    assert status.json()["amount"] == "4.90"
+
+
+def test_the_order_shows_its_coupon_queued_and_placed(client):
+    product = product_with_keys(keys=5)
+    CouponFactory(code="SHOWN", kind="fixed", value=Decimal("1.00"))
+    body = {"sku": product.sku, "email": "a@x.com", "quantity": 1, "coupon": "shown"}
+    placed = client.post("/api/v1/orders", data=json.dumps(body), content_type="application/json").json()
+    headers = {"X-Order-Token": placed["access_token"]}
+    queued = client.get(placed["status_url"], headers=headers).json()
+    assert (queued["status"], queued["coupon"], queued["discount"], queued["amount"]) == (
+        "queued",
+        "SHOWN",
+        "1.00",
+        "8.90",
+    )
+    persistence.order_persist_queued()
+    awaiting = client.get(placed["status_url"], headers=headers).json()
+    assert (awaiting["coupon"], awaiting["discount"], awaiting["amount"]) == ("SHOWN", "1.00", "8.90")
+    page = client.get(f"/orders/{placed['order_no']}?token={placed['access_token']}", headers={"Accept-Language": "en"})
+    assert "<code>SHOWN</code> −¥1.00" in page.content.decode()
+
+
+def test_gates_distrusted_after_a_redis_restart_drop_the_coupon_counters_too(monkeypatch):
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="RESTART", max_uses=5)
+    persisted(buy(product, coupon="restart"))
+    stock_redis().set(coupon_uses_key(coupon.id), 4)  # a counter that lags or drifted
+    monkeypatch.setattr(stock_services, "stock_redis_restarted", lambda: True)
+    gates_check_redis_restart()
+    assert coupon_uses_taken(coupon_id=coupon.id) is None
+    stock_warm(product=product)  # the product's gate is rebuilt too
+    buy(product, email="b@x.com", coupon="restart")  # recounted from the record first
+    assert coupon_uses_taken(coupon_id=coupon.id) == 2
