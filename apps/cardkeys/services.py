@@ -157,6 +157,8 @@ def cardkeys_import_rows(
     """cardkeys_import's work. The caller holds the import lock and an open
     transaction that it commits only if this returns (the import job also
     records its outcome in it)."""
+    if not product.sells_from_pool:
+        raise ImportRefused(_("This product is not sold from a key pool, so it takes no key uploads."))
     if column and not file_name:
         fmt = CSV  # pasted text or stdin with a column name is CSV
     else:

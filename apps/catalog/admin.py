@@ -1,13 +1,62 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db.models import Count, Q
-from django.urls import path
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.cardkeys.admin_upload import upload_keys_view
+from apps.cardkeys.crypto import decrypt_secret, mask_secret
 from apps.cardkeys.models import CardKey
 
 from .models import Category, Product
+from .services import (
+    product_delivery_change_refused,
+    product_delivery_changed_on_commit,
+    product_stock_refused,
+    product_stock_set,
+    reusable_key_encrypt,
+)
+
+Delivery = Product.Delivery
+
+
+class ProductAdminForm(forms.ModelForm):
+    """The product form, plus the reusable key (written only: stored encrypted,
+    shown masked) and the checks of the delivery kind and the stock number."""
+
+    reusable_key = forms.CharField(
+        label=_("reusable key"),
+        required=False,
+        max_length=1000,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "size": 60}),
+        help_text=_(
+            "The one key every buyer of a reusable-key product gets. Stored encrypted and shown masked; "
+            "leave empty to keep the current key."
+        ),
+    )
+
+    class Meta:
+        model = Product
+        # The admin's fieldsets name the fields; the encrypted key is never one.
+        fields = ("delivery_kind", "stock_quantity")
+
+    def clean(self):
+        data = super().clean()
+        kind = data.get("delivery_kind")
+        product = self.instance
+        entered = data.get("reusable_key", "").strip()
+        if kind == Delivery.REUSABLE_KEY and not entered and not product.reusable_key_encrypted:
+            self.add_error("reusable_key", _("A reusable-key product needs its key: enter the key every buyer gets."))
+        changing_kind = product.pk and "delivery_kind" in self.changed_data
+        if changing_kind and (reason := product_delivery_change_refused(product=product)):
+            self.add_error("delivery_kind", reason)
+        if product.pk and kind and kind != Delivery.KEYS and "stock_quantity" in self.changed_data:
+            quantity = data.get("stock_quantity")
+            if quantity is not None and (reason := product_stock_refused(product_id=product.pk, quantity=quantity)):
+                self.add_error("stock_quantity", reason)
+        return data
 
 
 @admin.register(Category)
@@ -20,7 +69,11 @@ class CategoryAdmin(admin.ModelAdmin):
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     """Products are edited with the normal form (saving drops the cached copy,
-    see signals.py); keys are added on the product's "Upload keys" page."""
+    see signals.py); keys are added on the product's "Upload keys" page. The
+    stock number of a reusable-key or manual product is set through
+    product_stock_set, which moves the gate by the difference."""
+
+    form = ProductAdminForm
 
     list_display = (
         "sku",
@@ -33,19 +86,40 @@ class ProductAdmin(admin.ModelAdmin):
         "sale_state",
         "sale_starts_at",
         "sale_ends_at",
+        "delivery_kind",
         "keys_available",
         "keys_sold",
         "keys_void",
+        "stock_number",
     )
     list_display_links = ("sku", "title")
-    list_filter = ("is_active", "sale_paused", "category")
+    list_filter = ("is_active", "sale_paused", "delivery_kind", "category")
     actions = ("pause_sale", "resume_sale")
     list_select_related = ("category",)
     search_fields = ("sku", "title")
-    readonly_fields = ("sale_state", "keys_available", "keys_sold", "keys_void", "created_at", "updated_at")
+    readonly_fields = (
+        "sale_state",
+        "keys_available",
+        "keys_sold",
+        "keys_void",
+        "reusable_key_masked",
+        "created_at",
+        "updated_at",
+    )
     fieldsets = (
         (None, {"fields": ("sku", "title", "category", "description", "is_active")}),
         (_("Price"), {"fields": ("price", "currency")}),
+        (
+            _("Delivery"),
+            {
+                "fields": ("delivery_kind", "stock_quantity", "reusable_key", "reusable_key_masked"),
+                "description": _(
+                    "Keys from the pool: each buyer gets keys of their own, and the stock is the keys uploaded. "
+                    "A reusable key: every buyer gets the same key. Delivered by hand: paid orders wait for you in "
+                    "“Orders › awaiting manual delivery”. For these two the stock is the number you set here."
+                ),
+            },
+        ),
         (
             _("Sale rules"),
             {"fields": ("sale_paused", "sale_starts_at", "sale_ends_at", "per_buyer_limit", "max_per_order")},
@@ -71,6 +145,25 @@ class ProductAdmin(admin.ModelAdmin):
             {"fields": ("sale_state", "keys_available", "keys_sold", "keys_void", "created_at", "updated_at")},
         ),
     )
+
+    def save_model(self, request, obj, form, change):
+        secret = form.cleaned_data.get("reusable_key", "").strip()
+        if secret:
+            obj.reusable_key_encrypted = reusable_key_encrypt(secret=secret)
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # The stock number is not written with the rest: deliveries take from
+        # it meanwhile, and the form's copy may be old. A changed number goes
+        # through the service, which moves the gate by the difference.
+        wanted = obj.stock_quantity
+        fields = [f.name for f in Product._meta.concrete_fields if not f.primary_key and f.name != "stock_quantity"]
+        obj.save(update_fields=fields)
+        if obj.delivery_kind != Delivery.KEYS and "stock_quantity" in form.changed_data:
+            product_stock_set(product_id=obj.pk, quantity=wanted)
+        obj.refresh_from_db(fields=["stock_quantity"])
+        if "delivery_kind" in form.changed_data:
+            product_delivery_changed_on_commit(product_id=obj.pk)
 
     @admin.action(description=_("Pause the sale (kill switch)"))
     def pause_sale(self, request, queryset):
@@ -111,7 +204,21 @@ class ProductAdmin(admin.ModelAdmin):
         return [upload, *super().get_urls()]
 
     def upload_keys(self, request, object_id):
+        product = Product.objects.using("default").filter(pk=object_id).only("id", "delivery_kind").first()
+        if product is not None and not product.sells_from_pool:
+            messages.error(request, _("This product is not sold from a key pool, so it takes no key uploads."))
+            return HttpResponseRedirect(reverse("admin:catalog_product_change", args=[product.pk]))
         return upload_keys_view(self, request, object_id)
+
+    @admin.display(description=_("stock (number)"))
+    def stock_number(self, product):
+        return "—" if product.sells_from_pool else product.stock_quantity
+
+    @admin.display(description=_("current reusable key"))
+    def reusable_key_masked(self, product):
+        if not product.reusable_key_encrypted:
+            return "—"
+        return mask_secret(decrypt_secret(product.reusable_key_encrypted))
 
     @admin.display(description=_("sale"))
     def sale_state(self, product):

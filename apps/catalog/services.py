@@ -1,16 +1,24 @@
 """Catalog writes: products and categories."""
 
+import logging
 import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
 
+from apps.cardkeys.crypto import encrypt_secret, normalise_secret
 from apps.core.errors import InvalidInput
+from apps.orders.models import HOLDING_STATUSES, Order
+from apps.stock.services import stock_adjust, stock_gate_forget
 
 from .models import Category, Product
+
+logger = logging.getLogger(__name__)
 
 # The SKU appears in URLs (/p/<sku>) and Redis-free log lines: keep it plain.
 SKU_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -148,3 +156,85 @@ def category_ensure(*, slug: str, name: str, sort_order: int = 0) -> Category:
         category.name, category.sort_order = name, sort_order
         category.save(update_fields=["name", "sort_order"])
     return category
+
+
+def _held_units(product_id: int) -> int:
+    """Units reserved by orders of the product not delivered yet (awaiting
+    payment or paid): the part of its stock the gate has already promised."""
+    held = Order.objects.filter(product_id=product_id, status__in=HOLDING_STATUSES).aggregate(n=Sum("quantity"))["n"]
+    return held or 0
+
+
+def product_stock_refused(*, product_id: int, quantity: int) -> str | None:
+    """Why a product's stock number may not be set to `quantity`, or None."""
+    if quantity < 0:
+        return _("Must not be negative.")
+    held = _held_units(product_id)
+    if quantity < held:
+        return _(
+            "%(held)d units are held by orders awaiting payment or delivery; the stock cannot be set below that."
+        ) % {"held": held}
+    return None
+
+
+@transaction.atomic
+def product_stock_set(*, product_id: int, quantity: int) -> int:
+    """Set the stock number of a product not sold from the key pool (reusable
+    key, manual delivery), and move its gate by the difference after commit,
+    as a key import does for a pool product. Runs in its own transaction, or
+    in the caller's (the admin's save, whose other writes it must share).
+    Locks the product row, so the difference is exact against a delivery
+    taking from the number meanwhile. Returns the difference.
+    Raises InvalidInput for a pool product, a negative number, or a number
+    below the units orders already hold."""
+    product = Product.objects.select_for_update().get(id=product_id)
+    if product.sells_from_pool:
+        raise InvalidInput(
+            fields={"stock_quantity": [_("This product sells keys from its pool: upload keys to add stock.")]}
+        )
+    if reason := product_stock_refused(product_id=product_id, quantity=quantity):
+        raise InvalidInput(fields={"stock_quantity": [reason]})
+    delta = quantity - product.stock_quantity
+    if delta:
+        Product.objects.filter(id=product_id).update(stock_quantity=quantity)
+        transaction.on_commit(lambda: _gate_adjust_rollback_unsafe(product_id, delta))
+    return delta
+
+
+def _gate_adjust_rollback_unsafe(product_id: int, delta: int) -> None:
+    # Redis is only the gate: if it is unreachable, reconciliation sees the drift and repairs it.
+    try:
+        stock_adjust(product_id=product_id, delta=delta)
+    except RedisError:
+        logger.warning("stock counter of product %s not adjusted by %s; reconcile will", product_id, delta)
+
+
+def product_delivery_change_refused(*, product: Product) -> str | None:
+    """Why the product's delivery kind may not change now, or None. The gate
+    counts a product's stock by its kind, so the kind changes only while no
+    order holds stock or waits for its delivery."""
+    busy = Order.objects.filter(
+        product_id=product.id, status__in=(*HOLDING_STATUSES, Order.Status.NEEDS_ATTENTION)
+    ).exists()
+    if busy:
+        return _("The delivery can change only while no order of this product awaits payment, delivery or an operator.")
+    return None
+
+
+def product_delivery_changed_on_commit(*, product_id: int) -> None:
+    """After a change of delivery kind, the gate's stock is counted anew (the
+    other figure now): forget it, and the warm-up rebuilds it from the record
+    within seconds (checkout of the product pauses meanwhile)."""
+
+    def forget():
+        try:
+            stock_gate_forget(product_id=product_id)
+        except RedisError:
+            logger.warning("gate of product %s not reset after a delivery change; rebuild it", product_id)
+
+    transaction.on_commit(forget)
+
+
+def reusable_key_encrypt(*, secret: str) -> str:
+    """The stored form of a reusable key (never in Redis, never in logs)."""
+    return encrypt_secret(normalise_secret(secret))

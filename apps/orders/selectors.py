@@ -2,10 +2,15 @@
 right after paying must see the write just made."""
 
 import hmac
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
 from redis.exceptions import RedisError
 
+from apps.cardkeys.crypto import decrypt_secret
 from apps.cardkeys.selectors import order_keys_reveal
 from apps.catalog.models import Product
 from apps.payments.selectors import payment_methods_offered
@@ -75,9 +80,35 @@ def order_snapshot(order: Order) -> dict:
             payment_methods_offered(currency=order.currency) if order.status == Order.Status.AWAITING_PAYMENT else []
         ),
     }
+    # How the order is delivered: the page says "keys on the way" or "the merchant delivers by hand".
+    snapshot["delivery"] = order.product.delivery_kind
     if order.status == Order.Status.DELIVERED:
-        snapshot["keys"] = order_keys_reveal(order_id=order.id)
+        delivery = order_delivery_reveal(order)
+        snapshot["keys"] = delivery.keys
+        if delivery.content:
+            snapshot["delivered_content"] = delivery.content
     return snapshot
+
+
+@dataclass(frozen=True)
+class OrderDelivery:
+    """What a delivered order's buyer gets: keys (of the pool, or the
+    product's reusable key), or the text of a manual delivery."""
+
+    keys: list[str]
+    content: str = ""
+
+
+def order_delivery_reveal(order: Order) -> OrderDelivery:
+    """The plaintext of what a delivered order received, for its buyer only
+    (the order page, the API, the mail). Callers have checked the buyer's
+    access; never log the result."""
+    if order.manual_content_encrypted:
+        return OrderDelivery(keys=[], content=decrypt_secret(order.manual_content_encrypted))
+    if order.reusable_key_encrypted:
+        # One key, however many pieces: every buyer shares the same one.
+        return OrderDelivery(keys=[decrypt_secret(order.reusable_key_encrypted)])
+    return OrderDelivery(keys=order_keys_reveal(order_id=order.id))
 
 
 def _queued_snapshot(*, order_no: str, token: str) -> dict | None:
@@ -106,3 +137,19 @@ def _queued_snapshot(*, order_no: str, token: str) -> dict | None:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+def orders_awaiting_manual_delivery() -> QuerySet[Order]:
+    """Paid orders of manual-delivery products, oldest first: the merchant's queue."""
+    return Order.objects.filter(status=Order.Status.PAID, product__delivery_kind=Product.Delivery.MANUAL).order_by(
+        "paid_at", "id"
+    )
+
+
+def manual_delivery_overdue_cutoff():
+    """Paid before this, a manual order is overdue."""
+    return timezone.now() - timezone.timedelta(hours=settings.MANUAL_DELIVERY_SLA_HOURS)
+
+
+def orders_manual_delivery_overdue() -> QuerySet[Order]:
+    return orders_awaiting_manual_delivery().filter(paid_at__lt=manual_delivery_overdue_cutoff())

@@ -2,6 +2,7 @@
 stuck and repairs the gate. Each part lives with its use case; this runs
 them in order and reports what each found."""
 
+import logging
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError
@@ -12,9 +13,12 @@ from apps.stock.reconcile import GateRepairReport, gates_repair
 from apps.stock.warmup import gates_check_redis_restart
 
 from ..models import Order
+from ..selectors import orders_manual_delivery_overdue
 
 # Modules, not their names: fulfilment and the tasks module import each other.
 from . import delivery_mail, expiry, fulfilment, payment, persistence
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,6 +29,9 @@ class ReconcileReport(GateRepairReport):
     persisted: int = 0
     expired: int = 0
     needs_attention: int = 0
+    # Paid orders of manual-delivery products waiting for the merchant past
+    # MANUAL_DELIVERY_SLA_HOURS (fulfilment never re-drives them: a person delivers).
+    manual_overdue: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [
@@ -40,6 +47,7 @@ class ReconcileReport(GateRepairReport):
             "stock drift fixed: "
             + (", ".join(f"{sku} {delta:+d}" for sku, delta in self.drift_fixed.items()) or "none"),
             f"orders needing attention: {self.needs_attention}",
+            f"manual deliveries overdue: {len(self.manual_overdue)} {' '.join(self.manual_overdue)}".rstrip(),
         ]
         out += [f"error: {e}" for e in self.errors]
         return out
@@ -66,6 +74,9 @@ def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
     report.redriven = fulfilment.fulfilment_redrive_stuck()
     report.refunds_redriven = payment.refunds_redrive_stuck()
     report.needs_attention = Order.objects.filter(status=Order.Status.NEEDS_ATTENTION).count()
+    report.manual_overdue = list(orders_manual_delivery_overdue().values_list("order_no", flat=True)[:100])
+    if report.manual_overdue:
+        logger.warning("%d paid orders wait for a manual delivery past the SLA", len(report.manual_overdue))
     try:
         report.rewarmed_after_restart = len(gates_check_redis_restart())
         report.persisted = persistence.order_persist_queued()
