@@ -37,10 +37,26 @@ class ProductAdminForm(forms.ModelForm):
         ),
     )
 
+    # The number the merchant saw: only a number they changed is written, so
+    # saving an old page does not undo the deliveries made since it loaded.
+    stock_quantity_seen = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
     class Meta:
         model = Product
         # The admin's fieldsets name the fields; the encrypted key is never one.
         fields = ("delivery_kind", "stock_quantity")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "stock_quantity_seen" in self.fields:
+            self.fields["stock_quantity_seen"].initial = self.instance.stock_quantity
+
+    def stock_quantity_changed(self) -> bool:
+        """Did the merchant change the number on the page they saw?"""
+        if "stock_quantity" not in self.changed_data:
+            return False
+        seen = self.cleaned_data.get("stock_quantity_seen")
+        return seen is None or seen != self.cleaned_data.get("stock_quantity")
 
     def clean(self):
         data = super().clean()
@@ -52,7 +68,7 @@ class ProductAdminForm(forms.ModelForm):
         changing_kind = product.pk and "delivery_kind" in self.changed_data
         if changing_kind and (reason := product_delivery_change_refused(product=product)):
             self.add_error("delivery_kind", reason)
-        if product.pk and kind and kind != Delivery.KEYS and "stock_quantity" in self.changed_data:
+        if product.pk and kind and kind != Delivery.KEYS and self.stock_quantity_changed():
             quantity = data.get("stock_quantity")
             if quantity is not None and (reason := product_stock_refused(product_id=product.pk, quantity=quantity)):
                 self.add_error("stock_quantity", reason)
@@ -112,7 +128,13 @@ class ProductAdmin(admin.ModelAdmin):
         (
             _("Delivery"),
             {
-                "fields": ("delivery_kind", "stock_quantity", "reusable_key", "reusable_key_masked"),
+                "fields": (
+                    "delivery_kind",
+                    "stock_quantity",
+                    "stock_quantity_seen",
+                    "reusable_key",
+                    "reusable_key_masked",
+                ),
                 "description": _(
                     "Keys from the pool: each buyer gets keys of their own, and the stock is the keys uploaded. "
                     "A reusable key: every buyer gets the same key. Delivered by hand: paid orders wait for you in "
@@ -159,7 +181,7 @@ class ProductAdmin(admin.ModelAdmin):
         wanted = obj.stock_quantity
         fields = [f.name for f in Product._meta.concrete_fields if not f.primary_key and f.name != "stock_quantity"]
         obj.save(update_fields=fields)
-        if obj.delivery_kind != Delivery.KEYS and "stock_quantity" in form.changed_data:
+        if obj.delivery_kind != Delivery.KEYS and form.stock_quantity_changed():
             product_stock_set(product_id=obj.pk, quantity=wanted)
         obj.refresh_from_db(fields=["stock_quantity"])
         if "delivery_kind" in form.changed_data:

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from apps.cardkeys.crypto import encrypt_secret, normalise_secret
 from apps.core.errors import InvalidInput
 from apps.orders.models import HOLDING_STATUSES, Order
+from apps.stock.selectors import stock_gate_state
 from apps.stock.services import stock_adjust, stock_gate_forget
 
 from .models import Category, Product
@@ -159,10 +160,16 @@ def category_ensure(*, slug: str, name: str, sort_order: int = 0) -> Category:
 
 
 def _held_units(product_id: int) -> int:
-    """Units reserved by orders of the product not delivered yet (awaiting
-    payment or paid): the part of its stock the gate has already promised."""
+    """Units reserved by orders of the product not delivered yet: the part
+    of its stock already promised. The gate's reservations include those
+    not yet persisted; the record's holding orders count when Redis cannot
+    be asked (or lags it)."""
     held = Order.objects.filter(product_id=product_id, status__in=HOLDING_STATUSES).aggregate(n=Sum("quantity"))["n"]
-    return held or 0
+    try:
+        _stock, reservations = stock_gate_state(product_id=product_id)
+    except RedisError:
+        reservations = {}
+    return max(held or 0, sum(r.quantity for r in reservations.values()))
 
 
 def product_stock_refused(*, product_id: int, quantity: int) -> str | None:
@@ -216,7 +223,7 @@ def product_delivery_change_refused(*, product: Product) -> str | None:
     busy = Order.objects.filter(
         product_id=product.id, status__in=(*HOLDING_STATUSES, Order.Status.NEEDS_ATTENTION)
     ).exists()
-    if busy:
+    if busy or _held_units(product.id):
         return _("The delivery can change only while no order of this product awaits payment, delivery or an operator.")
     return None
 
