@@ -6,6 +6,8 @@ from django.core.exceptions import PermissionDenied
 from django.core.validators import MaxLengthValidator
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -99,11 +101,12 @@ class OrderAdmin(admin.ModelAdmin):
     search_fields = ("order_no", "buyer_email")
     list_select_related = ("product",)
     readonly_fields = [
-        *(f.name for f in Order._meta.fields if f.name not in _ENCRYPTED_FIELDS),
+        # Who delivered by hand shows with the delivery itself (manual_delivery_shown).
+        *(f.name for f in Order._meta.fields if f.name not in (*_ENCRYPTED_FIELDS, "manually_delivered_by")),
         "keys_handed_out",
         "manual_delivery_shown",
     ]
-    exclude = _ENCRYPTED_FIELDS
+    exclude = (*_ENCRYPTED_FIELDS, "manually_delivered_by")
     actions = ("retry_fulfilment", "start_refund")
 
     def has_add_permission(self, request):
@@ -144,7 +147,8 @@ class OrderAdmin(admin.ModelAdmin):
         return format_html(
             "<pre style='white-space:pre-wrap;margin:0'>{}</pre><p>{}</p>",
             decrypt_secret(order.manual_content_encrypted),
-            _("by %(user)s at %(time)s") % {"user": who, "time": order.delivered_at},
+            _("by %(user)s at %(time)s")
+            % {"user": who, "time": date_format(timezone.localtime(order.delivered_at), "SHORT_DATETIME_FORMAT")},
         )
 
     # --- The manual delivery form, on the order's own page.

@@ -48,7 +48,8 @@ def order_deliver_manually(*, order_id: int, content: str, by_user) -> ManualDel
     is queued (apps/orders/mail.py sends it at most once).
     Raises InvalidInput (empty or too long content), OrderNotFound,
     OrderNotAwaitingManualDelivery, StockShort."""
-    text = (content or "").strip()
+    # A browser's textarea sends CRLF line ends; the mail and the page want one kind.
+    text = (content or "").replace("\r\n", "\n").strip()
     if not text:
         raise InvalidInput(fields={"content": [_("Enter what was delivered.")]})
     if len(text) > settings.MANUAL_DELIVERY_MAX_CHARS:

@@ -123,7 +123,7 @@ def test_setting_the_stock_number_moves_the_gate_by_the_difference_and_refuses_w
 @pytest.mark.parametrize("make", [product_reusable, product_manual], ids=["reusable", "manual"])
 def test_key_imports_are_refused_for_products_without_a_pool(make):
     product = make(stock=1)
-    with pytest.raises(ImportRefused, match="not sold from a key pool"):
+    with pytest.raises(ImportRefused, match="不从卡密库发货"):  # LANGUAGE_CODE zh-hans: "not sold from a key pool"
         cardkeys_import(product=product, source=io.BytesIO(b"K-1\nK-2\n"), file_name="keys.txt")
     assert CardKey.objects.filter(product=product).count() == 0
     assert stock_remaining(product_id=product.id) == 1
