@@ -160,6 +160,26 @@ def test_fifty_concurrent_paid_orders_all_get_the_one_key_and_the_stock_number_e
     assert stock_warm(product=product) == (True, 10)
 
 
+def test_concurrent_fulfilments_never_deliver_more_than_the_number_left(published):
+    """The merchant lowered the number below what paid orders hold (written
+    past the service, as a mistake would): 40 fulfilments at once deliver
+    exactly what is left, the rest need attention, and the number ends at 0."""
+    product = product_reusable(stock=40, per_buyer_limit=1)
+    orders = paid_orders(product, 40)
+    Product.objects.filter(id=product.id).update(stock_quantity=25)
+
+    def deliver(order_id):
+        return lambda: fulfilment.order_fulfil(order_id=order_id, batch_size=1)
+
+    reports, errors = _run_at_once([deliver(o.id) for o in orders])
+
+    assert errors == []
+    assert sum(len(r.delivered) for r in reports) == 25 and sum(len(r.short) for r in reports) == 15
+    statuses = list(Order.objects.filter(product=product).values_list("status", flat=True))
+    assert statuses.count(Order.Status.DELIVERED) == 25 and statuses.count(Order.Status.NEEDS_ATTENTION) == 15
+    assert stock_number(product) == 0
+
+
 def test_a_reusable_key_order_is_delivered_once_however_often_fulfilment_runs(published):
     product = product_reusable(stock=5)
     (order,) = paid_orders(product, 1, quantity=2)
