@@ -48,6 +48,8 @@ class ProductInfo:
     sale_paused: bool = False
     category_slug: str | None = None
     category_name: str | None = None
+    # Product.Delivery: the page tells buyers of a manual or reusable-key product what they get.
+    delivery_kind: str = Product.Delivery.KEYS
 
     @classmethod
     def from_product(cls, product: Product) -> "ProductInfo":
@@ -73,6 +75,7 @@ class ProductInfo:
             sale_paused=product.sale_paused,
             category_slug=category.slug if category else None,
             category_name=category.name if category else None,
+            delivery_kind=product.delivery_kind,
         )
 
     def sale_state(self, now: datetime | None = None) -> str:

@@ -33,6 +33,7 @@ def test_a_manual_order_waits_for_the_merchant_then_the_buyer_sees_what_was_deli
     try:
         buyer = browser.new_context(locale="zh-CN", viewport=PHONE).new_page()
         buyer.goto(f"{server.url}/p/{product.sku}")
+        expect(buyer.locator('[data-delivery="manual"]')).to_contain_text("商家人工发货")  # said before paying
         buyer.fill('input[name="email"]', "buyer@example.com")
         buyer.click("form.purchase button[type=submit]")
         buyer.wait_for_url(f"{server.url}/orders/**")
