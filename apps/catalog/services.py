@@ -83,6 +83,19 @@ def _product_errors(
     return errors
 
 
+def _delivery_errors(*, kind: str, stock_quantity: int, reusable_key: str) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if kind not in Product.Delivery.values:
+        errors["delivery_kind"] = [_("Choose one of: %(kinds)s.") % {"kinds": ", ".join(Product.Delivery.values)}]
+    if stock_quantity < 0:
+        errors["stock_quantity"] = [_("Must not be negative.")]
+    elif stock_quantity and kind == Product.Delivery.KEYS:
+        errors["stock_quantity"] = [_("This product sells keys from its pool: upload keys to add stock.")]
+    if kind == Product.Delivery.REUSABLE_KEY and not reusable_key.strip():
+        errors["reusable_key"] = [_("A reusable-key product needs its key: enter the key every buyer gets.")]
+    return errors
+
+
 @transaction.atomic(durable=True)
 def product_create(
     *,
@@ -98,9 +111,14 @@ def product_create(
     sale_ends_at: datetime | None = None,
     min_page_seconds: int = 2,
     is_active: bool = True,
+    delivery_kind: str = Product.Delivery.KEYS,
+    stock_quantity: int = 0,
+    reusable_key: str = "",
 ) -> Product:
     """Create a product. Raises InvalidInput (with `fields`) and writes
-    nothing when any value is wrong, including a SKU that is taken."""
+    nothing when any value is wrong, including a SKU that is taken. A
+    reusable-key or manual product sells `stock_quantity` units; a
+    reusable-key product needs its `reusable_key`."""
     currency = currency or settings.DEFAULT_CURRENCY
     errors = _product_errors(
         sku=sku,
@@ -113,11 +131,15 @@ def product_create(
         sale_ends_at=sale_ends_at,
         min_page_seconds=min_page_seconds,
     )
+    errors.update(_delivery_errors(kind=delivery_kind, stock_quantity=stock_quantity, reusable_key=reusable_key))
     if errors:
         raise InvalidInput(fields=errors)
     try:
         with transaction.atomic():
             return Product.objects.create(
+                delivery_kind=delivery_kind,
+                stock_quantity=stock_quantity if delivery_kind != Product.Delivery.KEYS else 0,
+                reusable_key_encrypted=reusable_key_encrypt(secret=reusable_key) if reusable_key.strip() else "",
                 sku=sku,
                 title=title.strip(),
                 description=description,

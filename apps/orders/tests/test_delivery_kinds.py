@@ -28,6 +28,7 @@ from apps.orders.services.manual_delivery import order_deliver_manually
 from apps.orders.services.reconcile import reconcile_run
 from apps.orders.tests.delivery_support import SHARED_KEY, product_manual, product_reusable, stock_number
 from apps.orders.tests.support import checkout, paid_orders, pay, product_with_keys, redis_lose_product
+from apps.orders.tests.test_api import create
 from apps.stock.selectors import stock_remaining
 from apps.stock.warmup import stock_gate_rebuild, stock_warm
 
@@ -303,3 +304,31 @@ def test_manual_delivery_refuses_what_is_not_a_paid_manual_order(published):
         order_deliver_manually(order_id=unpaid.id, content="   ", by_user=None)
     assert Order.objects.get(id=unpaid.id).status == Order.Status.PAID
     assert stock_number(manual) == 3
+
+
+# --- What the buyer's API says
+
+
+def test_the_api_shows_a_manual_delivery_and_a_reusable_key_to_the_token_holder_only(client, celery_eager):
+    manual, reusable = product_manual(stock=2), product_reusable(stock=2)
+    bodies = {p.delivery_kind: create(client, {"sku": p.sku, "email": "a@x.com"}).json() for p in (manual, reusable)}
+    persistence.order_persist_queued()
+    for body in bodies.values():
+        pay(body["order_no"], event_id=f"e-{body['order_no']}")
+
+    def shown(kind, token=None):
+        body = bodies[kind]
+        return client.get(body["status_url"], headers={"X-Order-Token": token or body["access_token"]})
+
+    waiting = shown("manual").json()
+    assert (waiting["status"], waiting["delivery"]) == ("paid", "manual") and "delivered_content" not in waiting
+    order = Order.objects.get(order_no=bodies["manual"]["order_no"])
+    order_deliver_manually(order_id=order.id, content="Code: 7781-AX", by_user=None)
+
+    delivered = shown("manual").json()
+    assert delivered["status"] == "delivered"
+    assert (delivered["keys"], delivered["delivered_content"]) == ([], "Code: 7781-AX")
+    key = shown("reusable_key").json()
+    assert (key["status"], key["delivery"], key["keys"]) == ("delivered", "reusable_key", [SHARED_KEY])
+    stranger = shown("manual", token="x" + bodies["manual"]["access_token"])
+    assert stranger.status_code == 404 and "delivered_content" not in stranger.json()

@@ -1,3 +1,4 @@
+import sys
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
@@ -46,6 +47,21 @@ class Command(BaseCommand):
             default=2,
             help="Seconds the product page must be open before checkout accepts a purchase",
         )
+        parser.add_argument(
+            "--delivery",
+            choices=["keys", "reusable_key", "manual"],
+            default="keys",
+            help="keys: one key per piece from the uploaded pool (import_keys); reusable_key: every buyer gets "
+            "the same key (--reusable-key); manual: the merchant delivers by hand in the admin",
+        )
+        parser.add_argument("--stock", type=int, default=0, help="Units on sale, for --delivery reusable_key/manual")
+        parser.add_argument(
+            "--reusable-key", default="", help="The key every buyer gets (stored encrypted); or - to read it from stdin"
+        )
+
+    def stdin_or(self, value: str) -> str:
+        # "-" keeps the key out of the shell history and the process list.
+        return sys.stdin.readline().strip() if value == "-" else value
 
     @no_translations  # operator output in one language (English), like the rest of this command
     def handle(self, *args, **options):
@@ -68,6 +84,9 @@ class Command(BaseCommand):
                 sale_starts_at=_iso_time(options["starts_at"]) if options["starts_at"] else None,
                 sale_ends_at=_iso_time(options["ends_at"]) if options["ends_at"] else None,
                 min_page_seconds=options["min_page_seconds"],
+                delivery_kind=options["delivery"],
+                stock_quantity=options["stock"],
+                reusable_key=self.stdin_or(options["reusable_key"]),
             )
         except InvalidInput as exc:
             reasons = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.extra["fields"].items())
