@@ -3,15 +3,19 @@ the admin's real pages and POSTs: the manual delivery form on the order's
 change page, the queue and its count on the dashboard, and the product form
 (delivery kind, stock number, reusable key, no key uploads)."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core import mail
+from django.utils import timezone
 
 from apps.catalog.models import Product
 from apps.orders.models import Order
 from apps.orders.tests.delivery_support import SHARED_KEY, product_manual, product_reusable, stock_number
 from apps.orders.tests.support import checkout, paid_orders, product_with_keys
 from apps.stock.selectors import stock_remaining
+from apps.stock.warmup import stock_warm
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -153,6 +157,9 @@ def test_a_reusable_key_product_needs_its_key_and_shows_it_masked(merchant_clien
     assert product.reusable_key_encrypted and SHARED_KEY not in product.reusable_key_encrypted
     page = merchant_client.get(url).content.decode()
     assert SHARED_KEY not in page and "SHAR****" in page
+    # The gate counted keys; it now counts the number: forgotten, and rebuilt by the warm-up.
+    assert stock_remaining(product_id=product.id) is None
+    assert stock_warm(product=product) == (True, 7)
 
 
 def test_key_uploads_are_hidden_and_refused_for_products_without_a_pool(merchant_client):
@@ -172,3 +179,15 @@ def test_the_delivery_kind_does_not_change_while_orders_hold_stock(merchant_clie
     refused = merchant_client.post(url, {**data, "delivery_kind": "keys", "_save": "Save"})
     assert refused.status_code == 200 and refused.context["adminform"].form.errors["delivery_kind"]
     assert Product.objects.get(id=product.id).delivery_kind == Product.Delivery.MANUAL
+
+
+def test_the_dashboard_and_the_filter_show_manual_orders_past_the_sla(merchant_client, settings, published):
+    settings.MANUAL_DELIVERY_SLA_HOURS = 2
+    product = product_manual(stock=5, per_buyer_limit=2)
+    late, fresh = paid_orders(product, 2)
+    Order.objects.filter(id=late.id).update(paid_at=timezone.now() - timedelta(hours=3))
+
+    dashboard = merchant_client.get("/admin/").content.decode()
+    assert 'data-awaiting="2"' in dashboard and 'data-overdue="1"' in dashboard
+    overdue = merchant_client.get("/admin/orders/order/?manual=overdue").content.decode()
+    assert late.order_no in overdue and fresh.order_no not in overdue
