@@ -57,7 +57,14 @@ class Product(models.Model):
     # manual delivery): the gate's stock is built from it as it is from the
     # available keys, and a delivery takes from it in the transaction that
     # marks the order delivered. Changed only through catalog.services.
-    stock_quantity = models.PositiveIntegerField(_("stock"), default=0)
+    stock_quantity = models.PositiveIntegerField(
+        _("stock"),
+        default=0,
+        help_text=_(
+            "Units on sale of a reusable-key or manual product; each delivery takes from it. "
+            "Products sold from the key pool count their available keys instead."
+        ),
+    )
     # Fernet token (CARDKEY_ENCRYPTION_KEYS, apps.cardkeys.crypto) of the key
     # every buyer of a reusable-key product gets; never in Redis.
     reusable_key_encrypted = models.TextField(_("encrypted reusable key"), blank=True, db_collation="ascii_bin")

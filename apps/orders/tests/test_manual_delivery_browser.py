@@ -56,6 +56,12 @@ def test_a_manual_order_waits_for_the_merchant_then_the_buyer_sees_what_was_deli
         merchant.click('input[name="_save"]')
         expect(merchant.locator(".messagelist")).to_contain_text("delivered")
         merchant.screenshot(path=str(screenshots / "manual-delivery-admin-done-desktop-en.png"), full_page=True)
+        merchant.goto(f"{server.url}/admin/catalog/product/{product.id}/change/")
+        expect(merchant.locator("#id_delivery_kind")).to_have_value("manual")
+        expect(merchant.locator("#id_stock_quantity")).to_have_value("4")  # one taken by the delivery
+        assert merchant.locator("a", has_text="Upload keys").count() == 0
+        merchant.locator("#id_delivery_kind").scroll_into_view_if_needed()
+        merchant.screenshot(path=str(screenshots / "manual-delivery-admin-product-desktop-en.png"))
 
         # The buyer's page, still open, turns delivered and shows the text as typed.
         text = buyer.locator("[data-delivered-text]")
