@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from apps.orders.models import Order
 from testing.browser import admin_page
 
-from .delivery_support import product_manual, stock_number
+from .delivery_support import SHARED_KEY, product_manual, product_reusable, stock_number
 from .processes import CeleryWorker, GunicornServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
@@ -89,3 +89,31 @@ def test_a_manual_order_waits_for_the_merchant_then_the_buyer_sees_what_was_deli
     order.refresh_from_db()
     assert order.status == Order.Status.DELIVERED and order.manually_delivered_by.username == "boss"
     assert stock_number(product) == 4
+
+
+def test_a_reusable_key_shows_like_a_normal_key_on_a_phone(browser, static_served, screenshots):
+    product = product_reusable(stock=3, title="Font pack download")
+    server = GunicornServer(workers=1, threads=4, extra_env=dict(static_served))
+    server.extra_env["SITE_URL"] = server.url
+    server.start()
+    worker = CeleryWorker(beat=True, extra_env={"SITE_URL": server.url}).start()
+    try:
+        buyer = browser.new_context(locale="en-US", viewport=PHONE).new_page()
+        buyer.goto(f"{server.url}/p/{product.sku}")
+        expect(buyer.locator('[data-delivery="reusable_key"]')).to_contain_text("Every buyer gets the same key")
+        buyer.fill('input[name="email"]', "buyer@example.com")
+        buyer.click("form.purchase button[type=submit]")
+        buyer.wait_for_url(f"{server.url}/orders/**")
+        buyer.locator('.state:not([hidden]) button[name="method"][value="sandbox"]').click()
+        buyer.locator('button[name="pay"]').click()
+
+        keys = buyer.locator("[data-keys] code")
+        expect(keys).to_have_count(1, timeout=30000)
+        assert keys.first.inner_text() == SHARED_KEY
+        expect(buyer.locator('[data-state="delivered"]')).to_contain_text("Your keys are ready.")
+        assert buyer.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        buyer.screenshot(path=str(screenshots / "reusable-key-buyer-phone-en.png"), full_page=True)
+    finally:
+        worker.stop()
+        server.stop()
+    assert stock_number(product) == 2
