@@ -191,3 +191,18 @@ def test_the_dashboard_and_the_filter_show_manual_orders_past_the_sla(merchant_c
     assert 'data-awaiting="2"' in dashboard and 'data-overdue="1"' in dashboard
     overdue = merchant_client.get("/admin/orders/order/?manual=overdue").content.decode()
     assert late.order_no in overdue and fresh.order_no not in overdue
+
+
+def test_a_merchant_adds_a_reusable_key_product_and_the_warm_up_counts_its_number(merchant_client):
+    merchant = User.objects.get(username="merchant")
+    merchant.user_permissions.add(Permission.objects.get(content_type__app_label="catalog", codename="add_product"))
+    data = _change_form_data(merchant_client.get("/admin/catalog/product/add/"))
+    fields = {"sku": "DL-1", "title": "Download", "price": "5.00", "currency": "CNY", "delivery_kind": "reusable_key"}
+    response = merchant_client.post(
+        "/admin/catalog/product/add/",
+        {**data, **fields, "stock_quantity": "9", "reusable_key": SHARED_KEY, "_save": "Save"},
+    )
+    assert response.status_code == 302
+    product = Product.objects.get(sku="DL-1")
+    assert (product.delivery_kind, product.stock_quantity) == ("reusable_key", 9)
+    assert stock_warm(product=product) == (True, 9)
