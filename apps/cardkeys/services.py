@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from cryptography.fernet import InvalidToken
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils.translation import gettext as _
@@ -182,6 +183,8 @@ def cardkeys_import_rows(
     """cardkeys_import's work. The caller holds the import lock and an open
     transaction that it commits only if this returns (the import job also
     records its outcome in it)."""
+    if not product.sells_from_pool:
+        raise ImportRefused(_("This product is not sold from a key pool, so it takes no key uploads."))
     if column and not file_name:
         fmt = CSV  # pasted text or stdin with a column name is CSV
     else:
@@ -318,6 +321,18 @@ class RotationReport:
     already_current: int = 0
     # Keys no configured encryption key opens (listed, never silently skipped).
     unreadable_ids: list[int] = field(default_factory=list)
+    # The same for the other secrets under CARDKEY_ENCRYPTION_KEYS, as "<model> <id>".
+    unreadable_other: list[str] = field(default_factory=list)
+
+
+# Other columns holding Fernet tokens under CARDKEY_ENCRYPTION_KEYS: a product's
+# reusable key, and what an order received other than pool keys. Rotated with
+# the pool, or dropping the old key would leave them unreadable.
+OTHER_ENCRYPTED_COLUMNS = (
+    ("catalog.Product", "reusable_key_encrypted"),
+    ("orders.Order", "reusable_key_encrypted"),
+    ("orders.Order", "manual_content_encrypted"),
+)
 
 
 def cardkeys_revoke_for_order(*, order_id: int) -> int:
@@ -339,9 +354,35 @@ def cardkeys_rotate_encryption(*, chunk_size: int = 1000) -> RotationReport:
             CardKey.objects.filter(id__gt=last_id).order_by("id").values_list("id", "secret_encrypted")[:chunk_size]
         )
         if not rows:
-            return report
+            break
         last_id = rows[-1][0]
         _rotate_chunk(rows, report)
+    for model_name, column in OTHER_ENCRYPTED_COLUMNS:
+        _rotate_column(django_apps.get_model(model_name), column, report, chunk_size=chunk_size)
+    return report
+
+
+def _rotate_column(model, column: str, report: RotationReport, *, chunk_size: int) -> None:
+    """Re-encrypt one column's non-empty tokens, a committed chunk at a time;
+    each update is conditional on the old token, like _rotate_chunk's."""
+    last_id = 0
+    rows_with_token = model.objects.exclude(**{column: ""}).order_by("id")
+    while True:
+        rows = list(rows_with_token.filter(id__gt=last_id).values_list("id", column)[:chunk_size])
+        if not rows:
+            return
+        last_id = rows[-1][0]
+        with transaction.atomic(durable=True):
+            for row_id, token in rows:
+                if is_current_token(token):
+                    report.already_current += 1
+                    continue
+                try:
+                    new_token = reencrypt_secret(token)
+                except InvalidToken:
+                    report.unreadable_other.append(f"{model._meta.label_lower} {row_id}")
+                    continue
+                report.rotated += model.objects.filter(id=row_id, **{column: token}).update(**{column: new_token})
 
 
 @transaction.atomic(durable=True)

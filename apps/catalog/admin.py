@@ -1,16 +1,81 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db.models import Count, Q
-from django.urls import path
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from modeltranslation.admin import TranslationAdmin
 
 from apps.cardkeys.admin_upload import upload_keys_view
+from apps.cardkeys.crypto import decrypt_secret, mask_secret
 from apps.cardkeys.models import CardKey
 
 from .models import Category, Product, ProductInputField, ProductPriceTier
-from .services import product_image_renditions_make
+from .services import (
+    product_delivery_change_refused,
+    product_delivery_changed_on_commit,
+    product_image_renditions_make,
+    product_stock_refused,
+    product_stock_set,
+    reusable_key_encrypt,
+)
+
+Delivery = Product.Delivery
+
+
+class ProductAdminForm(forms.ModelForm):
+    """The product form, plus the reusable key (written only: stored encrypted,
+    shown masked) and the checks of the delivery kind and the stock number."""
+
+    reusable_key = forms.CharField(
+        label=_("reusable key"),
+        required=False,
+        max_length=1000,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "size": 60}),
+        help_text=_(
+            "The one key every buyer of a reusable-key product gets. Stored encrypted and shown masked; "
+            "leave empty to keep the current key."
+        ),
+    )
+
+    # The number the merchant saw: only a number they changed is written, so
+    # saving an old page does not undo the deliveries made since it loaded.
+    stock_quantity_seen = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+    class Meta:
+        model = Product
+        # The admin's fieldsets name the fields; the encrypted key is never one.
+        fields = ("delivery_kind", "stock_quantity")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "stock_quantity_seen" in self.fields:
+            self.fields["stock_quantity_seen"].initial = self.instance.stock_quantity
+
+    def stock_quantity_changed(self) -> bool:
+        """Did the merchant change the number on the page they saw?"""
+        if "stock_quantity" not in self.changed_data:
+            return False
+        seen = self.cleaned_data.get("stock_quantity_seen")
+        return seen is None or seen != self.cleaned_data.get("stock_quantity")
+
+    def clean(self):
+        data = super().clean()
+        kind = data.get("delivery_kind")
+        product = self.instance
+        entered = data.get("reusable_key", "").strip()
+        if kind == Delivery.REUSABLE_KEY and not entered and not product.reusable_key_encrypted:
+            self.add_error("reusable_key", _("A reusable-key product needs its key: enter the key every buyer gets."))
+        changing_kind = product.pk and "delivery_kind" in self.changed_data
+        if changing_kind and (reason := product_delivery_change_refused(product=product)):
+            self.add_error("delivery_kind", reason)
+        if product.pk and kind and kind != Delivery.KEYS and self.stock_quantity_changed():
+            quantity = data.get("stock_quantity")
+            if quantity is not None and (reason := product_stock_refused(product_id=product.pk, quantity=quantity)):
+                self.add_error("stock_quantity", reason)
+        return data
 
 
 @admin.register(Category)
@@ -49,7 +114,11 @@ class ProductAdmin(TranslationAdmin):
     """Products are edited with the normal form (saving drops the cached copy,
     see signals.py); keys are added on the product's "Upload keys" page. The
     title and description have a field per language (modeltranslation); the
-    image is checked by its validator and its storefront copies are made on save."""
+    image is checked by its validator and its storefront copies are made on
+    save. The stock number of a reusable-key or manual product is set through
+    product_stock_set, which moves the gate by the difference."""
+
+    form = ProductAdminForm
 
     list_display = (
         "sku",
@@ -62,13 +131,15 @@ class ProductAdmin(TranslationAdmin):
         "sale_state",
         "sale_starts_at",
         "sale_ends_at",
+        "delivery_kind",
         "keys_available",
         "keys_sold",
         "keys_void",
+        "stock_number",
     )
     list_display_links = ("sku", "title")
     inlines = (ProductPriceTierInline, ProductInputFieldInline)
-    list_filter = ("is_active", "sale_paused", "category")
+    list_filter = ("is_active", "sale_paused", "delivery_kind", "category")
     actions = ("pause_sale", "resume_sale")
     list_select_related = ("category",)
     search_fields = ("sku", "title_zh_hans", "title_en")
@@ -78,6 +149,7 @@ class ProductAdmin(TranslationAdmin):
         "keys_available",
         "keys_sold",
         "keys_void",
+        "reusable_key_masked",
         "created_at",
         "updated_at",
     )
@@ -85,6 +157,23 @@ class ProductAdmin(TranslationAdmin):
         (None, {"fields": ("sku", "title", "category", "description", "is_active")}),
         (_("Image"), {"fields": ("image", "image_preview")}),
         (_("Price"), {"fields": ("price", "currency")}),
+        (
+            _("Delivery"),
+            {
+                "fields": (
+                    "delivery_kind",
+                    "stock_quantity",
+                    "stock_quantity_seen",
+                    "reusable_key",
+                    "reusable_key_masked",
+                ),
+                "description": _(
+                    "Keys from the pool: each buyer gets keys of their own, and the stock is the keys uploaded. "
+                    "A reusable key: every buyer gets the same key. Delivered by hand: paid orders wait for you in "
+                    "“Orders › awaiting manual delivery”. For these two the stock is the number you set here."
+                ),
+            },
+        ),
         (
             _("Sale rules"),
             {"fields": ("sale_paused", "sale_starts_at", "sale_ends_at", "per_buyer_limit", "max_per_order")},
@@ -112,9 +201,28 @@ class ProductAdmin(TranslationAdmin):
     )
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
+        secret = form.cleaned_data.get("reusable_key", "").strip()
+        if secret:
+            obj.reusable_key_encrypted = reusable_key_encrypt(secret=secret)
+        if not change:
+            super().save_model(request, obj, form, change)
+        else:
+            self._save_changed(obj, form)
         if "image" in form.changed_data:
             product_image_renditions_make(product=obj)
+
+    def _save_changed(self, obj, form):
+        # The stock number is not written with the rest: deliveries take from
+        # it meanwhile, and the form's copy may be old. A changed number goes
+        # through the service, which moves the gate by the difference.
+        wanted = obj.stock_quantity
+        fields = [f.name for f in Product._meta.concrete_fields if not f.primary_key and f.name != "stock_quantity"]
+        obj.save(update_fields=fields)
+        if obj.delivery_kind != Delivery.KEYS and form.stock_quantity_changed():
+            product_stock_set(product_id=obj.pk, quantity=wanted)
+        obj.refresh_from_db(fields=["stock_quantity"])
+        if "delivery_kind" in form.changed_data:
+            product_delivery_changed_on_commit(product_id=obj.pk)
 
     @admin.display(description=_("card image"))
     def image_preview(self, product):
@@ -164,7 +272,21 @@ class ProductAdmin(TranslationAdmin):
         return [upload, *super().get_urls()]
 
     def upload_keys(self, request, object_id):
+        product = Product.objects.using("default").filter(pk=object_id).only("id", "delivery_kind").first()
+        if product is not None and not product.sells_from_pool:
+            messages.error(request, _("This product is not sold from a key pool, so it takes no key uploads."))
+            return HttpResponseRedirect(reverse("admin:catalog_product_change", args=[product.pk]))
         return upload_keys_view(self, request, object_id)
+
+    @admin.display(description=_("stock (number)"))
+    def stock_number(self, product):
+        return "—" if product.sells_from_pool else product.stock_quantity
+
+    @admin.display(description=_("current reusable key"))
+    def reusable_key_masked(self, product):
+        if not product.reusable_key_encrypted:
+            return "—"
+        return mask_secret(decrypt_secret(product.reusable_key_encrypted))
 
     @admin.display(description=_("sale"))
     def sale_state(self, product):

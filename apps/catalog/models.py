@@ -24,6 +24,14 @@ class Category(models.Model):
 
 
 class Product(models.Model):
+    class Delivery(models.TextChoices):
+        # Each buyer gets keys of their own from the uploaded pool (the default).
+        KEYS = "keys", _("keys from the pool, one per piece")
+        # Every buyer gets the same key (a shared download code); stock is a number.
+        REUSABLE_KEY = "reusable_key", _("one reusable key for every buyer")
+        # The merchant delivers by hand (e.g. a top-up); stock is a number.
+        MANUAL = "manual", _("delivered by hand by the merchant")
+
     category = models.ForeignKey(
         Category, on_delete=models.PROTECT, related_name="products", null=True, blank=True, verbose_name=_("category")
     )
@@ -61,6 +69,22 @@ class Product(models.Model):
     )
     image_card = models.ImageField(_("card image"), upload_to="products/renditions/", blank=True, editable=False)
     image_page = models.ImageField(_("page image"), upload_to="products/renditions/", blank=True, editable=False)
+    delivery_kind = models.CharField(_("delivery"), max_length=16, choices=Delivery.choices, default=Delivery.KEYS)
+    # Units still on sale of a product not sold from the key pool (reusable key,
+    # manual delivery): the gate's stock is built from it as it is from the
+    # available keys, and a delivery takes from it in the transaction that
+    # marks the order delivered. Changed only through catalog.services.
+    stock_quantity = models.PositiveIntegerField(
+        _("stock"),
+        default=0,
+        help_text=_(
+            "Units on sale of a reusable-key or manual product; each delivery takes from it. "
+            "Products sold from the key pool count their available keys instead."
+        ),
+    )
+    # Fernet token (CARDKEY_ENCRYPTION_KEYS, apps.cardkeys.crypto) of the key
+    # every buyer of a reusable-key product gets; never in Redis.
+    reusable_key_encrypted = models.TextField(_("encrypted reusable key"), blank=True, db_collation="ascii_bin")
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -77,6 +101,11 @@ class Product(models.Model):
 
     def __str__(self):
         return f"{self.title} ({self.sku})"
+
+    @property
+    def sells_from_pool(self) -> bool:
+        """Stock is the available keys (else the merchant's stock_quantity)."""
+        return self.delivery_kind == self.Delivery.KEYS
 
     def sale_state(self, now=None) -> str:
         """'not_started', 'open' or 'ended', from the sale window."""

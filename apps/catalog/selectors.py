@@ -117,6 +117,9 @@ class ProductInfo:
     # What the buyer fills in at checkout (ProductInputField), in order.
     input_fields: tuple[InputFieldInfo, ...] = ()
 
+    # Product.Delivery: the page tells buyers of a manual or reusable-key product what they get.
+    delivery_kind: str = Product.Delivery.KEYS
+
     @property
     def title(self) -> str:
         return in_active_language(self.title_zh_hans, self.title_en)
@@ -162,6 +165,7 @@ class ProductInfo:
             image_page_url=product.image_page.url if product.image_page else None,
             price_tiers=tuple((t.min_quantity, t.unit_price) for t in product.price_tiers.all()),
             input_fields=tuple(InputFieldInfo.from_field(f) for f in product.input_fields.all()),
+            delivery_kind=product.delivery_kind,
         )
 
     def sale_state(self, now: datetime | None = None) -> str:

@@ -1,17 +1,26 @@
 """Catalog writes: products and categories."""
 
+import logging
 import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
 
+from apps.cardkeys.crypto import encrypt_secret, normalise_secret
 from apps.core.errors import InvalidInput
 from apps.core.images import CARD, PAGE, image_rendition
+from apps.orders.models import HOLDING_STATUSES, Order
+from apps.stock.selectors import stock_gate_state
+from apps.stock.services import stock_adjust, stock_gate_forget
 
 from .models import Category, Product
+
+logger = logging.getLogger(__name__)
 
 # The SKU appears in URLs (/p/<sku>) and Redis-free log lines: keep it plain.
 SKU_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -78,6 +87,19 @@ def _product_errors(
     return errors
 
 
+def _delivery_errors(*, kind: str, stock_quantity: int, reusable_key: str) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if kind not in Product.Delivery.values:
+        errors["delivery_kind"] = [_("Choose one of: %(kinds)s.") % {"kinds": ", ".join(Product.Delivery.values)}]
+    if stock_quantity < 0:
+        errors["stock_quantity"] = [_("Must not be negative.")]
+    elif stock_quantity and kind == Product.Delivery.KEYS:
+        errors["stock_quantity"] = [_("This product sells keys from its pool: upload keys to add stock.")]
+    if kind == Product.Delivery.REUSABLE_KEY and not reusable_key.strip():
+        errors["reusable_key"] = [_("A reusable-key product needs its key: enter the key every buyer gets.")]
+    return errors
+
+
 @transaction.atomic(durable=True)
 def product_create(
     *,
@@ -95,11 +117,16 @@ def product_create(
     sale_ends_at: datetime | None = None,
     min_page_seconds: int = 2,
     is_active: bool = True,
+    delivery_kind: str = Product.Delivery.KEYS,
+    stock_quantity: int = 0,
+    reusable_key: str = "",
 ) -> Product:
     """Create a product. `title` and `description` are the Chinese (the shop's
     default language) texts; the English ones may be empty, and the English
-    storefront then shows the Chinese. Raises InvalidInput (with `fields`) and
-    writes nothing when any value is wrong, including a SKU that is taken."""
+    storefront then shows the Chinese. A reusable-key or manual product sells
+    `stock_quantity` units; a reusable-key product needs its `reusable_key`.
+    Raises InvalidInput (with `fields`) and writes nothing when any value is
+    wrong, including a SKU that is taken."""
     currency = currency or settings.DEFAULT_CURRENCY
     errors = _product_errors(
         sku=sku,
@@ -113,11 +140,15 @@ def product_create(
         sale_ends_at=sale_ends_at,
         min_page_seconds=min_page_seconds,
     )
+    errors.update(_delivery_errors(kind=delivery_kind, stock_quantity=stock_quantity, reusable_key=reusable_key))
     if errors:
         raise InvalidInput(fields=errors)
     try:
         with transaction.atomic():
             return Product.objects.create(
+                delivery_kind=delivery_kind,
+                stock_quantity=stock_quantity if delivery_kind != Product.Delivery.KEYS else 0,
+                reusable_key_encrypted=reusable_key_encrypt(secret=reusable_key) if reusable_key.strip() else "",
                 sku=sku,
                 # Named per language: a bare `title` would land in the active
                 # language's field (django-modeltranslation).
@@ -180,3 +211,91 @@ def product_image_renditions_make(*, product: Product) -> Product:
         product.image_card = product.image_page = ""
     product.save(update_fields=["image_card", "image_page", "updated_at"])
     return product
+
+
+def _held_units(product_id: int) -> int:
+    """Units reserved by orders of the product not delivered yet: the part
+    of its stock already promised. The gate's reservations include those
+    not yet persisted; the record's holding orders count when Redis cannot
+    be asked (or lags it)."""
+    held = Order.objects.filter(product_id=product_id, status__in=HOLDING_STATUSES).aggregate(n=Sum("quantity"))["n"]
+    try:
+        _stock, reservations = stock_gate_state(product_id=product_id)
+    except RedisError:
+        reservations = {}
+    return max(held or 0, sum(r.quantity for r in reservations.values()))
+
+
+def product_stock_refused(*, product_id: int, quantity: int) -> str | None:
+    """Why a product's stock number may not be set to `quantity`, or None."""
+    if quantity < 0:
+        return _("Must not be negative.")
+    held = _held_units(product_id)
+    if quantity < held:
+        return _(
+            "%(held)d units are held by orders awaiting payment or delivery; the stock cannot be set below that."
+        ) % {"held": held}
+    return None
+
+
+@transaction.atomic
+def product_stock_set(*, product_id: int, quantity: int) -> int:
+    """Set the stock number of a product not sold from the key pool (reusable
+    key, manual delivery), and move its gate by the difference after commit,
+    as a key import does for a pool product. Runs in its own transaction, or
+    in the caller's (the admin's save, whose other writes it must share).
+    Locks the product row, so the difference is exact against a delivery
+    taking from the number meanwhile. Returns the difference.
+    Raises InvalidInput for a pool product, a negative number, or a number
+    below the units orders already hold."""
+    product = Product.objects.select_for_update().get(id=product_id)
+    if product.sells_from_pool:
+        raise InvalidInput(
+            fields={"stock_quantity": [_("This product sells keys from its pool: upload keys to add stock.")]}
+        )
+    if reason := product_stock_refused(product_id=product_id, quantity=quantity):
+        raise InvalidInput(fields={"stock_quantity": [reason]})
+    delta = quantity - product.stock_quantity
+    if delta:
+        Product.objects.filter(id=product_id).update(stock_quantity=quantity)
+        transaction.on_commit(lambda: _gate_adjust_rollback_unsafe(product_id, delta))
+    return delta
+
+
+def _gate_adjust_rollback_unsafe(product_id: int, delta: int) -> None:
+    # Redis is only the gate: if it is unreachable, reconciliation sees the drift and repairs it.
+    try:
+        stock_adjust(product_id=product_id, delta=delta)
+    except RedisError:
+        logger.warning("stock counter of product %s not adjusted by %s; reconcile will", product_id, delta)
+
+
+def product_delivery_change_refused(*, product: Product) -> str | None:
+    """Why the product's delivery kind may not change now, or None. The gate
+    counts a product's stock by its kind, so the kind changes only while no
+    order holds stock or waits for its delivery."""
+    busy = Order.objects.filter(
+        product_id=product.id, status__in=(*HOLDING_STATUSES, Order.Status.NEEDS_ATTENTION)
+    ).exists()
+    if busy or _held_units(product.id):
+        return _("The delivery can change only while no order of this product awaits payment, delivery or an operator.")
+    return None
+
+
+def product_delivery_changed_on_commit(*, product_id: int) -> None:
+    """After a change of delivery kind, the gate's stock is counted anew (the
+    other figure now): forget it, and the warm-up rebuilds it from the record
+    within seconds (checkout of the product pauses meanwhile)."""
+
+    def forget():
+        try:
+            stock_gate_forget(product_id=product_id)
+        except RedisError:
+            logger.warning("gate of product %s not reset after a delivery change; rebuild it", product_id)
+
+    transaction.on_commit(forget)
+
+
+def reusable_key_encrypt(*, secret: str) -> str:
+    """The stored form of a reusable key (never in Redis, never in logs)."""
+    return encrypt_secret(normalise_secret(secret))

@@ -11,6 +11,7 @@ read is reported as such instead of failing the whole scrape.
 
 import logging
 import time
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db.models import Count, Min
@@ -128,9 +129,27 @@ class ShopStateCollector:
         yield GaugeMetricFamily(
             "cardshop_fulfil_backlog", "Paid orders waiting for their keys.", value=counts.get(Order.Status.PAID, 0)
         )
-        oldest = Order.objects.using("default").filter(status=Order.Status.PAID).aggregate(m=Min("paid_at"))["m"]
+        # Orders a merchant delivers by hand wait for a person, not a worker:
+        # they have their own gauges and SLA (MANUAL_DELIVERY_SLA_HOURS).
+        manual = list(
+            Product.objects.using("default").filter(delivery_kind=Product.Delivery.MANUAL).values_list("id", flat=True)
+        )
+        paid = Order.objects.using("default").filter(status=Order.Status.PAID)
+        oldest = paid.exclude(product_id__in=manual).aggregate(m=Min("paid_at"))["m"]
         yield GaugeMetricFamily(
             "cardshop_paid_undelivered_oldest_seconds",
-            "Age of the oldest paid order still without its keys; 0 when there is none.",
+            "Age of the oldest paid order still without its keys (manual deliveries aside); 0 when there is none.",
             value=max(time.time() - oldest.timestamp(), 0.0) if oldest else 0.0,
+        )
+        waiting = paid.filter(product_id__in=manual)
+        cutoff = time.time() - settings.MANUAL_DELIVERY_SLA_HOURS * 3600
+        yield GaugeMetricFamily(
+            "cardshop_manual_delivery_waiting_orders",
+            "Paid orders of manual-delivery products waiting for the merchant.",
+            value=waiting.count() if manual else 0,
+        )
+        yield GaugeMetricFamily(
+            "cardshop_manual_delivery_overdue_orders",
+            "Of those, the ones waiting longer than MANUAL_DELIVERY_SLA_HOURS.",
+            value=waiting.filter(paid_at__lt=datetime.fromtimestamp(cutoff, tz=UTC)).count() if manual else 0,
         )

@@ -24,6 +24,8 @@ __all__ = [
     "PaymentMismatch",
     "RefundMismatch",
     "EventIdReused",
+    "OrderNotAwaitingManualDelivery",
+    "StockShort",
 ]
 
 
@@ -169,3 +171,20 @@ class EventIdReused(ShopError):
     code = "event_id_reused"
     http_status = 409
     default_detail = _("This event id is already recorded for another order.")
+
+
+class OrderNotAwaitingManualDelivery(ShopError):
+    """Only a paid order of a manual-delivery product can be delivered by hand."""
+
+    code = "not_awaiting_manual_delivery"
+    http_status = 409
+    default_detail = _("This order is not a paid order waiting for a manual delivery.")
+
+
+class StockShort(ShopError):
+    """The product's stock number no longer covers the order (the merchant
+    lowered it below what orders hold)."""
+
+    code = "stock_short"
+    http_status = 409
+    default_detail = _("The product's stock does not cover this order. Raise the stock first.")

@@ -53,13 +53,13 @@ from django.utils.translation import gettext as _
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
-from apps.cardkeys.selectors import order_keys_reveal
 from apps.core.breakers import breaker_call
 from apps.stock.redis import redis_text, stock_redis
 from apps.stock.redis_keys import mail_claim_key, mail_queued_key
 
 from .models import Order
 from .order_links import order_link_path
+from .selectors import order_delivery_reveal
 
 logger = logging.getLogger(__name__)
 
@@ -199,13 +199,22 @@ def _order_mail_send(order: Order, *, connection: BaseEmailBackend, report: Mail
 
 
 def _keys_email(order: Order) -> EmailMessage:
-    keys = order_keys_reveal(order_id=order.id)
+    delivery = order_delivery_reveal(order)
     # In the buyer's language at checkout, not the worker's or the shop's.
     with translation.override(order.language or settings.LANGUAGE_CODE):
         # A signed link: the mail may be opened in a browser that never saw the order.
         order_url = settings.SITE_URL + order_link_path(order_no=order.order_no)
-        context = {"order": order, "keys": keys, "site_url": settings.SITE_URL, "order_url": order_url}
-        subject = _("Your keys for order %(order_no)s") % {"order_no": order.order_no}
+        context = {
+            "order": order,
+            "keys": delivery.keys,
+            "content": delivery.content,
+            "site_url": settings.SITE_URL,
+            "order_url": order_url,
+        }
+        if delivery.content:
+            subject = _("Your order %(order_no)s has been delivered") % {"order_no": order.order_no}
+        else:
+            subject = _("Your keys for order %(order_no)s") % {"order_no": order.order_no}
         # The template turns autoescape off: a plain-text mail carries keys
         # and titles byte for byte (K3&<i> is not K3&amp;&lt;i&gt;).
         body = render_to_string("orders/email_keys.txt", context)

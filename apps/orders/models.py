@@ -71,6 +71,19 @@ class Order(models.Model):
     # worker lost mid-batch, a retry outliving the broker's visibility
     # timeout) does not send it twice.
     keys_emailed_at = models.DateTimeField(_("keys emailed at"), null=True, blank=True)
+    # What the order received other than keys of the pool, as Fernet tokens
+    # (apps.cardkeys.crypto): the product's reusable key as it was at delivery,
+    # or the merchant's note of a manual delivery, and who delivered it.
+    reusable_key_encrypted = models.TextField(_("reusable key (encrypted)"), blank=True, db_collation="ascii_bin")
+    manual_content_encrypted = models.TextField(_("manual delivery (encrypted)"), blank=True, db_collation="ascii_bin")
+    manually_delivered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("delivered by hand by"),
+    )
 
     class Meta:
         ordering = ["-id"]

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Q, Sum
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from apps.cardkeys.crypto import decrypt_secret
 from apps.cardkeys.selectors import order_keys_reveal
 from apps.catalog.models import Product
 from apps.payments.selectors import payment_methods_offered
@@ -82,9 +84,35 @@ def order_snapshot(order: Order) -> dict:
             payment_methods_offered(currency=order.currency) if order.status == Order.Status.AWAITING_PAYMENT else []
         ),
     }
+    # How the order is delivered: the page says "keys on the way" or "the merchant delivers by hand".
+    snapshot["delivery"] = order.product.delivery_kind
     if order.status == Order.Status.DELIVERED:
-        snapshot["keys"] = order_keys_reveal(order_id=order.id)
+        delivery = order_delivery_reveal(order)
+        snapshot["keys"] = delivery.keys
+        if delivery.content:
+            snapshot["delivered_content"] = delivery.content
     return snapshot
+
+
+@dataclass(frozen=True)
+class OrderDelivery:
+    """What a delivered order's buyer gets: keys (of the pool, or the
+    product's reusable key), or the text of a manual delivery."""
+
+    keys: list[str]
+    content: str = ""
+
+
+def order_delivery_reveal(order: Order) -> OrderDelivery:
+    """The plaintext of what a delivered order received, for its buyer only
+    (the order page, the API, the mail). Callers have checked the buyer's
+    access; never log the result."""
+    if order.manual_content_encrypted:
+        return OrderDelivery(keys=[], content=decrypt_secret(order.manual_content_encrypted))
+    if order.reusable_key_encrypted:
+        # One key, however many pieces: every buyer shares the same one.
+        return OrderDelivery(keys=[decrypt_secret(order.reusable_key_encrypted)])
+    return OrderDelivery(keys=order_keys_reveal(order_id=order.id))
 
 
 def _queued_snapshot(*, order_no: str, token: str) -> dict | None:
@@ -225,3 +253,19 @@ def revenue_by_product(*, now: datetime | None = None) -> list[ProductRevenue]:
         for row in rows
     ]
     return sorted(figures, key=lambda f: (f.currency, -f.last_7_days, f.sku))
+
+
+def orders_awaiting_manual_delivery() -> QuerySet[Order]:
+    """Paid orders of manual-delivery products, oldest first: the merchant's queue."""
+    return Order.objects.filter(status=Order.Status.PAID, product__delivery_kind=Product.Delivery.MANUAL).order_by(
+        "paid_at", "id"
+    )
+
+
+def manual_delivery_overdue_cutoff():
+    """Paid before this, a manual order is overdue."""
+    return timezone.now() - timezone.timedelta(hours=settings.MANUAL_DELIVERY_SLA_HOURS)
+
+
+def orders_manual_delivery_overdue() -> QuerySet[Order]:
+    return orders_awaiting_manual_delivery().filter(paid_at__lt=manual_delivery_overdue_cutoff())

@@ -80,7 +80,19 @@ class OrderSerializer(serializers.Serializer):
         "empty once it cannot be paid. Pay with POST /api/v1/orders/{order_no}/payments.",
     )
     keys = serializers.ListField(
-        child=serializers.CharField(), required=False, help_text="Only once the order is `delivered`."
+        child=serializers.CharField(),
+        required=False,
+        help_text="Only once the order is `delivered`. A reusable-key product's orders all get the same one key; "
+        "a manual-delivery product's get none (see `delivered_content`).",
+    )
+    delivery = serializers.ChoiceField(
+        choices=["keys", "reusable_key", "manual"],
+        required=False,
+        help_text="How the product is delivered: `keys` from the pool, one `reusable_key` shared by every buyer, "
+        "or `manual` (the merchant delivers by hand, so a paid order may wait a while).",
+    )
+    delivered_content = serializers.CharField(
+        required=False, help_text="Only once a `manual` order is `delivered`: what the merchant delivered."
     )
 
 

@@ -18,7 +18,7 @@ from apps.orders.models import Order
 
 from . import selectors, services
 from .reservations import Reservation
-from .warmup import WarmBlocked, available_keys, products_to_warm, stock_warm
+from .warmup import WarmBlocked, available_units, products_to_warm, stock_warm
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +60,12 @@ def _gate_repair(product: Product, report: GateRepairReport, settle: float) -> N
         return
     _clear_ended_reservations(product, reservations, report)
     _release_held_of_refunded(product, report)
-    drift = _stock_drift(product.id)
+    drift = _stock_drift(product)
     if drift and settle:
         # A delivery between the two reads looks like drift for a moment; act
         # only on drift that holds still.
         time.sleep(settle)
-        if _stock_drift(product.id) != drift:
+        if _stock_drift(product) != drift:
             return
     if drift:
         services.stock_adjust(product_id=product.id, delta=drift)
@@ -135,13 +135,13 @@ def _still_ended_unpaid(order_no: str) -> bool:
         )
 
 
-def _stock_drift(product_id: int) -> int:
+def _stock_drift(product: Product) -> int:
     """Expected minus actual stock. Redis is read before MariaDB so that a
     delivery in between can only make the expected figure look lower, never
     higher: a wrong reading never raises stock above the keys there are."""
-    stock, reservations = selectors.stock_gate_state(product_id=product_id)
+    stock, reservations = selectors.stock_gate_state(product_id=product.id)
     if stock is None:
         return 0
     reserved = sum(r.quantity for r in reservations.values())
-    expected = available_keys(product_id=product_id) - reserved
+    expected = available_units(product=product) - reserved
     return expected - stock

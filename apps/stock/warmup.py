@@ -1,8 +1,9 @@
 """Warm a product's gate from MariaDB, the record: before its sale, after
 Redis lost its data, and on an operator's rebuild.
 
-The gate's stock of a product is its available keys minus the keys reserved
-by orders that do not hold them yet. Warming writes that figure only while the
+The gate's stock of a product is its available units (the available keys of
+a pool product; the merchant's stock number of a reusable-key or manual
+product) minus the units reserved by orders not delivered yet. Warming writes that figure only while the
 stock is unknown (checkout is paused then, so nothing races it)."""
 
 import logging
@@ -30,6 +31,15 @@ class WarmBlocked(Exception):
 
 def available_keys(*, product_id: int) -> int:
     return CardKey.objects.filter(product_id=product_id, status=CardKey.Status.AVAILABLE).count()
+
+
+def available_units(*, product: Product) -> int:
+    """What the record holds for sale, before reservations: the available keys
+    of a pool product, else its stock number, read afresh from the primary
+    (a delivery takes from it in the transaction that marks the order)."""
+    if product.sells_from_pool:
+        return available_keys(product_id=product.id)
+    return Product.objects.using("default").values_list("stock_quantity", flat=True).get(id=product.id)
 
 
 def stock_warm(*, product: Product) -> tuple[bool, int | None]:
@@ -85,7 +95,7 @@ def _stock_rebuild_from_database(product: Product) -> tuple[bool, int | None]:
         if not reservation.paid:
             for identity in reservation.buyers:
                 unpaid[identity] = unpaid.get(identity, 0) + 1
-    stock = available_keys(product_id=product.id) - sum(r.quantity for r in reservations)
+    stock = available_units(product=product) - sum(r.quantity for r in reservations)
     rebuilt = services.stock_rebuild(
         product=product, stock=stock, buyers=buyers, unpaid=unpaid, reservations=reservations, held=held
     )

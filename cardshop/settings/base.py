@@ -300,6 +300,11 @@ FULFIL_REQUEST_TTL_SECONDS = env.int("FULFIL_REQUEST_TTL_SECONDS", default=10)
 FULFIL_RUN_SECONDS = env.int("FULFIL_RUN_SECONDS", default=2)
 # A paid order undelivered this long is re-driven by reconciliation.
 FULFIL_REDRIVE_AFTER_SECONDS = env.int("FULFIL_REDRIVE_AFTER_SECONDS", default=60)
+# A paid order of a manual-delivery product waits for the merchant this long
+# before reconciliation, the admin and the alert call it overdue.
+MANUAL_DELIVERY_SLA_HOURS = env.float("MANUAL_DELIVERY_SLA_HOURS", default=24.0)
+# The longest text a merchant may enter as a manual delivery.
+MANUAL_DELIVERY_MAX_CHARS = env.int("MANUAL_DELIVERY_MAX_CHARS", default=10000)
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 
 # --- Payments

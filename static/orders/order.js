@@ -11,6 +11,8 @@
   var FINAL = ["delivered", "refunded"];
   // States that change only after a late payment or an operator's action.
   var SLOW = ["expired", "refund_pending", "needs_attention"];
+  // A paid order of a manual-delivery product waits for a person, maybe for hours.
+  if (root.getAttribute("data-delivery") === "manual") SLOW.push("paid");
   var INTERVAL = 2000;
   var SLOW_INTERVAL = 10000;
   var RETRY_AFTER_ERROR = 5000;

@@ -91,3 +91,28 @@ def test_stored_column_never_holds_the_plaintext():
         token, fingerprint = cursor.fetchone()
     assert "VISIBLE" not in token and "PLAINTEXT" not in token and "VISIBLE" not in fingerprint
     assert decrypt_secret(token) == "VISIBLE-PLAINTEXT-42"
+
+
+@pytest.mark.django_db
+def test_rotation_also_reencrypts_reusable_keys_and_manual_deliveries(settings):
+    """They are under the same keys: dropping the old key after a rotation
+    must leave them readable."""
+    from apps.catalog.services import reusable_key_encrypt
+    from apps.orders.selectors import order_delivery_reveal
+    from apps.orders.tests.factories import OrderFactory
+
+    settings.CARDKEY_ENCRYPTION_KEYS = [OLD_KEY]
+    product = ProductFactory(delivery_kind="reusable_key", reusable_key_encrypted=reusable_key_encrypt(secret="R-1"))
+    shared = OrderFactory(product=product, status="delivered", reusable_key_encrypted=product.reusable_key_encrypted)
+    manual = OrderFactory(status="delivered", manual_content_encrypted=encrypt_secret("Topped up 42"))
+
+    settings.CARDKEY_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    out = io.StringIO()
+    call_command("rotate_cardkey_encryption", stdout=out)
+    assert "3 keys re-encrypted" in out.getvalue()
+
+    settings.CARDKEY_ENCRYPTION_KEYS = [NEW_KEY]
+    product.refresh_from_db()
+    assert decrypt_secret(product.reusable_key_encrypted) == "R-1"
+    assert order_delivery_reveal(type(shared).objects.get(id=shared.id)).keys == ["R-1"]
+    assert order_delivery_reveal(type(manual).objects.get(id=manual.id)).content == "Topped up 42"

@@ -147,3 +147,52 @@ def test_bad_input_exits_non_zero_from_the_shell():
     )
     assert result.returncode != 0
     assert "Not a price: 'nine'" in result.stderr
+
+
+def test_create_product_of_each_delivery_kind(capsys):
+    call_command(
+        "create_product",
+        "--sku",
+        "TOPUP",
+        "--title",
+        "Top-up",
+        "--price",
+        "10",
+        "--delivery",
+        "manual",
+        "--stock",
+        "30",
+    )
+    call_command(
+        "create_product",
+        "--sku",
+        "DL",
+        "--title",
+        "Download",
+        "--price",
+        "5",
+        "--delivery",
+        "reusable_key",
+        "--stock",
+        "100",
+        "--reusable-key",
+        "DL-CODE-1",
+    )
+    manual, reusable = Product.objects.get(sku="TOPUP"), Product.objects.get(sku="DL")
+    assert (manual.delivery_kind, manual.stock_quantity) == ("manual", 30)
+    assert (reusable.delivery_kind, reusable.stock_quantity) == ("reusable_key", 100)
+    assert reusable.reusable_key_encrypted and "DL-CODE-1" not in reusable.reusable_key_encrypted
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--delivery", "reusable_key", "--stock", "5"], "reusable_key"),
+        (["--stock", "5"], "stock_quantity"),
+        (["--delivery", "manual", "--stock", "-1"], "stock_quantity"),
+    ],
+)
+def test_create_product_refuses_a_delivery_that_does_not_add_up(args, field):
+    with pytest.raises(CommandError, match=field):
+        call_command("create_product", "--sku", "BAD", "--title", "Bad", "--price", "1", *args)
+    assert not Product.objects.filter(sku="BAD").exists()

@@ -152,3 +152,22 @@ def test_the_worker_endpoint_applies_the_same_access_rule(settings):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_manual_deliveries_have_their_own_gauges_and_stay_out_of_paid_undelivered(client, settings, monkeypatch):
+    """A manual order waits for a person: it is not "paid, keys late", and it
+    counts as overdue only past MANUAL_DELIVERY_SLA_HOURS."""
+    from apps.orders.tests.delivery_support import product_manual
+    from apps.orders.tests.support import paid_orders
+
+    monkeypatch.setattr("apps.orders.tasks.fulfil_order_task.delay", lambda order_id=None: None)
+    settings.MANUAL_DELIVERY_SLA_HOURS = 2
+    product = product_manual(stock=5, per_buyer_limit=2)
+    late, fresh = paid_orders(product, 2)
+    Order.objects.filter(id=late.id).update(paid_at=timezone.now() - timedelta(hours=3))
+
+    now = scrape(client)
+    assert value(now, "cardshop_paid_undelivered_oldest_seconds") == 0
+    assert value(now, "cardshop_manual_delivery_waiting_orders") == 2
+    assert value(now, "cardshop_manual_delivery_overdue_orders") == 1

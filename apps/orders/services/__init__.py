@@ -4,6 +4,7 @@ checkout     reserve stock in Redis and answer 202 (no database write)
 persistence  queued reservations become awaiting_payment orders
 payment      a verified notification marks an order paid or refunded, once
 fulfilment   paid orders get their keys in batches; re-drive of stuck ones
+manual_delivery  the merchant delivers a paid order of a manual product by hand
 expiry       unpaid orders past their reservation expire; their stock returns
 reconcile    the periodic run of re-drives and gate repairs
 

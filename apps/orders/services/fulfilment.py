@@ -7,6 +7,12 @@ none is left (fulfilment_run). Requests coalesce: while one fulfilment task
 waits in the queue, later payments publish nothing, because that task drains
 their orders too when it starts. So a crowd of payments costs a handful of
 tasks, not one no-op task per order queueing behind the batch that served it.
+
+Products not sold from the key pool: a reusable-key product's orders get its
+one shared key (copied onto the order, no key row claimed) and take from its
+stock number in the same transaction; a manual-delivery product's paid orders
+are left to the merchant (services/manual_delivery.py), so every paid-order
+query here leaves them out.
 """
 
 import logging
@@ -15,10 +21,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import OperationalError, transaction
+from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.cardkeys.claims import cardkeys_claim, cardkeys_mark_sold
+from apps.catalog.models import Product
 from apps.core import metrics
 
 # A module, not its names: its tasks reach back into the order services.
@@ -46,6 +54,14 @@ class FulfilReport:
     def add(self, other: "FulfilReport") -> None:
         self.delivered += other.delivered
         self.short += other.short
+
+
+def paid_orders_to_fulfil():
+    """Paid orders that fulfilment serves: all but those of manual-delivery
+    products, which wait for the merchant. The product ids are read first
+    (a join would lock product rows along with the orders)."""
+    manual = Product.objects.using("default").filter(delivery_kind=Product.Delivery.MANUAL).values_list("id", flat=True)
+    return Order.objects.filter(status=Status.PAID).exclude(product_id__in=list(manual))
 
 
 def fulfilment_request_on_commit(*, order_id: int | None = None) -> None:
@@ -92,9 +108,7 @@ def fulfilment_redrive_stuck() -> list[str]:
     not through the coalescing request: the mark of a lost task may be what
     left them stuck. Returns their numbers."""
     cutoff = timezone.now() - timezone.timedelta(seconds=settings.FULFIL_REDRIVE_AFTER_SECONDS)
-    stuck = list(
-        Order.objects.filter(status=Status.PAID, paid_at__lt=cutoff).order_by("id").values_list("id", "order_no")
-    )
+    stuck = list(paid_orders_to_fulfil().filter(paid_at__lt=cutoff).order_by("id").values_list("id", "order_no"))
     if stuck:
         tasks.fulfil_order_task.delay_on_commit(stuck[0][0])
     return [order_no for _order_id, order_no in stuck]
@@ -119,12 +133,12 @@ def fulfilment_run(*, order_id: int | None, seconds: float | None = None) -> Ful
         if served >= settings.FULFIL_BATCH_SIZE:
             _fulfilment_request_rollback_unsafe(None)  # no transaction is open between batches
         elif served == 0:
-            held = Order.objects.filter(status=Status.PAID).order_by("id").values_list("id", flat=True).first()
+            held = paid_orders_to_fulfil().order_by("id").values_list("id", flat=True).first()
             if held is None:
                 return report
             batch = _fulfil_isolating_failures(order_id=held)
         report.add(batch)
-    if Order.objects.filter(status=Status.PAID).exists():
+    if paid_orders_to_fulfil().exists():
         _fulfilment_request_rollback_unsafe(None)
     return report
 
@@ -142,7 +156,7 @@ def _fulfil_isolating_failures(*, order_id: int | None) -> FulfilReport:
     except Exception:
         logger.exception("a fulfilment batch failed; serving its orders one by one")
     report = FulfilReport(delivered=[], short=[])
-    lowest = Order.objects.filter(status=Status.PAID).order_by("id").values_list("id", flat=True)
+    lowest = paid_orders_to_fulfil().order_by("id").values_list("id", flat=True)
     ids = list(dict.fromkeys([*([order_id] if order_id else []), *lowest[: settings.FULFIL_BATCH_SIZE]]))
     for one_id in ids:
         try:
@@ -168,7 +182,7 @@ def order_fulfilment_failed(*, order_id: int, reason: str) -> str | None:
     order.status = Status.NEEDS_ATTENTION
     order.attention_reason = reason[:2000]
     order.save(update_fields=["status", "attention_reason", "updated_at"])
-    transaction.on_commit(lambda: _after_delivery_rollback_unsafe([], [order]))
+    transaction.on_commit(lambda: after_delivery_rollback_unsafe([], [order]))
     return order.order_no
 
 
@@ -189,6 +203,14 @@ def order_fulfil(*, order_id: int | None, batch_size: int | None = None) -> Fulf
             by_product.setdefault(order.product_id, []).append(order)
         now = timezone.now()
         assignments: dict[int, list[int]] = {}
+        kinds = dict(Product.objects.filter(id__in=list(by_product)).values_list("id", "delivery_kind"))
+        for product_id in sorted(by_product):
+            if kinds[product_id] == Product.Delivery.REUSABLE_KEY:
+                served, unserved = _reusable_key_serve(product_id=product_id, orders=by_product.pop(product_id))
+                delivered += served
+                short += unserved
+            elif kinds[product_id] == Product.Delivery.MANUAL:
+                by_product.pop(product_id)  # the merchant's to deliver; left paid
         for product_id, product_orders in by_product.items():
             key_ids = cardkeys_claim(product_id=product_id, count=sum(o.quantity for o in product_orders))
             for order in product_orders:
@@ -214,8 +236,46 @@ def order_fulfil(*, order_id: int | None, batch_size: int | None = None) -> Fulf
                 raise RuntimeError("an order of the batch was no longer paid")  # rolls the whole batch back
             for order in delivered:
                 order.status, order.delivered_at = Status.DELIVERED, now
-        transaction.on_commit(lambda: _after_delivery_rollback_unsafe(delivered, short))
+        transaction.on_commit(lambda: after_delivery_rollback_unsafe(delivered, short))
     return FulfilReport(delivered=[o.order_no for o in delivered], short=[o.order_no for o in short])
+
+
+def _reusable_key_serve(*, product_id: int, orders: list[Order]) -> tuple[list[Order], list[Order]]:
+    """Orders of a reusable-key product (caller's transaction, order rows
+    locked): each gets the product's key, copied as stored, and takes its
+    quantity from the stock number, under the product row's lock (taken
+    after the orders', as every writer here does). An order the number no
+    longer covers (the merchant lowered it) goes to needs_attention, like
+    one short of pool keys. Returns (delivered, short); the caller marks the
+    delivered ones."""
+    product = (
+        Product.objects.select_for_update().only("id", "stock_quantity", "reusable_key_encrypted").get(id=product_id)
+    )
+    left = product.stock_quantity
+    delivered: list[Order] = []
+    short: list[Order] = []
+    for order in orders:
+        if not product.reusable_key_encrypted or left < order.quantity:
+            order.status = Status.NEEDS_ATTENTION
+            order.attention_reason = (
+                "the product has no reusable key"
+                if not product.reusable_key_encrypted
+                else f"stock ran short at fulfilment: needed {order.quantity}, {left} left"
+            )
+            order.save(update_fields=["status", "attention_reason", "updated_at"])
+            short.append(order)
+            continue
+        left -= order.quantity
+        order.reusable_key_encrypted = product.reusable_key_encrypted
+        delivered.append(order)
+    if delivered:
+        Order.objects.filter(id__in=[o.id for o in delivered], status=Status.PAID).update(
+            reusable_key_encrypted=product.reusable_key_encrypted
+        )
+        Product.objects.filter(id=product_id).update(
+            stock_quantity=F("stock_quantity") - (product.stock_quantity - left)
+        )
+    return delivered, short
 
 
 def _orders_lock_for_fulfilment(*, order_id: int | None, batch_size: int) -> list[Order]:
@@ -225,17 +285,15 @@ def _orders_lock_for_fulfilment(*, order_id: int | None, batch_size: int) -> lis
     turned away, and skipping it then would leave it paid and undelivered.
     A second fulfilment of the same order waits, then finds it delivered.
     No deadlock: the only wait is the first lock taken."""
-    first = list(Order.objects.select_for_update().filter(id=order_id, status=Status.PAID)) if order_id else []
+    paid = paid_orders_to_fulfil()
+    first = list(paid.select_for_update().filter(id=order_id)) if order_id else []
     others = list(
-        Order.objects.select_for_update(skip_locked=True)
-        .filter(status=Status.PAID)
-        .exclude(id=order_id)
-        .order_by("id")[: max(batch_size - len(first), 0)]
+        paid.select_for_update(skip_locked=True).exclude(id=order_id).order_by("id")[: max(batch_size - len(first), 0)]
     )
     return first + others
 
 
-def _after_delivery_rollback_unsafe(delivered: list[Order], short: list[Order]) -> None:
+def after_delivery_rollback_unsafe(delivered: list[Order], short: list[Order]) -> None:
     """After a fulfilment commit, for the whole batch at once: one Redis round
     trip ends the reservations, one message queues the mails."""
     metrics.orders_fulfilled(delivered=delivered, short=short)

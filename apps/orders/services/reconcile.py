@@ -2,6 +2,7 @@
 stuck and repairs the gate. Each part lives with its use case; this runs
 them in order and reports what each found."""
 
+import logging
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError
@@ -14,9 +15,12 @@ from apps.stock.reconcile import GateRepairReport, gates_repair
 from apps.stock.warmup import gates_check_redis_restart
 
 from ..models import Order
+from ..selectors import orders_manual_delivery_overdue
 
 # Modules, not their names: fulfilment and the tasks module import each other.
 from . import delivery_mail, expiry, fulfilment, payment, persistence
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,6 +32,9 @@ class ReconcileReport(GateRepairReport):
     expired: int = 0
     needs_attention: int = 0
     coupon_uses_returned: list[str] = field(default_factory=list)
+    # Paid orders of manual-delivery products waiting for the merchant past
+    # MANUAL_DELIVERY_SLA_HOURS (fulfilment never re-drives them: a person delivers).
+    manual_overdue: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """What the run found and fixed, in the active language (the command's --lang)."""
@@ -50,6 +57,7 @@ class ReconcileReport(GateRepairReport):
             _("stock drift fixed: %(drift)s") % {"drift": drift},
             _("orders needing attention: %(n)s") % {"n": self.needs_attention},
             listed(_("coupon uses given back"), self.coupon_uses_returned),
+            listed(_("manual deliveries overdue"), self.manual_overdue),
         ]
         out += [_("error: %(error)s") % {"error": e} for e in self.errors]
         return out
@@ -77,6 +85,9 @@ def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
     report.redriven = fulfilment.fulfilment_redrive_stuck()
     report.refunds_redriven = payment.refunds_redrive_stuck()
     report.needs_attention = Order.objects.filter(status=Order.Status.NEEDS_ATTENTION).count()
+    report.manual_overdue = list(orders_manual_delivery_overdue().values_list("order_no", flat=True)[:100])
+    if report.manual_overdue:
+        logger.warning("%d paid orders wait for a manual delivery past the SLA", len(report.manual_overdue))
     try:
         report.rewarmed_after_restart = len(gates_check_redis_restart())
         report.persisted = persistence.order_persist_queued()

@@ -8,7 +8,8 @@ from apps.core.management.base import ShopCommand
 
 class Command(ShopCommand):
     help = gettext_lazy(
-        "Re-encrypt every stored card key under the first key of CARDKEY_ENCRYPTION_KEYS. "
+        "Re-encrypt every stored card key (and the reusable keys and manual deliveries) under the first key "
+        "of CARDKEY_ENCRYPTION_KEYS. "
         "Put the new key first, keep the old ones after it, run this, then drop the old ones."
     )
 
@@ -25,8 +26,16 @@ class Command(ShopCommand):
             _("%(rotated)d keys re-encrypted, %(current)d already under the current key.")
             % {"rotated": report.rotated, "current": report.already_current}
         )
+        problems = []
         if report.unreadable_ids:
-            raise CommandError(
+            problems.append(
                 _("%(count)d keys could not be decrypted with any configured key (ids: %(ids)s).")
                 % {"count": len(report.unreadable_ids), "ids": ", ".join(map(str, report.unreadable_ids[:50]))}
             )
+        if report.unreadable_other:
+            problems.append(
+                _("%(count)d other secrets could not be decrypted with any configured key (%(rows)s).")
+                % {"count": len(report.unreadable_other), "rows": ", ".join(report.unreadable_other[:50])}
+            )
+        if problems:
+            raise CommandError(" ".join(problems))

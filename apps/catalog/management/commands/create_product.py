@@ -1,3 +1,4 @@
+import sys
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
@@ -61,6 +62,21 @@ class Command(ShopCommand):
             default=2,
             help=gettext_lazy("Seconds the product page must be open before checkout accepts a purchase"),
         )
+        parser.add_argument(
+            "--delivery",
+            choices=["keys", "reusable_key", "manual"],
+            default="keys",
+            help="keys: one key per piece from the uploaded pool (import_keys); reusable_key: every buyer gets "
+            "the same key (--reusable-key); manual: the merchant delivers by hand in the admin",
+        )
+        parser.add_argument("--stock", type=int, default=0, help="Units on sale, for --delivery reusable_key/manual")
+        parser.add_argument(
+            "--reusable-key", default="", help="The key every buyer gets (stored encrypted); or - to read it from stdin"
+        )
+
+    def stdin_or(self, value: str) -> str:
+        # "-" keeps the key out of the shell history and the process list.
+        return sys.stdin.readline().strip() if value == "-" else value
 
     def handle(self, *args, **options):
         category = None
@@ -84,6 +100,9 @@ class Command(ShopCommand):
                 sale_starts_at=_iso_time(options["starts_at"]) if options["starts_at"] else None,
                 sale_ends_at=_iso_time(options["ends_at"]) if options["ends_at"] else None,
                 min_page_seconds=options["min_page_seconds"],
+                delivery_kind=options["delivery"],
+                stock_quantity=options["stock"],
+                reusable_key=self.stdin_or(options["reusable_key"]),
             )
         except InvalidInput as exc:
             reasons = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.extra["fields"].items())
