@@ -18,6 +18,7 @@ import urllib.request
 from django.conf import settings
 from django.core.mail import EmailMessage
 
+from .messages import delivery_payload, delivery_text
 from .models import Delivery, NotificationSettings
 
 SIGNATURE_HEADER = "X-Cardshop-Signature"
@@ -61,7 +62,7 @@ def _email_send(*, delivery: Delivery, config: NotificationSettings) -> None:
     if not recipients:
         raise ChannelFailed("no email recipient is set", permanent=True)
     try:
-        EmailMessage(subject=delivery.subject, body=delivery.text, to=recipients).send()
+        EmailMessage(subject=delivery.subject, body=delivery_text(delivery), to=recipients).send()
     except Exception as exc:  # the mail backend's own errors (SMTP, socket)
         raise ChannelFailed(f"{type(exc).__name__}: {exc}") from exc
     return None
@@ -70,7 +71,7 @@ def _email_send(*, delivery: Delivery, config: NotificationSettings) -> None:
 def _webhook_send(*, delivery: Delivery, config: NotificationSettings) -> int:
     if not (config.webhook_url and config.webhook_secret_encrypted):
         raise ChannelFailed("the webhook URL or secret is not set", permanent=True)
-    body = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = json.dumps(delivery_payload(delivery), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     headers = {
         SIGNATURE_HEADER: webhook_signature(secret=config.webhook_secret, timestamp=int(time.time()), body=body),
         EVENT_ID_HEADER: delivery.event_id,
@@ -88,7 +89,7 @@ def _telegram_send(*, delivery: Delivery, config: NotificationSettings) -> int:
         raise ChannelFailed("the Telegram bot token or chat id is not set", permanent=True)
     url = f"{settings.TELEGRAM_API_BASE.rstrip('/')}/bot{token}/sendMessage"
     body = json.dumps(
-        {"chat_id": config.telegram_chat_id, "text": delivery.text, "disable_web_page_preview": True},
+        {"chat_id": config.telegram_chat_id, "text": delivery_text(delivery), "disable_web_page_preview": True},
         ensure_ascii=False,
     ).encode("utf-8")
     try:

@@ -125,6 +125,10 @@ class Delivery(models.Model):
     text = models.TextField(_("text"))
     # The webhook's JSON body; never holds a key secret (tests check).
     payload = models.JSONField(_("payload"))
+    # What the buyer typed in the product's checkout fields, encrypted
+    # (apps.cardkeys.crypto) as on the order: added to text and payload only
+    # when sending (messages.delivery_text, delivery_payload).
+    buyer_input_sealed = models.TextField(blank=True, db_collation="ascii_bin")
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     last_error = models.TextField(_("last error"), blank=True)

@@ -114,6 +114,7 @@ def _deliveries_create(
                     subject=message.title[:200],
                     text=message.text(),
                     payload=payload,
+                    buyer_input_sealed=message.sealed(),
                 )
         except IntegrityError:
             delivery = Delivery.objects.filter(

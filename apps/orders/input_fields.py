@@ -74,10 +74,15 @@ def input_values_open(sealed: str) -> list[dict]:
     return json.loads(decrypt_secret(sealed)) if sealed else []
 
 
-def order_input_values(order) -> list[tuple[str, str]]:
-    """(label, value) of what the buyer typed at checkout, labels in the
+def order_input_entries(order) -> list[tuple[str, str, str]]:
+    """(key, label, value) of what the buyer typed at checkout, labels in the
     active language: the one way the admin and notifications read them."""
     return [
-        (input_label(label_zh=item["label_zh"], label_en=item["label_en"]), item["value"])
+        (item["key"], input_label(label_zh=item["label_zh"], label_en=item["label_en"]), item["value"])
         for item in input_values_open(order.input_values)
     ]
+
+
+def order_input_values(order) -> list[tuple[str, str]]:
+    """(label, value) of what the buyer typed, as the admin shows them."""
+    return [(label, value) for _key, label, value in order_input_entries(order)]

@@ -8,10 +8,12 @@ import pytest
 from django.core import mail
 
 from apps.cardkeys.models import CardKey
+from apps.catalog.models import ProductInputField
 from apps.notifications import services, tasks
 from apps.notifications.models import Delivery, StockAlert
 from apps.orders.models import Order
 from apps.orders.services import persistence
+from apps.orders.services.checkout import order_checkout
 from apps.orders.tests.support import add_keys, checkout, pay, product_with_keys
 from apps.stock.services import stock_adjust
 
@@ -257,3 +259,21 @@ def test_nothing_is_published_for_a_paid_order_when_no_channel_is_on(celery_eage
     notifications_configure(email=True, notify_low_stock=False)
     order = buy(product_with_keys(keys=2))
     assert published == [(order.id,)]
+
+
+def test_the_paid_order_message_carries_what_the_buyer_typed_in_the_products_fields(celery_eager, receiver, bot):
+    notifications_configure(webhook_url=receiver.url + "/hook", telegram=True, notify_low_stock=False)
+    product = product_with_keys(keys=3, title="Top-up 100")
+    ProductInputField.objects.create(product=product, key="account_id", label_zh="游戏账号", label_en="Game account id")
+    result = order_checkout(sku=product.sku, email="bob@buyer.example", quantity=1, fields={"account_id": "778899001"})
+    persistence.order_persist_queued()
+    pay(result.order_no, event_id=f"evt-{result.order_no}")
+
+    payload = json.loads(receiver.requests[0]["body"])
+    assert payload["data"]["field_account_id"] == "778899001"
+    # The merchant's side speaks the shop's language (zh-hans here): the label they wrote.
+    assert "游戏账号: 778899001" in bot.messages[0]["text"]
+    # Stored only sealed, as on the order: not in the record's text or payload.
+    [record] = Delivery.objects.filter(channel="webhook")
+    assert "778899001" not in record.text + json.dumps(record.payload)
+    assert "778899001" not in record.buyer_input_sealed
