@@ -98,6 +98,11 @@ def product(request, sku):
             "can_buy": can_buy,
             "opens_later": opens_later,
             "page_token_max_age": settings.PAGE_TOKEN_MAX_AGE,
+            "kept_coupon": kept.get("coupon", ""),
+            # The product's checkout fields, each with what a refusal kept of it.
+            "checkout_fields": [
+                (field, str(kept.get("fields", {}).get(field.form_name, ""))) for field in info.input_fields
+            ],
         },
     )
     purchase_form_forget(request=request, response=response, sku=info.sku)  # kept for one view

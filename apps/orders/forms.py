@@ -1,9 +1,12 @@
 import json
 
 from captcha.fields import CaptchaField
+from cryptography.fernet import InvalidToken
 from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
+
+from apps.cardkeys.crypto import cardkey_fernet, encrypt_secret
 
 # The honeypot's name: what a form-filling bot expects to fill in
 # (apps.orders.bot_checks refuses a submission that did).
@@ -41,14 +44,16 @@ class PurchaseForm(forms.Form):
             self.fields["captcha"] = CaptchaField(label=_("Type the letters in the picture"))
 
 
-# What a refused purchase leaves for the product page it goes back to: the
-# email and quantity typed, and the page token held (so the minimum time on
-# the page keeps counting from the first view). A signed cookie, read once by
+# What a refused purchase leaves for the product page it goes back to: what
+# the buyer typed (email, quantity, coupon, the product's checkout fields)
+# and the page token held (so the minimum time on the page keeps counting
+# from the first view). A cookie sealed with the card keys' Fernet keys
+# (authenticated and unreadable: a field may be an account id), read once by
 # that page: no session write on the refusal path a flash crowd takes, and
 # nothing of it outlives KEPT_SECONDS.
 KEPT_COOKIE = "purchase_kept"
-KEPT_SALT = "cardshop.purchase-kept"
 KEPT_SECONDS = 300
+KEPT_FIELDS_MAX = 20
 
 
 def purchase_form_keep(*, response, sku: str, data) -> None:
@@ -57,11 +62,13 @@ def purchase_form_keep(*, response, sku: str, data) -> None:
         "email": str(data.get("email", ""))[:254],
         "quantity": str(data.get("quantity", ""))[:6],
         "page_token": str(data.get("page_token", ""))[:512],
+        "coupon": str(data.get("coupon", ""))[:32],
+        "fields": {name: str(value)[:500] for name, value in list(data.items())[:100] if name.startswith("field_")},
     }
-    response.set_signed_cookie(
+    kept["fields"] = dict(list(kept["fields"].items())[:KEPT_FIELDS_MAX])
+    response.set_cookie(
         KEPT_COOKIE,
-        json.dumps(kept),
-        salt=KEPT_SALT,
+        encrypt_secret(json.dumps(kept)),
         max_age=KEPT_SECONDS,
         path=f"/p/{sku}",  # that product's page (and its buy URL) only
         httponly=True,
@@ -72,12 +79,12 @@ def purchase_form_keep(*, response, sku: str, data) -> None:
 
 def purchase_form_kept(*, request, sku: str) -> dict:
     """What a refusal kept for this product's form, or {}."""
-    raw = request.get_signed_cookie(KEPT_COOKIE, default=None, salt=KEPT_SALT, max_age=KEPT_SECONDS)
-    if raw is None:
+    raw = request.COOKIES.get(KEPT_COOKIE)
+    if not raw:
         return {}
     try:
-        kept = json.loads(raw)
-    except ValueError:
+        kept = json.loads(cardkey_fernet().decrypt(raw.encode("ascii"), ttl=KEPT_SECONDS))
+    except (InvalidToken, ValueError):  # tampered, too old, or not ours (UnicodeError is a ValueError)
         return {}
     return kept if isinstance(kept, dict) and kept.get("sku") == sku else {}
 

@@ -9,6 +9,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from apps.catalog.models import ProductInputField
+
 from .support import product_with_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -76,3 +78,30 @@ def test_a_kept_token_of_another_product_is_not_reused(client):
         f"/p/{product.sku}/buy", {"email": "a@example.com", "quantity": "1", "page_token": foreign}, follow=True
     )
     assert _value(_form(response.content.decode()), "page_token") != foreign
+
+
+def test_a_refusal_keeps_the_coupon_and_the_checkout_fields_sealed_in_the_cookie(client):
+    product = product_with_keys(keys=3, min_page_seconds=30)
+    ProductInputField.objects.create(product=product, key="account_id", label_zh="游戏账号", label_en="Account")
+    ProductInputField.objects.create(
+        product=product, key="region", label_zh="区服", label_en="Region", kind="select", choices="Asia\nEurope\n"
+    )
+    token = _value(_form(client.get(f"/p/{product.sku}").content.decode()), "page_token")
+    response = client.post(
+        f"/p/{product.sku}/buy",
+        {
+            "email": "early@example.com",
+            "quantity": "1",
+            "page_token": token,
+            "coupon": "SPRING10",
+            "field_account_id": "55501234",
+            "field_region": "Europe",
+        },
+    )
+    # What the browser holds says nothing readable (the account id is the buyer's).
+    cookie = response.cookies["purchase_kept"].value
+    assert "55501234" not in cookie and "early@example.com" not in cookie
+    again = _form(client.get(f"/p/{product.sku}").content.decode())
+    assert _value(again, "coupon") == "SPRING10"
+    assert _value(again, "field_account_id") == "55501234"
+    assert re.search(r'<option value="Europe" selected>', again)
