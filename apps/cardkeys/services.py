@@ -332,6 +332,12 @@ OTHER_ENCRYPTED_COLUMNS = (
     ("catalog.Product", "reusable_key_encrypted"),
     ("orders.Order", "reusable_key_encrypted"),
     ("orders.Order", "manual_content_encrypted"),
+    # What buyers typed in products' checkout fields.
+    ("orders.Order", "input_values"),
+    ("notifications.Delivery", "buyer_input_sealed"),
+    # The merchant's notification secrets.
+    ("notifications.NotificationSettings", "webhook_secret_encrypted"),
+    ("notifications.NotificationSettings", "telegram_bot_token_encrypted"),
 )
 
 

@@ -116,3 +116,39 @@ def test_rotation_also_reencrypts_reusable_keys_and_manual_deliveries(settings):
     assert decrypt_secret(product.reusable_key_encrypted) == "R-1"
     assert order_delivery_reveal(type(shared).objects.get(id=shared.id)).keys == ["R-1"]
     assert order_delivery_reveal(type(manual).objects.get(id=manual.id)).content == "Topped up 42"
+
+
+@pytest.mark.django_db
+def test_rotation_also_reencrypts_buyer_input_and_the_merchants_notification_secrets(settings):
+    """Checkout field values (on orders and notification records) and the
+    webhook secret and bot token are under the same keys too."""
+    from apps.notifications.models import Delivery, NotificationSettings
+    from apps.orders.input_fields import input_values_seal, order_input_values
+    from apps.orders.tests.factories import OrderFactory
+
+    settings.CARDKEY_ENCRYPTION_KEYS = [OLD_KEY]
+    typed = [{"key": "account_id", "label_zh": "账号", "label_en": "Account", "value": "778899"}]
+    order = OrderFactory(status="delivered", input_values=input_values_seal(typed))
+    NotificationSettings.objects.create(
+        webhook_secret_encrypted=encrypt_secret("whsec-1"), telegram_bot_token_encrypted=encrypt_secret("123:abc")
+    )
+    Delivery.objects.create(
+        event="order.paid",
+        channel="webhook",
+        event_id="evt_1",
+        dedupe_key="order.paid:1:webhook",
+        order=order,
+        subject="s",
+        text="t",
+        payload={"data": {}},
+        buyer_input_sealed=encrypt_secret("[]"),
+    )
+
+    settings.CARDKEY_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    call_command("rotate_cardkey_encryption", stdout=io.StringIO())
+
+    settings.CARDKEY_ENCRYPTION_KEYS = [NEW_KEY]
+    assert [value for _label, value in order_input_values(type(order).objects.get(id=order.id))] == ["778899"]
+    config = NotificationSettings.objects.get()
+    assert (config.webhook_secret, config.telegram_bot_token) == ("whsec-1", "123:abc")
+    assert decrypt_secret(Delivery.objects.get().buyer_input_sealed) == "[]"
