@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from apps.cardkeys.crypto import decrypt_secret
 from apps.cardkeys.selectors import order_keys_reveal
 from apps.catalog.models import Product
+from apps.catalog.selectors import in_active_language
 from apps.payments.selectors import payment_methods_offered
 from apps.stock.selectors import stock_reservation_get
 
@@ -245,10 +246,17 @@ def revenue_summary(*, now: datetime | None = None, product_id: int | None = Non
 
 def revenue_by_product(*, now: datetime | None = None) -> list[ProductRevenue]:
     """Revenue per product and currency, the best-selling of the last 7 days first."""
-    rows = _revenue_rows(windows=revenue_windows(now=now), group_by=("product_id", "product__sku", "product__title"))
+    rows = _revenue_rows(
+        windows=revenue_windows(now=now),
+        group_by=("product_id", "product__sku", "product__title_zh_hans", "product__title_en"),
+    )
     figures = [
         ProductRevenue(
-            product_id=row.pop("product_id"), sku=row.pop("product__sku"), title=row.pop("product__title"), **row
+            product_id=row.pop("product_id"),
+            sku=row.pop("product__sku"),
+            # The viewer's language (the titles have one column each).
+            title=in_active_language(row.pop("product__title_zh_hans"), row.pop("product__title_en")),
+            **row,
         )
         for row in rows
     ]

@@ -44,7 +44,7 @@ def lines(stream: io.StringIO) -> list[dict]:
 
 
 def test_a_line_is_json_with_the_request_id_and_the_order_number(client, db, captured_logs):
-    response = client.get("/orders/241122-9-ABCDEFGHJKMN?token=not-the-token", HTTP_X_REQUEST_ID="req-42.a")
+    response = client.get("/orders/241122-9-ABCDEFGHJKMN/status?token=not-the-token", HTTP_X_REQUEST_ID="req-42.a")
     assert response.status_code == 404
     assert response["X-Request-ID"] == "req-42.a"
     records = [line for line in lines(captured_logs) if line["logger"] == "django.request"]

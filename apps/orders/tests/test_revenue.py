@@ -7,6 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import translation
 
 from apps.catalog.tests.factories import ProductFactory
 from apps.orders.models import Order
@@ -104,3 +105,12 @@ def test_the_day_follows_the_shops_timezone_not_utc(sales, settings):
 
 def test_no_sales_no_rows(db):
     assert revenue_summary(now=NOW) == [] and revenue_by_product(now=NOW) == []
+
+
+def test_per_product_titles_are_in_the_viewers_language(sales):
+    sales["vip"].title_zh_hans, sales["vip"].title_en = "会员年卡", "VIP year"
+    sales["vip"].save()
+    with translation.override("en"):
+        assert {r.sku: r.title for r in revenue_by_product(now=NOW)}["VIP"] == "VIP year"
+    with translation.override("zh-hans"):
+        assert {r.sku: r.title for r in revenue_by_product(now=NOW)}["VIP"] == "会员年卡"
