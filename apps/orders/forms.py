@@ -53,7 +53,8 @@ class PurchaseForm(forms.Form):
 # nothing of it outlives KEPT_SECONDS.
 KEPT_COOKIE = "purchase_kept"
 KEPT_SECONDS = 300
-KEPT_FIELDS_MAX = 20
+# The sealed value's length at most, well inside a browser's 4 KB per cookie.
+KEPT_COOKIE_MAX = 3500
 
 
 def purchase_form_keep(*, response, sku: str, data) -> None:
@@ -63,12 +64,16 @@ def purchase_form_keep(*, response, sku: str, data) -> None:
         "quantity": str(data.get("quantity", ""))[:6],
         "page_token": str(data.get("page_token", ""))[:512],
         "coupon": str(data.get("coupon", ""))[:32],
-        "fields": {name: str(value)[:500] for name, value in list(data.items())[:100] if name.startswith("field_")},
+        "fields": {name: str(value)[:500] for name, value in data.items() if name.startswith("field_")},
     }
-    kept["fields"] = dict(list(kept["fields"].items())[:KEPT_FIELDS_MAX])
+    sealed = encrypt_secret(json.dumps(kept, ensure_ascii=False))
+    if len(sealed) > KEPT_COOKIE_MAX:
+        # Browsers drop a cookie past 4 KB: keep the rest rather than nothing.
+        kept["fields"] = {}
+        sealed = encrypt_secret(json.dumps(kept, ensure_ascii=False))
     response.set_cookie(
         KEPT_COOKIE,
-        encrypt_secret(json.dumps(kept)),
+        sealed,
         max_age=KEPT_SECONDS,
         path=f"/p/{sku}",  # that product's page (and its buy URL) only
         httponly=True,

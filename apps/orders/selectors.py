@@ -30,9 +30,16 @@ def _token_matches(token: str, stored_hash: str) -> bool:
     return hmac.compare_digest(access_token_hash(token), stored_hash)
 
 
+def _email_matches(stored: str, given: str) -> bool:
+    """Whether `given` (typed at the lookup, or kept by a grant) names the
+    mailbox of an order's address as typed at checkout: both normalised, as
+    the limits count them ("Bob+shop@Example.com" is bob@example.com)."""
+    return hmac.compare_digest(email_normalise(stored).encode(), email_normalise(given or "").encode())
+
+
 def order_find_for_lookup(*, order_no: str, email: str) -> Order | None:
     order = Order.objects.using("default").filter(order_no=(order_no or "").strip()).first()
-    if order is None or not hmac.compare_digest(order.buyer_email, email_normalise(email or "")):
+    if order is None or not _email_matches(order.buyer_email, email):
         return None
     return order
 
@@ -161,10 +168,7 @@ def orders_for_grants(*, tokens: dict[str, str], emails: dict[str, str]) -> list
             order
             for order in orders
             if _token_matches(tokens.get(order.order_no, ""), order.access_token_hash)
-            or (
-                order.order_no in emails
-                and hmac.compare_digest(order.buyer_email, email_normalise(emails[order.order_no]))
-            )
+            or (order.order_no in emails and _email_matches(order.buyer_email, emails[order.order_no]))
         ),
         key=lambda order: (order.created_at, order.id),
         reverse=True,

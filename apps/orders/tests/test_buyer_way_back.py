@@ -302,3 +302,20 @@ def test_the_unpaid_limit_message_and_its_link_in_chinese():
         r'class="message error"[^>]*>[^<]*未支付[^<]*<a href="/orders/[^"]+">打开未支付的订单</a>',
         html.content.decode(),
     )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("typed", ["Bob.Smith+shop@Example.com", "j.doe@gmail.com"])
+def test_the_mail_link_and_the_lookup_work_for_an_address_as_the_buyer_typed_it(settings, client, typed):
+    """Orders keep the address as typed; limits count its normalised form. The
+    way back must open the order for either (a capital, a +tag, a dot at
+    Gmail)."""
+    settings.SITE_URL = "https://shop.example"
+    order, _ = _delivered_order(buyer_email=typed)
+    link = _mail_link(order)
+    fresh = Client()
+    response = fresh.get(link.removeprefix("https://shop.example"), follow=True)
+    assert "MAIL-KEY-0001" in response.content.decode()
+
+    response = client.post("/orders/lookup", {"order_no": order.order_no, "email": typed}, follow=True)
+    assert "MAIL-KEY-0001" in response.content.decode()

@@ -105,3 +105,19 @@ def test_a_refusal_keeps_the_coupon_and_the_checkout_fields_sealed_in_the_cookie
     assert _value(again, "coupon") == "SPRING10"
     assert _value(again, "field_account_id") == "55501234"
     assert re.search(r'<option value="Europe" selected>', again)
+
+
+def test_fields_too_long_for_a_cookie_are_dropped_and_the_rest_is_kept(client):
+    product = product_with_keys(keys=3, min_page_seconds=30)
+    for key in ("note", "memo", "remark"):
+        ProductInputField.objects.create(product=product, key=key, label_zh=key, label_en=key, max_length=500)
+    token = _value(_form(client.get(f"/p/{product.sku}").content.decode()), "page_token")
+    long_values = {f"field_{key}": "长" * 500 for key in ("note", "memo", "remark")}
+    response = client.post(
+        f"/p/{product.sku}/buy",
+        {"email": "early@example.com", "quantity": "1", "page_token": token, **long_values},
+    )
+    assert len(response.cookies["purchase_kept"].value) < 4000
+    again = _form(client.get(f"/p/{product.sku}").content.decode())
+    assert _value(again, "email") == "early@example.com"
+    assert _value(again, "field_note") == ""
