@@ -56,6 +56,8 @@ def test_the_merchant_tour(browser, static_served, screenshots, tmp_path):
     manual = product_manual(stock=5, sku="TOPUP-100", title="游戏充值 100 点", title_en="Game top-up 100 credits")
     picture = tmp_path / "steam.png"
     picture.write_bytes(png_bytes(width=1200, height=900, color=(40, 90, 160)))
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(png_bytes(width=256, height=256, color=(220, 60, 60)))
     media = tmp_path / "media"
     env = {**static_served, "MEDIA_ROOT": str(media)}
     server = GunicornServer(workers=1, threads=4, extra_env=env)
@@ -71,6 +73,9 @@ def test_the_merchant_tour(browser, static_served, screenshots, tmp_path):
         admin.fill("#id_name_en", "Star Cards")
         admin.fill("#id_banner_zh_hans", "本周：全场九折，优惠码 TOUR10")
         admin.fill("#id_banner_en", "This week: 10% off with TOUR10")
+        admin.set_input_files("#id_logo", str(logo))
+        admin.fill("#id_footer_zh_hans", "卡密付款后一分钟内发到您的邮箱。")
+        admin.fill("#id_contact_zh_hans", "QQ：12345")
         admin.fill("#id_footer_en", "Keys are delivered by email within a minute.")
         admin.fill("#id_contact_en", "Telegram: @starcards")
         shot(admin, "shop-settings", admin.locator("#content"))
