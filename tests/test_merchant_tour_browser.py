@@ -8,7 +8,7 @@ with the sandbox; the merchant sees the order with what the buyer typed, the
 notification sent and the revenue; then a manual-delivery order is delivered
 by hand. Each step asserts what it shows. The screenshots go to
 test-output/merchant-tour/; the guide's copies are made from them (small,
-quantized) by docs/merchant-guide/README."""
+quantized) by scripts/merchant_guide_images.py."""
 
 import time
 from decimal import Decimal
@@ -101,7 +101,7 @@ def test_the_merchant_tour(browser, static_served, screenshots, tmp_path):
         admin.fill("#id_input_fields-0-label_en", "Game account ID")
         admin.fill("#id_input_fields-0-pattern", "[0-9]{8,10}")
         shot(admin, "product-titles", admin.locator("fieldset").first)
-        shot(admin, "product-tier-and-field", admin.locator("#price_tiers-group"))
+        shot(admin, "product-tier", admin.locator("#price_tiers-group"))
         shot(admin, "product-field", admin.locator("#input_fields-group"))
         admin.click("input[name=_continue]")
         expect(admin.locator(".messagelist .success")).to_be_visible()
