@@ -223,6 +223,7 @@ def test_the_merchant_tour(browser, static_served, screenshots, tmp_path):
         admin.click('input[name="_save"]')
         expect(admin.locator(".messagelist")).to_contain_text("delivered")
         expect(buyer.locator("[data-delivered-text]")).to_have_text(DELIVERED, timeout=30_000)
+        expect(buyer.locator('[data-state="delivered"]')).to_contain_text("发货内容也已发送到您的邮箱")
         shot(buyer, "buyer-manual-delivered-phone")
 
         admin.goto(f"{server.url}/admin/sales/{product.pk}/")
