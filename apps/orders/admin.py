@@ -65,7 +65,7 @@ class ManualDeliveryForm(forms.ModelForm):
     """The order page of a paid manual-delivery order: what the merchant delivered."""
 
     manual_delivery_content = forms.CharField(
-        label=_("what was delivered"),
+        label=_("What was delivered"),
         widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
         help_text=_(
             "The buyer sees this text on the order page and in the delivery mail, instead of keys "

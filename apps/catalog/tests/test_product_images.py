@@ -22,8 +22,13 @@ pytestmark = pytest.mark.django_db
 
 def change_form_data(admin_client, product) -> dict:
     """The product's change form as the admin renders it, ready to post back."""
-    form = admin_client.get(reverse("admin:catalog_product_change", args=[product.pk])).context["adminform"].form
+    context = admin_client.get(reverse("admin:catalog_product_change", args=[product.pk])).context
+    form = context["adminform"].form
     data = {name: value for name, value in form.initial.items() if value is not None and name != "image"}
+    # The inlines' management forms (wholesale prices, checkout fields), as a browser sends them.
+    for inline in context["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        data.update({management.add_prefix(name): management[name].value() for name in management.fields})
     data.update(sale_starts_at_0="", sale_starts_at_1="", sale_ends_at_0="", sale_ends_at_1="")
     data["is_active"] = "on"
     return data
@@ -137,6 +142,13 @@ def test_a_product_added_with_an_image_has_its_copies_and_the_api_links_it(admin
         "max_per_order": "5",
         "min_page_seconds": "0",
         "max_unpaid_per_buyer": "1",
+        "delivery_kind": "keys",
+        "stock_quantity": "0",
+        **{
+            f"{prefix}-{name}": "0"
+            for prefix in ("price_tiers", "input_fields")
+            for name in ("TOTAL_FORMS", "INITIAL_FORMS")
+        },
         "image": SimpleUploadedFile("new.jpg", jpeg_bytes(width=1000, height=1000), content_type="image/jpeg"),
     }
     response = admin_client.post(reverse("admin:catalog_product_add"), data)

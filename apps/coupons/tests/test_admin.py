@@ -49,9 +49,11 @@ def test_tiers_and_fields_saved_in_the_product_admin_reach_the_gate(admin_client
     assert page.status_code == 200
     form = {
         "sku": product.sku,
-        "title": product.title,
-        "description": "",
+        "title_zh_hans": product.title,
+        "description_zh_hans": "",
         "is_active": "on",
+        "delivery_kind": "keys",
+        "stock_quantity": "0",
         "price": "9.90",
         "currency": "CNY",
         "per_buyer_limit": "5",

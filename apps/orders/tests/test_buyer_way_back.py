@@ -72,7 +72,7 @@ def test_the_mail_link_opens_the_order_with_its_keys_in_a_fresh_browser(settings
 @pytest.mark.django_db(transaction=True)
 def test_the_mail_is_otherwise_byte_for_byte_what_it_was(settings):
     settings.SITE_URL = "https://shop.example"
-    # An English buyer's order: the mail is in the order's language.
+    # An English buyer's order: the mail is written in the order's language.
     order, _ = _delivered_order(product=ProductFactory(title="Steam 100"), language="en")
     link = _mail_link(order)
     assert mail.outbox[0].body == (

@@ -259,7 +259,7 @@ def test_a_manual_order_past_the_sla_is_reported_overdue(published, settings):
     Order.objects.filter(id=late.id).update(paid_at=timezone.now() - timedelta(hours=3))
     report = reconcile_run(drift_settle_seconds=0)
     assert report.manual_overdue == [late.order_no]
-    with translation.override("en"):
+    with translation.override("en"):  # the report speaks the shop's language (zh-hans)
         assert f"manual deliveries overdue: 1 {late.order_no}" in report.lines()
 
 
@@ -333,3 +333,18 @@ def test_the_api_shows_a_manual_delivery_and_a_reusable_key_to_the_token_holder_
     assert (key["status"], key["delivery"], key["keys"]) == ("delivered", "reusable_key", [SHARED_KEY])
     stranger = shown("manual", token="x" + bodies["manual"]["access_token"])
     assert stranger.status_code == 404 and "delivered_content" not in stranger.json()
+
+
+def test_the_page_of_a_manual_delivery_speaks_of_what_was_delivered_not_of_keys(client, celery_eager):
+    manual = product_manual(stock=2)
+    body = create(client, {"sku": manual.sku, "email": "a@x.com"}).json()
+    persistence.order_persist_queued()
+    pay(body["order_no"], event_id=f"e-{body['order_no']}")
+    order = Order.objects.get(order_no=body["order_no"])
+    order_deliver_manually(order_id=order.id, content="Code: 7781-AX", by_user=None)
+
+    page = client.get(f"{body['order_url']}?token={body['access_token']}", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Code: 7781-AX" in page
+    # No keys were sent: the mail carries what the merchant delivered.
+    assert "We also sent them to your email" not in page
+    assert "We also sent this to your email. Keep this page's link to see it again." in page
