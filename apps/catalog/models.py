@@ -123,7 +123,9 @@ class ProductPriceTier(models.Model):
     script reads the tiers from the product's rules in Redis, so the price an
     order gets is the gate's, like the base price."""
 
-    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="price_tiers")
+    product = models.ForeignKey(
+        Product, on_delete=models.CASCADE, related_name="price_tiers", verbose_name=_("product")
+    )
     min_quantity = models.PositiveIntegerField(_("from quantity"))
     unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
 
@@ -152,7 +154,9 @@ class ProductInputField(models.Model):
         EMAIL = "email", _("email")
         SELECT = "select", _("choice from a list")
 
-    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="input_fields")
+    product = models.ForeignKey(
+        Product, on_delete=models.CASCADE, related_name="input_fields", verbose_name=_("product")
+    )
     key = models.SlugField(
         _("key"), max_length=32, help_text=_("A short name for the field in the API (letters, digits, - and _).")
     )
