@@ -47,7 +47,9 @@ class ProductAdminForm(forms.ModelForm):
     class Meta:
         model = Product
         # The admin's fieldsets name the fields; the encrypted key is never one.
-        fields = ("delivery_kind", "stock_quantity")
+        # Not Meta.fields: modeltranslation's TranslationAdmin copies those onto
+        # the admin, which then has both fields and fieldsets (admin.E005).
+        exclude = ("reusable_key_encrypted",)  # noqa: DJ006 -- the fieldsets, not this, decide what shows
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

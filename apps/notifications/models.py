@@ -31,10 +31,12 @@ class NotificationSettings(models.Model):
     webhook_enabled = models.BooleanField(_("webhook enabled"), default=False)
     webhook_url = models.URLField(_("webhook URL"), max_length=500, blank=True)
     # Fernet token; the plaintext is only ever set through the admin form.
-    webhook_secret_encrypted = models.TextField(blank=True, db_collation="ascii_bin")
+    webhook_secret_encrypted = models.TextField(_("encrypted webhook secret"), blank=True, db_collation="ascii_bin")
     telegram_enabled = models.BooleanField(_("Telegram enabled"), default=False)
     telegram_chat_id = models.CharField(_("Telegram chat id"), max_length=64, blank=True)
-    telegram_bot_token_encrypted = models.TextField(blank=True, db_collation="ascii_bin")
+    telegram_bot_token_encrypted = models.TextField(
+        _("encrypted Telegram bot token"), blank=True, db_collation="ascii_bin"
+    )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
@@ -114,7 +116,7 @@ class Delivery(models.Model):
     channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
     # The same for every channel of one event; the webhook sends it for dedupe.
     event_id = models.CharField(_("event id"), max_length=40, db_index=True)
-    dedupe_key = models.CharField(max_length=100, unique=True)
+    dedupe_key = models.CharField(_("deduplication key"), max_length=100, unique=True)
     order = models.ForeignKey(
         "orders.Order", on_delete=models.CASCADE, null=True, blank=True, related_name="+", verbose_name=_("order")
     )
@@ -128,7 +130,7 @@ class Delivery(models.Model):
     # What the buyer typed in the product's checkout fields, encrypted
     # (apps.cardkeys.crypto) as on the order: added to text and payload only
     # when sending (messages.delivery_text, delivery_payload).
-    buyer_input_sealed = models.TextField(blank=True, db_collation="ascii_bin")
+    buyer_input_sealed = models.TextField(_("encrypted checkout fields"), blank=True, db_collation="ascii_bin")
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     last_error = models.TextField(_("last error"), blank=True)
@@ -147,7 +149,9 @@ class Delivery(models.Model):
 class DeliveryAttempt(models.Model):
     """One try of a delivery, as the admin shows it."""
 
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_records")
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="attempt_records", verbose_name=_("notification")
+    )
     number = models.PositiveIntegerField(_("attempt"))
     at = models.DateTimeField(_("at"), auto_now_add=True)
     succeeded = models.BooleanField(_("succeeded"))

@@ -8,6 +8,7 @@ from django.urls import reverse
 from apps.cardkeys import import_jobs
 from apps.cardkeys.models import CardKey, KeyBatch, KeyImportChunk, KeyImportJob
 from apps.catalog.tests.factories import ProductFactory
+from testing.admin_forms import admin_form_values
 
 from .factories import CardKeyFactory
 
@@ -171,20 +172,8 @@ def test_product_change_page_shows_sale_state_and_counts_read_only(admin_client)
 def test_product_edit_through_the_admin_saves(admin_client):
     product = ProductFactory(title="Old title")
     change = reverse("admin:catalog_product_change", args=[product.pk])
-    form = admin_client.get(change).context["adminform"].form
-    # The empty image field is left out (the form posts no file for it).
-    data = {name: value for name, value in form.initial.items() if value is not None and name != "image"}
-    data.update(
-        title_zh_hans="New title",
-        category="",
-        sale_starts_at_0="",
-        sale_starts_at_1="",
-        sale_ends_at_0="",
-        sale_ends_at_1="",
-    )
-    data["is_active"] = "on"
-    # The inlines (wholesale prices, checkout fields) post their management forms, empty.
-    data.update({f"{p}-{n}": "0" for p in ("price_tiers", "input_fields") for n in ("TOTAL_FORMS", "INITIAL_FORMS")})
+    data = admin_form_values(admin_client, change)
+    data["title_zh_hans"] = "New title"
     response = admin_client.post(change, data)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     product.refresh_from_db()

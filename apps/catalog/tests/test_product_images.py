@@ -13,6 +13,7 @@ from PIL import Image
 
 from apps.catalog.models import Product
 from apps.catalog.selectors import product_info_get
+from testing.admin_forms import admin_form_values
 from testing.images import bomb_png_bytes, png_bytes
 
 from .factories import ProductFactory
@@ -22,16 +23,7 @@ pytestmark = pytest.mark.django_db
 
 def change_form_data(admin_client, product) -> dict:
     """The product's change form as the admin renders it, ready to post back."""
-    context = admin_client.get(reverse("admin:catalog_product_change", args=[product.pk])).context
-    form = context["adminform"].form
-    data = {name: value for name, value in form.initial.items() if value is not None and name != "image"}
-    # The inlines' management forms (wholesale prices, checkout fields), as a browser sends them.
-    for inline in context["inline_admin_formsets"]:
-        management = inline.formset.management_form
-        data.update({management.add_prefix(name): management[name].value() for name in management.fields})
-    data.update(sale_starts_at_0="", sale_starts_at_1="", sale_ends_at_0="", sale_ends_at_1="")
-    data["is_active"] = "on"
-    return data
+    return admin_form_values(admin_client, reverse("admin:catalog_product_change", args=[product.pk]))
 
 
 def post_image(admin_client, product, upload):
@@ -124,33 +116,14 @@ def test_a_bad_upload_is_refused_with_the_reason_and_changes_nothing(
 
 
 def test_a_product_added_with_an_image_has_its_copies_and_the_api_links_it(admin_client, client, media_root):
-    data = {
-        "sku": "NEW-1",
-        "title_zh_hans": "新商品",
-        "title_en": "New product",
-        "description_zh_hans": "",
-        "description_en": "",
-        "category": "",
-        "is_active": "on",
-        "price": "5.00",
-        "currency": "CNY",
-        "sale_starts_at_0": "",
-        "sale_starts_at_1": "",
-        "sale_ends_at_0": "",
-        "sale_ends_at_1": "",
-        "per_buyer_limit": "5",
-        "max_per_order": "5",
-        "min_page_seconds": "0",
-        "max_unpaid_per_buyer": "1",
-        "delivery_kind": "keys",
-        "stock_quantity": "0",
-        **{
-            f"{prefix}-{name}": "0"
-            for prefix in ("price_tiers", "input_fields")
-            for name in ("TOTAL_FORMS", "INITIAL_FORMS")
-        },
-        "image": SimpleUploadedFile("new.jpg", jpeg_bytes(width=1000, height=1000), content_type="image/jpeg"),
-    }
+    data = admin_form_values(admin_client, reverse("admin:catalog_product_add"))
+    data.update(
+        sku="NEW-1",
+        title_zh_hans="新商品",
+        title_en="New product",
+        price="5.00",
+        image=SimpleUploadedFile("new.jpg", jpeg_bytes(width=1000, height=1000), content_type="image/jpeg"),
+    )
     response = admin_client.post(reverse("admin:catalog_product_add"), data)
 
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""

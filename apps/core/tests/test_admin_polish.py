@@ -17,7 +17,7 @@ from apps.orders.tests.factories import OrderFactory
 from apps.payments.models import PaymentEvent
 
 ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-hans"}
-SHOP_APPS = ("cardkeys", "catalog", "core", "monitoring", "orders", "payments", "stock")
+SHOP_APPS = ("cardkeys", "catalog", "core", "coupons", "monitoring", "notifications", "orders", "payments", "stock")
 SAVE_BUTTONS = ('name="_save"', 'name="_continue"', 'name="_addanother"', "deletelink")
 
 

@@ -10,17 +10,9 @@ from apps.coupons.models import Coupon
 from apps.orders.tests.support import product_with_keys
 from apps.stock.redis import redis_text, stock_redis
 from apps.stock.redis_keys import rules_key
+from testing.admin_forms import admin_form_values
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def inline_management(prefix: str, total: int) -> dict:
-    return {
-        f"{prefix}-TOTAL_FORMS": str(total),
-        f"{prefix}-INITIAL_FORMS": "0",
-        f"{prefix}-MIN_NUM_FORMS": "0",
-        f"{prefix}-MAX_NUM_FORMS": "1000",
-    }
 
 
 def test_a_merchant_adds_a_coupon_in_any_case(admin_client):
@@ -45,42 +37,37 @@ def test_a_merchant_adds_a_coupon_in_any_case(admin_client):
 
 def test_tiers_and_fields_saved_in_the_product_admin_reach_the_gate(admin_client):
     product = product_with_keys(keys=1)
-    page = admin_client.get(f"/admin/catalog/product/{product.id}/change/")
-    assert page.status_code == 200
-    form = {
-        "sku": product.sku,
-        "title_zh_hans": product.title,
-        "description_zh_hans": "",
-        "is_active": "on",
-        "delivery_kind": "keys",
-        "stock_quantity": "0",
-        "price": "9.90",
-        "currency": "CNY",
-        "per_buyer_limit": "5",
-        "max_per_order": "5",
-        "min_page_seconds": "0",
-        "max_unpaid_per_buyer": "1",
-        **inline_management("price_tiers", 1),
-        "price_tiers-0-min_quantity": "3",
-        "price_tiers-0-unit_price": "8.00",
-        **inline_management("input_fields", 1),
-        "input_fields-0-key": "uid",
-        "input_fields-0-kind": "text",
-        "input_fields-0-required": "on",
-        "input_fields-0-sort_order": "0",
-        "input_fields-0-label_zh": "账号",
-        "input_fields-0-label_en": "Account",
-        "input_fields-0-pattern": "[0-9]+",
-        "input_fields-0-max_length": "20",
-        "input_fields-0-choices": "",
-    }
-    response = admin_client.post(f"/admin/catalog/product/{product.id}/change/", form)
+    url = f"/admin/catalog/product/{product.id}/change/"
+    form = admin_form_values(admin_client, url)
+    form.update(
+        {
+            "price": "9.90",
+            "price_tiers-TOTAL_FORMS": "1",
+            "price_tiers-0-min_quantity": "3",
+            "price_tiers-0-unit_price": "8.00",
+            "input_fields-TOTAL_FORMS": "1",
+            "input_fields-0-key": "uid",
+            "input_fields-0-kind": "text",
+            "input_fields-0-required": "on",
+            "input_fields-0-sort_order": "0",
+            "input_fields-0-label_zh": "账号",
+            "input_fields-0-label_en": "Account",
+            "input_fields-0-pattern": "[0-9]+",
+            "input_fields-0-max_length": "20",
+            "input_fields-0-choices": "",
+            "_save": "Save",
+        }
+    )
+    response = admin_client.post(url, form)
     assert response.status_code == 302, response.content.decode()[:3000]
     assert redis_text(stock_redis().hget(rules_key(product.id), "tiers")) == "3:8.00"
     assert ProductInputField.objects.get(product=product).label_en == "Account"
-    bad = dict(form, **{"input_fields-0-pattern": "[0-9"})
-    bad.update(inline_management("price_tiers", 0))
-    refused = admin_client.post(f"/admin/catalog/product/{product.id}/change/", bad)
+    # The saved page, posted back with a bad pattern: nothing on it is saved,
+    # neither the field nor the tier changed alongside it.
+    bad = admin_form_values(admin_client, url)
+    assert bad["price_tiers-INITIAL_FORMS"] == bad["input_fields-INITIAL_FORMS"] == "1"
+    bad.update({"input_fields-0-pattern": "[0-9", "price_tiers-0-unit_price": "7.00", "_save": "Save"})
+    refused = admin_client.post(url, bad)
     assert refused.status_code == 200 and "这不是有效的正则表达式。" in refused.content.decode()
     assert ProductInputField.objects.get(product=product).pattern == "[0-9]+"
     assert Decimal(redis_text(stock_redis().hget(rules_key(product.id), "tiers")).split(":")[1]) == Decimal("8.00")
