@@ -22,10 +22,22 @@ pytestmark = pytest.mark.django_db
 
 def change_form_data(admin_client, product) -> dict:
     """The product's change form as the admin renders it, ready to post back."""
-    form = admin_client.get(reverse("admin:catalog_product_change", args=[product.pk])).context["adminform"].form
+    page = admin_client.get(reverse("admin:catalog_product_change", args=[product.pk])).context
+    form = page["adminform"].form
     data = {name: value for name, value in form.initial.items() if value is not None and name != "image"}
     data.update(sale_starts_at_0="", sale_starts_at_1="", sale_ends_at_0="", sale_ends_at_1="")
     data["is_active"] = "on"
+    data.update(inline_management_data(page))
+    return data
+
+
+def inline_management_data(page) -> dict:
+    """The inline formsets' management forms (price tiers, checkout fields), as the page carries them."""
+    data = {}
+    for inline in page["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        for name in management.fields:
+            data[management.add_prefix(name)] = management[name].value()
     return data
 
 
@@ -137,7 +149,10 @@ def test_a_product_added_with_an_image_has_its_copies_and_the_api_links_it(admin
         "max_per_order": "5",
         "min_page_seconds": "0",
         "max_unpaid_per_buyer": "1",
+        "delivery_kind": "keys",
+        "stock_quantity": "0",
         "image": SimpleUploadedFile("new.jpg", jpeg_bytes(width=1000, height=1000), content_type="image/jpeg"),
+        **inline_management_data(admin_client.get(reverse("admin:catalog_product_add")).context),
     }
     response = admin_client.post(reverse("admin:catalog_product_add"), data)
 
