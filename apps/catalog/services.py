@@ -199,16 +199,26 @@ def category_ensure(*, slug: str, name: str, name_en: str = "", sort_order: int 
     return category
 
 
-def product_image_renditions_make(*, product: Product) -> Product:
-    """The card and page copies of the product's image, made (or cleared)
-    after the merchant saved a new one. Runs inside the caller's transaction
-    (the admin's save): the image was validated by the form (apps.core.images).
-    Saving drops the cached product info (signals.py)."""
+def product_image_renditions_prepare(*, product: Product) -> Product:
+    """The card and page copies of the product's new image (or none, for a
+    cleared one), stored and set on the product, which is not saved: the
+    admin makes them before its save writes the product row, so Pillow's work
+    holds no lock that the row's other writers (reusable-key fulfilment, the
+    stock number) would wait on. The image was validated by the form
+    (apps.core.images)."""
     if product.image:
         product.image_card.save(f"{product.pk}-card.webp", image_rendition(product.image, size=CARD), save=False)
         product.image_page.save(f"{product.pk}-page.webp", image_rendition(product.image, size=PAGE), save=False)
     else:
         product.image_card = product.image_page = ""
+    return product
+
+
+def product_image_renditions_make(*, product: Product) -> Product:
+    """The copies made and saved, for a product just added (its row is its
+    own until the admin's save commits). Saving drops the cached product
+    info (signals.py)."""
+    product_image_renditions_prepare(product=product)
     product.save(update_fields=["image_card", "image_page", "updated_at"])
     return product
 
