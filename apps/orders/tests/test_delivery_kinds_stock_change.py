@@ -8,6 +8,7 @@ import time
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from apps.catalog.models import Product
 from apps.catalog.services import product_stock_set
@@ -259,3 +260,21 @@ def test_the_drift_check_waits_for_a_decrease_in_flight():
     assert errors == []
     assert reports[0].drift_fixed == {}
     assert stock_number(product) == 2 and stock_remaining(product_id=product.id) == 2
+
+
+def test_a_decrease_is_refused_while_the_gate_cannot_be_asked(monkeypatch):
+    """A gate cut off (not restarted) still holds the old count when the
+    network heals, and checkout would resume with it: lowering the number
+    now is refused, and an increase is not (reconcile adds it later)."""
+    product = product_reusable(stock=10)
+
+    def unreachable(**call):
+        raise RedisConnectionError("gate unreachable")
+
+    monkeypatch.setattr("apps.catalog.services.stock_withdraw", unreachable)
+    with pytest.raises(InvalidInput) as refused:
+        product_stock_set(product_id=product.id, quantity=4)
+    assert "Redis" in str(refused.value.extra["fields"]["stock_quantity"][0])
+    assert stock_number(product) == 10 and stock_remaining(product_id=product.id) == 10
+    assert product_stock_set(product_id=product.id, quantity=12) == 2
+    assert stock_number(product) == 12 and stock_remaining(product_id=product.id) == 12
