@@ -11,12 +11,14 @@ from modeltranslation.admin import TranslationAdmin
 from apps.cardkeys.admin_upload import upload_keys_view
 from apps.cardkeys.crypto import decrypt_secret, mask_secret
 from apps.cardkeys.models import CardKey
+from apps.core.errors import InvalidInput
 
 from .models import Category, Product, ProductInputField, ProductPriceTier
 from .services import (
     product_delivery_change_refused,
     product_delivery_changed_on_commit,
     product_image_renditions_make,
+    product_image_renditions_prepare,
     product_stock_refused,
     product_stock_set,
     reusable_key_encrypt,
@@ -56,6 +58,10 @@ class ProductAdminForm(forms.ModelForm):
         if "stock_quantity_seen" in self.fields:
             self.fields["stock_quantity_seen"].initial = self.instance.stock_quantity
 
+    # Reasons the save itself refused after these checks passed (a race:
+    # ProductAdmin.changeform_view shows the page again with them).
+    refused_at_save: dict[str, list[str]] = {}
+
     def stock_quantity_changed(self) -> bool:
         """Did the merchant change the number on the page they saw?"""
         if "stock_quantity" not in self.changed_data:
@@ -77,6 +83,9 @@ class ProductAdminForm(forms.ModelForm):
             quantity = data.get("stock_quantity")
             if quantity is not None and (reason := product_stock_refused(product_id=product.pk, quantity=quantity)):
                 self.add_error("stock_quantity", reason)
+        for field, reasons in self.refused_at_save.items():
+            for reason in reasons:
+                self.add_error(field if field in self.fields else None, reason)
         return data
 
 
@@ -202,16 +211,41 @@ class ProductAdmin(TranslationAdmin):
         ),
     )
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except InvalidInput as refused:
+            # The stock number was refused by the save after the form's checks
+            # passed (checkouts reserved the units meanwhile: product_stock_set
+            # asks the gate itself). The whole save rolled back; the page comes
+            # back as the merchant typed it, with the reason on its field.
+            request.product_refused_at_save = refused.extra.get("fields") or {None: [str(refused.detail)]}
+            for upload in request.FILES.values():
+                upload.seek(0)  # read once by the refused save
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        refused = getattr(request, "product_refused_at_save", None)
+        if refused:
+            form = type(form.__name__, (form,), {"refused_at_save": refused})
+        return form
+
     def save_model(self, request, obj, form, change):
         secret = form.cleaned_data.get("reusable_key", "").strip()
         if secret:
             obj.reusable_key_encrypted = reusable_key_encrypt(secret=secret)
         if not change:
             super().save_model(request, obj, form, change)
-        else:
-            self._save_changed(obj, form)
+            if "image" in form.changed_data:
+                product_image_renditions_make(product=obj)
+            return
+        # Pillow's work before the first write of the row: from then on the row
+        # stays locked until the save commits, and reusable-key fulfilment of
+        # the product waits for it.
         if "image" in form.changed_data:
-            product_image_renditions_make(product=obj)
+            product_image_renditions_prepare(product=obj)
+        self._save_changed(obj, form)
 
     def _save_changed(self, obj, form):
         # The stock number is not written with the rest: deliveries take from

@@ -58,7 +58,7 @@ class Product(models.Model):
     # The merchant's kill switch: checkout answers "sale paused" while it is on.
     sale_paused = models.BooleanField(_("sale paused"), default=False)
     # The merchant's picture; the storefront shows the two smaller WebP copies
-    # made from it when it is saved (services.product_image_renditions_make),
+    # made from it when it is saved (services.product_image_renditions_prepare),
     # and the letter tile when there is none.
     image = models.ImageField(
         _("image"),

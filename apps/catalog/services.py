@@ -16,7 +16,7 @@ from apps.core.errors import InvalidInput
 from apps.core.images import CARD, PAGE, image_rendition
 from apps.orders.models import HOLDING_STATUSES, Order
 from apps.stock.selectors import stock_gate_state
-from apps.stock.services import stock_adjust, stock_gate_forget
+from apps.stock.services import stock_adjust, stock_gate_forget, stock_withdraw
 
 from .models import Category, Product
 
@@ -199,16 +199,26 @@ def category_ensure(*, slug: str, name: str, name_en: str = "", sort_order: int 
     return category
 
 
-def product_image_renditions_make(*, product: Product) -> Product:
-    """The card and page copies of the product's image, made (or cleared)
-    after the merchant saved a new one. Runs inside the caller's transaction
-    (the admin's save): the image was validated by the form (apps.core.images).
-    Saving drops the cached product info (signals.py)."""
+def product_image_renditions_prepare(*, product: Product) -> Product:
+    """The card and page copies of the product's new image (or none, for a
+    cleared one), stored and set on the product, which is not saved: the
+    admin makes them before its save writes the product row, so Pillow's work
+    holds no lock that the row's other writers (reusable-key fulfilment, the
+    stock number) would wait on. The image was validated by the form
+    (apps.core.images)."""
     if product.image:
         product.image_card.save(f"{product.pk}-card.webp", image_rendition(product.image, size=CARD), save=False)
         product.image_page.save(f"{product.pk}-page.webp", image_rendition(product.image, size=PAGE), save=False)
     else:
         product.image_card = product.image_page = ""
+    return product
+
+
+def product_image_renditions_make(*, product: Product) -> Product:
+    """The copies made and saved, for a product just added (its row is its
+    own until the admin's save commits). Saving drops the cached product
+    info (signals.py)."""
+    product_image_renditions_prepare(product=product)
     product.save(update_fields=["image_card", "image_page", "updated_at"])
     return product
 
@@ -238,28 +248,78 @@ def product_stock_refused(*, product_id: int, quantity: int) -> str | None:
     return None
 
 
-@transaction.atomic
 def product_stock_set(*, product_id: int, quantity: int) -> int:
     """Set the stock number of a product not sold from the key pool (reusable
-    key, manual delivery), and move its gate by the difference after commit,
-    as a key import does for a pool product. Runs in its own transaction, or
-    in the caller's (the admin's save, whose other writes it must share).
-    Locks the product row, so the difference is exact against a delivery
-    taking from the number meanwhile. Returns the difference.
+    key, manual delivery). Runs in its own transaction, or in the caller's
+    (the admin's save, whose other writes it must share). Locks the product
+    row, so the difference is exact against a delivery taking from the
+    number meanwhile. Returns the difference.
+
+    The gate moves with it. A decrease is taken from the live counter first,
+    atomically and only if that many units are free (checkouts keep
+    reserving until the write commits, so a check of the orders alone can
+    be overtaken), and given back if the write then fails. An increase is
+    added after commit, as a key import does. A gate not warmed is left
+    alone: the warm-up rebuilds it from the record, reading the number under
+    the same row lock, so never before this commits. A decrease is refused
+    while Redis cannot be asked: a gate cut off (not restarted) still holds
+    the old count, and checkout resumes with it when the network heals.
+    A rollback of the caller's transaction after this returned leaves a
+    decrease's units taken from the gate (it errs low, never high) until
+    reconciliation's drift repair returns them.
+
     Raises InvalidInput for a pool product, a negative number, or a number
-    below the units orders already hold."""
-    product = Product.objects.select_for_update().get(id=product_id)
-    if product.sells_from_pool:
-        raise InvalidInput(
-            fields={"stock_quantity": [_("This product sells keys from its pool: upload keys to add stock.")]}
-        )
-    if reason := product_stock_refused(product_id=product_id, quantity=quantity):
-        raise InvalidInput(fields={"stock_quantity": [reason]})
-    delta = quantity - product.stock_quantity
-    if delta:
-        Product.objects.filter(id=product_id).update(stock_quantity=quantity)
-        transaction.on_commit(lambda: _gate_adjust_rollback_unsafe(product_id, delta))
+    below the units orders already hold (or the gate has reserved)."""
+    taken = 0
+    try:
+        with transaction.atomic():
+            product = Product.objects.select_for_update().get(id=product_id)
+            if product.sells_from_pool:
+                raise InvalidInput(
+                    fields={"stock_quantity": [_("This product sells keys from its pool: upload keys to add stock.")]}
+                )
+            if reason := product_stock_refused(product_id=product_id, quantity=quantity):
+                raise InvalidInput(fields={"stock_quantity": [reason]})
+            delta = quantity - product.stock_quantity
+            if delta < 0:
+                taken = _gate_withdraw(product_id, -delta)
+            if delta:
+                Product.objects.filter(id=product_id).update(stock_quantity=quantity)
+            if delta > 0:
+                transaction.on_commit(lambda: _gate_adjust_rollback_unsafe(product_id, delta))
+    except BaseException:
+        # The write or its commit failed: the units go back to the gate.
+        if taken:
+            _gate_adjust_rollback_unsafe(product_id, taken)
+        raise
     return delta
+
+
+def _gate_withdraw(product_id: int, units: int) -> int:
+    """Take a decrease's units from the gate; returns the units taken (0 when
+    the gate is unknown). Raises InvalidInput when fewer are free: checkouts
+    reserved them since the form's check."""
+    try:
+        withdrawal = stock_withdraw(product_id=product_id, units=units)
+    except RedisError:
+        # The gate cannot be asked, so it cannot be moved either: refuse rather
+        # than leave it higher than the record (P1); the merchant retries.
+        raise InvalidInput(
+            fields={"stock_quantity": [_("The stock gate (Redis) is unreachable; try again shortly.")]}
+        ) from None
+    if withdrawal.code == "short":
+        raise InvalidInput(
+            fields={
+                "stock_quantity": [
+                    _(
+                        "Only %(free)d units are free (orders reserved the rest meanwhile); "
+                        "the stock can be lowered by at most that."
+                    )
+                    % {"free": withdrawal.stock}
+                ]
+            }
+        )
+    return units if withdrawal.code == "ok" else 0
 
 
 def _gate_adjust_rollback_unsafe(product_id: int, delta: int) -> None:

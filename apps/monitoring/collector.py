@@ -11,7 +11,6 @@ read is reported as such instead of failing the whole scrape.
 
 import logging
 import time
-from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db.models import Count, Min
@@ -21,6 +20,7 @@ from redis.exceptions import RedisError
 from apps.catalog.models import Product
 from apps.core.breakers import breaker_states
 from apps.orders.models import Order
+from apps.orders.selectors import manual_delivery_overdue_cutoff, orders_awaiting_manual_delivery, paid_orders_to_fulfil
 from apps.stock.redis import stock_redis
 from apps.stock.redis_keys import persist_queue_key, reservations_key, stock_key
 from apps.stock.selectors import stock_warmed_product_ids
@@ -126,30 +126,28 @@ class ShopStateCollector:
         for status in OPEN_STATUSES:
             by_status.add_metric([status], counts.get(status, 0))
         yield by_status
-        yield GaugeMetricFamily(
-            "cardshop_fulfil_backlog", "Paid orders waiting for their keys.", value=counts.get(Order.Status.PAID, 0)
-        )
         # Orders a merchant delivers by hand wait for a person, not a worker:
         # they have their own gauges and SLA (MANUAL_DELIVERY_SLA_HOURS).
-        manual = list(
-            Product.objects.using("default").filter(delivery_kind=Product.Delivery.MANUAL).values_list("id", flat=True)
+        to_fulfil = paid_orders_to_fulfil().using("default")
+        yield GaugeMetricFamily(
+            "cardshop_fulfil_backlog",
+            "Paid orders waiting for fulfilment (manual deliveries aside).",
+            value=to_fulfil.count(),
         )
-        paid = Order.objects.using("default").filter(status=Order.Status.PAID)
-        oldest = paid.exclude(product_id__in=manual).aggregate(m=Min("paid_at"))["m"]
+        oldest = to_fulfil.aggregate(m=Min("paid_at"))["m"]
         yield GaugeMetricFamily(
             "cardshop_paid_undelivered_oldest_seconds",
             "Age of the oldest paid order still without its keys (manual deliveries aside); 0 when there is none.",
             value=max(time.time() - oldest.timestamp(), 0.0) if oldest else 0.0,
         )
-        waiting = paid.filter(product_id__in=manual)
-        cutoff = time.time() - settings.MANUAL_DELIVERY_SLA_HOURS * 3600
+        waiting = orders_awaiting_manual_delivery().using("default").order_by()
         yield GaugeMetricFamily(
             "cardshop_manual_delivery_waiting_orders",
             "Paid orders of manual-delivery products waiting for the merchant.",
-            value=waiting.count() if manual else 0,
+            value=waiting.count(),
         )
         yield GaugeMetricFamily(
             "cardshop_manual_delivery_overdue_orders",
             "Of those, the ones waiting longer than MANUAL_DELIVERY_SLA_HOURS.",
-            value=waiting.filter(paid_at__lt=datetime.fromtimestamp(cutoff, tz=UTC)).count() if manual else 0,
+            value=waiting.filter(paid_at__lt=manual_delivery_overdue_cutoff()).count(),
         )

@@ -13,7 +13,7 @@ from django.utils import timezone
 from apps.catalog.models import Product
 from apps.catalog.templatetags.shop import money
 from apps.orders.models import Order
-from apps.orders.selectors import Revenue, revenue_by_product, revenue_summary, revenue_windows
+from apps.orders.selectors import Revenue, paid_orders_to_fulfil, revenue_by_product, revenue_summary, revenue_windows
 from apps.stock.selectors import stock_remaining
 
 from .axes import nice_ticks, shop_clock, time_ticks
@@ -116,7 +116,8 @@ def sale_dashboard_figures(*, product: Product, now: datetime | None = None) -> 
             "paid_to_keys_avg": _round(
                 orders.filter(delivered_at__gte=start, paid_at__isnull=False).aggregate(a=Avg(seconds))["a"]
             ),
-            "awaiting_keys": orders.filter(status=Status.PAID).count(),
+            # Paid orders the workers still owe (a manual product's wait for the merchant).
+            "awaiting_keys": paid_orders_to_fulfil().using("default").filter(product_id=product.id).count(),
             "needs_attention": orders.filter(status=Status.NEEDS_ATTENTION).count(),
             "revenue_today": _money_text(revenue, "today"),
             "revenue_last_7_days": _money_text(revenue, "last_7_days"),

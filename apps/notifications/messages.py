@@ -97,18 +97,22 @@ def order_paid_message(*, order: Order) -> Message:
 
 
 def low_stock_message(*, product: Product, available: int, threshold: int) -> Message:
+    """`available` is what the product's kind counts: keys in the pool, or
+    the stock number of a reusable-key or manual product."""
     with translation.override(settings.LANGUAGE_CODE):
+        if product.sells_from_pool:
+            label = _("Available keys")
+            title = _("Low stock: %(product)s has %(available)d keys left")
+        else:
+            label = _("Stock number")
+            title = _("Low stock: %(product)s has %(available)d units left")
         fields = [
             MessageField("sku", _("SKU"), product.sku),
             MessageField("product", _("Product"), product.title),
-            MessageField("available", _("Available keys"), str(available)),
+            MessageField("available", label, str(available)),
             MessageField("threshold", _("Threshold"), str(threshold)),
         ]
-        return Message(
-            title=_("Low stock: %(product)s has %(available)d keys left")
-            % {"product": product.title, "available": available},
-            fields=fields,
-        )
+        return Message(title=title % {"product": product.title, "available": available}, fields=fields)
 
 
 def _when(moment) -> str:

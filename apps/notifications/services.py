@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from apps.cardkeys.models import CardKey
@@ -26,7 +26,7 @@ from . import tasks
 from .channels import ChannelFailed, delivery_send
 from .messages import Message, low_stock_message, order_paid_message
 from .models import Delivery, DeliveryAttempt, StockAlert
-from .selectors import available_keys_up_to, notification_settings_get
+from .selectors import notification_settings_get, units_available_up_to
 
 logger = logging.getLogger(__name__)
 
@@ -172,14 +172,17 @@ def notification_deliver(*, delivery_id: int, wait_for_attempt: Callable[[int, i
 
 
 def notifications_stock_check(*, product_ids: list[int] | None = None) -> list[int]:
-    """Compare products' available keys with their low-stock thresholds (all
-    products with a key pool when none are named): a product that falls to
-    its threshold or below is announced once, and re-armed once a restock
-    lifts it above. Returns the products announced now."""
+    """Compare products' stock with their low-stock thresholds (all products
+    with stock to run low on when none are named: a pool product with keys
+    uploaded, every reusable-key and manual product). The product's kind
+    decides what is counted (selectors.units_available_up_to). A product
+    that falls to its threshold or below is announced once, and re-armed
+    once a restock lifts it above. Returns the products announced now."""
     config = notification_settings_get()
     if not config.notify_low_stock:
         return []
-    products = Product.objects.filter(Exists(CardKey.objects.filter(product_id=OuterRef("pk"))))
+    has_keys = Exists(CardKey.objects.filter(product_id=OuterRef("pk")))
+    products = Product.objects.filter(Q(has_keys) | ~Q(delivery_kind=Product.Delivery.KEYS))
     if product_ids is not None:
         products = products.filter(id__in=product_ids)
     announced = []
@@ -198,7 +201,7 @@ def _product_stock_check(*, product: Product, shop_threshold: int, channels: lis
     with transaction.atomic(durable=True):
         alert = StockAlert.objects.select_for_update().get(product=product)
         threshold = shop_threshold if alert.threshold is None else alert.threshold
-        available = available_keys_up_to(product_id=product.id, limit=threshold + 1)
+        available = units_available_up_to(product=product, limit=threshold + 1)
         low = available <= threshold
         crossed = low and not alert.is_low
         alert.is_low = low

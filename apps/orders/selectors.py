@@ -267,6 +267,16 @@ def revenue_by_product(*, now: datetime | None = None) -> list[ProductRevenue]:
     return sorted(figures, key=lambda f: (f.currency, -f.last_7_days, f.sku))
 
 
+def paid_orders_to_fulfil() -> QuerySet[Order]:
+    """Paid orders that fulfilment serves: all but those of manual-delivery
+    products, which wait for the merchant. The one definition of the
+    fulfilment backlog (fulfilment, re-drive, the overload check, the
+    backlog gauge, the sale dashboard). The product ids are read first (a
+    join would lock product rows along with the orders when a caller locks)."""
+    manual = Product.objects.using("default").filter(delivery_kind=Product.Delivery.MANUAL).values_list("id", flat=True)
+    return Order.objects.filter(status=Order.Status.PAID).exclude(product_id__in=list(manual))
+
+
 def orders_awaiting_manual_delivery() -> QuerySet[Order]:
     """Paid orders of manual-delivery products, oldest first: the merchant's queue."""
     return Order.objects.filter(status=Order.Status.PAID, product__delivery_kind=Product.Delivery.MANUAL).order_by(

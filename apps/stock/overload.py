@@ -26,7 +26,7 @@ from django.conf import settings
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 from redis.exceptions import RedisError
 
-from apps.orders.models import Order
+from apps.orders.selectors import paid_orders_to_fulfil
 from cardshop.broker import broker_is_redis
 
 from .redis import stock_redis
@@ -80,11 +80,13 @@ def broker_queue_depth(queue: str) -> int:
 
 
 def backlog_measure() -> Backlog:
-    """Work still owed to paid buyers (orders waiting for keys, from the
-    database: fulfilment tasks coalesce, so their queue does not count them;
-    mail messages waiting, from the broker), and reservations waiting for
-    persistence."""
-    fulfil = broker_queue_depth(settings.CELERY_QUEUE_MAIL) + Order.objects.filter(status=Order.Status.PAID).count()
+    """Work still owed to paid buyers by the workers (orders waiting for
+    fulfilment, from the database: fulfilment tasks coalesce, so their queue
+    does not count them; mail messages waiting, from the broker), and
+    reservations waiting for persistence. Paid orders of manual-delivery
+    products wait for the merchant, not a worker: they are no backlog here."""
+    to_fulfil = paid_orders_to_fulfil().using("default").count()
+    fulfil = broker_queue_depth(settings.CELERY_QUEUE_MAIL) + to_fulfil
     pipe = stock_redis().pipeline(transaction=False)
     for product_id in stock_warmed_product_ids():
         pipe.llen(persist_queue_key(product_id))

@@ -143,5 +143,8 @@ def _stock_drift(product: Product) -> int:
     if stock is None:
         return 0
     reserved = sum(r.quantity for r in reservations.values())
-    expected = available_units(product=product) - reserved
+    # A stock number being lowered has left the gate already: its locking
+    # read waits for that write's commit (available_units).
+    with transaction.atomic(using="default"):
+        expected = available_units(product=product) - reserved
     return expected - stock

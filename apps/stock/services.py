@@ -236,6 +236,26 @@ def stock_adjust(*, product_id: int, delta: int) -> int | None:
     return None if value is None else int(value)
 
 
+@dataclass(frozen=True)
+class Withdrawal:
+    """What withdraw.lua did: "ok" (taken; `stock` is what is left), "short"
+    (nothing taken; `stock` is all that was free) or "unknown" (not warmed)."""
+
+    code: str
+    stock: int = 0
+
+
+def stock_withdraw(*, product_id: int, units: int) -> Withdrawal:
+    """Take `units` off a warmed product's stock at once, only if that many
+    are free (a lower stock number, before the database commits it). The
+    caller gives them back (stock_adjust) if its write then fails."""
+    if units <= 0:
+        raise ValueError("units must be positive")
+    reply = lua_script("withdraw")(keys=[stock_key(product_id)], args=[units])
+    code = redis_text(reply[0])
+    return Withdrawal(code=code, stock=int(reply[1]) if len(reply) > 1 else 0)
+
+
 def stock_rules_publish(*, product) -> None:
     """Copy the product's sale rules where the checkout script reads them."""
     stock_redis().hset(rules_key(product.id), mapping=sale_rules(product))

@@ -9,6 +9,7 @@ stock is unknown (checkout is paused then, so nothing races it)."""
 import logging
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -36,10 +37,17 @@ def available_keys(*, product_id: int) -> int:
 def available_units(*, product: Product) -> int:
     """What the record holds for sale, before reservations: the available keys
     of a pool product, else its stock number, read afresh from the primary
-    (a delivery takes from it in the transaction that marks the order)."""
+    (a delivery takes from it in the transaction that marks the order).
+    The number is a locking read, so the caller runs in a transaction: a
+    change of the number in flight (catalog.services.product_stock_set holds
+    the row) is waited for and read as committed, never read before it
+    commits and then counted against a gate it has moved meanwhile. The
+    caller keeps the lock until it has written the gate."""
     if product.sells_from_pool:
         return available_keys(product_id=product.id)
-    return Product.objects.using("default").values_list("stock_quantity", flat=True).get(id=product.id)
+    return (
+        Product.objects.using("default").select_for_update().values_list("stock_quantity", flat=True).get(id=product.id)
+    )
 
 
 def stock_warm(*, product: Product) -> tuple[bool, int | None]:
@@ -71,6 +79,7 @@ def _warm(product: Product, *, forget_first: bool) -> tuple[bool, int | None]:
         return _stock_rebuild_from_database(product)
 
 
+@transaction.atomic(using="default")
 def _stock_rebuild_from_database(product: Product) -> tuple[bool, int | None]:
     reservations = [
         Reservation.from_order(order, paid=order.status != Order.Status.AWAITING_PAYMENT)

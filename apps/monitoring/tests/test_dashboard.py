@@ -9,6 +9,7 @@ from django.utils import timezone
 from apps.orders.models import Order
 from apps.orders.services import fulfilment, persistence
 from apps.orders.services.checkout import order_checkout
+from apps.orders.tests.delivery_support import product_manual
 from apps.orders.tests.support import product_with_keys
 
 from .sale import checkout, pay
@@ -95,3 +96,17 @@ def test_orders_in_the_last_minute_are_the_last_sixty_seconds_not_the_calendar_m
     figures = sale_dashboard_figures(product=product, now=just_turned)
     assert figures["now"]["orders_last_minute"] == 2  # both from the minute before the one just begun
     assert figures["orders_per_minute"][-1] == 0 and figures["orders_per_minute"][-2] == 2
+
+
+def test_manual_orders_are_not_awaiting_keys(db):
+    from apps.monitoring.dashboard import sale_dashboard_figures
+
+    manual = product_manual(stock=5, per_buyer_limit=5)
+    pool = product_with_keys(keys=5, per_buyer_limit=5)
+    for i in range(2):
+        order_checkout(sku=manual.sku, email=f"m{i}@example.com", quantity=1)
+        order_checkout(sku=pool.sku, email=f"k{i}@example.com", quantity=1)
+    persistence.order_persist_queued()
+    Order.objects.update(status=Order.Status.PAID, paid_at=timezone.now())
+    assert sale_dashboard_figures(product=manual)["now"]["awaiting_keys"] == 0
+    assert sale_dashboard_figures(product=pool)["now"]["awaiting_keys"] == 2

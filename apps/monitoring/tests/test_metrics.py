@@ -6,6 +6,7 @@ from django.utils import timezone
 from apps.orders.models import Order
 from apps.orders.services import expiry, fulfilment, persistence
 from apps.orders.services.reconcile import reconcile_run
+from apps.orders.tests.delivery_support import product_manual
 from apps.orders.tests.support import product_with_keys
 
 from .sale import checkout, pay, samples, value
@@ -171,3 +172,19 @@ def test_manual_deliveries_have_their_own_gauges_and_stay_out_of_paid_undelivere
     assert value(now, "cardshop_paid_undelivered_oldest_seconds") == 0
     assert value(now, "cardshop_manual_delivery_waiting_orders") == 2
     assert value(now, "cardshop_manual_delivery_overdue_orders") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_manual_orders_waiting_for_the_merchant_are_not_in_the_fulfilment_backlog(client, settings):
+    settings.RATELIMIT_ENABLE = False
+    manual = product_manual(stock=5, per_buyer_limit=5)
+    pool = product_with_keys(keys=5, per_buyer_limit=5)
+    for i in range(3):
+        assert checkout(client, sku=manual.sku, email=f"m{i}@example.com").status_code == 202
+    assert checkout(client, sku=pool.sku, email="k@example.com").status_code == 202
+    persistence.order_persist_queued()
+    Order.objects.update(status=Order.Status.PAID, paid_at=timezone.now())
+    page = scrape(client)
+    assert value(page, "cardshop_fulfil_backlog") == 1
+    assert value(page, "cardshop_orders", status="paid") == 4
+    assert value(page, "cardshop_manual_delivery_waiting_orders") == 3

@@ -9,11 +9,13 @@ from django.core import mail
 
 from apps.cardkeys.models import CardKey
 from apps.catalog.models import ProductInputField
+from apps.catalog.services import product_stock_set
 from apps.notifications import services, tasks
 from apps.notifications.models import Delivery, StockAlert
 from apps.orders.models import Order
 from apps.orders.services import persistence
 from apps.orders.services.checkout import order_checkout
+from apps.orders.tests.delivery_support import product_manual, product_reusable
 from apps.orders.tests.support import add_keys, checkout, pay, product_with_keys
 from apps.stock.services import stock_adjust
 
@@ -248,6 +250,39 @@ def test_the_periodic_check_uses_the_shop_threshold_and_skips_products_without_k
     assert tasks.stock_low_check_task.delay().get() == []
     [alert_mail] = merchant_mails()
     assert "Low one" in alert_mail.subject
+
+
+def test_reusable_key_and_manual_products_are_checked_by_their_stock_number(celery_eager):
+    """A product's kind decides what is counted: the stock number of a
+    reusable-key or manual product, the available keys of a pool product.
+    Keys left over from before a product left the pool count for nothing."""
+    notifications_configure(email=True, low_stock_threshold=3)
+    reusable_low = product_reusable(stock=3, warm=False, title="Shared code")
+    manual_low = product_manual(stock=1, warm=False, title="Top-up")
+    product_manual(stock=10, warm=False)
+    switched = product_reusable(stock=2, warm=False, title="Was a pool")
+    add_keys(product=switched, count=50)  # old pool keys: not its stock any more
+    plenty_of_old_keys = product_reusable(stock=40, warm=False)
+    add_keys(product=plenty_of_old_keys, count=1)
+
+    assert sorted(services.notifications_stock_check()) == sorted([reusable_low.id, manual_low.id, switched.id])
+    assert StockAlert.objects.get(product=manual_low).last_available == 1
+    subjects = " ".join(m.subject for m in merchant_mails())
+    assert "Shared code" in subjects and "Top-up" in subjects and "Was a pool" in subjects
+    assert services.notifications_stock_check() == []  # once per crossing
+
+    product_stock_set(product_id=manual_low.id, quantity=20)  # a restock re-arms it
+    services.notifications_stock_check()
+    assert not StockAlert.objects.get(product=manual_low).is_low
+
+
+def test_a_reusable_key_delivery_that_takes_the_number_to_the_threshold_announces_it(celery_eager, bot):
+    notifications_configure(telegram=True, notify_paid_orders=False, low_stock_threshold=2)
+    product = product_reusable(stock=4, title="Shared code", per_buyer_limit=5)
+    buy(product, email="r1@x.example")  # 3 left
+    assert bot.messages == []
+    buy(product, email="r2@x.example")  # 2 left: crosses
+    assert len(bot.messages) == 1 and "Shared code" in bot.messages[0]["text"]
 
 
 def test_nothing_is_published_for_a_paid_order_when_no_channel_is_on(celery_eager, monkeypatch):

@@ -40,6 +40,7 @@ from apps.stock.redis_keys import fulfilment_requested_key
 from apps.stock.reservations import Reservation
 
 from ..models import Order
+from ..selectors import paid_orders_to_fulfil
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +55,6 @@ class FulfilReport:
     def add(self, other: "FulfilReport") -> None:
         self.delivered += other.delivered
         self.short += other.short
-
-
-def paid_orders_to_fulfil():
-    """Paid orders that fulfilment serves: all but those of manual-delivery
-    products, which wait for the merchant. The product ids are read first
-    (a join would lock product rows along with the orders)."""
-    manual = Product.objects.using("default").filter(delivery_kind=Product.Delivery.MANUAL).values_list("id", flat=True)
-    return Order.objects.filter(status=Status.PAID).exclude(product_id__in=list(manual))
 
 
 def fulfilment_request_on_commit(*, order_id: int | None = None) -> None:

@@ -3,21 +3,29 @@ the admin's real pages and POSTs: the manual delivery form on the order's
 change page, the queue and its count on the dashboard, and the product form
 (delivery kind, stock number, reusable key, no key uploads)."""
 
+import threading
 from datetime import timedelta
+from unittest.mock import patch
 
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Permission, User
 from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from apps.catalog.models import Product
+from apps.core.images import image_rendition
 from apps.orders.models import Order
 from apps.orders.tests.delivery_support import SHARED_KEY, product_manual, product_reusable, stock_number
 from apps.orders.tests.support import checkout, paid_orders, product_with_keys
+from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import stock_key
 from apps.stock.selectors import stock_remaining
 from apps.stock.warmup import stock_warm
 from testing.admin_forms import admin_form_values
+from testing.images import png_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -209,3 +217,60 @@ def test_the_product_page_leaves_the_product_admin_as_it_was_declared(merchant_c
     assert merchant_client.get(f"/admin/catalog/product/{product.id}/change/").status_code == 200
     assert merchant_client.get("/admin/catalog/product/").status_code == 200
     assert product_admin.fields is None and product_admin.check() == []
+
+
+def test_a_decrease_checkouts_overtook_after_the_form_check_is_a_form_error_and_saves_nothing(merchant_client):
+    """The form's check of the orders passed, but checkouts reserved the units
+    before the save reached the gate (here: the counter shows 1 free of 5): the
+    page comes back with the reason on the stock field, and nothing the page
+    carried was saved (review item 11)."""
+    product = product_reusable(stock=5)
+    url = f"/admin/catalog/product/{product.id}/change/"
+    data = admin_form_values(merchant_client, url)
+    stock_redis().set(stock_key(product.id), 1)  # 4 reserved meanwhile, not yet visible to the form's check
+
+    response = merchant_client.post(url, {**data, "title_zh_hans": "Renamed", "stock_quantity": "2", "_save": "Save"})
+
+    assert response.status_code == 200
+    errors = str(response.context["adminform"].form.errors["stock_quantity"])
+    assert "只有 1 件可用" in errors  # zh-hans: "only 1 unit is free"
+    assert response.context["adminform"].form["title_zh_hans"].value() == "Renamed"  # what was typed stays
+    fresh = Product.objects.get(id=product.id)
+    assert (fresh.title, fresh.stock_quantity) == (product.title, 5)
+    assert stock_remaining(product_id=product.id) == 1
+
+
+def test_the_image_copies_are_made_before_the_product_row_is_locked(merchant_client, settings, tmp_path):
+    """Pillow's work happens while no transaction holds the product's row,
+    so reusable-key fulfilment of the product is not held up by it."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    product = product_reusable(stock=5)
+    url = f"/admin/catalog/product/{product.id}/change/"
+    data = admin_form_values(merchant_client, url)
+    row_free_during_renditions: list[bool] = []
+
+    def try_the_row():
+        try:
+            with transaction.atomic():
+                Product.objects.select_for_update(nowait=True).get(id=product.id)
+            row_free_during_renditions.append(True)
+        except DatabaseError:
+            row_free_during_renditions.append(False)
+        finally:
+            connection.close()
+
+    def rendition_watched(source, *, size):
+        probe = threading.Thread(target=try_the_row)
+        probe.start()
+        probe.join(10)
+        return image_rendition(source, size=size)
+
+    with patch("apps.catalog.services.image_rendition", rendition_watched):
+        upload = SimpleUploadedFile("dl.png", png_bytes(width=600, height=400), content_type="image/png")
+        response = merchant_client.post(url, {**data, "stock_quantity": "7", "image": upload, "_save": "Save"})
+
+    assert response.status_code == 302
+    assert row_free_during_renditions == [True, True]
+    product.refresh_from_db()
+    assert product.image_card and product.image_page and product.stock_quantity == 7
+    assert stock_remaining(product_id=product.id) == 7

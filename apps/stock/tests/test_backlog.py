@@ -10,6 +10,7 @@ from kombu import Connection, Queue
 
 from apps.orders.models import Order
 from apps.orders.services.persistence import order_persist_queued
+from apps.orders.tests.delivery_support import product_manual
 from apps.orders.tests.support import product_with_keys
 from apps.stock import overload
 from apps.stock.redis import stock_redis
@@ -184,3 +185,19 @@ def test_beat_runs_the_check_every_few_seconds():
     entry = BEAT_SCHEDULE["overload-check"]
     assert entry["task"] == overload_check_task.name
     assert entry["schedule"].run_every.total_seconds() <= 2
+
+
+def test_manual_orders_waiting_for_the_merchant_are_no_fulfilment_backlog(limits):
+    """Paid orders of a manual-delivery product wait for a person, not a
+    worker: however many there are, they never pause checkout shop-wide."""
+    limits.FULFIL_BACKLOG_LIMIT = 3
+    manual = product_manual(stock=10, per_buyer_limit=10)
+    pool = product_with_keys(keys=10, per_buyer_limit=10)
+    for n in range(4):
+        assert checkout(Client(), manual.sku, f"m{n}@x.com").status_code == 202
+    assert checkout(Client(), pool.sku, "k0@x.com").status_code == 202
+    order_persist_queued()
+    Order.objects.update(status=Order.Status.PAID)
+    assert overload.backlog_measure().fulfil == 1  # the pool order alone
+    assert overload.overload_check() is False
+    assert checkout(Client(), pool.sku, "k1@x.com").status_code == 202
