@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from apps.core.images import image_validate
 
@@ -149,9 +150,9 @@ class ProductInputField(models.Model):
     merchant (apps/orders/input_fields.py)."""
 
     class Kind(models.TextChoices):
-        TEXT = "text", _("text")
+        TEXT = "text", pgettext_lazy("input field kind", "text")
         NUMBER = "number", _("number")
-        EMAIL = "email", _("email")
+        EMAIL = "email", pgettext_lazy("input field kind", "email")
         SELECT = "select", _("choice from a list")
 
     product = models.ForeignKey(
