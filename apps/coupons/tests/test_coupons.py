@@ -253,3 +253,33 @@ def test_gates_distrusted_after_a_redis_restart_drop_the_coupon_counters_too(mon
     stock_warm(product=product)  # the product's gate is rebuilt too
     buy(product, email="b@x.com", coupon="restart")  # recounted from the record first
     assert coupon_uses_taken(coupon_id=coupon.id) == 2
+
+
+def test_a_coupon_deleted_while_its_order_is_queued_still_becomes_that_order(published):
+    """Review item 7: a 202 is a promise. The coupon row may vanish (a shell,
+    a fixture) while a reservation with it still waits for MariaDB: the order
+    is written with the code and the discount it was placed with."""
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="GONE", kind="fixed", value=Decimal("1.00"))
+    persist_task_marked_waiting(product)
+    queued = buy(product, coupon="gone")
+    others = [buy(product, email=f"n{i}@x.com") for i in range(2)]  # in the same batch
+    coupon.delete()
+    persistence.order_persist_queued()
+    order = Order.objects.get(order_no=queued.order_no)
+    assert (order.coupon_id, order.coupon_code, order.discount, order.amount) == (
+        None,
+        "GONE",
+        Decimal("1.00"),
+        Decimal("8.90"),
+    )
+    assert Order.objects.filter(order_no__in=[o.order_no for o in others]).count() == 2
+
+
+def test_deleting_a_coupon_keeps_its_orders_and_their_code(published):
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="KEPT", kind="fixed", value=Decimal("1.00"))
+    order = persisted(buy(product, coupon="kept"))
+    coupon.delete()  # no longer refused by the orders that used it
+    order.refresh_from_db()
+    assert (order.coupon_id, order.coupon_code, order.discount) == (None, "KEPT", Decimal("1.00"))
