@@ -174,3 +174,28 @@ def _reserved(order_no: str) -> bool:
     if product_id is not None and gate.stock_reservation_get(product_id=product_id, order_no=order_no) is not None:
         return True
     return Order.objects.using("default").filter(order_no=order_no).exists()
+
+
+def coupon_claims_restore() -> list[str]:
+    """Count again the uses of orders that count but hold no claim: a late
+    payment whose retake met a Redis error (payment._coupon_retake_rollback_unsafe).
+    A coupon whose counters are unknown is left to its rebuild, which counts
+    them. Claims are read before the orders: an order that stops counting
+    meanwhile has committed its status before giving its use back, so it is
+    not taken for one without. Returns the order numbers counted again."""
+    client = stock_redis()
+    restored: list[str] = []
+    for coupon_id in Coupon.objects.using("default").values_list("id", flat=True):
+        if not client.exists(coupon_uses_key(coupon_id)):
+            continue  # unknown: the rebuild counts every order that counts
+        held = {redis_text(k) for k in client.hkeys(coupon_claims_key(coupon_id))}
+        counted = Order.objects.using("default").filter(coupon_id=coupon_id, status__in=COUNTED_STATUSES)
+        # One COUNT per coupon in the usual case; the rows only when one is missing.
+        if counted.filter(order_no__in=list(held)).count() == counted.count():
+            continue
+        for order in counted.exclude(order_no__in=list(held)).only("order_no", "buyer_identities", "buyer_email"):
+            buyer = coupon_buyer(order.buyer_identity_list())
+            if _take(coupon_id, order.order_no, buyer, [NO_CAP, NO_CAP]) == "ok":
+                logger.warning("order %s counts but held no use of coupon %s; counted again", order.order_no, coupon_id)
+                restored.append(order.order_no)
+    return restored

@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from apps.catalog.models import ProductPriceTier
 from apps.coupons.exceptions import (
@@ -18,12 +20,13 @@ from apps.coupons.exceptions import (
     CouponUsedUp,
 )
 from apps.coupons.selectors import coupon_info_get, coupon_uses_taken
-from apps.coupons.services import coupon_claims_reconcile, coupon_use_take
-from apps.orders.exceptions import SoldOut
+from apps.coupons.services import coupon_claims_reconcile, coupon_claims_restore, coupon_use_take
+from apps.orders.exceptions import SalePaused, SoldOut
 from apps.orders.models import Order
 from apps.orders.services import expiry, payment, persistence
 from apps.orders.services.cancel import order_cancel
 from apps.orders.services.checkout import order_checkout
+from apps.orders.services.reconcile import reconcile_run
 from apps.orders.tests.support import pay, persist_task_marked_waiting, product_with_keys
 from apps.stock import services as stock_services
 from apps.stock.redis import stock_redis
@@ -283,3 +286,73 @@ def test_deleting_a_coupon_keeps_its_orders_and_their_code(published):
     coupon.delete()  # no longer refused by the orders that used it
     order.refresh_from_db()
     assert (order.coupon_id, order.coupon_code, order.discount) == (None, "KEPT", Decimal("1.00"))
+
+
+def _reserve_then_time_out(monkeypatch, *, ran: bool):
+    """stock_reserve as a Redis timeout sees it: the script ran (or not), the answer was lost."""
+    real = stock_services.stock_reserve
+
+    def timed_out(**call):
+        if ran:
+            real(**call)
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(stock_services, "stock_reserve", timed_out)
+    return real
+
+
+def test_a_checkout_timing_out_after_reserving_keeps_its_use_so_the_cap_holds(published, monkeypatch):
+    """Review item 2: the timeout came after checkout.lua stored the
+    reservation. Giving the use back then lets a retry get that order
+    (duplicate) while another buyer takes the use: one use over the cap."""
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="TIMEOUT", max_uses=1)
+    real = _reserve_then_time_out(monkeypatch, ran=True)
+    with pytest.raises(SalePaused):
+        buy(product, email="a@x.com", coupon="timeout", key="k-1")
+    monkeypatch.setattr(stock_services, "stock_reserve", real)
+    retry = buy(product, email="a@x.com", coupon="timeout", key="k-1")
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+    with pytest.raises(CouponUsedUp):
+        buy(product, email="b@x.com", coupon="timeout")
+    # Reconciliation leaves it: the gate holds the reservation, then MariaDB the order.
+    assert coupon_claims_reconcile(grace_seconds=0) == []
+    assert persisted(retry).coupon_code == "TIMEOUT"
+    assert coupon_claims_reconcile(grace_seconds=0) == []
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+
+
+def test_a_checkout_timing_out_before_reserving_leaves_a_use_reconcile_gives_back(monkeypatch):
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="NOTRUN", max_uses=1)
+    real = _reserve_then_time_out(monkeypatch, ran=False)
+    with pytest.raises(SalePaused):
+        buy(product, email="a@x.com", coupon="notrun")
+    monkeypatch.setattr(stock_services, "stock_reserve", real)
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1  # ambiguous: kept, not given back
+    assert coupon_claims_reconcile() == []  # within COUPON_CLAIM_GRACE_SECONDS: it may be on its way
+    [orphan] = coupon_claims_reconcile(grace_seconds=0)  # no reservation, no order holds it
+    assert coupon_uses_taken(coupon_id=coupon.id) == 0
+    assert persisted(buy(product, email="b@x.com", coupon="notrun")).coupon_code == "NOTRUN"
+
+
+def test_a_late_payment_whose_use_could_not_be_retaken_is_counted_by_reconcile(published, monkeypatch):
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="RETAKE")
+    order = persisted(buy(product, coupon="retake"))
+    Order.objects.filter(pk=order.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    expiry.order_expire_due()
+
+    def redis_down(**kwargs):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(payment, "coupon_use_retake", redis_down)
+    pay(order.order_no)
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+    assert coupon_uses_taken(coupon_id=coupon.id) == 0  # the paid order holds no use
+    report = reconcile_run(drift_settle_seconds=0)
+    assert report.coupon_uses_restored == [order.order_no] and report.coupon_uses_returned == []
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+    assert coupon_claims_restore() == []
+    assert coupon_claims_reconcile(grace_seconds=0) == []
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1

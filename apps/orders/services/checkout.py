@@ -162,8 +162,12 @@ def order_checkout(
             input_values=sealed_input,
         )
     except RedisError:
+        # Not given back: a timeout may come after checkout.lua stored the
+        # reservation, and a retry with the idempotency key then gets this
+        # order (one use too many if its use were free again). If the script
+        # never ran, reconciliation gives the use back once no reservation or
+        # order holds it (coupon_claims_reconcile, COUPON_CLAIM_GRACE_SECONDS).
         logger.warning("checkout for %s paused: Redis unreachable", sku)
-        _coupon_give_back(coupon_info, order_no)
         raise SalePaused() from None
     if outcome.code == "ok":
         if outcome.persist_requested:

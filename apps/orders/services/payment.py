@@ -202,7 +202,8 @@ def _coupon_retake_rollback_unsafe(order: Order) -> None:
             coupon_id=order.coupon_id, order_no=order.order_no, buyer=coupon_buyer(order.buyer_identity_list())
         )
     except RedisError:
-        logger.warning("order %s paid late; its coupon use is not counted again (Redis unreachable)", order.order_no)
+        # Reconciliation counts it again (coupon_claims_restore).
+        logger.warning("order %s paid late; its coupon use not counted again yet (Redis unreachable)", order.order_no)
 
 
 def order_to_refund_pending(*, order: Order, reason: str) -> None:
