@@ -10,17 +10,19 @@ calls leaves a claim no order holds: a use lost for a while (never one too
 many), which reconciliation gives back (coupon_claims_reconcile).
 
 Counters lost with Redis are rebuilt from MariaDB and the reservations still
-queued for it, on the next take (P6)."""
+queued for it, on the next take, under the products' persist fences (P6)."""
 
 import json
 import logging
 import time
+from contextlib import ExitStack
 
 from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from apps.core.db_locks import named_lock
+from apps.catalog.models import Product
+from apps.core.db_locks import named_lock, persist_fence
 from apps.orders.exceptions import SalePaused
 from apps.orders.identity import order_number_product_id
 from apps.orders.models import COUNTED_STATUSES, Order
@@ -118,7 +120,28 @@ def _rebuild(coupon_id: int) -> bool:
     coupon = Coupon.objects.using("default").filter(pk=coupon_id).first()
     if coupon is None:
         return False
-    product_ids = list(coupon.products.values_list("id", flat=True)) or gate.stock_warmed_product_ids()
+    # Every product it covers (all of them for a coupon without products):
+    # after a loss, the gate's list of warmed products is no guide.
+    product_ids = sorted(
+        coupon.products.values_list("id", flat=True) or Product.objects.using("default").values_list("id", flat=True)
+    )
+    # The products' persist fences, as warm-up holds one (apps/stock/warmup.py
+    # _warm): a batch read from a queue before Redis lost it lands in MariaDB
+    # before the orders are read here, never after. Taken in id order, so two
+    # rebuilds cannot wait on each other. Not had in time: the counters stay
+    # unknown, the take answers sale_paused, and the next take tries again.
+    with ExitStack() as fences:
+        for product_id in product_ids:
+            held = fences.enter_context(persist_fence(product_id=product_id, timeout=settings.WARM_FENCE_TIMEOUT))
+            if not held:
+                logger.warning("coupon %s: not rebuilt, product %s is being persisted", coupon.code, product_id)
+                return False
+        return _rebuild_fenced(coupon, product_ids)
+
+
+def _rebuild_fenced(coupon: Coupon, product_ids: list[int]) -> bool:
+    """Caller holds the persist fences of `product_ids`."""
+    coupon_id = coupon.id
     now_ms = int(time.time() * 1000)
     claims: dict[str, dict] = {}
     for product_id in product_ids:

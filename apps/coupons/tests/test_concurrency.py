@@ -18,6 +18,8 @@ from apps.orders.models import Order
 from apps.orders.services import fulfilment, persistence
 from apps.orders.services.checkout import order_checkout
 from apps.orders.tests.support import pay, persist_task_marked_waiting, product_with_keys
+from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import coupon_buyers_key, coupon_claims_key, coupon_uses_key, persist_queue_key
 from apps.stock.selectors import stock_remaining
 
 from .factories import CouponFactory
@@ -117,3 +119,72 @@ def test_an_order_keeps_its_checkout_price_whatever_changes_after(published):
     assert order.status == Order.Status.DELIVERED
     assert (order.unit_price, order.discount, order.amount) == (Decimal("4.50"), Decimal("4.50"), Decimal("40.50"))
     assert order.payment_events.get().amount == Decimal("40.50")
+
+
+def _waiting_on_a_named_lock() -> bool:
+    """Is some session of this test run waiting in GET_LOCK (a fence)?"""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'User lock'")
+        return cursor.fetchone()[0] > 0
+
+
+def test_a_coupon_rebuild_waits_for_a_persist_batch_read_before_redis_lost_the_counters(published, monkeypatch):
+    """Review item 3: a batch the persister peeked before Redis lost the
+    coupon's counters (and the queue) commits only after the rebuild read
+    MariaDB. The rebuild holds the products' persist fences, as warm-up does,
+    so it counts that order: the cap of 1 holds."""
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="FENCE", max_uses=1)
+    coupon.products.set([product])
+    persist_task_marked_waiting(product)
+    first = order_checkout(sku=product.sku, email="a@x.com", quantity=1, coupon="fence")
+
+    peeked, go = threading.Event(), threading.Event()
+    real_persist = persistence.order_persist_reservations
+
+    def persist_slowly(**kwargs):
+        peeked.set()
+        assert go.wait(30)
+        return real_persist(**kwargs)
+
+    monkeypatch.setattr(persistence, "order_persist_reservations", persist_slowly)
+    outcome: dict = {}
+
+    def persister():
+        try:
+            persistence.order_persist_queued(product_ids=[product.id])
+        finally:
+            connections.close_all()
+
+    def second_buyer():
+        try:
+            order_checkout(sku=product.sku, email="b@x.com", quantity=1, coupon="fence")
+            outcome["b"] = "ok"
+        except ShopError as error:
+            outcome["b"] = error.code
+        finally:
+            connections.close_all()
+
+    persisting = threading.Thread(target=persister)
+    persisting.start()
+    assert peeked.wait(30)
+    # Redis loses the coupon's counters and the queue the batch was read from.
+    stock_redis().delete(
+        coupon_uses_key(coupon.id),
+        coupon_buyers_key(coupon.id),
+        coupon_claims_key(coupon.id),
+        persist_queue_key(product.id),
+    )
+    buying = threading.Thread(target=second_buyer)
+    buying.start()
+    # Let the second buyer run until it is done or waits on the fence.
+    for _ in range(300):
+        if not buying.is_alive() or _waiting_on_a_named_lock():
+            break
+        buying.join(0.05)
+    go.set()
+    persisting.join(30)
+    buying.join(30)
+    assert Order.objects.filter(order_no=first.order_no, coupon=coupon).exists()
+    assert outcome["b"] == "coupon_used_up", outcome
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
