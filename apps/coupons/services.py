@@ -55,14 +55,7 @@ def coupon_use_take(*, coupon: CouponInfo, order_no: str, buyer: str) -> None:
     """Take one use of the coupon for this order (a no-op if it holds one).
     Raises CouponUsedUp, CouponLimitExceeded; SalePaused if the uses cannot
     be counted; RedisError while Redis is away."""
-    caps = [
-        NO_CAP if coupon.max_uses is None else coupon.max_uses,
-        NO_CAP if coupon.max_uses_per_buyer is None else coupon.max_uses_per_buyer,
-    ]
-    answer = _take(coupon.id, order_no, buyer, caps)
-    if answer == "unknown":
-        coupon_uses_rebuild(coupon_id=coupon.id)
-        answer = _take(coupon.id, order_no, buyer, caps)
+    answer = _take_counted(coupon.id, order_no, buyer, _caps(coupon))
     if answer == "used_up":
         raise CouponUsedUp()
     if answer == "limit_exceeded":
@@ -71,14 +64,35 @@ def coupon_use_take(*, coupon: CouponInfo, order_no: str, buyer: str) -> None:
         raise SalePaused()
 
 
-def coupon_use_retake(*, coupon_id: int, order_no: str, buyer: str) -> None:
-    """An order whose use was given back (it expired, or was cancelled) was
-    paid after all and is delivered at its discounted price: it holds a use
-    again, whatever the caps say (the buyer has paid that price). Raises
-    RedisError."""
-    # "unknown" (not counted since Redis lost them) is fine too: the rebuild
-    # counts this order once it is paid.
-    _take(coupon_id, order_no, buyer, [NO_CAP, NO_CAP])
+def coupon_use_retake(*, coupon_id: int, order_no: str, buyer: str) -> bool:
+    """An order whose use was given back (it expired, or was cancelled) is
+    paid after all: take its use again if the coupon's caps allow, as a late
+    payment takes stock again if keys remain. False when a cap refuses (the
+    payment is then refunded). Raises SalePaused if the uses cannot be
+    counted yet, RedisError while Redis is away (the provider retries)."""
+    coupon = Coupon.objects.using("default").filter(pk=coupon_id).first()
+    if coupon is None:
+        return True  # deleted: nothing counts its uses any more
+    answer = _take_counted(coupon_id, order_no, buyer, _caps(coupon))
+    if answer not in ("ok", "used_up", "limit_exceeded"):
+        raise SalePaused()
+    return answer == "ok"
+
+
+def _caps(coupon: CouponInfo | Coupon) -> list[int]:
+    return [
+        NO_CAP if coupon.max_uses is None else coupon.max_uses,
+        NO_CAP if coupon.max_uses_per_buyer is None else coupon.max_uses_per_buyer,
+    ]
+
+
+def _take_counted(coupon_id: int, order_no: str, buyer: str, caps: list[int]) -> str:
+    """coupon_take.lua's answer, counting the uses from the record first when Redis lost them."""
+    answer = _take(coupon_id, order_no, buyer, caps)
+    if answer == "unknown":
+        coupon_uses_rebuild(coupon_id=coupon_id)
+        answer = _take(coupon_id, order_no, buyer, caps)
+    return answer
 
 
 def _take(coupon_id: int, order_no: str, buyer: str, caps: list[int]) -> str:
@@ -201,7 +215,8 @@ def _reserved(order_no: str) -> bool:
 
 def coupon_claims_restore() -> list[str]:
     """Count again the uses of orders that count but hold no claim: a late
-    payment whose retake met a Redis error (payment._coupon_retake_rollback_unsafe).
+    payment takes its use inside its transaction, and a reconciliation that
+    read the order as expired just before that commit gave the use back.
     A coupon whose counters are unknown is left to its rebuild, which counts
     them. Claims are read before the orders: an order that stops counting
     meanwhile has committed its status before giving its use back, so it is

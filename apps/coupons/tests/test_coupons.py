@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from apps.catalog.models import ProductPriceTier
@@ -20,7 +19,7 @@ from apps.coupons.exceptions import (
     CouponUsedUp,
 )
 from apps.coupons.selectors import coupon_info_get, coupon_uses_taken
-from apps.coupons.services import coupon_claims_reconcile, coupon_claims_restore, coupon_use_take
+from apps.coupons.services import coupon_claims_reconcile, coupon_claims_restore, coupon_use_return, coupon_use_take
 from apps.orders.exceptions import SalePaused, SoldOut
 from apps.orders.models import Order
 from apps.orders.services import expiry, payment, persistence
@@ -336,23 +335,92 @@ def test_a_checkout_timing_out_before_reserving_leaves_a_use_reconcile_gives_bac
     assert persisted(buy(product, email="b@x.com", coupon="notrun")).coupon_code == "NOTRUN"
 
 
-def test_a_late_payment_whose_use_could_not_be_retaken_is_counted_by_reconcile(published, monkeypatch):
+def test_a_paid_order_whose_use_went_back_is_counted_again_by_reconcile(published):
+    """A late payment takes its use inside its transaction; a reconciliation
+    that read the order as expired just before that commit gives the use back
+    (the order did not count then). The paid order holds none: the next run
+    counts it again."""
     product = product_with_keys(keys=5)
     coupon = CouponFactory(code="RETAKE")
     order = persisted(buy(product, coupon="retake"))
     Order.objects.filter(pk=order.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
     expiry.order_expire_due()
-
-    def redis_down(**kwargs):
-        raise RedisConnectionError("Connection refused")
-
-    monkeypatch.setattr(payment, "coupon_use_retake", redis_down)
     pay(order.order_no)
     assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+    assert coupon_use_return(coupon_id=coupon.id, order_no=order.order_no)  # the racing reconcile
     assert coupon_uses_taken(coupon_id=coupon.id) == 0  # the paid order holds no use
     report = reconcile_run(drift_settle_seconds=0)
     assert report.coupon_uses_restored == [order.order_no] and report.coupon_uses_returned == []
     assert coupon_uses_taken(coupon_id=coupon.id) == 1
     assert coupon_claims_restore() == []
     assert coupon_claims_reconcile(grace_seconds=0) == []
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+
+
+def test_a_late_payment_past_the_coupon_cap_goes_to_refund_pending(published, monkeypatch):
+    """Review item 8: as a late payment with no key left is refunded, one whose
+    coupon use went to another buyer meanwhile is refunded too: the cap holds."""
+    refunds = []
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", refunds.append)
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="CAPPED", max_uses=1)
+    late = persisted(buy(product, email="a@x.com", coupon="capped"))
+    Order.objects.filter(pk=late.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    expiry.order_expire_due()
+    persisted(buy(product, email="b@x.com", coupon="capped"))  # the use went to b
+    left = stock_remaining(product_id=product.id)
+    pay(late.order_no)
+    late.refresh_from_db()
+    assert late.status == Order.Status.REFUND_PENDING and "coupon" in late.attention_reason
+    assert refunds == [late.id]
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+    assert stock_remaining(product_id=product.id) == left  # it took no key
+    assert coupon_claims_reconcile(grace_seconds=0) == [] and coupon_claims_restore() == []
+
+
+def test_a_late_payment_past_the_per_buyer_cap_goes_to_refund_pending(published, monkeypatch):
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: None)
+    product = product_with_keys(keys=5, per_buyer_limit=5, max_unpaid_per_buyer=5)
+    coupon = CouponFactory(code="ONCE", max_uses_per_buyer=1)
+    late = persisted(buy(product, email="a@x.com", coupon="once"))
+    Order.objects.filter(pk=late.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    expiry.order_expire_due()
+    persisted(buy(product, email="a@x.com", coupon="once"))  # the same buyer used it again
+    pay(late.order_no)
+    assert Order.objects.get(pk=late.pk).status == Order.Status.REFUND_PENDING
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+
+
+def test_a_late_payment_sold_out_meanwhile_gives_back_the_use_it_took_again(published, monkeypatch):
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: None)
+    product = product_with_keys(keys=1)
+    coupon = CouponFactory(code="SOLD", max_uses=5)
+    late = persisted(buy(product, email="a@x.com", coupon="sold"))
+    Order.objects.filter(pk=late.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    expiry.order_expire_due()
+    persisted(buy(product, email="b@x.com"))  # the last key, without the coupon
+    pay(late.order_no)
+    late.refresh_from_db()
+    assert late.status == Order.Status.REFUND_PENDING and "sold out" in late.attention_reason
+    assert coupon_uses_taken(coupon_id=coupon.id) == 0
+
+
+def test_a_late_payment_meeting_a_redis_error_at_its_coupon_changes_nothing(published, monkeypatch):
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="RETRY")
+    late = persisted(buy(product, coupon="retry"))
+    Order.objects.filter(pk=late.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    expiry.order_expire_due()
+
+    def redis_down(**kwargs):
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    real = payment.coupon_use_retake
+    monkeypatch.setattr(payment, "coupon_use_retake", redis_down)
+    with pytest.raises(RedisTimeoutError):
+        pay(late.order_no)  # rolled back: the provider sends it again
+    assert Order.objects.get(pk=late.pk).status == Order.Status.EXPIRED
+    monkeypatch.setattr(payment, "coupon_use_retake", real)
+    pay(late.order_no)
+    assert Order.objects.get(pk=late.pk).status == Order.Status.PAID
     assert coupon_uses_taken(coupon_id=coupon.id) == 1
