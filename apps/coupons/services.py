@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
@@ -28,7 +29,7 @@ from apps.orders.identity import order_number_product_id
 from apps.orders.models import COUNTED_STATUSES, Order
 from apps.stock import selectors as gate
 from apps.stock.redis import redis_text, stock_redis
-from apps.stock.redis_keys import coupon_buyers_key, coupon_claims_key, coupon_uses_key
+from apps.stock.redis_keys import coupon_buyers_key, coupon_claims_key, coupon_idempotency_key, coupon_uses_key
 from apps.stock.reservations import Reservation
 from apps.stock.scripts import lua_script
 
@@ -51,17 +52,31 @@ def coupon_buyer(buyers) -> str:
     return next((b for b in buyers if b.startswith("e:")), buyers[0])
 
 
-def coupon_use_take(*, coupon: CouponInfo, order_no: str, buyer: str) -> None:
+@dataclass(frozen=True)
+class CouponUse:
+    """The order number holding the use (another request's with the same
+    idempotency key, when that one took it first), and whether this call took it."""
+
+    order_no: str
+    taken_now: bool
+
+
+def coupon_use_take(
+    *, coupon: CouponInfo, order_no: str, buyer: str, product_id: int, idempotency_digest: str = ""
+) -> CouponUse:
     """Take one use of the coupon for this order (a no-op if it holds one).
-    Raises CouponUsedUp, CouponLimitExceeded; SalePaused if the uses cannot
-    be counted; RedisError while Redis is away."""
-    answer = _take_counted(coupon.id, order_no, buyer, _caps(coupon))
-    if answer == "used_up":
+    With an idempotency digest, a request whose key already took a use acts
+    for that key's order number (a double click whose first request has not
+    reserved yet). Raises CouponUsedUp, CouponLimitExceeded; SalePaused if
+    the uses cannot be counted; RedisError while Redis is away."""
+    answer = _take_counted(coupon.id, order_no, buyer, _caps(coupon), product_id=product_id, digest=idempotency_digest)
+    if answer[0] == "used_up":
         raise CouponUsedUp()
-    if answer == "limit_exceeded":
+    if answer[0] == "limit_exceeded":
         raise CouponLimitExceeded()
-    if answer != "ok":
+    if answer[0] not in ("taken", "held"):
         raise SalePaused()
+    return CouponUse(order_no=answer[1], taken_now=answer[0] == "taken")
 
 
 def coupon_use_retake(*, coupon_id: int, order_no: str, buyer: str) -> bool:
@@ -73,10 +88,10 @@ def coupon_use_retake(*, coupon_id: int, order_no: str, buyer: str) -> bool:
     coupon = Coupon.objects.using("default").filter(pk=coupon_id).first()
     if coupon is None:
         return True  # deleted: nothing counts its uses any more
-    answer = _take_counted(coupon_id, order_no, buyer, _caps(coupon))
-    if answer not in ("ok", "used_up", "limit_exceeded"):
+    answer = _take_counted(coupon_id, order_no, buyer, _caps(coupon))[0]
+    if answer not in ("taken", "held", "used_up", "limit_exceeded"):
         raise SalePaused()
-    return answer == "ok"
+    return answer in ("taken", "held")
 
 
 def _caps(coupon: CouponInfo | Coupon) -> list[int]:
@@ -86,17 +101,28 @@ def _caps(coupon: CouponInfo | Coupon) -> list[int]:
     ]
 
 
-def _take_counted(coupon_id: int, order_no: str, buyer: str, caps: list[int]) -> str:
+def _take_counted(
+    coupon_id: int, order_no: str, buyer: str, caps: list[int], *, product_id: int = 0, digest: str = ""
+) -> list[str]:
     """coupon_take.lua's answer, counting the uses from the record first when Redis lost them."""
-    answer = _take(coupon_id, order_no, buyer, caps)
-    if answer == "unknown":
+    answer = _take(coupon_id, order_no, buyer, caps, product_id=product_id, digest=digest)
+    if answer[0] == "unknown":
         coupon_uses_rebuild(coupon_id=coupon_id)
-        answer = _take(coupon_id, order_no, buyer, caps)
+        answer = _take(coupon_id, order_no, buyer, caps, product_id=product_id, digest=digest)
     return answer
 
 
-def _take(coupon_id: int, order_no: str, buyer: str, caps: list[int]) -> str:
-    return redis_text(lua_script("coupon_take")(keys=_keys(coupon_id), args=[order_no, buyer, *caps]))
+def _take(
+    coupon_id: int, order_no: str, buyer: str, caps: list[int], *, product_id: int = 0, digest: str = ""
+) -> list[str]:
+    """[answer, order number] or [answer] (coupon_take.lua)."""
+    # Shorter-lived than checkout's own idempotency record (RESERVATION_TTL +
+    # IDEMPOTENCY_GRACE_SECONDS), set before it: while this names an order
+    # number, checkout.lua answers a reservation of it as a duplicate.
+    ttl = settings.RESERVATION_TTL if digest else 0
+    keys = [*_keys(coupon_id), coupon_idempotency_key(coupon_id, product_id, digest)]
+    reply = lua_script("coupon_take")(keys=keys, args=[order_no, buyer, *caps, ttl])
+    return [redis_text(part) for part in reply]
 
 
 def coupon_use_return(*, coupon_id: int, order_no: str) -> bool:
@@ -233,7 +259,7 @@ def coupon_claims_restore() -> list[str]:
             continue
         for order in counted.exclude(order_no__in=list(held)).only("order_no", "buyer_identities", "buyer_email"):
             buyer = coupon_buyer(order.buyer_identity_list())
-            if _take(coupon_id, order.order_no, buyer, [NO_CAP, NO_CAP]) == "ok":
+            if _take(coupon_id, order.order_no, buyer, [NO_CAP, NO_CAP])[0] == "taken":
                 logger.warning("order %s counts but held no use of coupon %s; counted again", order.order_no, coupon_id)
                 restored.append(order.order_no)
     return restored

@@ -188,3 +188,52 @@ def test_a_coupon_rebuild_waits_for_a_persist_batch_read_before_redis_lost_the_c
     assert Order.objects.filter(order_no=first.order_no, coupon=coupon).exists()
     assert outcome["b"] == "coupon_used_up", outcome
     assert coupon_uses_taken(coupon_id=coupon.id) == 1
+
+
+def test_a_double_click_with_a_one_use_per_buyer_coupon_places_one_order_and_answers_it_twice(monkeypatch):
+    """Review item 6: the second request (same idempotency key) takes its use
+    while the first is between its use and its reservation. It must get the
+    first order, not coupon_limit_exceeded. The first to reach the stock
+    waits until the other request has finished, so the overlap is certain."""
+    from apps.orders.services import checkout as checkout_module
+    from apps.stock import services as stock_services
+
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="DOUBLE", max_uses_per_buyer=1)
+    real_reserve = stock_services.stock_reserve
+    first_in, other_done = threading.Lock(), threading.Event()
+    waited = []
+
+    def reserve(**call):
+        if first_in.acquire(blocking=False):
+            waited.append(other_done.wait(30))
+        return real_reserve(**call)
+
+    monkeypatch.setattr(checkout_module.stock, "stock_reserve", reserve)
+    results, errors = [], []
+    start = threading.Barrier(2)
+
+    def click():
+        start.wait(30)
+        try:
+            results.append(
+                order_checkout(sku=product.sku, email="a@x.com", quantity=1, coupon="double", idempotency_key="k")
+            )
+        except ShopError as error:
+            errors.append(error.code)
+        finally:
+            connections.close_all()
+            if len(results) + len(errors) == 1:  # the first to finish frees the one waiting
+                other_done.set()
+
+    clicks = [threading.Thread(target=click) for _ in range(2)]
+    for thread in clicks:
+        thread.start()
+    for thread in clicks:
+        thread.join(60)
+    assert waited == [True]
+    assert errors == []
+    assert len({(r.order_no, r.access_token) for r in results}) == 1 and len(results) == 2
+    persistence.order_persist_queued()
+    assert Order.objects.filter(product=product, coupon=coupon).count() == 1
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1

@@ -199,7 +199,7 @@ def test_a_use_taken_by_a_checkout_that_died_is_given_back_by_reconcile():
     CouponFactory(code="CRASH", max_uses=1)
     coupon = coupon_info_get(code="crash")
     # The process took the use, then died before checkout.lua ran.
-    coupon_use_take(coupon=coupon, order_no=f"261129-{product.id}-DEADBEEF0000", buyer="e:x")
+    coupon_use_take(coupon=coupon, order_no=f"261129-{product.id}-DEADBEEF0000", buyer="e:x", product_id=product.id)
     with pytest.raises(CouponUsedUp):
         buy(product, coupon="crash")
     assert coupon_claims_reconcile() == []  # young: it may still be on its way
