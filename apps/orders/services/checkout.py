@@ -189,9 +189,16 @@ def order_checkout(
     # back, unless the first order is this very number (another request of
     # the same key reserved it: the use is that order's). A use another
     # request took stays with it.
-    first_is_this = outcome.code == "duplicate" and _idempotency_value_read(outcome.idempotency_value)[0] == order_no
-    if coupon_use is not None and coupon_use.taken_now and not first_is_this:
-        _coupon_give_back(coupon_info, order_no)
+    if coupon_use is not None and coupon_use.taken_now:
+        # A refusal that comes before checkout.lua's idempotency check (the
+        # rate limit) can follow the other request's reservation of it.
+        first = (
+            outcome.idempotency_value
+            if outcome.code == "duplicate"
+            else _idempotency_value_get(product_id=product.id, digest=digest)
+        )
+        if first is None or _idempotency_value_read(first)[0] != order_no:
+            _coupon_give_back(coupon_info, order_no)
     if outcome.code == "duplicate":
         return _first_order(outcome.idempotency_value, fingerprint=fingerprint, product_id=product.id)
     raise _checkout_refusal(outcome)
