@@ -237,3 +237,52 @@ def test_a_double_click_with_a_one_use_per_buyer_coupon_places_one_order_and_ans
     persistence.order_persist_queued()
     assert Order.objects.filter(product=product, coupon=coupon).count() == 1
     assert coupon_uses_taken(coupon_id=coupon.id) == 1
+
+
+def test_a_double_click_whose_first_request_is_rate_limited_after_the_second_reserved_keeps_the_use(monkeypatch):
+    """The request that took the use is refused by the rate limit (answered
+    before checkout.lua's idempotency check) once the other request of the
+    same key has reserved its order number: the use stays with that order."""
+    from apps.orders.services import checkout as checkout_module
+    from apps.stock import services as stock_services
+
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="RATED", max_uses=1)
+    real_reserve = stock_services.stock_reserve
+    first_in, other_done = threading.Lock(), threading.Event()
+
+    def reserve(**call):
+        if first_in.acquire(blocking=False):
+            assert other_done.wait(30)
+            return stock_services.ReserveOutcome(code="rate_limited", retry_after_ms=1000)
+        return real_reserve(**call)
+
+    monkeypatch.setattr(checkout_module.stock, "stock_reserve", reserve)
+    results, errors = [], []
+    start = threading.Barrier(2)
+
+    def click():
+        start.wait(30)
+        try:
+            results.append(
+                order_checkout(sku=product.sku, email="a@x.com", quantity=1, coupon="rated", idempotency_key="k")
+            )
+        except ShopError as error:
+            errors.append(error.code)
+        finally:
+            connections.close_all()
+            if len(results) + len(errors) == 1:  # the first to finish frees the one waiting
+                other_done.set()
+
+    clicks = [threading.Thread(target=click) for _ in range(2)]
+    for thread in clicks:
+        thread.start()
+    for thread in clicks:
+        thread.join(60)
+    assert errors == ["rate_limited"] and len(results) == 1
+    persistence.order_persist_queued()
+    assert Order.objects.filter(order_no=results[0].order_no, coupon=coupon).exists()
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+    with pytest.raises(ShopError) as refused:
+        order_checkout(sku=product.sku, email="b@x.com", quantity=1, coupon="rated")
+    assert refused.value.code == "coupon_used_up"
