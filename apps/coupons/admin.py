@@ -26,11 +26,25 @@ class CouponAdmin(admin.ModelAdmin):
     filter_horizontal = ("products",)
     readonly_fields = ("uses_taken", "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("code", "is_active", "kind", "value")}),
+        (
+            None,
+            {
+                "fields": ("code", "is_active", "kind", "value"),
+                "description": _(
+                    "Turn a coupon off (untick “active”) to end it; coupons are not deleted, "
+                    "so orders placed with one keep it."
+                ),
+            },
+        ),
         (_("Where and when"), {"fields": ("products", "valid_from", "valid_until")}),
         (_("Uses"), {"fields": ("max_uses", "max_uses_per_buyer", "uses_taken")}),
         (None, {"fields": ("created_at", "updated_at")}),
     )
+
+    def has_delete_permission(self, request, obj=None):
+        # Orders (and reservations still queued for MariaDB) name the coupon;
+        # turning it off ends it without touching them.
+        return False
 
     @admin.display(description=_("uses taken"))
     def uses_taken(self, coupon):

@@ -30,11 +30,14 @@ class Order(models.Model):
     # (apps/orders/pricing.py), fixed at checkout.
     amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
     # The coupon checkout applied, and what it took off (amount is after it).
-    # PROTECT: the coupon's uses are given back by its id; a merchant ends a
-    # coupon by turning it off.
+    # A merchant ends a coupon by turning it off (the admin cannot delete
+    # one). SET_NULL, not PROTECT: PROTECT guards only orders already written,
+    # while reservations still queued with the coupon would then be refused
+    # by the foreign key and lost; coupon_code and discount keep what the
+    # order was placed with.
     coupon = models.ForeignKey(
         "coupons.Coupon",
-        on_delete=models.PROTECT,
+        on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="orders",

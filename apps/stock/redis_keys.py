@@ -130,3 +130,10 @@ def coupon_claims_key(coupon_id: int) -> str:
     """Hash: order number -> {"buyer", "at" (ms)}: which order holds each use,
     so a use is given back once (expiry, cancel, refund, a refused checkout)."""
     return _coupon(coupon_id, "claims")
+
+
+def coupon_idempotency_key(coupon_id: int, product_id: int, digest: str) -> str:
+    """The order number a checkout's idempotency key (its digest; the product
+    is the other half of its scope) took this coupon's use for, so a double
+    click or a retry acts for that order."""
+    return _coupon(coupon_id, f"idem:{product_id}:{digest}")

@@ -71,3 +71,17 @@ def test_tiers_and_fields_saved_in_the_product_admin_reach_the_gate(admin_client
     assert refused.status_code == 200 and "这不是有效的正则表达式。" in refused.content.decode()
     assert ProductInputField.objects.get(product=product).pattern == "[0-9]+"
     assert Decimal(redis_text(stock_redis().hget(rules_key(product.id), "tiers")).split(":")[1]) == Decimal("8.00")
+
+
+def test_a_merchant_turns_a_coupon_off_rather_than_deleting_it(admin_client):
+    coupon = Coupon.objects.create(code="OFF", kind="fixed", value=Decimal("1.00"))
+    page = admin_client.get(f"/admin/coupons/coupon/{coupon.id}/change/", headers={"Accept-Language": "en"})
+    text = page.content.decode()
+    assert "Turn a coupon off (untick" in text
+    assert f"/admin/coupons/coupon/{coupon.id}/delete/" not in text
+    assert admin_client.post(f"/admin/coupons/coupon/{coupon.id}/delete/", {"post": "yes"}).status_code == 403
+    bulk = admin_client.post(
+        "/admin/coupons/coupon/", {"action": "delete_selected", "_selected_action": [coupon.id], "post": "yes"}
+    )
+    assert bulk.status_code in (200, 302)
+    assert Coupon.objects.filter(pk=coupon.pk).exists()

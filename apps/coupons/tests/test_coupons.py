@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from apps.catalog.models import ProductPriceTier
 from apps.coupons.exceptions import (
@@ -18,12 +19,13 @@ from apps.coupons.exceptions import (
     CouponUsedUp,
 )
 from apps.coupons.selectors import coupon_info_get, coupon_uses_taken
-from apps.coupons.services import coupon_claims_reconcile, coupon_use_take
-from apps.orders.exceptions import SoldOut
+from apps.coupons.services import coupon_claims_reconcile, coupon_claims_restore, coupon_use_return, coupon_use_take
+from apps.orders.exceptions import SalePaused, SoldOut
 from apps.orders.models import Order
 from apps.orders.services import expiry, payment, persistence
 from apps.orders.services.cancel import order_cancel
 from apps.orders.services.checkout import order_checkout
+from apps.orders.services.reconcile import reconcile_run
 from apps.orders.tests.support import pay, persist_task_marked_waiting, product_with_keys
 from apps.stock import services as stock_services
 from apps.stock.redis import stock_redis
@@ -197,7 +199,7 @@ def test_a_use_taken_by_a_checkout_that_died_is_given_back_by_reconcile():
     CouponFactory(code="CRASH", max_uses=1)
     coupon = coupon_info_get(code="crash")
     # The process took the use, then died before checkout.lua ran.
-    coupon_use_take(coupon=coupon, order_no=f"261129-{product.id}-DEADBEEF0000", buyer="e:x")
+    coupon_use_take(coupon=coupon, order_no=f"261129-{product.id}-DEADBEEF0000", buyer="e:x", product_id=product.id)
     with pytest.raises(CouponUsedUp):
         buy(product, coupon="crash")
     assert coupon_claims_reconcile() == []  # young: it may still be on its way
@@ -253,3 +255,172 @@ def test_gates_distrusted_after_a_redis_restart_drop_the_coupon_counters_too(mon
     stock_warm(product=product)  # the product's gate is rebuilt too
     buy(product, email="b@x.com", coupon="restart")  # recounted from the record first
     assert coupon_uses_taken(coupon_id=coupon.id) == 2
+
+
+def test_a_coupon_deleted_while_its_order_is_queued_still_becomes_that_order(published):
+    """Review item 7: a 202 is a promise. The coupon row may vanish (a shell,
+    a fixture) while a reservation with it still waits for MariaDB: the order
+    is written with the code and the discount it was placed with."""
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="GONE", kind="fixed", value=Decimal("1.00"))
+    persist_task_marked_waiting(product)
+    queued = buy(product, coupon="gone")
+    others = [buy(product, email=f"n{i}@x.com") for i in range(2)]  # in the same batch
+    coupon.delete()
+    persistence.order_persist_queued()
+    order = Order.objects.get(order_no=queued.order_no)
+    assert (order.coupon_id, order.coupon_code, order.discount, order.amount) == (
+        None,
+        "GONE",
+        Decimal("1.00"),
+        Decimal("8.90"),
+    )
+    assert Order.objects.filter(order_no__in=[o.order_no for o in others]).count() == 2
+
+
+def test_deleting_a_coupon_keeps_its_orders_and_their_code(published):
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="KEPT", kind="fixed", value=Decimal("1.00"))
+    order = persisted(buy(product, coupon="kept"))
+    coupon.delete()  # no longer refused by the orders that used it
+    order.refresh_from_db()
+    assert (order.coupon_id, order.coupon_code, order.discount) == (None, "KEPT", Decimal("1.00"))
+
+
+def _reserve_then_time_out(monkeypatch, *, ran: bool):
+    """stock_reserve as a Redis timeout sees it: the script ran (or not), the answer was lost."""
+    real = stock_services.stock_reserve
+
+    def timed_out(**call):
+        if ran:
+            real(**call)
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(stock_services, "stock_reserve", timed_out)
+    return real
+
+
+def test_a_checkout_timing_out_after_reserving_keeps_its_use_so_the_cap_holds(published, monkeypatch):
+    """Review item 2: the timeout came after checkout.lua stored the
+    reservation. Giving the use back then lets a retry get that order
+    (duplicate) while another buyer takes the use: one use over the cap."""
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="TIMEOUT", max_uses=1)
+    real = _reserve_then_time_out(monkeypatch, ran=True)
+    with pytest.raises(SalePaused):
+        buy(product, email="a@x.com", coupon="timeout", key="k-1")
+    monkeypatch.setattr(stock_services, "stock_reserve", real)
+    retry = buy(product, email="a@x.com", coupon="timeout", key="k-1")
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+    with pytest.raises(CouponUsedUp):
+        buy(product, email="b@x.com", coupon="timeout")
+    # Reconciliation leaves it: the gate holds the reservation, then MariaDB the order.
+    assert coupon_claims_reconcile(grace_seconds=0) == []
+    assert persisted(retry).coupon_code == "TIMEOUT"
+    assert coupon_claims_reconcile(grace_seconds=0) == []
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+
+
+def test_a_checkout_timing_out_before_reserving_leaves_a_use_reconcile_gives_back(monkeypatch):
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="NOTRUN", max_uses=1)
+    real = _reserve_then_time_out(monkeypatch, ran=False)
+    with pytest.raises(SalePaused):
+        buy(product, email="a@x.com", coupon="notrun")
+    monkeypatch.setattr(stock_services, "stock_reserve", real)
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1  # ambiguous: kept, not given back
+    assert coupon_claims_reconcile() == []  # within COUPON_CLAIM_GRACE_SECONDS: it may be on its way
+    [orphan] = coupon_claims_reconcile(grace_seconds=0)  # no reservation, no order holds it
+    assert coupon_uses_taken(coupon_id=coupon.id) == 0
+    assert persisted(buy(product, email="b@x.com", coupon="notrun")).coupon_code == "NOTRUN"
+
+
+def test_a_paid_order_whose_use_went_back_is_counted_again_by_reconcile(published):
+    """A late payment takes its use inside its transaction; a reconciliation
+    that read the order as expired just before that commit gives the use back
+    (the order did not count then). The paid order holds none: the next run
+    counts it again."""
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="RETAKE")
+    order = persisted(buy(product, coupon="retake"))
+    Order.objects.filter(pk=order.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    expiry.order_expire_due()
+    pay(order.order_no)
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
+    assert coupon_use_return(coupon_id=coupon.id, order_no=order.order_no)  # the racing reconcile
+    assert coupon_uses_taken(coupon_id=coupon.id) == 0  # the paid order holds no use
+    report = reconcile_run(drift_settle_seconds=0)
+    assert report.coupon_uses_restored == [order.order_no] and report.coupon_uses_returned == []
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+    assert coupon_claims_restore() == []
+    assert coupon_claims_reconcile(grace_seconds=0) == []
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+
+
+def test_a_late_payment_past_the_coupon_cap_goes_to_refund_pending(published, monkeypatch):
+    """Review item 8: as a late payment with no key left is refunded, one whose
+    coupon use went to another buyer meanwhile is refunded too: the cap holds."""
+    refunds = []
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", refunds.append)
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="CAPPED", max_uses=1)
+    late = persisted(buy(product, email="a@x.com", coupon="capped"))
+    Order.objects.filter(pk=late.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    expiry.order_expire_due()
+    persisted(buy(product, email="b@x.com", coupon="capped"))  # the use went to b
+    left = stock_remaining(product_id=product.id)
+    pay(late.order_no)
+    late.refresh_from_db()
+    assert late.status == Order.Status.REFUND_PENDING and "coupon" in late.attention_reason
+    assert refunds == [late.id]
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+    assert stock_remaining(product_id=product.id) == left  # it took no key
+    assert coupon_claims_reconcile(grace_seconds=0) == [] and coupon_claims_restore() == []
+
+
+def test_a_late_payment_past_the_per_buyer_cap_goes_to_refund_pending(published, monkeypatch):
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: None)
+    product = product_with_keys(keys=5, per_buyer_limit=5, max_unpaid_per_buyer=5)
+    coupon = CouponFactory(code="ONCE", max_uses_per_buyer=1)
+    late = persisted(buy(product, email="a@x.com", coupon="once"))
+    Order.objects.filter(pk=late.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    expiry.order_expire_due()
+    persisted(buy(product, email="a@x.com", coupon="once"))  # the same buyer used it again
+    pay(late.order_no)
+    assert Order.objects.get(pk=late.pk).status == Order.Status.REFUND_PENDING
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+
+
+def test_a_late_payment_sold_out_meanwhile_gives_back_the_use_it_took_again(published, monkeypatch):
+    monkeypatch.setattr("apps.payments.tasks.refund_order_task.delay", lambda order_id: None)
+    product = product_with_keys(keys=1)
+    coupon = CouponFactory(code="SOLD", max_uses=5)
+    late = persisted(buy(product, email="a@x.com", coupon="sold"))
+    Order.objects.filter(pk=late.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    expiry.order_expire_due()
+    persisted(buy(product, email="b@x.com"))  # the last key, without the coupon
+    pay(late.order_no)
+    late.refresh_from_db()
+    assert late.status == Order.Status.REFUND_PENDING and "sold out" in late.attention_reason
+    assert coupon_uses_taken(coupon_id=coupon.id) == 0
+
+
+def test_a_late_payment_meeting_a_redis_error_at_its_coupon_changes_nothing(published, monkeypatch):
+    product = product_with_keys(keys=5)
+    coupon = CouponFactory(code="RETRY")
+    late = persisted(buy(product, coupon="retry"))
+    Order.objects.filter(pk=late.pk).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    expiry.order_expire_due()
+
+    def redis_down(**kwargs):
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    real = payment.coupon_use_retake
+    monkeypatch.setattr(payment, "coupon_use_retake", redis_down)
+    with pytest.raises(RedisTimeoutError):
+        pay(late.order_no)  # rolled back: the provider sends it again
+    assert Order.objects.get(pk=late.pk).status == Order.Status.EXPIRED
+    monkeypatch.setattr(payment, "coupon_use_retake", real)
+    pay(late.order_no)
+    assert Order.objects.get(pk=late.pk).status == Order.Status.PAID
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1

@@ -126,13 +126,19 @@ def order_checkout(
     sealed_input = input_values_seal(input_values_clean(fields=product.input_fields, values=fields))
     coupon_info = coupon_for_checkout(code=coupon_code, product_id=product.id) if coupon_code else None
     order_no = order_number_new(product_id=product.id)
-    token = access_token_for(order_no=order_no)
     digest = idempotency_digest(email=buyer_email, key=idempotency_key) if idempotency_key else ""
     fingerprint = idempotency_fingerprint(sku=sku, quantity=quantity, email=email) if digest else ""
     buyers = buyer_identities(email=buyer_email, product=product, context=buyer)
+    coupon_use = None
     if coupon_info is not None:
         try:
-            coupon_use_take(coupon=coupon_info, order_no=order_no, buyer=coupon_buyer(buyers))
+            coupon_use = coupon_use_take(
+                coupon=coupon_info,
+                order_no=order_no,
+                buyer=coupon_buyer(buyers),
+                product_id=product.id,
+                idempotency_digest=digest,
+            )
         except RedisError:
             logger.warning("checkout for %s paused: Redis unreachable", sku)
             raise SalePaused() from None
@@ -143,6 +149,12 @@ def order_checkout(
             if first is None:
                 raise
             return _first_order(first, fingerprint=fingerprint, product_id=product.id)
+        # A double click: the first request of this idempotency key took the
+        # use for its order number and may not have reserved yet. This one
+        # reserves that same number; checkout.lua answers whichever comes
+        # second with the first's order (duplicate).
+        order_no = coupon_use.order_no
+    token = access_token_for(order_no=order_no)
     try:
         outcome = stock.stock_reserve(
             product_id=product.id,
@@ -162,15 +174,31 @@ def order_checkout(
             input_values=sealed_input,
         )
     except RedisError:
+        # Not given back: a timeout may come after checkout.lua stored the
+        # reservation, and a retry with the idempotency key then gets this
+        # order (one use too many if its use were free again). If the script
+        # never ran, reconciliation gives the use back once no reservation or
+        # order holds it (coupon_claims_reconcile, COUPON_CLAIM_GRACE_SECONDS).
         logger.warning("checkout for %s paused: Redis unreachable", sku)
-        _coupon_give_back(coupon_info, order_no)
         raise SalePaused() from None
     if outcome.code == "ok":
         if outcome.persist_requested:
             persistence.order_persist_request_rollback_unsafe(product_id=product.id)
         return CheckoutResult(order_no=order_no, access_token=token, status=Order.Status.QUEUED, product_id=product.id)
-    # Refused, or answered with the first order: this order number holds no use.
-    _coupon_give_back(coupon_info, order_no)
+    # Refused, or answered with the first order: the use this call took goes
+    # back, unless the first order is this very number (another request of
+    # the same key reserved it: the use is that order's). A use another
+    # request took stays with it.
+    if coupon_use is not None and coupon_use.taken_now:
+        # A refusal that comes before checkout.lua's idempotency check (the
+        # rate limit) can follow the other request's reservation of it.
+        first = (
+            outcome.idempotency_value
+            if outcome.code == "duplicate"
+            else _idempotency_value_get(product_id=product.id, digest=digest)
+        )
+        if first is None or _idempotency_value_read(first)[0] != order_no:
+            _coupon_give_back(coupon_info, order_no)
     if outcome.code == "duplicate":
         return _first_order(outcome.idempotency_value, fingerprint=fingerprint, product_id=product.id)
     raise _checkout_refusal(outcome)

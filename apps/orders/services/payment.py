@@ -181,28 +181,25 @@ def _reservation_pending(order_no: str) -> bool:
 
 def _order_late_payment(order: Order) -> None:
     """Paid after its reservation expired (or the buyer cancelled it): deliver
-    if stock remains, else refund.
+    if its coupon's use (given back at expiry) can be taken again within the
+    caps and stock remains, else refund.
 
     A Redis error propagates: the transaction rolls back and the provider
-    retries, rather than the order taking keys the gate still offers others."""
+    retries, rather than the order taking keys the gate still offers others.
+    A use taken before such a rollback belongs to an order that does not
+    count: reconciliation gives it back (coupon_claims_reconcile)."""
+    if order.coupon_id is not None and not coupon_use_retake(
+        coupon_id=order.coupon_id, order_no=order.order_no, buyer=coupon_buyer(order.buyer_identity_list())
+    ):
+        order_to_refund_pending(order=order, reason="paid after the reservation expired; coupon used up meanwhile")
+        return
     taken = stock.stock_rereserve(product_id=order.product_id, reservation=Reservation.from_order(order, paid=True))
     if taken == 0:
+        # Refunding gives the coupon use taken above back too.
         order_to_refund_pending(order=order, reason="paid after the reservation expired; sold out meanwhile")
         return
     # taken == -1: the gate is not warmed; its rebuild counts this paid order.
     _order_to_paid(order)
-    if order.coupon_id is not None:
-        # Its coupon use went back at expiry; delivered at the discounted price, it holds one again.
-        transaction.on_commit(lambda: _coupon_retake_rollback_unsafe(order))
-
-
-def _coupon_retake_rollback_unsafe(order: Order) -> None:
-    try:
-        coupon_use_retake(
-            coupon_id=order.coupon_id, order_no=order.order_no, buyer=coupon_buyer(order.buyer_identity_list())
-        )
-    except RedisError:
-        logger.warning("order %s paid late; its coupon use is not counted again (Redis unreachable)", order.order_no)
 
 
 def order_to_refund_pending(*, order: Order, reason: str) -> None:

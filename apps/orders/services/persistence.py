@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 
 from apps.core.db_locks import persist_fence
+from apps.coupons.models import Coupon
 
 # The module, not its names: the persist task calls back into this one.
 from apps.orders import tasks
@@ -37,6 +38,7 @@ def order_persist_reservations(*, product_id: int, reservations: list[Reservatio
     were new."""
     orders = [_order_from_reservation(product_id=product_id, reservation=r) for r in reservations]
     with transaction.atomic(durable=True):
+        _coupons_gone_unset(orders)
         existing = set(
             Order.objects.filter(order_no__in=[o.order_no for o in orders]).values_list("order_no", flat=True)
         )
@@ -44,6 +46,21 @@ def order_persist_reservations(*, product_id: int, reservations: list[Reservatio
         # Plain INSERT: IGNORE would turn a bad value into a silent truncation.
         Order.objects.bulk_create(new)
     return len(new)
+
+
+def _coupons_gone_unset(orders: list[Order]) -> None:
+    """A reservation whose coupon row was deleted since checkout still
+    becomes its order (a 202 is a promise): without the link, with the code
+    and discount it was placed with. A deletion after this look makes the
+    insert fail on the foreign key; the one-by-one retry looks again."""
+    coupon_ids = {o.coupon_id for o in orders if o.coupon_id is not None}
+    if not coupon_ids:
+        return
+    present = set(Coupon.objects.filter(id__in=coupon_ids).values_list("id", flat=True))
+    for order in orders:
+        if order.coupon_id is not None and order.coupon_id not in present:
+            logger.warning("order %s: coupon %s was deleted; kept as its code", order.order_no, order.coupon_code)
+            order.coupon_id = None
 
 
 def _order_from_reservation(*, product_id: int, reservation: Reservation) -> Order:

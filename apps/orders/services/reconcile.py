@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
 from apps.core import metrics
-from apps.coupons.services import coupon_claims_reconcile
+from apps.coupons.services import coupon_claims_reconcile, coupon_claims_restore
 from apps.stock.reconcile import GateRepairReport, gates_repair
 from apps.stock.warmup import gates_check_redis_restart
 
@@ -32,6 +32,7 @@ class ReconcileReport(GateRepairReport):
     expired: int = 0
     needs_attention: int = 0
     coupon_uses_returned: list[str] = field(default_factory=list)
+    coupon_uses_restored: list[str] = field(default_factory=list)
     # Paid orders of manual-delivery products waiting for the merchant past
     # MANUAL_DELIVERY_SLA_HOURS (fulfilment never re-drives them: a person delivers).
     manual_overdue: list[str] = field(default_factory=list)
@@ -57,6 +58,7 @@ class ReconcileReport(GateRepairReport):
             _("stock drift fixed: %(drift)s") % {"drift": drift},
             _("orders needing attention: %(n)s") % {"n": self.needs_attention},
             listed(_("coupon uses given back"), self.coupon_uses_returned),
+            listed(_("coupon uses counted again"), self.coupon_uses_restored),
             listed(_("manual deliveries overdue"), self.manual_overdue),
         ]
         out += [_("error: %(error)s") % {"error": e} for e in self.errors]
@@ -76,6 +78,7 @@ class ReconcileReport(GateRepairReport):
             or self.rewarmed
             or self.drift_fixed
             or self.coupon_uses_returned
+            or self.coupon_uses_restored
         )
 
 
@@ -100,6 +103,7 @@ def reconcile_run(*, drift_settle_seconds: float = 1.0) -> ReconcileReport:
         report.errors.append(f"delivery mails: {type(exc).__name__}: {exc}")
     try:
         report.coupon_uses_returned = coupon_claims_reconcile()
+        report.coupon_uses_restored = coupon_claims_restore()
     except (RedisError, DatabaseError) as exc:
         report.errors.append(f"coupon uses: {type(exc).__name__}: {exc}")
     gates_repair(report, drift_settle_seconds=drift_settle_seconds)
