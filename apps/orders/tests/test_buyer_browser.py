@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -95,6 +96,9 @@ def test_the_mail_link_opens_the_order_and_its_keys_in_a_fresh_browser(
 def test_my_orders_lists_this_browsers_two_orders_and_none_in_a_fresh_one(
     live_server, browser, screenshots, locale, viewport
 ):
+    # A shop with many products: order numbers carry five-digit product ids.
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE catalog_product AUTO_INCREMENT = 10000")
     first = product_with_keys(keys=2, title="Steam 50")
     second = product_with_keys(keys=2, title="Xbox 200")
     context = _context(browser, viewport=viewport, locale=locale)
