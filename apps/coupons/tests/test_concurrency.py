@@ -210,27 +210,7 @@ def test_a_double_click_with_a_one_use_per_buyer_coupon_places_one_order_and_ans
         return real_reserve(**call)
 
     monkeypatch.setattr(checkout_module.stock, "stock_reserve", reserve)
-    results, errors = [], []
-    start = threading.Barrier(2)
-
-    def click():
-        start.wait(30)
-        try:
-            results.append(
-                order_checkout(sku=product.sku, email="a@x.com", quantity=1, coupon="double", idempotency_key="k")
-            )
-        except ShopError as error:
-            errors.append(error.code)
-        finally:
-            connections.close_all()
-            if len(results) + len(errors) == 1:  # the first to finish frees the one waiting
-                other_done.set()
-
-    clicks = [threading.Thread(target=click) for _ in range(2)]
-    for thread in clicks:
-        thread.start()
-    for thread in clicks:
-        thread.join(60)
+    results, errors = _double_click(product, coupon="double", other_done=other_done)
     assert waited == [True]
     assert errors == []
     assert len({(r.order_no, r.access_token) for r in results}) == 1 and len(results) == 2
@@ -258,6 +238,19 @@ def test_a_double_click_whose_first_request_is_rate_limited_after_the_second_res
         return real_reserve(**call)
 
     monkeypatch.setattr(checkout_module.stock, "stock_reserve", reserve)
+    results, errors = _double_click(product, coupon="rated", other_done=other_done)
+    assert errors == ["rate_limited"] and len(results) == 1
+    persistence.order_persist_queued()
+    assert Order.objects.filter(order_no=results[0].order_no, coupon=coupon).exists()
+    assert coupon_uses_taken(coupon_id=coupon.id) == 1
+    with pytest.raises(ShopError) as refused:
+        order_checkout(sku=product.sku, email="b@x.com", quantity=1, coupon="rated")
+    assert refused.value.code == "coupon_used_up"
+
+
+def _double_click(product, *, coupon: str, other_done: threading.Event) -> tuple[list, list[str]]:
+    """Two checkouts of one idempotency key at once (a double click): their
+    results and refusal codes. The first to finish sets `other_done`."""
     results, errors = [], []
     start = threading.Barrier(2)
 
@@ -265,7 +258,7 @@ def test_a_double_click_whose_first_request_is_rate_limited_after_the_second_res
         start.wait(30)
         try:
             results.append(
-                order_checkout(sku=product.sku, email="a@x.com", quantity=1, coupon="rated", idempotency_key="k")
+                order_checkout(sku=product.sku, email="a@x.com", quantity=1, coupon=coupon, idempotency_key="k")
             )
         except ShopError as error:
             errors.append(error.code)
@@ -279,10 +272,4 @@ def test_a_double_click_whose_first_request_is_rate_limited_after_the_second_res
         thread.start()
     for thread in clicks:
         thread.join(60)
-    assert errors == ["rate_limited"] and len(results) == 1
-    persistence.order_persist_queued()
-    assert Order.objects.filter(order_no=results[0].order_no, coupon=coupon).exists()
-    assert coupon_uses_taken(coupon_id=coupon.id) == 1
-    with pytest.raises(ShopError) as refused:
-        order_checkout(sku=product.sku, email="b@x.com", quantity=1, coupon="rated")
-    assert refused.value.code == "coupon_used_up"
+    return results, errors
