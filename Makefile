@@ -17,14 +17,14 @@ ifeq ($(origin SITE_URL)$(shell grep -s '^SITE_URL=' .env),undefined)
 run seed: export SITE_URL = http://$(HOST):$(PORT)
 endif
 
-.PHONY: run test lint format requirements pre-commit system-deps browser-deps venv services database migrate messages static seed bench-import clean
+.PHONY: run test lint format requirements pre-commit system-deps browser-deps k8s-tools venv services database migrate messages static seed bench-import clean
 
 run: system-deps venv services database migrate messages static seed
 	HOST=$(HOST) PORT=$(PORT) WEB_WORKERS=$(WEB_WORKERS) scripts/run_all.sh
 
 # The suite includes a smoke run of the benchmark's correctness gates, so it
 # installs the bench tools too.
-test: lint browser-deps venv bench-deps services messages
+test: lint browser-deps venv bench-deps services messages k8s-tools
 	DJANGO_SETTINGS_MODULE=cardshop.settings.test $(PY) -m pytest $(PYTEST_ARGS)
 
 # ruff (pyproject.toml): lint rules and the formatter. A lint error fails `make test`.
@@ -39,6 +39,10 @@ format: venv
 
 system-deps:
 	@scripts/ensure_system_packages.sh
+
+# The pinned kubectl whose kustomize renders deploy/k8s (tests/test_k8s_manifests.py).
+k8s-tools: venv
+	@scripts/ensure_kubectl.sh >/dev/null
 
 # The browser tests drive Debian's chromium.
 browser-deps:
