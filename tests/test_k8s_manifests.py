@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -458,7 +459,7 @@ def test_nginx_mounts_static_media_and_its_conf_where_the_conf_expects(rendered)
     mounts = {m["mountPath"] for m in nginx["volumeMounts"]}
     for alias in re.findall(r"alias (\S+)/;", conf):
         assert alias in mounts, f"nginx serves {alias} but nothing is mounted there"
-    assert re.search(r"listen 80 default_server", conf) and nginx["ports"][0]["containerPort"] == 80
+    assert re.search(r"listen 80 default_server", conf) and 80 in [p["containerPort"] for p in nginx["ports"]]
     assert {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"} in spec["securityContext"]["sysctls"]
     web_media = {m["mountPath"]: m["name"] for m in container(objects, "web")["volumeMounts"]}
     assert "/app/var/media" in web_media, "web writes uploads to MEDIA_ROOT (/app/var/media in the image)"
@@ -602,3 +603,154 @@ def test_deploy_script_stops_before_the_rollout_when_migrate_fails(tree, kubectl
     applies = [c for c in calls if c.startswith("apply -f ") and " -l " not in c and " -f -" not in c]
     assert applies == [], f"rolled out after a failed migration: {applies}"
     assert not [c for c in calls if "rollout status" in c]
+
+
+# --- Production's nginx: the same configuration, with TLS ending in it
+
+PRODUCTION_CONF = K8S / "overlays" / "production" / "nginx" / "cardshop.conf"
+TLS_LINE = re.compile(r"^\s*(#.*|listen 443 ssl default_server;|ssl_[a-z_]+ [^;]+;)?$")
+
+
+def test_production_nginx_conf_only_adds_tls():
+    import difflib
+
+    base = (ROOT / "deploy/nginx/cardshop.conf").read_text().splitlines()
+    production = PRODUCTION_CONF.read_text().splitlines()
+    diff = [line for line in difflib.ndiff(base, production) if line[:2] in ("- ", "+ ")]
+    removed = [line for line in diff if line.startswith("- ")]
+    added = [line[2:] for line in diff if line.startswith("+ ")]
+    assert not removed, f"production's nginx conf drops lines of deploy/nginx/cardshop.conf: {removed}"
+    assert all(TLS_LINE.match(line) for line in added), [line for line in added if not TLS_LINE.match(line)]
+    assert "    listen 443 ssl default_server;" in added
+    # The certificate paths are where the nginx Deployment mounts the Secret nginx-tls.
+    tls_dir = {
+        re.search(r"ssl_certificate(?:_key)? (\S+)/[^/]+;", line).group(1)
+        for line in added
+        if "ssl_certificate" in line
+    }
+    assert tls_dir == {"/etc/nginx/tls"}
+
+
+def test_production_nginx_mounts_the_tls_secret_and_serves_443(rendered):
+    objects = rendered["production"]
+    spec = one(objects, "Deployment", "nginx")["spec"]["template"]["spec"]
+    (nginx,) = spec["containers"]
+    (mount,) = [m for m in nginx["volumeMounts"] if m["mountPath"] == "/etc/nginx/tls"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "nginx-tls"
+    assert {p["containerPort"] for p in nginx["ports"]} == {80, 443}
+    service = one(objects, "Service", "nginx")["spec"]
+    assert {p["port"] for p in service["ports"]} == {80, 443} and service["type"] == "LoadBalancer"
+    (conf_volume,) = [v for v in spec["volumes"] if v["name"] == "conf"]
+    (conf_map,) = [o for o in objects if o["metadata"]["name"] == conf_volume["configMap"]["name"]]
+    assert conf_map["data"]["cardshop.conf"] == PRODUCTION_CONF.read_text()
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    crt, pem = directory / "tls.crt", directory / "tls.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return crt, pem
+
+
+def test_production_nginx_tells_the_app_https_from_http(tmp_path):
+    """Production's conf under a real nginx (Debian's, as tests/test_nginx.py
+    runs it): a request over TLS reaches the upstream with X-Forwarded-Proto
+    https, one over plain HTTP with http, so the app's HTTPS redirect and HSTS
+    (SECURE_PROXY_SSL_HEADER) see what the buyer used; the buyer's address is
+    the last X-Forwarded-For entry (TRUSTED_PROXY_COUNT=1)."""
+    import http.client
+    import http.server
+    import ssl
+    import threading
+
+    from testing.processes import ChildProcess, free_port
+    from tests.test_nginx import nginx_binary
+
+    seen: list[dict] = []
+
+    class Upstream(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    crt, pem = _self_signed(tmp_path)
+    http_port, https_port = free_port(), free_port()
+    site = PRODUCTION_CONF.read_text()
+    for old, new in (
+        ("server web:8000;", f"server 127.0.0.1:{upstream.server_port};"),
+        ("listen 80 default_server;", f"listen 127.0.0.1:{http_port} default_server;"),
+        ("listen 443 ssl default_server;", f"listen 127.0.0.1:{https_port} ssl default_server;"),
+        ("/etc/nginx/tls/tls.crt", str(crt)),
+        ("/etc/nginx/tls/tls.key", str(pem)),
+        ("alias /srv/cardshop/static/;", f"alias {tmp_path}/;"),
+        ("alias /srv/cardshop/media/;", f"alias {tmp_path}/;"),
+    ):
+        assert site.count(old) == 1, old
+        site = site.replace(old, new)
+    (tmp_path / "site.conf").write_text(site)
+    user = "user root;" if os.geteuid() == 0 else ""
+    temp_paths = "\n".join(
+        f"{n}_temp_path {tmp_path / n};" for n in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (tmp_path / "nginx.conf").write_text(
+        f"{user}\nworker_processes 1;\npid {tmp_path / 'nginx.pid'};\nerror_log {tmp_path / 'error.log'} warn;\n"
+        f"events {{ worker_connections 64; }}\nhttp {{ access_log off;\n{temp_paths}\ninclude {tmp_path / 'site.conf'}; }}\n"
+    )
+    argv = [nginx_binary(), "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(tmp_path / "nginx.conf")]
+    check = subprocess.run([*argv, "-t"], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, f"nginx -t refused production's conf:\n{check.stderr}"
+    server = ChildProcess("nginx-tls", [*argv, "-g", "daemon off;"], log_path=tmp_path / "nginx.log").start()
+    try:
+        context = ssl.create_default_context(cafile=str(crt))
+
+        def get(connection) -> int:
+            connection.request("GET", "/healthz", headers={"Host": "localhost", "X-Forwarded-Proto": "https"})
+            return connection.getresponse().status
+
+        def https_answers() -> bool:
+            try:
+                return get(http.client.HTTPSConnection("localhost", https_port, timeout=5, context=context)) == 200
+            except OSError:
+                return False
+
+        server.wait_until(https_answers, timeout=10, what="nginx over TLS")
+        assert seen[-1]["x-forwarded-proto"] == "https"
+        assert seen[-1]["x-forwarded-for"].split(",")[-1].strip() == "127.0.0.1"
+        # Plain HTTP, whatever the client claims: the app must see http and redirect.
+        assert get(http.client.HTTPConnection("127.0.0.1", http_port, timeout=5)) == 200
+        assert seen[-1]["x-forwarded-proto"] == "http"
+    finally:
+        server.stop(timeout=10, signum=signal.SIGQUIT)
+        upstream.shutdown()
