@@ -754,3 +754,18 @@ def test_production_nginx_tells_the_app_https_from_http(tmp_path):
     finally:
         server.stop(timeout=10, signum=signal.SIGQUIT)
         upstream.shutdown()
+
+
+def test_deploy_doc_quotes_measured_figures_only():
+    """docs/deploy.md's "What to scale when" quotes docs/benchmarks.md: every
+    number in it is one that page measured (or names the run)."""
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    section = doc[doc.index("## What to scale when") :]
+    benchmarks = (ROOT / "docs" / "benchmarks.md").read_text()
+    # 24,254 and 4 363 (a narrow space) are the same kind of number as 24254.
+    measured = re.sub(r"(?<=\d)[,\s\u202f\u00a0](?=\d{3}\b)", "", benchmarks)
+    for number in re.findall(r"\d[\d,]*(?:\.\d+)?", section):
+        plain = number.replace(",", "").rstrip(".")
+        assert plain in measured, f"docs/deploy.md quotes {number}, which docs/benchmarks.md does not have"
+    assert "c83c93f" in section and "c83c93f" in benchmarks
+    assert "(docs/deploy.md)" in (ROOT / "README.md").read_text()
