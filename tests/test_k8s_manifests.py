@@ -67,7 +67,7 @@ def env_file(path: Path) -> dict[str, str]:
 def filled_secret(name: str, value: str) -> str:
     if "CHANGE-ME-FERNET" in value:
         return Fernet.generate_key().decode()
-    return value.replace("CHANGE-ME", secrets.token_urlsafe(36))
+    return value.replace("CHANGE-ME", secrets.token_urlsafe(50))
 
 
 def kubectl() -> str:
@@ -389,6 +389,18 @@ def test_production_settings_start_on_the_rendered_configuration(rendered, overl
     )
     assert done.returncode == 0, f"production settings refused the {overlay} configuration:\n{done.stderr[-2000:]}"
     seen = json.loads(done.stdout.strip().splitlines()[-1])
+    if overlay != "single-node":  # the demo is plain HTTP on purpose
+        # Django's own deployment checklist passes too, warnings included.
+        check = subprocess.run(
+            [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+            cwd=ROOT,
+            env=child_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert check.returncode == 0, f"manage.py check --deploy on {overlay}:\n{check.stdout}{check.stderr[-2000:]}"
     assert seen["debug"] is False and seen["db"] == "mariadb"
     assert urlsplit(seen["broker"]).scheme == "amqp", "RabbitMQ is the broker"
     if overlay == "single-node":
