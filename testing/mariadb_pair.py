@@ -255,7 +255,9 @@ class MariaDBPair:
                 return
             time.sleep(0.1)
         status = self.replica_status()
-        errors = {k: status.get(k) for k in ("Slave_IO_Running", "Slave_SQL_Running", "Last_IO_Error", "Last_SQL_Error")}
+        errors = {
+            k: status.get(k) for k in ("Slave_IO_Running", "Slave_SQL_Running", "Last_IO_Error", "Last_SQL_Error")
+        }
         raise ProcessFailed(f"the replica did not catch up in {timeout}s: {errors}\n{self.replica.log_tail()}")
 
     def remove(self) -> None:

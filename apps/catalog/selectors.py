@@ -1,8 +1,10 @@
 """Catalog reads. Product info and the storefront listing are served from the
 cache so a refresh storm never reaches MariaDB; a merchant's edit drops the
-cached copies (signals.py). Database reads here go to the replica (router)."""
+cached copies (signals.py). Database reads here go to the replica (router);
+a copy read from a replica just after an edit is not cached (_cache_fill)."""
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -14,6 +16,7 @@ from django.utils.translation import get_language
 from redis.exceptions import RedisError
 
 from apps.core.last_good import LastGood
+from cardshop.db_router import replica_serves_stale_reads
 
 from .models import Category, Product, ProductInputField
 
@@ -203,6 +206,7 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
     key = product_cache_key(sku)
     info = _cache_get(key)
     if info is None:
+        from_replica = replica_serves_stale_reads()
         product = (
             Product.objects.select_related("category")
             .prefetch_related("price_tiers", "input_fields")
@@ -210,7 +214,7 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
             .first()
         )
         info = ProductInfo.from_product(product) if product else _MISSING
-        _cache_set(key, info)
+        _cache_fill(key, info, from_replica=from_replica)
     return None if info == _MISSING else info
 
 
@@ -233,8 +237,9 @@ def catalog_listing_get() -> list[CategoryListing]:
     their pages exist; the home page leaves them out."""
     listing = _cache_get(LISTING_CACHE_KEY)
     if listing is None:
+        from_replica = replica_serves_stale_reads()
         listing = _catalog_listing_build()
-        _cache_set(LISTING_CACHE_KEY, listing)
+        _cache_fill(LISTING_CACHE_KEY, listing, from_replica=from_replica)
     return listing
 
 
@@ -268,6 +273,35 @@ def _cache_get(key: str):
     if value is not None:
         _last_good.remember(key, value)
     return value
+
+
+# When a merchant's edit committed (time.time()), kept while a replica may
+# still serve the rows from before it (catalog edits, signals.py).
+EDITED_AT_CACHE_KEY = "catalog:edited-at"
+
+
+def catalog_replica_stale_window() -> float:
+    """How long after an edit a replica in use may still lack it: the lag it
+    may have and stay in use, plus one check interval."""
+    return settings.REPLICA_MAX_LAG_SECONDS + settings.REPLICA_CHECK_SECONDS
+
+
+def _cache_fill(key: str, value, *, from_replica: bool) -> None:
+    """Cache what a miss read, unless it came from a replica within the stale
+    window of a catalog edit: that copy may predate the edit, and cached it
+    would outlive the replica's lag by a whole PRODUCT_CACHE_TTL. The reader
+    still gets it (as fresh as the replica); the next miss reads again."""
+    if from_replica and _edited_within_stale_window():
+        return
+    _cache_set(key, value)
+
+
+def _edited_within_stale_window() -> bool:
+    try:
+        edited_at = cache.get(EDITED_AT_CACHE_KEY)
+    except RedisError:
+        return True  # unknown: do not risk caching a stale copy
+    return edited_at is not None and time.time() - edited_at < catalog_replica_stale_window()
 
 
 def _cache_set(key: str, value) -> None:
