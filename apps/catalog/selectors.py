@@ -1,7 +1,8 @@
 """Catalog reads. Product info and the storefront listing are served from the
 cache so a refresh storm never reaches MariaDB; a merchant's edit drops the
 cached copies (signals.py). Database reads here go to the replica (router);
-a copy read from a replica just after an edit is not cached (_cache_fill)."""
+what a miss reads just after an edit is not cached while a replica may lag
+(_cache_fill)."""
 
 import logging
 import time
@@ -16,7 +17,6 @@ from django.utils.translation import get_language
 from redis.exceptions import RedisError
 
 from apps.core.last_good import LastGood
-from cardshop.db_router import replica_serves_stale_reads
 
 from .models import Category, Product, ProductInputField
 
@@ -206,7 +206,6 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
     key = product_cache_key(sku)
     info = _cache_get(key)
     if info is None:
-        from_replica = replica_serves_stale_reads()
         product = (
             Product.objects.select_related("category")
             .prefetch_related("price_tiers", "input_fields")
@@ -214,7 +213,7 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
             .first()
         )
         info = ProductInfo.from_product(product) if product else _MISSING
-        _cache_fill(key, info, from_replica=from_replica)
+        _cache_fill(key, info)
     return None if info == _MISSING else info
 
 
@@ -237,9 +236,8 @@ def catalog_listing_get() -> list[CategoryListing]:
     their pages exist; the home page leaves them out."""
     listing = _cache_get(LISTING_CACHE_KEY)
     if listing is None:
-        from_replica = replica_serves_stale_reads()
         listing = _catalog_listing_build()
-        _cache_fill(LISTING_CACHE_KEY, listing, from_replica=from_replica)
+        _cache_fill(LISTING_CACHE_KEY, listing)
     return listing
 
 
@@ -286,12 +284,15 @@ def catalog_replica_stale_window() -> float:
     return settings.REPLICA_MAX_LAG_SECONDS + settings.REPLICA_CHECK_SECONDS
 
 
-def _cache_fill(key: str, value, *, from_replica: bool) -> None:
-    """Cache what a miss read, unless it came from a replica within the stale
-    window of a catalog edit: that copy may predate the edit, and cached it
-    would outlive the replica's lag by a whole PRODUCT_CACHE_TTL. The reader
-    still gets it (as fresh as the replica); the next miss reads again."""
-    if from_replica and _edited_within_stale_window():
+def _cache_fill(key: str, value) -> None:
+    """Cache what a miss read, except within the stale window of a catalog
+    edit when a replica serves reads: a copy read from the replica then may
+    predate the edit, and cached it would outlive the replica's lag by a whole
+    PRODUCT_CACHE_TTL. Nor is the fresh copy that a writer (read-your-writes)
+    read from the primary cached then: the storefront shows an edit to
+    everyone else when the replica has it, to its author at once. Readers get
+    what they read; the next miss reads again."""
+    if settings.REPLICA_ENABLED and _edited_within_stale_window():
         return
     _cache_set(key, value)
 
