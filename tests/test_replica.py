@@ -210,7 +210,9 @@ def test_an_edit_shows_to_buyers_when_the_replica_has_it_and_to_its_merchant_at_
 
     pair.wait_caught_up(timeout=30)
     assert _replica_title(pair, "REPL-A") == "Beta"
-    assert _title(buyer, product_url) == "Beta"  # not a stale copy cached while the replica lagged
+    # Not a stale copy cached while the replica lagged (that would last
+    # PRODUCT_CACHE_TTL); each process keeps its replica read for a second.
+    wait_until(lambda: _title(buyer, product_url) == "Beta", timeout=5, message="the edit on the storefront")
     assert _order(buyer, server, *data["expired"])["quantity"] == 7
 
 

@@ -17,6 +17,7 @@ from django.utils.translation import get_language
 from redis.exceptions import RedisError
 
 from apps.core.last_good import LastGood
+from cardshop.db_router import replica_serves_stale_reads
 
 from .models import Category, Product, ProductInputField
 
@@ -206,6 +207,8 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
     key = product_cache_key(sku)
     info = _cache_get(key)
     if info is None:
+        info = _stale_window_copy(key)
+    if info is None:
         product = (
             Product.objects.select_related("category")
             .prefetch_related("price_tiers", "input_fields")
@@ -236,6 +239,8 @@ def catalog_listing_get() -> list[CategoryListing]:
     their pages exist; the home page leaves them out."""
     listing = _cache_get(LISTING_CACHE_KEY)
     if listing is None:
+        listing = _stale_window_copy(LISTING_CACHE_KEY)
+    if listing is None:
         listing = _catalog_listing_build()
         _cache_fill(LISTING_CACHE_KEY, listing)
     return listing
@@ -258,6 +263,7 @@ def cache_forget(keys: list[str]) -> None:
     other processes' copies age out within CHECKOUT_PRODUCT_MEMO_SECONDS)."""
     for key in keys:
         _last_good.forget(key)
+        _window_copies.forget(key)
 
 
 def _cache_get(key: str):
@@ -284,17 +290,34 @@ def catalog_replica_stale_window() -> float:
     return settings.REPLICA_MAX_LAG_SECONDS + settings.REPLICA_CHECK_SECONDS
 
 
+# What readers of the replica read within the stale window, kept in this
+# process for a second: while nothing is cached, each process reads a hot
+# product from the replica about once a second, not once a request.
+_window_copies = LastGood()
+WINDOW_COPY_SECONDS = 1.0
+
+
 def _cache_fill(key: str, value) -> None:
     """Cache what a miss read, except within the stale window of a catalog
     edit when a replica serves reads: a copy read from the replica then may
     predate the edit, and cached it would outlive the replica's lag by a whole
     PRODUCT_CACHE_TTL. Nor is the fresh copy that a writer (read-your-writes)
     read from the primary cached then: the storefront shows an edit to
-    everyone else when the replica has it, to its author at once. Readers get
-    what they read; the next miss reads again."""
+    everyone else when the replica has it, to its author at once. A replica
+    reader's copy is kept in this process for WINDOW_COPY_SECONDS."""
     if settings.REPLICA_ENABLED and _edited_within_stale_window():
+        if replica_serves_stale_reads():
+            _window_copies.remember(key, value)
         return
     _cache_set(key, value)
+
+
+def _stale_window_copy(key: str):
+    """This process's recent replica read of `key` (see _cache_fill), for
+    another replica reader; None for a reader of the primary."""
+    if not settings.REPLICA_ENABLED or not replica_serves_stale_reads():
+        return None
+    return _window_copies.recall(key, max_age=WINDOW_COPY_SECONDS)
 
 
 def _edited_within_stale_window() -> bool:
