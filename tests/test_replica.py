@@ -11,6 +11,7 @@ the last one kills the replica."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,37 +82,45 @@ def _run(argv: list[str], *, env: dict, timeout: float) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack():
+def mariadb_pair():
+    """A private primary and replica for the module, removed afterwards."""
+    with MariaDBPair(database="cardshop_replica_test") as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def stack(mariadb_pair):
+    pair = mariadb_pair
     redis_prefix = f"{settings.REDIS_KEY_PREFIX}-pair-{uuid.uuid4().hex[:8]}"
     metrics_dir = tempfile.mkdtemp(prefix="replica-metrics-")
-    with MariaDBPair(database="cardshop_replica_test") as pair:
-        environment = _manage_env(pair, redis_prefix)
-        _run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], env=environment, timeout=300)
-        data = json.loads(
-            _run([sys.executable, "-c", SETUP % {"password": PASSWORD}], env=environment, timeout=120)
-            .strip()
-            .splitlines()[-1]
-        )
-        pair.wait_caught_up(timeout=30)
-        server = GunicornServer(
-            workers=1,
-            threads=4,
-            extra_env={
-                "DATABASE_URL": pair.primary_url,
-                "DATABASE_REPLICA_URL": pair.replica_url,
-                "TEST_REDIS_KEY_PREFIX": redis_prefix,
-                "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
-                **SERVER_SETTINGS,
-            },
-        )
-        server.start()
-        try:
-            yield pair, server, data
-        finally:
-            server.stop()
-            client = redis.Redis.from_url(settings.REDIS_URL)
-            for name in client.scan_iter(f"{redis_prefix}*", count=1000):
-                client.delete(name)
+    environment = _manage_env(pair, redis_prefix)
+    _run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], env=environment, timeout=300)
+    data = json.loads(
+        _run([sys.executable, "-c", SETUP % {"password": PASSWORD}], env=environment, timeout=120)
+        .strip()
+        .splitlines()[-1]
+    )
+    pair.wait_caught_up(timeout=30)
+    server = GunicornServer(
+        workers=1,
+        threads=4,
+        extra_env={
+            "DATABASE_URL": pair.primary_url,
+            "DATABASE_REPLICA_URL": pair.replica_url,
+            "TEST_REDIS_KEY_PREFIX": redis_prefix,
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+            **SERVER_SETTINGS,
+        },
+    )
+    server.start()
+    try:
+        yield pair, server, data
+    finally:
+        server.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for name in client.scan_iter(f"{redis_prefix}*", count=1000):
+            client.delete(name)
 
 
 def _title(session: requests.Session, url: str) -> str:

@@ -119,6 +119,9 @@ def _replica_status() -> dict | None:
     import MySQLdb  # Django's MariaDB driver
 
     params = connections["replica"].get_connection_params()
+    # A replica that accepts connections but does not answer (frozen, or its
+    # disk stuck) must not hold the checking request either.
+    params.setdefault("read_timeout", settings.REPLICA_CONNECT_TIMEOUT_SECONDS + 2)
     connection = MySQLdb.connect(**params)
     try:
         cursor = connection.cursor()
