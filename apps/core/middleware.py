@@ -1,4 +1,7 @@
+import functools
+
 from django.conf import settings
+from django.urls import reverse
 
 from cardshop.db_router import primary_reads, replica_reads_allowed
 
@@ -15,7 +18,8 @@ class PrimaryReadsForWritesMiddleware:
     writes; so do the next requests of the same browser for
     REPLICA_READ_YOUR_WRITES_SECONDS, so that a merchant who saved a product,
     or a buyer who just paid, does not read a replica that has not caught up.
-    Only the other safe requests may read the replica (cardshop.db_router)."""
+    The admin's pages read the primary too. Only the other safe requests may
+    read the replica (cardshop.db_router)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -27,11 +31,22 @@ class PrimaryReadsForWritesMiddleware:
             if settings.REPLICA_ENABLED:
                 _wrote_mark_set(response)
             return response
-        if settings.REPLICA_ENABLED and _wrote_recently(request):
+        if settings.REPLICA_ENABLED and (_wrote_recently(request) or _is_admin(request)):
             with primary_reads():
                 return self.get_response(request)
         with replica_reads_allowed():
             return self.get_response(request)
+
+
+@functools.cache
+def _admin_prefix() -> str:
+    return reverse("admin:index")
+
+
+def _is_admin(request) -> bool:
+    """Staff pages read the primary: a change form built from a lagging
+    replica and saved would write the old values back."""
+    return request.path.startswith(_admin_prefix())
 
 
 def _wrote_recently(request) -> bool:

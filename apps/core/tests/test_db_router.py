@@ -184,3 +184,9 @@ def test_the_verdict_is_kept_for_the_check_interval(replica_on, rf, settings):
     settings.REPLICA_CHECK_SECONDS = 0
     assert _alias_seen(rf.get("/"))[0] == "default"
     assert replica_health.verdict().reason == "unreachable"
+
+
+def test_with_a_replica_the_admin_reads_the_primary(replica_on, rf):
+    # A change form built from a lagging replica would save old values back.
+    assert _alias_seen(rf.get("/admin/catalog/product/1/change/"))[0] == "default"
+    assert _alias_seen(rf.get("/p/SKU-1"))[0] == "replica"
