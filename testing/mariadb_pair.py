@@ -200,7 +200,9 @@ class MariaDBPair:
     def replica_url(self) -> str:
         return self.replica.url(self.database)
 
-    def start(self) -> Self:
+    def start(self, *, remove_on_failure: bool = True) -> Self:
+        """Raises ProcessFailed; what started is killed, and the directory
+        deleted unless remove_on_failure=False (a developer's data)."""
         deadline = time.monotonic() + self.start_timeout
         try:
             self.primary.start(timeout=self.start_timeout)
@@ -215,21 +217,27 @@ class MariaDBPair:
             self.replication_start()
             self.wait_caught_up(timeout=max(1.0, deadline - time.monotonic()))
         except BaseException:
-            self.remove()
+            if remove_on_failure:
+                self.remove()
+            else:
+                self.kill()
             raise
         return self
 
     def replication_start(self) -> None:
-        """Point the replica at the primary (from the beginning of its binary
-        log: the users and the database come along) and start both threads."""
-        if self.replica.status("SHOW SLAVE STATUS") is None:
-            self.replica.sql(
-                "SET GLOBAL gtid_slave_pos = ''",
-                f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={self.primary.port}, "
-                f"MASTER_USER='{REPL_USER}', MASTER_PASSWORD='{REPL_PASSWORD}', "
-                "MASTER_CONNECT_RETRY=1, MASTER_USE_GTID=slave_pos",
-            )
-        self.replica.sql("START SLAVE")
+        """Point the replica at the primary and start both threads. A new
+        replica starts from the beginning of the primary's binary log (the
+        users and the database come along); one that replicated before goes
+        on from its own GTID position (gtid_slave_pos), also when the
+        primary's port changed (a developer's pair started again)."""
+        first = self.replica.status("SHOW SLAVE STATUS") is None
+        self.replica.sql(
+            "SET GLOBAL gtid_slave_pos = ''" if first else "STOP SLAVE",
+            f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={self.primary.port}, "
+            f"MASTER_USER='{REPL_USER}', MASTER_PASSWORD='{REPL_PASSWORD}', "
+            "MASTER_CONNECT_RETRY=1, MASTER_USE_GTID=slave_pos",
+            "START SLAVE",
+        )
 
     def replication_stop(self, *, sql_thread_only: bool = False) -> None:
         self.replica.sql("STOP SLAVE SQL_THREAD" if sql_thread_only else "STOP SLAVE")
@@ -260,11 +268,15 @@ class MariaDBPair:
         }
         raise ProcessFailed(f"the replica did not catch up in {timeout}s: {errors}\n{self.replica.log_tail()}")
 
-    def remove(self) -> None:
-        """Kill both servers and delete the directory."""
+    def kill(self) -> None:
+        """SIGKILL both servers (their data stays)."""
         for server in (self.replica, self.primary):
             server.kill()
             server._reap_group()
+
+    def remove(self) -> None:
+        """Kill both servers and delete the directory."""
+        self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Self:
@@ -280,11 +292,13 @@ STATE_FILE = "pair.json"
 
 
 def _alive(pid: int) -> bool:
+    """Running, and not a zombie (a detached server's parent is gone; whoever
+    adopted it may not reap it at once)."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def developer_start(*, dir: Path, database: str) -> dict:
@@ -295,8 +309,10 @@ def developer_start(*, dir: Path, database: str) -> dict:
         state = json.loads(state_path.read_text())
         if all(_alive(pid) for pid in state["pids"]):
             return state
-        developer_stop(dir=dir)
-    pair = MariaDBPair(dir=dir, database=database, start_timeout=120).start()
+        # One died (or the machine restarted): start both again on their data.
+        _kill(state["pids"])
+    # On failure the data and logs stay in `dir` for a look; make replica-stop removes them.
+    pair = MariaDBPair(dir=dir, database=database, start_timeout=120).start(remove_on_failure=False)
     state = {
         "DATABASE_URL": pair.primary_url,
         "DATABASE_REPLICA_URL": pair.replica_url,
@@ -314,13 +330,17 @@ def developer_stop(*, dir: Path) -> bool:
     if not dir.exists():
         return False
     if state_path.exists():
-        for pid in json.loads(state_path.read_text())["pids"]:
-            try:
-                os.killpg(pid, signal.SIGKILL)  # each server leads its own process group
-            except ProcessLookupError:
-                pass
+        _kill(json.loads(state_path.read_text())["pids"])
     shutil.rmtree(dir, ignore_errors=True)
     return True
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)  # each server leads its own process group
+        except ProcessLookupError:
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
