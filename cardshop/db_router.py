@@ -2,7 +2,7 @@
 of staleness (docs/database-replica.md).
 
 What goes to the replica: catalog reads (this router), and the order lookups
-that apps.orders.selectors reads through `replica_or_primary()` (settled
+that apps.orders.selectors sends through `replica_or_primary()` (settled
 orders only). Only in a web request that may read stale data: a safe request
 (GET, HEAD, …) from a browser that has not written in the last
 REPLICA_READ_YOUR_WRITES_SECONDS (apps.core.middleware). Everything else —
@@ -70,8 +70,11 @@ def replica_or_primary() -> str:
 
 def replica_serves_stale_reads() -> bool:
     """Whether a read that tolerates staleness would now go to a real replica
-    (one that may lag): False with no replica configured, or when pinned."""
-    return settings.REPLICA_ENABLED and replica_or_primary() == "replica"
+    (one that may lag): False with no replica configured, when pinned, or
+    while the replica is unfit. A question, not a read: nothing is counted."""
+    return (
+        settings.REPLICA_ENABLED and not _pinned_to_primary.get() and _replica_allowed.get() and replica_health.usable()
+    )
 
 
 class PrimaryReplicaRouter:

@@ -24,7 +24,7 @@ from apps.catalog.models import Product
 from apps.catalog.selectors import in_active_language
 from apps.payments.selectors import payment_methods_offered
 from apps.stock.selectors import stock_reservation_get
-from cardshop.db_router import replica_serves_stale_reads
+from cardshop.db_router import replica_or_primary
 
 from .identity import access_token_hash, access_token_verify, email_normalise, order_number_product_id
 from .models import Order
@@ -59,7 +59,7 @@ def _orders_by_number(numbers: set[str]) -> dict[str, Order]:
     orders: dict[str, Order] = {}
     if not numbers:
         return orders
-    if replica_serves_stale_reads():
+    if settings.REPLICA_ENABLED and replica_or_primary() == "replica":
         for order in Order.objects.using("replica").select_related("product").filter(order_no__in=numbers):
             if order.status in SETTLED_STATUSES:
                 orders[order.order_no] = order
