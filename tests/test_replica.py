@@ -38,6 +38,9 @@ SERVER_SETTINGS = {
     "REPLICA_CHECK_SECONDS": "0.5",
     "REPLICA_READ_YOUR_WRITES_SECONDS": "60",
     "REPLICA_CONNECT_TIMEOUT_SECONDS": "1",
+    # Persistent connections, as production keeps them: a replica that dies
+    # under an open connection is found by Django's health check.
+    "TEST_DATABASE_CONN_MAX_AGE": "60",
 }
 
 SETUP = """
