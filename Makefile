@@ -102,6 +102,15 @@ clean:
 	rm -rf $(VENV) var .pytest_cache
 	find . -name '__pycache__' -prune -exec rm -rf {} +
 
+# A MariaDB primary and GTID read replica of your own in var/replica
+# (docs/database-replica.md): prints DATABASE_URL and DATABASE_REPLICA_URL to export.
+.PHONY: replica replica-stop
+replica: system-deps venv
+	@scripts/replica.sh start
+
+replica-stop:
+	@scripts/replica.sh stop
+
 # --- Benchmarks (docs/benchmarks.md). Each starts its own gunicorn, Celery
 # worker and beat on its own database and Redis key prefix, and removes them.
 .PHONY: bench bench-quick loadtest bench-deps

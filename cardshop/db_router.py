@@ -1,17 +1,35 @@
-"""Primary for every write; the replica for catalog reads.
+"""Primary for every write; the replica for reads that tolerate a few seconds
+of staleness (docs/database-replica.md).
 
-A request that writes pins its reads to the primary (see
-apps.core.middleware.PrimaryReadsForWritesMiddleware), and code that must see a
-write it just made wraps the read in `primary_reads()`.
-"""
+What goes to the replica: catalog reads (this router), and the order lookups
+that apps.orders.selectors sends through `replica_or_primary()` (settled
+orders only). Only in a web request that may read stale data: a safe request
+(GET, HEAD, …) from a browser that has not written in the last
+REPLICA_READ_YOUR_WRITES_SECONDS (apps.core.middleware). Everything else —
+a request that writes, the writer's next requests, Celery tasks, management
+commands, shells — reads the primary, and so does everyone while the replica
+lags past REPLICA_MAX_LAG_SECONDS or cannot be reached (apps.core.replica).
+
+Code that must see a write it just made inside a replica-reading request
+wraps the read in `primary_reads()`.
+
+With DATABASE_REPLICA_URL unset the two aliases are one server, and catalog
+reads keep the `replica` alias (a mirror in tests) everywhere."""
 
 import contextvars
 from contextlib import contextmanager
+
+from django.conf import settings
+
+from apps.core import metrics
+from apps.core.replica import replica_health
 
 # Apps whose reads may be served slightly stale by a replica.
 REPLICA_READ_APPS = frozenset({"catalog"})
 
 _pinned_to_primary = contextvars.ContextVar("pinned_to_primary", default=False)
+# Set by the middleware for the requests that may read the replica.
+_replica_allowed = contextvars.ContextVar("replica_allowed", default=False)
 
 
 @contextmanager
@@ -23,10 +41,46 @@ def primary_reads():
         _pinned_to_primary.reset(token)
 
 
+@contextmanager
+def replica_reads_allowed():
+    """The block may read the replica (a safe request of a reader who has not
+    written lately). `primary_reads()` inside it still wins."""
+    token = _replica_allowed.set(True)
+    try:
+        yield
+    finally:
+        _replica_allowed.reset(token)
+
+
+def replica_or_primary() -> str:
+    """The alias for a read that tolerates staleness, here and now: "replica"
+    when the replica may serve it and is fit, else "default". Costs no query
+    (the replica's fitness is a verdict kept in memory)."""
+    if _pinned_to_primary.get():
+        return "default"
+    if not settings.REPLICA_ENABLED:
+        return "replica"  # the same server: its mirror in tests
+    if not _replica_allowed.get():
+        return "default"
+    if replica_health.usable():
+        return "replica"
+    metrics.replica_read_fell_back()
+    return "default"
+
+
+def replica_serves_stale_reads() -> bool:
+    """Whether a read that tolerates staleness would now go to a real replica
+    (one that may lag): False with no replica configured, when pinned, or
+    while the replica is unfit. A question, not a read: nothing is counted."""
+    return (
+        settings.REPLICA_ENABLED and not _pinned_to_primary.get() and _replica_allowed.get() and replica_health.usable()
+    )
+
+
 class PrimaryReplicaRouter:
     def db_for_read(self, model, **hints):
-        if model._meta.app_label in REPLICA_READ_APPS and not _pinned_to_primary.get():
-            return "replica"
+        if model._meta.app_label in REPLICA_READ_APPS:
+            return replica_or_primary()
         return "default"
 
     def db_for_write(self, model, **hints):

@@ -1,8 +1,11 @@
 """Catalog reads. Product info and the storefront listing are served from the
 cache so a refresh storm never reaches MariaDB; a merchant's edit drops the
-cached copies (signals.py). Database reads here go to the replica (router)."""
+cached copies (signals.py). Database reads here go to the replica (router);
+what a miss reads just after an edit is not cached while a replica may lag
+(_cache_fill)."""
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -14,6 +17,7 @@ from django.utils.translation import get_language
 from redis.exceptions import RedisError
 
 from apps.core.last_good import LastGood
+from cardshop.db_router import replica_serves_stale_reads
 
 from .models import Category, Product, ProductInputField
 
@@ -203,6 +207,8 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
     key = product_cache_key(sku)
     info = _cache_get(key)
     if info is None:
+        info = _stale_window_copy(key)
+    if info is None:
         product = (
             Product.objects.select_related("category")
             .prefetch_related("price_tiers", "input_fields")
@@ -210,7 +216,7 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
             .first()
         )
         info = ProductInfo.from_product(product) if product else _MISSING
-        _cache_set(key, info)
+        _cache_fill(key, info)
     return None if info == _MISSING else info
 
 
@@ -233,8 +239,10 @@ def catalog_listing_get() -> list[CategoryListing]:
     their pages exist; the home page leaves them out."""
     listing = _cache_get(LISTING_CACHE_KEY)
     if listing is None:
+        listing = _stale_window_copy(LISTING_CACHE_KEY)
+    if listing is None:
         listing = _catalog_listing_build()
-        _cache_set(LISTING_CACHE_KEY, listing)
+        _cache_fill(LISTING_CACHE_KEY, listing)
     return listing
 
 
@@ -255,6 +263,7 @@ def cache_forget(keys: list[str]) -> None:
     other processes' copies age out within CHECKOUT_PRODUCT_MEMO_SECONDS)."""
     for key in keys:
         _last_good.forget(key)
+        _window_copies.forget(key)
 
 
 def _cache_get(key: str):
@@ -268,6 +277,55 @@ def _cache_get(key: str):
     if value is not None:
         _last_good.remember(key, value)
     return value
+
+
+# When a merchant's edit committed (time.time()), kept while a replica may
+# still serve the rows from before it (catalog edits, signals.py).
+EDITED_AT_CACHE_KEY = "catalog:edited-at"
+
+
+def catalog_replica_stale_window() -> float:
+    """How long after an edit a replica in use may still lack it: the lag it
+    may have and stay in use, plus one check interval."""
+    return settings.REPLICA_MAX_LAG_SECONDS + settings.REPLICA_CHECK_SECONDS
+
+
+# What readers of the replica read within the stale window, kept in this
+# process for a second: while nothing is cached, each process reads a hot
+# product from the replica about once a second, not once a request.
+_window_copies = LastGood()
+WINDOW_COPY_SECONDS = 1.0
+
+
+def _cache_fill(key: str, value) -> None:
+    """Cache what a miss read, except within the stale window of a catalog
+    edit when a replica serves reads: a copy read from the replica then may
+    predate the edit, and cached it would outlive the replica's lag by a whole
+    PRODUCT_CACHE_TTL. Nor is the fresh copy that a writer (read-your-writes)
+    read from the primary cached then: the storefront shows an edit to
+    everyone else when the replica has it, to its author at once. A replica
+    reader's copy is kept in this process for WINDOW_COPY_SECONDS."""
+    if settings.REPLICA_ENABLED and _edited_within_stale_window():
+        if replica_serves_stale_reads():
+            _window_copies.remember(key, value)
+        return
+    _cache_set(key, value)
+
+
+def _stale_window_copy(key: str):
+    """This process's recent replica read of `key` (see _cache_fill), for
+    another replica reader; None for a reader of the primary."""
+    if not settings.REPLICA_ENABLED or not replica_serves_stale_reads():
+        return None
+    return _window_copies.recall(key, max_age=WINDOW_COPY_SECONDS)
+
+
+def _edited_within_stale_window() -> bool:
+    try:
+        edited_at = cache.get(EDITED_AT_CACHE_KEY)
+    except RedisError:
+        return True  # unknown: do not risk caching a stale copy
+    return edited_at is not None and time.time() - edited_at < catalog_replica_stale_window()
 
 
 def _cache_set(key: str, value) -> None:

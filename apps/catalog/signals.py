@@ -2,7 +2,10 @@
 shows at once rather than after PRODUCT_CACHE_TTL."""
 
 import logging
+import math
+import time
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
@@ -10,7 +13,13 @@ from django.dispatch import receiver
 from redis.exceptions import RedisError
 
 from .models import Category, Product, ProductInputField, ProductPriceTier
-from .selectors import LISTING_CACHE_KEY, cache_forget, product_cache_key
+from .selectors import (
+    EDITED_AT_CACHE_KEY,
+    LISTING_CACHE_KEY,
+    cache_forget,
+    catalog_replica_stale_window,
+    product_cache_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +36,11 @@ def _delete(keys: list[str]) -> None:
     # A merchant's save must not fail because Redis is down; the stale entries
     # then live out their TTL (PRODUCT_CACHE_TTL).
     try:
+        if settings.REPLICA_ENABLED:
+            # First: a reader that misses the cache from now on and reads a
+            # replica that lacks this edit does not cache what it read.
+            window = catalog_replica_stale_window()
+            cache.set(EDITED_AT_CACHE_KEY, time.time(), timeout=math.ceil(window) + 1)
         cache.delete_many(keys)
     except RedisError:
         logger.warning("catalog cache not cleared (Redis unreachable); entries expire within their TTL")

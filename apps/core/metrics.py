@@ -217,3 +217,45 @@ def reconcile_reported(report) -> None:
 
 def celery_task_finished(*, task: str, state: str) -> None:
     CELERY_TASKS.labels(task, state).inc()
+
+
+# --- the read replica (apps.core.replica): what each process last found, and the reads it moved
+
+# "livemin"/"livemax" over the processes alive: one process that finds the
+# replica unfit is enough to say so. Labelled by the database alias so that
+# no series exists in a shop without a replica (a 0 there would fire the alert).
+REPLICA_IN_USE = Gauge(
+    "cardshop_db_replica_in_use",
+    "1 while this process sends replica-tolerant reads to the read replica, 0 while it falls back to the primary.",
+    ["alias"],
+    multiprocess_mode="livemin",
+)
+REPLICA_LAG_SECONDS = Gauge(
+    "cardshop_db_replica_lag_seconds",
+    "The replica's Seconds_Behind_Master at this process's last check (NaN while replication is stopped "
+    "or the replica is unreachable).",
+    ["alias"],
+    multiprocess_mode="livemax",
+)
+REPLICA_CHECKS = Counter(
+    "cardshop_db_replica_checks",
+    "Replica checks, by verdict (ok, lagging, stopped, unreachable).",
+    ["verdict"],
+)
+REPLICA_FALLBACK_READS = Counter(
+    "cardshop_db_replica_fallback_reads",
+    "Reads that would have gone to the replica and went to the primary because the replica was unfit.",
+)
+REPLICA_VERDICTS = ("ok", "lagging", "stopped", "unreachable")
+for _verdict in REPLICA_VERDICTS:
+    REPLICA_CHECKS.labels(_verdict)
+
+
+def replica_checked(*, reason: str, lag_seconds: float) -> None:
+    REPLICA_CHECKS.labels(reason).inc()
+    REPLICA_IN_USE.labels("replica").set(1 if reason == "ok" else 0)
+    REPLICA_LAG_SECONDS.labels("replica").set(lag_seconds)
+
+
+def replica_read_fell_back() -> None:
+    REPLICA_FALLBACK_READS.inc()

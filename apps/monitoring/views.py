@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from apps.catalog.models import Product
 from apps.core.client_ip import client_ip
+from apps.core.replica import replica_enabled, replica_health
 
 from .collector import ShopStateCollector
 from .dashboard import REFRESH_SECONDS, sale_dashboard_figures
@@ -33,6 +34,9 @@ def metrics(request):
         remote_addr=client_ip(request), authorization=request.headers.get("Authorization", "")
     ):
         return HttpResponse("forbidden\n", status=403, content_type="text/plain")
+    if replica_enabled():
+        # The replica's gauges are as fresh as the scrape, also when no reader asked lately.
+        replica_health.verdict()
     return HttpResponse(generate_latest(_web_registry()), content_type=CONTENT_TYPE_LATEST)
 
 

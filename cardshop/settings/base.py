@@ -112,6 +112,21 @@ def _mariadb(url: str) -> dict:
 DATABASES = {"default": _mariadb(DATABASE_URL), "replica": _mariadb(DATABASE_REPLICA_URL)}
 DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 DATABASE_ROUTERS = ["cardshop.db_router.PrimaryReplicaRouter"]
+# A real replica (docs/database-replica.md): its lag is watched, reads fall
+# back to the primary past REPLICA_MAX_LAG_SECONDS or while it is down, and a
+# browser that wrote reads the primary for REPLICA_READ_YOUR_WRITES_SECONDS.
+# Off when DATABASE_REPLICA_URL is unset (the replica alias is the primary).
+REPLICA_ENABLED = DATABASE_REPLICA_URL != DATABASE_URL
+REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=5.0)
+# How often each process asks the replica for its lag (one connection, SHOW SLAVE STATUS).
+REPLICA_CHECK_SECONDS = env.float("REPLICA_CHECK_SECONDS", default=2.0)
+# Longer than the lag allowed plus one check: by then the replica has the write.
+REPLICA_READ_YOUR_WRITES_SECONDS = env.int("REPLICA_READ_YOUR_WRITES_SECONDS", default=10)
+# A dead replica host must not hold a request for the driver's default timeout.
+REPLICA_CONNECT_TIMEOUT_SECONDS = env.int("REPLICA_CONNECT_TIMEOUT_SECONDS", default=1)
+if REPLICA_ENABLED:
+    DATABASES["replica"]["ENGINE"] = "cardshop.replica_backend"
+    DATABASES["replica"]["OPTIONS"]["connect_timeout"] = REPLICA_CONNECT_TIMEOUT_SECONDS
 ATOMIC_REQUESTS = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -13,8 +13,9 @@ REDIS_KEY_PREFIX = env("TEST_REDIS_KEY_PREFIX", default="cardshop-test")
 CACHES["default"]["KEY_PREFIX"] = REDIS_KEY_PREFIX + ":cache"
 DATABASES["default"]["TEST"]["NAME"] = env("TEST_DATABASE_NAME", default="test_cardshop")
 # Tests open and close connections across threads; persistent ones would leak.
-DATABASES["default"]["CONN_MAX_AGE"] = 0
-DATABASES["replica"]["CONN_MAX_AGE"] = 0
+# A server process under test may keep them as production does (tests/test_replica.py).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("TEST_DATABASE_CONN_MAX_AGE", default=0)
+DATABASES["replica"]["CONN_MAX_AGE"] = env.int("TEST_DATABASE_CONN_MAX_AGE", default=0)
 
 # The suite's worker processes are watched through their INFO lines ("… ready."),
 # whatever a developer's .env sets for `make run`.

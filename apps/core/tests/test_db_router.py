@@ -64,3 +64,129 @@ def test_post_request_reads_from_the_primary():
     Req.method = "GET"
     assert middleware(Req()) == "replica"
     assert connections["replica"].settings_dict["NAME"] == connections["default"].settings_dict["NAME"]
+
+
+# --- with a real replica configured (REPLICA_ENABLED): read-your-writes, the lag verdict, the fallback
+
+
+@pytest.fixture
+def replica_on(settings, monkeypatch):
+    """A replica configured, its status answered by `status` (a dict, None for
+    "not a replica", or an exception to raise), each check counted."""
+    from apps.core import replica
+
+    settings.REPLICA_ENABLED = True
+    settings.REPLICA_MAX_LAG_SECONDS = 5
+    settings.REPLICA_CHECK_SECONDS = 60
+    state = {"status": {"Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": 0}, "checks": 0}
+
+    def status():
+        state["checks"] += 1
+        if isinstance(state["status"], Exception):
+            raise state["status"]
+        return state["status"]
+
+    monkeypatch.setattr(replica, "_replica_status", status)
+    replica.replica_health.forget()
+    yield state
+    replica.replica_health.forget()
+
+
+def _alias_seen(request, *, view=None):
+    from apps.core.middleware import PrimaryReadsForWritesMiddleware
+
+    seen = []
+
+    def record(request):
+        seen.append(router.db_for_read(Product))
+        from django.http import HttpResponse
+
+        return HttpResponse("ok")
+
+    response = PrimaryReadsForWritesMiddleware(view or record)(request)
+    return seen[0], response
+
+
+def test_with_a_replica_only_a_reader_who_has_not_written_reads_it(replica_on, rf, settings):
+    from apps.core.middleware import WROTE_COOKIE
+
+    alias, response = _alias_seen(rf.get("/"))
+    assert alias == "replica" and WROTE_COOKIE not in response.cookies
+    alias, response = _alias_seen(rf.post("/admin/catalog/product/1/change/"))
+    assert alias == "default"
+    mark = response.cookies[WROTE_COOKIE]
+    assert mark["max-age"] == settings.REPLICA_READ_YOUR_WRITES_SECONDS and mark["httponly"]
+
+    after_write = rf.get("/")
+    after_write.COOKIES[WROTE_COOKIE] = mark.value
+    assert _alias_seen(after_write)[0] == "default"
+    forged = rf.get("/")
+    forged.COOKIES[WROTE_COOKIE] = mark.value[:-2] + "xx"
+    assert _alias_seen(forged)[0] == "replica"
+
+
+def test_the_read_your_writes_mark_expires(replica_on, rf, settings):
+    from apps.core.middleware import WROTE_COOKIE
+
+    settings.REPLICA_READ_YOUR_WRITES_SECONDS = 1
+    mark = _alias_seen(rf.post("/x"))[1].cookies[WROTE_COOKIE].value
+    request = rf.get("/")
+    request.COOKIES[WROTE_COOKIE] = mark
+    assert _alias_seen(request)[0] == "default"
+    import time
+
+    time.sleep(2.1)  # signatures carry whole seconds
+    request = rf.get("/")
+    request.COOKIES[WROTE_COOKIE] = mark
+    assert _alias_seen(request)[0] == "replica"
+
+
+def test_with_a_replica_reads_outside_a_request_go_to_the_primary(replica_on):
+    # Celery tasks, management commands and shells act on what they read.
+    assert router.db_for_read(Product) == "default"
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        ({"Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": 3}, "ok"),
+        ({"Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": 9}, "lagging"),
+        ({"Slave_IO_Running": "Yes", "Slave_SQL_Running": "No", "Seconds_Behind_Master": None}, "stopped"),
+        ({"Slave_IO_Running": "Connecting", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": None}, "stopped"),
+        (None, "stopped"),
+        (OSError("connection refused"), "unreachable"),
+    ],
+)
+def test_an_unfit_replica_sends_reads_to_the_primary(replica_on, rf, status, verdict):
+    from apps.core import metrics
+    from apps.core.replica import replica_health
+
+    replica_on["status"] = status
+    fallbacks = metrics.REPLICA_FALLBACK_READS._value.get()
+    checks = metrics.REPLICA_CHECKS.labels(verdict)._value.get()
+    alias = _alias_seen(rf.get("/"))[0]
+    assert replica_health.verdict().reason == verdict
+    assert alias == ("replica" if verdict == "ok" else "default")
+    assert metrics.REPLICA_FALLBACK_READS._value.get() == fallbacks + (verdict != "ok")
+    assert metrics.REPLICA_CHECKS.labels(verdict)._value.get() == checks + 1
+    in_use = metrics.REPLICA_IN_USE.labels("replica")._value.get()
+    assert in_use == (1 if verdict == "ok" else 0)
+
+
+def test_the_verdict_is_kept_for_the_check_interval(replica_on, rf, settings):
+    from apps.core.replica import replica_health
+
+    for _ in range(20):
+        _alias_seen(rf.get("/"))
+    assert replica_on["checks"] == 1
+    replica_on["status"] = OSError("gone")
+    assert _alias_seen(rf.get("/"))[0] == "replica"  # not asked again yet
+    settings.REPLICA_CHECK_SECONDS = 0
+    assert _alias_seen(rf.get("/"))[0] == "default"
+    assert replica_health.verdict().reason == "unreachable"
+
+
+def test_with_a_replica_the_admin_reads_the_primary(replica_on, rf):
+    # A change form built from a lagging replica would save old values back.
+    assert _alias_seen(rf.get("/admin/catalog/product/1/change/"))[0] == "default"
+    assert _alias_seen(rf.get("/p/SKU-1"))[0] == "replica"

@@ -32,7 +32,7 @@ def test_the_alert_rules_are_valid(promtool):
 
 
 def test_the_alert_rules_pass_their_unit_tests(promtool):
-    """Paid-undelivered, checkout failure rate, low stock and missing beat,
+    """Paid-undelivered, checkout failure rate, low stock, missing beat and the replica out of use,
     each with a case that fires and one that must not."""
     result = _run(promtool, "test", "rules", "alerts_test.yml")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,289 @@
+"""The read replica for real: a private MariaDB primary and GTID replica
+(testing/mariadb_pair.py), the shop migrated onto the primary, and gunicorn
+serving it with DATABASE_URL on the primary and DATABASE_REPLICA_URL on the
+replica. The replica is made to lag deterministically by holding a global read
+lock on it (FLUSH TABLES WITH READ LOCK: its SQL thread waits, readers do
+not), stopped with STOP SLAVE, and killed.
+
+One pair and one web server for the module; the tests run in file order and
+the last one kills the replica."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import pytest
+import redis
+import requests
+from django.conf import settings
+
+from apps.orders.tests.processes import GunicornServer
+from testing.admin_forms import admin_form_values
+from testing.mariadb_pair import MariaDBPair
+from testing.processes import ROOT, wait_until
+
+PASSWORD = "replica-pass-1"
+# Settings of the web server under test: a check every half second; a lag
+# allowance long enough that the replica held behind by the read lock stays
+# in use for the whole test (so what it serves is observable); a writer reads
+# the primary for a minute.
+SERVER_SETTINGS = {
+    "REPLICA_MAX_LAG_SECONDS": "60",
+    "REPLICA_CHECK_SECONDS": "0.5",
+    "REPLICA_READ_YOUR_WRITES_SECONDS": "60",
+    "REPLICA_CONNECT_TIMEOUT_SECONDS": "1",
+    # Persistent connections, as production keeps them: a replica that dies
+    # under an open connection is found by Django's health check.
+    "TEST_DATABASE_CONN_MAX_AGE": "60",
+}
+
+SETUP = """
+import json, django
+django.setup()
+from django.contrib.auth import get_user_model
+from apps.catalog.tests.factories import ProductFactory
+from apps.orders.models import Order
+from apps.orders.tests.factories import OrderFactory
+from cardshop.db_router import primary_reads
+
+with primary_reads():
+    get_user_model().objects.create_superuser("boss", "boss@example.com", %(password)r)
+    alpha = ProductFactory(sku="REPL-A", title="Alpha", title_en="Alpha")
+    delta = ProductFactory(sku="REPL-D", title="Delta", title_en="Delta")
+    unpaid, unpaid_token = OrderFactory.create_with_token(product=alpha)
+    expired, expired_token = OrderFactory.create_with_token(product=alpha, status=Order.Status.EXPIRED)
+print(json.dumps({
+    "alpha_id": alpha.id,
+    "unpaid": [unpaid.order_no, unpaid_token],
+    "expired": [expired.order_no, expired_token],
+}))
+"""
+
+
+def _manage_env(pair: MariaDBPair, redis_prefix: str) -> dict:
+    environment = dict(os.environ)
+    environment.update(
+        DJANGO_SETTINGS_MODULE="cardshop.settings.test",
+        DATABASE_URL=pair.primary_url,
+        DATABASE_REPLICA_URL=pair.replica_url,
+        TEST_REDIS_KEY_PREFIX=redis_prefix,
+        **SERVER_SETTINGS,
+    )
+    return environment
+
+
+def _run(argv: list[str], *, env: dict, timeout: float) -> str:
+    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(argv[:4])} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def mariadb_pair():
+    """A private primary and replica for the module, removed afterwards."""
+    with MariaDBPair(database="cardshop_replica_test") as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def stack(mariadb_pair):
+    pair = mariadb_pair
+    redis_prefix = f"{settings.REDIS_KEY_PREFIX}-pair-{uuid.uuid4().hex[:8]}"
+    metrics_dir = tempfile.mkdtemp(prefix="replica-metrics-")
+    environment = _manage_env(pair, redis_prefix)
+    _run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], env=environment, timeout=300)
+    data = json.loads(
+        _run([sys.executable, "-c", SETUP % {"password": PASSWORD}], env=environment, timeout=120)
+        .strip()
+        .splitlines()[-1]
+    )
+    pair.wait_caught_up(timeout=30)
+    server = GunicornServer(
+        workers=1,
+        threads=4,
+        extra_env={
+            "DATABASE_URL": pair.primary_url,
+            "DATABASE_REPLICA_URL": pair.replica_url,
+            "TEST_REDIS_KEY_PREFIX": redis_prefix,
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+            **SERVER_SETTINGS,
+        },
+    )
+    server.start()
+    try:
+        yield pair, server, data
+    finally:
+        server.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for name in client.scan_iter(f"{redis_prefix}*", count=1000):
+            client.delete(name)
+
+
+def _title(session: requests.Session, url: str) -> str:
+    """The product's title on its page (its <h1>)."""
+    response = session.get(url, timeout=10)
+    assert response.status_code == 200, f"GET {url} answered {response.status_code}"
+    match = re.search(r"<h1[^>]*>\s*(.*?)\s*</h1>", response.text, re.S)
+    assert match, f"no <h1> on {url}"
+    return match.group(1)
+
+
+def _merchant(server) -> requests.Session:
+    session = requests.Session()
+    login = f"{server.url}/admin/login/?next=/admin/"
+    page = session.get(login, timeout=10)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    answer = session.post(
+        login,
+        data={"csrfmiddlewaretoken": token, "username": "boss", "password": PASSWORD, "next": "/admin/"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert answer.status_code == 302 and answer.headers["Location"] == "/admin/", answer.text[-2000:]
+    return session
+
+
+def _metric(server, name: str, **labels) -> float | None:
+    body = requests.get(f"{server.url}/metrics", timeout=10).text
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    for line in body.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+class ReplicaReadLock:
+    """FLUSH TABLES WITH READ LOCK on the replica: its SQL thread waits to
+    apply the next transaction (its lag grows), while reads go on."""
+
+    def __init__(self, pair: MariaDBPair):
+        self.connection = pair.replica.connect()
+
+    def __enter__(self):
+        self.connection.cursor().execute("FLUSH TABLES WITH READ LOCK")
+        return self
+
+    def __exit__(self, *exc):
+        self.connection.cursor().execute("UNLOCK TABLES")
+        self.connection.close()
+
+
+def _replica_title(pair: MariaDBPair, sku: str) -> str:
+    return pair.replica.sql(f"SELECT title_zh_hans FROM cardshop_replica_test.catalog_product WHERE sku='{sku}'")[0][0]
+
+
+def test_an_edit_shows_to_buyers_when_the_replica_has_it_and_to_its_merchant_at_once(stack):
+    pair, server, data = stack
+    buyer = requests.Session()
+    product_url = f"{server.url}/p/REPL-A"
+    assert _title(buyer, product_url) == "Alpha"  # now cached
+    assert _metric(server, "cardshop_db_replica_in_use", alias="replica") == 1.0
+
+    merchant = _merchant(server)
+    change_url = f"{server.url}/admin/catalog/product/{data['alpha_id']}/change/"
+    values = admin_form_values(merchant, change_url)
+    with ReplicaReadLock(pair):
+        edit = {"title_zh_hans": "Beta", "title_en": "Beta"}
+        answer = merchant.post(change_url, data={**values, **edit, "_save": "Save"}, allow_redirects=False, timeout=10)
+        assert answer.status_code == 302, answer.text[-3000:]
+        assert "cardshop_wrote" in merchant.cookies  # the read-your-writes mark
+        assert pair.primary.sql(
+            "SELECT title_zh_hans FROM cardshop_replica_test.catalog_product WHERE sku='REPL-A'"
+        ) == [("Beta",)]
+        time.sleep(1.5)  # the replica's lag check has run since
+        assert _replica_title(pair, "REPL-A") == "Alpha"
+        lag = _metric(server, "cardshop_db_replica_lag_seconds", alias="replica")
+        assert lag is not None and lag >= 1, lag
+
+        # The edit dropped the cached copy; buyers read the lagging replica
+        # (and do not cache what they read), its merchant reads the primary.
+        assert _title(buyer, product_url) == "Alpha"
+        assert "Alpha" in buyer.get(f"{server.url}/", timeout=10).text
+        assert _title(merchant, product_url) == "Beta"
+        assert _title(buyer, product_url) == "Alpha"  # the merchant's read did not fill the cache either
+
+        # Order lookups: a settled order is answered by the replica, one in
+        # flight by the primary (the poll after payment sees it paid).
+        pair.primary.sql(
+            f"UPDATE cardshop_replica_test.orders_order SET quantity = 7 WHERE order_no = '{data['expired'][0]}'",
+            f"UPDATE cardshop_replica_test.orders_order SET status = 'paid' WHERE order_no = '{data['unpaid'][0]}'",
+        )
+        expired = _order(buyer, server, *data["expired"])
+        unpaid = _order(buyer, server, *data["unpaid"])
+        assert (expired["status"], expired["quantity"]) == ("expired", 1)  # the replica's row
+        assert unpaid["status"] == "paid"  # the primary's
+
+    pair.wait_caught_up(timeout=30)
+    assert _replica_title(pair, "REPL-A") == "Beta"
+    # Not a stale copy cached while the replica lagged (that would last
+    # PRODUCT_CACHE_TTL); each process keeps its replica read for a second.
+    wait_until(lambda: _title(buyer, product_url) == "Beta", timeout=5, message="the edit on the storefront")
+    assert _order(buyer, server, *data["expired"])["quantity"] == 7
+
+
+def _order(session: requests.Session, server, order_no: str, token: str) -> dict:
+    response = session.get(f"{server.url}/api/v1/orders/{order_no}", headers={"X-Order-Token": token}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_stopped_replication_moves_reads_to_the_primary(stack):
+    pair, server, data = stack
+    buyer = requests.Session()
+    pair.replication_stop()
+    try:
+        # Written on the primary only; REPL-D was never viewed, so not cached.
+        pair.primary.sql("UPDATE cardshop_replica_test.catalog_product SET title_zh_hans = 'Echo' WHERE sku='REPL-D'")
+        time.sleep(1.0)
+        assert _replica_title(pair, "REPL-D") == "Delta"
+        wait_until(
+            lambda: _metric(server, "cardshop_db_replica_in_use", alias="replica") == 0.0,
+            timeout=10,
+            message="the replica reported out of use",
+        )
+        assert _title(buyer, f"{server.url}/p/REPL-D") == "Echo"
+        assert _metric(server, "cardshop_db_replica_checks_total", verdict="stopped") >= 1
+        assert _metric(server, "cardshop_db_replica_fallback_reads_total") >= 1
+    finally:
+        pair.replication_start()
+    pair.wait_caught_up(timeout=30)
+    wait_until(
+        lambda: _metric(server, "cardshop_db_replica_in_use", alias="replica") == 1.0,
+        timeout=10,
+        message="the replica back in use",
+    )
+
+
+def test_a_killed_replica_leaves_every_page_answering(stack):
+    pair, server, data = stack
+    buyer = requests.Session()
+    pair.replica.kill()
+    started = time.monotonic()
+    for url in ("/", "/p/REPL-A", "/p/REPL-D", "/p/NO-SUCH-SKU"):
+        response = buyer.get(f"{server.url}{url}", timeout=10)
+        assert response.status_code == (404 if "NO-SUCH" in url else 200), (url, response.status_code)
+    for order_no, token in (data["expired"], data["unpaid"]):
+        assert _order(buyer, server, order_no, token)["order_no"] == order_no
+        page = buyer.get(f"{server.url}/orders/{order_no}?token={token}", timeout=10)
+        assert page.status_code == 200, page.status_code
+    # A dead replica is noticed once per check interval, not waited for per request.
+    assert time.monotonic() - started < 10
+    assert _metric(server, "cardshop_db_replica_in_use", alias="replica") == 0.0
+    assert _metric(server, "cardshop_db_replica_checks_total", verdict="unreachable") >= 1
+
+    # Started again, it replicates what it missed and serves reads again.
+    pair.replica.start()
+    pair.replication_start()
+    pair.wait_caught_up(timeout=30)
+    wait_until(
+        lambda: _metric(server, "cardshop_db_replica_in_use", alias="replica") == 1.0,
+        timeout=10,
+        message="the restarted replica back in use",
+    )
