@@ -12,14 +12,14 @@
 # exists: Debian's runc, which works where crun may not), CA_BUNDLE (default
 # /etc/ssl/certs/ca-certificates.crt: mounted read-only into the build's RUN steps so
 # pip trusts what this machine trusts, e.g. a TLS-inspecting egress proxy; it is not
-# copied into any layer).
+# copied into any layer; CA_BUNDLE= turns it off).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 IMAGE=${IMAGE:-cardshop:local}
 BASE=${BASE:-local}
 PODMAN=${PODMAN:-podman}
-CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+CA_BUNDLE=${CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}
 if [ -z "${PODMAN_RUNTIME+x}" ] && [ -x /usr/sbin/runc ]; then PODMAN_RUNTIME=/usr/sbin/runc; fi
 
 command -v "$PODMAN" >/dev/null 2>&1 || {
