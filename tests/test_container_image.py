@@ -32,7 +32,8 @@ from testing.processes import free_port, rabbitmq_vhost_ensure, rabbitmq_vhost_r
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = os.environ.get("CONTAINER_TEST_IMAGE", "cardshop:local")
-RUNC = "/usr/sbin/runc"
+# Debian's runc, as scripts/build_image.sh uses (PODMAN_RUNTIME there and here).
+RUNC = os.environ.get("PODMAN_RUNTIME") or "/usr/sbin/runc"
 # Raising the open-files or process limits is refused on these machines, and
 # podman asks for more than the defaults unless told.
 LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
