@@ -6,7 +6,7 @@
 # (Debian bookworm + Debian's Python 3.11, tagged localhost/python:3.11-slim-bookworm,
 # which the Dockerfile's `FROM python:3.11-slim-bookworm` finds in podman's store),
 # because the machines this project is built on reach no image registry.
-# BASE=registry pulls the real python:3.11-slim-bookworm instead.
+# BASE=registry pulls the real python:3.11-slim-bookworm instead (untried here: no registry).
 #
 # Other knobs: PODMAN (default podman), PODMAN_RUNTIME (default /usr/sbin/runc when it
 # exists: Debian's runc, which works where crun may not), CA_BUNDLE (default
