@@ -17,14 +17,14 @@ ifeq ($(origin SITE_URL)$(shell grep -s '^SITE_URL=' .env),undefined)
 run seed: export SITE_URL = http://$(HOST):$(PORT)
 endif
 
-.PHONY: run test lint format requirements pre-commit system-deps browser-deps k8s-tools venv services database migrate messages static seed bench-import clean
+.PHONY: run test lint format requirements pre-commit system-deps browser-deps container-deps image k8s-tools venv services database migrate messages static seed bench-import clean
 
 run: system-deps venv services database migrate messages static seed
 	HOST=$(HOST) PORT=$(PORT) WEB_WORKERS=$(WEB_WORKERS) scripts/run_all.sh
 
 # The suite includes a smoke run of the benchmark's correctness gates, so it
 # installs the bench tools too.
-test: lint browser-deps venv bench-deps services messages k8s-tools
+test: lint browser-deps container-deps venv bench-deps services messages k8s-tools
 	DJANGO_SETTINGS_MODULE=cardshop.settings.test $(PY) -m pytest $(PYTEST_ARGS)
 
 # ruff (pyproject.toml): lint rules and the formatter. A lint error fails `make test`.
@@ -47,6 +47,16 @@ k8s-tools: venv
 # The browser tests drive Debian's chromium.
 browser-deps:
 	@scripts/ensure_system_packages.sh --browser
+
+# podman, runc and debootstrap: `make image`, and the suite's container test.
+container-deps:
+	@scripts/ensure_system_packages.sh --container
+
+# The container image cardshop:local, built by podman (no Docker daemon): first a
+# local stand-in for python:3.11-slim-bookworm from Debian's packages, as no image
+# registry may be reachable (BASE=registry pulls the real one), then the Dockerfile.
+image: container-deps
+	scripts/build_image.sh
 
 # The virtualenv is brought up to date when the pins change. requirements-dev.txt
 # holds only the dev tools (within the runtime pins), so both files are installed.

@@ -4,6 +4,10 @@
 #   ensure_system_packages.sh --browser  also what only the tests drive: Chromium and a
 #                                        Chinese font (browser tests), nginx (tests/test_nginx.py runs its own) and
 #                                        prometheus (its promtool checks deploy/prometheus/alerts.yml)
+#   ensure_system_packages.sh --container  also podman, Debian's runc and debootstrap: `make image`
+#                                        builds the Dockerfile with them (scripts/build_image.sh), and
+#                                        tests/test_container_image.py runs the image
+# Both options may be given together.
 set -euo pipefail
 
 # python3-venv: .venv; pkg-config, libmariadb-dev, gcc, python3-dev: build mysqlclient;
@@ -14,12 +18,28 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || packages+=(m
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 # RabbitMQ, the Celery broker (CELERY_BROKER_URL=amqp://...; the test suite's too).
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || packages+=(rabbitmq-server)
-if [ "${1:-}" = "--browser" ]; then
-  # fonts-wqy-microhei: Chinese glyphs, so zh-hans screenshots show text, not boxes.
-  packages+=(chromium fonts-wqy-microhei)
-  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
-  command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
-fi
+for option in "$@"; do
+  case "$option" in
+    --browser)
+      # fonts-wqy-microhei: Chinese glyphs, so zh-hans screenshots show text, not boxes.
+      packages+=(chromium fonts-wqy-microhei)
+      command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
+      command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+      ;;
+    --container)
+      # As root this is all podman needs here: its own storage on native overlayfs
+      # (no fuse-overlayfs), --network=host (no slirp4netns or passt), no subordinate
+      # ids (no uidmap). runc, not crun: the runtime these machines are known to run
+      # (scripts/build_image.sh passes --runtime /usr/sbin/runc). debootstrap builds
+      # the local base image (scripts/build_base_image.sh), as no registry is reachable.
+      packages+=(podman runc debootstrap)
+      ;;
+    *)
+      echo "usage: $0 [--browser] [--container]" >&2
+      exit 2
+      ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do
