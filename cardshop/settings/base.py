@@ -120,6 +120,13 @@ REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Every Redis key this process writes starts with this, so tests, benchmarks and
 # the demo can share one server without touching each other's data.
 REDIS_KEY_PREFIX = env("REDIS_KEY_PREFIX", default="cardshop")
+# The stock gate's Redis (stock counters, reservations, persist queues, coupon
+# uses, mail claims: everything whose loss matters for a sale; apps.stock.redis).
+# Unset, it is REDIS_URL (one Redis for a laptop). Production runs it with
+# deploy/redis/redis.conf; GATE_REDIS_CLUSTER=true speaks Redis Cluster to it (the
+# URL names any one node), sharding products by their hash tag (docs/gate-cluster.md).
+GATE_REDIS_URL = env("GATE_REDIS_URL", default=REDIS_URL)
+GATE_REDIS_CLUSTER = env.bool("GATE_REDIS_CLUSTER", default=False)
 
 CACHES = {
     "default": {
