@@ -10,9 +10,9 @@ from functools import cache
 from pathlib import Path
 
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError
 
-from .redis import stock_redis
+from .redis import gate_is_cluster, stock_redis
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
@@ -39,22 +39,36 @@ def lua_script_forget() -> None:
 
 
 def lua_scripts_pipelined(calls: list[tuple[str, list[str], list]]) -> list:
-    """Run script calls (name, keys, args) in one pipeline, one round trip per
-    master; each call stands alone (no transaction). A cluster pipeline,
-    unlike a plain one, does not load its scripts first: a master restarted
-    since they were loaded answers NOSCRIPT, so the scripts are loaded on
-    every master and the whole pipeline runs again. Only for scripts that
-    are no-ops when run twice."""
-    try:
-        return _pipelined(calls)
-    except NoScriptError:
-        for name in {name for name, _keys, _args in calls}:
-            stock_redis().script_load(_source(name))
-        return _pipelined(calls)
+    """Run script calls (name, keys, args) in one round trip per master, each
+    call standing alone (no transaction); their replies in order."""
+    client = stock_redis()
+    if not gate_is_cluster(client):
+        pipe = client.pipeline(transaction=False)
+        for name, keys, args in calls:
+            lua_script(name)(keys=keys, args=args, client=pipe)
+        return pipe.execute()
+    return _cluster_pipelined(client, calls)
 
 
-def _pipelined(calls: list[tuple[str, list[str], list]]) -> list:
-    pipe = stock_redis().pipeline(transaction=False)
-    for name, keys, args in calls:
-        lua_script(name)(keys=keys, args=args, client=pipe)
-    return pipe.execute()
+def _cluster_pipelined(client, calls: list[tuple[str, list[str], list]]) -> list:
+    """A cluster pipeline refuses EVALSHA, so: one plain pipeline per master,
+    to the master owning each call's slot (a plain pipeline loads its
+    scripts first). A call whose slot moved meanwhile (MOVED, ASK) or that
+    failed runs again alone through the cluster client, which follows the
+    move or raises the error; only for scripts that are no-ops when run twice."""
+    replies: list = [None] * len(calls)
+    by_master: dict[str, tuple] = {}
+    for index, (_name, keys, _args) in enumerate(calls):
+        node = client.get_node_from_key(keys[0])
+        by_master.setdefault(node.name, (node, []))[1].append(index)
+    for node, indexes in by_master.values():
+        pipe = client.get_redis_connection(node).pipeline(transaction=False)
+        for index in indexes:
+            name, keys, args = calls[index]
+            lua_script(name)(keys=keys, args=args, client=pipe)
+        for index, reply in zip(indexes, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, ResponseError):
+                name, keys, args = calls[index]
+                reply = lua_script(name)(keys=keys, args=args)
+            replies[index] = reply
+    return replies
