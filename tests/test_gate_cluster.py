@@ -11,12 +11,16 @@ on all three masters.
   sale_paused) while the others sell on, warm-up rebuilds them from MariaDB,
   and nothing is oversold;
 - one master crashes and restarts on its append-only file: the per-master
-  run-id markers notice it (and only once), and every gate is rebuilt.
+  run-id markers notice it (and only once), and every gate is rebuilt;
+  mid-sale, every order answered 202 survives it.
 
 The shared Redis is never touched: the cluster has its own ports and
 directories, and is removed afterwards."""
 
+import os
+import signal
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -44,6 +48,7 @@ from testing.processes import wait_until
 from testing.redis_cluster import RedisClusterServers
 
 from .test_gate_slots import LUA_FILES
+from .test_redis_crash import Crowd
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -303,3 +308,73 @@ def test_a_master_restarted_on_its_data_is_noticed_once_and_every_gate_rebuilt(g
         assert not stock_redis().exists(stock_key(product.id)), "a gate was left standing"
         assert stock_warm(product=product) == (True, 5)
     assert gates_check_redis_restart() == []  # reported once
+
+
+def test_every_order_answered_202_survives_a_master_sigkill_mid_sale(gate_cluster):
+    """The crash test of tests/test_redis_crash.py on the cluster: crowds buy
+    three products, one per master; the persister is frozen so reservations
+    wait in Redis only; one master is SIGKILLed and started again on its
+    append-only file. The products on the other masters sell on meanwhile;
+    beat sees that master's new run id, every gate is rebuilt from MariaDB
+    plus the queues the file kept, and checkout reopens. Every order number
+    answered 202 ends as an order row, and nothing is oversold."""
+    keys = 600
+    products = [product_with_keys(keys=keys, per_buyer_limit=1, id=pid) for pid in product_ids_on_every_master()]
+    victim_product, *kept = products
+    victim = next(n for n in gate_cluster.nodes if f"127.0.0.1:{n.port}" == master_of(victim_product))
+    worker = CeleryWorker(concurrency=2, beat=True).start()
+    server = GunicornServer(workers=2, threads=8).start()
+    crowds = {p.sku: Crowd(base=server.url, sku=p.sku) for p in products}
+    victim_crowd = crowds[victim_product.sku]
+
+    def total() -> int:
+        return sum(crowd.count() for crowd in crowds.values())
+
+    try:
+        for crowd in crowds.values():
+            crowd.start()
+        wait_until(lambda: victim_crowd.count() >= 30, timeout=30, message="the first orders")
+        os.killpg(worker.pid, signal.SIGSTOP)  # from now on answered orders wait in Redis only
+        frozen_at = victim_crowd.count()
+        wait_until(lambda: victim_crowd.count() >= frozen_at + 30, timeout=30, message="orders while frozen")
+        victim.kill()
+        victim_answered_at_kill, kept_answered_at_kill = victim_crowd.count(), total() - victim_crowd.count()
+        os.killpg(worker.pid, signal.SIGCONT)
+        time.sleep(1.0)  # the victim's crowd meets a dead master; the others sell on
+        kept_during_outage = total() - victim_crowd.count() - kept_answered_at_kill
+        victim.start()
+        gate_cluster.wait_ok(timeout=30)
+        wait_until(
+            lambda: victim_crowd.count() >= victim_answered_at_kill + 30,
+            timeout=40,
+            message="checkout of the victim's product reopened after the restart",
+        )
+    finally:
+        for crowd in crowds.values():
+            crowd.stop()
+        server.stop()
+    try:
+        accepted = {no for crowd in crowds.values() for no in crowd.accepted}
+        assert len(accepted) == sum(len(crowd.accepted) for crowd in crowds.values()), "a number answered twice"
+
+        def recorded() -> set[str]:
+            return set(Order.objects.filter(order_no__in=accepted).values_list("order_no", flat=True))
+
+        try:
+            wait_until(lambda: recorded() == accepted, timeout=30, message="every answered order in MariaDB")
+        except AssertionError:
+            missing = sorted(accepted - recorded())
+            raise AssertionError(
+                f"{len(missing)} of {len(accepted)} orders answered 202 never reached MariaDB; e.g. {missing[:5]}"
+                f"\n{worker.log_tail()}"
+            ) from None
+    finally:
+        worker.stop()
+
+    assert victim_crowd.refused.get(503, 0) > 0, "the victim's product never failed closed"
+    assert kept_during_outage > 0, "the products on the other masters stopped selling while one master was down"
+    for product in products:
+        orders = Order.objects.filter(product=product)
+        assert orders.count() <= keys
+        assert int(stock_redis().get(stock_key(product.id))) == keys - orders.count()
+    connection.close()

@@ -366,8 +366,11 @@ def _cluster_restarted(client) -> bool:
     reads as a restart, and costs one needless rebuild, never a missed one."""
     run_ids = client.info("server", target_nodes=client.get_primaries())
     owners = client.nodes_manager.slots_cache
+    serving = {nodes[0].name for nodes in owners.values() if nodes}
     restarted = False
     for node_name, info in run_ids.items():
+        if node_name not in serving:
+            continue  # a master without slots holds no gate
         marker = _marker_owned_by(client, owners, node_name)
         known = client.set(redis_run_id_marker_key(marker), info["run_id"], get=True)
         if known is not None and redis_text(known) != info["run_id"]:
