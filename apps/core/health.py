@@ -45,6 +45,10 @@ def check_redis() -> None:
         client.close()
 
 
+class GateClusterDown(Exception):
+    pass
+
+
 def check_gate_redis() -> None:
     """The stock gate's Redis (GATE_REDIS_URL; the same server as REDIS_URL
     unless set): on a Redis Cluster every master answers, and the cluster
@@ -60,10 +64,6 @@ def check_gate_redis() -> None:
             client.ping()
     finally:
         client.close()
-
-
-class GateClusterDown(Exception):
-    pass
 
 
 def _gate_client():

@@ -33,11 +33,6 @@ def _registered(name: str, client) -> Script:
     return client.register_script(_source(name))
 
 
-def lua_script_forget() -> None:
-    """Forget the registered scripts (a test that changed the gate's server)."""
-    _registered.cache_clear()
-
-
 def lua_scripts_pipelined(calls: list[tuple[str, list[str], list]]) -> list:
     """Run script calls (name, keys, args) in one round trip per master, each
     call standing alone (no transaction); their replies in order."""
