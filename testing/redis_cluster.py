@@ -118,3 +118,24 @@ class RedisClusterServers:
     def remove(self) -> None:
         for node in self.nodes:
             node.remove()
+
+
+def main() -> None:
+    """`python -m testing.redis_cluster`: a private cluster for a developer,
+    until Ctrl-C (or SIGTERM); its directories go with it."""
+    import signal
+    import sys
+
+    servers = RedisClusterServers(name="dev-gate-cluster").start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"GATE_REDIS_URL={servers.url} GATE_REDIS_CLUSTER=true  (Ctrl-C stops it)", flush=True)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        servers.remove()
+
+
+if __name__ == "__main__":
+    main()
