@@ -83,11 +83,16 @@ def _broker_purge():
 
 
 def _delete_prefixed_keys():
-    client = _redis_client()
+    from apps.stock.redis import stock_redis
+
     pattern = settings.REDIS_KEY_PREFIX + ":*"
-    keys = list(client.scan_iter(match=pattern, count=1000))
-    if keys:
-        client.delete(*keys)
+    clients = [_redis_client()]
+    if settings.GATE_REDIS_URL != settings.REDIS_URL or settings.GATE_REDIS_CLUSTER:
+        clients.append(stock_redis())  # the gate on a server of its own (scan_iter covers a cluster's masters)
+    for client in clients:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)  # a cluster client splits it by slot
 
 
 @pytest.fixture(autouse=True)

@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         web_workers=args.web_workers,
         web_threads=args.web_threads,
         celery_concurrency=args.celery_concurrency,
-        extra_env={"REDIS_URL": gate.url} if gate else {},
+        extra_env={"REDIS_URL": gate.url, "GATE_REDIS_URL": gate.url} if gate else {},
     )
     stack = BenchStack(config)
     os.environ.update(bench_environment(config, site_url=stack.url))

@@ -148,7 +148,7 @@ def checkout_phase(*, work: Path, rounds: int, seconds: float, concurrency: int)
             "0",
         )
         for name in ("always", "off"):
-            env = {**stack.env, "REDIS_URL": gates[name].url}
+            env = {**stack.env, "REDIS_URL": gates[name].url, "GATE_REDIS_URL": gates[name].url}
             subprocess.run(
                 [sys.executable, "manage.py", "warm_stock", "--sku", "GATE-COST"],
                 cwd=ROOT,

@@ -153,6 +153,8 @@ class BenchStack:
         from cardshop.broker import broker_is_redis
 
         urls = {self.env.get("REDIS_URL", "redis://127.0.0.1:6379/0")}
+        if self.env.get("GATE_REDIS_URL") and self.env.get("GATE_REDIS_CLUSTER", "false").lower() != "true":
+            urls.add(self.env["GATE_REDIS_URL"])
         if broker_is_redis(self.env["CELERY_BROKER_URL"]):
             urls.add(self.env["CELERY_BROKER_URL"])
         for url in urls:

@@ -59,6 +59,7 @@ def chaos_environment(config: ChaosConfig, *, gate_url: str, mail_dir: Path) -> 
     return {
         "DJANGO_SETTINGS_MODULE": "cardshop.settings.base",
         "REDIS_URL": gate_url,
+        "GATE_REDIS_URL": gate_url,
         "FULFIL_BATCH_SIZE": str(config.fulfil_batch_size),
         # Every mail lands in a file, so duplicates and misses can be counted.
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",

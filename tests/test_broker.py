@@ -206,7 +206,7 @@ def test_the_worker_survives_the_gate_redis_dying_and_checkout_reopens_by_itself
     warm_stock, and a new order is paid and delivered."""
     redis_server = RedisServer().start()
     product = product_with_keys(keys=200, per_buyer_limit=1, warm=False)
-    env = {"REDIS_URL": redis_server.url}
+    env = {"REDIS_URL": redis_server.url, "GATE_REDIS_URL": redis_server.url}
     web = GunicornServer(workers=1, threads=8, extra_env=env)
     worker = CeleryWorker(concurrency=2, beat=True, extra_env={**env, "SITE_URL": web.url})
     answers: list[int] = []

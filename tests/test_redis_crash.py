@@ -27,7 +27,6 @@ import redis
 from apps.orders.models import Order
 from apps.orders.tests.processes import CeleryWorker, GunicornServer
 from apps.orders.tests.support import product_with_keys
-from apps.stock.scripts import lua_script
 from testing.processes import wait_until
 from testing.redis_server import GATE_REDIS_CONF, RedisServer
 
@@ -96,15 +95,18 @@ def gate_redis(settings):
     the Lua scripts' client), as gunicorn and the worker will be."""
     server = RedisServer(config=GATE_REDIS_CONF, name="gate-redis").start()
     settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": server.url}}
-    lua_script.cache_clear()
+    settings.GATE_REDIS_URL = server.url
     yield server
     server.remove()
-    lua_script.cache_clear()
 
 
 def test_every_order_answered_202_survives_a_gate_redis_sigkill(gate_redis, settings):
     product = product_with_keys(keys=KEYS, per_buyer_limit=1)  # warmed on the gate Redis
-    env = {"REDIS_URL": gate_redis.url, "TEST_CELERY_BROKER_URL": settings.CELERY_BROKER_URL}
+    env = {
+        "REDIS_URL": gate_redis.url,
+        "GATE_REDIS_URL": gate_redis.url,
+        "TEST_CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+    }
     worker = CeleryWorker(concurrency=2, beat=True, extra_env=env).start()
     server = GunicornServer(workers=2, threads=8, extra_env=env).start()
     crowd = Crowd(base=server.url, sku=product.sku)

@@ -118,7 +118,11 @@ def form_checkout(base: str, sku: str, email: str) -> Response:
 def test_redis_down_pages_render_checkout_pauses_and_reopens_after_warm_up(private_redis):
     category = CategoryFactory(name="Games", slug="games")
     product = product_with_keys(keys=5, warm=False, title="Original title", category=category, per_buyer_limit=1)
-    env = {"REDIS_URL": private_redis.url, "TEST_CELERY_BROKER_URL": private_redis.url}
+    env = {
+        "REDIS_URL": private_redis.url,
+        "GATE_REDIS_URL": private_redis.url,
+        "TEST_CELERY_BROKER_URL": private_redis.url,
+    }
     # One worker, so the pages read before the outage are in the process that serves the ones after it.
     server = GunicornServer(workers=1, threads=4, extra_env=env).start()
     try:

@@ -18,6 +18,7 @@ from django.utils import timezone
 from kombu import Connection
 
 from apps.catalog.models import Product
+from apps.stock.redis import gate_is_cluster, gate_redis_client
 from apps.stock.redis_keys import stock_key
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,37 @@ def check_redis() -> None:
         client.close()
 
 
+class GateClusterDown(Exception):
+    pass
+
+
+def check_gate_redis() -> None:
+    """The stock gate's Redis (GATE_REDIS_URL; the same server as REDIS_URL
+    unless set): on a Redis Cluster every master answers, and the cluster
+    says its slots are all served."""
+    client = _gate_client()
+    try:
+        if gate_is_cluster(client):
+            client.ping(target_nodes=client.get_primaries())
+            state = client.cluster_info(target_nodes=client.get_random_node())["cluster_state"]
+            if state != "ok":
+                raise GateClusterDown(f"cluster_state:{state}")
+        else:
+            client.ping()
+    finally:
+        client.close()
+
+
+def _gate_client():
+    # A fresh client, as for check_redis.
+    return gate_redis_client(
+        url=settings.GATE_REDIS_URL,
+        cluster=settings.GATE_REDIS_CLUSTER,
+        socket_timeout=CHECK_TIMEOUT,
+        connect_timeout=CHECK_TIMEOUT,
+    )
+
+
 def check_broker() -> None:
     with Connection(settings.CELERY_BROKER_URL, connect_timeout=CHECK_TIMEOUT) as connection:
         connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=CHECK_TIMEOUT)
@@ -54,7 +86,7 @@ class StockNotWarmed(Exception):
 
 
 def check_stock_warmed() -> None:
-    """Every active product whose sale is open has its stock counter in Redis;
+    """Every active product whose sale is open has its stock counter in the gate Redis;
     one without it refuses checkout (sale_paused) until warm_stock rebuilds it.
     Read from MariaDB, so a Redis that lost everything (the list of warmed
     products too) fails this check instead of passing it. Passes when no sale
@@ -69,9 +101,7 @@ def check_stock_warmed() -> None:
     )
     if not open_sales:
         return
-    client = redis.Redis.from_url(
-        settings.REDIS_URL, socket_connect_timeout=CHECK_TIMEOUT, socket_timeout=CHECK_TIMEOUT
-    )
+    client = _gate_client()
     try:
         pipe = client.pipeline(transaction=False)
         for product_id, _sku in open_sales:
@@ -86,6 +116,7 @@ def check_stock_warmed() -> None:
 READINESS_CHECKS: list[tuple[str, Callable[[], None]]] = [
     ("database", check_database),
     ("redis", check_redis),
+    ("gate_redis", check_gate_redis),
     ("broker", check_broker),
     ("stock_warmed", check_stock_warmed),
 ]

@@ -101,6 +101,15 @@ def redis_run_id_key() -> str:
     return f"{settings.REDIS_KEY_PREFIX}:stock:redis-run-id"
 
 
+def redis_run_id_marker_key(marker: int) -> str:
+    """On a Redis Cluster, one of these per master, its tag chosen so that
+    master owns its slot (apps.stock.services.stock_redis_restarted): the
+    master's run id when the gates were last known good. It lives on the
+    master it describes, so it is replicated and persisted with that
+    master's data and compared with whatever server serves those slots now."""
+    return f"{settings.REDIS_KEY_PREFIX}:{{run:{marker}}}:stock:redis-run-id"
+
+
 def strikes_key(product_id: int) -> str:
     """Hash: client field (hashed IP or device) -> "count:first_seen_ms" of
     suspicious checkout attempts on this product (the captcha's soft threshold)."""

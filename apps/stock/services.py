@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.conf import settings
 
-from .redis import redis_text, stock_redis
+from .redis import gate_is_cluster, redis_text, stock_redis
 from .redis_keys import (
     bucket_key,
     buyers_key,
@@ -19,6 +19,7 @@ from .redis_keys import (
     persist_queue_key,
     persist_requested_key,
     redis_run_id_key,
+    redis_run_id_marker_key,
     reservations_key,
     rules_key,
     stock_key,
@@ -27,7 +28,7 @@ from .redis_keys import (
     warmed_products_key,
 )
 from .reservations import HeldShare, Reservation
-from .scripts import lua_script
+from .scripts import lua_script, lua_scripts_pipelined
 
 # Redis stores "no bound" as -1 so the script can compare numbers only.
 NO_BOUND = -1
@@ -187,15 +188,17 @@ def stock_reservations_hold(*, reservations: list[tuple[int, str]]) -> None:
 
 
 def _paid_script(reservations: list[tuple[int, str]], flags: tuple[str, str]) -> None:
-    """One round trip (a pipeline; each script call stands alone)."""
+    """One round trip per gate master (a pipeline; each script call stands
+    alone, so reservations of products on different masters never share a
+    command)."""
     if not reservations:
         return
-    script = lua_script("paid")
-    pipe = stock_redis().pipeline(transaction=False)
-    for product_id, order_no in reservations:
-        keys = [reservations_key(product_id), unpaid_key(product_id), held_key(product_id)]
-        script(keys=keys, args=[order_no, *flags], client=pipe)
-    pipe.execute()
+    lua_scripts_pipelined(
+        [
+            ("paid", [reservations_key(product_id), unpaid_key(product_id), held_key(product_id)], [order_no, *flags])
+            for product_id, order_no in reservations
+        ]
+    )
 
 
 def stock_rereserve(*, product_id: int, reservation: Reservation) -> int:
@@ -309,8 +312,15 @@ def stock_rebuild(
         json.dumps({no: share.to_json() for no, share in held.items()}),
     ]
     rebuilt = lua_script("warm")(keys=keys, args=args) == 1
-    stock_redis().sadd(warmed_products_key(), product.id)
+    stock_warmed_mark(product_id=product.id)
     return rebuilt
+
+
+def stock_warmed_mark(*, product_id: int) -> None:
+    """List the product among the warmed ones. Idempotent. Warm-up marks a
+    product whose gate is there too: on a Redis Cluster the list can be lost
+    with one master while the gates on the others live on."""
+    stock_redis().sadd(warmed_products_key(), product_id)
 
 
 def coupon_counters_forget(*, coupon_ids: list[int]) -> None:
@@ -330,11 +340,50 @@ def stock_redis_restarted() -> bool:
     """True once after Redis came back from a restart or failover with data
     that may lag MariaDB (an AOF that missed its last second, a replica that
     was behind). Such a gate cannot be trusted and must be rebuilt; a Redis
-    that lost everything needs no check, its gates are simply missing."""
+    that lost everything needs no check, its gates are simply missing.
+    On a Redis Cluster, True once after ANY master did so."""
     client = stock_redis()
+    if gate_is_cluster(client):
+        return _cluster_restarted(client)
     run_id = client.info("server")["run_id"]
     known = client.set(redis_run_id_key(), run_id, get=True)
     return known is not None and redis_text(known) != run_id
+
+
+# How far to look for a marker tag whose slot a master owns: a master owning
+# even a few hundred of the 16384 slots is found within a few thousand tries.
+_MARKER_SEARCH_LIMIT = 1 << 20
+
+
+def _cluster_restarted(client) -> bool:
+    """Each master's run id is compared with the one its marker key holds,
+    the marker kept on that master itself (redis_run_id_marker_key). A
+    master restarted on its append-only file, or a replica promoted in its
+    place, still holds the marker with the old run id: detected. A master
+    that came back empty has lost its marker with its gates: those gates are
+    missing and fail closed until warm-up rebuilds them, as on one Redis.
+    Slots moved by a resharding can carry a marker to another master: that
+    reads as a restart, and costs one needless rebuild, never a missed one."""
+    run_ids = client.info("server", target_nodes=client.get_primaries())
+    owners = client.nodes_manager.slots_cache
+    serving = {nodes[0].name for nodes in owners.values() if nodes}
+    restarted = False
+    for node_name, info in run_ids.items():
+        if node_name not in serving:
+            continue  # a master without slots holds no gate
+        marker = _marker_owned_by(client, owners, node_name)
+        known = client.set(redis_run_id_marker_key(marker), info["run_id"], get=True)
+        if known is not None and redis_text(known) != info["run_id"]:
+            restarted = True
+    return restarted
+
+
+def _marker_owned_by(client, owners, node_name: str) -> int:
+    for marker in range(_MARKER_SEARCH_LIMIT):
+        owner = owners.get(client.keyslot(redis_run_id_marker_key(marker)))
+        if owner and owner[0].name == node_name:
+            return marker
+    raise RuntimeError(f"no run-id marker slot found on {node_name}")
 
 
 def stock_persist_request_clear(*, product_id: int) -> None:

@@ -75,6 +75,7 @@ def _warm(product: Product, *, forget_first: bool) -> tuple[bool, int | None]:
             services.stock_gate_forget(product_id=product.id)
         if selectors.stock_remaining_known(product_id=product.id):
             services.stock_rules_publish(product=product)
+            services.stock_warmed_mark(product_id=product.id)
             return False, selectors.stock_counter(product_id=product.id)
         return _stock_rebuild_from_database(product)
 
@@ -150,7 +151,10 @@ def gates_check_redis_restart() -> list[int]:
     Returns the product ids forgotten."""
     if not services.stock_redis_restarted():
         return []
-    forgotten = selectors.stock_warmed_product_ids()
+    # The warmed list and the products on sale: on a Redis Cluster the list
+    # lives on one master and may lag (or be gone) while gates on the
+    # restarted master are stale.
+    forgotten = sorted(set(selectors.stock_warmed_product_ids()) | {p.id for p in products_to_warm()})
     for product_id in forgotten:
         services.stock_gate_forget(product_id=product_id)
     # Coupon use counters may lag the same way: each is counted again from

@@ -206,6 +206,7 @@ def test_pages_render_without_redis(client, settings):
     settings.CACHES = {
         "default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"},
     }
+    settings.GATE_REDIS_URL = "redis://127.0.0.1:1/0"
     assert client.get("/").status_code == 200
     page = client.get(f"/p/{product.sku}", HTTP_ACCEPT_LANGUAGE="en")
     assert page.status_code == 200

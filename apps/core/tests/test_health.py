@@ -24,7 +24,7 @@ def test_readyz_is_200_and_names_every_check_when_all_servers_answer(client):
     assert response.status_code == 200, response.content
     assert response.json() == {
         "status": "ok",
-        "checks": {"database": "ok", "redis": "ok", "broker": "ok", "stock_warmed": "ok"},
+        "checks": {"database": "ok", "redis": "ok", "gate_redis": "ok", "broker": "ok", "stock_warmed": "ok"},
     }
 
 
@@ -38,6 +38,17 @@ def test_readyz_is_503_when_redis_is_unreachable(client):
     assert body["checks"]["redis"].startswith("error: ")
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["broker"] == "ok"
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_when_the_gate_redis_is_unreachable(client):
+    with override_settings(GATE_REDIS_URL=closed_port_url()):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["gate_redis"].startswith("error: ")
+    assert body["checks"]["redis"] == "ok"
+    assert body["checks"]["database"] == "ok"
 
 
 @pytest.mark.django_db

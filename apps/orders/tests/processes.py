@@ -32,6 +32,10 @@ def test_environment(**extra) -> dict:
             "UNPAID_CAP_PER_IP": "0",
         }
     )
+    if settings.GATE_REDIS_URL != settings.REDIS_URL or settings.GATE_REDIS_CLUSTER:
+        # A test that moved the gate (tests/test_gate_cluster.py) moves its children's too.
+        env["GATE_REDIS_URL"] = settings.GATE_REDIS_URL
+        env["GATE_REDIS_CLUSTER"] = "true" if settings.GATE_REDIS_CLUSTER else "false"
     env.update(extra)
     return env
 

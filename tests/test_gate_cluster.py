@@ -1,0 +1,380 @@
+"""The stock gate on a real Redis Cluster (issue 14): three masters started
+for the test (testing/redis_cluster.py, the gate's durable configuration plus
+deploy/redis/cluster.conf), GATE_REDIS_CLUSTER=true in this process and in
+the gunicorn and Celery processes, products chosen so their hash tags land
+on all three masters.
+
+- every Lua script runs on the cluster, each call with keys of one slot;
+- the 2,000-buyers flash sale over three products, one per master: exactly
+  the keys uploaded are sold (P1), no key twice (P2);
+- one master loses its data mid-sale: its products fail closed (503
+  sale_paused) while the others sell on, warm-up rebuilds them from MariaDB,
+  and nothing is oversold;
+- one master crashes and restarts on its append-only file: the per-master
+  run-id markers notice it (and only once), and every gate is rebuilt;
+  mid-sale, every order answered 202 survives it.
+
+The shared Redis is never touched: the cluster has its own ports and
+directories, and is removed afterwards."""
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+
+import pytest
+from django.db import connection
+from redis.commands.core import Script
+from redis.crc import key_slot
+
+from apps.cardkeys.models import CardKey
+from apps.coupons.tests.factories import CouponFactory
+from apps.orders import mail as order_mail
+from apps.orders.models import Order
+from apps.orders.services import persistence
+from apps.orders.services.cancel import order_cancel
+from apps.orders.services.checkout import order_checkout
+from apps.orders.tasks import persist_reservations_task
+from apps.orders.tests.processes import CeleryWorker, GunicornServer
+from apps.orders.tests.support import pay, product_with_keys
+from apps.orders.tests.test_flash_sale import assert_each_key_in_one_order, checkout_crowd, pay_all_concurrently
+from apps.stock import services as gate
+from apps.stock.redis import stock_redis
+from apps.stock.redis_keys import persist_requested_key, stock_key
+from apps.stock.reservations import Reservation
+from apps.stock.warmup import gates_check_redis_restart, stock_warm
+from testing.processes import wait_until
+from testing.redis_cluster import RedisClusterServers
+
+from .test_gate_slots import LUA_FILES
+from .test_redis_crash import Crowd
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
+
+
+@pytest.fixture(scope="module")
+def cluster_servers():
+    servers = RedisClusterServers().start()
+    yield servers
+    servers.remove()
+
+
+def _flush(servers: RedisClusterServers) -> None:
+    for node in servers.nodes:
+        if node.alive():
+            with node.client() as client:
+                client.flushall()
+
+
+@pytest.fixture
+def gate_cluster(cluster_servers, settings):
+    """This process's gate on the cluster (its children follow it:
+    apps/orders/tests/processes.py::test_environment), empty to start with."""
+    cluster_servers.wait_ok()
+    _flush(cluster_servers)
+    settings.GATE_REDIS_URL = cluster_servers.url
+    settings.GATE_REDIS_CLUSTER = True
+    yield cluster_servers
+    _flush(cluster_servers)
+
+
+def product_ids_on_every_master(*, per_master: int = 1, start: int = 7000) -> list[int]:
+    """Product ids whose hash tags land `per_master` on each master, in
+    master order; asserts the cover."""
+    client = stock_redis()
+    masters = sorted(node.name for node in client.get_primaries())
+    chosen: dict[str, list[int]] = {name: [] for name in masters}
+    for product_id in range(start, start + 1000):
+        owner = client.get_node_from_key(stock_key(product_id)).name
+        if len(chosen[owner]) < per_master:
+            chosen[owner].append(product_id)
+        if all(len(ids) == per_master for ids in chosen.values()):
+            break
+    assert all(len(ids) == per_master for ids in chosen.values()), chosen
+    ids = [product_id for name in masters for product_id in chosen[name]]
+    assert len({client.get_node_from_key(stock_key(pid)).name for pid in ids}) == 3
+    return ids
+
+
+def master_of(product) -> str:
+    return stock_redis().get_node_from_key(stock_key(product.id)).name
+
+
+# --- every script, each call in one slot
+
+
+class ScriptCalls:
+    """Every gate script call of this process: its name and its keys."""
+
+    def __init__(self, monkeypatch):
+        self.calls: list[tuple[str, list[str]]] = []
+        names = {path.read_text(): path.stem for path in LUA_FILES}
+        original = Script.__call__
+
+        def recording(script, keys=(), args=(), client=None):
+            self.calls.append((names.get(script.script, "?"), [str(k) for k in keys]))
+            return original(script, keys=keys, args=args, client=client)
+
+        monkeypatch.setattr(Script, "__call__", recording)
+
+    def names(self) -> set[str]:
+        return {name for name, _keys in self.calls}
+
+
+def test_every_script_runs_on_the_cluster_with_keys_of_one_slot(gate_cluster, monkeypatch, celery_eager):
+    """Each script called through the services that call it in production.
+    On a cluster a call with keys of two slots is refused (CROSSSLOT) and a
+    key outside the call's slot fails inside the script: every call here
+    succeeds, and the recorder shows one slot per call."""
+    recorded = ScriptCalls(monkeypatch)
+    first, second, third = (product_with_keys(keys=10, id=pid) for pid in product_ids_on_every_master())  # warm
+    coupon = CouponFactory(code="CLUSTER10", max_uses=50)
+    placed = order_checkout(sku=first.sku, email="a@x.com", quantity=1, coupon=coupon.code)  # coupon take + warm
+    other = order_checkout(sku=second.sku, email="b@x.com", quantity=1)
+    later = order_checkout(sku=third.sku, email="c@x.com", quantity=1, coupon=coupon.code)
+    persistence.order_persist_queued()
+    pay(placed.order_no)  # paid, then (eagerly) fulfilment: finish
+    order_cancel(order_no=other.order_no)  # release
+    order_cancel(order_no=later.order_no)  # release + coupon release
+    gate.stock_strike_add(product_id=first.id, strike_fields=("ip-hash", "device-hash"))
+    assert gate.stock_adjust(product_id=second.id, delta=2) == 12
+    assert gate.stock_withdraw(product_id=second.id, units=2).code == "ok"
+    late = Order.objects.get(order_no=later.order_no)
+    assert gate.stock_rereserve(product_id=third.id, reservation=Reservation.from_order(late, paid=True)) == 1
+    assert gate.stock_buyers_uncount(product_id=third.id, order_no=later.order_no) is False
+    order_mail._lease_release(Order.objects.get(order_no=placed.order_no).id, "not-the-holder")
+
+    assert Order.objects.get(order_no=placed.order_no).status == Order.Status.DELIVERED
+    assert recorded.names() == {path.stem for path in LUA_FILES}, "a script was not exercised"
+    for name, keys in recorded.calls:
+        assert keys, f"{name} was called without keys: a cluster cannot route it"
+        assert len({key_slot(key.encode()) for key in keys}) == 1, f"{name} called across slots: {keys}"
+
+
+def test_python_multi_key_reads_work_across_masters(gate_cluster):
+    """Reads that span products (the listing's stock figures, the backlog,
+    metrics) go to every master they need, never as one cross-slot command."""
+    from apps.stock import overload, selectors
+
+    products = [product_with_keys(keys=3 + n, id=pid) for n, pid in enumerate(product_ids_on_every_master())]
+    ids = [p.id for p in products]
+    assert selectors.stock_remaining_many(product_ids=ids) == {ids[0]: 3, ids[1]: 4, ids[2]: 5}
+    assert selectors.stock_warmed_product_ids() == sorted(ids)
+    assert overload.backlog_measure().persist == 0
+    assert overload.overload_check() is False
+    stock, reservations = selectors.stock_gate_state(product_id=ids[1])
+    assert (stock, reservations) == (4, {})
+
+
+# --- the flash sale over three masters
+
+
+def cluster_processes(*, beat: bool = False) -> tuple[GunicornServer, CeleryWorker]:
+    """gunicorn and a worker on the cluster gate (test_environment passes
+    GATE_REDIS_URL and GATE_REDIS_CLUSTER on)."""
+    worker = CeleryWorker(concurrency=2, beat=beat).start()
+    try:
+        server = GunicornServer(workers=2, threads=8).start()
+    except BaseException:
+        worker.stop()
+        raise
+    assert worker.env["GATE_REDIS_CLUSTER"] == "true" and server.env["GATE_REDIS_CLUSTER"] == "true"
+    return server, worker
+
+
+def test_2000_buyers_300_keys_over_three_masters_exactly_300_delivered(gate_cluster):
+    products = [product_with_keys(keys=100, per_buyer_limit=1, id=pid) for pid in product_ids_on_every_master()]
+    assert len({master_of(p) for p in products}) == 3, "the products must cover all three masters"
+    server, worker = cluster_processes()
+    try:
+        crowds = {p.sku: [f"buyer{i}@example.com" for i in range(n, 2000, 3)] for n, p in enumerate(products)}
+        answers: dict[str, list] = {}
+
+        def crowd(sku: str):
+            answers[sku] = checkout_crowd(server.url, sku, crowds[sku], threads=16)
+
+        threads = [threading.Thread(target=crowd, args=(sku,)) for sku in crowds]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        accepted: list[str] = []
+        for product in products:
+            codes = Counter(status for status, _ in answers[product.sku])
+            errors = Counter(body.get("error") for status, body in answers[product.sku] if status != 202)
+            expected_refused = len(crowds[product.sku]) - 100
+            assert codes == {202: 100, 409: expected_refused}, (product.sku, codes)
+            assert errors == {"sold_out": expected_refused}, (product.sku, errors)
+            accepted += [body["order_no"] for status, body in answers[product.sku] if status == 202]
+        assert len(accepted) == len(set(accepted)) == 300
+
+        persist_reservations_task.delay()
+        wait_until(lambda: Order.objects.count() == 300, timeout=60, message="persistence of 300 orders")
+        pay_all_concurrently(accepted)
+        wait_until(
+            lambda: Order.objects.filter(status="delivered").count() == 300, timeout=120, message="300 deliveries"
+        )
+    finally:
+        server.stop()
+        worker.stop()
+
+    for product in products:
+        orders = list(Order.objects.filter(product=product))
+        assert len(orders) == 100 and {o.status for o in orders} == {"delivered"}
+        assert_each_key_in_one_order(product, orders)  # P2: no key in two orders
+        assert CardKey.objects.filter(product=product, status="available").count() == 0  # P1: exactly what was uploaded
+        assert int(stock_redis().get(stock_key(product.id))) == 0
+    connection.close()
+
+
+# --- a master loses its data mid-sale
+
+
+def test_a_master_that_loses_its_data_pauses_only_its_products_until_rebuilt(gate_cluster):
+    """FLUSHALL on one master: what a failover to an empty replica does to
+    the products whose slots it serves. They answer 503 sale_paused (fail
+    closed) while the products on the other masters keep selling; warm-up
+    rebuilds them from MariaDB, and the sale ends with nothing oversold."""
+    products = [product_with_keys(keys=60, per_buyer_limit=1, id=pid) for pid in product_ids_on_every_master()]
+    lost_product, *kept = products
+    server, worker = cluster_processes()
+    try:
+        for product in products:
+            first = checkout_crowd(server.url, product.sku, [f"a{product.id}-{i}@x.com" for i in range(40)])
+            assert Counter(s for s, _ in first) == {202: 40}
+        for product in products:
+            wait_until(lambda p=product: not stock_redis().exists(persist_requested_key(p.id)), timeout=10)
+        wait_until(lambda: Order.objects.count() == 120, timeout=30, message="the first 120 orders persisted")
+
+        victim = next(n for n in gate_cluster.nodes if f"127.0.0.1:{n.port}" == master_of(lost_product))
+        with victim.client() as client:
+            client.flushall()
+
+        paused = checkout_crowd(server.url, lost_product.sku, [f"p{i}@x.com" for i in range(10)])
+        assert {(s, b["error"]) for s, b in paused} == {(503, "sale_paused")}
+        for product in kept:  # the other masters sell on
+            more = checkout_crowd(server.url, product.sku, [f"k{product.id}-{i}@x.com" for i in range(10)])
+            assert Counter(s for s, _ in more) == {202: 10}
+
+        assert stock_warm(product=lost_product) == (True, 20)  # 60 keys - 40 orders in MariaDB
+        rest = {
+            product.sku: checkout_crowd(server.url, product.sku, [f"b{product.id}-{i}@x.com" for i in range(40)])
+            for product in products
+        }
+        assert Counter(s for s, _ in rest[lost_product.sku]) == {202: 20, 409: 20}
+        for product in kept:
+            assert Counter(s for s, _ in rest[product.sku]) == {202: 10, 409: 30}
+        persist_reservations_task.delay()
+        wait_until(lambda: Order.objects.count() == 180, timeout=60, message="every order persisted")
+        pay_all_concurrently(list(Order.objects.values_list("order_no", flat=True)))
+        wait_until(
+            lambda: Order.objects.filter(status="delivered").count() == 180, timeout=120, message="180 deliveries"
+        )
+    finally:
+        server.stop()
+        worker.stop()
+    for product in products:
+        orders = list(Order.objects.filter(product=product))
+        assert len(orders) == 60
+        assert_each_key_in_one_order(product, orders)
+        assert CardKey.objects.filter(product=product, status="available").count() == 0
+        assert int(stock_redis().get(stock_key(product.id))) == 0
+    connection.close()
+
+
+# --- a master restarts on its own data: the per-master run id
+
+
+def test_a_master_restarted_on_its_data_is_noticed_once_and_every_gate_rebuilt(gate_cluster):
+    """SIGKILL one master and start it again on its append-only file: its
+    data comes back, but it may lag what MariaDB recorded, so every gate is
+    forgotten and rebuilt. The other masters' unchanged run ids alone
+    trigger nothing; the restart is reported once."""
+    products = [product_with_keys(keys=5, id=pid) for pid in product_ids_on_every_master()]
+    assert gates_check_redis_restart() == []  # first look: the markers are written
+    assert gates_check_redis_restart() == []  # nothing restarted since
+    victim = next(n for n in gate_cluster.nodes if f"127.0.0.1:{n.port}" == master_of(products[2]))
+    victim.kill()
+    victim.start()
+    gate_cluster.wait_ok(timeout=30)
+    stock_redis().nodes_manager.initialize()  # the client reconnects to the restarted node
+
+    assert int(stock_redis().get(stock_key(products[2].id))) == 5  # the file kept it
+    forgotten = gates_check_redis_restart()
+    assert sorted(forgotten) == sorted(p.id for p in products)
+    for product in products:
+        assert not stock_redis().exists(stock_key(product.id)), "a gate was left standing"
+        assert stock_warm(product=product) == (True, 5)
+    assert gates_check_redis_restart() == []  # reported once
+
+
+def test_every_order_answered_202_survives_a_master_sigkill_mid_sale(gate_cluster):
+    """The crash test of tests/test_redis_crash.py on the cluster: crowds buy
+    three products, one per master; the persister is frozen so reservations
+    wait in Redis only; one master is SIGKILLed and started again on its
+    append-only file. The products on the other masters sell on meanwhile;
+    beat sees that master's new run id, every gate is rebuilt from MariaDB
+    plus the queues the file kept, and checkout reopens. Every order number
+    answered 202 ends as an order row, and nothing is oversold."""
+    keys = 600
+    products = [product_with_keys(keys=keys, per_buyer_limit=1, id=pid) for pid in product_ids_on_every_master()]
+    victim_product, *kept = products
+    victim = next(n for n in gate_cluster.nodes if f"127.0.0.1:{n.port}" == master_of(victim_product))
+    worker = CeleryWorker(concurrency=2, beat=True).start()
+    server = GunicornServer(workers=2, threads=8).start()
+    crowds = {p.sku: Crowd(base=server.url, sku=p.sku) for p in products}
+    victim_crowd = crowds[victim_product.sku]
+
+    def total() -> int:
+        return sum(crowd.count() for crowd in crowds.values())
+
+    try:
+        for crowd in crowds.values():
+            crowd.start()
+        wait_until(lambda: victim_crowd.count() >= 30, timeout=30, message="the first orders")
+        os.killpg(worker.pid, signal.SIGSTOP)  # from now on answered orders wait in Redis only
+        frozen_at = victim_crowd.count()
+        wait_until(lambda: victim_crowd.count() >= frozen_at + 30, timeout=30, message="orders while frozen")
+        victim.kill()
+        victim_answered_at_kill, kept_answered_at_kill = victim_crowd.count(), total() - victim_crowd.count()
+        os.killpg(worker.pid, signal.SIGCONT)
+        time.sleep(1.0)  # the victim's crowd meets a dead master; the others sell on
+        kept_during_outage = total() - victim_crowd.count() - kept_answered_at_kill
+        victim.start()
+        gate_cluster.wait_ok(timeout=30)
+        wait_until(
+            lambda: victim_crowd.count() >= victim_answered_at_kill + 30,
+            timeout=40,
+            message="checkout of the victim's product reopened after the restart",
+        )
+    finally:
+        for crowd in crowds.values():
+            crowd.stop()
+        server.stop()
+    try:
+        accepted = {no for crowd in crowds.values() for no in crowd.accepted}
+        assert len(accepted) == sum(len(crowd.accepted) for crowd in crowds.values()), "a number answered twice"
+
+        def recorded() -> set[str]:
+            return set(Order.objects.filter(order_no__in=accepted).values_list("order_no", flat=True))
+
+        try:
+            wait_until(lambda: recorded() == accepted, timeout=30, message="every answered order in MariaDB")
+        except AssertionError:
+            missing = sorted(accepted - recorded())
+            raise AssertionError(
+                f"{len(missing)} of {len(accepted)} orders answered 202 never reached MariaDB; e.g. {missing[:5]}"
+                f"\n{worker.log_tail()}"
+            ) from None
+    finally:
+        worker.stop()
+
+    assert victim_crowd.refused.get(503, 0) > 0, "the victim's product never failed closed"
+    assert kept_during_outage > 0, "the products on the other masters stopped selling while one master was down"
+    for product in products:
+        orders = Order.objects.filter(product=product)
+        assert orders.count() <= keys
+        assert int(stock_redis().get(stock_key(product.id))) == keys - orders.count()
+    connection.close()
