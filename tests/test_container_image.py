@@ -45,6 +45,8 @@ MAX_IMAGE_BYTES = 550_000_000
 COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "x86_64-linux-gnu-gcc", "x86_64-linux-gnu-gcc-12")
 NAME = os.environ.get("TEST_REDIS_KEY_PREFIX", "cardshop-test") + "-container"
 DATABASE = os.environ.get("TEST_DATABASE_NAME", "test_cardshop") + "_container"
+# Written before the build when the checkout has none (the image fixture).
+SECRET_SENTINEL = ROOT / "deploy" / "k8s" / "overlays" / "production" / "secrets.env"
 
 # The first test to ask for the image may build it from nothing (BUILD_TIMEOUT).
 pytestmark = [pytest.mark.container, pytest.mark.timeout(BUILD_TIMEOUT + 300)]
@@ -112,14 +114,24 @@ def image():
     `make image`. Returns its size in bytes."""
     podman_base()
     started = time.monotonic()
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "build_image.sh")],
-        cwd=ROOT,
-        env={**os.environ, "IMAGE": IMAGE},
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-    )
+    # An overlay's secrets.env in the checkout, as docs/deploy.md has an operator
+    # make one: test_image_holds_no_secret_of_the_checkout looks for it in the image.
+    # A real one is left alone; the stand-in never outlives the build.
+    sentinel = None if SECRET_SENTINEL.exists() else SECRET_SENTINEL
+    try:
+        if sentinel is not None:
+            sentinel.write_text("# tests/test_container_image.py: a stand-in, never a secret\nSENTINEL=1\n")
+        result = subprocess.run(
+            [str(ROOT / "scripts" / "build_image.sh")],
+            cwd=ROOT,
+            env={**os.environ, "IMAGE": IMAGE},
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+        )
+    finally:
+        if sentinel is not None:
+            sentinel.unlink(missing_ok=True)
     assert result.returncode == 0, f"scripts/build_image.sh failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip())
     print(f"\n{IMAGE}: {size / 1e6:.0f} MB, built or checked in {time.monotonic() - started:.0f} s")
@@ -134,6 +146,14 @@ def run_once(*args: str, env_file: Path | None = None, network: str = "host", ti
     if kwargs.get("input") is not None:
         options.append("-i")
     return podman(*options, IMAGE, *args, timeout=timeout, **kwargs)
+
+
+def test_image_holds_no_secret_of_the_checkout(image):
+    """`COPY . .` copies the build context: secrets in the checkout (an overlay's
+    secrets.env, a developer's .env) must stay out of every layer (.dockerignore)."""
+    paths = [f"/app/{SECRET_SENTINEL.relative_to(ROOT)}", "/app/.env", "/app/var/media/logo.png"]
+    found = run_once("sh", "-c", 'for p in "$@"; do [ -e "$p" ] && echo "$p"; done; true', "sh", *paths).stdout
+    assert found.split() == [], f"secrets of the checkout in {IMAGE}: {found.split()}"
 
 
 def test_image_runs_as_non_root_without_a_compiler(image, capsys):
@@ -349,3 +369,123 @@ def _listens(port: int) -> bool:
     from testing.processes import port_listens
 
     return port_listens(port)
+
+
+# --- The build context: what `COPY . .` may put into a layer
+
+
+def _dockerignore_regex(pattern: str) -> re.Pattern:
+    """A .dockerignore pattern as the builders read it (moby's patternmatcher,
+    which buildah uses too): anchored at the context's root, `*` and `?` within
+    one path element, `**` across any number of them."""
+    pattern = os.path.normpath(pattern.strip()).lstrip("/")
+    out, i = "", 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**", i):
+            i += 2
+            if pattern.startswith("/", i):
+                i += 1
+            out += ".*" if i >= len(pattern) else "(.*/)?"
+            continue
+        if char == "*":
+            out += "[^/]*"
+        elif char == "?":
+            out += "[^/]"
+        elif char == "[":
+            end = pattern.index("]", i)
+            out += pattern[i : end + 1]
+            i = end
+        else:
+            out += re.escape(char)
+        i += 1
+    return re.compile(f"^{out}$")
+
+
+def dockerignored(path: str, lines: list[str]) -> bool:
+    """Whether the builder leaves `path` (relative to the context) out: the last
+    pattern that matches it or one of its parent directories decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    ignored = False
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        exclusion = line.startswith("!")
+        regex = _dockerignore_regex(line[1:] if exclusion else line)
+        if any(regex.match(candidate) for candidate in candidates):
+            ignored = not exclusion
+    return ignored
+
+
+def test_the_dockerignore_matcher_reads_patterns_as_the_builder_does():
+    lines = ["var", "**/*.pyc", "deploy/*/secrets.env", "*.env", "!keep.env"]
+    assert dockerignored("var/media/logo.png", lines)
+    assert dockerignored("apps/shop/__pycache__/models.cpython-311.pyc", lines)
+    assert dockerignored("deploy/prod/secrets.env", lines)
+    assert not dockerignored("deploy/prod/nested/secrets.env", lines)  # `*` is one path element
+    assert dockerignored("local.env", lines)
+    assert not dockerignored("keep.env", lines)
+    assert not dockerignored("apps/var", lines)  # anchored at the root, unlike .gitignore
+    assert not dockerignored("manage.py", lines)
+
+
+# Paths git ignores because they hold secrets or local state; docs/deploy.md has the
+# operator create each overlay's secrets.env in the checkout the image is built from.
+SECRET_PATHS = [
+    ".env",
+    "deploy/k8s/overlays/production/secrets.env",
+    "deploy/k8s/overlays/single-node/secrets.env",
+    "deploy/k8s/overlays/staging/secrets.env",
+    "var/media/logo.png",
+]
+# What the image needs (the Dockerfile's build stage and the start scripts).
+IMAGE_PATHS = [
+    "manage.py",
+    "gunicorn.conf.py",
+    "requirements.txt",
+    "celery_worker/worker.sh",
+    "celery_worker/beat.sh",
+    "cardshop/settings/production.py",
+    "locale/zh_Hans/LC_MESSAGES/django.po",
+    "static",
+    "templates",
+]
+
+
+def test_the_build_context_leaves_out_everything_git_ignores():
+    """Whatever .gitignore keeps out of the repository (secrets, local state) the
+    .dockerignore keeps out of the image: checked for the paths the checkout has
+    ignored right now and for the secret files an operator creates."""
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    present = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--directory"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    # One path for each .gitignore pattern at the root, whether present now or not.
+    patterns = [line for line in (ROOT / ".gitignore").read_text().splitlines() if line and line[0] not in "#!"]
+    # (A pattern ending in / matches directories only: a file inside one stands for it.)
+    # (A pattern ending in / matches directories only: a file inside one stands for
+    # it; git refuses paths through a symbolic link, e.g. a worktree's .venv, which
+    # `present` holds anyway.)
+    synthetic = {re.sub(r"\*+", "x", p).lstrip("/") + ("x" if p.endswith("/") else "") for p in patterns}
+    synthetic = {path for path in synthetic if not (ROOT / path.split("/")[0]).is_symlink()}
+    samples = sorted({path.rstrip("/") for path in present} | synthetic | set(SECRET_PATHS))
+    checked = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin"],
+        cwd=ROOT,
+        input="\n".join(samples) + "\n",
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode in (0, 1), checked.stderr
+    git_ignored = set(checked.stdout.split())
+    assert set(SECRET_PATHS) <= git_ignored, "git no longer ignores a secret path: fix .gitignore"
+    leaked = [path for path in sorted(git_ignored) if not dockerignored(path, lines)]
+    assert leaked == [], f"ignored by git but copied into the image by `COPY . .`: {leaked}"
+    dropped = [path for path in IMAGE_PATHS if dockerignored(path, lines)]
+    assert dropped == [], f".dockerignore leaves out what the image needs: {dropped}"
