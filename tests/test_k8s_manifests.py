@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -554,38 +555,90 @@ def test_keda_scaled_object(rendered):
     assert {"rabbitmq", "prometheus", "cpu"} <= kinds
 
 
-def _fake_kubectl(tmp_path: Path, real: str, *, wait_fails: bool) -> tuple[Path, Path]:
+# The migrate Job's status as the API server reports it, by outcome.
+JOB_STATUS = {
+    "complete": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+    # backoffLimit 2: three pods failed, then Kubernetes (1.31+) marks the Job so.
+    "failed": {
+        "failed": 3,
+        "conditions": [
+            {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"},
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"},
+        ],
+    },
+    "running": {"active": 1},
+}
+
+
+def _fake_kubectl(tmp_path: Path, real: str, *, job: str) -> tuple[Path, Path]:
+    """A kubectl that logs its calls, renders with the real kustomize and answers
+    for a migrate Job in the state `job` (JOB_STATUS): `get` evaluates the caller's
+    JSONPath on that Job with the real kubectl (offline: patch --local), and `wait
+    --for=condition=...` behaves as kubectl's does, waiting out its whole --timeout
+    when the condition never comes."""
     log = tmp_path / "calls.log"
+    job_file = tmp_path / "job.json"
+    job_file.write_text(
+        json.dumps(
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": "migrate", "namespace": "cardshop"},
+                "spec": {"template": {"spec": {"containers": [{"name": "migrate", "image": "cardshop"}]}}},
+                "status": JOB_STATUS[job],
+            }
+        )
+    )
     fake = tmp_path / "kubectl"
     fake.write_text(
-        "#!/usr/bin/env bash\n"
-        f'echo "$*" >> {log}\n'
-        f'if [ "$1" = kustomize ]; then exec {real} "$@"; fi\n'
-        'if [ "$1" = create ]; then echo "apiVersion: v1"; echo "kind: Namespace"; exit 0; fi\n'
-        + ('if [ "$3" = wait ]; then exit 1; fi\n' if wait_fails else "")
-        + 'if [ "$*" = "apply -f -" ]; then cat >/dev/null; fi\nexit 0\n'
+        f"""#!/usr/bin/env bash
+echo "$*" >> {log}
+if [ "$1" = kustomize ]; then exec {real} "$@"; fi
+if [ "$1" = create ]; then echo "apiVersion: v1"; echo "kind: Namespace"; exit 0; fi
+if [ "$*" = "apply -f -" ]; then cat >/dev/null; exit 0; fi
+if [ "$3" = get ] && [ "$4" = job/migrate ]; then
+  shift 4
+  exec {real} patch --local -f {job_file} --type merge -p '{{}}' "$@"
+fi
+if [ "$3" = wait ]; then
+  condition=${{4#--for=condition=}}
+  if grep -qi "\"type\": *\"$condition\", *\"status\": *\"True\"" {job_file}; then exit 0; fi
+  timeout=${{6#--timeout=}}
+  case $timeout in *m) timeout=$((${{timeout%m}} * 60));; *s) timeout=${{timeout%s}};; esac
+  sleep "$timeout"
+  echo "error: timed out waiting for the condition on jobs/migrate" >&2
+  exit 1
+fi
+exit 0
+"""
     )
     fake.chmod(0o755)
     return fake, log
 
 
-def test_deploy_script_migrates_before_it_rolls_out(tree, kubectl_path, tmp_path):
-    fake, log = _fake_kubectl(tmp_path, kubectl_path, wait_fails=False)
+def _deploy(tree: Path, fake: Path, **environment) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
     done = subprocess.run(
         [str(K8S / "deploy.sh"), str(tree / "overlays/production")],
-        env={**os.environ, "KUBECTL": str(fake)},
+        env={**os.environ, "KUBECTL": str(fake), **environment},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+    return done, time.monotonic() - started
+
+
+def test_deploy_script_migrates_before_it_rolls_out(tree, kubectl_path, tmp_path):
+    fake, log = _fake_kubectl(tmp_path, kubectl_path, job="complete")
+    done, _ = _deploy(tree, fake)
     assert done.returncode == 0, done.stderr
     calls = log.read_text().splitlines()
     steps = [
         "kustomize ",
         "-n cardshop delete job migrate --ignore-not-found",
         "apply -f ",  # the configuration and the Job, by label
-        "-n cardshop wait --for=condition=complete job/migrate",
+        "-n cardshop get job/migrate",  # until it has completed
         "apply -f ",  # everything
         "-n cardshop rollout status deployment/web",
     ]
@@ -597,24 +650,33 @@ def test_deploy_script_migrates_before_it_rolls_out(tree, kubectl_path, tmp_path
         position += 1
     (first_apply,) = [c for c in calls if c.startswith("apply -f ") and " -l " in c]
     assert "app.kubernetes.io/component in (config, migrate)" in first_apply
-    assert calls.index(first_apply) < calls.index(next(c for c in calls if "wait --for" in c))
+    assert calls.index(first_apply) < calls.index(next(c for c in calls if "get job/migrate" in c))
 
 
-def test_deploy_script_stops_before_the_rollout_when_migrate_fails(tree, kubectl_path, tmp_path):
-    fake, log = _fake_kubectl(tmp_path, kubectl_path, wait_fails=True)
-    done = subprocess.run(
-        [str(K8S / "deploy.sh"), str(tree / "overlays/production")],
-        env={**os.environ, "KUBECTL": str(fake)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode != 0 and "migrate did not complete" in done.stderr
+def _assert_no_rollout(log: Path) -> None:
     calls = log.read_text().splitlines()
     applies = [c for c in calls if c.startswith("apply -f ") and " -l " not in c and " -f -" not in c]
     assert applies == [], f"rolled out after a failed migration: {applies}"
     assert not [c for c in calls if "rollout status" in c]
+
+
+def test_deploy_script_stops_at_once_when_the_migrate_job_fails(tree, kubectl_path, tmp_path):
+    """A Job that has failed (backoffLimit spent) never completes: the script says
+    so as soon as the Job reports it, not after MIGRATE_TIMEOUT."""
+    fake, log = _fake_kubectl(tmp_path, kubectl_path, job="failed")
+    done, took = _deploy(tree, fake, MIGRATE_TIMEOUT="30s")
+    assert done.returncode != 0 and "migrate did not complete" in done.stderr, done.stderr
+    assert "failed" in done.stderr.lower(), done.stderr
+    assert took < 15, f"deploy.sh took {took:.0f} s to notice the failed Job (MIGRATE_TIMEOUT 30s)"
+    _assert_no_rollout(log)
+
+
+def test_deploy_script_gives_up_on_a_migration_after_its_timeout(tree, kubectl_path, tmp_path):
+    fake, log = _fake_kubectl(tmp_path, kubectl_path, job="running")
+    done, took = _deploy(tree, fake, MIGRATE_TIMEOUT="4s")
+    assert done.returncode != 0 and "migrate did not complete" in done.stderr, done.stderr
+    assert 4 <= took < 30, f"gave up after {took:.0f} s (MIGRATE_TIMEOUT 4s)"
+    _assert_no_rollout(log)
 
 
 # --- Production's nginx: the same configuration, with TLS ending in it
