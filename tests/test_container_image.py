@@ -45,6 +45,7 @@ MAX_IMAGE_BYTES = 550_000_000
 COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "x86_64-linux-gnu-gcc", "x86_64-linux-gnu-gcc-12")
 NAME = os.environ.get("TEST_REDIS_KEY_PREFIX", "cardshop-test") + "-container"
 DATABASE = os.environ.get("TEST_DATABASE_NAME", "test_cardshop") + "_container"
+K8S_BASE = ROOT / "deploy" / "k8s" / "base"
 # Written before the build when the checkout has none (the image fixture).
 SECRET_SENTINEL = ROOT / "deploy" / "k8s" / "overlays" / "production" / "secrets.env"
 
@@ -138,14 +139,54 @@ def image():
     return size
 
 
-def run_once(*args: str, env_file: Path | None = None, network: str = "host", timeout: float = 180, **kwargs):
+def run_once(
+    *args: str,
+    env_file: Path | None = None,
+    network: str = "host",
+    timeout: float = 180,
+    options: tuple[str, ...] = (),
+    **kwargs,
+):
     """`podman run --rm` of the image, with the test's environment."""
-    options = ["run", "--rm", "--pull=never", f"--network={network}", *LIMITS]
+    options = ["run", "--rm", "--pull=never", f"--network={network}", *LIMITS, *options]
     if env_file is not None:
         options += ["--env-file", str(env_file)]
     if kwargs.get("input") is not None:
         options.append("-i")
     return podman(*options, IMAGE, *args, timeout=timeout, **kwargs)
+
+
+def k8s_options(kind: str, name: str, *, volumes: dict[str, str]) -> list[str]:
+    """The `podman run` options that give a container what deploy/k8s/base gives the
+    pod of that name: its user, a read-only root file system, no capabilities, no
+    privilege escalation, each emptyDir as a tmpfs of its size, each persistent
+    volume as the podman volume `volumes[claim]`, and the container's own env."""
+    import yaml
+
+    manifest = K8S_BASE / ("migrate-job.yaml" if kind == "Job" else f"{name}.yaml")
+    (obj,) = [o for o in yaml.safe_load_all(manifest.read_text()) if o and o["kind"] == kind]
+    pod = obj["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    security = container.get("securityContext", {})
+    options = [f"--user={pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"]
+    if security.get("readOnlyRootFilesystem"):
+        # Only the mounts below are writable: podman's own tmpfs on /tmp, /var/tmp
+        # and /run, which a pod does not have, are turned off.
+        options += ["--read-only", "--read-only-tmpfs=false"]
+    if security.get("allowPrivilegeEscalation") is False:
+        options.append("--security-opt=no-new-privileges")
+    options += [f"--cap-drop={cap}" for cap in security.get("capabilities", {}).get("drop", [])]
+    sources = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        source = sources[mount["name"]]
+        if "emptyDir" in source:
+            size = source["emptyDir"].get("sizeLimit", "64Mi").replace("Mi", "m").replace("Gi", "g")
+            options += ["--tmpfs", f"{mount['mountPath']}:rw,exec,nosuid,nodev,size={size},mode=1777"]
+        else:
+            claim = source["persistentVolumeClaim"]["claimName"]
+            options += ["--volume", f"{volumes[claim]}:{mount['mountPath']}"]
+    options += [f"--env={variable['name']}={variable['value']}" for variable in container.get("env", [])]
+    return options
 
 
 def test_image_holds_no_secret_of_the_checkout(image):
@@ -277,6 +318,9 @@ def services():
 
 
 def test_web_worker_and_beat_containers_sell_a_key(image, services, tmp_path):
+    """Each container runs as its Kubernetes pod does (k8s_options): read-only root,
+    only /tmp (and web's media volume) writable, no capabilities, so the sale also
+    proves the image works under deploy/k8s's restrictions."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**production_env(port=port), **services, "WORKER_LOG_LEVEL": "INFO"}
@@ -293,9 +337,14 @@ def test_web_worker_and_beat_containers_sell_a_key(image, services, tmp_path):
     def logs() -> str:
         return "\n".join(f"--- {role}:\n{log(name, 40)[-3000:]}" for role, name in names.items())
 
-    def manage(*args: str, input: str | None = None) -> str:
-        return run_once("python", "manage.py", *args, env_file=env_file, input=input).stdout
+    # The migrate Job's pod for every management command: read-only too.
+    job = tuple(k8s_options("Job", "migrate", volumes={}))
 
+    def manage(*args: str, input: str | None = None) -> str:
+        return run_once("python", "manage.py", *args, env_file=env_file, input=input, options=job).stdout
+
+    media = f"cardshop-media-{suffix}"
+    podman("volume", "create", media)
     try:
         manage("create_database")
         manage("migrate", "--noinput", "-v", "0")
@@ -310,9 +359,12 @@ def test_web_worker_and_beat_containers_sell_a_key(image, services, tmp_path):
         assert command[0] == "gunicorn" and "--bind" in command, command
         command[command.index("--bind") + 1] = f"127.0.0.1:{port}"
         detached = ["run", "-d", "--pull=never", "--network=host", *LIMITS, "--env-file", str(env_file)]
-        podman(*detached, "--name", names["worker"], IMAGE, "celery_worker/worker.sh")
-        podman(*detached, "--name", names["beat"], IMAGE, "celery_worker/beat.sh")
-        podman(*detached, "--name", names["web"], IMAGE, *command)
+        for role, args in (("worker", ["celery_worker/worker.sh"]), ("beat", ["celery_worker/beat.sh"])):
+            pod = k8s_options("Deployment", role, volumes={})
+            podman(*detached, *pod, "--name", names[role], IMAGE, *args)
+        pod = k8s_options("Deployment", "web", volumes={"media": media})
+        assert "--read-only" in pod and any(o.startswith("/tmp:") for o in pod), pod
+        podman(*detached, *pod, "--name", names["web"], IMAGE, *command)
 
         poll(
             lambda: http_json(f"{url}/readyz", timeout=5)[0] == 200 if _listens(port) else False,
@@ -361,8 +413,11 @@ def test_web_worker_and_beat_containers_sell_a_key(image, services, tmp_path):
         for role, name in names.items():
             state = podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip()
             assert state == "true", f"{role} container stopped:\n{logs()}"
+            # A write the process survived (a cache, a state file) still counts.
+            assert "Read-only file system" not in log(name), f"{role} wrote outside its volumes:\n{log(name)}"
     finally:
         podman("rm", "-f", "-t", "5", *names.values(), check=False, timeout=120)
+        podman("volume", "rm", "-f", media, check=False)
 
 
 def _listens(port: int) -> bool:
