@@ -13,6 +13,13 @@
 # /etc/ssl/certs/ca-certificates.crt: mounted read-only into the build's RUN steps so
 # pip trusts what this machine trusts, e.g. a TLS-inspecting egress proxy; it is not
 # copied into any layer; CA_BUNDLE= turns it off).
+#
+# The build stage is tagged too ($IMAGE-build, e.g. cardshop:local-build): it is the
+# layer cache of the next build (pip install), so it is kept, under a name instead
+# of as a dangling 600 MB <none>. After a successful build the images these two tags
+# named before it are removed when nothing names or uses them any more (with their
+# own dangling parent layers): a rebuild replaces the old images instead of leaving
+# them behind. Nothing else in podman's store is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,8 +45,9 @@ args=(
   --network host
   # Raising the open-files or process limits is refused on some hosts: ask for no more than the defaults.
   --ulimit nofile=1024:1024 --ulimit nproc=4096:4096
-  --tag "$IMAGE" --file Dockerfile
+  --file Dockerfile
 )
+BUILD_STAGE_IMAGE="$IMAGE-build"
 if [ "$BASE" = "local" ]; then
   scripts/build_base_image.sh
   # Never look for the base in a registry: the stand-in is in the store.
@@ -47,7 +55,22 @@ if [ "$BASE" = "local" ]; then
 fi
 [ -f "$CA_BUNDLE" ] && args+=(--volume "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro")
 
+image_id() { "$PODMAN" image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+previous=("$(image_id "$IMAGE")" "$(image_id "$BUILD_STAGE_IMAGE")")
+
 echo "Building $IMAGE with podman ..."
-"${podman[@]}" build "${args[@]}" .
+# The build stage first, under its own tag; the full build then finds it in the cache.
+"${podman[@]}" build "${args[@]}" --target build --tag "$BUILD_STAGE_IMAGE" .
+"${podman[@]}" build "${args[@]}" --tag "$IMAGE" .
+
+current=" $(image_id "$IMAGE") $(image_id "$BUILD_STAGE_IMAGE") "
+for id in "${previous[@]}"; do
+  [ -n "$id" ] && [[ "$current" != *" $id "* ]] || continue
+  # Still tagged elsewhere (another name for it): not ours to remove.
+  [ "$("$PODMAN" image inspect --format '{{len .RepoTags}}' "$id" 2>/dev/null || echo 1)" = 0 ] || continue
+  # No -f: an image a container still uses stays, with a note.
+  "$PODMAN" rmi "$id" >/dev/null 2>&1 && echo "Removed the replaced image ${id:0:12}." ||
+    echo "Kept the replaced image ${id:0:12} (in use); podman image prune removes it later." >&2
+done
 size=$("$PODMAN" image inspect --format '{{.Size}}' "$IMAGE")
 echo "Built $IMAGE in $(($(date +%s) - started)) s; image size $((size / 1000000)) MB."

@@ -544,3 +544,50 @@ def test_the_build_context_leaves_out_everything_git_ignores():
     assert leaked == [], f"ignored by git but copied into the image by `COPY . .`: {leaked}"
     dropped = [path for path in IMAGE_PATHS if dockerignored(path, lines)]
     assert dropped == [], f".dockerignore leaves out what the image needs: {dropped}"
+
+
+def test_a_rebuild_replaces_its_images_instead_of_leaving_them_behind(image, tmp_path):
+    """scripts/build_image.sh twice, under a tag of its own, from a copy of the
+    checkout with one file changed in between (the cheap path: the base and the
+    pip layer come from the cache): the second build removes the runtime and
+    build-stage images of the first instead of leaving ~950 MB of <none> behind."""
+    copy = tmp_path / "src"
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file() and not source.is_symlink():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    tag = f"cardshop-rebuild-test:{uuid.uuid4().hex[:8]}"
+    probe = copy / "static" / "rebuild-probe.txt"
+
+    def build(content: str) -> tuple[str, str]:
+        probe.write_text(content)
+        done = subprocess.run(
+            [str(copy / "scripts" / "build_image.sh")],
+            env={**os.environ, "IMAGE": tag},
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+        )
+        assert done.returncode == 0, f"build_image.sh failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return tuple(
+            podman("image", "inspect", "--format", "{{.Id}}", name).stdout.strip() for name in (tag, f"{tag}-build")
+        )
+
+    try:
+        first = build(uuid.uuid4().hex)
+        second = build(uuid.uuid4().hex)
+        assert first[0] != second[0] and first[1] != second[1], (first, second)
+        left = [i for i in first if podman("image", "exists", i, check=False).returncode == 0]
+        assert left == [], f"the first build's images are still in the store: {left}"
+        dangling = podman("images", "--quiet", "--no-trunc", "--filter", "dangling=true").stdout.split()
+        assert not set(second) & {i.removeprefix("sha256:") for i in dangling}, "this build's images dangle"
+    finally:
+        podman("rmi", f"{tag}", f"{tag}-build", check=False, timeout=120)
