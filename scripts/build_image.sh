@@ -18,8 +18,9 @@
 # layer cache of the next build (pip install), so it is kept, under a name instead
 # of as a dangling 600 MB <none>. After a successful build the images these two tags
 # named before it are removed when nothing names or uses them any more (with their
-# own dangling parent layers): a rebuild replaces the old images instead of leaving
-# them behind. Nothing else in podman's store is touched.
+# own dangling parent layers), and so are dangling images whose last name was one of
+# these tags: a rebuild replaces the old images instead of leaving them behind.
+# Nothing else in podman's store is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +65,15 @@ echo "Building $IMAGE with podman ..."
 "${podman[@]}" build "${args[@]}" --tag "$IMAGE" .
 
 current=" $(image_id "$IMAGE") $(image_id "$BUILD_STAGE_IMAGE") "
+# Also the dangling images these tags named last: replaced by a build that ran at
+# the same time (another checkout, the same tag) or before this cleanup existed.
+ours=" $IMAGE localhost/$IMAGE $BUILD_STAGE_IMAGE localhost/$BUILD_STAGE_IMAGE "
+for id in $("$PODMAN" images --quiet --no-trunc --filter dangling=true); do
+  id=${id#sha256:}
+  [[ " ${previous[*]} " == *" $id "* ]] && continue
+  last=$("$PODMAN" image inspect --format '{{range .NamesHistory}}{{.}} {{break}}{{end}}' "$id" 2>/dev/null || true)
+  [ -n "$last" ] && [[ "$ours" == *" ${last% } "* ]] && previous+=("$id")
+done
 for id in "${previous[@]}"; do
   [ -n "$id" ] && [[ "$current" != *" $id "* ]] || continue
   # Still tagged elsewhere (another name for it): not ours to remove.

@@ -550,7 +550,8 @@ def test_a_rebuild_replaces_its_images_instead_of_leaving_them_behind(image, tmp
     """scripts/build_image.sh twice, under a tag of its own, from a copy of the
     checkout with one file changed in between (the cheap path: the base and the
     pip layer come from the cache): the second build removes the runtime and
-    build-stage images of the first instead of leaving ~950 MB of <none> behind."""
+    build-stage images of the first instead of leaving ~950 MB of <none> behind,
+    also when another build took the tag in between, and nothing with another name."""
     copy = tmp_path / "src"
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
@@ -581,12 +582,18 @@ def test_a_rebuild_replaces_its_images_instead_of_leaving_them_behind(image, tmp
             podman("image", "inspect", "--format", "{{.Id}}", name).stdout.strip() for name in (tag, f"{tag}-build")
         )
 
+    base = "localhost/python:3.11-slim-bookworm"
     try:
         first = build(uuid.uuid4().hex)
+        # Another build (the same tag from another checkout) took the tag meanwhile:
+        # here the base image, which must survive, as it has a name of its own.
+        # The first runtime image now dangles with no tag to say whose it was.
+        podman("tag", base, tag)
         second = build(uuid.uuid4().hex)
         assert first[0] != second[0] and first[1] != second[1], (first, second)
         left = [i for i in first if podman("image", "exists", i, check=False).returncode == 0]
         assert left == [], f"the first build's images are still in the store: {left}"
+        assert podman("image", "exists", base, check=False).returncode == 0, "the cleanup removed the base image"
         dangling = podman("images", "--quiet", "--no-trunc", "--filter", "dangling=true").stdout.split()
         assert not set(second) & {i.removeprefix("sha256:") for i in dangling}, "this build's images dangle"
     finally:
