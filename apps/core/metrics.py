@@ -246,6 +246,14 @@ REPLICA_FALLBACK_READS = Counter(
     "cardshop_db_replica_fallback_reads",
     "Reads that would have gone to the replica and went to the primary because the replica was unfit.",
 )
+REPLICA_FAILOVERS = Counter(
+    "cardshop_db_replica_failovers",
+    "Reads routed to the replica that the primary answered because the replica failed under them: "
+    "its connection attempt failed (stage=connect) or the read lost its connection (stage=query).",
+    ["stage"],
+)
+for _stage in ("connect", "query"):
+    REPLICA_FAILOVERS.labels(_stage)
 REPLICA_VERDICTS = ("ok", "lagging", "stopped", "unreachable")
 for _verdict in REPLICA_VERDICTS:
     REPLICA_CHECKS.labels(_verdict)
@@ -259,3 +267,7 @@ def replica_checked(*, reason: str, lag_seconds: float) -> None:
 
 def replica_read_fell_back() -> None:
     REPLICA_FALLBACK_READS.inc()
+
+
+def replica_failed_over(*, stage: str) -> None:
+    REPLICA_FAILOVERS.labels(stage).inc()
