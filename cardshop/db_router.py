@@ -11,7 +11,8 @@ commands, shells — reads the primary, and so does everyone while the replica
 lags past REPLICA_MAX_LAG_SECONDS or cannot be reached (apps.core.replica).
 
 Code that must see a write it just made inside a replica-reading request
-wraps the read in `primary_reads()`.
+wraps the read in `primary_reads()`; a view that writes on a safe method
+(the payment webhook: epay notifies by GET) is decorated with it.
 
 With DATABASE_REPLICA_URL unset the two aliases are one server, and catalog
 reads keep the `replica` alias (a mirror in tests) everywhere."""

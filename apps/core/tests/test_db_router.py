@@ -190,3 +190,24 @@ def test_with_a_replica_the_admin_reads_the_primary(replica_on, rf):
     # A change form built from a lagging replica would save old values back.
     assert _alias_seen(rf.get("/admin/catalog/product/1/change/"))[0] == "default"
     assert _alias_seen(rf.get("/p/SKU-1"))[0] == "replica"
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])  # not pinned by conftest.py
+def test_with_a_replica_a_payment_notification_by_get_reads_the_primary(replica_on, client, monkeypatch):
+    """epay notifies by GET, and the notification writes (the order paid):
+    what it reads to decide must be the primary's, as for any write."""
+    from apps.payments import views
+    from apps.payments.exceptions import NotificationIgnored
+
+    seen = []
+
+    def apply(provider, request):
+        seen.append(router.db_for_read(Product))
+        raise NotificationIgnored()
+
+    monkeypatch.setattr(views, "_notifies_by_get", lambda name: True)
+    monkeypatch.setattr(views, "_notification_apply", apply)
+    response = client.get("/payments/webhook/epay?out_trade_no=X")
+    assert response.status_code == 200, response.content
+    assert seen == ["default"]
+    assert client.get("/p/NO-SUCH-SKU").status_code == 404  # a page beside it still reads the replica
