@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -29,6 +30,7 @@ from apps.orders.tests.processes import GunicornServer
 from testing.admin_forms import admin_form_values
 from testing.mariadb_pair import MariaDBPair
 from testing.processes import ROOT, wait_until
+from testing.tcp_proxy import PausableProxy
 
 PASSWORD = "replica-pass-1"
 QUERY_TIMEOUT = 2
@@ -272,6 +274,113 @@ def test_stopped_replication_moves_reads_to_the_primary(stack):
     )
 
 
+@contextmanager
+def _web_server(pair: MariaDBPair, **overrides: str):
+    """Another web server on the pair, with settings of its own and a Redis
+    prefix of its own (nothing cached yet)."""
+    metrics_dir = tempfile.mkdtemp(prefix="replica-metrics-")
+    redis_prefix = f"{settings.REDIS_KEY_PREFIX}-pair-{uuid.uuid4().hex[:8]}"
+    server = GunicornServer(
+        workers=1,
+        threads=4,
+        extra_env={
+            "DATABASE_URL": pair.primary_url,
+            "DATABASE_REPLICA_URL": pair.replica_url,
+            "TEST_REDIS_KEY_PREFIX": redis_prefix,
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+            **SERVER_SETTINGS,
+            **overrides,
+        },
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for name in client.scan_iter(f"{redis_prefix}*", count=1000):
+            client.delete(name)
+
+
+@pytest.fixture
+def strict_server(stack):
+    """A web server that allows the replica one second of lag."""
+    with _web_server(stack[0], REPLICA_MAX_LAG_SECONDS="1", REPLICA_CHECK_SECONDS="0.5") as server:
+        assert _metric(server, "cardshop_db_replica_in_use", alias="replica") == 1.0
+        yield server
+
+
+def test_a_replica_lagging_past_the_limit_sends_reads_to_the_primary(stack, strict_server):
+    pair, _server, _data = stack
+    buyer = requests.Session()
+    with ReplicaReadLock(pair):
+        pair.primary.sql("UPDATE cardshop_replica_test.catalog_product SET title_zh_hans = 'Golf' WHERE sku='REPL-D'")
+        wait_until(
+            lambda: _metric(strict_server, "cardshop_db_replica_in_use", alias="replica") == 0.0,
+            timeout=10,
+            message="the lagging replica reported out of use",
+        )
+        assert _replica_title(pair, "REPL-D") != "Golf"
+        assert _metric(strict_server, "cardshop_db_replica_checks_total", verdict="lagging") >= 1
+        assert _metric(strict_server, "cardshop_db_replica_lag_seconds", alias="replica") > 1
+        assert _title(buyer, f"{strict_server.url}/p/REPL-D") == "Golf"  # the primary's
+    pair.wait_caught_up(timeout=30)
+    wait_until(
+        lambda: _metric(strict_server, "cardshop_db_replica_in_use", alias="replica") == 1.0,
+        timeout=10,
+        message="the replica back in use once caught up",
+    )
+
+
+def test_a_replica_cut_off_from_its_primary_lags_by_gtid_though_seconds_behind_master_says_0(stack, strict_server):
+    """The link from the replica to its primary goes silent (nothing closed,
+    nothing refused): the IO thread waits, running, for slave_net_timeout;
+    the SQL thread has applied all it got, so Seconds_Behind_Master is 0.
+    The GTID positions say the replica lacks the primary's latest write."""
+    pair, _server, _data = stack
+    buyer = requests.Session()
+    with PausableProxy(upstream_port=pair.primary.port) as proxy:
+        pair.replica.sql("STOP SLAVE", f"CHANGE MASTER TO MASTER_PORT={proxy.port}", "START SLAVE")
+        try:
+            pair.wait_caught_up(timeout=30)
+            wait_until(
+                lambda: _metric(strict_server, "cardshop_db_replica_in_use", alias="replica") == 1.0,
+                timeout=10,
+                message="the replica in use behind the proxy",
+            )
+            proxy.pause()
+            pair.primary.sql(
+                "UPDATE cardshop_replica_test.catalog_product SET title_zh_hans = 'Hotel' WHERE sku='REPL-D'"
+            )
+            time.sleep(1.0)
+            status = pair.replica_status()
+            assert (status["Slave_IO_Running"], status["Slave_SQL_Running"], status["Seconds_Behind_Master"]) == (
+                "Yes",
+                "Yes",
+                0,
+            )
+            assert not pair.caught_up()
+            wait_until(
+                lambda: _metric(strict_server, "cardshop_db_replica_in_use", alias="replica") == 0.0,
+                timeout=10,
+                message="the cut-off replica reported out of use",
+            )
+            assert pair.replica_status()["Seconds_Behind_Master"] == 0  # still
+            assert _metric(strict_server, "cardshop_db_replica_checks_total", verdict="lagging") >= 1
+            assert _title(buyer, f"{strict_server.url}/p/REPL-D") == "Hotel"  # the primary's
+            proxy.resume()
+            pair.wait_caught_up(timeout=30)
+        finally:
+            pair.replication_start()  # straight to the primary again
+    pair.wait_caught_up(timeout=30)
+    wait_until(
+        lambda: _metric(strict_server, "cardshop_db_replica_in_use", alias="replica") == 1.0,
+        timeout=10,
+        message="the replica back in use once caught up",
+    )
+
+
 @pytest.fixture
 def steady_server(stack):
     """A second web server on the same pair whose verdict, once "ok", stands
@@ -279,30 +388,13 @@ def steady_server(stack):
     the replica backend does then (bounded waits, the primary answering) is
     what a request sees, not the router's next check."""
     pair, _server, data = stack
-    metrics_dir = tempfile.mkdtemp(prefix="replica-metrics-")
-    server = GunicornServer(
-        workers=1,
-        threads=4,
-        extra_env={
-            "DATABASE_URL": pair.primary_url,
-            "DATABASE_REPLICA_URL": pair.replica_url,
-            "TEST_REDIS_KEY_PREFIX": f"{settings.REDIS_KEY_PREFIX}-steady-{uuid.uuid4().hex[:8]}",
-            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
-            **SERVER_SETTINGS,
-            "REPLICA_CHECK_SECONDS": "60",
-        },
-    )
-    server.start()
-    try:
+    with _web_server(pair, REPLICA_CHECK_SECONDS="60") as server:
         # Every thread opens its persistent connection to the replica.
         with ThreadPoolExecutor(max_workers=8) as pool:
             for _ in pool.map(lambda _: _order(requests.Session(), server, *data["delivered"]), range(16)):
                 pass
         assert _metric(server, "cardshop_db_replica_in_use", alias="replica") == 1.0
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _timed_order(server, order_no: str, token: str) -> float:

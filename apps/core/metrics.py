@@ -232,7 +232,8 @@ REPLICA_IN_USE = Gauge(
 )
 REPLICA_LAG_SECONDS = Gauge(
     "cardshop_db_replica_lag_seconds",
-    "The replica's Seconds_Behind_Master at this process's last check (NaN while replication is stopped "
+    "The replica's lag at this process's last check: Seconds_Behind_Master, or longer when its GTID position "
+    "shows it has lacked the primary's writes longer (NaN while replication is stopped "
     "or the replica is unreachable).",
     ["alias"],
     multiprocess_mode="livemax",
