@@ -5,8 +5,12 @@ replica. The replica is made to lag deterministically by holding a global read
 lock on it (FLUSH TABLES WITH READ LOCK: its SQL thread waits, readers do
 not), stopped with STOP SLAVE, and killed.
 
-One pair and one web server for the module; the tests run in file order and
-the last one kills the replica."""
+One pair and one web server for the module, and a short-lived second server
+where a test needs other settings (one second of lag allowed; a verdict that
+stands for a minute, so reads reach a replica that froze or died). The
+replica's link to its primary is silenced through a TCP forwarder
+(testing/tcp_proxy.py), and the replica frozen with SIGSTOP. The tests run in
+file order and the last one kills the replica."""
 
 import json
 import os
