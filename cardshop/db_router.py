@@ -11,7 +11,8 @@ commands, shells — reads the primary, and so does everyone while the replica
 lags past REPLICA_MAX_LAG_SECONDS or cannot be reached (apps.core.replica).
 
 Code that must see a write it just made inside a replica-reading request
-wraps the read in `primary_reads()`.
+wraps the read in `primary_reads()`; a view that writes on a safe method
+(the payment webhook: epay notifies by GET) is decorated with it.
 
 With DATABASE_REPLICA_URL unset the two aliases are one server, and catalog
 reads keep the `replica` alias (a mirror in tests) everywhere."""
@@ -68,13 +69,30 @@ def replica_or_primary() -> str:
     return "default"
 
 
-def replica_serves_stale_reads() -> bool:
-    """Whether a read that tolerates staleness would now go to a real replica
-    (one that may lag): False with no replica configured, when pinned, or
-    while the replica is unfit. A question, not a read: nothing is counted."""
-    return (
-        settings.REPLICA_ENABLED and not _pinned_to_primary.get() and _replica_allowed.get() and replica_health.usable()
-    )
+# Where a read that tolerates staleness goes (stale_read_route()).
+ROUTE_REPLICA, ROUTE_PINNED, ROUTE_PRIMARY = "replica", "pinned", "primary"
+
+
+def stale_read_route() -> str:
+    """Where a read that tolerates staleness goes here and now, for a caller
+    that shares what it read (a cache) and must know whether it may be stale:
+
+    - ROUTE_REPLICA: a real replica, which may lag;
+    - ROUTE_PINNED: the primary, for this request only (it writes, or its
+      reader wrote lately, or it is staff's): fresh, but possibly fresher than
+      what everyone else is shown;
+    - ROUTE_PRIMARY: the primary, as everyone now reads it (no replica
+      configured, the replica unfit — a fallback, counted — or no web
+      request): never stale.
+
+    Costs no query. A caller on ROUTE_PRIMARY wraps its read in
+    `primary_reads()`, so that a replica found fit meanwhile does not serve
+    it."""
+    if not settings.REPLICA_ENABLED:
+        return ROUTE_PRIMARY
+    if _pinned_to_primary.get():
+        return ROUTE_PINNED
+    return ROUTE_REPLICA if replica_or_primary() == "replica" else ROUTE_PRIMARY
 
 
 class PrimaryReplicaRouter:

@@ -310,7 +310,7 @@ def developer_start(*, dir: Path, database: str) -> dict:
         if all(_alive(pid) for pid in state["pids"]):
             return state
         # One died (or the machine restarted): start both again on their data.
-        _kill(state["pids"])
+        _kill(state["pids"], dir=dir)
     # On failure the data and logs stay in `dir` for a look; make replica-stop removes them.
     pair = MariaDBPair(dir=dir, database=database, start_timeout=120).start(remove_on_failure=False)
     state = {
@@ -330,13 +330,33 @@ def developer_stop(*, dir: Path) -> bool:
     if not dir.exists():
         return False
     if state_path.exists():
-        _kill(json.loads(state_path.read_text())["pids"])
+        _kill(json.loads(state_path.read_text())["pids"], dir=dir)
     shutil.rmtree(dir, ignore_errors=True)
     return True
 
 
-def _kill(pids: list[int]) -> None:
+def _is_pair_server(pid: int, *, dir: Path) -> bool:
+    """Whether `pid` is a mariadbd whose data directory lies in `dir`. After a
+    reboot the pids in pair.json may belong to anything, even a process group
+    leader of someone else's."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if not argv or Path(os.fsdecode(argv[0])).name != "mariadbd":
+        return False
+    for arg in map(os.fsdecode, argv):
+        if arg.startswith("--datadir=") and Path(arg.removeprefix("--datadir=")).resolve().is_relative_to(
+            dir.resolve()
+        ):
+            return True
+    return False
+
+
+def _kill(pids: list[int], *, dir: Path) -> None:
     for pid in pids:
+        if not _is_pair_server(pid, dir=dir):
+            continue
         try:
             os.killpg(pid, signal.SIGKILL)  # each server leads its own process group
         except ProcessLookupError:

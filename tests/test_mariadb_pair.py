@@ -92,3 +92,28 @@ def test_the_developer_pair_starts_prints_the_urls_and_stops(tmp_path):
             [*command, "stop", "--dir", str(directory)], cwd=ROOT, capture_output=True, text=True, timeout=60
         )
     assert stopped.returncode == 0 and not directory.exists()
+
+
+def test_stopping_a_developer_pair_after_a_reboot_leaves_unrelated_processes_alone(tmp_path):
+    """pair.json outlives a reboot; its process ids may then belong to anyone.
+    Only a mariadbd serving this pair's data directory is killed."""
+    directory = tmp_path / "replica"
+    directory.mkdir()
+    # An unrelated process group leader, as a recycled pid would be.
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        (directory / "pair.json").write_text(json.dumps({"pids": [bystander.pid, bystander.pid]}))
+        stopped = subprocess.run(
+            [sys.executable, "-m", "testing.mariadb_pair", "stop", "--dir", str(directory)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert stopped.returncode == 0, stopped.stderr
+        assert not directory.exists()
+        time.sleep(0.2)
+        assert bystander.poll() is None, "the developer pair killed a process that was not its mariadbd"
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -4,6 +4,7 @@ cached copies (signals.py). Database reads here go to the replica (router);
 what a miss reads just after an edit is not cached while a replica may lag
 (_cache_fill)."""
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from django.utils.translation import get_language
 from redis.exceptions import RedisError
 
 from apps.core.last_good import LastGood
-from cardshop.db_router import replica_serves_stale_reads
+from cardshop.db_router import ROUTE_PRIMARY, ROUTE_REPLICA, primary_reads, stale_read_route
 
 from .models import Category, Product, ProductInputField
 
@@ -206,17 +207,20 @@ def product_info_get(*, sku: str) -> ProductInfo | None:
     """The active-or-not product with this SKU, from cache; None if unknown."""
     key = product_cache_key(sku)
     info = _cache_get(key)
+    if info is not None:
+        return None if info == _MISSING else info
+    route = stale_read_route()
+    info = _stale_window_copy(key, route=route)
     if info is None:
-        info = _stale_window_copy(key)
-    if info is None:
-        product = (
-            Product.objects.select_related("category")
-            .prefetch_related("price_tiers", "input_fields")
-            .filter(sku=sku)
-            .first()
-        )
+        with _routed(route):
+            product = (
+                Product.objects.select_related("category")
+                .prefetch_related("price_tiers", "input_fields")
+                .filter(sku=sku)
+                .first()
+            )
         info = ProductInfo.from_product(product) if product else _MISSING
-        _cache_fill(key, info)
+        _cache_fill(key, info, route=route)
     return None if info == _MISSING else info
 
 
@@ -238,11 +242,14 @@ def catalog_listing_get() -> list[CategoryListing]:
     without a category (if any), from cache. Empty categories are included so
     their pages exist; the home page leaves them out."""
     listing = _cache_get(LISTING_CACHE_KEY)
+    if listing is not None:
+        return listing
+    route = stale_read_route()
+    listing = _stale_window_copy(LISTING_CACHE_KEY, route=route)
     if listing is None:
-        listing = _stale_window_copy(LISTING_CACHE_KEY)
-    if listing is None:
-        listing = _catalog_listing_build()
-        _cache_fill(LISTING_CACHE_KEY, listing)
+        with _routed(route):
+            listing = _catalog_listing_build()
+        _cache_fill(LISTING_CACHE_KEY, listing, route=route)
     return listing
 
 
@@ -264,6 +271,7 @@ def cache_forget(keys: list[str]) -> None:
     for key in keys:
         _last_good.forget(key)
         _window_copies.forget(key)
+        _pinned_copies.forget(key)
 
 
 def _cache_get(key: str):
@@ -290,41 +298,67 @@ def catalog_replica_stale_window() -> float:
     return settings.REPLICA_MAX_LAG_SECONDS + settings.REPLICA_CHECK_SECONDS
 
 
-# What readers of the replica read within the stale window, kept in this
-# process for a second: while nothing is cached, each process reads a hot
-# product from the replica about once a second, not once a request.
+# What a cache miss read within the stale window, kept in this process for a
+# second (see _cache_fill): while nothing is cached, each process reads a hot
+# product about once a second, not once a request. Replica readers' copies
+# and pinned readers' (fresh, for them only) are kept apart.
 _window_copies = LastGood()
+_pinned_copies = LastGood()
 WINDOW_COPY_SECONDS = 1.0
 
 
-def _cache_fill(key: str, value) -> None:
-    """Cache what a miss read, except within the stale window of a catalog
-    edit when a replica serves reads: a copy read from the replica then may
-    predate the edit, and cached it would outlive the replica's lag by a whole
-    PRODUCT_CACHE_TTL. Nor is the fresh copy that a writer (read-your-writes)
-    read from the primary cached then: the storefront shows an edit to
-    everyone else when the replica has it, to its author at once. A replica
-    reader's copy is kept in this process for WINDOW_COPY_SECONDS."""
-    if settings.REPLICA_ENABLED and _edited_within_stale_window():
-        if replica_serves_stale_reads():
-            _window_copies.remember(key, value)
+def _routed(route: str):
+    """The context a miss reads in: on ROUTE_PRIMARY pinned to the primary,
+    so that what is then cached for everyone cannot come from a replica found
+    fit between the route's choice and the read. (With no replica configured
+    the router's alias is the primary itself.)"""
+    if route == ROUTE_PRIMARY and settings.REPLICA_ENABLED:
+        return primary_reads()
+    return contextlib.nullcontext()
+
+
+def _cache_fill(key: str, value, *, route: str) -> None:
+    """Cache what a miss read on `route` (stale_read_route()).
+
+    Read from the primary as everyone reads it (ROUTE_PRIMARY: no replica, or
+    the replica unfit), it is cached: the primary is never stale. Within the
+    stale window of a catalog edit, a copy read from the replica may predate
+    the edit, and cached it would outlive the replica's lag by a whole
+    PRODUCT_CACHE_TTL; nor is the fresh copy that a pinned reader (the
+    edit's author, read-your-writes) read cached then: the storefront shows an
+    edit to everyone else when the replica has it, to its author at once.
+    Either is kept in this process for WINDOW_COPY_SECONDS, for readers on the
+    same route. With Redis unreachable the window is unknown and nothing can
+    be cached: the copy becomes the process's last good one, served while
+    Redis stays down (CATALOG_FALLBACK_SECONDS), as outside the window."""
+    if route == ROUTE_PRIMARY:
+        _cache_set(key, value)
         return
-    _cache_set(key, value)
+    within = _edited_within_stale_window()
+    if within is None:
+        _last_good.remember(key, value)
+    elif within:
+        (_window_copies if route == ROUTE_REPLICA else _pinned_copies).remember(key, value)
+    else:
+        _cache_set(key, value)
 
 
-def _stale_window_copy(key: str):
-    """This process's recent replica read of `key` (see _cache_fill), for
-    another replica reader; None for a reader of the primary."""
-    if not settings.REPLICA_ENABLED or not replica_serves_stale_reads():
+def _stale_window_copy(key: str, *, route: str):
+    """This process's recent read of `key` within the stale window by a
+    reader on the same route (see _cache_fill); None on ROUTE_PRIMARY."""
+    if route == ROUTE_PRIMARY:
         return None
-    return _window_copies.recall(key, max_age=WINDOW_COPY_SECONDS)
+    copies = _window_copies if route == ROUTE_REPLICA else _pinned_copies
+    return copies.recall(key, max_age=WINDOW_COPY_SECONDS)
 
 
-def _edited_within_stale_window() -> bool:
+def _edited_within_stale_window() -> bool | None:
+    """Whether a catalog edit committed within the stale window; None when
+    Redis, which keeps the mark, cannot be asked."""
     try:
         edited_at = cache.get(EDITED_AT_CACHE_KEY)
     except RedisError:
-        return True  # unknown: do not risk caching a stale copy
+        return None
     return edited_at is not None and time.time() - edited_at < catalog_replica_stale_window()
 
 

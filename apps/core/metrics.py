@@ -232,7 +232,8 @@ REPLICA_IN_USE = Gauge(
 )
 REPLICA_LAG_SECONDS = Gauge(
     "cardshop_db_replica_lag_seconds",
-    "The replica's Seconds_Behind_Master at this process's last check (NaN while replication is stopped "
+    "The replica's lag at this process's last check: Seconds_Behind_Master, or longer when its GTID position "
+    "shows it has lacked the primary's writes longer (NaN while replication is stopped "
     "or the replica is unreachable).",
     ["alias"],
     multiprocess_mode="livemax",
@@ -246,6 +247,14 @@ REPLICA_FALLBACK_READS = Counter(
     "cardshop_db_replica_fallback_reads",
     "Reads that would have gone to the replica and went to the primary because the replica was unfit.",
 )
+REPLICA_FAILOVERS = Counter(
+    "cardshop_db_replica_failovers",
+    "Reads routed to the replica that the primary answered because the replica failed under them: "
+    "its connection attempt failed (stage=connect) or the read lost its connection (stage=query).",
+    ["stage"],
+)
+for _stage in ("connect", "query"):
+    REPLICA_FAILOVERS.labels(_stage)
 REPLICA_VERDICTS = ("ok", "lagging", "stopped", "unreachable")
 for _verdict in REPLICA_VERDICTS:
     REPLICA_CHECKS.labels(_verdict)
@@ -259,3 +268,7 @@ def replica_checked(*, reason: str, lag_seconds: float) -> None:
 
 def replica_read_fell_back() -> None:
     REPLICA_FALLBACK_READS.inc()
+
+
+def replica_failed_over(*, stage: str) -> None:
+    REPLICA_FAILOVERS.labels(stage).inc()

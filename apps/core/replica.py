@@ -1,11 +1,19 @@
 """Is the read replica fit to serve reads right now? (docs/database-replica.md)
 
 Each process asks the replica at most once every REPLICA_CHECK_SECONDS (one
-short-lived connection and `SHOW SLAVE STATUS`) and keeps the verdict in
-memory, so no request pays a query for it. The replica is used while it
-answers, both replication threads run, and `Seconds_Behind_Master` is at
-most REPLICA_MAX_LAG_SECONDS; otherwise reads fall back to the primary until
-a later check finds it fit again. A replica that cannot be reached is
+short-lived connection: `SHOW SLAVE STATUS` and its GTID position; and one to
+the primary for its position) and keeps the verdict in memory, so no request
+pays a query for it. The replica is used while it answers, both replication
+threads run, and it lags at most REPLICA_MAX_LAG_SECONDS; otherwise reads
+fall back to the primary until a later check finds it fit again.
+
+Its lag is the larger of two figures. `Seconds_Behind_Master` alone is not
+trusted: it reads 0 whenever the SQL thread has applied what the IO thread
+received, also when the IO thread receives nothing because the link to the
+primary died silently (until slave_net_timeout). So each check also compares
+GTID positions: the primary's @@gtid_binlog_pos with the replica's
+@@gtid_slave_pos. When the replica lacks a transaction the primary had at an
+earlier check, it has lagged at least since that check (_GtidWatch). A replica that cannot be reached is
 remembered as such for the check interval, so a dead replica costs one
 connect timeout per process per interval, not one per request.
 
@@ -52,6 +60,7 @@ class ReplicaHealth:
     def __init__(self):
         self._verdict: ReplicaVerdict | None = None
         self._lock = threading.Lock()
+        self._gtid_watch = _GtidWatch()
 
     def verdict(self) -> ReplicaVerdict:
         current = self._verdict
@@ -80,6 +89,7 @@ class ReplicaHealth:
     def forget(self) -> None:
         """Drop the verdict (tests; the next call checks again)."""
         self._verdict = None
+        self._gtid_watch = _GtidWatch()
 
     def _check(self) -> ReplicaVerdict:
         try:
@@ -103,6 +113,9 @@ class ReplicaHealth:
                 )
             return self._record(STOPPED, None)
         lag = float(lag)
+        behind = self._gtid_watch.behind_seconds(status.get("gtid_slave_pos"), now=time.monotonic())
+        if behind is not None and behind > lag:
+            lag = behind
         return self._record(LAGGING if lag > settings.REPLICA_MAX_LAG_SECONDS else OK, lag)
 
     def _record(self, reason: str, lag: float | None) -> ReplicaVerdict:
@@ -112,10 +125,78 @@ class ReplicaHealth:
         return verdict
 
 
+def gtid_position_parse(position: str) -> dict[int, int]:
+    """A GTID position ("0-1-15,1-2-7": domain-server-sequence per
+    replication domain) as {domain: sequence}."""
+    parsed: dict[int, int] = {}
+    for gtid in filter(None, (part.strip() for part in (position or "").split(","))):
+        domain, _server, sequence = gtid.split("-")
+        parsed[int(domain)] = int(sequence)
+    return parsed
+
+
+def gtid_position_behind(replica: dict[int, int], primary: dict[int, int]) -> bool:
+    """Whether `replica` lacks a transaction that `primary` has (sequence
+    numbers grow within a domain)."""
+    return any(replica.get(domain, 0) < sequence for domain, sequence in primary.items())
+
+
+class _GtidWatch:
+    """How long the replica has lacked a transaction the primary had: at each
+    check the replica's applied position is compared with the primary's
+    position remembered at an earlier check (the target). While the replica
+    has not reached the target, it has lagged at least since the check that
+    set it; once it has, the primary's current position becomes the next
+    target if the replica lacks it. A lower bound, then, late by at most one
+    check interval; and one that holds when Seconds_Behind_Master says 0
+    because nothing reaches the replica. Used under ReplicaHealth's lock."""
+
+    def __init__(self):
+        self.target: dict[int, int] | None = None
+        self.since: float | None = None
+
+    def behind_seconds(self, replica_position: str | None, *, now: float) -> float | None:
+        """None when a position is unknown (the replica did not report one,
+        or the primary cannot be asked: the lag is then Seconds_Behind_Master's)."""
+        if replica_position is None:
+            return None
+        replica = gtid_position_parse(replica_position)
+        if self.target is not None and gtid_position_behind(replica, self.target):
+            return now - self.since
+        try:
+            primary = gtid_position_parse(_primary_gtid_position())
+        except Exception as error:  # the driver's errors; the primary's own trouble shows elsewhere
+            logger.warning("primary GTID position unavailable, replica lag from Seconds_Behind_Master: %s", error)
+            return None
+        if gtid_position_behind(replica, primary):
+            self.target, self.since = primary, now
+        else:
+            self.target = self.since = None
+        return 0.0
+
+
+def _primary_gtid_position() -> str:
+    """@@gtid_binlog_pos on the primary, through a short-lived connection of
+    its own with the replica's timeouts."""
+    import MySQLdb  # Django's MariaDB driver
+
+    params = connections["default"].get_connection_params()
+    params.setdefault("connect_timeout", settings.REPLICA_CONNECT_TIMEOUT_SECONDS)
+    params.setdefault("read_timeout", settings.REPLICA_CONNECT_TIMEOUT_SECONDS + 2)
+    connection = MySQLdb.connect(**params)
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SELECT @@gtid_binlog_pos")
+        return cursor.fetchone()[0] or ""
+    finally:
+        connection.close()
+
+
 def _replica_status() -> dict | None:
-    """SHOW SLAVE STATUS on the replica, through a connection of its own (the
-    request's connections stay as they are), with the replica's short
-    connect timeout. None when the server is not a replica."""
+    """SHOW SLAVE STATUS on the replica, with its applied GTID position
+    added as "gtid_slave_pos", through a connection of its own (the request's
+    connections stay as they are), with the replica's short connect timeout.
+    None when the server is not a replica."""
     import MySQLdb  # Django's MariaDB driver
 
     params = connections["replica"].get_connection_params()
@@ -129,7 +210,10 @@ def _replica_status() -> dict | None:
         row = cursor.fetchone()
         if row is None:
             return None
-        return dict(zip([column[0] for column in cursor.description], row, strict=True))
+        status = dict(zip([column[0] for column in cursor.description], row, strict=True))
+        cursor.execute("SELECT @@gtid_slave_pos")
+        status["gtid_slave_pos"] = cursor.fetchone()[0] or ""
+        return status
     finally:
         connection.close()
 

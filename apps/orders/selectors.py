@@ -47,9 +47,9 @@ def _email_matches(stored: str, given: str) -> bool:
 # States an order does not leave within seconds by itself (a refund of a
 # delivered order is the exception, and it is an operator's act): a replica
 # row in one of them is as good as the primary's, give or take the lag.
-SETTLED_STATUSES = frozenset(
-    {Order.Status.DELIVERED, Order.Status.EXPIRED, Order.Status.CANCELLED, Order.Status.REFUNDED}
-)
+# Not expired or cancelled: a payment that arrives late moves them to paid,
+# delivered or refund_pending (design.md, step 7), and the buyer polls for it.
+SETTLED_STATUSES = frozenset({Order.Status.DELIVERED, Order.Status.REFUNDED})
 
 
 def _orders_by_number(numbers: set[str]) -> dict[str, Order]:

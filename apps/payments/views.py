@@ -19,6 +19,7 @@ from apps.core.errors import ShopError, shop_error_response
 from apps.core.ratelimits import PAY_IP, rate_limit
 from apps.core.request_body import request_body
 from apps.orders.grants import order_access_get
+from cardshop.db_router import primary_reads
 
 from .exceptions import (
     NotificationIgnored,
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 @csrf_exempt  # called by the provider's servers; the signature is the authentication
 @require_http_methods(["GET", "POST"])  # epay notifies by GET
+# A GET that writes: the middleware would let it read the replica (a safe
+# method), and a notification must decide on the primary's rows.
+@primary_reads()
 def webhook(request, provider: str):
     """2xx only once the state change is committed, so a provider retries on any
     failure; 4xx with the reason for a notification that will never be accepted.

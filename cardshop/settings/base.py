@@ -124,9 +124,15 @@ REPLICA_CHECK_SECONDS = env.float("REPLICA_CHECK_SECONDS", default=2.0)
 REPLICA_READ_YOUR_WRITES_SECONDS = env.int("REPLICA_READ_YOUR_WRITES_SECONDS", default=10)
 # A dead replica host must not hold a request for the driver's default timeout.
 REPLICA_CONNECT_TIMEOUT_SECONDS = env.int("REPLICA_CONNECT_TIMEOUT_SECONDS", default=1)
+# A replica that accepts connections but does not answer (a frozen host, a
+# partition that drops packets) holds a read, or the health check of a
+# persistent connection, this long; the read then runs on the primary.
+REPLICA_QUERY_TIMEOUT_SECONDS = env.int("REPLICA_QUERY_TIMEOUT_SECONDS", default=5)
 if REPLICA_ENABLED:
     DATABASES["replica"]["ENGINE"] = "cardshop.replica_backend"
     DATABASES["replica"]["OPTIONS"]["connect_timeout"] = REPLICA_CONNECT_TIMEOUT_SECONDS
+    DATABASES["replica"]["OPTIONS"]["read_timeout"] = REPLICA_QUERY_TIMEOUT_SECONDS
+    DATABASES["replica"]["OPTIONS"]["write_timeout"] = REPLICA_QUERY_TIMEOUT_SECONDS
 ATOMIC_REQUESTS = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -190,3 +190,76 @@ def test_with_a_replica_the_admin_reads_the_primary(replica_on, rf):
     # A change form built from a lagging replica would save old values back.
     assert _alias_seen(rf.get("/admin/catalog/product/1/change/"))[0] == "default"
     assert _alias_seen(rf.get("/p/SKU-1"))[0] == "replica"
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])  # not pinned by conftest.py
+def test_with_a_replica_a_payment_notification_by_get_reads_the_primary(replica_on, client, monkeypatch):
+    """epay notifies by GET, and the notification writes (the order paid):
+    what it reads to decide must be the primary's, as for any write."""
+    from apps.payments import views
+    from apps.payments.exceptions import NotificationIgnored
+
+    seen = []
+
+    def apply(provider, request):
+        seen.append(router.db_for_read(Product))
+        raise NotificationIgnored()
+
+    monkeypatch.setattr(views, "_notifies_by_get", lambda name: True)
+    monkeypatch.setattr(views, "_notification_apply", apply)
+    response = client.get("/payments/webhook/epay?out_trade_no=X")
+    assert response.status_code == 200, response.content
+    assert seen == ["default"]
+    assert client.get("/p/NO-SUCH-SKU").status_code == 404  # a page beside it still reads the replica
+
+
+def test_gtid_positions_compare_per_domain():
+    from apps.core.replica import gtid_position_behind, gtid_position_parse
+
+    assert gtid_position_parse("0-1-15,1-2-7") == {0: 15, 1: 7}
+    assert gtid_position_parse("") == {}
+    assert gtid_position_behind({0: 14}, {0: 15})
+    assert not gtid_position_behind({0: 15, 1: 3}, {0: 15})
+    assert gtid_position_behind({0: 15}, {0: 15, 1: 1})  # a domain it never saw
+
+
+def test_the_gtid_watch_counts_the_lag_from_the_check_that_first_saw_the_replica_behind(monkeypatch):
+    from apps.core import replica
+
+    primary = {"position": "0-1-10"}
+    monkeypatch.setattr(replica, "_primary_gtid_position", lambda: primary["position"])
+    watch = replica._GtidWatch()
+    assert watch.behind_seconds("0-1-10", now=100.0) == 0.0  # caught up
+    primary["position"] = "0-1-12"
+    assert watch.behind_seconds("0-1-10", now=101.0) == 0.0  # behind since now
+    assert watch.behind_seconds("0-1-11", now=104.0) == 3.0  # still lacks 12
+    primary["position"] = "0-1-13"
+    assert watch.behind_seconds("0-1-12", now=105.0) == 0.0  # reached it; 13 is the next target
+    assert watch.behind_seconds("0-1-12", now=111.5) == 6.5
+    assert watch.behind_seconds("0-1-13", now=112.0) == 0.0
+    assert watch.target is None
+    assert watch.behind_seconds(None, now=113.0) is None  # no position reported: SBM alone
+
+
+def test_a_replica_whose_seconds_behind_master_says_0_but_lacks_the_primarys_writes_is_lagging(
+    replica_on, monkeypatch, settings
+):
+    from apps.core import replica
+
+    monkeypatch.setattr(replica, "_primary_gtid_position", lambda: "0-1-20")
+    replica_on["status"] = {
+        "Slave_IO_Running": "Yes",
+        "Slave_SQL_Running": "Yes",
+        "Seconds_Behind_Master": 0,
+        "gtid_slave_pos": "0-1-19",
+    }
+    settings.REPLICA_CHECK_SECONDS = 0
+    settings.REPLICA_MAX_LAG_SECONDS = 0.2
+    assert replica.replica_health.verdict().reason == "ok"  # behind from now on
+    import time
+
+    time.sleep(0.3)
+    verdict = replica.replica_health.verdict()
+    assert (verdict.reason, verdict.lag_seconds > 0.2) == ("lagging", True)
+    replica_on["status"] = {**replica_on["status"], "gtid_slave_pos": "0-1-20"}
+    assert replica.replica_health.verdict().reason == "ok"
