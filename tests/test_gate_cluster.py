@@ -378,3 +378,39 @@ def test_every_order_answered_202_survives_a_master_sigkill_mid_sale(gate_cluste
         assert orders.count() <= keys
         assert int(stock_redis().get(stock_key(product.id))) == keys - orders.count()
     connection.close()
+
+
+# --- a script is sent once: no retry after a timeout
+
+# Adds 100 to its key, then stays busy for ARGV[1] ms: a reply later than the
+# client's socket timeout, as from a master stalled mid-script.
+SLOW_SCRIPT = """
+redis.call('INCRBY', KEYS[1], 100)
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local start = now_ms()
+while now_ms() - start < tonumber(ARGV[1]) do end
+return 1
+"""
+
+
+def test_a_script_whose_reply_outlasts_the_socket_timeout_runs_once(gate_cluster):
+    """redis-py's cluster client re-sends a command after a timeout (ten
+    times by default): a checkout or a stock adjustment would be applied
+    again each time. The gate's client sends it once and the caller gets
+    the error (it may have run: the callers treat a timeout as unknown)."""
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    client = stock_redis()
+    counter = stock_key(999_001)
+    client.delete(counter)
+    slow = client.register_script(SLOW_SCRIPT)
+    started = time.monotonic()
+    with pytest.raises(RedisTimeout):
+        slow(keys=[counter], args=[1500])
+    assert time.monotonic() - started < 3, "the caller waited for retries"
+    wait_until(lambda: client.get(counter) is not None, timeout=5, message="the script's effect")
+    time.sleep(1.0)  # a re-sent call would have run by now
+    assert int(client.get(counter)) == 100, "the script ran more than once"

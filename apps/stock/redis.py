@@ -12,7 +12,9 @@ import threading
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 # The same bounds django-redis gave the gate (CACHES["default"]["OPTIONS"]):
 # a dead gate must cost a request a second, not hang it.
@@ -36,7 +38,13 @@ def gate_redis_client(
         "health_check_interval": HEALTH_CHECK_INTERVAL,
     }
     if cluster:
-        return RedisCluster.from_url(url, **options)
+        # No retries after a timeout or a lost connection: RedisCluster would
+        # send the command again (ten times by default), and a checkout or a
+        # stock adjustment whose reply was late would be applied again each
+        # time. The caller gets the error and treats the outcome as unknown,
+        # as with one Redis. MOVED, ASK and TRYAGAIN are still followed (the
+        # client does that within one attempt).
+        return RedisCluster.from_url(url, retry=Retry(NoBackoff(), 0), **options)
     return redis.Redis.from_url(url, **options)
 
 
