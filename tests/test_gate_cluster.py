@@ -43,6 +43,7 @@ from apps.stock import services as gate
 from apps.stock.redis import stock_redis
 from apps.stock.redis_keys import persist_requested_key, stock_key
 from apps.stock.reservations import Reservation
+from apps.stock.selectors import stock_remaining_many
 from apps.stock.warmup import gates_check_redis_restart, stock_warm
 from testing.processes import wait_until
 from testing.redis_cluster import RedisClusterServers
@@ -414,3 +415,38 @@ def test_a_script_whose_reply_outlasts_the_socket_timeout_runs_once(gate_cluster
     wait_until(lambda: client.get(counter) is not None, timeout=5, message="the script's effect")
     time.sleep(1.0)  # a re-sent call would have run by now
     assert int(client.get(counter)) == 100, "the script ran more than once"
+
+
+# --- a hung master stops only its own products
+
+
+def test_a_hung_master_costs_its_own_products_only_and_a_bounded_wait(gate_cluster, client):
+    """SIGSTOP one master (a host that hangs or is cut off, not one that
+    refuses): checkout of a product on a healthy master answers as usual,
+    in bounded time, and the listing shows the healthy products' stock
+    (the hung master's products unknown) within about one socket timeout."""
+    ids = product_ids_on_every_master(per_master=2)
+    products = [product_with_keys(keys=4, id=pid) for pid in ids]
+    hung_products, healthy = products[:2], products[2:]
+    victim = next(n for n in gate_cluster.nodes if f"127.0.0.1:{n.port}" == master_of(hung_products[0]))
+    assert stock_redis().get(stock_key(healthy[0].id)) == b"4"  # pooled connections to every master
+    os.kill(victim.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        placed = order_checkout(sku=healthy[0].sku, email="healthy@x.com", quantity=1)
+        checkout_seconds = time.monotonic() - started
+        started = time.monotonic()
+        remaining = stock_remaining_many(product_ids=[p.id for p in products])
+        listing_seconds = time.monotonic() - started
+        started = time.monotonic()
+        page = client.get("/")
+        page_seconds = time.monotonic() - started
+    finally:
+        os.kill(victim.pid, signal.SIGCONT)
+    gate_cluster.wait_ok(timeout=30)
+    print(f"hung master: checkout {checkout_seconds:.2f}s, stock of 6 {listing_seconds:.2f}s, page {page_seconds:.2f}s")
+    assert placed.order_no
+    assert checkout_seconds < 3, f"checkout on a healthy master took {checkout_seconds:.1f}s"
+    assert remaining == {**{p.id: None for p in hung_products}, healthy[0].id: 3, **{p.id: 4 for p in healthy[1:]}}
+    assert listing_seconds < 3, f"the stock of {len(products)} products took {listing_seconds:.1f}s"
+    assert page.status_code == 200 and page_seconds < 5, (page.status_code, page_seconds)

@@ -18,7 +18,7 @@ from django.utils import timezone
 from kombu import Connection
 
 from apps.catalog.models import Product
-from apps.stock.redis import gate_is_cluster, gate_redis_client
+from apps.stock.redis import gate_commands_per_master, gate_is_cluster, gate_redis_client
 from apps.stock.redis_keys import stock_key
 
 logger = logging.getLogger(__name__)
@@ -103,12 +103,15 @@ def check_stock_warmed() -> None:
         return
     client = _gate_client()
     try:
-        pipe = client.pipeline(transaction=False)
-        for product_id, _sku in open_sales:
-            pipe.exists(stock_key(product_id))
-        missing = [sku for (_id, sku), found in zip(open_sales, pipe.execute(), strict=False) if not found]
+        # Per master: a dead or hung master costs one timeout, and its
+        # products (unknown, not missing) fail closed on their own; the
+        # gate_redis check and cardshop_gate_redis_master_up say it is down.
+        found = gate_commands_per_master([("EXISTS", stock_key(pid)) for pid, _sku in open_sales], client=client)
     finally:
         client.close()
+    if all(isinstance(reply, redis.RedisError) for reply in found):
+        raise found[0]  # no master (or the one Redis) answered: nothing is known
+    missing = [sku for (_id, sku), reply in zip(open_sales, found, strict=True) if reply == 0]
     if missing:
         raise StockNotWarmed(f"open sales without stock in Redis: {', '.join(missing[:20])}")
 

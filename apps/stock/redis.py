@@ -14,6 +14,7 @@ import redis
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.exceptions import AskError, MovedError, TryAgainError
 from redis.retry import Retry
 
 # The same bounds django-redis gave the gate (CACHES["default"]["OPTIONS"]):
@@ -23,6 +24,10 @@ SOCKET_CONNECT_TIMEOUT = 1
 # A pooled connection idle this long is PINGed before use, so a gate that
 # restarted meanwhile costs a reconnect, not a failed checkout.
 HEALTH_CHECK_INTERVAL = 30
+
+# Replies that say the key's slot is served elsewhere (or is moving): the
+# command did not run there, and the cluster client can follow the move.
+SLOT_MOVED_ERRORS = (MovedError, AskError, TryAgainError)
 
 _clients: dict[tuple[str, bool], redis.Redis | RedisCluster] = {}
 _clients_lock = threading.Lock()
@@ -68,3 +73,41 @@ def gate_is_cluster(client) -> bool:
 def redis_text(value) -> str:
     """A Redis reply (bytes) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def gate_commands_per_master(commands: list[tuple], *, client=None) -> list:
+    """Run commands (NAME, key, *args), each naming one key, in one pipeline
+    per master (one pipeline on a plain Redis), each standing alone (no
+    transaction). The replies in order; where a master did not answer, its
+    commands' replies are the RedisError instead, so a dead or hung master
+    makes only its own keys unknown and costs one socket timeout, not one
+    per key. A command whose slot moved meanwhile (MOVED, ASK, TRYAGAIN)
+    runs again alone through the cluster client, which follows the move:
+    only for commands that are no-ops when run twice (reads, HSET, SET).
+    `client` defaults to the gate's (stock_redis())."""
+    client = stock_redis() if client is None else client
+    replies: list = [None] * len(commands)
+    if not gate_is_cluster(client):
+        groups = [(client, list(range(len(commands))))]
+    else:
+        by_master: dict[str, tuple] = {}
+        for index, (_name, key, *_args) in enumerate(commands):
+            node = client.get_node_from_key(key)
+            by_master.setdefault(node.name, (node, []))[1].append(index)
+        groups = [(client.get_redis_connection(node), indexes) for node, indexes in by_master.values()]
+    for connection, indexes in groups:
+        try:
+            pipe = connection.pipeline(transaction=False)
+            for index in indexes:
+                pipe.execute_command(*commands[index])
+            answers = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:
+            answers = [exc] * len(indexes)
+        for index, reply in zip(indexes, answers, strict=True):
+            if gate_is_cluster(client) and isinstance(reply, SLOT_MOVED_ERRORS):
+                try:
+                    reply = client.execute_command(*commands[index])
+                except redis.RedisError as exc:
+                    reply = exc
+            replies[index] = reply
+    return replies
