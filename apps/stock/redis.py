@@ -13,8 +13,9 @@ import threading
 import redis
 from django.conf import settings
 from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
-from redis.exceptions import AskError, MovedError, TryAgainError
+from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import parse_url
+from redis.exceptions import AskError, MovedError, RedisClusterException, TryAgainError
 from redis.retry import Retry
 
 # The same bounds django-redis gave the gate (CACHES["default"]["OPTIONS"]):
@@ -24,33 +25,73 @@ SOCKET_CONNECT_TIMEOUT = 1
 # A pooled connection idle this long is PINGed before use, so a gate that
 # restarted meanwhile costs a reconnect, not a failed checkout.
 HEALTH_CHECK_INTERVAL = 30
+# Start-up of a cluster client only (keyless commands, safe to send again).
+STARTUP_RETRIES = 3
+
+
+class GateRedisCluster(RedisCluster):
+    """RedisCluster whose "no node reachable" (RedisClusterException, not a
+    RedisError, raised when its topology refresh finds no node) is a
+    redis.ConnectionError: callers fail closed (503 sale_paused) as they do
+    when a single Redis is down, instead of answering 500."""
+
+    def execute_command(self, *args, **kwargs):
+        try:
+            return super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise redis.ConnectionError(f"gate cluster unreachable: {exc}") from exc
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Commands without a key (TIME, COMMAND) go to a default node;
+            # without retries RedisCluster would keep a dead one as default.
+            # The command is not sent again: the next one goes elsewhere.
+            failed, default = getattr(exc, "connection", None), self.get_default_node()
+            if default is not None and (getattr(failed, "host", None), getattr(failed, "port", None)) == (
+                default.host,
+                default.port,
+            ):
+                self.replace_default_node()
+            raise
+
 
 # Replies that say the key's slot is served elsewhere (or is moving): the
 # command did not run there, and the cluster client can follow the move.
 SLOT_MOVED_ERRORS = (MovedError, AskError, TryAgainError)
 
-_clients: dict[tuple[str, bool], redis.Redis | RedisCluster] = {}
+_clients: dict[tuple[str, bool], redis.Redis | GateRedisCluster] = {}
 _clients_lock = threading.Lock()
 
 
 def gate_redis_client(
     *, url: str, cluster: bool, socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = SOCKET_CONNECT_TIMEOUT
-) -> redis.Redis | RedisCluster:
-    """A new client of the gate Redis at `url` (the caller closes it)."""
+) -> redis.Redis | GateRedisCluster:
+    """A new client of the gate Redis at `url` (the caller closes it). For a
+    cluster `url` may list several nodes, comma-separated: the client starts
+    from whichever answers. Raises redis.ConnectionError when none does."""
     options = {
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": connect_timeout,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
     }
-    if cluster:
+    if not cluster:
+        return redis.Redis.from_url(url, **options)
+    first, *more = (part.strip() for part in url.split(",") if part.strip())
+    startup_nodes = [ClusterNode(parsed["host"], parsed.get("port", 6379)) for parsed in map(parse_url, more)]
+    try:
         # No retries after a timeout or a lost connection: RedisCluster would
         # send the command again (ten times by default), and a checkout or a
         # stock adjustment whose reply was late would be applied again each
         # time. The caller gets the error and treats the outcome as unknown,
         # as with one Redis. MOVED, ASK and TRYAGAIN are still followed (the
         # client does that within one attempt).
-        return RedisCluster.from_url(url, retry=Retry(NoBackoff(), 0), **options)
-    return redis.Redis.from_url(url, **options)
+        # Built with a few retries: its start-up COMMAND goes to a default
+        # node, which may be a dead one (a retry picks another); then none.
+        client = GateRedisCluster.from_url(
+            first, startup_nodes=startup_nodes, retry=Retry(NoBackoff(), STARTUP_RETRIES), **options
+        )
+    except RedisClusterException as exc:
+        raise redis.ConnectionError(f"no gate cluster node answered: {exc}") from exc
+    client.set_retry(Retry(NoBackoff(), 0))
+    return client
 
 
 def stock_redis() -> redis.Redis | RedisCluster:
@@ -64,6 +105,16 @@ def stock_redis() -> redis.Redis | RedisCluster:
             if client is None:
                 client = _clients[key] = gate_redis_client(url=key[0], cluster=key[1])
     return client
+
+
+def gate_clients_forget() -> None:
+    """Close and drop this process's gate clients: the next stock_redis()
+    builds a new one, as a process starting now would (for the tests)."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
 
 
 def gate_is_cluster(client) -> bool:
