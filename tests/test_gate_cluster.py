@@ -17,6 +17,7 @@ on all three masters.
 The shared Redis is never touched: the cluster has its own ports and
 directories, and is removed afterwards."""
 
+import json
 import os
 import signal
 import threading
@@ -40,7 +41,7 @@ from apps.orders.tests.processes import CeleryWorker, GunicornServer
 from apps.orders.tests.support import pay, product_with_keys
 from apps.orders.tests.test_flash_sale import assert_each_key_in_one_order, checkout_crowd, pay_all_concurrently
 from apps.stock import services as gate
-from apps.stock.redis import stock_redis
+from apps.stock.redis import gate_clients_forget, stock_redis
 from apps.stock.redis_keys import persist_requested_key, stock_key
 from apps.stock.reservations import Reservation
 from apps.stock.selectors import stock_remaining_many
@@ -288,26 +289,42 @@ def test_a_master_that_loses_its_data_pauses_only_its_products_until_rebuilt(gat
 # --- a master restarts on its own data: the per-master run id
 
 
-def test_a_master_restarted_on_its_data_is_noticed_once_and_every_gate_rebuilt(gate_cluster):
+def test_a_master_restarted_on_its_data_is_noticed_until_its_gates_are_forgotten(gate_cluster, monkeypatch):
     """SIGKILL one master and start it again on its append-only file: its
-    data comes back, but it may lag what MariaDB recorded, so every gate is
-    forgotten and rebuilt. The other masters' unchanged run ids alone
-    trigger nothing; the restart is reported once."""
+    data comes back, but it may lag what MariaDB recorded, so its gates are
+    forgotten and rebuilt (those on the other masters are as good as
+    before and stay). The run id is recorded only after the forget: a
+    forget that fails midway leaves the restart to be detected again. A
+    master down meanwhile does not hide the restart of another; the
+    restart is reported once."""
     products = [product_with_keys(keys=5, id=pid) for pid in product_ids_on_every_master()]
     assert gates_check_redis_restart() == []  # first look: the markers are written
     assert gates_check_redis_restart() == []  # nothing restarted since
     victim = next(n for n in gate_cluster.nodes if f"127.0.0.1:{n.port}" == master_of(products[2]))
+    down = next(n for n in gate_cluster.nodes if f"127.0.0.1:{n.port}" == master_of(products[0]))
     victim.kill()
     victim.start()
     gate_cluster.wait_ok(timeout=30)
     stock_redis().nodes_manager.initialize()  # the client reconnects to the restarted node
-
     assert int(stock_redis().get(stock_key(products[2].id))) == 5  # the file kept it
-    forgotten = gates_check_redis_restart()
-    assert sorted(forgotten) == sorted(p.id for p in products)
-    for product in products:
-        assert not stock_redis().exists(stock_key(product.id)), "a gate was left standing"
-        assert stock_warm(product=product) == (True, 5)
+
+    def failing_forget(**_kwargs):
+        raise ConnectionError("the forget failed midway")
+
+    monkeypatch.setattr(gate, "stock_gate_forget", failing_forget)
+    with pytest.raises(ConnectionError):
+        gates_check_redis_restart()
+    monkeypatch.undo()
+    os.kill(down.pid, signal.SIGSTOP)  # hung, not restarted: its run id stays
+    try:
+        assert gates_check_redis_restart() == [products[2].id], "the restart was not detected again"
+    finally:
+        os.kill(down.pid, signal.SIGCONT)
+    gate_cluster.wait_ok(timeout=30)
+    assert not stock_redis().exists(stock_key(products[2].id)), "the restarted master's gate was left standing"
+    for product in products[:2]:
+        assert int(stock_redis().get(stock_key(product.id))) == 5, "a gate on a master that did not restart was lost"
+    assert stock_warm(product=products[2]) == (True, 5)
     assert gates_check_redis_restart() == []  # reported once
 
 
@@ -450,3 +467,45 @@ def test_a_hung_master_costs_its_own_products_only_and_a_bounded_wait(gate_clust
     assert remaining == {**{p.id: None for p in hung_products}, healthy[0].id: 3, **{p.id: 4 for p in healthy[1:]}}
     assert listing_seconds < 3, f"the stock of {len(products)} products took {listing_seconds:.1f}s"
     assert page.status_code == 200 and page_seconds < 5, (page.status_code, page_seconds)
+
+
+# --- the client starts from any listed node, and fails closed without any
+
+
+def test_the_gate_client_starts_from_any_listed_node_and_fails_closed_without_any(gate_cluster, settings, client):
+    """GATE_REDIS_URL lists every master: a process starting while the first
+    is down still finds the cluster through another. With none reachable,
+    checkout answers 503 sale_paused (as with a dead single Redis), both in
+    a process whose client was built before and in one starting now."""
+    first, *others = gate_cluster.nodes
+    pid = next(pid for pid in product_ids_on_every_master() if master_of_id(pid) != f"127.0.0.1:{first.port}")
+    product = product_with_keys(keys=3, id=pid)
+    settings.GATE_REDIS_URL = ",".join(node.url for node in gate_cluster.nodes)
+    stock_redis().ping()  # a client built while all were up
+    first.kill()
+    try:
+        gate_clients_forget()  # as in a process started now
+        assert stock_remaining_many(product_ids=[product.id]) == {product.id: 3}
+        assert create_order(client, product.sku, "first-down@x.com").status_code == 202
+        for node in others:
+            node.kill()
+        for fresh in (False, True):
+            if fresh:
+                gate_clients_forget()
+            answer = create_order(client, product.sku, f"none-up-{fresh}@x.com")
+            assert (answer.status_code, answer.json()["error"]) == (503, "sale_paused"), (fresh, answer.content)
+    finally:
+        for node in gate_cluster.nodes:
+            if not node.alive():
+                node.start()
+        gate_cluster.wait_ok(timeout=30)
+        gate_clients_forget()
+
+
+def master_of_id(product_id: int) -> str:
+    return stock_redis().get_node_from_key(stock_key(product_id)).name
+
+
+def create_order(client, sku: str, email: str):
+    body = {"sku": sku, "email": email, "quantity": 1}
+    return client.post("/api/v1/orders", data=json.dumps(body), content_type="application/json")
