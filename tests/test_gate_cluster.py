@@ -75,7 +75,8 @@ def gate_cluster(cluster_servers, settings):
     apps/orders/tests/processes.py::test_environment), empty to start with."""
     cluster_servers.wait_ok()
     _flush(cluster_servers)
-    settings.GATE_REDIS_URL = cluster_servers.url
+    # Every master listed, as docs/gate-cluster.md prescribes.
+    settings.GATE_REDIS_URL = ",".join(node.url for node in cluster_servers.nodes)
     settings.GATE_REDIS_CLUSTER = True
     yield cluster_servers
     _flush(cluster_servers)
@@ -386,6 +387,16 @@ def test_every_order_answered_202_survives_a_master_sigkill_mid_sale(gate_cluste
                 f"{len(missing)} of {len(accepted)} orders answered 202 never reached MariaDB; e.g. {missing[:5]}"
                 f"\n{worker.log_tail()}"
             ) from None
+        # The victim sold again on its file before beat noticed its restart:
+        # wait for the notice, the forget and the rebuild.
+        wait_until(
+            lambda: (
+                not gate.stock_redis_restarts().restarted
+                and all(stock_redis().exists(stock_key(p.id)) for p in products)
+            ),
+            timeout=30,
+            message="the restart noticed and every gate rebuilt",
+        )
     finally:
         worker.stop()
 
@@ -509,3 +520,41 @@ def master_of_id(product_id: int) -> str:
 def create_order(client, sku: str, email: str):
     body = {"sku": sku, "email": email, "quantity": 1}
     return client.post("/api/v1/orders", data=json.dumps(body), content_type="application/json")
+
+
+# --- readiness: ready while any master answers
+
+
+def test_readiness_stays_while_any_master_answers_and_names_none_when_all_are_down(gate_cluster, client):
+    """One master dead: /readyz stays 200 (its products fail closed on their
+    own) and says a master is down; the metric names it. No master
+    answering: 503. Each answer within a bounded time."""
+    from apps.monitoring.collector import ShopStateCollector
+
+    first, *others = gate_cluster.nodes
+    first.kill()
+    try:
+        started = time.monotonic()
+        ready = client.get("/readyz")
+        one_down_seconds = time.monotonic() - started
+        masters = {s.labels["node"]: s.value for s in ShopStateCollector()._gate_masters().samples}
+        for node in others:
+            os.kill(node.pid, signal.SIGSTOP)  # the rest hung: none answers
+        try:
+            started = time.monotonic()
+            unready = client.get("/readyz")
+            none_seconds = time.monotonic() - started
+        finally:
+            for node in others:
+                os.kill(node.pid, signal.SIGCONT)
+    finally:
+        first.start()
+        gate_cluster.wait_ok(timeout=30)
+    print(f"readyz: one master dead {one_down_seconds:.2f}s, none answering {none_seconds:.2f}s")
+    assert ready.status_code == 200, ready.json()
+    assert ready.json()["checks"]["gate_redis"] == "ok: 1 of 3 gate masters down"
+    assert one_down_seconds < 4
+    assert masters == {f"127.0.0.1:{n.port}": (0 if n is first else 1) for n in gate_cluster.nodes}
+    assert unready.status_code == 503
+    assert unready.json()["checks"]["gate_redis"].startswith("error: ")
+    assert none_seconds < 15

@@ -9,6 +9,7 @@ its key's slot, so every multi-key command and every script call must name
 keys of one slot only (one product's {p:<id>} or one coupon's {c:<id>})."""
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import redis
 from django.conf import settings
@@ -162,3 +163,24 @@ def gate_commands_per_master(commands: list[tuple], *, client=None) -> list:
                     reply = exc
             replies[index] = reply
     return replies
+
+
+def gate_masters_up(*, client=None) -> dict[str, bool]:
+    """Each gate master ("host:port"; a single Redis: that one) and whether
+    it answers PING now. All are asked at once, so a hung one costs one
+    socket timeout in all, not one each. `client` defaults to the gate's."""
+    client = stock_redis() if client is None else client
+    if gate_is_cluster(client):
+        targets = [(node.name, client.get_redis_connection(node)) for node in client.get_primaries()]
+    else:
+        options = client.connection_pool.connection_kwargs
+        targets = [(f"{options.get('host', 'localhost')}:{options.get('port', 6379)}", client)]
+
+    def answers(target) -> bool:
+        try:
+            return bool(target.ping())
+        except redis.RedisError:
+            return False
+
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        return dict(zip((name for name, _ in targets), pool.map(answers, (t for _, t in targets)), strict=True))
