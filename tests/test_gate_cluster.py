@@ -41,7 +41,7 @@ from apps.orders.tests.processes import CeleryWorker, GunicornServer
 from apps.orders.tests.support import pay, product_with_keys
 from apps.orders.tests.test_flash_sale import assert_each_key_in_one_order, checkout_crowd, pay_all_concurrently
 from apps.stock import services as gate
-from apps.stock.redis import gate_clients_forget, stock_redis
+from apps.stock.redis import gate_clients_forget, gate_error_before_sending, stock_redis
 from apps.stock.redis_keys import persist_requested_key, stock_key
 from apps.stock.reservations import Reservation
 from apps.stock.selectors import stock_remaining_many
@@ -437,8 +437,9 @@ def test_a_script_whose_reply_outlasts_the_socket_timeout_runs_once(gate_cluster
     client.delete(counter)
     slow = client.register_script(SLOW_SCRIPT)
     started = time.monotonic()
-    with pytest.raises(RedisTimeout):
+    with pytest.raises(RedisTimeout) as raised:
         slow(keys=[counter], args=[1500])
+    assert not gate_error_before_sending(raised.value), "a read timeout counted as a call never sent"
     assert time.monotonic() - started < 3, "the caller waited for retries"
     wait_until(lambda: client.get(counter) is not None, timeout=5, message="the script's effect")
     time.sleep(1.0)  # a re-sent call would have run by now
@@ -558,3 +559,33 @@ def test_readiness_stays_while_any_master_answers_and_names_none_when_all_are_do
     assert unready.status_code == 503
     assert unready.json()["checks"]["gate_redis"].startswith("error: ")
     assert none_seconds < 15
+
+
+# --- a coupon's use comes back when the product's master refused the call
+
+
+def test_a_coupon_use_comes_back_at_once_when_the_products_master_is_dead(gate_cluster):
+    """The coupon's counters live on one master, the product's gate on
+    another. With the product's master dead, checkout pauses (503) and the
+    use it took goes back at once (the connection was refused: the script
+    never ran), so a crowd retrying does not burn a capped coupon."""
+    from apps.coupons.selectors import coupon_uses_taken
+    from apps.orders.exceptions import SalePaused
+    from apps.stock.redis_keys import coupon_uses_key
+
+    coupon = CouponFactory(code="DEADMASTER", max_uses=3)
+    coupon_master = stock_redis().get_node_from_key(coupon_uses_key(coupon.id)).name
+    pid = next(pid for pid in product_ids_on_every_master() if master_of_id(pid) != coupon_master)
+    product = product_with_keys(keys=10, id=pid)
+    placed = order_checkout(sku=product.sku, email="first@x.com", quantity=1, coupon=coupon.code)
+    assert placed.order_no and coupon_uses_taken(coupon_id=coupon.id) == 1
+    victim = next(n for n in gate_cluster.nodes if f"127.0.0.1:{n.port}" == master_of(product))
+    victim.kill()
+    try:
+        for n in range(5):
+            with pytest.raises(SalePaused):
+                order_checkout(sku=product.sku, email=f"crowd{n}@x.com", quantity=1, coupon=coupon.code)
+        assert coupon_uses_taken(coupon_id=coupon.id) == 1, "uses of checkouts that never reached the gate were kept"
+    finally:
+        victim.start()
+        gate_cluster.wait_ok(timeout=30)

@@ -184,3 +184,20 @@ def gate_masters_up(*, client=None) -> dict[str, bool]:
 
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         return dict(zip((name for name, _ in targets), pool.map(answers, (t for _, t in targets)), strict=True))
+
+
+def gate_error_before_sending(error: BaseException) -> bool:
+    """Did this error come from connecting (refused, or no answer to the
+    connect), so the command was never sent? A read timeout or a connection
+    lost mid-reply may follow a command that ran: False for those. The first
+    error of the chain decides (a cluster client's topology refresh may
+    raise another on top of it)."""
+    first = error
+    while first.__context__ is not None and isinstance(first.__context__, redis.RedisError | RedisClusterException):
+        first = first.__context__
+    if first.__cause__ is not None and isinstance(first.__cause__, redis.RedisError):
+        first = first.__cause__
+    text = str(first)
+    if isinstance(first, redis.TimeoutError):
+        return text == "Timeout connecting to server"
+    return isinstance(first, redis.ConnectionError) and text.startswith("Error ") and " connecting to " in text
