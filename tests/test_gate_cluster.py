@@ -589,3 +589,23 @@ def test_a_coupon_use_comes_back_at_once_when_the_products_master_is_dead(gate_c
     finally:
         victim.start()
         gate_cluster.wait_ok(timeout=30)
+
+
+# --- only a moved slot runs a pipelined script again
+
+
+def test_a_pipelined_script_that_fails_is_not_run_again(gate_cluster, monkeypatch):
+    """_cluster_pipelined runs a call again alone only when its slot moved
+    (MOVED, ASK, TRYAGAIN: it did not run). A script that ran and then
+    failed is not run a second time; its error is raised."""
+    from redis.exceptions import ResponseError
+
+    from apps.stock import scripts
+
+    failing = "redis.call('INCR', KEYS[1]) return redis.error_reply('ERR failed after writing')"
+    real_source = scripts._source
+    monkeypatch.setattr(scripts, "_source", lambda name: failing if name == "test-fails" else real_source(name))
+    counters = [stock_key(pid) for pid in product_ids_on_every_master()]
+    with pytest.raises(ResponseError, match="failed after writing"):
+        scripts.lua_scripts_pipelined([("test-fails", [key], []) for key in counters])
+    assert [int(stock_redis().get(key)) for key in counters] == [1, 1, 1], "a failed script ran again"

@@ -12,7 +12,7 @@ from pathlib import Path
 from redis.commands.core import Script
 from redis.exceptions import RedisError, ResponseError
 
-from .redis import gate_is_cluster, stock_redis
+from .redis import SLOT_MOVED_ERRORS, gate_is_cluster, stock_redis
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
@@ -79,10 +79,10 @@ def _cluster_pipelined(client, calls: list[tuple[str, list[str], list]]) -> list
     """A cluster pipeline refuses EVALSHA, so: one plain pipeline per master,
     to the master owning each call's slot (a plain pipeline loads its
     scripts first), each master in its own try so a dead one does not stop
-    the others' calls; then the first such error is raised. A call whose
-    slot moved meanwhile (MOVED, ASK) or that failed runs again alone
-    through the cluster client, which follows the move or raises the error;
-    only for scripts that are no-ops when run twice."""
+    the others' calls; then the first error is raised. Only a call whose
+    slot moved meanwhile (MOVED, ASK, TRYAGAIN: it did not run) runs again,
+    alone through the cluster client, which follows the move; a script
+    that ran and failed is never run twice."""
     replies: list = [None] * len(calls)
     by_master: dict[str, tuple] = {}
     for index, (_name, keys, _args) in enumerate(calls):
@@ -100,9 +100,11 @@ def _cluster_pipelined(client, calls: list[tuple[str, list[str], list]]) -> list
             failure = failure or exc
             continue
         for index, reply in zip(indexes, answers, strict=True):
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, SLOT_MOVED_ERRORS):
                 name, keys, args = calls[index]
                 reply = lua_script(name)(keys=keys, args=args)
+            elif isinstance(reply, ResponseError):
+                failure = failure or reply  # it ran (and failed): never twice
             replies[index] = reply
     if failure is not None:
         raise failure
