@@ -32,6 +32,7 @@ from redis.crc import key_slot
 from apps.cardkeys.models import CardKey
 from apps.coupons.tests.factories import CouponFactory
 from apps.orders import mail as order_mail
+from apps.orders.exceptions import SalePaused
 from apps.orders.models import Order
 from apps.orders.services import persistence
 from apps.orders.services.cancel import order_cancel
@@ -470,15 +471,23 @@ def test_a_hung_master_costs_its_own_products_only_and_a_bounded_wait(gate_clust
         started = time.monotonic()
         page = client.get("/")
         page_seconds = time.monotonic() - started
+        started = time.monotonic()
+        with pytest.raises(SalePaused):
+            order_checkout(sku=hung_products[0].sku, email="hung@x.com", quantity=1)
+        hung_seconds = time.monotonic() - started
     finally:
         os.kill(victim.pid, signal.SIGCONT)
     gate_cluster.wait_ok(timeout=30)
-    print(f"hung master: checkout {checkout_seconds:.2f}s, stock of 6 {listing_seconds:.2f}s, page {page_seconds:.2f}s")
+    print(
+        f"hung master: checkout elsewhere {checkout_seconds:.2f}s, stock of 6 {listing_seconds:.2f}s,"
+        f" page {page_seconds:.2f}s, checkout on it {hung_seconds:.2f}s (503)"
+    )
     assert placed.order_no
     assert checkout_seconds < 3, f"checkout on a healthy master took {checkout_seconds:.1f}s"
     assert remaining == {**{p.id: None for p in hung_products}, healthy[0].id: 3, **{p.id: 4 for p in healthy[1:]}}
     assert listing_seconds < 3, f"the stock of {len(products)} products took {listing_seconds:.1f}s"
     assert page.status_code == 200 and page_seconds < 5, (page.status_code, page_seconds)
+    assert hung_seconds < 3, f"checkout on the hung master took {hung_seconds:.1f}s to fail closed"
 
 
 # --- the client starts from any listed node, and fails closed without any
@@ -570,7 +579,6 @@ def test_a_coupon_use_comes_back_at_once_when_the_products_master_is_dead(gate_c
     use it took goes back at once (the connection was refused: the script
     never ran), so a crowd retrying does not burn a capped coupon."""
     from apps.coupons.selectors import coupon_uses_taken
-    from apps.orders.exceptions import SalePaused
     from apps.stock.redis_keys import coupon_uses_key
 
     coupon = CouponFactory(code="DEADMASTER", max_uses=3)
