@@ -17,6 +17,7 @@ on all three masters.
 The shared Redis is never touched: the cluster has its own ports and
 directories, and is removed afterwards."""
 
+import json
 import os
 import signal
 import threading
@@ -31,6 +32,7 @@ from redis.crc import key_slot
 from apps.cardkeys.models import CardKey
 from apps.coupons.tests.factories import CouponFactory
 from apps.orders import mail as order_mail
+from apps.orders.exceptions import SalePaused
 from apps.orders.models import Order
 from apps.orders.services import persistence
 from apps.orders.services.cancel import order_cancel
@@ -40,9 +42,10 @@ from apps.orders.tests.processes import CeleryWorker, GunicornServer
 from apps.orders.tests.support import pay, product_with_keys
 from apps.orders.tests.test_flash_sale import assert_each_key_in_one_order, checkout_crowd, pay_all_concurrently
 from apps.stock import services as gate
-from apps.stock.redis import stock_redis
+from apps.stock.redis import gate_clients_forget, gate_error_before_sending, stock_redis
 from apps.stock.redis_keys import persist_requested_key, stock_key
 from apps.stock.reservations import Reservation
+from apps.stock.selectors import stock_remaining_many
 from apps.stock.warmup import gates_check_redis_restart, stock_warm
 from testing.processes import wait_until
 from testing.redis_cluster import RedisClusterServers
@@ -73,7 +76,8 @@ def gate_cluster(cluster_servers, settings):
     apps/orders/tests/processes.py::test_environment), empty to start with."""
     cluster_servers.wait_ok()
     _flush(cluster_servers)
-    settings.GATE_REDIS_URL = cluster_servers.url
+    # Every master listed, as docs/gate-cluster.md prescribes.
+    settings.GATE_REDIS_URL = ",".join(node.url for node in cluster_servers.nodes)
     settings.GATE_REDIS_CLUSTER = True
     yield cluster_servers
     _flush(cluster_servers)
@@ -287,26 +291,42 @@ def test_a_master_that_loses_its_data_pauses_only_its_products_until_rebuilt(gat
 # --- a master restarts on its own data: the per-master run id
 
 
-def test_a_master_restarted_on_its_data_is_noticed_once_and_every_gate_rebuilt(gate_cluster):
+def test_a_master_restarted_on_its_data_is_noticed_until_its_gates_are_forgotten(gate_cluster, monkeypatch):
     """SIGKILL one master and start it again on its append-only file: its
-    data comes back, but it may lag what MariaDB recorded, so every gate is
-    forgotten and rebuilt. The other masters' unchanged run ids alone
-    trigger nothing; the restart is reported once."""
+    data comes back, but it may lag what MariaDB recorded, so its gates are
+    forgotten and rebuilt (those on the other masters are as good as
+    before and stay). The run id is recorded only after the forget: a
+    forget that fails midway leaves the restart to be detected again. A
+    master down meanwhile does not hide the restart of another; the
+    restart is reported once."""
     products = [product_with_keys(keys=5, id=pid) for pid in product_ids_on_every_master()]
     assert gates_check_redis_restart() == []  # first look: the markers are written
     assert gates_check_redis_restart() == []  # nothing restarted since
     victim = next(n for n in gate_cluster.nodes if f"127.0.0.1:{n.port}" == master_of(products[2]))
+    down = next(n for n in gate_cluster.nodes if f"127.0.0.1:{n.port}" == master_of(products[0]))
     victim.kill()
     victim.start()
     gate_cluster.wait_ok(timeout=30)
     stock_redis().nodes_manager.initialize()  # the client reconnects to the restarted node
-
     assert int(stock_redis().get(stock_key(products[2].id))) == 5  # the file kept it
-    forgotten = gates_check_redis_restart()
-    assert sorted(forgotten) == sorted(p.id for p in products)
-    for product in products:
-        assert not stock_redis().exists(stock_key(product.id)), "a gate was left standing"
-        assert stock_warm(product=product) == (True, 5)
+
+    def failing_forget(**_kwargs):
+        raise ConnectionError("the forget failed midway")
+
+    monkeypatch.setattr(gate, "stock_gate_forget", failing_forget)
+    with pytest.raises(ConnectionError):
+        gates_check_redis_restart()
+    monkeypatch.undo()
+    os.kill(down.pid, signal.SIGSTOP)  # hung, not restarted: its run id stays
+    try:
+        assert gates_check_redis_restart() == [products[2].id], "the restart was not detected again"
+    finally:
+        os.kill(down.pid, signal.SIGCONT)
+    gate_cluster.wait_ok(timeout=30)
+    assert not stock_redis().exists(stock_key(products[2].id)), "the restarted master's gate was left standing"
+    for product in products[:2]:
+        assert int(stock_redis().get(stock_key(product.id))) == 5, "a gate on a master that did not restart was lost"
+    assert stock_warm(product=products[2]) == (True, 5)
     assert gates_check_redis_restart() == []  # reported once
 
 
@@ -368,6 +388,16 @@ def test_every_order_answered_202_survives_a_master_sigkill_mid_sale(gate_cluste
                 f"{len(missing)} of {len(accepted)} orders answered 202 never reached MariaDB; e.g. {missing[:5]}"
                 f"\n{worker.log_tail()}"
             ) from None
+        # The victim sold again on its file before beat noticed its restart:
+        # wait for the notice, the forget and the rebuild.
+        wait_until(
+            lambda: (
+                not gate.stock_redis_restarts().restarted
+                and all(stock_redis().exists(stock_key(p.id)) for p in products)
+            ),
+            timeout=30,
+            message="the restart noticed and every gate rebuilt",
+        )
     finally:
         worker.stop()
 
@@ -378,3 +408,212 @@ def test_every_order_answered_202_survives_a_master_sigkill_mid_sale(gate_cluste
         assert orders.count() <= keys
         assert int(stock_redis().get(stock_key(product.id))) == keys - orders.count()
     connection.close()
+
+
+# --- a script is sent once: no retry after a timeout
+
+# Adds 100 to its key, then stays busy for ARGV[1] ms: a reply later than the
+# client's socket timeout, as from a master stalled mid-script.
+SLOW_SCRIPT = """
+redis.call('INCRBY', KEYS[1], 100)
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local start = now_ms()
+while now_ms() - start < tonumber(ARGV[1]) do end
+return 1
+"""
+
+
+def test_a_script_whose_reply_outlasts_the_socket_timeout_runs_once(gate_cluster):
+    """redis-py's cluster client re-sends a command after a timeout (ten
+    times by default): a checkout or a stock adjustment would be applied
+    again each time. The gate's client sends it once and the caller gets
+    the error (it may have run: the callers treat a timeout as unknown)."""
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    client = stock_redis()
+    counter = stock_key(999_001)
+    client.delete(counter)
+    slow = client.register_script(SLOW_SCRIPT)
+    started = time.monotonic()
+    with pytest.raises(RedisTimeout) as raised:
+        slow(keys=[counter], args=[1500])
+    assert not gate_error_before_sending(raised.value), "a read timeout counted as a call never sent"
+    assert time.monotonic() - started < 3, "the caller waited for retries"
+    wait_until(lambda: client.get(counter) is not None, timeout=5, message="the script's effect")
+    time.sleep(1.0)  # a re-sent call would have run by now
+    assert int(client.get(counter)) == 100, "the script ran more than once"
+
+
+# --- a hung master stops only its own products
+
+
+def test_a_hung_master_costs_its_own_products_only_and_a_bounded_wait(gate_cluster, client):
+    """SIGSTOP one master (a host that hangs or is cut off, not one that
+    refuses): checkout of a product on a healthy master answers as usual,
+    in bounded time, and the listing shows the healthy products' stock
+    (the hung master's products unknown) within about one socket timeout."""
+    ids = product_ids_on_every_master(per_master=2)
+    products = [product_with_keys(keys=4, id=pid) for pid in ids]
+    hung_products, healthy = products[:2], products[2:]
+    victim = next(n for n in gate_cluster.nodes if f"127.0.0.1:{n.port}" == master_of(hung_products[0]))
+    assert stock_redis().get(stock_key(healthy[0].id)) == b"4"  # pooled connections to every master
+    os.kill(victim.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        placed = order_checkout(sku=healthy[0].sku, email="healthy@x.com", quantity=1)
+        checkout_seconds = time.monotonic() - started
+        started = time.monotonic()
+        remaining = stock_remaining_many(product_ids=[p.id for p in products])
+        listing_seconds = time.monotonic() - started
+        started = time.monotonic()
+        page = client.get("/")
+        page_seconds = time.monotonic() - started
+        started = time.monotonic()
+        with pytest.raises(SalePaused):
+            order_checkout(sku=hung_products[0].sku, email="hung@x.com", quantity=1)
+        hung_seconds = time.monotonic() - started
+    finally:
+        os.kill(victim.pid, signal.SIGCONT)
+    gate_cluster.wait_ok(timeout=30)
+    print(
+        f"hung master: checkout elsewhere {checkout_seconds:.2f}s, stock of 6 {listing_seconds:.2f}s,"
+        f" page {page_seconds:.2f}s, checkout on it {hung_seconds:.2f}s (503)"
+    )
+    assert placed.order_no
+    assert checkout_seconds < 3, f"checkout on a healthy master took {checkout_seconds:.1f}s"
+    assert remaining == {**{p.id: None for p in hung_products}, healthy[0].id: 3, **{p.id: 4 for p in healthy[1:]}}
+    assert listing_seconds < 3, f"the stock of {len(products)} products took {listing_seconds:.1f}s"
+    assert page.status_code == 200 and page_seconds < 5, (page.status_code, page_seconds)
+    assert hung_seconds < 3, f"checkout on the hung master took {hung_seconds:.1f}s to fail closed"
+
+
+# --- the client starts from any listed node, and fails closed without any
+
+
+def test_the_gate_client_starts_from_any_listed_node_and_fails_closed_without_any(gate_cluster, settings, client):
+    """GATE_REDIS_URL lists every master: a process starting while the first
+    is down still finds the cluster through another. With none reachable,
+    checkout answers 503 sale_paused (as with a dead single Redis), both in
+    a process whose client was built before and in one starting now."""
+    first, *others = gate_cluster.nodes
+    pid = next(pid for pid in product_ids_on_every_master() if master_of_id(pid) != f"127.0.0.1:{first.port}")
+    product = product_with_keys(keys=3, id=pid)
+    settings.GATE_REDIS_URL = ",".join(node.url for node in gate_cluster.nodes)
+    stock_redis().ping()  # a client built while all were up
+    first.kill()
+    try:
+        gate_clients_forget()  # as in a process started now
+        assert stock_remaining_many(product_ids=[product.id]) == {product.id: 3}
+        assert create_order(client, product.sku, "first-down@x.com").status_code == 202
+        for node in others:
+            node.kill()
+        for fresh in (False, True):
+            if fresh:
+                gate_clients_forget()
+            answer = create_order(client, product.sku, f"none-up-{fresh}@x.com")
+            assert (answer.status_code, answer.json()["error"]) == (503, "sale_paused"), (fresh, answer.content)
+    finally:
+        for node in gate_cluster.nodes:
+            if not node.alive():
+                node.start()
+        gate_cluster.wait_ok(timeout=30)
+        gate_clients_forget()
+
+
+def master_of_id(product_id: int) -> str:
+    return stock_redis().get_node_from_key(stock_key(product_id)).name
+
+
+def create_order(client, sku: str, email: str):
+    body = {"sku": sku, "email": email, "quantity": 1}
+    return client.post("/api/v1/orders", data=json.dumps(body), content_type="application/json")
+
+
+# --- readiness: ready while any master answers
+
+
+def test_readiness_stays_while_any_master_answers_and_names_none_when_all_are_down(gate_cluster, client):
+    """One master dead: /readyz stays 200 (its products fail closed on their
+    own) and says a master is down; the metric names it. No master
+    answering: 503. Each answer within a bounded time."""
+    from apps.monitoring.collector import ShopStateCollector
+
+    first, *others = gate_cluster.nodes
+    first.kill()
+    try:
+        started = time.monotonic()
+        ready = client.get("/readyz")
+        one_down_seconds = time.monotonic() - started
+        masters = {s.labels["node"]: s.value for s in ShopStateCollector()._gate_masters().samples}
+        for node in others:
+            os.kill(node.pid, signal.SIGSTOP)  # the rest hung: none answers
+        try:
+            started = time.monotonic()
+            unready = client.get("/readyz")
+            none_seconds = time.monotonic() - started
+        finally:
+            for node in others:
+                os.kill(node.pid, signal.SIGCONT)
+    finally:
+        first.start()
+        gate_cluster.wait_ok(timeout=30)
+    print(f"readyz: one master dead {one_down_seconds:.2f}s, none answering {none_seconds:.2f}s")
+    assert ready.status_code == 200, ready.json()
+    assert ready.json()["checks"]["gate_redis"] == "ok: 1 of 3 gate masters down"
+    assert one_down_seconds < 4
+    assert masters == {f"127.0.0.1:{n.port}": (0 if n is first else 1) for n in gate_cluster.nodes}
+    assert unready.status_code == 503
+    assert unready.json()["checks"]["gate_redis"].startswith("error: ")
+    assert none_seconds < 15
+
+
+# --- a coupon's use comes back when the product's master refused the call
+
+
+def test_a_coupon_use_comes_back_at_once_when_the_products_master_is_dead(gate_cluster):
+    """The coupon's counters live on one master, the product's gate on
+    another. With the product's master dead, checkout pauses (503) and the
+    use it took goes back at once (the connection was refused: the script
+    never ran), so a crowd retrying does not burn a capped coupon."""
+    from apps.coupons.selectors import coupon_uses_taken
+    from apps.stock.redis_keys import coupon_uses_key
+
+    coupon = CouponFactory(code="DEADMASTER", max_uses=3)
+    coupon_master = stock_redis().get_node_from_key(coupon_uses_key(coupon.id)).name
+    pid = next(pid for pid in product_ids_on_every_master() if master_of_id(pid) != coupon_master)
+    product = product_with_keys(keys=10, id=pid)
+    placed = order_checkout(sku=product.sku, email="first@x.com", quantity=1, coupon=coupon.code)
+    assert placed.order_no and coupon_uses_taken(coupon_id=coupon.id) == 1
+    victim = next(n for n in gate_cluster.nodes if f"127.0.0.1:{n.port}" == master_of(product))
+    victim.kill()
+    try:
+        for n in range(5):
+            with pytest.raises(SalePaused):
+                order_checkout(sku=product.sku, email=f"crowd{n}@x.com", quantity=1, coupon=coupon.code)
+        assert coupon_uses_taken(coupon_id=coupon.id) == 1, "uses of checkouts that never reached the gate were kept"
+    finally:
+        victim.start()
+        gate_cluster.wait_ok(timeout=30)
+
+
+# --- only a moved slot runs a pipelined script again
+
+
+def test_a_pipelined_script_that_fails_is_not_run_again(gate_cluster, monkeypatch):
+    """_cluster_pipelined runs a call again alone only when its slot moved
+    (MOVED, ASK, TRYAGAIN: it did not run). A script that ran and then
+    failed is not run a second time; its error is raised."""
+    from redis.exceptions import ResponseError
+
+    from apps.stock import scripts
+
+    failing = "redis.call('INCR', KEYS[1]) return redis.error_reply('ERR failed after writing')"
+    real_source = scripts._source
+    monkeypatch.setattr(scripts, "_source", lambda name: failing if name == "test-fails" else real_source(name))
+    counters = [stock_key(pid) for pid in product_ids_on_every_master()]
+    with pytest.raises(ResponseError, match="failed after writing"):
+        scripts.lua_scripts_pipelined([("test-fails", [key], []) for key in counters])
+    assert [int(stock_redis().get(key)) for key in counters] == [1, 1, 1], "a failed script ran again"

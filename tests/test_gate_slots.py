@@ -103,3 +103,13 @@ def test_the_key_functions_put_one_products_keys_in_one_slot():
     assert len({key_slot(key.encode()) for key in product_keys}) == 1
     assert all("{c:99}" in key for key in coupon_keys), coupon_keys
     assert len({key_slot(key.encode()) for key in coupon_keys}) == 1
+
+
+def test_the_shipped_cluster_config_never_promotes_a_replica_on_its_own():
+    """Replication is asynchronous: an automatic failover could sell from a
+    replica that lacks reservations answered 202 (docs/gate-cluster.md)."""
+    from testing.redis_cluster import cluster_options
+
+    options = cluster_options()
+    assert options[options.index("--cluster-replica-no-failover") + 1] == "yes"
+    assert options[options.index("--cluster-require-full-coverage") + 1] == "no"

@@ -18,7 +18,7 @@ from django.utils import timezone
 from kombu import Connection
 
 from apps.catalog.models import Product
-from apps.stock.redis import gate_is_cluster, gate_redis_client
+from apps.stock.redis import gate_commands_per_master, gate_is_cluster, gate_masters_up, gate_redis_client
 from apps.stock.redis_keys import stock_key
 
 logger = logging.getLogger(__name__)
@@ -49,30 +49,46 @@ class GateClusterDown(Exception):
     pass
 
 
-def check_gate_redis() -> None:
+# Seconds the gate checks wait for a master: a hung one must not hold the
+# probe (the masters are asked at once, so this is the whole wait).
+GATE_CHECK_TIMEOUT = 1
+
+
+def check_gate_redis() -> str | None:
     """The stock gate's Redis (GATE_REDIS_URL; the same server as REDIS_URL
-    unless set): on a Redis Cluster every master answers, and the cluster
-    says its slots are all served."""
+    unless set). On a Redis Cluster: ready while at least one master
+    answers. The products on a dead master fail closed on their own (503
+    sale_paused), and taking every web process out of service for it would
+    stop browsing, order pages and payment webhooks too; a dead master is
+    reported here, in the log and by cardshop_gate_redis_master_up (its
+    alert, GateRedisMasterDown). Returns that note, or None."""
     client = _gate_client()
     try:
-        if gate_is_cluster(client):
-            client.ping(target_nodes=client.get_primaries())
-            state = client.cluster_info(target_nodes=client.get_random_node())["cluster_state"]
-            if state != "ok":
-                raise GateClusterDown(f"cluster_state:{state}")
-        else:
+        if not gate_is_cluster(client):
             client.ping()
+            return None
+        masters = gate_masters_up(client=client)
     finally:
         client.close()
+    down = sorted(name for name, up in masters.items() if not up)
+    if len(down) == len(masters):
+        raise GateClusterDown(f"no gate master answers: {', '.join(down)}")
+    if down:
+        # Only the count in the answer (the probe is reachable from outside);
+        # the addresses in the log and the metric.
+        logger.warning("readiness: gate masters down: %s", ", ".join(down))
+        return f"{len(down)} of {len(masters)} gate masters down"
+    return None
 
 
 def _gate_client():
-    # A fresh client, as for check_redis.
+    # A fresh client, as for check_redis. Raises redis.ConnectionError when
+    # no listed node answers.
     return gate_redis_client(
         url=settings.GATE_REDIS_URL,
         cluster=settings.GATE_REDIS_CLUSTER,
-        socket_timeout=CHECK_TIMEOUT,
-        connect_timeout=CHECK_TIMEOUT,
+        socket_timeout=GATE_CHECK_TIMEOUT,
+        connect_timeout=GATE_CHECK_TIMEOUT,
     )
 
 
@@ -103,17 +119,20 @@ def check_stock_warmed() -> None:
         return
     client = _gate_client()
     try:
-        pipe = client.pipeline(transaction=False)
-        for product_id, _sku in open_sales:
-            pipe.exists(stock_key(product_id))
-        missing = [sku for (_id, sku), found in zip(open_sales, pipe.execute(), strict=False) if not found]
+        # Per master: a dead or hung master costs one timeout, and its
+        # products (unknown, not missing) fail closed on their own; the
+        # gate_redis check and cardshop_gate_redis_master_up say it is down.
+        found = gate_commands_per_master([("EXISTS", stock_key(pid)) for pid, _sku in open_sales], client=client)
     finally:
         client.close()
+    if all(isinstance(reply, redis.RedisError) for reply in found):
+        raise found[0]  # no master (or the one Redis) answered: nothing is known
+    missing = [sku for (_id, sku), reply in zip(open_sales, found, strict=True) if reply == 0]
     if missing:
         raise StockNotWarmed(f"open sales without stock in Redis: {', '.join(missing[:20])}")
 
 
-READINESS_CHECKS: list[tuple[str, Callable[[], None]]] = [
+READINESS_CHECKS: list[tuple[str, Callable[[], str | None]]] = [
     ("database", check_database),
     ("redis", check_redis),
     ("gate_redis", check_gate_redis),
@@ -123,7 +142,8 @@ READINESS_CHECKS: list[tuple[str, Callable[[], None]]] = [
 
 
 def run_readiness_checks() -> dict[str, str]:
-    """Each check's name mapped to "ok" or the name of the error it raised.
+    """Each check's name mapped to "ok" (or "ok: <note>" when it passed with
+    something to say) or the name of the error it raised.
 
     Only the error's class goes into the answer (the probe is reachable from
     outside); the full error is logged for the operator.
@@ -131,10 +151,10 @@ def run_readiness_checks() -> dict[str, str]:
     results = {}
     for name, check in READINESS_CHECKS:
         try:
-            check()
+            note = check()
         except Exception as exc:  # any failure means "not ready", whatever raised it
             logger.warning("readiness check %s failed: %r", name, exc)
             results[name] = f"error: {type(exc).__name__}"
         else:
-            results[name] = "ok"
+            results[name] = "ok" if note is None else f"ok: {note}"
     return results

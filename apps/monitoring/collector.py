@@ -21,7 +21,7 @@ from apps.catalog.models import Product
 from apps.core.breakers import breaker_states
 from apps.orders.models import Order
 from apps.orders.selectors import manual_delivery_overdue_cutoff, orders_awaiting_manual_delivery, paid_orders_to_fulfil
-from apps.stock.redis import stock_redis
+from apps.stock.redis import gate_commands_per_master, gate_masters_up
 from apps.stock.redis_keys import persist_queue_key, reservations_key, stock_key
 from apps.stock.selectors import stock_warmed_product_ids
 
@@ -47,6 +47,10 @@ class ShopStateCollector:
         )
         redis_ok = True
         try:
+            yield self._gate_masters()
+        except RedisError as exc:  # no gate client at all: every master is down
+            logger.warning("metrics: gate Redis unreachable: %r", exc)
+        try:
             yield from self._gate()
         except RedisError as exc:
             logger.warning("metrics: Redis unreadable: %r", exc)
@@ -64,15 +68,31 @@ class ShopStateCollector:
             up.add_metric(["database"], 0)
         yield up
 
+    def _gate_masters(self):
+        family = GaugeMetricFamily(
+            "cardshop_gate_redis_master_up",
+            "1 when this gate Redis master (a single gate Redis: that one) answers PING, per node.",
+            labels=["node"],
+        )
+        for node, up in gate_masters_up().items():
+            family.add_metric([node], 1 if up else 0)
+        return family
+
     def _gate(self):
         product_ids = stock_warmed_product_ids()[: settings.METRICS_MAX_PRODUCTS]
         skus = dict(Product.objects.filter(id__in=product_ids).values_list("id", "sku"))
-        pipe = stock_redis().pipeline(transaction=False)
-        for product_id in product_ids:
-            pipe.get(stock_key(product_id))
-            pipe.hlen(reservations_key(product_id))
-            pipe.llen(persist_queue_key(product_id))
-        replies = pipe.execute()
+        # Per gate master: a dead master leaves out only its own products.
+        replies = gate_commands_per_master(
+            [
+                command
+                for product_id in product_ids
+                for command in (
+                    ("GET", stock_key(product_id)),
+                    ("HLEN", reservations_key(product_id)),
+                    ("LLEN", persist_queue_key(product_id)),
+                )
+            ]
+        )
         remaining = GaugeMetricFamily(
             "cardshop_stock_remaining",
             "Keys still free to reserve, per warmed product (the Redis counter).",
@@ -93,6 +113,8 @@ class ShopStateCollector:
             stock, held, queued = replies[3 * i : 3 * i + 3]
             if sku is None:
                 continue  # a product deleted since it was warmed
+            if any(isinstance(reply, RedisError) for reply in (stock, held, queued)):
+                continue  # its master did not answer: unknown, not zero
             if stock is not None:
                 remaining.add_metric([sku], max(int(stock), 0))
             reservations.add_metric([sku], int(held))

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from apps.orders.selectors import paid_orders_to_fulfil
 from cardshop.broker import broker_is_redis
 
-from .redis import stock_redis
+from .redis import gate_commands_per_master, stock_redis
 from .redis_keys import overloaded_key, persist_queue_key, rules_key
 from .selectors import stock_warmed_product_ids
 
@@ -87,10 +87,10 @@ def backlog_measure() -> Backlog:
     products wait for the merchant, not a worker: they are no backlog here."""
     to_fulfil = paid_orders_to_fulfil().using("default").count()
     fulfil = broker_queue_depth(settings.CELERY_QUEUE_MAIL) + to_fulfil
-    pipe = stock_redis().pipeline(transaction=False)
-    for product_id in stock_warmed_product_ids():
-        pipe.llen(persist_queue_key(product_id))
-    persist = sum(pipe.execute())
+    # Per gate master: a dead master's products cannot sell meanwhile, and
+    # their queues are left out rather than stopping the measure.
+    queued = gate_commands_per_master([("LLEN", persist_queue_key(pid)) for pid in stock_warmed_product_ids()])
+    persist = sum(length for length in queued if isinstance(length, int))
     return Backlog(fulfil=fulfil, persist=persist)
 
 
@@ -103,11 +103,9 @@ def overload_check() -> bool:
     was_overloaded = client.get(overloaded_key()) == b"1"
     overloaded = backlog.over() or (was_overloaded and backlog.over(ratio=settings.BACKLOG_RESUME_RATIO))
     flag = "1" if overloaded else "0"
-    pipe = client.pipeline(transaction=False)
-    pipe.set(overloaded_key(), flag)
-    for product_id in stock_warmed_product_ids():
-        pipe.hset(rules_key(product_id), "overloaded", flag)
-    pipe.execute()
+    # Per gate master; a master that missed it gets it on the next run.
+    client.set(overloaded_key(), flag)
+    gate_commands_per_master([("HSET", rules_key(pid), "overloaded", flag) for pid in stock_warmed_product_ids()])
     if overloaded != was_overloaded:
         log = logger.warning if overloaded else logger.info
         log(

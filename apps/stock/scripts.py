@@ -10,9 +10,9 @@ from functools import cache
 from pathlib import Path
 
 from redis.commands.core import Script
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
-from .redis import gate_is_cluster, stock_redis
+from .redis import SLOT_MOVED_ERRORS, gate_is_cluster, stock_redis
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
@@ -30,7 +30,37 @@ def _source(name: str) -> str:
 
 @cache
 def _registered(name: str, client) -> Script:
-    return client.register_script(_source(name))
+    return GateScript(client, _source(name))
+
+
+class GateScript(Script):
+    """On a Redis Cluster, a script the master lacks (restarted, or new) is
+    loaded on the master owning the call's slot only: redis-py's
+    RedisCluster.script_load goes to every master, so one hung or dead
+    master would fail calls on all the others."""
+
+    def __call__(self, keys=None, args=None, client=None):
+        if keys and (client is None or gate_is_cluster(client)):
+            target = self.registered_client if client is None else client
+            if gate_is_cluster(target):
+                client = _OneSlot(target, keys[0])
+        return super().__call__(keys=keys, args=args, client=client)
+
+
+class _OneSlot:
+    """The cluster client as Script.__call__ uses it, for calls on one key's
+    slot: EVALSHA routed (and redirected) by the cluster client, SCRIPT LOAD
+    to that slot's master alone."""
+
+    def __init__(self, cluster, key):
+        self.cluster, self.key = cluster, key
+
+    def evalsha(self, sha, numkeys, *keys_and_args):
+        return self.cluster.evalsha(sha, numkeys, *keys_and_args)
+
+    def script_load(self, source):
+        node = self.cluster.get_node_from_key(self.key)
+        return self.cluster.get_redis_connection(node).script_load(source)
 
 
 def lua_scripts_pipelined(calls: list[tuple[str, list[str], list]]) -> list:
@@ -48,22 +78,34 @@ def lua_scripts_pipelined(calls: list[tuple[str, list[str], list]]) -> list:
 def _cluster_pipelined(client, calls: list[tuple[str, list[str], list]]) -> list:
     """A cluster pipeline refuses EVALSHA, so: one plain pipeline per master,
     to the master owning each call's slot (a plain pipeline loads its
-    scripts first). A call whose slot moved meanwhile (MOVED, ASK) or that
-    failed runs again alone through the cluster client, which follows the
-    move or raises the error; only for scripts that are no-ops when run twice."""
+    scripts first), each master in its own try so a dead one does not stop
+    the others' calls; then the first error is raised. Only a call whose
+    slot moved meanwhile (MOVED, ASK, TRYAGAIN: it did not run) runs again,
+    alone through the cluster client, which follows the move; a script
+    that ran and failed is never run twice."""
     replies: list = [None] * len(calls)
     by_master: dict[str, tuple] = {}
     for index, (_name, keys, _args) in enumerate(calls):
         node = client.get_node_from_key(keys[0])
         by_master.setdefault(node.name, (node, []))[1].append(index)
+    failure: RedisError | None = None
     for node, indexes in by_master.values():
-        pipe = client.get_redis_connection(node).pipeline(transaction=False)
-        for index in indexes:
-            name, keys, args = calls[index]
-            lua_script(name)(keys=keys, args=args, client=pipe)
-        for index, reply in zip(indexes, pipe.execute(raise_on_error=False), strict=True):
-            if isinstance(reply, ResponseError):
+        try:
+            pipe = client.get_redis_connection(node).pipeline(transaction=False)
+            for index in indexes:
+                name, keys, args = calls[index]
+                lua_script(name)(keys=keys, args=args, client=pipe)
+            answers = pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            failure = failure or exc
+            continue
+        for index, reply in zip(indexes, answers, strict=True):
+            if isinstance(reply, SLOT_MOVED_ERRORS):
                 name, keys, args = calls[index]
                 reply = lua_script(name)(keys=keys, args=args)
+            elif isinstance(reply, ResponseError):
+                failure = failure or reply  # it ran (and failed): never twice
             replies[index] = reply
+    if failure is not None:
+        raise failure
     return replies

@@ -7,7 +7,7 @@ import logging
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from .redis import redis_text, stock_redis
+from .redis import gate_commands_per_master, redis_text, stock_redis
 from .redis_keys import (
     held_key,
     idempotency_key,
@@ -25,20 +25,18 @@ IN_STOCK, LOW, SOLD_OUT, UNKNOWN = "in_stock", "low", "sold_out", "unknown"
 
 
 def stock_remaining_many(*, product_ids: list[int]) -> dict[int, int | None]:
-    """Remaining stock per product from the Redis counter, one round trip.
-    None for a product not warmed (or when Redis cannot be reached)."""
+    """Remaining stock per product from the Redis counter, one round trip per
+    gate master. None for a product not warmed, or whose master (or the one
+    Redis) cannot be reached: a dead master makes only its own products unknown."""
     if not product_ids:
         return {}
-    try:
-        # GETs in a pipeline, not one MGET: on a Redis Cluster the products
-        # live on several masters, and a multi-key command must stay in one slot.
-        pipe = stock_redis().pipeline(transaction=False)
-        for pid in product_ids:
-            pipe.get(stock_key(pid))
-        values = pipe.execute()
-    except RedisError:
-        return dict.fromkeys(product_ids)
-    return {pid: (None if v is None else max(int(v), 0)) for pid, v in zip(product_ids, values, strict=True)}
+    # GETs per master, not one MGET: on a Redis Cluster the products live on
+    # several masters, and a multi-key command must stay in one slot.
+    values = gate_commands_per_master([("GET", stock_key(pid)) for pid in product_ids])
+    return {
+        pid: (None if v is None or isinstance(v, RedisError) else max(int(v), 0))
+        for pid, v in zip(product_ids, values, strict=True)
+    }
 
 
 def stock_remaining(*, product_id: int) -> int | None:

@@ -2,10 +2,12 @@
 everything else here keeps the gate in step with MariaDB, the record."""
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from .redis import gate_is_cluster, redis_text, stock_redis
 from .redis_keys import (
@@ -29,6 +31,8 @@ from .redis_keys import (
 )
 from .reservations import HeldShare, Reservation
 from .scripts import lua_script, lua_scripts_pipelined
+
+logger = logging.getLogger(__name__)
 
 # Redis stores "no bound" as -1 so the script can compare numbers only.
 NO_BOUND = -1
@@ -336,18 +340,57 @@ def stock_gate_forget(*, product_id: int) -> None:
     stock_redis().delete(stock_key(product_id))
 
 
-def stock_redis_restarted() -> bool:
-    """True once after Redis came back from a restart or failover with data
-    that may lag MariaDB (an AOF that missed its last second, a replica that
-    was behind). Such a gate cannot be trusted and must be rebuilt; a Redis
-    that lost everything needs no check, its gates are simply missing.
-    On a Redis Cluster, True once after ANY master did so."""
+@dataclass(frozen=True)
+class GateRestarts:
+    """What stock_redis_restarts() read. `restarted`: the masters (node
+    names; "" for a single Redis) whose run id differs from the one their
+    marker holds: their gates may lag MariaDB. `markers`: (master, marker
+    key, run id) to record once those gates are forgotten, not before: a
+    marker recorded first and a forget that then failed would leave stale
+    gates trusted for good."""
+
+    restarted: frozenset[str]
+    markers: tuple[tuple[str, str, str], ...]
+
+    def holds(self, redis_key: str) -> bool:
+        """Does a restarted master hold this key?"""
+        return gate_master_of(redis_key) in self.restarted
+
+
+def gate_master_of(redis_key: str) -> str:
+    """The name of the gate master holding the key ("" for a single Redis)."""
+    client = stock_redis()
+    return client.get_node_from_key(redis_key).name if gate_is_cluster(client) else ""
+
+
+def stock_redis_restarts() -> GateRestarts:
+    """Read each gate master's run id and its marker, writing nothing.
+    Detected: a Redis come back from a restart or failover with data that
+    may lag MariaDB (an AOF that missed its last second, a replica that was
+    behind); a Redis that lost everything needs no check, its gates are
+    simply missing. On a Redis Cluster each master in its own try: one that
+    does not answer is left unchecked (and its marker unwritten) until it
+    does. Raises RedisError when a single Redis does not answer."""
     client = stock_redis()
     if gate_is_cluster(client):
-        return _cluster_restarted(client)
+        return _cluster_restarts(client)
     run_id = client.info("server")["run_id"]
-    known = client.set(redis_run_id_key(), run_id, get=True)
-    return known is not None and redis_text(known) != run_id
+    known = client.get(redis_run_id_key())
+    restarted = frozenset({""}) if known is not None and redis_text(known) != run_id else frozenset()
+    return GateRestarts(restarted=restarted, markers=(("", redis_run_id_key(), run_id),))
+
+
+def stock_redis_restarts_record(*, restarts: GateRestarts, except_masters: frozenset[str] = frozenset()) -> None:
+    """Record the run ids read (but those of `except_masters`, whose gates
+    could not all be forgotten: they are detected again next time), each
+    master in its own try."""
+    for master, marker, run_id in restarts.markers:
+        if master in except_masters:
+            continue
+        try:
+            stock_redis().set(marker, run_id)
+        except RedisError as exc:
+            logger.warning("run-id marker of gate master %s not written: %r", master or "redis", exc)
 
 
 # How far to look for a marker tag whose slot a master owns: a master owning
@@ -355,7 +398,7 @@ def stock_redis_restarted() -> bool:
 _MARKER_SEARCH_LIMIT = 1 << 20
 
 
-def _cluster_restarted(client) -> bool:
+def _cluster_restarts(client) -> GateRestarts:
     """Each master's run id is compared with the one its marker key holds,
     the marker kept on that master itself (redis_run_id_marker_key). A
     master restarted on its append-only file, or a replica promoted in its
@@ -364,18 +407,23 @@ def _cluster_restarted(client) -> bool:
     missing and fail closed until warm-up rebuilds them, as on one Redis.
     Slots moved by a resharding can carry a marker to another master: that
     reads as a restart, and costs one needless rebuild, never a missed one."""
-    run_ids = client.info("server", target_nodes=client.get_primaries())
     owners = client.nodes_manager.slots_cache
     serving = {nodes[0].name for nodes in owners.values() if nodes}
-    restarted = False
-    for node_name, info in run_ids.items():
-        if node_name not in serving:
+    restarted, markers = set(), []
+    for node in client.get_primaries():
+        if node.name not in serving:
             continue  # a master without slots holds no gate
-        marker = _marker_owned_by(client, owners, node_name)
-        known = client.set(redis_run_id_marker_key(marker), info["run_id"], get=True)
-        if known is not None and redis_text(known) != info["run_id"]:
-            restarted = True
-    return restarted
+        marker = redis_run_id_marker_key(_marker_owned_by(client, owners, node.name))
+        try:
+            run_id = client.info("server", target_nodes=node)["run_id"]
+            known = client.get(marker)
+        except RedisError as exc:
+            logger.warning("gate master %s unreadable, its restart left unchecked: %r", node.name, exc)
+            continue
+        if known is not None and redis_text(known) != run_id:
+            restarted.add(node.name)
+        markers.append((node.name, marker, run_id))
+    return GateRestarts(restarted=frozenset(restarted), markers=tuple(markers))
 
 
 def _marker_owned_by(client, owners, node_name: str) -> int:

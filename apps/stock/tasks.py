@@ -9,7 +9,7 @@ from .warmup import WarmBlocked, gates_check_redis_restart, products_to_warm, st
 def warm_stock_task():
     """Warm products before their sale, and rebuild any gate Redis lost (or
     kept from before a restart, when it may lag MariaDB)."""
-    warmed = 0
+    warmed, failed = 0, False
     try:
         gates_check_redis_restart()
         for product in products_to_warm():
@@ -17,10 +17,15 @@ def warm_stock_task():
                 rebuilt, _ = stock_warm(product=product)
             except WarmBlocked:
                 continue  # the next run gets it
+            except RedisError:
+                # Its gate master is down (on a cluster): the products on the
+                # others are warmed all the same; this one on a later run.
+                failed = True
+                continue
             warmed += rebuilt
     except RedisError:
         return -1
-    return warmed
+    return -1 if failed else warmed
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
 
 from apps.cardkeys.models import CardKey
 from apps.catalog.models import Product
@@ -21,6 +22,7 @@ from apps.coupons.models import Coupon
 from apps.orders.models import COUNTED_STATUSES, HOLDING_STATUSES, Order
 
 from . import selectors, services
+from .redis_keys import coupon_uses_key, stock_key
 from .reservations import HeldShare, Reservation
 
 logger = logging.getLogger(__name__)
@@ -146,19 +148,47 @@ def products_to_warm(*, sku: str | None = None) -> list[Product]:
 
 
 def gates_check_redis_restart() -> list[int]:
-    """After Redis restarted with data that may lag MariaDB, forget every
-    warmed gate (checkout pauses) so each is rebuilt from the record.
-    Returns the product ids forgotten."""
-    if not services.stock_redis_restarted():
-        return []
-    # The warmed list and the products on sale: on a Redis Cluster the list
-    # lives on one master and may lag (or be gone) while gates on the
-    # restarted master are stale.
-    forgotten = sorted(set(selectors.stock_warmed_product_ids()) | {p.id for p in products_to_warm()})
-    for product_id in forgotten:
-        services.stock_gate_forget(product_id=product_id)
-    # Coupon use counters may lag the same way: each is counted again from
-    # the record on its next take (apps.coupons.services.coupon_uses_rebuild).
-    services.coupon_counters_forget(coupon_ids=list(Coupon.objects.using("default").values_list("id", flat=True)))
-    logger.warning("Redis restarted with its data; gates of %d products will be rebuilt", len(forgotten))
+    """After a gate Redis (on a cluster: a master) restarted with data that
+    may lag MariaDB, forget the gates it holds (checkout of those products
+    pauses) so each is rebuilt from the record; then record its new run id.
+    In that order: should a forget fail, the restart is detected again on the
+    next run. Returns the product ids forgotten."""
+    restarts = services.stock_redis_restarts()
+    forgotten: list[int] = []
+    failed: set[str] = set()
+    if restarts.restarted:
+        # The warmed list and the products on sale: on a Redis Cluster the list
+        # lives on one master and may lag (or be gone) while gates on the
+        # restarted master are stale.
+        try:
+            warmed = set(selectors.stock_warmed_product_ids())
+        except RedisError:
+            warmed = set()  # its master is down: the products on sale still count
+        candidates = sorted(warmed | {p.id for p in products_to_warm()})
+        for product_id in candidates:
+            if not restarts.holds(stock_key(product_id)):
+                continue  # on a master that did not restart: its gate is as good as before
+            try:
+                services.stock_gate_forget(product_id=product_id)
+            except RedisError as exc:
+                logger.warning("gate of product %s not forgotten: %r", product_id, exc)
+                failed.add(services.gate_master_of(stock_key(product_id)))
+                continue
+            forgotten.append(product_id)
+        # Coupon use counters may lag the same way: each is counted again from
+        # the record on its next take (apps.coupons.services.coupon_uses_rebuild).
+        for coupon_id in Coupon.objects.using("default").values_list("id", flat=True):
+            if not restarts.holds(coupon_uses_key(coupon_id)):
+                continue
+            try:
+                services.coupon_counters_forget(coupon_ids=[coupon_id])
+            except RedisError as exc:
+                logger.warning("use counters of coupon %s not forgotten: %r", coupon_id, exc)
+                failed.add(services.gate_master_of(coupon_uses_key(coupon_id)))
+        logger.warning(
+            "gate Redis restarted with its data (%s); gates of %d products will be rebuilt",
+            ", ".join(sorted(name or "redis" for name in restarts.restarted)),
+            len(forgotten),
+        )
+    services.stock_redis_restarts_record(restarts=restarts, except_masters=frozenset(failed))
     return forgotten

@@ -144,8 +144,10 @@ REDIS_KEY_PREFIX = env("REDIS_KEY_PREFIX", default="cardshop")
 # The stock gate's Redis (stock counters, reservations, persist queues, coupon
 # uses, mail claims: everything whose loss matters for a sale; apps.stock.redis).
 # Unset, it is REDIS_URL (one Redis for a laptop). Production runs it with
-# deploy/redis/redis.conf; GATE_REDIS_CLUSTER=true speaks Redis Cluster to it (the
-# URL names any one node), sharding products by their hash tag (docs/gate-cluster.md).
+# deploy/redis/redis.conf; GATE_REDIS_CLUSTER=true speaks Redis Cluster to it,
+# sharding products by their hash tag (docs/gate-cluster.md). For a cluster the
+# URL may list several nodes, comma-separated (list every master: a process
+# starting while one is down finds the cluster through another).
 GATE_REDIS_URL = env("GATE_REDIS_URL", default=REDIS_URL)
 GATE_REDIS_CLUSTER = env.bool("GATE_REDIS_CLUSTER", default=False)
 

@@ -249,7 +249,11 @@ def test_gates_distrusted_after_a_redis_restart_drop_the_coupon_counters_too(mon
     coupon = CouponFactory(code="RESTART", max_uses=5)
     persisted(buy(product, coupon="restart"))
     stock_redis().set(coupon_uses_key(coupon.id), 4)  # a counter that lags or drifted
-    monkeypatch.setattr(stock_services, "stock_redis_restarted", lambda: True)
+    monkeypatch.setattr(
+        stock_services,
+        "stock_redis_restarts",
+        lambda: stock_services.GateRestarts(restarted=frozenset({""}), markers=()),
+    )
     gates_check_redis_restart()
     assert coupon_uses_taken(coupon_id=coupon.id) is None
     stock_warm(product=product)  # the product's gate is rebuilt too

@@ -23,6 +23,7 @@ from apps.coupons.selectors import CouponInfo, coupon_for_checkout
 from apps.coupons.services import coupon_buyer, coupon_use_return, coupon_use_take
 from apps.stock import selectors as gate
 from apps.stock import services as stock
+from apps.stock.redis import gate_error_before_sending
 
 from ..exceptions import (
     CaptchaRequired,
@@ -173,12 +174,18 @@ def order_checkout(
             coupon=_coupon_terms(coupon_info),
             input_values=sealed_input,
         )
-    except RedisError:
-        # Not given back: a timeout may come after checkout.lua stored the
-        # reservation, and a retry with the idempotency key then gets this
-        # order (one use too many if its use were free again). If the script
-        # never ran, reconciliation gives the use back once no reservation or
-        # order holds it (coupon_claims_reconcile, COUPON_CLAIM_GRACE_SECONDS).
+    except RedisError as exc:
+        # Given back only when the call provably never reached the gate (its
+        # connection was refused or never made: on a Redis Cluster the
+        # product's master may be dead while the coupon's answers, and a crowd
+        # retrying would burn a capped coupon). After a read timeout it is
+        # kept: checkout.lua may have stored the reservation, and a retry with
+        # the idempotency key then gets this order (one use too many if its
+        # use were free again); reconciliation gives it back once no
+        # reservation or order holds it (coupon_claims_reconcile,
+        # COUPON_CLAIM_GRACE_SECONDS).
+        if coupon_use is not None and coupon_use.taken_now and gate_error_before_sending(exc):
+            _coupon_give_back(coupon_info, order_no)
         logger.warning("checkout for %s paused: Redis unreachable", sku)
         raise SalePaused() from None
     if outcome.code == "ok":
