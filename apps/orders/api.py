@@ -14,6 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from apps.core import metrics
 from apps.core.api import BODY_NOT_JSON, ShopAPIView
 from apps.core.errors import InvalidInput, RateLimited, RequestTooLarge, UnsupportedMediaType
 from apps.core.openapi import ORDER_TOKEN_HEADER, error_responses, retry_after_header
@@ -47,7 +48,8 @@ from .exceptions import (
     TooFast,
     UnpaidLimit,
 )
-from .selectors import order_lost, order_snapshot_get
+from .poll import order_poll_check, order_poll_remember, poll_body, poll_headers, poll_not_modified
+from .selectors import order_buyer_read, order_lost, order_snapshot_get
 from .serializers import CaptchaSerializer, OrderCreatedSerializer, OrderCreateRequestSerializer, OrderSerializer
 from .services.cancel import order_cancel
 from .services.checkout import order_checkout
@@ -178,15 +180,23 @@ class OrderDetailView(ShopAPIView):
     )
     def get(self, request, order_no: str):
         token = request.headers.get("X-Order-Token") or request.query_params.get("token", "")
-        snapshot = order_snapshot_get(order_no=order_no, token=token)
-        if snapshot is None and order_lost(order_no=order_no, token=token):
+        # An unchanged order: 304 from Redis alone (apps.orders.poll).
+        check = order_poll_check(order_no=order_no, token=token, if_none_match=request.headers.get("If-None-Match"))
+        if check.unchanged is not None:
+            return poll_not_modified(check.unchanged)
+        read = order_buyer_read(order_no=order_no, token=token)
+        if read is None:
+            metrics.order_polled(answer="not_found")
+        if read is None and order_lost(order_no=order_no, token=token):
             # Only the holder of the order's own token learns this.
             raise OrderNotPlaced()
-        if snapshot is None:
+        if read is None:
             # The same answer for an unknown order and a wrong token: the API
             # does not tell which order numbers exist.
             raise OrderNotFound()
-        return Response(snapshot)
+        order_poll_remember(check=check, record=read.record)
+        body, etag, after_ms = poll_body(snapshot=read.snapshot, record=read.record)
+        return poll_headers(Response(body), etag=etag, after_ms=after_ms)
 
 
 class CaptchaView(ShopAPIView):
