@@ -38,6 +38,7 @@ from .order_links import OrderLinkExpired, OrderLinkInvalid, order_link_check
 from .poll import order_poll_check, order_poll_remember, poll_body, poll_headers, poll_not_modified
 from .selectors import order_find_for_lookup, order_lost
 from .services.cancel import order_cancel
+from .status_records import order_status_etag
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,8 @@ def _order_page(request, access, *, qr_code: str = "", qr_method: str = ""):
             # The link's token goes along on the page's forms too, where cookies do not.
             "token": access.token,
             "final": snapshot["status"] in FINAL_STATES,
+            # The first poll is already conditional: an unchanged order answers 304.
+            "etag": order_status_etag(snapshot["status"]),
             # Not in the snapshot (the API's body); None while the order is queued in the gate.
             "placed_at": Order.objects.using("default")
             .filter(order_no=snapshot["order_no"])

@@ -318,3 +318,48 @@ def test_the_overload_check_publishes_the_backlog_ratio(settings):
     order = Order.objects.filter(product=product).first()
     assert poll_module.poll_after_ms(status=Status.PAID, placed_at=time.time(), manual=False) == 2500
     assert order.amount == Decimal("9.90")
+
+
+@pytest.mark.browser
+def test_the_order_page_polls_conditionally_backs_off_and_shows_the_keys(live_server, browser, settings):
+    """In headless Chromium: the page sends If-None-Match, gets 304s, follows
+    the server's interval (here capped at 400 ms, far below the page's own
+    2 s default) and stretches it while nothing changes, never in lockstep;
+    payment and delivery still show the key."""
+    from playwright.sync_api import expect
+
+    settings.ORDER_POLL_MAX_MS = 400
+    product = product_with_keys(keys=1)
+    result = checkout(product)
+    persistence.order_persist_queued(product_ids=[product.id])
+    polls: list[tuple[float, str | None, int]] = []
+
+    def seen(response):
+        if "/status" in response.url:
+            polls.append((time.monotonic(), response.request.headers.get("if-none-match"), response.status))
+
+    page = browser.new_context(locale="en-US").new_page()
+    page.on("response", seen)
+    page.goto(f"{live_server.url}/orders/{result.order_no}?token={result.access_token}")
+    expect(page.locator('[data-state="awaiting_payment"]')).to_be_visible()
+    for _ in range(100):
+        if len(polls) >= 6:
+            break
+        page.wait_for_timeout(100)
+    assert len(polls) >= 6, polls
+    assert all(tag == order_status_etag(Status.AWAITING_PAYMENT) for _, tag, _ in polls)
+    assert [status for _, _, status in polls[1:]] == [304] * (len(polls) - 1)
+    gaps = [b[0] - a[0] for a, b in zip(polls, polls[1:], strict=False)]
+    # The server's 400 ms, stretched ×1.5 per unchanged answer up to ×4, ±20 %.
+    assert gaps[0] < 1.5, gaps
+    assert gaps[-1] > gaps[0] * 1.5, gaps
+    assert len({round(gap, 2) for gap in gaps}) == len(gaps), gaps
+
+    with mock.patch("apps.orders.tasks.fulfil_order_task.delay"):
+        pay(result.order_no)
+    expect(page.locator('[data-state="paid"]')).to_be_visible(timeout=5000)
+    fulfilment.order_fulfil(order_id=Order.objects.get(order_no=result.order_no).id)
+    expect(page.locator("[data-keys] code")).to_have_text([f"{product.sku}-KEY-000000"], timeout=5000)
+    count = len(polls)
+    page.wait_for_timeout(1500)
+    assert len(polls) == count  # delivered is final: the page stopped polling
