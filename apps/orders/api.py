@@ -10,7 +10,7 @@ from captcha.helpers import captcha_image_url
 from captcha.models import CaptchaStore
 from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -170,13 +170,41 @@ class OrderDetailView(ShopAPIView):
     @extend_schema(
         operation_id="order_detail",
         summary="An order's status, and its keys once delivered",
+        description="Poll it as the order page does: send the last answer's `ETag` in `If-None-Match`, and wait "
+        "`poll_after_ms` (or `Retry-After` seconds) between polls. An order that has not changed is answered "
+        "`304 Not Modified` with no body. The token is checked on every answer: a wrong one is 404, with or "
+        "without `If-None-Match`.",
         parameters=[
             ORDER_TOKEN_HEADER,
             OpenApiParameter(
                 "token", OpenApiTypes.STR, OpenApiParameter.QUERY, description="Instead of `X-Order-Token`."
             ),
+            OpenApiParameter(
+                "If-None-Match",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="The `ETag` of the last answer: 304 while the order's status is still the same.",
+            ),
+            OpenApiParameter(
+                "ETag",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[200, 304],
+                description="Names the order's current status; send it back in `If-None-Match`.",
+            ),
+            OpenApiParameter(
+                "Retry-After",
+                OpenApiTypes.INT,
+                OpenApiParameter.HEADER,
+                response=[200, 304],
+                description="Seconds until the next poll (`poll_after_ms`, rounded up).",
+            ),
         ],
-        responses={200: OrderSerializer, **error_responses(OrderNotFound(), OrderNotPlaced())},
+        responses={
+            200: OrderSerializer,
+            304: OpenApiResponse(description="Not modified: the status is the one `If-None-Match` names. No body."),
+            **error_responses(OrderNotFound(), OrderNotPlaced()),
+        },
     )
     def get(self, request, order_no: str):
         token = request.headers.get("X-Order-Token") or request.query_params.get("token", "")
