@@ -206,6 +206,52 @@ def test_expiry_cancel_and_attention_change_the_etag(no_worker_tasks, settings):
     assert again.status_code == 200 and again.json()["status"] == Status.PAID
 
 
+def test_a_manual_delivery_changes_the_etag_and_a_paid_manual_order_is_polled_slowly(no_worker_tasks):
+    from apps.orders.services.manual_delivery import order_deliver_manually
+    from apps.orders.tests.delivery_support import product_manual
+
+    product = product_manual(stock=3)
+    result = checkout(product)
+    persistence.order_persist_queued(product_ids=[product.id])
+    pay(result.order_no)
+    client = Client()
+    paid = _api_poll(client, result.order_no, result.access_token)
+    assert paid.json()["status"] == Status.PAID and paid.json()["poll_after_ms"] == 30000
+    assert _api_poll(client, result.order_no, result.access_token, paid["ETag"]).status_code == 304
+
+    order_deliver_manually(
+        order_id=Order.objects.get(order_no=result.order_no).id, content="CODE-BY-HAND", by_user=None
+    )
+    delivered = _api_poll(client, result.order_no, result.access_token, paid["ETag"])
+    assert delivered.status_code == 200 and delivered.json()["delivered_content"] == "CODE-BY-HAND"
+
+
+def test_without_the_cache_redis_a_poll_is_answered_from_mariadb(monkeypatch):
+    """The record is a cache: Redis unreachable costs speed, never an answer."""
+    import redis
+
+    from apps.orders import status_records
+
+    order, token = OrderFactory.create_with_token()
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    monkeypatch.setattr(status_records, "_redis", lambda: dead)
+    etag = order_status_etag(Status.AWAITING_PAYMENT)
+    for poll in (_page_poll, _api_poll):
+        response = poll(Client(), order.order_no, token, etag)
+        assert response.status_code == 200 and response.json()["status"] == Status.AWAITING_PAYMENT
+    status_records.order_status_records_drop_rollback_unsafe(order_nos=[order.order_no])  # logs, never raises
+
+
+def test_a_row_read_from_the_replica_is_never_stored():
+    """It may be older than a drop already done (the replica lags)."""
+    from apps.orders.selectors import order_status_record
+
+    order = Order.objects.select_related("product").get(pk=OrderFactory().pk)
+    assert order_status_record(order) is not None
+    replica_copy = Order.objects.using("replica").select_related("product").get(pk=order.pk)
+    assert order_status_record(replica_copy) is None
+
+
 def test_a_missing_record_falls_back_to_mariadb_and_is_written_again():
     order, token = OrderFactory.create_with_token(status=Status.DELIVERED)
     CardKeyFactory(sold=True, order=order, product=order.product, secret="KEY-FROM-MARIADB")
