@@ -114,6 +114,26 @@ def test_an_unchanged_order_is_answered_304_without_a_query_or_a_session(poll):
     assert second.content == b""
 
 
+def test_with_a_replica_and_a_fresh_write_mark_the_304_still_costs_nothing(settings):
+    """The read-your-writes middleware (a replica configured, a browser that
+    just paid) reads its signed mark and writes nothing on a poll."""
+    from django.core import signing
+    from django.test import RequestFactory
+
+    from apps.core.middleware import WROTE_COOKIE, WROTE_SALT, _wrote_recently
+
+    settings.REPLICA_ENABLED = True
+    order, token = OrderFactory.create_with_token()
+    client = Client()
+    mark = signing.get_cookie_signer(salt=WROTE_COOKIE + WROTE_SALT).sign("1")
+    assert _wrote_recently(RequestFactory().get("/", HTTP_COOKIE=f"{WROTE_COOKIE}={mark}"))
+    client.cookies[WROTE_COOKIE] = mark
+    etag = _page_poll(client, order.order_no, token)["ETag"]
+    with _QueriesEverywhere() as queries:
+        response = _page_poll(client, order.order_no, token, etag)
+    assert response.status_code == 304 and queries.queries == [] and response.cookies == {}
+
+
 @pytest.mark.parametrize("poll", [_page_poll, _api_poll], ids=["order page", "api"])
 def test_a_wrong_token_gets_404_also_with_the_right_etag(poll):
     order, token = OrderFactory.create_with_token()
