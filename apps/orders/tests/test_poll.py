@@ -419,7 +419,8 @@ def test_the_order_page_polls_conditionally_backs_off_and_shows_the_keys(live_se
     # The server's 400 ms, stretched ×1.5 per unchanged answer up to ×4, ±20 %.
     assert gaps[0] < 1.5, gaps
     assert gaps[-1] > gaps[0] * 1.5, gaps
-    assert len({round(gap, 2) for gap in gaps}) == len(gaps), gaps
+    # Jitter: the waits once stretched to the cap (×4) are not all the same.
+    assert len({round(gap, 3) for gap in gaps}) >= len(gaps) - 1, gaps
 
     with mock.patch("apps.orders.tasks.fulfil_order_task.delay"):
         pay(result.order_no)
