@@ -54,10 +54,12 @@ BASE_POLL_MS = {
 }
 # A paid order of a manual-delivery product waits for the merchant, maybe for hours.
 MANUAL_PAID_POLL_MS = 30000
-# The interval grows by a quarter per minute of age past the first two, up to 4×.
+# The interval grows by a quarter per minute of age past the first two, up to
+# 2× (with the page's own backoff, ×3, an old unpaid order is polled every
+# ~12 s: a buyer paying by QR code on a phone still sees "paid" soon).
 AGE_GRACE_MINUTES = 2
 AGE_STEP_PER_MINUTE = 0.25
-AGE_MAX_FACTOR = 4.0
+AGE_MAX_FACTOR = 2.0
 # Up to 4× slower as the workers' backlog reaches its limit (checkout pauses there).
 LOAD_MAX_FACTOR = 4.0
 

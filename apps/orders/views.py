@@ -35,7 +35,7 @@ from .grants import order_access_get, order_grant_lookup, order_session_token, o
 from .identity import order_number_product_id
 from .models import Order
 from .order_links import OrderLinkExpired, OrderLinkInvalid, order_link_check
-from .poll import order_poll_check, order_poll_remember, poll_body, poll_headers, poll_not_modified
+from .poll import order_poll_check, order_poll_remember, poll_after_ms, poll_body, poll_headers, poll_not_modified
 from .selectors import order_find_for_lookup, order_lost
 from .services.cancel import order_cancel
 from .status_records import order_status_etag
@@ -169,8 +169,14 @@ def _order_page(request, access, *, qr_code: str = "", qr_method: str = ""):
             # The link's token goes along on the page's forms too, where cookies do not.
             "token": access.token,
             "final": snapshot["status"] in FINAL_STATES,
-            # The first poll is already conditional: an unchanged order answers 304.
+            # The first poll is already conditional (an unchanged order answers
+            # 304) and already paced by the server.
             "etag": order_status_etag(snapshot["status"]),
+            "poll_after_ms": poll_after_ms(
+                status=snapshot["status"],
+                placed_at=access.record.placed_at if access.record is not None else None,
+                manual=snapshot.get("delivery") == "manual",
+            ),
             # Not in the snapshot (the API's body); None while the order is queued in the gate.
             "placed_at": Order.objects.using("default")
             .filter(order_no=snapshot["order_no"])

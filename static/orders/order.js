@@ -27,7 +27,7 @@
   var RETRY_AFTER_ERROR = 5000;
   // Each unchanged answer in a row stretches the wait by this much, up to MAX_BACKOFF times.
   var BACKOFF = 1.5;
-  var MAX_BACKOFF = 4;
+  var MAX_BACKOFF = 3;
   var MAX_DELAY = 60000;
   // Each wait is drawn from ±JITTER of its value.
   var JITTER = 0.2;
@@ -37,7 +37,9 @@
   var stopped = FINAL.indexOf(root.getAttribute("data-status")) !== -1;
   // The status the page was rendered with: the first poll is already conditional.
   var etag = root.getAttribute("data-etag") || null;
-  var hint = null; // the server's poll_after_ms
+  // The server's poll_after_ms (the page is rendered with it).
+  var hint = parseInt(root.getAttribute("data-poll-after-ms"), 10);
+  if (isNaN(hint)) hint = null;
   var unchanged = 0; // answers in a row that changed nothing
   var errors = 0;
 
@@ -158,5 +160,5 @@
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden) schedule(0);
   });
-  schedule(jittered(INTERVAL));
+  schedule(nextDelay());
 })();
