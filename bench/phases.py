@@ -422,10 +422,11 @@ async def flash_sale(
         """As static/orders/order.js polls: the last ETag in If-None-Match
         (an unchanged order answers 304 from Redis), the server's
         poll_after_ms / Retry-After stretched ×1.5 per unchanged answer (up to
-        3×), ±20 % jitter; `poll_seconds` until the server has spoken."""
+        3×, and to 20 s unless the server asks for more), ±20 % jitter; `poll_seconds` until the server has spoken."""
         etag, hint, unchanged, last = None, poll_seconds, 0, None
         while time.perf_counter() < deadline:
-            await asyncio.sleep(min(60.0, hint * min(3.0, 1.5**unchanged)) * random.uniform(0.8, 1.2))
+            stretched = max(hint, min(20.0, hint * min(3.0, 1.5**unchanged)))
+            await asyncio.sleep(min(60.0, stretched) * random.uniform(0.8, 1.2))
             sent = time.perf_counter()
             try:
                 async with session.get(

@@ -52,8 +52,10 @@ BASE_POLL_MS = {
     Status.DELIVERED: 60000,  # final: the page stops polling
     Status.REFUNDED: 60000,
 }
-# A paid order of a manual-delivery product waits for the merchant, maybe for hours.
-MANUAL_PAID_POLL_MS = 30000
+# A paid order of a manual-delivery product waits for the merchant, maybe for
+# hours; the page polled it every 10 s before, and the buyer still sees the
+# delivery within seconds of the merchant's.
+MANUAL_PAID_POLL_MS = 10000
 # The interval grows by a quarter per minute of age past the first two, up to
 # 2× (with the page's own backoff, ×3, an old unpaid order is polled every
 # ~12 s: a buyer paying by QR code on a phone still sees "paid" soon).

@@ -29,6 +29,8 @@
   var BACKOFF = 1.5;
   var MAX_BACKOFF = 3;
   var MAX_DELAY = 60000;
+  // The page's own stretching stops here (a longer wait only when the server asks for it).
+  var MAX_STRETCH = 20000;
   // Each wait is drawn from ±JITTER of its value.
   var JITTER = 0.2;
   var statusUrl = root.getAttribute("data-status-url");
@@ -105,7 +107,7 @@
   function nextDelay() {
     var base = hint;
     if (base === null) base = SLOW.indexOf(root.getAttribute("data-status")) !== -1 ? SLOW_INTERVAL : INTERVAL;
-    var stretched = base * Math.min(MAX_BACKOFF, Math.pow(BACKOFF, unchanged));
+    var stretched = Math.max(base, Math.min(MAX_STRETCH, base * Math.min(MAX_BACKOFF, Math.pow(BACKOFF, unchanged))));
     return jittered(Math.min(MAX_DELAY, stretched));
   }
 

@@ -236,7 +236,7 @@ def test_a_manual_delivery_changes_the_etag_and_a_paid_manual_order_is_polled_sl
     pay(result.order_no)
     client = Client()
     paid = _api_poll(client, result.order_no, result.access_token)
-    assert paid.json()["status"] == Status.PAID and paid.json()["poll_after_ms"] == 30000
+    assert paid.json()["status"] == Status.PAID and paid.json()["poll_after_ms"] == 10000
     assert _api_poll(client, result.order_no, result.access_token, paid["ETag"]).status_code == 304
 
     order_deliver_manually(
@@ -357,7 +357,7 @@ def test_poll_after_grows_with_the_backlog_and_the_order_age(settings):
     old = poll_after_ms(status=Status.AWAITING_PAYMENT, placed_at=now - 10 * 60, manual=False, now=now)
     middle = poll_after_ms(status=Status.AWAITING_PAYMENT, placed_at=now - 4 * 60, manual=False, now=now)
     assert fresh == 2000 and middle == 2000 * 1.5 and old == 2000 * 2  # a quarter per minute past 2, up to 2×
-    assert poll_after_ms(status=Status.PAID, placed_at=now, manual=True, now=now) == 30000
+    assert poll_after_ms(status=Status.PAID, placed_at=now, manual=True, now=now) == 10000
     assert poll_after_ms(status=Status.PAID, placed_at=now, manual=False, now=now) == 1000
 
     # The overload check's measure, as beat writes it, read at most every 2 s per process.
