@@ -253,7 +253,10 @@ def test_without_the_cache_redis_a_poll_is_answered_from_mariadb(monkeypatch):
     from apps.orders import status_records
 
     order, token = OrderFactory.create_with_token()
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     monkeypatch.setattr(status_records, "_redis", lambda: dead)
     etag = order_status_etag(Status.AWAITING_PAYMENT)
     for poll in (_page_poll, _api_poll):
