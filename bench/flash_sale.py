@@ -253,6 +253,18 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -
         # generator, which is itself late under load: a lower bound.
         "persist_lag_ms": latency_ms_from_seconds(gates["persist_lag_s"]),
         "delivered_per_s": round(gates["delivered"] / max(last_delivery - sale["started_wall"], 1e-3), 1),
+        # The buyers' order polls (conditional, as the order page's): their
+        # share of the phase's requests, latency, and how many were 304s.
+        "polls": {
+            "count": len(sale["polls"]),
+            "share_of_requests": round(
+                len(sale["polls"])
+                / max(1, len(sale["polls"]) + len(sale["checkouts"]) + sum(1 for r in sale["runs"] if r.paid_at)),
+                3,
+            ),
+            "not_modified": sum(1 for p in sale["polls"] if p.status == 304),
+            "latency_ms": latency_ms(sale["polls"]),
+        },
         "cpu": cpu.percent,
         "gates": {k: v for k, v in gates.items() if k not in ("paid_to_delivered_s", "delivered_at", "persist_lag_s")},
     }

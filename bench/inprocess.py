@@ -3,6 +3,7 @@ figures of docs/benchmarks.md's profiler section come from.
 
     .venv/bin/python -m bench.inprocess wsgi    # CPU per request: /healthz, bare EVALSHA view, checkout
     .venv/bin/python -m bench.inprocess drain   # one fulfilment drain of 2000 paid orders, under cProfile
+    .venv/bin/python -m bench.inprocess poll    # CPU and queries per order-status poll: 200 from MariaDB vs 304 from Redis
 
 Each run uses its own database and Redis key prefix (dropped afterwards), the
 bench settings, and the real MariaDB and Redis. CPU times are the minimum over
@@ -85,6 +86,71 @@ def wsgi_costs() -> dict:
     }
 
 
+def poll_costs() -> dict:
+    """CPU µs and database queries per order-status poll through the whole
+    middleware stack, for an order awaiting payment: a poll answered 200 from
+    MariaDB (what every poll cost before the status record; it now also does
+    one Redis read), and an unchanged order's conditional poll answered 304
+    from the Redis record."""
+    from django.core.wsgi import get_wsgi_application
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.orders.services import checkout, persistence
+    from apps.orders.status_records import order_status_etag
+    from bench.scenario import product_with_keys
+
+    product_with_keys(sku="INPROC-POLL", keys=10, per_buyer_limit=1)
+    result = checkout.order_checkout(sku="INPROC-POLL", email="poll@bench.example.com", quantity=1)
+    persistence.order_persist_queued()
+    app = get_wsgi_application()
+    etag = order_status_etag("awaiting_payment")
+
+    def call(path: str, query: str, **headers) -> str:
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_ACCEPT": "application/json",
+            "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(b""),
+            **{f"HTTP_{name.upper()}": value for name, value in headers.items()},
+        }
+        answer = {}
+        b"".join(app(environ, lambda status, headers, exc_info=None: answer.update(status=status)))
+        return answer["status"]
+
+    page = (f"/orders/{result.order_no}/status", f"token={result.access_token}")
+    api = (f"/api/v1/orders/{result.order_no}", "")
+    token = {"x_order_token": result.access_token}
+    polls = {
+        "page_200_mariadb": lambda: call(*page),
+        "page_304_redis": lambda: call(*page, if_none_match=etag),
+        "api_200_mariadb": lambda: call(*api, **token),
+        "api_304_redis": lambda: call(*api, if_none_match=etag, **token),
+    }
+    figures = {}
+    for name, poll in polls.items():
+        status = poll()  # the first 200 stores the record the 304s answer from
+        expected = "304" if name.endswith("304_redis") else "200"
+        if not status.startswith(expected):
+            raise RuntimeError(f"{name} answered {status}")
+        contexts = [CaptureQueriesContext(connections[alias]) for alias in connections]
+        for context in contexts:
+            context.__enter__()
+        poll()
+        for context in contexts:
+            context.__exit__(None, None, None)
+        figures[f"{name}_queries"] = sum(len(context.captured_queries) for context in contexts)
+        figures[f"{name}_cpu_us"] = cpu_us_per_call(poll, calls=400)
+    return figures
+
+
 def drain_profile(*, orders: int = 2000, top: int = 25) -> dict:
     """One fulfilment drain of `orders` paid orders in this process, profiled;
     mail and Redis calls go to the real broker and gate (no worker runs, so
@@ -116,7 +182,7 @@ def drain_profile(*, orders: int = 2000, top: int = 25) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("wsgi", "drain"))
+    parser.add_argument("what", choices=("wsgi", "drain", "poll"))
     parser.add_argument("--database", default="cardshop_bench_inprocess")
     parser.add_argument("--prefix", default="cardshop-bench-inprocess")
     args = parser.parse_args(argv)
@@ -128,7 +194,7 @@ def main(argv=None) -> int:
         import django
 
         django.setup()
-        result = wsgi_costs() if args.what == "wsgi" else drain_profile()
+        result = {"wsgi": wsgi_costs, "drain": drain_profile, "poll": poll_costs}[args.what]()
     finally:
         stack.teardown()
     profile = result.pop("profile", "")

@@ -6,6 +6,8 @@ both sides alike."""
 import asyncio
 import csv
 import io
+import math
+import random
 import shutil
 import statistics
 import subprocess
@@ -17,7 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import psutil
 
-from .load import Sample, answers, closed_loop, get_json, latency_ms, post_json, rate, session_new
+from .load import Sample, answers, closed_loop, latency_ms, post_json, rate, session_new
 
 TERMINAL = ("delivered", "needs_attention", "refund_pending", "refunded", "expired")
 
@@ -414,14 +416,42 @@ async def flash_sale(
             stock_samples.append((time.perf_counter() - started, int(redis.get(stock_key(product_id)) or 0)))
             await asyncio.sleep(0.1)
 
+    polls: list[Sample] = []
+
     async def poll(session, run: BuyerRun, headers: dict, until) -> dict:
+        """As static/orders/order.js polls: the last ETag in If-None-Match
+        (an unchanged order answers 304 from Redis), the server's
+        poll_after_ms / Retry-After stretched ×1.5 per unchanged answer (up to
+        3×, and to 20 s unless the server asks for more), ±20 % jitter; `poll_seconds` until the server has spoken."""
+        etag, hint, unchanged, last = None, poll_seconds, 0, None
         while time.perf_counter() < deadline:
-            await asyncio.sleep(poll_seconds)
+            stretched = max(hint, min(20.0, hint * min(3.0, 1.5**unchanged)))
+            await asyncio.sleep(min(60.0, stretched) * random.uniform(0.8, 1.2))
+            sent = time.perf_counter()
             try:
-                status, body = await get_json(session, f"{url}/api/v1/orders/{run.order_no}", headers=headers)
-            except (TimeoutError, aiohttp.ClientError, OSError):
+                async with session.get(
+                    f"{url}/api/v1/orders/{run.order_no}",
+                    headers={**headers, **({"If-None-Match": etag} if etag else {})},
+                ) as response:
+                    status = response.status
+                    body = await response.json(content_type=None) if status == 200 else {}
+                    etag = response.headers.get("ETag", etag)
+                    retry_after = response.headers.get("Retry-After")
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
                 continue
-            if status == 200 and until(body):
+            polls.append(Sample(sent, time.perf_counter() - sent, status, ""))
+            if status == 304:
+                unchanged += 1
+                if retry_after and retry_after.isdigit() and int(retry_after) != max(1, math.ceil(hint)):
+                    hint = int(retry_after)
+                continue
+            if status != 200 or not isinstance(body, dict):
+                continue
+            unchanged = unchanged + 1 if body.get("status") == last else 0
+            last = body.get("status")
+            if isinstance(body.get("poll_after_ms"), int):
+                hint = body["poll_after_ms"] / 1000
+            if until(body):
                 return body
         return {}
 
@@ -471,6 +501,8 @@ async def flash_sale(
         "checkouts": checkouts,
         "runs": runs,
         "stock_samples": stock_samples,
+        # Each poll (200 or 304): its share of requests and its latency.
+        "polls": polls,
     }
 
 

@@ -200,6 +200,19 @@ def orders_expired(*, count: int) -> None:
     ORDERS_ENDED.labels("expired").inc(count)
 
 
+ORDER_POLLS = Counter(
+    "cardshop_order_polls",
+    "Order status polls (the order page's and GET /api/v1/orders/<no>), by answer: not_modified "
+    "(304 from the Redis status record, no database query), full (200 from MariaDB), not_found.",
+    ["answer"],
+)
+ORDER_POLL_ANSWERS = frozenset({"not_modified", "full", "not_found"})
+
+
+def order_polled(*, answer: str) -> None:
+    ORDER_POLLS.labels(answer if answer in ORDER_POLL_ANSWERS else "other").inc()
+
+
 def reconcile_reported(report) -> None:
     """Record a ReconcileReport (apps.stock.reconcile)."""
     for kind in _RECONCILE_KINDS:

@@ -10,10 +10,11 @@ from captcha.helpers import captcha_image_url
 from captcha.models import CaptchaStore
 from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from apps.core import metrics
 from apps.core.api import BODY_NOT_JSON, ShopAPIView
 from apps.core.errors import InvalidInput, RateLimited, RequestTooLarge, UnsupportedMediaType
 from apps.core.openapi import ORDER_TOKEN_HEADER, error_responses, retry_after_header
@@ -47,7 +48,8 @@ from .exceptions import (
     TooFast,
     UnpaidLimit,
 )
-from .selectors import order_lost, order_snapshot_get
+from .poll import order_poll_check, order_poll_remember, poll_body, poll_headers, poll_not_modified
+from .selectors import order_buyer_read, order_lost, order_snapshot_get
 from .serializers import CaptchaSerializer, OrderCreatedSerializer, OrderCreateRequestSerializer, OrderSerializer
 from .services.cancel import order_cancel
 from .services.checkout import order_checkout
@@ -168,25 +170,61 @@ class OrderDetailView(ShopAPIView):
     @extend_schema(
         operation_id="order_detail",
         summary="An order's status, and its keys once delivered",
+        description="Poll it as the order page does: send the last answer's `ETag` in `If-None-Match`, and wait "
+        "`poll_after_ms` (or `Retry-After` seconds) between polls. An order that has not changed is answered "
+        "`304 Not Modified` with no body. The token is checked on every answer: a wrong one is 404, with or "
+        "without `If-None-Match`.",
         parameters=[
             ORDER_TOKEN_HEADER,
             OpenApiParameter(
                 "token", OpenApiTypes.STR, OpenApiParameter.QUERY, description="Instead of `X-Order-Token`."
             ),
+            OpenApiParameter(
+                "If-None-Match",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="The `ETag` of the last answer: 304 while the order's status is still the same.",
+            ),
+            OpenApiParameter(
+                "ETag",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[200, 304],
+                description="Names the order's current status; send it back in `If-None-Match`.",
+            ),
+            OpenApiParameter(
+                "Retry-After",
+                OpenApiTypes.INT,
+                OpenApiParameter.HEADER,
+                response=[200, 304],
+                description="Seconds until the next poll (`poll_after_ms`, rounded up).",
+            ),
         ],
-        responses={200: OrderSerializer, **error_responses(OrderNotFound(), OrderNotPlaced())},
+        responses={
+            200: OrderSerializer,
+            304: OpenApiResponse(description="Not modified: the status is the one `If-None-Match` names. No body."),
+            **error_responses(OrderNotFound(), OrderNotPlaced()),
+        },
     )
     def get(self, request, order_no: str):
         token = request.headers.get("X-Order-Token") or request.query_params.get("token", "")
-        snapshot = order_snapshot_get(order_no=order_no, token=token)
-        if snapshot is None and order_lost(order_no=order_no, token=token):
+        # An unchanged order: 304 from Redis alone (apps.orders.poll).
+        check = order_poll_check(order_no=order_no, token=token, if_none_match=request.headers.get("If-None-Match"))
+        if check.unchanged is not None:
+            return poll_not_modified(check.unchanged)
+        read = order_buyer_read(order_no=order_no, token=token)
+        if read is None:
+            metrics.order_polled(answer="not_found")
+        if read is None and order_lost(order_no=order_no, token=token):
             # Only the holder of the order's own token learns this.
             raise OrderNotPlaced()
-        if snapshot is None:
+        if read is None:
             # The same answer for an unknown order and a wrong token: the API
             # does not tell which order numbers exist.
             raise OrderNotFound()
-        return Response(snapshot)
+        order_poll_remember(check=check, record=read.record)
+        body, etag, after_ms = poll_body(snapshot=read.snapshot, record=read.record)
+        return poll_headers(Response(body), etag=etag, after_ms=after_ms)
 
 
 class CaptchaView(ShopAPIView):

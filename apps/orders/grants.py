@@ -15,7 +15,8 @@ from apps.catalog.models import Product
 
 from .identity import order_number_product_id
 from .models import Order
-from .selectors import order_find_for_lookup, order_snapshot, order_snapshot_get, orders_for_grants
+from .selectors import order_buyer_read, order_find_for_lookup, order_snapshot, order_status_record, orders_for_grants
+from .status_records import OrderStatusRecord
 
 # order_no -> access token, written by checkout and by a visit with ?token=.
 SESSION_TOKENS = "order_tokens"
@@ -32,6 +33,8 @@ MAX_GRANTS = 20
 class OrderAccess:
     snapshot: dict
     token: str | None  # None when access comes from the lookup page
+    # What the poll may store for a later "unchanged" answer (None: queued, or read from the replica).
+    record: OrderStatusRecord | None = None
 
 
 def order_grant_token(*, session, order_no: str, token: str) -> None:
@@ -76,20 +79,20 @@ def order_access_get(*, request, order_no: str) -> OrderAccess | None:
     ?token= is remembered in the session."""
     query_token = request.GET.get("token")
     if query_token:
-        snapshot = order_snapshot_get(order_no=order_no, token=query_token)
-        if snapshot is not None:
+        read = order_buyer_read(order_no=order_no, token=query_token)
+        if read is not None:
             order_grant_token(session=request.session, order_no=order_no, token=query_token)
-            return OrderAccess(snapshot=snapshot, token=query_token)
+            return OrderAccess(snapshot=read.snapshot, token=query_token, record=read.record)
     session_token = _granted(request.session, SESSION_TOKENS, order_no)
     if session_token:
-        snapshot = order_snapshot_get(order_no=order_no, token=session_token)
-        if snapshot is not None:
-            return OrderAccess(snapshot=snapshot, token=session_token)
+        read = order_buyer_read(order_no=order_no, token=session_token)
+        if read is not None:
+            return OrderAccess(snapshot=read.snapshot, token=session_token, record=read.record)
     email = _granted(request.session, SESSION_LOOKUPS, order_no)
     if email:
         order = order_find_for_lookup(order_no=order_no, email=email)
         if order is not None:
-            return OrderAccess(snapshot=order_snapshot(order), token=None)
+            return OrderAccess(snapshot=order_snapshot(order), token=None, record=order_status_record(order))
     return None
 
 

@@ -29,6 +29,7 @@ from cardshop.db_router import replica_or_primary
 from .identity import access_token_hash, access_token_verify, email_normalise, order_number_product_id
 from .models import Order
 from .pricing import reservation_price
+from .status_records import OrderStatusRecord
 
 
 def _token_matches(token: str, stored_hash: str) -> bool:
@@ -82,12 +83,44 @@ def order_snapshot_get(*, order_no: str, token: str) -> dict | None:
     """What the buyer may see of an order (the JSON API body), or None for an
     unknown order or a wrong token. A reservation not yet written to MariaDB
     answers as `queued` from Redis."""
+    read = order_buyer_read(order_no=order_no, token=token)
+    return read.snapshot if read is not None else None
+
+
+@dataclass(frozen=True)
+class BuyerOrderRead:
+    """An order as its token holder sees it, and the status record a poll may
+    store for it (apps.orders.status_records)."""
+
+    snapshot: dict
+    # None for a queued order (its truth is the gate's) and for a row read from
+    # the replica (it may be older than a drop that already happened).
+    record: OrderStatusRecord | None
+
+
+def order_buyer_read(*, order_no: str, token: str) -> BuyerOrderRead | None:
+    """order_snapshot_get, with the order's status record."""
     order = _orders_by_number({order_no}).get(order_no)
     if order is not None:
         if not _token_matches(token, order.access_token_hash):
             return None
-        return order_snapshot(order)
-    return _queued_snapshot(order_no=order_no, token=token)
+        return BuyerOrderRead(snapshot=order_snapshot(order), record=order_status_record(order))
+    snapshot = _queued_snapshot(order_no=order_no, token=token)
+    return BuyerOrderRead(snapshot=snapshot, record=None) if snapshot is not None else None
+
+
+def order_status_record(order: Order) -> OrderStatusRecord | None:
+    """The order's status record, if this row may be one: read from the
+    primary, and past the gate's queued stage."""
+    if order._state.db != "default" or order.status == Order.Status.QUEUED:
+        return None
+    return OrderStatusRecord(
+        order_no=order.order_no,
+        status=order.status,
+        token_hash=order.access_token_hash,
+        placed_at=order.created_at.timestamp(),
+        manual=order.product.delivery_kind == Product.Delivery.MANUAL,
+    )
 
 
 def order_lost(*, order_no: str, token: str) -> bool:

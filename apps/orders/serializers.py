@@ -94,6 +94,12 @@ class OrderSerializer(serializers.Serializer):
     delivered_content = serializers.CharField(
         required=False, help_text="Only once a `manual` order is `delivered`: what the merchant delivered."
     )
+    poll_after_ms = serializers.IntegerField(
+        help_text="When to ask again, in milliseconds: the status's own pace (about 1-2 s while the order is "
+        "being paid or delivered, longer once it waits for a person or has ended), slower as the order ages and "
+        "as the shop gets busy. Send the answer's `ETag` back in `If-None-Match`: an unchanged order is "
+        "answered 304 (with `Retry-After`) at a fraction of the cost."
+    )
 
 
 class CaptchaSerializer(serializers.Serializer):

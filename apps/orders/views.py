@@ -20,6 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.catalog.models import Product
+from apps.core import metrics
 from apps.core.client_ip import client_ip
 from apps.core.errors import ShopError, shop_error_response
 from apps.core.ratelimits import LOOKUP_IP, PAY_IP, rate_limit
@@ -34,8 +35,10 @@ from .grants import order_access_get, order_grant_lookup, order_session_token, o
 from .identity import order_number_product_id
 from .models import Order
 from .order_links import OrderLinkExpired, OrderLinkInvalid, order_link_check
+from .poll import order_poll_check, order_poll_remember, poll_after_ms, poll_body, poll_headers, poll_not_modified
 from .selectors import order_find_for_lookup, order_lost
 from .services.cancel import order_cancel
+from .status_records import order_status_etag
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +169,14 @@ def _order_page(request, access, *, qr_code: str = "", qr_method: str = ""):
             # The link's token goes along on the page's forms too, where cookies do not.
             "token": access.token,
             "final": snapshot["status"] in FINAL_STATES,
+            # The first poll is already conditional (an unchanged order answers
+            # 304) and already paced by the server.
+            "etag": order_status_etag(snapshot["status"]),
+            "poll_after_ms": poll_after_ms(
+                status=snapshot["status"],
+                placed_at=access.record.placed_at if access.record is not None else None,
+                manual=snapshot.get("delivery") == "manual",
+            ),
             # Not in the snapshot (the API's body); None while the order is queued in the gate.
             "placed_at": Order.objects.using("default")
             .filter(order_no=snapshot["order_no"])
@@ -250,11 +261,21 @@ def _detail_url(order_no: str, token: str | None) -> str:
 @require_GET
 def order_status(request, order_no: str):
     """What the order page polls: the same body as GET /api/v1/orders/<no>, for
-    the same people as the page (a lookup grant has no token for the API)."""
+    the same people as the page (a lookup grant has no token for the API).
+    An unchanged order polled with its token and ETag is answered 304 before
+    the session or MariaDB is touched (apps.orders.poll)."""
+    check = order_poll_check(
+        order_no=order_no, token=request.GET.get("token"), if_none_match=request.headers.get("If-None-Match")
+    )
+    if check.unchanged is not None:
+        return poll_not_modified(check.unchanged)
     access = order_access_get(request=request, order_no=order_no)
     if access is None:
+        metrics.order_polled(answer="not_found")
         return shop_error_response(OrderNotPlaced() if _lost(request, order_no) else OrderNotFound())
-    return JsonResponse(access.snapshot)
+    order_poll_remember(check=check, record=access.record)
+    body, etag, after_ms = poll_body(snapshot=access.snapshot, record=access.record)
+    return poll_headers(JsonResponse(body), etag=etag, after_ms=after_ms)
 
 
 @never_cache

@@ -30,13 +30,15 @@ from apps.orders.selectors import paid_orders_to_fulfil
 from cardshop.broker import broker_is_redis
 
 from .redis import gate_commands_per_master, stock_redis
-from .redis_keys import overloaded_key, persist_queue_key, rules_key
+from .redis_keys import backlog_ratio_key, overloaded_key, persist_queue_key, rules_key
 from .selectors import stock_warmed_product_ids
 
 logger = logging.getLogger(__name__)
 
 # The storefront reads the flag at most this often per process.
 NOTICE_CACHE_SECONDS = 2.0
+# The backlog ratio the poll reads expires this long after the last check (beat runs it every ~2 s).
+BACKLOG_RATIO_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,14 @@ class Backlog:
         return bool(
             (fulfil_limit > 0 and self.fulfil >= fulfil_limit * ratio)
             or (persist_limit > 0 and self.persist >= persist_limit * ratio)
+        )
+
+    def ratio(self) -> float:
+        """The fuller of the two backlogs as a fraction of its limit (0 when both limits are off)."""
+        fulfil_limit, persist_limit = settings.FULFIL_BACKLOG_LIMIT, settings.PERSIST_BACKLOG_LIMIT
+        return max(
+            self.fulfil / fulfil_limit if fulfil_limit > 0 else 0.0,
+            self.persist / persist_limit if persist_limit > 0 else 0.0,
         )
 
 
@@ -105,6 +115,9 @@ def overload_check() -> bool:
     flag = "1" if overloaded else "0"
     # Per gate master; a master that missed it gets it on the next run.
     client.set(overloaded_key(), flag)
+    # For the order poll's interval; expires, so a stopped beat does not leave
+    # clients slowed down by an old figure.
+    client.set(backlog_ratio_key(), f"{backlog.ratio():.3f}", ex=BACKLOG_RATIO_SECONDS)
     gate_commands_per_master([("HSET", rules_key(pid), "overloaded", flag) for pid in stock_warmed_product_ids()])
     if overloaded != was_overloaded:
         log = logger.warning if overloaded else logger.info
@@ -137,3 +150,22 @@ def shop_overloaded() -> bool:
 def overload_context(request) -> dict:
     """Template context processor: `shop_overloaded` for the layout's notice."""
     return {"shop_overloaded": shop_overloaded()}
+
+
+_load = {"at": float("-inf"), "value": 0.0}
+
+
+def shop_backlog_ratio() -> float:
+    """The last measured backlog as a fraction of its limit (1.0 or more means
+    checkout is paused), read from the gate at most every NOTICE_CACHE_SECONDS
+    per process: the order poll asks for it on every request. 0.0 when
+    unknown (no check lately, Redis down): clients then poll at the base rate."""
+    now = time.monotonic()
+    if now - _load["at"] >= NOTICE_CACHE_SECONDS:
+        try:
+            raw = stock_redis().get(backlog_ratio_key())
+            _load["value"] = float(raw) if raw is not None else 0.0
+        except (RedisError, ValueError):
+            _load["value"] = 0.0
+        _load["at"] = now
+    return _load["value"]

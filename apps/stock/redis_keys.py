@@ -77,6 +77,13 @@ def overloaded_key() -> str:
     return f"{settings.REDIS_KEY_PREFIX}:stock:overloaded"
 
 
+def backlog_ratio_key() -> str:
+    """The workers' backlog as a fraction of its limit (the larger of the two),
+    written with the overload decision: the order poll asks clients to wait
+    longer as it grows (apps.orders.poll)."""
+    return f"{settings.REDIS_KEY_PREFIX}:stock:backlog_ratio"
+
+
 def fulfilment_requested_key() -> str:
     """Set while a fulfilment task waits in the queue: later payments publish
     none (apps.orders.services.fulfilment), until the task clears it as it starts."""

@@ -304,6 +304,14 @@ PERSIST_BACKLOG_LIMIT = env.int("PERSIST_BACKLOG_LIMIT", default=20000)
 # both are under BACKLOG_RESUME_RATIO of their limits.
 FULFIL_BACKLOG_LIMIT = env.int("FULFIL_BACKLOG_LIMIT", default=5000)
 BACKLOG_RESUME_RATIO = env.float("BACKLOG_RESUME_RATIO", default=0.5)
+# The order page's poll (apps.orders.status_records, apps.orders.poll): an
+# unchanged order is answered 304 from a record in the cache Redis, kept this
+# long at most; a status change drops it at once, so this only bounds how long
+# a change made outside the services (an operator's SQL, a drop lost to a
+# crash) can go unseen by the page.
+ORDER_STATUS_RECORD_SECONDS = env.int("ORDER_STATUS_RECORD_SECONDS", default=60)
+# The longest interval the poll asks a client to wait (poll_after_ms, Retry-After).
+ORDER_POLL_MAX_MS = env.int("ORDER_POLL_MAX_MS", default=60000)
 # Queued reservations written to MariaDB per statement.
 PERSIST_BATCH_SIZE = env.int("PERSIST_BATCH_SIZE", default=500)
 # The first checkout of a burst publishes a persist task for its product; the

@@ -15,6 +15,7 @@ from apps.stock import services as stock
 from ..exceptions import OrderNotCancellable, OrderPending
 from ..identity import order_number_product_id
 from ..models import Order
+from ..status_records import order_status_records_drop_on_commit
 from .persistence import order_persist_queued
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def _order_to_cancelled(*, order_no: str) -> Order:
         raise OrderNotCancellable()
     order.status = Order.Status.CANCELLED
     order.save(update_fields=["status", "updated_at"])
+    order_status_records_drop_on_commit(order_nos=[order.order_no])
     transaction.on_commit(lambda: _release_rollback_unsafe(order))
     payment_close_task.delay_on_commit(order.order_no)
     return order

@@ -19,6 +19,7 @@ from apps.payments.tasks import payment_close_task
 from apps.stock import services as stock
 
 from ..models import Order
+from ..status_records import order_status_records_drop_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def order_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
         Order.objects.filter(id__in=[o.id for o in due], status=Order.Status.AWAITING_PAYMENT).update(
             status=Order.Status.EXPIRED, updated_at=now
         )
+        order_status_records_drop_on_commit(order_nos=[o.order_no for o in due])
         transaction.on_commit(lambda: metrics.orders_expired(count=len(due)))
         transaction.on_commit(lambda: _release_unpaid_rollback_unsafe(due))
         # Close what the buyers may still pay at a provider (a Stripe session).

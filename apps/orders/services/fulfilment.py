@@ -41,6 +41,7 @@ from apps.stock.reservations import Reservation
 
 from ..models import Order
 from ..selectors import paid_orders_to_fulfil
+from ..status_records import order_status_records_drop_on_commit, order_status_records_drop_rollback_unsafe
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +289,10 @@ def _orders_lock_for_fulfilment(*, order_id: int | None, batch_size: int) -> lis
 
 def after_delivery_rollback_unsafe(delivered: list[Order], short: list[Order]) -> None:
     """After a fulfilment commit, for the whole batch at once: one Redis round
-    trip ends the reservations, one message queues the mails."""
+    trip ends the reservations, one message queues the mails. Every path that
+    delivers or parks an order (fulfilment, its failure, manual delivery) runs
+    this after its commit: the orders' status records drop here, first."""
+    order_status_records_drop_rollback_unsafe(order_nos=[o.order_no for o in delivered + short])
     metrics.orders_fulfilled(delivered=delivered, short=short)
     _gate_update_rollback_unsafe(stock.stock_reservations_finish, delivered)
     # An order short of keys holds no keys, so it holds no stock either; the
@@ -336,6 +340,7 @@ def order_fulfilment_retry(*, order_ids: list[int]) -> int:
             continue
         order.status = Status.PAID
         order.save(update_fields=["status", "updated_at"])
+        order_status_records_drop_on_commit(order_nos=[order.order_no])
         fulfilment_request_on_commit(order_id=order.id)
         retried += 1
     return retried

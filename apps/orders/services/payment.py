@@ -28,6 +28,7 @@ from apps.stock.reservations import Reservation
 from ..exceptions import EventIdReused, OrderNotFound, OrderPending, PaymentMismatch, RefundMismatch
 from ..identity import order_number_product_id
 from ..models import Order
+from ..status_records import order_status_records_drop_on_commit
 
 # A module, not its names: fulfilment and the tasks module import each other.
 from . import fulfilment
@@ -150,6 +151,7 @@ def _order_to_paid(order: Order) -> None:
     order.status = Status.PAID
     order.paid_at = timezone.now()
     order.save(update_fields=["status", "paid_at", "updated_at"])
+    order_status_records_drop_on_commit(order_nos=[order.order_no])
     fulfilment.fulfilment_request_on_commit(order_id=order.id)
     transaction.on_commit(lambda: _gate_paid_rollback_unsafe(order))
     # Every paid order, whatever its delivery, tells the merchant; after the
@@ -209,6 +211,7 @@ def order_to_refund_pending(*, order: Order, reason: str) -> None:
     order.paid_at = order.paid_at or timezone.now()
     order.attention_reason = reason
     order.save(update_fields=["status", "paid_at", "attention_reason", "updated_at"])
+    order_status_records_drop_on_commit(order_nos=[order.order_no])
     refund_order_task.delay_on_commit(order.id)
     transaction.on_commit(lambda: _release_for_refund_rollback_unsafe(order))
 
@@ -296,6 +299,7 @@ def _order_to_refunded(*, order: Order, note: str) -> None:
     order.status = Status.REFUNDED
     _attention_note(order, note)
     order.save(update_fields=["status", "attention_reason", "updated_at"])
+    order_status_records_drop_on_commit(order_nos=[order.order_no])
     if delivered:
         cardkeys_revoke_for_order(order_id=order.id)
         transaction.on_commit(metrics.order_refunded_after_delivery)
@@ -322,6 +326,7 @@ def order_refund_start(*, order_ids: list[int], reason: str) -> int:
             order.status = Status.REFUND_PENDING
             order.attention_reason = reason
             order.save(update_fields=["status", "attention_reason", "updated_at"])
+            order_status_records_drop_on_commit(order_nos=[order.order_no])
             refund_order_task.delay_on_commit(order.id)
             transaction.on_commit(lambda order=order: coupon_use_return_rollback_unsafe(order=order))
         else:

@@ -1,0 +1,195 @@
+"""The order-status record: what a poll of an unchanged order is answered from,
+without MariaDB and without the session (docs/architecture.md, "The order
+page's poll").
+
+Design, the simplest that is never wrong:
+
+- **A cache of MariaDB's truth, on the cache Redis** (REDIS_URL, django-redis'
+  connection), not on the gate. Losing it loses nothing: a poll that finds no
+  record reads MariaDB as before, and writes the record again. The gate Redis
+  is the durable one (`appendfsync always` in production): a cache write there
+  would pay an fsync on the checkout path's server for nothing. One Redis hash
+  per order, `<prefix>:orderpoll:<order_no>`.
+- **Written by the poll that read MariaDB, dropped by every writer.** The poll's
+  slow path already holds the order row; a writer (pay, deliver, expire,
+  cancel, refund, needs attention, retry) only needs the order number, after
+  commit: `order_status_records_drop_on_commit`. A writer does not need to
+  know how a record looks, and a new field needs no writer changed.
+- **A generation against the classic cache-aside race.** The hash keeps a
+  counter `gen` next to the record `rec`. A writer's drop increments `gen`
+  and deletes `rec`; a poll reads `gen` (in the same HMGET as `rec`) *before*
+  it reads MariaDB, and stores its record only if `gen` is still the same
+  (one Lua script). So a poll that read the row before a commit and stores
+  after that commit's drop stores nothing: a record never holds a status
+  older than the last drop. A record read from the replica is never stored
+  (it may lag behind a drop that already happened).
+- **Only a settled-or-moving row, never `queued`.** A queued order is truth in
+  the gate (its reservation), which the gate's own scripts may end without any
+  MariaDB writer; it lasts milliseconds, so its polls take the slow path.
+- **A TTL as the last bound** (ORDER_STATUS_RECORD_SECONDS): a drop lost
+  between a commit and Redis (a process killed in that millisecond, Redis
+  unreachable, an operator's SQL) leaves a record that is older than MariaDB
+  for at most that long. It only ever answers 304 to a client that already
+  has that very status, so it delays news, it never shows an older status
+  after a newer one.
+
+The record holds the order's access token hash (the sha256 MariaDB already
+keeps, never the token), so a poll is authorised without MariaDB; a wrong
+token is answered by the slow path, exactly as before (no oracle).
+"""
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from functools import cache
+
+from django.conf import settings
+from django.db import transaction
+from django_redis import get_redis_connection
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+# Bump when the record's fields change: an old process's record then reads as missing.
+RECORD_FORMAT = 1
+
+# Store the record only if no writer dropped it since the poll read `gen`.
+# KEYS[1] the order's hash; ARGV: gen read (or "" for none), record JSON, ttl.
+_STORE = """
+local gen = redis.call('HGET', KEYS[1], 'gen') or ''
+if gen ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'rec', ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class OrderStatusRecord:
+    """What a poll needs to answer "unchanged" for an order in MariaDB."""
+
+    order_no: str
+    status: str
+    # sha256 of the access token, as Order.access_token_hash.
+    token_hash: str
+    # When the order was placed (epoch seconds): the poll interval grows with age.
+    placed_at: float
+    # A paid order of a manual-delivery product waits for a person: polled slowly.
+    manual: bool = False
+
+    @property
+    def etag(self) -> str:
+        return order_status_etag(self.status)
+
+    def to_json(self) -> str:
+        return json.dumps({"v": RECORD_FORMAT, **asdict(self)}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "OrderStatusRecord | None":
+        """None for a record of another format (written by an older or newer release)."""
+        data = json.loads(text)
+        if data.pop("v", None) != RECORD_FORMAT:
+            return None
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RecordRead:
+    """A poll's one Redis read: the record (None when missing) and the
+    generation to store a new one under."""
+
+    record: OrderStatusRecord | None
+    gen: str
+
+
+def order_status_etag(status: str) -> str:
+    """The poll's entity tag. The status alone decides what the order page
+    shows (the keys come with `delivered` and never change while it holds),
+    so equal statuses are equal answers; the format version keeps a future
+    change of the body from matching an old tag."""
+    return f'"s{RECORD_FORMAT}-{status}"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison against an If-None-Match list."""
+    if not if_none_match:
+        return False
+    bare = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") in (bare, "*") for tag in if_none_match.split(","))
+
+
+def _redis():
+    return get_redis_connection("default")
+
+
+def record_key(order_no: str) -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:orderpoll:{order_no}"
+
+
+def order_status_record_read(*, order_no: str) -> RecordRead | None:
+    """The order's record and generation, in one round trip; None when Redis
+    cannot be asked (the poll then reads MariaDB and stores nothing)."""
+    try:
+        gen, rec = _redis().hmget(record_key(order_no), ["gen", "rec"])
+    except RedisError:
+        return None
+    record = None
+    if rec is not None:
+        try:
+            record = OrderStatusRecord.from_json(rec)
+        except (ValueError, TypeError):  # not ours: as if missing
+            record = None
+    return RecordRead(record=record, gen=gen.decode() if gen is not None else "")
+
+
+@cache
+def _store_script(client):
+    # One Script per client: its SHA is computed once, EVALSHA thereafter.
+    return client.register_script(_STORE)
+
+
+def order_status_record_store(*, record: OrderStatusRecord, gen: str) -> bool:
+    """Store what the poll just read from the primary, unless a writer dropped
+    the record since `gen` was read. Never raises: the record is a cache."""
+    try:
+        stored = _store_script(_redis())(
+            keys=[record_key(record.order_no)],
+            args=[gen, record.to_json(), settings.ORDER_STATUS_RECORD_SECONDS],
+        )
+    except RedisError:
+        return False
+    return bool(stored)
+
+
+def order_status_records_drop_on_commit(*, order_nos: Iterable[str]) -> None:
+    """Every writer of Order.status calls this inside its transaction: once it
+    commits, the orders' records are dropped and their generations move on,
+    so no poll answers from (or stores) a status older than the commit."""
+    numbers = [no for no in order_nos if no]
+    if numbers:
+        transaction.on_commit(lambda: order_status_records_drop_rollback_unsafe(order_nos=numbers))
+
+
+def order_status_records_drop_rollback_unsafe(*, order_nos: Iterable[str]) -> None:
+    """Drop now (a test's or an operator's change made outside the services).
+    Never raises: if Redis cannot be reached, the records' TTL bounds how long
+    a poll may still answer "unchanged" (and say so in the log)."""
+    numbers = list(order_nos)
+    if not numbers:
+        return
+    try:
+        pipe = _redis().pipeline(transaction=False)
+        for order_no in numbers:
+            key = record_key(order_no)
+            pipe.hincrby(key, "gen", 1)
+            pipe.hdel(key, "rec")
+            # The generation outlives any poll in flight; refreshed by each drop.
+            pipe.expire(key, settings.ORDER_STATUS_RECORD_SECONDS)
+        pipe.execute()
+    except RedisError:
+        logger.warning(
+            "%d order status records not dropped: Redis unreachable; polls may say unchanged for up to %ss",
+            len(numbers),
+            settings.ORDER_STATUS_RECORD_SECONDS,
+        )
