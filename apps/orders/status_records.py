@@ -8,18 +8,21 @@ Design, the simplest that is never wrong:
   connection), not on the gate. Losing it loses nothing: a poll that finds no
   record reads MariaDB as before, and writes the record again. The gate Redis
   is the durable one (`appendfsync always` in production): a cache write there
-  would pay an fsync on the checkout path's server for nothing. One Redis hash
-  per order, `<prefix>:orderpoll:<order_no>`.
+  would pay an fsync on the checkout path's server for nothing. Two keys per
+  order: the record `<prefix>:orderpoll:<order_no>` and its generation
+  `<prefix>:orderpoll:<order_no>:gen`.
 - **Written by the poll that read MariaDB, dropped by every writer.** The poll's
   slow path already holds the order row; a writer (pay, deliver, expire,
   cancel, refund, needs attention, retry) only needs the order number, after
   commit: `order_status_records_drop_on_commit`. A writer does not need to
   know how a record looks, and a new field needs no writer changed.
-- **A generation against the classic cache-aside race.** The hash keeps a
-  counter `gen` next to the record `rec`. A writer's drop increments `gen`
-  and deletes `rec`; a poll reads `gen` (in the same HMGET as `rec`) *before*
-  it reads MariaDB, and stores its record only if `gen` is still the same
-  (one Lua script). So a poll that read the row before a commit and stores
+- **A generation against the classic cache-aside race.** A counter `gen`
+  next to the record. A writer's drop increments `gen` and deletes the
+  record (one Lua script: atomic); a poll reads `gen` (in the same MGET as
+  the record) *before* it reads MariaDB, and stores its record only if `gen`
+  is still the same (one Lua script). `gen` lives a day (at least 10× the
+  record), so a poll stalled past the record's lifetime cannot find it
+  expired and back at "" (ABA). So a poll that read the row before a commit and stores
   after that commit's drop stores nothing: a record never holds a status
   older than the last drop. A record read from the replica is never stored
   (it may lag behind a drop that already happened).
@@ -55,14 +58,37 @@ logger = logging.getLogger(__name__)
 RECORD_FORMAT = 1
 
 # Store the record only if no writer dropped it since the poll read `gen`.
-# KEYS[1] the order's hash; ARGV: gen read (or "" for none), record JSON, ttl.
+# KEYS[1] the record, KEYS[2] the generation; ARGV: gen read (or "" for none),
+# record JSON, the record's ttl.
 _STORE = """
-local gen = redis.call('HGET', KEYS[1], 'gen') or ''
+local gen = redis.call('GET', KEYS[2]) or ''
 if gen ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'rec', ARGV[2])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
 """
+
+# Drop records, atomically per call: KEYS are pairs (record, generation);
+# ARGV[1] the generation's ttl. A reader never sees a record gone with its
+# generation unmoved, nor a generation moved without its lifetime renewed.
+_DROP = """
+for i = 1, #KEYS, 2 do
+  redis.call('INCR', KEYS[i + 1])
+  redis.call('EXPIRE', KEYS[i + 1], tonumber(ARGV[1]))
+  redis.call('DEL', KEYS[i])
+end
+return #KEYS / 2
+"""
+
+# The generation outlives the record by far (a day, and at least 10× the
+# record): see generation_seconds.
+GENERATION_MIN_SECONDS = 24 * 3600
+
+
+def generation_seconds() -> int:
+    """A poll that read the generation and then stalled, even past the
+    record's lifetime, must find it moved on, never expired and restarted: at
+    "" it would match a poll that read before the first drop (ABA)."""
+    return max(GENERATION_MIN_SECONDS, 10 * settings.ORDER_STATUS_RECORD_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -127,11 +153,15 @@ def record_key(order_no: str) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:orderpoll:{order_no}"
 
 
+def generation_key(order_no: str) -> str:
+    return f"{record_key(order_no)}:gen"
+
+
 def order_status_record_read(*, order_no: str) -> RecordRead | None:
     """The order's record and generation, in one round trip; None when Redis
     cannot be asked (the poll then reads MariaDB and stores nothing)."""
     try:
-        gen, rec = _redis().hmget(record_key(order_no), ["gen", "rec"])
+        rec, gen = _redis().mget([record_key(order_no), generation_key(order_no)])
     except RedisError:
         return None
     record = None
@@ -149,12 +179,17 @@ def _store_script(client):
     return client.register_script(_STORE)
 
 
+@cache
+def _drop_script(client):
+    return client.register_script(_DROP)
+
+
 def order_status_record_store(*, record: OrderStatusRecord, gen: str) -> bool:
     """Store what the poll just read from the primary, unless a writer dropped
     the record since `gen` was read. Never raises: the record is a cache."""
     try:
         stored = _store_script(_redis())(
-            keys=[record_key(record.order_no)],
+            keys=[record_key(record.order_no), generation_key(record.order_no)],
             args=[gen, record.to_json(), settings.ORDER_STATUS_RECORD_SECONDS],
         )
     except RedisError:
@@ -179,14 +214,10 @@ def order_status_records_drop_rollback_unsafe(*, order_nos: Iterable[str]) -> No
     if not numbers:
         return
     try:
-        pipe = _redis().pipeline(transaction=False)
-        for order_no in numbers:
-            key = record_key(order_no)
-            pipe.hincrby(key, "gen", 1)
-            pipe.hdel(key, "rec")
-            # The generation outlives any poll in flight; refreshed by each drop.
-            pipe.expire(key, settings.ORDER_STATUS_RECORD_SECONDS)
-        pipe.execute()
+        _drop_script(_redis())(
+            keys=[key for no in numbers for key in (record_key(no), generation_key(no))],
+            args=[generation_seconds()],
+        )
     except RedisError:
         logger.warning(
             "%d order status records not dropped: Redis unreachable; polls may say unchanged for up to %ss",

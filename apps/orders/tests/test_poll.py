@@ -25,7 +25,7 @@ from apps.orders.selectors import order_buyer_read
 from apps.orders.services import fulfilment, payment, persistence
 from apps.orders.services.cancel import order_cancel
 from apps.orders.services.expiry import order_expire_due
-from apps.orders.status_records import order_status_etag, record_key
+from apps.orders.status_records import generation_key, order_status_etag, record_key
 from apps.orders.tests.factories import OrderFactory
 from apps.orders.tests.support import checkout, pay, product_with_keys
 from apps.stock import overload
@@ -303,6 +303,52 @@ def test_a_poll_that_read_before_a_commit_does_not_store_its_old_status(no_worke
 
     stale = _page_poll(Client(), order.order_no, token, order_status_etag(Status.AWAITING_PAYMENT))
     assert stale.status_code == 200 and stale.json()["status"] == Status.PAID
+
+
+def test_a_stalled_poll_does_not_store_its_old_status_after_the_record_lifetime(no_worker_tasks, settings):
+    """ABA: the generation must outlive the record by far. A poll that read
+    no generation, then stalled past the record's lifetime while a payment
+    committed and dropped, must still find the generation moved on."""
+    settings.ORDER_STATUS_RECORD_SECONDS = 1
+    order, token = OrderFactory.create_with_token()
+    check = order_poll_check(order_no=order.order_no, token=token, if_none_match=None)
+    assert check.read is not None and check.read.gen == ""
+    before = order_buyer_read(order_no=order.order_no, token=token)
+    pay(order.order_no)
+    time.sleep(1.5)  # the poll stalls past the record's lifetime
+    order_poll_remember(check=check, record=before.record)
+
+    stale = _page_poll(Client(), order.order_no, token, order_status_etag(Status.AWAITING_PAYMENT))
+    assert stale.status_code == 200 and stale.json()["status"] == Status.PAID
+    redis = get_redis_connection("default")
+    assert redis.ttl(record_key(order.order_no)) <= 1
+    assert redis.ttl(generation_key(order.order_no)) >= 10 * settings.ORDER_STATUS_RECORD_SECONDS
+
+
+def test_a_drop_is_one_atomic_script_for_many_orders():
+    """INCR the generation, DEL the record, renew the generation's lifetime:
+    one EVALSHA, so no reader sees the record gone with the generation unmoved."""
+    from apps.orders import status_records
+
+    orders = [OrderFactory.create_with_token() for _ in range(2)]
+    client = Client()
+    for order, token in orders:
+        _page_poll(client, order.order_no, token)  # stores each record
+    redis = get_redis_connection("default")
+    assert all(redis.exists(record_key(order.order_no)) for order, _ in orders)
+    sent = []
+    real = redis.execute_command
+
+    def spy(*args, **options):
+        sent.append(args[0])
+        return real(*args, **options)
+
+    with mock.patch.object(redis, "execute_command", side_effect=spy):
+        status_records.order_status_records_drop_rollback_unsafe(order_nos=[o.order_no for o, _ in orders])
+    assert sent and set(sent) <= {"EVALSHA", "EVAL", "SCRIPT LOAD"}, sent
+    for order, _ in orders:
+        assert not redis.exists(record_key(order.order_no))
+        assert redis.get(generation_key(order.order_no)) == b"1"
 
 
 RANK = {Status.AWAITING_PAYMENT: 0, Status.PAID: 1, Status.DELIVERED: 2}
