@@ -198,29 +198,71 @@ def order_status_record_store(*, record: OrderStatusRecord, gen: str) -> bool:
 
 
 def order_status_records_drop_on_commit(*, order_nos: Iterable[str]) -> None:
-    """Every writer of Order.status calls this inside its transaction: once it
-    commits, the orders' records are dropped and their generations move on,
-    so no poll answers from (or stores) a status older than the commit."""
+    """Every writer of Order.status calls this inside its transaction, right
+    after its status write: once it commits, the orders' records are dropped
+    and their generations move on, so no poll answers from (or stores) a
+    status older than the commit.
+
+    One callback per transaction, for all the orders it moves (one round
+    trip), registered at the first call, so before the task publishes the
+    writers register after it: Django runs no later callback once one raises,
+    and a broker down must not leave the later orders' records behind. It is
+    robust, and the drop itself never raises, so it never fails a writer
+    either."""
     numbers = [no for no in order_nos if no]
-    if numbers:
-        transaction.on_commit(lambda: order_status_records_drop_rollback_unsafe(order_nos=numbers))
+    if not numbers:
+        return
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:  # on_commit would run it at once too
+        order_status_records_drop_rollback_unsafe(order_nos=numbers)
+        return
+    # This transaction's callback, unless a savepoint rollback discarded it.
+    # Numbers added under a savepoint that then rolls back stay: one more
+    # drop only costs a poll a MariaDB read.
+    pending = next((f for _, f, _ in connection.run_on_commit if hasattr(f, "order_nos")), None)
+    if pending is None:
+        pending = _drop_callback()
+        transaction.on_commit(pending, robust=True)
+    pending.order_nos.extend(no for no in numbers if no not in pending.order_nos)
+
+
+def _drop_callback():
+    order_nos: list[str] = []
+
+    def drop_order_status_records() -> None:
+        order_status_records_drop_rollback_unsafe(order_nos=order_nos)
+
+    drop_order_status_records.order_nos = order_nos
+    return drop_order_status_records
 
 
 def order_status_records_drop_rollback_unsafe(*, order_nos: Iterable[str]) -> None:
-    """Drop now (a test's or an operator's change made outside the services).
-    Never raises: if Redis cannot be reached, the records' TTL bounds how long
-    a poll may still answer "unchanged" (and say so in the log)."""
+    """Drop now (after a commit, or a test's or an operator's change made
+    outside the services). Never raises: if Redis cannot be reached, the
+    records' TTL bounds how long a poll may still answer "unchanged" (and say
+    so in the log)."""
     numbers = list(order_nos)
     if not numbers:
         return
     try:
-        _drop_script(_redis())(
-            keys=[key for no in numbers for key in (record_key(no), generation_key(no))],
-            args=[generation_seconds()],
-        )
-    except RedisError:
-        logger.warning(
-            "%d order status records not dropped: Redis unreachable; polls may say unchanged for up to %ss",
-            len(numbers),
-            settings.ORDER_STATUS_RECORD_SECONDS,
-        )
+        _drop_now(numbers)
+    except RedisError as exc:
+        _log_not_dropped(numbers, f"Redis unreachable ({exc.__class__.__name__})")
+    except Exception:  # a cache: whatever went wrong, the writer's commit stands
+        logger.exception("%d order status records not dropped", len(numbers))
+
+
+def _drop_now(numbers: list[str]) -> None:
+    _drop_script(_redis())(
+        keys=[key for no in numbers for key in (record_key(no), generation_key(no))],
+        args=[generation_seconds()],
+    )
+
+
+def _log_not_dropped(numbers: list[str], why: str) -> None:
+    logger.warning(
+        "%d order status records not dropped: %s; polls may say unchanged for up to %ss",
+        len(numbers),
+        why,
+        settings.ORDER_STATUS_RECORD_SECONDS,
+    )

@@ -351,6 +351,46 @@ def test_a_drop_is_one_atomic_script_for_many_orders():
         assert redis.get(generation_key(order.order_no)) == b"1"
 
 
+def test_a_failing_after_commit_callback_skips_no_drop():
+    """Django stops at the first after-commit callback that raises: the
+    operator's refund of two orders, the first one's task publish failing
+    (the broker down), must still drop both orders' records."""
+
+    class BrokerDown(Exception):
+        pass
+
+    orders = [OrderFactory.create_with_token(status=Status.DELIVERED) for _ in range(2)]
+    client = Client()
+    etags = {order.order_no: _page_poll(client, order.order_no, token)["ETag"] for order, token in orders}
+    assert all(_page_poll(client, o.order_no, t, etags[o.order_no]).status_code == 304 for o, t in orders)
+
+    with (
+        mock.patch("apps.payments.tasks.refund_order_task.delay", side_effect=BrokerDown),
+        pytest.raises(BrokerDown),  # the publish's own failure still reaches the caller
+    ):
+        payment.order_refund_start(order_ids=[o.id for o, _ in orders], reason="buyer asked")
+
+    for order, token in orders:
+        answer = _page_poll(client, order.order_no, token, etags[order.order_no])
+        assert answer.status_code == 200 and answer.json()["status"] == Status.REFUND_PENDING, order.order_no
+
+
+def test_a_drop_runs_once_per_transaction_and_never_raises(monkeypatch):
+    """All the orders a transaction moves are dropped in one round trip, by a
+    robust callback: a drop that fails is logged, never raised to a writer."""
+    from django.db import transaction
+
+    from apps.orders import status_records
+
+    calls = []
+    monkeypatch.setattr(status_records, "_drop_now", lambda numbers: calls.append(list(numbers)) or 1 / 0)
+    with transaction.atomic():
+        status_records.order_status_records_drop_on_commit(order_nos=["A"])
+        transaction.on_commit(lambda: calls.append("later work"))
+        status_records.order_status_records_drop_on_commit(order_nos=["B", ""])
+    assert calls == [["A", "B"], "later work"]
+
+
 RANK = {Status.AWAITING_PAYMENT: 0, Status.PAID: 1, Status.DELIVERED: 2}
 
 
