@@ -119,6 +119,17 @@ def _payment_methods_read_afresh():
 
 
 @pytest.fixture(autouse=True)
+def _order_status_drops_resumed():
+    """A drop that failed pauses the process's drops a few seconds; each test
+    starts (and leaves) with them running."""
+    from apps.orders.status_records import order_status_drops_resume
+
+    order_status_drops_resume()
+    yield
+    order_status_drops_resume()
+
+
+@pytest.fixture(autouse=True)
 def _shop_settings_read_afresh():
     """The shop settings are kept per process for a few seconds; each test
     starts from its own database (a rolled-back save leaves no copy behind)."""

@@ -43,6 +43,7 @@ token is answered by the slow path, exactly as before (no oracle).
 
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -208,7 +209,8 @@ def order_status_records_drop_on_commit(*, order_nos: Iterable[str]) -> None:
     writers register after it: Django runs no later callback once one raises,
     and a broker down must not leave the later orders' records behind. It is
     robust, and the drop itself never raises, so it never fails a writer
-    either."""
+    either; a Redis that cannot be reached costs it little (see
+    order_status_records_drop_rollback_unsafe)."""
     numbers = [no for no in order_nos if no]
     if not numbers:
         return
@@ -236,20 +238,39 @@ def _drop_callback():
     return drop_order_status_records
 
 
+# After a drop failed, a process skips drops this long: a cache Redis that
+# cannot be reached (black-holed: each attempt waits SOCKET_CONNECT_TIMEOUT)
+# then costs one writer that wait, not every one. A record left behind is
+# bounded by its TTL, as any drop lost.
+DROP_PAUSE_SECONDS = 5.0
+_drops_paused_until = 0.0
+
+
 def order_status_records_drop_rollback_unsafe(*, order_nos: Iterable[str]) -> None:
     """Drop now (after a commit, or a test's or an operator's change made
     outside the services). Never raises: if Redis cannot be reached, the
     records' TTL bounds how long a poll may still answer "unchanged" (and say
     so in the log)."""
+    global _drops_paused_until
     numbers = list(order_nos)
     if not numbers:
+        return
+    if time.monotonic() < _drops_paused_until:
+        _log_not_dropped(numbers, "the cache Redis failed a moment ago")
         return
     try:
         _drop_now(numbers)
     except RedisError as exc:
+        _drops_paused_until = time.monotonic() + DROP_PAUSE_SECONDS
         _log_not_dropped(numbers, f"Redis unreachable ({exc.__class__.__name__})")
     except Exception:  # a cache: whatever went wrong, the writer's commit stands
         logger.exception("%d order status records not dropped", len(numbers))
+
+
+def order_status_drops_resume() -> None:
+    """Drop again at once (the test suite, between tests)."""
+    global _drops_paused_until
+    _drops_paused_until = 0.0
 
 
 def _drop_now(numbers: list[str]) -> None:

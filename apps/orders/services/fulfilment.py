@@ -291,8 +291,9 @@ def after_delivery_rollback_unsafe(delivered: list[Order], short: list[Order]) -
     """After a fulfilment commit, for the whole batch at once: one Redis round
     trip ends the reservations, one message queues the mails. Every path that
     delivers or parks an order (fulfilment, its failure, manual delivery) runs
-    this after its commit: the orders' status records drop here, first."""
-    order_status_records_drop_rollback_unsafe(order_nos=[o.order_no for o in delivered + short])
+    this after its commit. The orders' status records drop last: they live
+    on the cache Redis, and if that cannot be reached the drop waits for its
+    connect timeout (then logs); the reservations and the mails come first."""
     metrics.orders_fulfilled(delivered=delivered, short=short)
     _gate_update_rollback_unsafe(stock.stock_reservations_finish, delivered)
     # An order short of keys holds no keys, so it holds no stock either; the
@@ -308,6 +309,7 @@ def after_delivery_rollback_unsafe(delivered: list[Order], short: list[Order]) -
             logger.exception("%d orders delivered; their emails could not be queued", len(delivered))
     # Keys left the pool: the merchant may need to restock (a task; it never raises here).
     notifications.notifications_stock_check_rollback_unsafe(product_ids=[o.product_id for o in delivered + short])
+    order_status_records_drop_rollback_unsafe(order_nos=[o.order_no for o in delivered + short])
 
 
 def _gate_update_rollback_unsafe(update, orders: list[Order]) -> None:

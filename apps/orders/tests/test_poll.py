@@ -391,6 +391,60 @@ def test_a_drop_runs_once_per_transaction_and_never_raises(monkeypatch):
     assert calls == [["A", "B"], "later work"]
 
 
+def test_a_black_holed_cache_redis_holds_up_no_fulfilment_work(monkeypatch):
+    """The cache Redis accepts connections and never answers: the fulfilment
+    still ends the reservations and queues the mails before the drop waits,
+    the drop's timeout is logged, never raised, and the next drops of that
+    process skip the wait for a few seconds (their records' TTL bounds them)."""
+    import socket
+
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from apps.orders import status_records
+
+    silent = socket.create_server(("127.0.0.1", 0), backlog=16)  # accepts (the kernel does), never answers
+    dead = redis.Redis(
+        port=silent.getsockname()[1], socket_connect_timeout=0.3, socket_timeout=0.3, retry=Retry(NoBackoff(), 0)
+    )
+    monkeypatch.setattr(status_records, "_redis", lambda: dead)
+    steps: list[str] = []
+    real_drop, real_finish = status_records._drop_now, fulfilment.stock.stock_reservations_finish
+
+    def drop(numbers):
+        steps.append("drop")
+        started = time.monotonic()
+        try:
+            real_drop(numbers)
+        finally:
+            steps.append(f"waited {time.monotonic() - started >= 0.25}")
+
+    monkeypatch.setattr(status_records, "_drop_now", drop)
+    monkeypatch.setattr(
+        fulfilment.stock, "stock_reservations_finish", lambda **kw: steps.append("finish") or real_finish(**kw)
+    )
+    product = product_with_keys(keys=2)
+    results = [checkout(product, email=f"h{i}@example.com") for i in range(2)]
+    persistence.order_persist_queued(product_ids=[product.id])
+    with (
+        mock.patch("apps.orders.tasks.fulfil_order_task.delay"),
+        mock.patch("apps.orders.tasks.send_order_keys_emails_task.delay", side_effect=lambda ids: steps.append("mail")),
+    ):
+        pay(results[0].order_no, event_id="h0")
+        steps.clear()  # the payment's drop failed (and paused the drops); resume for the fulfilment
+        status_records.order_status_drops_resume()
+        fulfilment.order_fulfil(order_id=Order.objects.get(order_no=results[0].order_no).id)
+        assert steps == ["finish", "mail", "drop", "waited True"], steps
+        assert Order.objects.get(order_no=results[0].order_no).status == Status.DELIVERED
+        steps.clear()
+        started = time.monotonic()
+        pay(results[1].order_no, event_id="h1")  # its drop is skipped: no wait
+        assert "drop" not in steps and time.monotonic() - started < 5
+    silent.close()
+    assert Order.objects.get(order_no=results[1].order_no).status == Status.PAID
+
+
 RANK = {Status.AWAITING_PAYMENT: 0, Status.PAID: 1, Status.DELIVERED: 2}
 
 
