@@ -190,7 +190,7 @@ class OrderDetailView(ShopAPIView):
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
                 response=[200, 304],
-                description="Names the order's current status; send it back in `If-None-Match`.",
+                description='Names the order\'s current status (weak: `W/"s1-paid"`); send it back in `If-None-Match`.',
             ),
             OpenApiParameter(
                 "Retry-After",

@@ -133,9 +133,12 @@ class RecordRead:
 def order_status_etag(status: str) -> str:
     """The poll's entity tag. The status alone decides what the order page
     shows (the keys come with `delivered` and never change while it holds),
-    so equal statuses are equal answers; the format version keeps a future
-    change of the body from matching an old tag."""
-    return f'"s{RECORD_FORMAT}-{status}"'
+    so equal statuses are equivalent answers; the format version keeps a
+    future change of the body from matching an old tag. Weak (W/): the 200's
+    bytes also vary with Accept-Language (the product's title) and the
+    shop's configuration, so equal tags promise the same meaning, not the
+    same bytes (RFC 9110 8.8.1); If-None-Match compares weakly anyway."""
+    return f'W/"s{RECORD_FORMAT}-{status}"'
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:

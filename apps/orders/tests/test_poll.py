@@ -114,6 +114,21 @@ def test_an_unchanged_order_is_answered_304_without_a_query_or_a_session(poll):
     assert second.content == b""
 
 
+def test_the_etag_is_weak_and_either_form_is_answered_304():
+    """The 200's body varies with Accept-Language (the product's title) and
+    the shop's configuration, not only with the status the tag names: a weak
+    tag (RFC 9110 8.8.1). The comparison is weak, so a client that strips the
+    W/ still gets its 304."""
+    order, token = OrderFactory.create_with_token()
+    client = Client()
+    for poll in (_page_poll, _api_poll):
+        etag = poll(client, order.order_no, token)["ETag"]
+        assert etag == 'W/"s1-awaiting_payment"'
+        assert poll(client, order.order_no, token, etag).status_code == 304
+        assert poll(client, order.order_no, token, etag.removeprefix("W/")).status_code == 304
+        assert poll(client, order.order_no, token, f'"other", {etag}').status_code == 304
+
+
 def test_with_a_replica_and_a_fresh_write_mark_the_304_still_costs_nothing(settings):
     """The read-your-writes middleware (a replica configured, a browser that
     just paid) reads its signed mark and writes nothing on a poll."""
