@@ -575,6 +575,18 @@ def test_the_order_page_polls_conditionally_backs_off_with_jitter_and_shows_the_
         polls: list[tuple[float, str | None, int]] = []
         page = context.new_page()
         page.add_init_script(f"Math.random = () => {random_value};")
+        # The waits the page asks for, as it asks for them: exact figures, not
+        # wall-clock gaps that a loaded machine stretches.
+        page.add_init_script(
+            """
+            window.__pollDelays = [];
+            const realSetTimeout = window.setTimeout;
+            window.setTimeout = function (fn, delay, ...rest) {
+              if (typeof fn === "function" && fn.name === "poll") window.__pollDelays.push(delay);
+              return realSetTimeout.call(window, fn, delay, ...rest);
+            };
+            """
+        )
         page.on(
             "response",
             lambda r: (
@@ -588,22 +600,31 @@ def test_the_order_page_polls_conditionally_backs_off_with_jitter_and_shows_the_
 
     middle, middle_polls = open_page(0.5)
     bottom, bottom_polls = open_page(0.0)
-    for _ in range(150):
+    for _ in range(300):  # about 5.4 s of waits; a loaded machine may take longer
         if len(middle_polls) >= 5 and len(bottom_polls) >= 5:
             break
         middle.wait_for_timeout(100)
 
-    def gaps(polls):
+    def delays_and_gaps(page, polls):
         assert len(polls) >= 5, polls
         assert all(tag == order_status_etag(Status.AWAITING_PAYMENT) for _, tag, _ in polls)
         assert [status for _, _, status in polls[1:5]] == [304] * 4, polls
-        return [round(b[0] - a[0], 3) for a, b in zip(polls[:5], polls[1:5], strict=False)]
+        gaps = [b[0] - a[0] for a, b in zip(polls[:5], polls[1:5], strict=False)]
+        return page.evaluate("window.__pollDelays")[:5], gaps
 
-    schedule = [0.75, 1.125, 1.5, 1.5]  # 500 ms × 1.5, × 2.25, × 3 (the cap), × 3
-    middle_gaps, bottom_gaps = gaps(middle_polls), gaps(bottom_polls)
-    assert all(want - 0.05 < got < want + 0.3 for want, got in zip(schedule, middle_gaps, strict=True)), middle_gaps
-    # Jitter: the same schedule, each wait 20 % shorter.
-    assert all(b < a * 0.9 for a, b in zip(middle_gaps, bottom_gaps, strict=True)), (middle_gaps, bottom_gaps)
+    # The first wait is the rendered poll_after_ms (500 ms: ORDER_POLL_MAX_MS),
+    # then ×1.5 per unchanged answer (the first poll's 200 with the same
+    # status counts), up to ×3.
+    schedule = [500, 750, 1125, 1500, 1500]  # the 5th answer may not be handled yet: five waits
+    middle_delays, middle_gaps = delays_and_gaps(middle, middle_polls)
+    bottom_delays, bottom_gaps = delays_and_gaps(bottom, bottom_polls)
+    assert middle_delays == schedule, middle_delays
+    # Jitter: Math.random() at 0 draws the bottom of ±20 %.
+    assert bottom_delays == [round(d * 0.8) for d in schedule], bottom_delays
+    # And the page waited them: a timer never fires early (the machine's load
+    # may only add to a gap, so there is no upper bound here).
+    for delays, gaps in ((middle_delays, middle_gaps), (bottom_delays, bottom_gaps)):
+        assert all(gap >= delay / 1000 - 0.02 for delay, gap in zip(delays[1:], gaps, strict=False)), (delays, gaps)
     bottom.close()
 
     with mock.patch("apps.orders.tasks.fulfil_order_task.delay"):
