@@ -169,8 +169,9 @@ def _order_page(request, access, *, qr_code: str = "", qr_method: str = ""):
             # The link's token goes along on the page's forms too, where cookies do not.
             "token": access.token,
             "final": snapshot["status"] in FINAL_STATES,
-            # The first poll is already conditional (an unchanged order answers
-            # 304) and already paced by the server.
+            # The first poll is already conditional and paced by the server;
+            # it is a 200 all the same unless an earlier poll stored the
+            # record (rendering does not: docs/architecture.md).
             "etag": order_status_etag(snapshot["status"]),
             "poll_after_ms": poll_after_ms(
                 status=snapshot["status"],

@@ -37,7 +37,9 @@
   var timer = null;
   var inFlight = false;
   var stopped = FINAL.indexOf(root.getAttribute("data-status")) !== -1;
-  // The status the page was rendered with: the first poll is already conditional.
+  // The status the page was rendered with: the first poll is already
+  // conditional, though it is usually a 200 (rendering the page stores no
+  // status record; that poll does).
   var etag = root.getAttribute("data-etag") || null;
   // The server's poll_after_ms (the page is rendered with it).
   var hint = parseInt(root.getAttribute("data-poll-after-ms"), 10);

@@ -129,6 +129,24 @@ def test_the_etag_is_weak_and_either_form_is_answered_304():
         assert poll(client, order.order_no, token, f'"other", {etag}').status_code == 304
 
 
+def test_a_page_opened_through_the_email_lookup_always_reads_the_session_and_mariadb():
+    """No token, only the session's lookup grant: never a 304 (the record
+    authorises a token's hash, nothing else), as docs/architecture.md says."""
+    from apps.orders.grants import order_grant_lookup
+
+    order, token = OrderFactory.create_with_token()
+    client = Client()
+    session = client.session
+    order_grant_lookup(session=session, order_no=order.order_no, email=order.buyer_email)
+    session.save()
+    etag = _page_poll(Client(), order.order_no, token)["ETag"]  # the token holder's poll stored the record
+    for _ in range(2):
+        with _QueriesEverywhere() as queries:
+            response = client.get(f"/orders/{order.order_no}/status", HTTP_IF_NONE_MATCH=etag)
+        assert response.status_code == 200 and response.json()["status"] == Status.AWAITING_PAYMENT
+        assert queries.queries and response["ETag"] == etag
+
+
 def test_with_a_replica_and_a_fresh_write_mark_the_304_still_costs_nothing(settings):
     """The read-your-writes middleware (a replica configured, a browser that
     just paid) reads its signed mark and writes nothing on a poll."""
@@ -618,6 +636,10 @@ def test_the_order_page_polls_conditionally_backs_off_with_jitter_and_shows_the_
     schedule = [500, 750, 1125, 1500, 1500]  # the 5th answer may not be handled yet: five waits
     middle_delays, middle_gaps = delays_and_gaps(middle, middle_polls)
     bottom_delays, bottom_gaps = delays_and_gaps(bottom, bottom_polls)
+    # Rendering a page stores no record: the order's first poll (whichever
+    # page's) is a 200 that stores it; every other one is a 304.
+    first_polls = sorted(middle_polls[:5] + bottom_polls[:5])
+    assert [status for _, _, status in first_polls] == [200] + [304] * 9, first_polls
     assert middle_delays == schedule, middle_delays
     # Jitter: Math.random() at 0 draws the bottom of ±20 %.
     assert bottom_delays == [round(d * 0.8) for d in schedule], bottom_delays
