@@ -20,11 +20,11 @@ Design, the simplest that is never wrong:
   next to the record. A writer's drop increments `gen` and deletes the
   record (one Lua script: atomic); a poll reads `gen` (in the same MGET as
   the record) *before* it reads MariaDB, and stores its record only if `gen`
-  is still the same (one Lua script). `gen` lives a day (at least 10× the
-  record), so a poll stalled past the record's lifetime cannot find it
-  expired and back at "" (ABA). So a poll that read the row before a commit and stores
-  after that commit's drop stores nothing: a record never holds a status
-  older than the last drop. A record read from the replica is never stored
+  is still the same (one Lua script). So a poll that read the row before a
+  commit and stores after that commit's drop stores nothing: a record never
+  holds a status older than the last drop. `gen` lives a day (at least 10×
+  the record), so a poll stalled past the record's lifetime cannot find it
+  expired and back at "" (ABA). A record read from the replica is never stored
   (it may lag behind a drop that already happened).
 - **Only a settled-or-moving row, never `queued`.** A queued order is truth in
   the gate (its reservation), which the gate's own scripts may end without any
