@@ -67,3 +67,12 @@ def static_served(settings, tmp_path) -> dict[str, str]:
     settings.STATIC_ROOT = str(tmp_path / "static")
     call_command("collectstatic", interactive=False, verbosity=0)
     return {"SERVE_STATIC": "true", "STATIC_ROOT": settings.STATIC_ROOT}
+
+
+def loaded_image_width(image, *, timeout_ms: int = 20_000) -> int:
+    """The natural width of an <img> once the browser has loaded it (0 if it
+    failed to load). Waits for the load: on a busy machine the page's other
+    checks can pass before the picture has arrived."""
+    image.scroll_into_view_if_needed()
+    image.page.wait_for_function("i => i.complete", arg=image.element_handle(), timeout=timeout_ms)
+    return image.evaluate("i => i.naturalWidth")

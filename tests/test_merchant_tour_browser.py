@@ -24,7 +24,7 @@ from apps.orders.models import Order
 from apps.orders.tests.delivery_support import product_manual
 from apps.orders.tests.processes import CeleryWorker, GunicornServer
 from apps.orders.tests.support import product_with_keys
-from testing.browser import admin_page
+from testing.browser import admin_page, loaded_image_width
 from testing.images import png_bytes
 
 
@@ -166,7 +166,7 @@ def test_the_merchant_tour(browser, static_served, screenshots, tmp_path):
         expect(buyer.locator(".shop-banner")).to_contain_text("优惠码 TOUR10")
         card = buyer.locator(".card", has=buyer.locator('a[href="/p/STEAM-100"]'))
         expect(card.locator(".card-title")).to_have_text("Steam 充值卡 100 元")
-        assert card.locator("img.tile-image").evaluate("i => i.complete && i.naturalWidth") > 0
+        assert loaded_image_width(card.locator("img.tile-image")) > 0
         shot(buyer, "buyer-home-phone")
         buyer.goto(f"{server.url}/p/STEAM-100")
         expect(buyer.locator("h1")).to_have_text("Steam 充值卡 100 元")

@@ -12,7 +12,7 @@ from apps.catalog.models import Product
 from apps.core.models import ShopSettings
 from apps.orders.tests.processes import GunicornServer
 from apps.orders.tests.support import product_with_keys
-from testing.browser import admin_page
+from testing.browser import admin_page, loaded_image_width
 from testing.images import png_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
@@ -84,7 +84,7 @@ def test_merchant_uploads_an_image_and_buyers_see_it_in_their_language(browser, 
                 image = card.locator("img.tile-image")
                 expect(image).to_be_visible()
                 # Loaded (not a broken image), and inside its card, beside the title.
-                assert image.evaluate("i => i.complete && i.naturalWidth") == 320
+                assert loaded_image_width(image) == 320
                 box, card_box = image.bounding_box(), card.bounding_box()
                 assert box["width"] >= 60 and box["height"] >= 60
                 assert card_box["x"] <= box["x"] and box["x"] + box["width"] <= card_box["x"] + card_box["width"]
@@ -99,7 +99,7 @@ def test_merchant_uploads_an_image_and_buyers_see_it_in_their_language(browser, 
                 expect(page.locator("h1")).to_have_text(texts["title"])
                 big = page.locator("img.product-image")
                 expect(big).to_be_visible()
-                assert big.evaluate("i => i.complete && i.naturalWidth") == 800
+                assert loaded_image_width(big) == 800
                 assert big.bounding_box()["width"] <= viewport["width"]
                 page.screenshot(path=str(screenshots / f"content-product-{language}-{width_name}.png"))
                 page.context.close()
