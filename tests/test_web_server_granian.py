@@ -3,12 +3,14 @@ under gunicorn: metrics add up across workers from zero and forget dead
 workers' live gauges, the access log names the path and request id but never
 a token, the request id is echoed or made up, SIGHUP replaces the workers
 while in-flight requests finish, and a request still running after the
-graceful timeout is cut."""
+graceful timeout is cut; and `make run` starts it when WEB_SERVER=granian."""
 
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import threading
 import time
 import urllib.error
@@ -19,9 +21,9 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from apps.monitoring.tests.sale import samples, value
-from apps.orders.tests.processes import GranianServer
+from apps.orders.tests.processes import GranianServer, test_environment
 from apps.orders.tests.support import product_with_keys
-from testing.processes import wait_until
+from testing.processes import ROOT, ChildProcess, free_port, wait_until
 
 SLOW_SETTINGS = {"DJANGO_SETTINGS_MODULE": "tests.web_server_settings"}
 
@@ -229,3 +231,43 @@ def test_a_request_still_running_at_the_graceful_timeout_is_cut():
         assert "refused to gracefully stop" in server.log(), server.log_tail()
     finally:
         server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_make_run_serves_with_granian_when_web_server_says_so():
+    """scripts/run_all.sh (make run) with WEB_SERVER=granian: Granian answers,
+    with the token-free access log, and the metrics directory of a previous
+    run is emptied."""
+    port = free_port()
+    stale = ROOT / "var" / "metrics" / str(port) / "web" / "counter_4242.db"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"left over from a previous run")
+    env = test_environment(
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WEB_SERVER="granian",
+        WEB_WORKERS="1",
+        WEB_THREADS="4",
+        LOG_LEVEL="INFO",
+        WORKER_METRICS_PORT=str(free_port()),
+        SITE_URL=f"http://127.0.0.1:{port}",
+    )
+    run = ChildProcess("run-all", ["scripts/run_all.sh"], env=env).start()
+    try:
+        run.wait_for_log("cardshop is running", timeout=120)
+        status, headers, _ = _get(f"http://127.0.0.1:{port}/healthz?token=SECRET-RUN-ALL", {"X-Request-ID": "run-1"})
+        assert status == 200 and headers["server"] == "granian", headers
+        run.wait_for_log("request_id=run-1", timeout=10)
+        # One JSON line a request (its quotes escaped), as the app's other lines.
+        assert r'\"GET /healthz HTTP/1.1\" 200' in run.log() and "SECRET-RUN-ALL" not in run.log()
+        assert not stale.exists()
+    finally:
+        run.stop(timeout=30)
+        shutil.rmtree(ROOT / "var" / "metrics" / str(port), ignore_errors=True)
+
+
+def test_make_run_refuses_an_unknown_web_server():
+    run = subprocess.run(
+        ["scripts/run_all.sh"], cwd=ROOT, env={**os.environ, "WEB_SERVER": "uwsgi"}, capture_output=True, text=True
+    )
+    assert run.returncode == 2 and "WEB_SERVER=uwsgi: expected gunicorn or granian." in run.stderr, run
