@@ -259,7 +259,7 @@ def test_make_run_serves_with_granian_when_web_server_says_so():
         assert status == 200 and headers["server"] == "granian", headers
         run.wait_for_log("request_id=run-1", timeout=10)
         # One JSON line a request (its quotes escaped), as the app's other lines.
-        assert r'\"GET /healthz HTTP/1.1\" 200' in run.log() and "SECRET-RUN-ALL" not in run.log()
+        assert r"\"GET /healthz HTTP/1.1\" 200" in run.log() and "SECRET-RUN-ALL" not in run.log()
         assert not stale.exists()
     finally:
         run.stop(timeout=30)
