@@ -104,7 +104,9 @@ def main(argv=None) -> None:
         "--backpressure",
         type=int,
         default=0,
-        help="requests a worker accepts at once (more wait in the listen backlog); 0: --threads",
+        help="connections a worker serves at once, more wait in the listen backlog; 0: Granian's default, "
+        "backlog ÷ workers. Not --threads: a keep-alive connection holds its place while idle, so a bound "
+        "near the thread count leaves the other clients waiting for an idle connection to time out",
     )
     parser.add_argument("--backlog", type=int, default=2048)
     parser.add_argument("--graceful-timeout", type=int, default=20, help="seconds a stopping worker may finish in")
@@ -138,7 +140,7 @@ def main(argv=None) -> None:
         interface=Interfaces.WSGI,
         workers=args.workers,
         blocking_threads=args.threads,
-        backpressure=args.backpressure or args.threads,
+        backpressure=args.backpressure or None,
         backlog=args.backlog,
         http1_settings=None,
         websockets=False,

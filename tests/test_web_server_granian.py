@@ -5,6 +5,7 @@ a token, the request id is echoed or made up, SIGHUP replaces the workers
 while in-flight requests finish, and a request still running after the
 graceful timeout is cut; and `make run` starts it when WEB_SERVER=granian."""
 
+import asyncio
 import json
 import os
 import re
@@ -271,3 +272,41 @@ def test_make_run_refuses_an_unknown_web_server():
         ["scripts/run_all.sh"], cwd=ROOT, env={**os.environ, "WEB_SERVER": "uwsgi"}, capture_output=True, text=True
     )
     assert run.returncode == 2 and "WEB_SERVER=uwsgi: expected gunicorn or granian." in run.stderr, run
+
+
+@pytest.mark.django_db(transaction=True)
+def test_more_clients_than_threads_are_all_served_promptly():
+    """Granian's backpressure bound near the thread count (--backpressure 4
+    with 4 threads) leaves 16 clients connecting at once waiting until their
+    30 s timeout (measured with this test); scripts/granian_serve.py keeps
+    Granian's default (backlog ÷ workers)."""
+    import aiohttp  # the load generator's client (requirements-bench.txt, installed by make test)
+
+    server = GranianServer(workers=1, threads=4)
+
+    async def crowd() -> list:
+        connector = aiohttp.TCPConnector(limit=16)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=20)) as session:
+
+            async def client():
+                statuses = []
+                for _ in range(2):
+                    try:
+                        async with session.get(f"{server.url}/healthz") as response:
+                            await response.read()
+                            statuses.append(response.status)
+                    except (TimeoutError, aiohttp.ClientError) as error:
+                        statuses.append(type(error).__name__)
+                return statuses
+
+            return [status for statuses in await asyncio.gather(*(client() for _ in range(16))) for status in statuses]
+
+    try:
+        server.start()
+        started = time.monotonic()
+        answered = asyncio.run(crowd())
+        took = time.monotonic() - started
+        assert answered == [200] * 32, answered
+        assert took < 8, took
+    finally:
+        server.stop()
