@@ -22,7 +22,8 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from apps.monitoring.tests.sale import samples, value
-from apps.orders.tests.processes import GranianServer, test_environment
+from apps.orders.tests import processes
+from apps.orders.tests.processes import GranianServer
 from apps.orders.tests.support import product_with_keys
 from testing.processes import ROOT, ChildProcess, free_port, wait_until
 
@@ -243,7 +244,7 @@ def test_make_run_serves_with_granian_when_web_server_says_so():
     stale = ROOT / "var" / "metrics" / str(port) / "web" / "counter_4242.db"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_bytes(b"left over from a previous run")
-    env = test_environment(
+    env = processes.test_environment(
         HOST="127.0.0.1",
         PORT=str(port),
         WEB_SERVER="granian",
