@@ -2,11 +2,14 @@
 (under a minute).
 
     .venv/bin/python -m bench.flash_sale [--quick] [--web-workers 2] [--web-threads 16] [--profile]
+        [--web-server gunicorn|gunicorn-sync|granian] [--servers gunicorn,gunicorn-sync,granian]
 
-Starts gunicorn, a Celery worker and beat on their own database and Redis key
+Starts the web server (gunicorn unless --web-server or WEB_SERVER says
+otherwise), a Celery worker and beat on their own database and Redis key
 prefix, measures the ceiling, design and drain ratios, Redis headroom and a
-whole flash sale (checkout → pay → delivery), checks the correctness gates,
-and writes bench/results/latest.{json,md} and PNG charts. Exits 1 when a
+whole flash sale (checkout → pay → delivery), checks the correctness gates;
+with --servers, measures checkout and /healthz under each web server in turn
+(the server comparison); and writes bench/results/latest.{json,md} and PNG charts. Exits 1 when a
 correctness gate fails (never on a timing)."""
 
 import argparse
@@ -22,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.stack import BenchStack, StackConfig, bench_environment  # noqa: E402
+from bench.stack import BenchStack, StackConfig, WebServer, bench_environment  # noqa: E402
+from testing.processes import web_server_default  # noqa: E402
 from testing.redis_server import GATE_REDIS_CONF, RedisServer  # noqa: E402
 
 # Overrides of deploy/redis/redis.conf for --gate-redis.
@@ -61,6 +65,19 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite: correctness gates only")
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", 2)))
     parser.add_argument("--web-threads", type=int, default=int(os.environ.get("BENCH_WEB_THREADS", 16)))
+    parser.add_argument(
+        "--web-server",
+        default=web_server_default(),
+        choices=["gunicorn", "gunicorn-sync", "granian"],
+        help="the server of the main phases (default: WEB_SERVER, else gunicorn)",
+    )
+    parser.add_argument(
+        "--servers",
+        default=os.environ.get("BENCH_SERVERS", ""),
+        help="comma-separated servers to compare, each name[:WORKERS[xTHREADS]], e.g. "
+        "gunicorn,gunicorn-sync:5,granian:2x16 (sizes default to --web-workers × --web-threads; "
+        "gunicorn-sync to 2 × cores + 1 processes)",
+    )
     parser.add_argument("--celery-concurrency", type=int, default=int(os.environ.get("BENCH_CELERY_CONCURRENCY", 2)))
     parser.add_argument("--database", default=os.environ.get("BENCH_DATABASE_NAME", "cardshop_bench"))
     parser.add_argument("--prefix", default=os.environ.get("BENCH_REDIS_KEY_PREFIX", "cardshop-bench"))
@@ -75,6 +92,11 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     plan, mode = (SMOKE, "smoke") if args.smoke else (QUICK, "quick") if args.quick else (FULL, "full")
+    servers = [
+        WebServer.parse(text, workers=args.web_workers, threads=args.web_threads)
+        for text in args.servers.split(",")
+        if text.strip()
+    ]
 
     gate = None
     if args.gate_redis != "shared":
@@ -86,6 +108,7 @@ def main(argv=None) -> int:
         prefix=args.prefix,
         web_workers=args.web_workers,
         web_threads=args.web_threads,
+        web_server=args.web_server,
         celery_concurrency=args.celery_concurrency,
         extra_env={"REDIS_URL": gate.url, "GATE_REDIS_URL": gate.url} if gate else {},
     )
@@ -99,7 +122,7 @@ def main(argv=None) -> int:
 
         django.setup()
         stack.broker_prepare()  # on RabbitMQ (BENCH_CELERY_BROKER_URL): the run's virtual host and empty queues
-        result = run(stack, plan, mode=mode, profile=args.profile, out=args.out)
+        result = run(stack, plan, mode=mode, profile=args.profile, out=args.out, servers=servers)
     finally:
         stack.teardown()
         if gate:
@@ -115,6 +138,7 @@ def main(argv=None) -> int:
     result["config"] = {
         "web_workers": config.web_workers,
         "web_threads": config.web_threads,
+        "web_server": config.web_server,
         "celery_concurrency": config.celery_concurrency,
         "checkout_rate_per_second": config.checkout_rate,
         "plan": plan.__dict__,
@@ -136,7 +160,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -> dict:
+def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, servers: list[WebServer]) -> dict:
     from bench import phases
     from bench.bare import gate_copy_create
     from bench.load import latency_ms, rate
@@ -159,6 +183,15 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -
     naive_stock_table_create(product_id=naive, stock=plan.rounds_design * plan.naive_cap)
     flash = product_with_keys(sku="BENCH-FLASH", keys=plan.flash_keys, per_buyer_limit=1)
     product_with_keys(sku="BENCH-LAG", keys=plan.lag_orders, per_buyer_limit=1)
+    compared = (
+        product_with_keys(
+            sku="BENCH-SERVERS",
+            keys=plan.rounds_ceiling * len(servers) * (plan.checkout_cap + 2 * plan.ceiling_concurrency),
+            per_buyer_limit=1,
+        )
+        if servers
+        else None
+    )
 
     lap("setup_data")
     stack.web_start()
@@ -168,7 +201,7 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -
 
     def meter():
         return phases.CpuMeter(
-            {"loadgen": lambda: [os.getpid()], "gunicorn": stack.server_pids, "workers": stack.worker_pids}
+            {"loadgen": lambda: [os.getpid()], "web": stack.server_pids, "workers": stack.worker_pids}
         )
 
     gate_copy = gate_copy_create(product_id=hot)
@@ -280,6 +313,12 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -
         lap("drain_single")
     else:
         drain["single"] = {"keys_per_s": 0.0, "skipped": "quick run"}
+    server_comparison = (
+        servers_compare(stack, plan, servers=servers, sku="BENCH-SERVERS", product_id=compared, meter=meter)
+        if servers
+        else None
+    )
+    lap("servers")
     chart_names = charts(sale=sale, gates=gates, ceiling=ceiling, design=design, out=out)
 
     checkout_rps = ceiling["checkout_rps"]
@@ -314,7 +353,105 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path) -
         "flash": flash_result,
         "charts": chart_names,
         "profile": profile_top,
+        "servers": server_comparison,
         "phase_seconds": timings,
+    }
+
+
+def servers_compare(stack: BenchStack, plan: Plan, *, servers: list[WebServer], sku: str, product_id: int, meter):
+    """Checkout and /healthz (the ceiling phase's two sides) under each server
+    in turn, same app, same database and workers: `rounds_ceiling` rounds,
+    each server restarted for its round, the order reversed every round so a
+    neighbour's load falls on all alike. Between two servers the Celery
+    backlog of the last one's checkouts is persisted first."""
+    import statistics
+
+    from bench import phases
+    from bench.load import latency_ms
+
+    runs = {
+        server.label: {"server": server, "checkout": [], "healthz": [], "samples": [], "cpu": [], "seconds": []}
+        for server in servers
+    }
+    for r in range(plan.rounds_ceiling):
+        numbered = list(enumerate(servers))
+        for index, server in numbered if r % 2 == 0 else reversed(numbered):
+            tag = f"srv{r}-{index}"  # distinct buyers: one order each
+            clock = time.monotonic()
+            stack.web_restart(server)
+            restarted = time.monotonic()
+            # A fresh server's first requests open connections and fill caches:
+            # not what is compared.
+            asyncio.run(
+                phases.warm_up(url=stack.url, sku=sku, tag=f"warm{r}-{index}", concurrency=plan.ceiling_concurrency)
+            )
+            with meter() as cpu:
+                side = asyncio.run(
+                    phases.paired_rounds(
+                        {
+                            "healthz": lambda _r: phases.healthz_request(stack.url),
+                            "checkout": lambda _r, tag=tag: phases.checkout_request(stack.url, sku, tag),
+                        },
+                        rounds=1,
+                        concurrency=plan.ceiling_concurrency,
+                        duration=plan.round_seconds,
+                        counts={"healthz": 10 * plan.checkout_cap, "checkout": plan.checkout_cap},
+                        ok={"healthz": lambda s: s.status == 200, "checkout": phases.accepted},
+                    )
+                )
+            run = runs[server.label]
+            run["checkout"] += side["checkout"]["rates"]
+            run["healthz"] += side["healthz"]["rates"]
+            run["samples"] += side["checkout"]["samples"]
+            run["cpu"].append(cpu.percent["web"])
+            measured = time.monotonic()
+            phases.persisted_wait(product_id=product_id, timeout=120)
+            phases.broker_idle_wait(timeout=60)
+            run["seconds"].append(
+                {
+                    "restart": round(restarted - clock, 1),
+                    "measure": round(measured - restarted, 1),
+                    "settle": round(time.monotonic() - measured, 1),
+                }
+            )
+    stack.web_restart()
+    table = []
+    for label, run in runs.items():
+        server = run["server"]
+        table.append(
+            {
+                "server": server.name,
+                "label": label,
+                "workers": server.workers,
+                "threads": server.threads,
+                "checkout_rps": round(statistics.median(run["checkout"]), 1),
+                "checkout_rps_rounds": [round(x, 1) for x in run["checkout"]],
+                "checkout_latency_ms": latency_ms(run["samples"]),
+                "healthz_rps": round(statistics.median(run["healthz"]), 1),
+                "healthz_rps_rounds": [round(x, 1) for x in run["healthz"]],
+                "web_cpu": round(statistics.median(run["cpu"]), 1),
+                "seconds": run["seconds"],  # restart, warm-up and measure, settle: where the phase's time went
+            }
+        )
+    reference = next((row for row in table if row["server"] == "gunicorn"), table[0])
+    for row in table:
+        row["vs"] = reference["label"]
+        row["checkout_rps_ratio"] = (
+            round(row["checkout_rps"] / reference["checkout_rps"], 2) if reference["checkout_rps"] else 0.0
+        )
+        row["checkout_p99_ratio"] = (
+            round(row["checkout_latency_ms"]["p99"] / reference["checkout_latency_ms"]["p99"], 2)
+            if reference["checkout_latency_ms"]["p99"]
+            else 0.0
+        )
+        row["healthz_rps_ratio"] = (
+            round(row["healthz_rps"] / reference["healthz_rps"], 2) if reference["healthz_rps"] else 0.0
+        )
+    return {
+        "rounds": plan.rounds_ceiling,
+        "round_seconds": plan.round_seconds,
+        "concurrency": plan.ceiling_concurrency,
+        "table": table,
     }
 
 

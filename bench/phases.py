@@ -108,6 +108,13 @@ async def _burst(request, *, concurrency: int, count: int, duration: float) -> l
         return await closed_loop(session, request, concurrency=concurrency, count=count, duration=duration)
 
 
+async def warm_up(*, url: str, sku: str, tag: str, concurrency: int) -> None:
+    """Two requests a connection of /healthz and of checkout (2 × concurrency
+    keys), answers not kept."""
+    await _burst(healthz_request(url), concurrency=concurrency, count=2 * concurrency, duration=5)
+    await _burst(checkout_request(url, sku, tag), concurrency=concurrency, count=2 * concurrency, duration=5)
+
+
 def accepted(sample: Sample) -> bool:
     return sample.status == 202
 

@@ -101,8 +101,8 @@ def markdown(result: dict) -> str:
         f"# cardshop benchmark ({result['mode']}), {result['when']}",
         "",
         f"Machine: {result['machine']['cpus']} CPUs, load average before the run {result['machine']['loadavg_before']}, "
-        f"after {result['machine']['loadavg_after']}. gunicorn {result['config']['web_workers']} workers × "
-        f"{result['config']['web_threads']} threads (gthread), Celery {result['config']['celery_concurrency']} processes + beat.",
+        f"after {result['machine']['loadavg_after']}. {_server_line(result['config'])}, "
+        f"Celery {result['config']['celery_concurrency']} processes + beat.",
         "",
         "| ratio | value | target | |",
         "|---|---|---|---|",
@@ -131,7 +131,7 @@ def markdown(result: dict) -> str:
         f"| the same during the flash sale, from the 202's arrival at the busy load generator (a lower bound) | {f['persist_lag_ms']['p50']} / {f['persist_lag_ms']['p95']} / {f['persist_lag_ms']['p99']} ms |",
         f"| end to end: delivered orders/s (first checkout to last key) | {f['delivered_per_s']} |",
         f"| load generator CPU (% of one core) ceiling / design / flash | {c['cpu']['loadgen']} / {d['cpu']['loadgen']} / {f['cpu']['loadgen']} |",
-        f"| gunicorn CPU (% of one core) ceiling / design / flash | {c['cpu']['gunicorn']} / {d['cpu']['gunicorn']} / {f['cpu']['gunicorn']} |",
+        f"| web server CPU (% of one core) ceiling / design / flash | {c['cpu']['web']} / {d['cpu']['web']} / {f['cpu']['web']} |",
         "",
         "| correctness gate | value |",
         "|---|---|",
@@ -141,7 +141,39 @@ def markdown(result: dict) -> str:
         f"| sold = min(K, demand) = {f['gates']['expected_sold']} | {f['gates']['sold']} sold, {f['gates']['delivered']} delivered: {'yes' if f['gates']['sold_equals_min_keys_demand'] else '**no**'} |",
         "",
     ]
+    if result.get("servers"):
+        lines += _servers_table(result["servers"])
     return "\n".join(lines)
+
+
+def _server_line(config: dict) -> str:
+    server = config.get("web_server", "gunicorn")
+    if server == "gunicorn-sync":
+        return f"gunicorn {config['web_workers']} sync workers"
+    kind = "gthread" if server == "gunicorn" else "blocking threads"
+    return f"{server} {config['web_workers']} workers × {config['web_threads']} threads ({kind})"
+
+
+def _servers_table(servers: dict) -> list[str]:
+    """The web server comparison: each server's checkout and /healthz, and its ratio to the reference."""
+    lines = [
+        f"## Web server comparison ({servers['rounds']} rounds of {servers['round_seconds']} s per server and side, "
+        f"{servers['concurrency']} clients; ratios against {servers['table'][0]['vs']})",
+        "",
+        "| server | checkout req/s (rounds) | checkout p50 / p99 ms | /healthz req/s (rounds) | web CPU % | "
+        "checkout req/s ratio | checkout p99 ratio | /healthz ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in servers["table"]:
+        latency = row["checkout_latency_ms"]
+        lines.append(
+            f"| {row['label']} | {row['checkout_rps']} ({', '.join(map(str, row['checkout_rps_rounds']))}) "
+            f"| {latency['p50']} / {latency['p99']} "
+            f"| {row['healthz_rps']} ({', '.join(map(str, row['healthz_rps_rounds']))}) | {row['web_cpu']} "
+            f"| {row['checkout_rps_ratio']:.2f} | {row['checkout_p99_ratio']:.2f} | {row['healthz_rps_ratio']:.2f} |"
+        )
+    lines.append("")
+    return lines
 
 
 def write(result: dict, *, out: Path) -> None:

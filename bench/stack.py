@@ -1,5 +1,5 @@
 """The shop as the benchmark runs it: its own MariaDB database and Redis key
-prefix, gunicorn, Celery workers and beat, started as child processes and
+prefix, its web server (gunicorn or Granian), Celery workers and beat, started as child processes and
 always stopped (and their data dropped) on the way out.
 
 The calling process is configured by `bench_environment` before Django is set
@@ -16,14 +16,48 @@ from urllib.parse import urlsplit, urlunsplit
 
 from testing.processes import (
     ROOT,
+    WEB_SERVERS,
     ChildProcess,
     celery_beat_command,
     celery_worker_command,
     free_port,
-    gunicorn_command,
+    web_server_command,
 )
 
 PY = sys.executable
+
+
+@dataclass(frozen=True)
+class WebServer:
+    """One web server as the benchmark runs it: `gunicorn` (gthread, workers ×
+    threads), `gunicorn-sync` (workers processes) or `granian` (workers ×
+    blocking threads). Written `name[:WORKERS[xTHREADS]]` on the command line."""
+
+    name: str = "gunicorn"
+    workers: int = 2
+    threads: int = 16
+
+    @classmethod
+    def parse(cls, text: str, *, workers: int, threads: int) -> "WebServer":
+        name, _, size = text.strip().partition(":")
+        if name not in WEB_SERVERS:
+            raise SystemExit(f"unknown web server {name!r}: expected one of {', '.join(WEB_SERVERS)}")
+        if size:
+            w, _, t = size.partition("x")
+            workers, threads = int(w), int(t) if t else threads
+        elif name == "gunicorn-sync":
+            # One request per process: as many processes as gthread has threads
+            # would not fit in memory; gunicorn's advice is 2 × cores + 1.
+            workers = 2 * (os.cpu_count() or 1) + 1
+        return cls(name=name, workers=workers, threads=threads)
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.name} {self.workers}"
+            if self.name == "gunicorn-sync"
+            else f"{self.name} {self.workers}×{self.threads}"
+        )
 
 
 @dataclass(frozen=True)
@@ -32,6 +66,8 @@ class StackConfig:
     prefix: str = "cardshop-bench"
     web_workers: int = 2
     web_threads: int = 16
+    # gunicorn (gthread), gunicorn-sync or granian (testing.processes.WEB_SERVERS).
+    web_server: str = "gunicorn"
     celery_concurrency: int = 2
     # The per-product checkout bucket (default 1000/s in the app) is raised so
     # the benchmark measures the checkout path, not the cap.
@@ -78,7 +114,7 @@ def bench_environment(config: StackConfig, *, site_url: str) -> dict:
 
 
 class BenchStack:
-    """Database, gunicorn, Celery worker and beat for one benchmark run."""
+    """Database, web server, Celery worker and beat for one benchmark run."""
 
     def __init__(self, config: StackConfig):
         self.config = config
@@ -170,12 +206,18 @@ class BenchStack:
     def _child(self, name: str, argv: list[str], env: dict | None = None) -> ChildProcess:
         return ChildProcess(name, argv, env=env or self.env, log_path=self.log_dir / f"{name}.log").start()
 
-    def web_start(self) -> None:
+    def web_start(self, server: WebServer | None = None) -> None:
+        """The configured web server, or `server` (the server comparison)."""
         c = self.config
-        self.web = self._child(
-            "gunicorn", gunicorn_command(port=self.port, workers=c.web_workers, threads=c.web_threads)
-        )
-        self.web.wait_for_url(f"{self.url}/healthz", timeout=30)
+        server = server or WebServer(name=c.web_server, workers=c.web_workers, threads=c.web_threads)
+        argv = web_server_command(server=server.name, port=self.port, workers=server.workers, threads=server.threads)
+        self.web = self._child(server.name, argv)
+        self.web.wait_for_url(f"{self.url}/healthz", timeout=60)
+
+    def web_restart(self, server: WebServer | None = None) -> None:
+        if self.web is not None:
+            self.web.stop()
+        self.web_start(server)
 
     def worker_start(self, **env) -> None:
         """Start the worker and wait until it answers a control ping (its log
@@ -200,7 +242,7 @@ class BenchStack:
         self.beat = self._child("celery-beat", celery_beat_command(schedule=self.log_dir / "beat-schedule"))
 
     def server_pids(self) -> list[int]:
-        """gunicorn's master and workers (the web side's CPU)."""
+        """The web server's master and workers (the web side's CPU)."""
         import psutil
 
         if not self.web or not self.web.alive():

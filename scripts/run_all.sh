@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Run the whole shop in the foreground: gunicorn, a Celery worker and Celery beat.
+# Run the whole shop in the foreground: gunicorn (or Granian, WEB_SERVER=granian),
+# a Celery worker and Celery beat.
 # Ctrl-C (or a TERM to the process group) stops all three. A worker or beat that
 # exits is started again after a pause that doubles up to RESTART_MAX_SECONDS
-# (paid orders must not wait for a person); if gunicorn dies, the others are
+# (paid orders must not wait for a person); if the web server dies, the others are
 # stopped too, so a shop without its storefront never goes unnoticed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 WEB_WORKERS=${WEB_WORKERS:-2}
+# gunicorn (sync workers, as the image runs it) or granian (WEB_THREADS threads a worker).
+WEB_SERVER=${WEB_SERVER:-gunicorn}
+WEB_THREADS=${WEB_THREADS:-16}
+case "$WEB_SERVER" in
+  gunicorn | granian) ;;
+  *) echo "WEB_SERVER=$WEB_SERVER: expected gunicorn or granian." >&2; exit 2 ;;
+esac
 PY=.venv/bin/python
 export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-cardshop.settings.local}
 
@@ -17,7 +25,7 @@ export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-cardshop.settings.local}
 default_unless_configured() { # name value
   if [ -z "${!1+set}" ] && ! grep -qs "^$1=" .env; then export "$1=$2"; fi
 }
-# No nginx in front here, so gunicorn serves /static/ itself.
+# No nginx in front here, so the web server (the app) serves /static/ itself.
 default_unless_configured SERVE_STATIC true
 # Mails and payment callbacks must point at the port this run listens on.
 default_unless_configured SITE_URL "http://$HOST:$PORT"
@@ -59,15 +67,27 @@ supervise() { # name command...
   done
 }
 
-# Metrics (docs/metrics.md): gunicorn's workers add theirs up in one directory
-# (emptied by gunicorn.conf.py at start), the Celery worker's processes in
+# Metrics (docs/metrics.md): the web workers add theirs up in one directory
+# (emptied at start by gunicorn.conf.py or scripts/granian_serve.py), the Celery worker's processes in
 # another, which the worker serves on its own port.
 metrics_dir="$PWD/var/metrics/$PORT"
 default_unless_configured WORKER_METRICS_PORT $((PORT + 1808))
 
-# No control socket: its default path is per user, so two local runs would fight over it.
-PROMETHEUS_MULTIPROC_DIR="$metrics_dir/web" .venv/bin/gunicorn cardshop.wsgi:application --bind "$HOST:$PORT" --workers "$WEB_WORKERS" \
-  --access-logfile - --graceful-timeout 10 --no-control-socket &
+# WEB_SERVER=granian serves the shop with Granian (scripts/granian_serve.py, which
+# empties the metrics directory and keeps tokens out of the access log as
+# gunicorn.conf.py does); gunicorn is the default (docs/benchmarks.md, "Web
+# server comparison"). No gunicorn control socket: its default path is per
+# user, so two local runs would fight over it.
+case "$WEB_SERVER" in
+  gunicorn)
+    PROMETHEUS_MULTIPROC_DIR="$metrics_dir/web" .venv/bin/gunicorn cardshop.wsgi:application --bind "$HOST:$PORT" \
+      --workers "$WEB_WORKERS" --access-logfile - --graceful-timeout 10 --no-control-socket &
+    ;;
+  granian)
+    PROMETHEUS_MULTIPROC_DIR="$metrics_dir/web" "$PY" scripts/granian_serve.py --host "$HOST" --port "$PORT" \
+      --workers "$WEB_WORKERS" --threads "$WEB_THREADS" --access-log --graceful-timeout 10 &
+    ;;
+esac
 pids+=($!)
 # The node name carries the port, so two local runs (say a demo and a test run
 # with its own REDIS_KEY_PREFIX) are told apart in Celery's logs and tools.
@@ -77,7 +97,7 @@ pids+=($!)
 worker_pid=$!
 CELERY_BEAT_SCHEDULE_FILE="var/celerybeat-schedule-$PORT" supervise beat celery_worker/beat.sh &
 pids+=($!)
-gunicorn_pid=${pids[0]}
+web_pid=${pids[0]}
 
 # seed_demo (make seed) printed the demo admin's fresh password into this file.
 credentials=$(grep -hE '^ *(Username|Password|用户名|密码):' var/demo-admin-$PORT.txt 2>/dev/null | sed 's/^ */              /') \
@@ -131,6 +151,6 @@ EOF
 done
 
 status=0
-wait "$gunicorn_pid" || status=$?
-echo "gunicorn stopped (exit $status); stopping the others." >&2
+wait "$web_pid" || status=$?
+echo "$WEB_SERVER stopped (exit $status); stopping the others." >&2
 exit "$status"

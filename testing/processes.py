@@ -2,7 +2,7 @@
 free local port; a process in its own process group with its output in a log
 file; waits that report the log's tail when the process dies or time runs
 out; stop (SIGTERM, then SIGKILL) and kill (for chaos tests); the command
-lines of the shop's own processes (gunicorn, the Celery worker and beat); a
+lines of the shop's own processes (gunicorn or Granian, the Celery worker and beat); a
 private RabbitMQ node, and the virtual host (and its task queues) a run uses
 on the shared one. The private redis-server is testing/redis_server.py.
 
@@ -191,6 +191,72 @@ def gunicorn_command(*, port: int, workers: int, threads: int) -> list[str]:
         "2048",
         "--no-control-socket",
     ]
+
+
+def gunicorn_sync_command(*, port: int, workers: int) -> list[str]:
+    """gunicorn's sync workers (one request per process at a time), as the Docker
+    image runs them by default; `workers` is the number of processes."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "cardshop.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--backlog",
+        "2048",
+        "--no-control-socket",
+    ]
+
+
+def granian_command(*, port: int, workers: int, threads: int, access_log: bool = False) -> list[str]:
+    """Granian (WSGI interface) through scripts/granian_serve.py, which adds what
+    gunicorn.conf.py gives gunicorn: the metrics directory emptied at start and
+    dead workers' metrics files removed, and the token-free access log."""
+    return [
+        sys.executable,
+        str(ROOT / "scripts" / "granian_serve.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--backlog",
+        "2048",
+        *(["--access-log"] if access_log else []),
+    ]
+
+
+# The web servers the harness can start (WEB_SERVER, bench --servers); the
+# first is the default.
+WEB_SERVERS = ("gunicorn", "gunicorn-sync", "granian")
+
+
+def web_server_default() -> str:
+    """WEB_SERVER from the environment (scripts/run_all.sh reads the same), else gunicorn."""
+    server = os.environ.get("WEB_SERVER") or WEB_SERVERS[0]
+    if server not in WEB_SERVERS:
+        raise SystemExit(f"WEB_SERVER={server!r}: expected one of {', '.join(WEB_SERVERS)}.")
+    return server
+
+
+def web_server_command(*, server: str, port: int, workers: int, threads: int) -> list[str]:
+    """The command line of one of WEB_SERVERS. For gunicorn-sync, `workers` x
+    `threads` is not a process count anyone would run: it gets `workers` processes."""
+    if server == "gunicorn":
+        return gunicorn_command(port=port, workers=workers, threads=threads)
+    if server == "gunicorn-sync":
+        return gunicorn_sync_command(port=port, workers=workers)
+    if server == "granian":
+        return granian_command(port=port, workers=workers, threads=threads)
+    raise ValueError(f"unknown web server {server!r}: expected one of {', '.join(WEB_SERVERS)}")
 
 
 def _celery(*args: str) -> list[str]:

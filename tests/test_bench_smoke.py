@@ -1,6 +1,7 @@
 """A tiny run of the flash-sale benchmark (bench/flash_sale.py --smoke):
-real gunicorn, Celery and beat on their own database and Redis prefix. It
-asserts the correctness gates only, never a timing."""
+real gunicorn, Celery and beat on their own database and Redis prefix, and
+the web server comparison against Granian. It asserts the correctness gates
+only, never a timing."""
 
 import json
 import os
@@ -38,6 +39,9 @@ def test_quick_flash_sale_never_oversells_duplicates_or_strands_a_paid_order(tmp
             prefix,
             "--out",
             str(tmp_path),
+            # The web server comparison's path, at its smallest (make bench --servers).
+            "--servers",
+            "gunicorn,granian:1x4",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -60,6 +64,12 @@ def test_quick_flash_sale_never_oversells_duplicates_or_strands_a_paid_order(tmp
         "paid_to_delivered_p95_ms",
     ):
         assert result[field] > 0, field
+    table = {row["label"]: row for row in result["servers"]["table"]}
+    assert set(table) == {"gunicorn 2×16", "granian 1×4"}, table
+    for row in table.values():
+        assert row["checkout_rps"] > 0 and row["healthz_rps"] > 0 and row["checkout_latency_ms"]["p99"] > 0, row
+    assert table["gunicorn 2×16"]["checkout_rps_ratio"] == 1.0
+    assert "## Web server comparison" in (tmp_path / "latest.md").read_text()
     assert {"checkout_latency.png", "orders_per_second.png", "stock_draining.png", "paid_to_delivered.png"} <= set(
         os.listdir(tmp_path)
     )

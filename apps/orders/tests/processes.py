@@ -1,5 +1,5 @@
 """Real server processes for tests, on the suite's database, Redis prefix and
-broker: Celery workers (which a test may SIGKILL and start again) and gunicorn.
+broker: Celery workers (which a test may SIGKILL and start again), gunicorn and Granian.
 They are testing.processes.ChildProcess with this suite's environment."""
 
 import os
@@ -8,7 +8,7 @@ import uuid
 from django.conf import settings
 from django.db import connection
 
-from testing.processes import ChildProcess, celery_worker_command, free_port, gunicorn_command
+from testing.processes import ChildProcess, celery_worker_command, free_port, granian_command, gunicorn_command
 
 
 def test_environment(**extra) -> dict:
@@ -72,5 +72,20 @@ class GunicornServer(ChildProcess):
         super().__init__("gunicorn", gunicorn_command(port=self.port, workers=workers, threads=threads))
 
     def start(self, timeout: float = 30) -> "GunicornServer":
+        self.env = test_environment(**self.extra_env)
+        return super().start().wait_for_url(f"{self.url}/healthz", timeout=timeout)
+
+
+class GranianServer(ChildProcess):
+    """The app under Granian (scripts/granian_serve.py), on a free local port.
+    `args` are more of the launcher's options (--access-log, --graceful-timeout ...)."""
+
+    def __init__(self, *, workers: int = 2, threads: int = 8, args: tuple = (), extra_env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_env = extra_env or {}
+        super().__init__("granian", [*granian_command(port=self.port, workers=workers, threads=threads), *args])
+
+    def start(self, timeout: float = 30) -> "GranianServer":
         self.env = test_environment(**self.extra_env)
         return super().start().wait_for_url(f"{self.url}/healthz", timeout=timeout)
