@@ -108,7 +108,6 @@ def mariadb_pair():
 def stack(mariadb_pair):
     pair = mariadb_pair
     redis_prefix = f"{settings.REDIS_KEY_PREFIX}-pair-{uuid.uuid4().hex[:8]}"
-    metrics_dir = tempfile.mkdtemp(prefix="replica-metrics-")
     environment = _manage_env(pair, redis_prefix)
     _run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], env=environment, timeout=300)
     data = json.loads(
@@ -117,26 +116,8 @@ def stack(mariadb_pair):
         .splitlines()[-1]
     )
     pair.wait_caught_up(timeout=30)
-    server = GunicornServer(
-        workers=1,
-        threads=4,
-        extra_env={
-            "DATABASE_URL": pair.primary_url,
-            "DATABASE_REPLICA_URL": pair.replica_url,
-            "TEST_REDIS_KEY_PREFIX": redis_prefix,
-            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
-            **SERVER_SETTINGS,
-        },
-    )
-    server.start()
-    try:
+    with _web_server(pair, redis_prefix=redis_prefix) as server:
         yield pair, server, data
-    finally:
-        server.stop()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        client = redis.Redis.from_url(settings.REDIS_URL)
-        for name in client.scan_iter(f"{redis_prefix}*", count=1000):
-            client.delete(name)
 
 
 def _title(session: requests.Session, url: str) -> str:
@@ -279,11 +260,12 @@ def test_stopped_replication_moves_reads_to_the_primary(stack):
 
 
 @contextmanager
-def _web_server(pair: MariaDBPair, **overrides: str):
-    """Another web server on the pair, with settings of its own and a Redis
-    prefix of its own (nothing cached yet)."""
+def _web_server(pair: MariaDBPair, *, redis_prefix: str | None = None, **overrides: str):
+    """A web server on the pair, with settings of its own and a Redis prefix
+    of its own (a new one, with nothing cached yet, unless given); the
+    prefix's Redis keys are removed afterwards."""
     metrics_dir = tempfile.mkdtemp(prefix="replica-metrics-")
-    redis_prefix = f"{settings.REDIS_KEY_PREFIX}-pair-{uuid.uuid4().hex[:8]}"
+    redis_prefix = redis_prefix or f"{settings.REDIS_KEY_PREFIX}-pair-{uuid.uuid4().hex[:8]}"
     server = GunicornServer(
         workers=1,
         threads=4,
