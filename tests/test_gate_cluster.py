@@ -109,7 +109,9 @@ def master_of(product) -> str:
 
 
 class ScriptCalls:
-    """Every gate script call of this process: its name and its keys."""
+    """Every gate script call of this process: its name and its keys. Scripts
+    of the cache Redis (the order poll's status records) are not the gate's
+    and are left out."""
 
     def __init__(self, monkeypatch):
         self.calls: list[tuple[str, list[str]]] = []
@@ -117,7 +119,8 @@ class ScriptCalls:
         original = Script.__call__
 
         def recording(script, keys=(), args=(), client=None):
-            self.calls.append((names.get(script.script, "?"), [str(k) for k in keys]))
+            if script.script in names:
+                self.calls.append((names[script.script], [str(k) for k in keys]))
             return original(script, keys=keys, args=args, client=client)
 
         monkeypatch.setattr(Script, "__call__", recording)
