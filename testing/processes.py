@@ -173,7 +173,7 @@ class ChildProcess:
 # --- the shop's processes, as production starts them (cwd ROOT: gunicorn reads ./gunicorn.conf.py)
 
 
-def gunicorn_command(*, port: int, workers: int, threads: int) -> list[str]:
+def _gunicorn(*, port: int, workers: int, worker_args: list[str]) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -183,34 +183,21 @@ def gunicorn_command(*, port: int, workers: int, threads: int) -> list[str]:
         f"127.0.0.1:{port}",
         "--workers",
         str(workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(threads),
+        *worker_args,
         "--backlog",
         "2048",
         "--no-control-socket",
     ]
+
+
+def gunicorn_command(*, port: int, workers: int, threads: int) -> list[str]:
+    return _gunicorn(port=port, workers=workers, worker_args=["--worker-class", "gthread", "--threads", str(threads)])
 
 
 def gunicorn_sync_command(*, port: int, workers: int) -> list[str]:
     """gunicorn's sync workers (one request per process at a time), as the Docker
     image runs them by default; `workers` is the number of processes."""
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "cardshop.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "sync",
-        "--backlog",
-        "2048",
-        "--no-control-socket",
-    ]
+    return _gunicorn(port=port, workers=workers, worker_args=["--worker-class", "sync"])
 
 
 def granian_command(*, port: int, workers: int, threads: int, access_log: bool = False) -> list[str]:
