@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -51,11 +52,16 @@ class Plan:
     flash_seconds: float
     # Checkouts of the steady persistence-lag phase (one at a time, 20 a second).
     lag_orders: int = 100
+    # The scaling slope (bench/slope.py): rounds of a 1-core and a 2-core run
+    # of the design phase, each side `slope_seconds`; 0 rounds: skipped.
+    rounds_slope: int = 0
+    slope_seconds: float = 4.0
 
 
-# The quick run skips the one-order-per-transaction drain (a worker restart).
+# The quick run skips the one-order-per-transaction drain (a worker restart)
+# and the scaling slope (eight web server restarts).
 QUICK = Plan(2, 2, 2.0, 64, 200, 4000, 300, 400, 0, 20_000, 200, 600, 1.0, 25)
-FULL = Plan(5, 4, 5.0, 64, 200, 8000, 1000, 6000, 1000, 200_000, 1000, 4000, 2.0, 120)
+FULL = Plan(5, 4, 5.0, 64, 200, 8000, 1000, 6000, 1000, 200_000, 1000, 4000, 2.0, 120, rounds_slope=4)
 SMOKE = Plan(1, 1, 1.0, 16, 50, 1000, 100, 200, 0, 5_000, 60, 150, 0.5, 20, lag_orders=20)
 
 
@@ -168,8 +174,20 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
     from bench.profile import profile_under_load
     from bench.report import charts
     from bench.scenario import product_with_keys
+    from bench.slope import available_cpus, cpu_plan, slope
+    from bench.wrk import wrk_cpu_seconds
 
-    hot_keys = (plan.rounds_ceiling + plan.rounds_design + profile) * plan.checkout_cap
+    # Each slope run: a warm-up (two checkouts a connection), then at most a
+    # cap of each side; two runs (1 and 2 cores) a round.
+    slope_runs = 2 * plan.rounds_slope
+    hot_keys = (plan.rounds_ceiling + plan.rounds_design + profile) * plan.checkout_cap + slope_runs * (
+        plan.checkout_cap + 2 * plan.design_concurrency
+    )
+    naive_keys = (plan.rounds_design + slope_runs) * plan.naive_cap
+    # The phases that do not pin the server (it has every CPU) pin wrk where
+    # the slope's 2-core run does: the first CPU, shared with the server.
+    cpus = available_cpus()
+    loadgen_cpus = cpu_plan(cores=len(cpus), available=cpus).loadgen
     timings = {}
     clock = time.monotonic()
 
@@ -179,8 +197,8 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
         clock = time.monotonic()
 
     hot = product_with_keys(sku="BENCH-HOT", keys=hot_keys, per_buyer_limit=1)
-    naive = product_with_keys(sku="BENCH-NAIVE", keys=plan.rounds_design * plan.naive_cap, per_buyer_limit=1)
-    naive_stock_table_create(product_id=naive, stock=plan.rounds_design * plan.naive_cap)
+    naive = product_with_keys(sku="BENCH-NAIVE", keys=naive_keys, per_buyer_limit=1)
+    naive_stock_table_create(product_id=naive, stock=naive_keys)
     flash = product_with_keys(sku="BENCH-FLASH", keys=plan.flash_keys, per_buyer_limit=1)
     product_with_keys(sku="BENCH-LAG", keys=plan.lag_orders, per_buyer_limit=1)
     compared = (
@@ -200,36 +218,37 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
     lap("start_processes")
 
     def meter():
+        # The load generator: this process (the flash sale's asyncio buyers)
+        # and the wrk runs it reaped (the throughput phases).
         return phases.CpuMeter(
-            {"loadgen": lambda: [os.getpid()], "web": stack.server_pids, "workers": stack.worker_pids}
+            {"loadgen": lambda: [os.getpid()], "web": stack.server_pids, "workers": stack.worker_pids},
+            counters={"loadgen": wrk_cpu_seconds},
         )
 
     gate_copy = gate_copy_create(product_id=hot)
     with meter() as cpu:
-        ceiling = asyncio.run(
-            phases.ceiling(
-                url=stack.url,
-                sku="BENCH-HOT",
-                gate_copy=gate_copy,
-                rounds=plan.rounds_ceiling,
-                duration=plan.round_seconds,
-                concurrency=plan.ceiling_concurrency,
-                count=plan.checkout_cap,
-            )
+        ceiling = phases.ceiling(
+            url=stack.url,
+            sku="BENCH-HOT",
+            gate_copy=gate_copy,
+            rounds=plan.rounds_ceiling,
+            duration=plan.round_seconds,
+            concurrency=plan.ceiling_concurrency,
+            count=plan.checkout_cap,
+            cpus=loadgen_cpus,
         )
     ceiling["cpu"] = cpu.percent
     lap("ceiling")
     with meter() as cpu:
-        design = asyncio.run(
-            phases.design(
-                url=stack.url,
-                sku="BENCH-HOT",
-                naive_sku="BENCH-NAIVE",
-                rounds=plan.rounds_design,
-                duration=plan.round_seconds,
-                concurrency=plan.design_concurrency,
-                counts={"ours": plan.checkout_cap, "naive": plan.naive_cap},
-            )
+        design = phases.design(
+            url=stack.url,
+            sku="BENCH-HOT",
+            naive_sku="BENCH-NAIVE",
+            rounds=plan.rounds_design,
+            duration=plan.round_seconds,
+            concurrency=plan.design_concurrency,
+            counts={"ours": plan.checkout_cap, "naive": plan.naive_cap},
+            cpus=loadgen_cpus,
         )
     design["cpu"] = cpu.percent
     lap("design")
@@ -314,12 +333,32 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
     else:
         drain["single"] = {"keys_per_s": 0.0, "skipped": "quick run"}
     server_comparison = (
-        servers_compare(stack, plan, servers=servers, sku="BENCH-SERVERS", product_id=compared, meter=meter)
+        servers_compare(
+            stack, plan, servers=servers, sku="BENCH-SERVERS", product_id=compared, meter=meter, cpus=loadgen_cpus
+        )
         if servers
         else None
     )
     lap("servers")
-    chart_names = charts(sale=sale, gates=gates, ceiling=ceiling, design=design, out=out)
+    # Last: it leaves the server pinned (teardown stops it).
+    scaling = (
+        slope(
+            stack,
+            hot_sku="BENCH-HOT",
+            hot_product_id=hot,
+            naive_sku="BENCH-NAIVE",
+            rounds=plan.rounds_slope,
+            seconds=plan.slope_seconds,
+            connections=plan.design_concurrency,
+            caps={"ours": plan.checkout_cap, "naive": plan.naive_cap},
+            redis_evalsha_rps=redis["evalsha_rps"],
+            meter=meter,
+        )
+        if plan.rounds_slope
+        else {"skipped": f"{mode} run"}
+    )
+    lap("slope")
+    chart_names = charts(sale=sale, gates=gates, ceiling=ceiling, design=design, slope=scaling, out=out)
 
     checkout_rps = ceiling["checkout_rps"]
     return {
@@ -327,7 +366,12 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
         "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "ceiling_ratio": ceiling["ceiling_ratio"],
         "bare_evalsha_ratio": ceiling["bare_ratio"],
+        # The design phase on the unpinned server: reported; its target is
+        # now the scaling slope's (2-core design ratio, slopes).
         "design_ratio": design["design_ratio"],
+        "slope_ours": scaling.get("ours_slope"),
+        "slope_naive": scaling.get("naive_slope"),
+        "design_ratio_2_cores": scaling.get("design_ratio_2_cores"),
         "design_ratio_end_to_end": round(flash_result["delivered_per_s"] / design["naive_orders_per_s"], 2)
         if design["naive_orders_per_s"]
         else 0.0,
@@ -348,6 +392,7 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
         "paid_undelivered": gates["paid_undelivered"],
         "ceiling": ceiling,
         "design": design,
+        "slope": scaling,
         "drain": drain,
         "redis": redis,
         "flash": flash_result,
@@ -358,19 +403,18 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
     }
 
 
-def servers_compare(stack: BenchStack, plan: Plan, *, servers: list[WebServer], sku: str, product_id: int, meter):
-    """Checkout and /healthz (the ceiling phase's two sides) under each server
-    in turn, same app, same database and workers: `rounds_ceiling` rounds,
-    each server restarted for its round, the order reversed every round so a
-    neighbour's load falls on all alike. Between two servers the Celery
-    backlog of the last one's checkouts is persisted first."""
-    import statistics
-
+def servers_compare(
+    stack: BenchStack, plan: Plan, *, servers: list[WebServer], sku: str, product_id: int, meter, cpus: str
+):
+    """Checkout and /healthz (the ceiling phase's two sides, sent by wrk on
+    `cpus`) under each server in turn, same app, same database and workers:
+    `rounds_ceiling` rounds, each server restarted for its round, the order
+    reversed every round so a neighbour's load falls on all alike. Between two
+    servers the Celery backlog of the last one's checkouts is persisted first."""
     from bench import phases
-    from bench.load import latency_ms
 
     runs = {
-        server.label: {"server": server, "checkout": [], "healthz": [], "samples": [], "cpu": [], "seconds": []}
+        server.label: {"server": server, "checkout": [], "healthz": [], "runs": [], "cpu": [], "seconds": []}
         for server in servers
     }
     for r in range(plan.rounds_ceiling):
@@ -380,29 +424,26 @@ def servers_compare(stack: BenchStack, plan: Plan, *, servers: list[WebServer], 
             clock = time.monotonic()
             stack.web_restart(server)
             restarted = time.monotonic()
-            # A fresh server's first requests open connections and fill caches:
-            # not what is compared.
-            asyncio.run(
-                phases.warm_up(url=stack.url, sku=sku, tag=f"warm{r}-{index}", concurrency=plan.ceiling_concurrency)
+            phases.warm_up(
+                url=stack.url, sku=sku, tag=f"warm{r}-{index}", connections=plan.ceiling_concurrency, cpus=cpus
             )
             with meter() as cpu:
-                side = asyncio.run(
-                    phases.paired_rounds(
-                        {
-                            "healthz": lambda _r: phases.healthz_request(stack.url),
-                            "checkout": lambda _r, tag=tag: phases.checkout_request(stack.url, sku, tag),
-                        },
-                        rounds=1,
-                        concurrency=plan.ceiling_concurrency,
-                        duration=plan.round_seconds,
-                        counts={"healthz": 10 * plan.checkout_cap, "checkout": plan.checkout_cap},
-                        ok={"healthz": lambda s: s.status == 200, "checkout": phases.accepted},
-                    )
+                side = phases.wrk_paired_rounds(
+                    {
+                        "healthz": lambda _r: phases.HEALTHZ_WRK,
+                        "checkout": lambda _r, tag=tag: phases.checkout_wrk(sku, tag, plan.checkout_cap),
+                    },
+                    url=stack.url,
+                    rounds=1,
+                    connections=plan.ceiling_concurrency,
+                    seconds=plan.round_seconds,
+                    ok={"healthz": "200", "checkout": "202"},
+                    cpus=cpus,
                 )
             run = runs[server.label]
             run["checkout"] += side["checkout"]["rates"]
             run["healthz"] += side["healthz"]["rates"]
-            run["samples"] += side["checkout"]["samples"]
+            run["runs"] += side["checkout"]["runs"]
             run["cpu"].append(cpu.percent["web"])
             measured = time.monotonic()
             phases.persisted_wait(product_id=product_id, timeout=120)
@@ -426,7 +467,7 @@ def servers_compare(stack: BenchStack, plan: Plan, *, servers: list[WebServer], 
                 "threads": server.threads,
                 "checkout_rps": round(statistics.median(run["checkout"]), 1),
                 "checkout_rps_rounds": [round(x, 1) for x in run["checkout"]],
-                "checkout_latency_ms": latency_ms(run["samples"]),
+                "checkout_latency_ms": phases.runs_latency_ms(run["runs"]),
                 "healthz_rps": round(statistics.median(run["healthz"]), 1),
                 "healthz_rps_rounds": [round(x, 1) for x in run["healthz"]],
                 "web_cpu": round(statistics.median(run["cpu"]), 1),

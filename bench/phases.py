@@ -19,16 +19,20 @@ from urllib.parse import urlsplit
 import aiohttp
 import psutil
 
-from .load import Sample, answers, closed_loop, latency_ms, post_json, rate, session_new
+from .load import Sample, closed_loop, post_json, rate, session_new
+from .wrk import WrkRequest, accepted_rate, buyer_body, wrk_run
 
 TERMINAL = ("delivered", "needs_attention", "refund_pending", "refunded", "expired")
 
 
 class CpuMeter:
-    """CPU seconds used by groups of processes over a stretch of wall time."""
+    """CPU seconds used by groups of processes over a stretch of wall time.
+    A group may add `counters`: CPU seconds of processes that do not outlive
+    the stretch (each wrk run), counted by their parent as it reaps them."""
 
-    def __init__(self, groups: dict):
+    def __init__(self, groups: dict, counters: dict | None = None):
         self.groups = groups  # name -> callable returning pids
+        self.counters = counters or {}  # name -> callable returning cumulative CPU seconds
 
     def _snapshot(self) -> dict:
         used = {}
@@ -40,7 +44,7 @@ class CpuMeter:
                     total += times.user + times.system
                 except psutil.Error:
                     pass
-            used[name] = total
+            used[name] = total + (self.counters[name]() if name in self.counters else 0.0)
         return used
 
     def __enter__(self):
@@ -74,45 +78,9 @@ def checkout_request(url: str, sku: str, tag: str):
     return send
 
 
-def naive_request(url: str, sku: str, tag: str):
-    async def send(session, i):
-        status, body = await post_json(
-            session, f"{url}/bench/naive/orders", {"sku": sku, "email": f"{tag}-{i}@bench.example.com"}
-        )
-        return status, body.get("error", "")
-
-    return send
-
-
-def bare_request(url: str, gate: int, tag: str):
-    async def send(session, i):
-        status, body = await post_json(
-            session, f"{url}/bench/bare-evalsha", {"gate": gate, "email": f"{tag}-{i}@bench.example.com"}
-        )
-        return status, body.get("code", "") if status != 202 else ""
-
-    return send
-
-
-def healthz_request(url: str):
-    async def send(session, i):
-        async with session.get(f"{url}/healthz") as response:
-            await response.read()
-            return response.status, ""
-
-    return send
-
-
 async def _burst(request, *, concurrency: int, count: int, duration: float) -> list[Sample]:
     async with session_new(concurrency=concurrency) as session:
         return await closed_loop(session, request, concurrency=concurrency, count=count, duration=duration)
-
-
-async def warm_up(*, url: str, sku: str, tag: str, concurrency: int) -> None:
-    """Two requests a connection of /healthz and of checkout (2 × concurrency
-    keys), answers not kept."""
-    await _burst(healthz_request(url), concurrency=concurrency, count=2 * concurrency, duration=5)
-    await _burst(checkout_request(url, sku, tag), concurrency=concurrency, count=2 * concurrency, duration=5)
 
 
 def accepted(sample: Sample) -> bool:
@@ -132,31 +100,98 @@ async def paired_rounds(sides: dict, *, rounds: int, concurrency: int, duration:
     return result
 
 
-async def ceiling(
-    *, url: str, sku: str, gate_copy: int, rounds: int, duration: float, concurrency: int, count: int
+# --- the throughput sides, sent by wrk (bench/wrk.py)
+
+
+def checkout_wrk(sku: str, tag: str, cap: int) -> WrkRequest:
+    return WrkRequest("/api/v1/orders", method="POST", body=buyer_body({"sku": sku, "quantity": 1}), tag=tag, cap=cap)
+
+
+def naive_wrk(sku: str, tag: str, cap: int) -> WrkRequest:
+    return WrkRequest("/bench/naive/orders", method="POST", body=buyer_body({"sku": sku}), tag=tag, cap=cap)
+
+
+def bare_wrk(gate: int, tag: str, cap: int) -> WrkRequest:
+    return WrkRequest("/bench/bare-evalsha", method="POST", body=buyer_body({"gate": gate}), tag=tag, cap=cap)
+
+
+HEALTHZ_WRK = WrkRequest("/healthz")
+
+
+def warm_up(*, url: str, sku: str, tag: str, connections: int, cpus: str) -> None:
+    """A second of /healthz and two checkouts a connection (2 × connections
+    keys), answers not kept: a fresh server's first requests open connections
+    and fill caches, which is not what is compared."""
+    wrk_run(url=url, request=HEALTHZ_WRK, seconds=1, connections=connections, cpus=cpus)
+    wrk_run(url=url, request=checkout_wrk(sku, tag, 2 * connections), seconds=1, connections=connections, cpus=cpus)
+
+
+def wrk_paired_rounds(
+    sides: dict, *, url: str, rounds: int, connections: int, seconds: float, ok: dict, cpus: str, first_round: int = 0
+) -> dict:
+    """Run the sides back to back with wrk, `rounds` times, the order swapped
+    each round (round numbers start at `first_round`, so a caller running one
+    round at a time still alternates). `sides`: name -> round -> WrkRequest;
+    `ok`: name -> the status counted as served ("202", "200"). Returns per side
+    its wrk runs and per-round rates."""
+    names = list(sides)
+    result = {name: {"runs": [], "rates": []} for name in names}
+    for r in range(first_round, first_round + rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            run = wrk_run(url=url, request=sides[name](r), seconds=seconds, connections=connections, cpus=cpus)
+            result[name]["runs"].append(run)
+            result[name]["rates"].append(accepted_rate(run, status=ok[name]))
+    return result
+
+
+def runs_latency_ms(runs: list[dict]) -> dict:
+    """wrk reports percentiles per run, not samples: each percentile is the
+    median over the runs, max the largest, mean weighted by answers."""
+    if not runs:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
+    answered = sum(run["requests"] for run in runs) or 1
+    return {
+        **{q: round(statistics.median(run["latency_ms"][q] for run in runs), 1) for q in ("p50", "p95", "p99")},
+        "max": max(run["latency_ms"]["max"] for run in runs),
+        "mean": round(sum(run["latency_ms"]["mean"] * run["requests"] for run in runs) / answered, 1),
+    }
+
+
+def runs_answers(runs: list[dict]) -> dict:
+    merged = Counter()
+    for run in runs:
+        merged.update(run["answers"])
+    return dict(merged)
+
+
+def ceiling(
+    *, url: str, sku: str, gate_copy: int, rounds: int, duration: float, concurrency: int, count: int, cpus: str
 ) -> dict:
     """Checkout requests/s against /healthz requests/s, same process, same
     middleware; and, as the reference, a bare view making only the checkout
-    script's round trip (bench/bare.py)."""
-    runs = await paired_rounds(
+    script's round trip (bench/bare.py). Checkout is capped at `count`
+    requests a round (its keys), the bare view at ten times that."""
+    runs = wrk_paired_rounds(
         {
-            "healthz": lambda r: healthz_request(url),
-            "checkout": lambda r: checkout_request(url, sku, f"ceil{r}"),
-            "bare": lambda r: bare_request(url, gate_copy, f"bare{r}"),
+            "healthz": lambda r: HEALTHZ_WRK,
+            "checkout": lambda r: checkout_wrk(sku, f"ceil{r}", count),
+            "bare": lambda r: bare_wrk(gate_copy, f"bare{r}", 10 * count),
         },
+        url=url,
         rounds=rounds,
-        concurrency=concurrency,
-        duration=duration,
-        counts={"healthz": 10 * count, "checkout": count, "bare": 10 * count},
-        ok={"healthz": lambda s: s.status == 200, "checkout": accepted, "bare": accepted},
+        connections=concurrency,
+        seconds=duration,
+        ok={"healthz": "200", "checkout": "202", "bare": "202"},
+        cpus=cpus,
     )
     pairs = [c / h for c, h in zip(runs["checkout"]["rates"], runs["healthz"]["rates"], strict=False) if h]
     bare_pairs = [b / h for b, h in zip(runs["bare"]["rates"], runs["healthz"]["rates"], strict=False) if h]
     return {
+        "load_generator": f"wrk on CPUs {cpus}",
         "bare_rps_rounds": [round(x, 1) for x in runs["bare"]["rates"]],
         "bare_rps": round(statistics.median(runs["bare"]["rates"]), 1),
         "bare_ratio": _median(bare_pairs),
-        "bare_answers": answers(runs["bare"]["samples"]),
+        "bare_answers": runs_answers(runs["bare"]["runs"]),
         "concurrency": concurrency,
         "round_seconds": duration,
         "healthz_rps_rounds": [round(x, 1) for x in runs["healthz"]["rates"]],
@@ -165,31 +200,45 @@ async def ceiling(
         "ceiling_ratio": _median(pairs),
         "healthz_rps": round(statistics.median(runs["healthz"]["rates"]), 1),
         "checkout_rps": round(statistics.median(runs["checkout"]["rates"]), 1),
-        "healthz_latency_ms": latency_ms(runs["healthz"]["samples"]),
-        "checkout_latency_ms": latency_ms(runs["checkout"]["samples"]),
-        "checkout_answers": answers(runs["checkout"]["samples"]),
-        "healthz_answers": answers(runs["healthz"]["samples"]),
+        "healthz_latency_ms": runs_latency_ms(runs["healthz"]["runs"]),
+        "checkout_latency_ms": runs_latency_ms(runs["checkout"]["runs"]),
+        "checkout_answers": runs_answers(runs["checkout"]["runs"]),
+        "healthz_answers": runs_answers(runs["healthz"]["runs"]),
     }
 
 
-async def design(
-    *, url: str, sku: str, naive_sku: str, rounds: int, duration: float, concurrency: int, counts: dict
+def design(
+    *,
+    url: str,
+    sku: str,
+    naive_sku: str,
+    rounds: int,
+    duration: float,
+    concurrency: int,
+    counts: dict,
+    cpus: str,
+    tag: str = "design",
+    first_round: int = 0,
 ) -> dict:
-    """Orders/s of our checkout against the naive design, many buyers on one product."""
-    runs = await paired_rounds(
+    """Orders/s of our checkout against the naive design, many buyers on one
+    product; `counts` caps each side's requests a round (their keys)."""
+    runs = wrk_paired_rounds(
         {
-            "ours": lambda r: checkout_request(url, sku, f"design{r}"),
-            "naive": lambda r: naive_request(url, naive_sku, f"naive{r}"),
+            "ours": lambda r: checkout_wrk(sku, f"{tag}-ours{r}", counts["ours"]),
+            "naive": lambda r: naive_wrk(naive_sku, f"{tag}-naive{r}", counts["naive"]),
         },
+        url=url,
         rounds=rounds,
-        concurrency=concurrency,
-        duration=duration,
-        counts=counts,
-        ok={"ours": accepted, "naive": accepted},
+        connections=concurrency,
+        seconds=duration,
+        ok={"ours": "202", "naive": "202"},
+        cpus=cpus,
+        first_round=first_round,
     )
     pairs = [o / n for o, n in zip(runs["ours"]["rates"], runs["naive"]["rates"], strict=False) if n]
-    naive_answers = answers(runs["naive"]["samples"])
+    naive_answers = runs_answers(runs["naive"]["runs"])
     return {
+        "load_generator": f"wrk on CPUs {cpus}",
         "concurrency": concurrency,
         "round_seconds": duration,
         "ours_orders_per_s_rounds": [round(x, 1) for x in runs["ours"]["rates"]],
@@ -198,9 +247,11 @@ async def design(
         "design_ratio": _median(pairs),
         "ours_orders_per_s": round(statistics.median(runs["ours"]["rates"]), 1),
         "naive_orders_per_s": round(statistics.median(runs["naive"]["rates"]), 1),
-        "ours_latency_ms": latency_ms([s for s in runs["ours"]["samples"] if accepted(s)]),
-        "naive_latency_ms": latency_ms([s for s in runs["naive"]["samples"] if accepted(s)]),
-        "ours_answers": answers(runs["ours"]["samples"]),
+        # Of every answer (wrk keeps no per-answer latency): a refused
+        # checkout's answer counts too.
+        "ours_latency_ms": runs_latency_ms(runs["ours"]["runs"]),
+        "naive_latency_ms": runs_latency_ms(runs["naive"]["runs"]),
+        "ours_answers": runs_answers(runs["ours"]["runs"]),
         "naive_answers": naive_answers,
         "naive_errors": {
             "lock_wait_timeout": sum(v for k, v in naive_answers.items() if "lock_wait_timeout" in k),

@@ -11,8 +11,9 @@
 set -euo pipefail
 
 # python3-venv: .venv; pkg-config, libmariadb-dev, gcc, python3-dev: build mysqlclient;
-# gettext: compilemessages; the clients: scripts/ensure_services.sh.
-packages=(python3-venv python3-dev pkg-config libmariadb-dev gcc gettext mariadb-client redis-tools)
+# gettext: compilemessages; the clients: scripts/ensure_services.sh (redis-tools also
+# brings redis-benchmark, the bench's Redis headroom); wrk: the bench's throughput phases.
+packages=(python3-venv python3-dev pkg-config libmariadb-dev gcc gettext mariadb-client redis-tools wrk)
 # Servers only when none is installed: a machine may run them from elsewhere (DATABASE_URL, REDIS_URL).
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || packages+=(mariadb-server)
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
