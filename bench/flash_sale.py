@@ -180,8 +180,10 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
     # Each slope run: a warm-up (two checkouts a connection), then at most a
     # cap of each side; two runs (1 and 2 cores) a round.
     slope_runs = 2 * plan.rounds_slope
-    hot_keys = (plan.rounds_ceiling + plan.rounds_design + profile) * plan.checkout_cap + slope_runs * (
-        plan.checkout_cap + 2 * plan.design_concurrency
+    hot_keys = (
+        (plan.rounds_ceiling + plan.rounds_design + profile) * plan.checkout_cap
+        + 2 * plan.ceiling_concurrency  # the warm-up before the ceiling
+        + slope_runs * (plan.checkout_cap + 2 * plan.design_concurrency)
     )
     naive_keys = (plan.rounds_design + slope_runs) * plan.naive_cap
     # The phases that do not pin the server (it has every CPU) pin wrk where
@@ -226,6 +228,7 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
         )
 
     gate_copy = gate_copy_create(product_id=hot)
+    phases.warm_up(url=stack.url, sku="BENCH-HOT", tag="warm", connections=plan.ceiling_concurrency, cpus=loadgen_cpus)
     with meter() as cpu:
         ceiling = phases.ceiling(
             url=stack.url,

@@ -11,7 +11,10 @@ local ffi = require("ffi")
 ffi.cdef([[
 typedef struct { long tv_sec; long tv_nsec; } wrk_timespec;
 int clock_gettime(int clock, wrk_timespec *now);
+int getpid(void);
+int kill(int pid, int signal);
 ]])
+local SIGINT = 2
 local CLOCK_MONOTONIC = 1
 local now_ts = ffi.new("wrk_timespec")
 
@@ -31,16 +34,17 @@ end
 -- Thread state (globals, so thread:get reads them).
 sent, granted, answered, first_sent, last_answer = 0, 0, 0, 0, 0
 answers = {}
-local method, path, share, tag, before, after
+local method, path, share, tag, before, after, thread_count
 -- wrk calls request() once on thread 0's state before the run, only to
 -- count pipelined requests: that call is not a request sent.
 local verifying
 
 function init(args)
    method, path, tag, before, after = args[1], args[2], args[5], args[6] or "", args[7] or ""
-   local cap, count = tonumber(args[3]), tonumber(args[4])
+   local cap = tonumber(args[3])
+   thread_count = tonumber(args[4])
    -- Thread `id` gets floor(cap / count), the first cap % count one more.
-   share = cap > 0 and math.floor(cap / count) + ((id < cap % count) and 1 or 0) or math.huge
+   share = cap > 0 and math.floor(cap / thread_count) + ((id < cap % thread_count) and 1 or 0) or math.huge
    verifying = id == 0
    if share == math.huge then
       delay = nil -- no cap: wrk then sends without a timer per request
@@ -94,6 +98,12 @@ function response(status, headers, body)
    -- Every sent request answered and the share reached: this thread is done
    -- (stopping earlier would drop answers still on the way).
    if answered >= share then
+      if thread_count == 1 then
+         -- wrk's main thread sleeps out the duration and stops on SIGINT; the
+         -- kernel hands a process's signal to its main thread first. With
+         -- more threads, the others may still be sending: wrk runs its course.
+         ffi.C.kill(ffi.C.getpid(), SIGINT)
+      end
       wrk.thread:stop()
    end
 end
