@@ -15,6 +15,7 @@ checkout script at most that often); the naive design flat at its 2-core rate
 import math
 import os
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 
 from . import phases
@@ -140,6 +141,11 @@ def slope_summary(
             }
             for c in plans
         },
+        # Answers by status over the rounds (a 0-rate round shows here as no answers).
+        "answers": {
+            str(c): {side: _answers_over_rounds(measured[c]["design"], side) for side in ("ours", "naive")}
+            for c in plans
+        },
         "naive_errors": {
             str(c): {
                 kind: sum(d["naive_errors"][kind] for d in measured[c]["design"])
@@ -165,6 +171,13 @@ def slope_summary(
         redis_evalsha_rps=redis_evalsha_rps,
     )
     return result
+
+
+def _answers_over_rounds(designs: list[dict], side: str) -> dict:
+    merged = Counter()
+    for design in designs:
+        merged.update(design[f"{side}_answers"])
+    return dict(merged)
 
 
 def _latency_over_rounds(rounds: list[dict]) -> dict:
