@@ -15,6 +15,7 @@ checkout script at most that often); the naive design flat at its 2-core rate
 import math
 import os
 import statistics
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -68,11 +69,13 @@ def slope(
     if len(available) < 2:
         return {"skipped": "one CPU: no 2-core run"}
     plans = {cores: cpu_plan(cores=cores, available=available) for cores in (1, 2)}
-    measured = {cores: {"design": [], "cpu": []} for cores in plans}
+    measured = {cores: {"design": [], "cpu": [], "seconds": []} for cores in plans}
     for r in range(rounds):
         for cores in (1, 2) if r % 2 == 0 else (2, 1):
             plan = plans[cores]
+            clock = time.monotonic()
             stack.web_restart(cpus=plan.server)
+            restarted = time.monotonic()
             phases.warm_up(
                 url=stack.url, sku=hot_sku, tag=f"slope-warm{r}c{cores}", connections=connections, cpus=plan.loadgen
             )
@@ -91,8 +94,17 @@ def slope(
                 )
             measured[cores]["design"].append(design)
             measured[cores]["cpu"].append(cpu.percent)
+            done = time.monotonic()
             phases.persisted_wait(product_id=hot_product_id, timeout=120)
             phases.broker_idle_wait(timeout=60)
+            # Where the phase's time went: restart, warm-up and measure, settle.
+            measured[cores]["seconds"].append(
+                {
+                    "restart": round(restarted - clock, 1),
+                    "measure": round(done - restarted, 1),
+                    "settle": round(time.monotonic() - done, 1),
+                }
+            )
     return slope_summary(
         measured,
         plans=plans,
@@ -146,6 +158,7 @@ def slope_summary(
             str(c): {side: _answers_over_rounds(measured[c]["design"], side) for side in ("ours", "naive")}
             for c in plans
         },
+        "seconds": {str(c): measured[c]["seconds"] for c in plans},
         "naive_errors": {
             str(c): {
                 kind: sum(d["naive_errors"][kind] for d in measured[c]["design"])
