@@ -108,11 +108,13 @@ def slope_chart(slope: dict):
         for i, cores in enumerate(groups):
             if cores in projected:
                 value = projected[cores][f"{side}_orders_per_s"]
+                capped = side == "ours" and projected[cores]["capped_by"]
                 bar = ax.bar(i + offset, value, width, fill=False, edgecolor=color, linestyle="--", linewidth=1.5)
+                ax.bar_label(bar, labels=[f"{value:.0f}" + (" (Redis cap)" if capped else "")], fontsize=8)
             else:
                 value = slope[f"{side}_orders_per_s"][cores]
                 bar = ax.bar(i + offset, value, width, color=color, label=side if cores == "1" else None)
-            ax.bar_label(bar, fmt="%.0f", fontsize=8)
+                ax.bar_label(bar, fmt="%.0f", fontsize=8)
     ax.set_xticks(
         range(len(groups)),
         [f"{c} core{'s' if c != '1' else ''}" + (" (projected)" if c in projected else "") for c in groups],
@@ -121,7 +123,7 @@ def slope_chart(slope: dict):
         ylabel="orders per second",
         title=f"Scaling slope: ours {slope['ours_slope']}×, naive {slope['naive_slope']}× from 1 to 2 cores",
     )
-    ax.legend()
+    ax.legend(title="dashed: projected", loc="upper left")
     return fig
 
 

@@ -135,3 +135,38 @@ def test_projection_keeps_the_efficiency_per_doubling_and_is_capped_by_redis():
     # 1000 · 1.8³ = 5832 is more than one Redis answers: the cap.
     assert sixteen["ours_orders_per_s"] == 5000.0 and sixteen["capped_by"] == "redis_headroom"
     assert "projection" in result["label"]
+
+
+def test_slope_summary_pairs_rounds_and_the_report_shows_the_projection_as_one():
+    from bench.report import _slope_table
+    from bench.slope import slope_summary
+
+    def design(ours, naive):
+        latency = {"p50": 10.0, "p95": 20.0, "p99": 30.0, "max": 40.0, "mean": 12.0}
+        return {
+            "ours_orders_per_s": ours,
+            "naive_orders_per_s": naive,
+            "ours_latency_ms": latency,
+            "naive_latency_ms": latency,
+            "ours_answers": {"202": int(ours)},
+            "naive_answers": {"202": int(naive)},
+            "naive_errors": {"lock_wait_timeout": 0, "deadlock": 0, "other": 0},
+        }
+
+    cpu = {"loadgen": 9.0, "web": 95.0, "workers": 20.0, "machine_busy": 80.0}
+    measured = {
+        # Round 2 ran on a busier machine: both core counts slower, the pairing keeps the slope.
+        1: {"design": [design(400, 100), design(200, 50)], "cpu": [cpu, cpu], "seconds": []},
+        2: {"design": [design(720, 105), design(360, 55)], "cpu": [cpu, cpu], "seconds": []},
+    }
+    plans = {cores: cpu_plan(cores=cores, available=[0, 1]) for cores in (1, 2)}
+    slope = slope_summary(measured, plans=plans, rounds=2, seconds=4, connections=200, redis_evalsha_rps=20_000.0)
+    assert slope["ours_slope"] == 1.8
+    assert slope["naive_slope"] == pytest.approx(1.075, abs=0.01)
+    assert slope["design_ratio_2_cores"] == pytest.approx((720 / 105 + 360 / 55) / 2, abs=0.01)
+    assert slope["ours_orders_per_s"] == {"1": 300.0, "2": 540.0}
+    assert slope["cpus"]["2"] == {"server": "0,1", "load_generator": "0", "apart": False}
+    table = "\n".join(_slope_table(slope))
+    assert "| 8, *projected* |" in table and "a model, not a measurement" in table
+    assert "shares CPU with the server" in table
+    assert _slope_table({"skipped": "quick run"}) == ["## Scaling slope: skipped (quick run)", ""]
