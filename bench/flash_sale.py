@@ -442,6 +442,7 @@ def servers_compare(
                     seconds=plan.round_seconds,
                     ok={"healthz": "200", "checkout": "202"},
                     cpus=cpus,
+                    first_round=r,  # the two sides' order swapped every round too
                 )
             run = runs[server.label]
             run["checkout"] += side["checkout"]["rates"]
