@@ -14,6 +14,7 @@ correctness gate fails (never on a timing)."""
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
 import subprocess
@@ -51,12 +52,39 @@ class Plan:
     flash_seconds: float
     # Checkouts of the steady persistence-lag phase (one at a time, 20 a second).
     lag_orders: int = 100
+    # Sustained end to end (bench/sustained.py): arrivals for this long, at
+    # sustained_rate buyers/s (0: half the checkout ceiling measured in the
+    # run), at most sustained_rate_cap (0: no cap); buyers poll until
+    # sustained_grace seconds after the last arrival.
+    sustained_seconds: float = 60.0
+    sustained_rate: float = 0.0
+    sustained_rate_cap: float = 0.0
+    sustained_grace: float = 30.0
 
 
 # The quick run skips the one-order-per-transaction drain (a worker restart).
-QUICK = Plan(2, 2, 2.0, 64, 200, 4000, 300, 400, 0, 20_000, 200, 600, 1.0, 25)
+QUICK = Plan(2, 2, 2.0, 64, 200, 4000, 300, 400, 0, 20_000, 200, 600, 1.0, 25, sustained_seconds=3, sustained_grace=10)
 FULL = Plan(5, 4, 5.0, 64, 200, 8000, 1000, 6000, 1000, 200_000, 1000, 4000, 2.0, 120)
-SMOKE = Plan(1, 1, 1.0, 16, 50, 1000, 100, 200, 0, 5_000, 60, 150, 0.5, 20, lag_orders=20)
+SMOKE = Plan(
+    1,
+    1,
+    1.0,
+    16,
+    50,
+    1000,
+    100,
+    200,
+    0,
+    5_000,
+    60,
+    150,
+    0.5,
+    20,
+    lag_orders=20,
+    sustained_seconds=2,
+    sustained_rate_cap=10,
+    sustained_grace=10,
+)
 
 
 def main(argv=None) -> int:
@@ -90,8 +118,21 @@ def main(argv=None) -> int:
         help="the local Redis (default), or a private one from deploy/redis/redis.conf: as prescribed "
         "(always), AOF fsynced each second (everysec) or no persistence (off)",
     )
+    parser.add_argument(
+        "--sustained-rate",
+        type=float,
+        default=None,
+        help="arrivals/s of the sustained end-to-end phase (default: half the checkout ceiling measured in the run)",
+    )
+    parser.add_argument(
+        "--sustained-seconds", type=float, default=None, help="its arrival window (default: the plan's)"
+    )
     args = parser.parse_args(argv)
     plan, mode = (SMOKE, "smoke") if args.smoke else (QUICK, "quick") if args.quick else (FULL, "full")
+    if args.sustained_rate is not None:
+        plan = dataclasses.replace(plan, sustained_rate=args.sustained_rate, sustained_rate_cap=0.0)
+    if args.sustained_seconds is not None:
+        plan = dataclasses.replace(plan, sustained_seconds=args.sustained_seconds)
     servers = [
         WebServer.parse(text, workers=args.web_workers, threads=args.web_threads)
         for text in args.servers.split(",")
@@ -154,6 +195,9 @@ def main(argv=None) -> int:
     failed = [g for g in ("oversold", "duplicates", "paid_undelivered") if result[g]]
     if not result["flash"]["gates"]["sold_equals_min_keys_demand"]:
         failed.append("sold != min(K, demand)")
+    failed += [
+        f"sustained {g}" for g in ("oversold", "duplicates", "paid_undelivered") if result["sustained"]["gates"][g]
+    ]
     if failed:
         print("CORRECTNESS GATES FAILED: " + ", ".join(failed), file=sys.stderr)
         return 1
@@ -306,6 +350,17 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
     flash_result["persist_lag_steady_ms"] = latency_ms_from_seconds(steady["lag_s"])
     flash_result["persist_lag_steady_never_recorded"] = steady["never_recorded"]
     lap("persist_lag")
+
+    # Sustained end to end: a fixed arrival rate of paying buyers (bench/sustained.py).
+    from bench import sustained
+    from bench.report import sustained_chart
+
+    phases.broker_idle_wait(timeout=60)
+    sustained_result, sustained_phase = sustained.measure(
+        stack, plan, checkout_rps=ceiling["checkout_rps"], meter=meter
+    )
+    lap("sustained")
+
     if plan.drain_single_orders:
         phases.broker_idle_wait(timeout=60)
         stack.worker_restart(FULFIL_BATCH_SIZE="1")
@@ -320,6 +375,7 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
     )
     lap("servers")
     chart_names = charts(sale=sale, gates=gates, ceiling=ceiling, design=design, out=out)
+    chart_names += sustained_chart(phase=sustained_phase, figures=sustained_result, out=out)
 
     checkout_rps = ceiling["checkout_rps"]
     return {
@@ -354,6 +410,7 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
         "charts": chart_names,
         "profile": profile_top,
         "servers": server_comparison,
+        "sustained": sustained_result,
         "phase_seconds": timings,
     }
 
