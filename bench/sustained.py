@@ -154,6 +154,9 @@ def summary(*, phase: dict, delivered: dict, gates: dict, keys: int, rate_source
         "time_to_keys_p99_target_ms": TIME_TO_KEYS_P99_TARGET_MS,
         "time_to_keys_met": bool(with_keys) and keys_p99 <= TIME_TO_KEYS_P99_TARGET_MS,
         "checkout_to_delivered_ms": _ms(server),
+        # The buyer's side before the server delivers: the wait for the
+        # placed order (the order page's first poll) and the payment.
+        "checkout_to_paid_ms": _ms([r.paid_at - r.sent_at for r in runs if r.paid_at]),
         "delivered_to_visible_ms": _ms(poll_delay),
         "paid_to_delivered_ms": _ms(gates["paid_to_delivered_s"]),
         "checkout_latency_ms": latency_ms(phase["checkouts"]),
