@@ -259,6 +259,8 @@ def _sustained_table(s: dict) -> list[str]:
         f"{', '.join(f'{k}: {v}' for k, v in sorted(s['polls']['answers'].items()))} |",
         f"| CPU (% of one core) load generator / web / workers | {s['cpu']['loadgen']} / {s['cpu']['web']} / "
         f"{s['cpu']['workers']} |",
+        f"| the phase's orders by status after settling | "
+        f"{', '.join(f'{k}: {v}' for k, v in sorted(s['order_statuses'].items()))} |",
         f"| keys imported for the phase (seconds) | {s['keys']} ({s['keys_import_s']} s) |",
         f"| gates: oversold / keys delivered twice / paid but undelivered | {s['gates']['oversold']} / "
         f"{s['gates']['duplicates']} / {s['gates']['paid_undelivered']} |",

@@ -8,6 +8,7 @@ schedule."""
 import asyncio
 import math
 import time
+from collections import Counter
 
 from .journey import Journey, buyer_journey
 from .load import answers, latency_ms, percentile, session_new
@@ -225,5 +226,9 @@ def measure(stack, plan, *, checkout_rps: float, meter) -> tuple[dict, dict]:
         phase=phase, delivered=delivered_times(product_id=product_id), gates=gates, keys=keys, rate_source=source
     )
     result["keys_import_s"] = import_seconds
+    # Where the orders ended (after the gates' settling): says what a missed target or gate was made of.
+    result["order_statuses"] = dict(
+        Counter(Order.objects.filter(product_id=product_id).values_list("status", flat=True))
+    )
     result["cpu"] = cpu.percent
     return result, phase
