@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.stack import BenchStack, StackConfig, WebServer, bench_environment  # noqa: E402
+from bench.sustained import SUSTAINED_QUICK, SUSTAINED_SMOKE, SustainedPlan  # noqa: E402
 from testing.processes import web_server_default  # noqa: E402
 from testing.redis_server import GATE_REDIS_CONF, RedisServer  # noqa: E402
 
@@ -52,39 +53,14 @@ class Plan:
     flash_seconds: float
     # Checkouts of the steady persistence-lag phase (one at a time, 20 a second).
     lag_orders: int = 100
-    # Sustained end to end (bench/sustained.py): arrivals for this long, at
-    # sustained_rate buyers/s (0: half the checkout ceiling measured in the
-    # run), at most sustained_rate_cap (0: no cap); buyers poll until
-    # sustained_grace seconds after the last arrival.
-    sustained_seconds: float = 60.0
-    sustained_rate: float = 0.0
-    sustained_rate_cap: float = 0.0
-    sustained_grace: float = 30.0
+    # Sustained end to end (bench/sustained.py): its window, rate and grace.
+    sustained: SustainedPlan = SustainedPlan()
 
 
 # The quick run skips the one-order-per-transaction drain (a worker restart).
-QUICK = Plan(2, 2, 2.0, 64, 200, 4000, 300, 400, 0, 20_000, 200, 600, 1.0, 25, sustained_seconds=3, sustained_grace=10)
+QUICK = Plan(2, 2, 2.0, 64, 200, 4000, 300, 400, 0, 20_000, 200, 600, 1.0, 25, sustained=SUSTAINED_QUICK)
 FULL = Plan(5, 4, 5.0, 64, 200, 8000, 1000, 6000, 1000, 200_000, 1000, 4000, 2.0, 120)
-SMOKE = Plan(
-    1,
-    1,
-    1.0,
-    16,
-    50,
-    1000,
-    100,
-    200,
-    0,
-    5_000,
-    60,
-    150,
-    0.5,
-    20,
-    lag_orders=20,
-    sustained_seconds=2,
-    sustained_rate_cap=10,
-    sustained_grace=10,
-)
+SMOKE = Plan(1, 1, 1.0, 16, 50, 1000, 100, 200, 0, 5_000, 60, 150, 0.5, 20, lag_orders=20, sustained=SUSTAINED_SMOKE)
 
 
 def main(argv=None) -> int:
@@ -130,9 +106,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     plan, mode = (SMOKE, "smoke") if args.smoke else (QUICK, "quick") if args.quick else (FULL, "full")
     if args.sustained_rate is not None:
-        plan = dataclasses.replace(plan, sustained_rate=args.sustained_rate, sustained_rate_cap=0.0)
+        plan = dataclasses.replace(plan, sustained=dataclasses.replace(plan.sustained, rate=args.sustained_rate))
     if args.sustained_seconds is not None:
-        plan = dataclasses.replace(plan, sustained_seconds=args.sustained_seconds)
+        plan = dataclasses.replace(plan, sustained=dataclasses.replace(plan.sustained, seconds=args.sustained_seconds))
     servers = [
         WebServer.parse(text, workers=args.web_workers, threads=args.web_threads)
         for text in args.servers.split(",")
@@ -182,7 +158,7 @@ def main(argv=None) -> int:
         "web_server": config.web_server,
         "celery_concurrency": config.celery_concurrency,
         "checkout_rate_per_second": config.checkout_rate,
-        "plan": plan.__dict__,
+        "plan": dataclasses.asdict(plan),
     }
     result["seconds"] = round(time.monotonic() - began, 1)
     result["revision"] = subprocess.run(
@@ -355,9 +331,8 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
     from bench import sustained
     from bench.report import sustained_chart
 
-    phases.broker_idle_wait(timeout=60)
     sustained_result, sustained_phase = sustained.measure(
-        stack, plan, checkout_rps=ceiling["checkout_rps"], meter=meter
+        stack, plan.sustained, checkout_rps=ceiling["checkout_rps"], concurrency=plan.design_concurrency, meter=meter
     )
     lap("sustained")
 

@@ -9,6 +9,7 @@ import asyncio
 import math
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 from .journey import Journey, buyer_journey
 from .load import answers, latency_ms, percentile, session_new
@@ -24,6 +25,24 @@ CEILING_SHARE = 0.5
 RAMP_SECONDS = TIME_TO_KEYS_P99_TARGET_MS / 1000
 # A buyer who starts this much later than scheduled counts as "late" (the generator fell behind).
 LATE_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class SustainedPlan:
+    """Arrivals for `seconds` at `rate` buyers/s (0: CEILING_SHARE of the
+    checkout ceiling measured in the run), at most `rate_cap` (0: no cap; an
+    explicit rate is never capped); buyers poll until `grace` seconds after
+    the last arrival."""
+
+    seconds: float = 60.0
+    rate: float = 0.0
+    rate_cap: float = 0.0
+    grace: float = 30.0
+
+
+# The quick run's few seconds, capped so that they stay a few seconds of `make bench-quick`.
+SUSTAINED_QUICK = SustainedPlan(seconds=3, rate_cap=150, grace=10)
+SUSTAINED_SMOKE = SustainedPlan(seconds=2, rate_cap=10, grace=10)
 
 
 def keys_needed(*, rate: float, seconds: float) -> int:
@@ -179,7 +198,7 @@ def summary(*, phase: dict, delivered: dict, gates: dict, keys: int, rate_source
     }
 
 
-def measure(stack, plan, *, checkout_rps: float, meter) -> tuple[dict, dict]:
+def measure(stack, plan: SustainedPlan, *, checkout_rps: float, concurrency: int, meter) -> tuple[dict, dict]:
     """The phase in a benchmark run (bench/flash_sale.py): its product and
     keys, the buyers, the gates. Returns the figures and the raw phase (for
     the chart)."""
@@ -189,17 +208,17 @@ def measure(stack, plan, *, checkout_rps: float, meter) -> tuple[dict, dict]:
     from . import phases
     from .scenario import product_with_keys
 
-    if plan.sustained_rate:
-        rate, source = plan.sustained_rate, "--sustained-rate"
+    if plan.rate:
+        rate, source = plan.rate, "--sustained-rate"
     else:
         rate, source = (
             CEILING_SHARE * checkout_rps,
             f"{CEILING_SHARE:.0%} of the checkout ceiling ({checkout_rps} req/s)",
         )
-    if plan.sustained_rate_cap and rate > plan.sustained_rate_cap:
-        rate, source = plan.sustained_rate_cap, f"{source}, capped at {plan.sustained_rate_cap}/s for this plan"
+        if plan.rate_cap and rate > plan.rate_cap:
+            rate, source = plan.rate_cap, f"{source}, capped at {plan.rate_cap:g}/s in this plan"
     rate = max(rate, 1.0)
-    keys = keys_needed(rate=rate, seconds=plan.sustained_seconds)
+    keys = keys_needed(rate=rate, seconds=plan.seconds)
     clock = time.monotonic()
     product_id = product_with_keys(sku="BENCH-SUSTAINED", keys=keys, per_buyer_limit=1)
     import_seconds = round(time.monotonic() - clock, 1)
@@ -211,9 +230,9 @@ def measure(stack, plan, *, checkout_rps: float, meter) -> tuple[dict, dict]:
                 url=stack.url,
                 sku="BENCH-SUSTAINED",
                 rate=rate,
-                seconds=plan.sustained_seconds,
-                concurrency=plan.design_concurrency,
-                grace=plan.sustained_grace,
+                seconds=plan.seconds,
+                concurrency=concurrency,
+                grace=plan.grace,
                 # The order page as it is first rendered: a fresh order is
                 # queued, and after paying the buyer lands on it paid.
                 first_polls=(BASE_POLL_MS[Order.Status.QUEUED] / 1000, BASE_POLL_MS[Order.Status.PAID] / 1000),
