@@ -193,7 +193,13 @@ def sustained_chart(*, phase: dict, figures: dict, out: Path) -> list[str]:
         ("keys visible to buyers/s", "keys_visible_per_s"),
     ):
         left.step(range(len(timeline[name])), timeline[name], where="post", label=label)
-    left.axhline(figures["arrival_rate_per_s"] * figures["delivered_share_target"], color="gray", ls=":", lw=1)
+    left.axhline(
+        figures["arrival_rate_per_s"] * figures["delivered_share_target"],
+        color="gray",
+        ls=":",
+        lw=1,
+        label="target: 0.8 × arrival rate",
+    )
     left.set(
         xlabel="seconds since the first arrival",
         ylabel="per second",
@@ -203,7 +209,8 @@ def sustained_chart(*, phase: dict, figures: dict, out: Path) -> list[str]:
     values = sorted((r.keys_at - r.sent_at) * 1000 for r in phase["runs"] if r.keys)
     if values:
         right.plot(values, [(i + 1) / len(phase["runs"]) for i in range(len(values))])
-    right.axvline(figures["time_to_keys_p99_target_ms"], color="gray", ls=":", lw=1)
+    right.axvline(figures["time_to_keys_p99_target_ms"], color="gray", ls=":", lw=1, label="p99 target")
+    right.axhline(0.99, color="gray", ls=":", lw=0.5)
     right.set(
         xlabel="checkout → keys visible (ms)",
         ylabel="share of buyers",
@@ -211,6 +218,7 @@ def sustained_chart(*, phase: dict, figures: dict, out: Path) -> list[str]:
         ylim=(0, 1.02),
     )
     right.grid(alpha=0.3)
+    right.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(out / "sustained.png", dpi=80)
     plt.close(fig)
