@@ -14,6 +14,7 @@ correctness gate fails (never on a timing)."""
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
 import statistics
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.stack import BenchStack, StackConfig, WebServer, bench_environment  # noqa: E402
+from bench.sustained import SUSTAINED_QUICK, SUSTAINED_SMOKE, SustainedPlan  # noqa: E402
 from testing.processes import web_server_default  # noqa: E402
 from testing.redis_server import GATE_REDIS_CONF, RedisServer  # noqa: E402
 
@@ -56,13 +58,15 @@ class Plan:
     # of the design phase, each side `slope_seconds`; 0 rounds: skipped.
     rounds_slope: int = 0
     slope_seconds: float = 4.0
+    # Sustained end to end (bench/sustained.py): its window, rate and grace.
+    sustained: SustainedPlan = SustainedPlan()
 
 
 # The quick run skips the one-order-per-transaction drain (a worker restart)
 # and the scaling slope (eight web server restarts).
-QUICK = Plan(2, 2, 2.0, 64, 200, 4000, 300, 400, 0, 20_000, 200, 600, 1.0, 25)
+QUICK = Plan(2, 2, 2.0, 64, 200, 4000, 300, 400, 0, 20_000, 200, 600, 1.0, 25, sustained=SUSTAINED_QUICK)
 FULL = Plan(5, 4, 5.0, 64, 200, 8000, 1000, 6000, 1000, 200_000, 1000, 4000, 2.0, 120, rounds_slope=4)
-SMOKE = Plan(1, 1, 1.0, 16, 50, 1000, 100, 200, 0, 5_000, 60, 150, 0.5, 20, lag_orders=20)
+SMOKE = Plan(1, 1, 1.0, 16, 50, 1000, 100, 200, 0, 5_000, 60, 150, 0.5, 20, lag_orders=20, sustained=SUSTAINED_SMOKE)
 
 
 def main(argv=None) -> int:
@@ -96,8 +100,21 @@ def main(argv=None) -> int:
         help="the local Redis (default), or a private one from deploy/redis/redis.conf: as prescribed "
         "(always), AOF fsynced each second (everysec) or no persistence (off)",
     )
+    parser.add_argument(
+        "--sustained-rate",
+        type=float,
+        default=None,
+        help="arrivals/s of the sustained end-to-end phase (default: half the checkout ceiling measured in the run)",
+    )
+    parser.add_argument(
+        "--sustained-seconds", type=float, default=None, help="its arrival window (default: the plan's)"
+    )
     args = parser.parse_args(argv)
     plan, mode = (SMOKE, "smoke") if args.smoke else (QUICK, "quick") if args.quick else (FULL, "full")
+    if args.sustained_rate is not None:
+        plan = dataclasses.replace(plan, sustained=dataclasses.replace(plan.sustained, rate=args.sustained_rate))
+    if args.sustained_seconds is not None:
+        plan = dataclasses.replace(plan, sustained=dataclasses.replace(plan.sustained, seconds=args.sustained_seconds))
     servers = [
         WebServer.parse(text, workers=args.web_workers, threads=args.web_threads)
         for text in args.servers.split(",")
@@ -147,7 +164,7 @@ def main(argv=None) -> int:
         "web_server": config.web_server,
         "celery_concurrency": config.celery_concurrency,
         "checkout_rate_per_second": config.checkout_rate,
-        "plan": plan.__dict__,
+        "plan": dataclasses.asdict(plan),
     }
     result["seconds"] = round(time.monotonic() - began, 1)
     result["revision"] = subprocess.run(
@@ -160,6 +177,9 @@ def main(argv=None) -> int:
     failed = [g for g in ("oversold", "duplicates", "paid_undelivered") if result[g]]
     if not result["flash"]["gates"]["sold_equals_min_keys_demand"]:
         failed.append("sold != min(K, demand)")
+    failed += [
+        f"sustained {g}" for g in ("oversold", "duplicates", "paid_undelivered") if result["sustained"]["gates"][g]
+    ]
     if failed:
         print("CORRECTNESS GATES FAILED: " + ", ".join(failed), file=sys.stderr)
         return 1
@@ -328,6 +348,16 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
     flash_result["persist_lag_steady_ms"] = latency_ms_from_seconds(steady["lag_s"])
     flash_result["persist_lag_steady_never_recorded"] = steady["never_recorded"]
     lap("persist_lag")
+
+    # Sustained end to end: a fixed arrival rate of paying buyers (bench/sustained.py).
+    from bench import sustained
+    from bench.report import sustained_chart
+
+    sustained_result, sustained_phase = sustained.measure(
+        stack, plan.sustained, checkout_rps=ceiling["checkout_rps"], concurrency=plan.design_concurrency, meter=meter
+    )
+    lap("sustained")
+
     if plan.drain_single_orders:
         phases.broker_idle_wait(timeout=60)
         stack.worker_restart(FULFIL_BATCH_SIZE="1")
@@ -362,6 +392,7 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
     )
     lap("slope")
     chart_names = charts(sale=sale, gates=gates, ceiling=ceiling, design=design, slope=scaling, out=out)
+    chart_names += sustained_chart(phase=sustained_phase, figures=sustained_result, out=out)
 
     checkout_rps = ceiling["checkout_rps"]
     return {
@@ -402,6 +433,7 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
         "charts": chart_names,
         "profile": profile_top,
         "servers": server_comparison,
+        "sustained": sustained_result,
         "phase_seconds": timings,
     }
 

@@ -6,23 +6,18 @@ both sides alike."""
 import asyncio
 import csv
 import io
-import math
-import random
 import shutil
 import statistics
 import subprocess
 import time
 from collections import Counter
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import aiohttp
 import psutil
 
+from .journey import BuyerRun, Journey, buyer_journey
 from .load import Sample, closed_loop, post_json, rate, session_new
 from .wrk import WrkRequest, accepted_rate, buyer_body, wrk_run
-
-TERMINAL = ("delivered", "needs_attention", "refund_pending", "refunded", "expired")
 
 
 class CpuMeter:
@@ -439,32 +434,25 @@ def persist_lag_steady(*, url: str, sku: str, count: int, per_second: float) -> 
 # --- the flash sale, checkout through delivery
 
 
-@dataclass
-class BuyerRun:
-    status: int
-    error: str = ""
-    order_no: str = ""
-    accepted_at: float = 0.0
-    accepted_wall: float = 0.0  # time.time() of the 202, against the order row's created_at
-    paid_at: float = 0.0
-    keys_at: float = 0.0
-    keys: tuple = ()
-    final_status: str = ""
-
-
 async def flash_sale(
     *, url: str, sku: str, product_id: int, buyers: int, concurrency: int, poll_seconds: float, duration: float
 ) -> dict:
     """B buyers arrive at once; each checks out, waits for its order to be
     placed, pays in the sandbox, and polls the order until its keys show, as
-    the order page does."""
+    the order page does (bench/journey.py)."""
     from apps.stock.redis import stock_redis
     from apps.stock.redis_keys import stock_key
 
     started, started_wall = time.perf_counter(), time.time()
-    deadline = started + duration
-    checkouts: list[Sample] = []
-    runs: list[BuyerRun] = []
+    journey = Journey(
+        url=url,
+        sku=sku,
+        deadline=started + duration,
+        placed_poll_s=poll_seconds,
+        paid_poll_s=poll_seconds,
+        polls=[],
+        checkouts=[],
+    )
     stock_samples: list[tuple[float, int]] = []
     done = asyncio.Event()
 
@@ -474,93 +462,21 @@ async def flash_sale(
             stock_samples.append((time.perf_counter() - started, int(redis.get(stock_key(product_id)) or 0)))
             await asyncio.sleep(0.1)
 
-    polls: list[Sample] = []
-
-    async def poll(session, run: BuyerRun, headers: dict, until) -> dict:
-        """As static/orders/order.js polls: the last ETag in If-None-Match
-        (an unchanged order answers 304 from Redis), the server's
-        poll_after_ms / Retry-After stretched ×1.5 per unchanged answer (up to
-        3×, and to 20 s unless the server asks for more), ±20 % jitter; `poll_seconds` until the server has spoken."""
-        etag, hint, unchanged, last = None, poll_seconds, 0, None
-        while time.perf_counter() < deadline:
-            stretched = max(hint, min(20.0, hint * min(3.0, 1.5**unchanged)))
-            await asyncio.sleep(min(60.0, stretched) * random.uniform(0.8, 1.2))
-            sent = time.perf_counter()
-            try:
-                async with session.get(
-                    f"{url}/api/v1/orders/{run.order_no}",
-                    headers={**headers, **({"If-None-Match": etag} if etag else {})},
-                ) as response:
-                    status = response.status
-                    body = await response.json(content_type=None) if status == 200 else {}
-                    etag = response.headers.get("ETag", etag)
-                    retry_after = response.headers.get("Retry-After")
-            except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
-                continue
-            polls.append(Sample(sent, time.perf_counter() - sent, status, ""))
-            if status == 304:
-                unchanged += 1
-                if retry_after and retry_after.isdigit() and int(retry_after) != max(1, math.ceil(hint)):
-                    hint = int(retry_after)
-                continue
-            if status != 200 or not isinstance(body, dict):
-                continue
-            unchanged = unchanged + 1 if body.get("status") == last else 0
-            last = body.get("status")
-            if isinstance(body.get("poll_after_ms"), int):
-                hint = body["poll_after_ms"] / 1000
-            if until(body):
-                return body
-        return {}
-
-    async def buyer(session, i):
-        sent = time.perf_counter()
-        try:
-            status, body = await post_json(
-                session, f"{url}/api/v1/orders", {"sku": sku, "quantity": 1, "email": f"flash-{i}@bench.example.com"}
-            )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            status, body = 0, {"error": type(exc).__name__}
-        checkouts.append(Sample(sent, time.perf_counter() - sent, status, body.get("error", "")))
-        run = BuyerRun(status=status, error=body.get("error", ""), order_no=body.get("order_no", ""))
-        runs.append(run)
-        if status != 202:
-            return
-        run.accepted_at, run.accepted_wall = time.perf_counter(), time.time()
-        headers = {"X-Order-Token": body["access_token"]}
-        if not await poll(session, run, headers, lambda b: b.get("status") != "queued"):
-            return
-        for _ in range(5):  # a 503 while the sandbox is failing says to retry
-            try:
-                pay_status, _body = await post_json(
-                    session, f"{url}/api/v1/payments/sandbox/{run.order_no}/pay", {}, headers
-                )
-            except (TimeoutError, aiohttp.ClientError, OSError):
-                pay_status = 0
-            if pay_status == 202:
-                run.paid_at = time.perf_counter()
-                break
-            await asyncio.sleep(1)
-        else:
-            return
-        final = await poll(session, run, headers, lambda b: b.get("status") in TERMINAL)
-        run.final_status = final.get("status", "")
-        run.keys = tuple(final.get("keys") or ())
-        run.keys_at = time.perf_counter()
-
     sampler = asyncio.create_task(stock_sampler())
     async with session_new(concurrency=concurrency) as session:
-        await asyncio.gather(*(buyer(session, i) for i in range(buyers)))
+        runs = await asyncio.gather(
+            *(buyer_journey(session, journey, email=f"flash-{i}@bench.example.com") for i in range(buyers))
+        )
     done.set()
     await sampler
     return {
         "started_wall": started_wall,
         "started": started,
-        "checkouts": checkouts,
-        "runs": runs,
+        "checkouts": journey.checkouts,
+        "runs": list(runs),
         "stock_samples": stock_samples,
         # Each poll (200 or 304): its share of requests and its latency.
-        "polls": polls,
+        "polls": journey.polls,
     }
 
 

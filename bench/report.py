@@ -184,6 +184,8 @@ def markdown(result: dict) -> str:
         "",
     ]
     lines += _slope_table(result.get("slope") or {"skipped": "not run"})
+    if result.get("sustained"):
+        lines += _sustained_table(result["sustained"])
     if result.get("servers"):
         lines += _servers_table(result["servers"])
     return "\n".join(lines)
@@ -271,6 +273,104 @@ def _servers_table(servers: dict) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+# --- sustained end to end (bench/sustained.py)
+
+
+def sustained_chart(*, phase: dict, figures: dict, out: Path) -> list[str]:
+    """Arrivals/s and delivered/s over time; the time-to-keys CDF."""
+    out.mkdir(parents=True, exist_ok=True)
+    timeline = figures["timeline"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5))
+    for label, name in (
+        ("scheduled arrivals/s", "scheduled_per_s"),
+        ("arrivals started/s", "arrivals_per_s"),
+        ("orders delivered/s", "delivered_per_s"),
+        ("keys visible to buyers/s", "keys_visible_per_s"),
+    ):
+        left.step(range(len(timeline[name])), timeline[name], where="post", label=label)
+    left.axhline(
+        figures["arrival_rate_per_s"] * figures["delivered_share_target"],
+        color="gray",
+        ls=":",
+        lw=1,
+        label="target: 0.8 × arrival rate",
+    )
+    left.set(
+        xlabel="seconds since the first arrival",
+        ylabel="per second",
+        title=f"Sustained at {figures['arrival_rate_per_s']}/s",
+    )
+    left.legend(fontsize="small")
+    values = sorted((r.keys_at - r.sent_at) * 1000 for r in phase["runs"] if r.keys)
+    if values:
+        right.plot(values, [(i + 1) / len(phase["runs"]) for i in range(len(values))])
+    right.axvline(figures["time_to_keys_p99_target_ms"], color="gray", ls=":", lw=1, label="p99 target")
+    right.axhline(0.99, color="gray", ls=":", lw=0.5)
+    right.set(
+        xlabel="checkout → keys visible (ms)",
+        ylabel="share of buyers",
+        title="Time to keys (CDF)",
+        ylim=(0, 1.02),
+    )
+    right.grid(alpha=0.3)
+    right.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out / "sustained.png", dpi=80)
+    plt.close(fig)
+    return ["sustained.png"]
+
+
+def _sustained_table(s: dict) -> list[str]:
+    a, k = s["arrivals"], s["time_to_keys_ms"]
+
+    def met(ok):
+        return "met" if ok else "**missed**"
+
+    def trio(x):
+        return f"{x['p50']} / {x['p95']} / {x['p99']}"
+
+    return [
+        f"## Sustained end to end ({s['arrival_rate_per_s']} buyers/s for {s['seconds']} s, open loop: "
+        f"{s['rate_source']}; each pays at once)",
+        "",
+        "| target | value | target | |",
+        "|---|---|---|---|",
+        f"| delivered orders/s ÷ arrival rate | {s['delivered_per_s']}/s ÷ {s['arrival_rate_per_s']}/s = "
+        f"{s['delivered_share_of_rate']:.2f} | ≥ {s['delivered_share_target']} | {met(s['delivered_share_met'])} |",
+        f"| time from checkout to keys visible p99 | {k['p99']} ms | ≤ {s['time_to_keys_p99_target_ms']:.0f} ms "
+        f"| {met(s['time_to_keys_met'])} |",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| delivered/s basis | {s['delivered_per_s_basis']} |",
+        f"| buyers scheduled / started / with keys / without keys by the end | {a['scheduled']} / {a['started']} / "
+        f"{s['buyers_with_keys']} / {s['buyers_without_keys']} |",
+        f"| load generator lag behind its schedule p50 / p95 / p99 / max | {trio(a['start_lag_ms'])} / "
+        f"{a['start_lag_ms']['max']} ms ({a['started_late']} buyers started > {a['late_threshold_ms']:.0f} ms late; "
+        f"achieved {a['achieved_rate_per_s']}/s) |",
+        f"| checkout → keys visible p50 / p95 / p99 / max | {trio(k)} / {k['max']} ms |",
+        f"| checkout → delivered_at (server, from MariaDB) p50 / p95 / p99 | {trio(s['checkout_to_delivered_ms'])} ms |",
+        f"| delivered_at → keys visible (the order page's poll delay) p50 / p95 / p99 | "
+        f"{trio(s['delivered_to_visible_ms'])} ms |",
+        f"| of which checkout → paid (the order page's first poll, then paying) p50 / p95 / p99 | "
+        f"{trio(s['checkout_to_paid_ms'])} ms |",
+        f"| of which paid → delivered (the workers) p50 / p95 / p99 | {trio(s['paid_to_delivered_ms'])} ms |",
+        f"| checkout latency p50 / p95 / p99 ({s['connections']} connections at most) | "
+        f"{trio(s['checkout_latency_ms'])} ms |",
+        f"| checkout answers | {', '.join(f'{k}: {v}' for k, v in sorted(s['checkout_answers'].items()))} |",
+        f"| polls: per buyer, p99, answers | {s['polls']['per_buyer']}, {s['polls']['latency_ms']['p99']} ms, "
+        f"{', '.join(f'{k}: {v}' for k, v in sorted(s['polls']['answers'].items()))} |",
+        f"| CPU (% of one core) load generator / web / workers | {s['cpu']['loadgen']} / {s['cpu']['web']} / "
+        f"{s['cpu']['workers']} |",
+        f"| the phase's orders by status after settling | "
+        f"{', '.join(f'{k}: {v}' for k, v in sorted(s['order_statuses'].items()))} |",
+        f"| keys imported for the phase (seconds) | {s['keys']} ({s['keys_import_s']} s) |",
+        f"| gates: oversold / keys delivered twice / paid but undelivered | {s['gates']['oversold']} / "
+        f"{s['gates']['duplicates']} / {s['gates']['paid_undelivered']} |",
+        "",
+    ]
 
 
 def write(result: dict, *, out: Path) -> None:

@@ -74,6 +74,25 @@ def test_quick_flash_sale_never_oversells_duplicates_or_strands_a_paid_order(tmp
         assert row["checkout_rps"] > 0 and row["healthz_rps"] > 0 and row["checkout_latency_ms"]["p99"] > 0, row
     assert table["gunicorn 2×16"]["checkout_rps_ratio"] == 1.0
     assert "## Web server comparison" in (tmp_path / "latest.md").read_text()
-    assert {"checkout_latency.png", "orders_per_second.png", "stock_draining.png", "paid_to_delivered.png"} <= set(
-        os.listdir(tmp_path)
-    )
+    assert {
+        "checkout_latency.png",
+        "orders_per_second.png",
+        "stock_draining.png",
+        "paid_to_delivered.png",
+        "sustained.png",
+    } <= set(os.listdir(tmp_path))
+    # Sustained end to end: the smoke plan's 2 s at most 10 buyers/s, every buyer paying at once.
+    sustained = result["sustained"]
+    assert (
+        sustained["gates"]["oversold"],
+        sustained["gates"]["duplicates"],
+        sustained["gates"]["paid_undelivered"],
+    ) == (0, 0, 0), sustained["gates"]
+    arrivals = sustained["arrivals"]
+    assert arrivals["scheduled"] == arrivals["started"] >= 2, arrivals
+    assert sustained["buyers_with_keys"] == sustained["delivered_total"] == arrivals["scheduled"], sustained
+    for figure in ("delivered_per_s", "keys"):
+        assert sustained[figure] > 0, figure
+    assert sustained["time_to_keys_ms"]["p99"] > sustained["checkout_latency_ms"]["p50"] > 0, sustained
+    assert sum(sustained["timeline"]["arrivals_per_s"]) == arrivals["scheduled"], sustained["timeline"]
+    assert "## Sustained end to end" in (tmp_path / "latest.md").read_text()
