@@ -206,18 +206,19 @@ class BenchStack:
     def _child(self, name: str, argv: list[str], env: dict | None = None) -> ChildProcess:
         return ChildProcess(name, argv, env=env or self.env, log_path=self.log_dir / f"{name}.log").start()
 
-    def web_start(self, server: WebServer | None = None) -> None:
-        """The configured web server, or `server` (the server comparison)."""
+    def web_start(self, server: WebServer | None = None, **env) -> None:
+        """The configured web server, or `server` (the server comparison);
+        `env` overrides the run's environment (another gate Redis)."""
         c = self.config
         server = server or WebServer(name=c.web_server, workers=c.web_workers, threads=c.web_threads)
         argv = web_server_command(server=server.name, port=self.port, workers=server.workers, threads=server.threads)
-        self.web = self._child(server.name, argv)
+        self.web = self._child(server.name, argv, {**self.env, **env})
         self.web.wait_for_url(f"{self.url}/healthz", timeout=60)
 
-    def web_restart(self, server: WebServer | None = None) -> None:
+    def web_restart(self, server: WebServer | None = None, **env) -> None:
         if self.web is not None:
             self.web.stop()
-        self.web_start(server)
+        self.web_start(server, **env)
 
     def worker_start(self, **env) -> None:
         """Start the worker and wait until it answers a control ping (its log
