@@ -485,6 +485,7 @@ def volume_compare(stack: BenchStack, plan: Plan, *, empty: dict, meter, lap) ->
     # The same worker as the empty run's batched drain (the one-per-transaction
     # drain and the gate cost left theirs).
     stack.worker_restart()
+    vlap("worker_restart")
     fill = volume_fill(orders=plan.volume_orders, keys=plan.volume_keys)
     vlap("fill")
     hot = product_with_keys(sku="BENCH-HOT-V", keys=plan.rounds_ceiling * plan.checkout_cap, per_buyer_limit=1)
@@ -498,6 +499,7 @@ def volume_compare(stack: BenchStack, plan: Plan, *, empty: dict, meter, lap) ->
     flash_result, _sale, gates = flash_measure(
         stack, plan, sku="BENCH-FLASH-V", product_id=flash, meter=meter, lap=vlap
     )
+    vlap("flash_gates")
     historic = Order.objects.filter(product__sku="HIST-000", status=Order.Status.DELIVERED).order_by("id").first()
     explained = hot_queries_explain(product_id=hot, order_no=historic.order_no, order_id=historic.id)
     vlap("explain")
