@@ -20,11 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+from bench.flash_sale import GATE_SETTINGS
 from testing.redis_server import GATE_REDIS_CONF, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 # --gate-redis's overrides of deploy/redis/redis.conf, for the two sides.
-SIDES = {"always": (), "off": ("--appendonly", "no")}
+SIDES = {name: GATE_SETTINGS[name] for name in ("always", "off")}
 
 
 def _filesystem(path: Path) -> str:
