@@ -60,6 +60,10 @@ class Plan:
     slope_seconds: float = 4.0
     # Sustained end to end (bench/sustained.py): its window, rate and grace.
     sustained: SustainedPlan = SustainedPlan()
+    # The volume phase's history (bench/volume.py): orders and keys filled
+    # before ceiling, drain and flash run again.
+    volume_orders: int = 2_000_000
+    volume_keys: int = 5_000_000
 
 
 # The quick run skips the one-order-per-transaction drain (a worker restart)
@@ -93,6 +97,21 @@ def main(argv=None) -> int:
     parser.add_argument("--prefix", default=os.environ.get("BENCH_REDIS_KEY_PREFIX", "cardshop-bench"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--profile", action="store_true", help="also profile gunicorn under checkout load with py-spy")
+    # Issue 15: the phases again on full tables, and the durable gate's cost on checkout.
+    parser.add_argument(
+        "--volume",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fill the tables with history, then ceiling, drain and flash again (default: on in the full run)",
+    )
+    parser.add_argument("--volume-orders", type=int, default=None, help="historic orders (default 2,000,000)")
+    parser.add_argument("--volume-keys", type=int, default=None, help="keys in all (default 5,000,000)")
+    parser.add_argument(
+        "--gate-cost",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="checkout on a gate as prescribed (appendfsync always) vs without AOF (default: on in the full run)",
+    )
     parser.add_argument(
         "--gate-redis",
         choices=["shared", *GATE_SETTINGS],
@@ -115,6 +134,13 @@ def main(argv=None) -> int:
         plan = dataclasses.replace(plan, sustained=dataclasses.replace(plan.sustained, rate=args.sustained_rate))
     if args.sustained_seconds is not None:
         plan = dataclasses.replace(plan, sustained=dataclasses.replace(plan.sustained, seconds=args.sustained_seconds))
+    volume = mode == "full" if args.volume is None else args.volume
+    gate_cost = mode == "full" if args.gate_cost is None else args.gate_cost
+    plan = dataclasses.replace(
+        plan,
+        volume_orders=args.volume_orders or plan.volume_orders,
+        volume_keys=args.volume_keys or plan.volume_keys,
+    )
     servers = [
         WebServer.parse(text, workers=args.web_workers, threads=args.web_threads)
         for text in args.servers.split(",")
@@ -145,7 +171,16 @@ def main(argv=None) -> int:
 
         django.setup()
         stack.broker_prepare()  # on RabbitMQ (BENCH_CELERY_BROKER_URL): the run's virtual host and empty queues
-        result = run(stack, plan, mode=mode, profile=args.profile, out=args.out, servers=servers)
+        result = run(
+            stack,
+            plan,
+            mode=mode,
+            profile=args.profile,
+            out=args.out,
+            servers=servers,
+            volume=volume,
+            gate_cost=gate_cost,
+        )
     finally:
         stack.teardown()
         if gate:
@@ -180,16 +215,29 @@ def main(argv=None) -> int:
     failed += [
         f"sustained {g}" for g in ("oversold", "duplicates", "paid_undelivered") if result["sustained"]["gates"][g]
     ]
+    if result.get("volume"):
+        volume_gates = result["volume"]["flash_gates"]
+        failed += [f"volume {g}" for g in ("oversold", "duplicates", "paid_undelivered") if volume_gates[g]]
+        if not volume_gates["sold_equals_min_keys_demand"]:
+            failed.append("volume sold != min(K, demand)")
     if failed:
         print("CORRECTNESS GATES FAILED: " + ", ".join(failed), file=sys.stderr)
         return 1
     return 0
 
 
-def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, servers: list[WebServer]) -> dict:
+def run(
+    stack: BenchStack,
+    plan: Plan,
+    *,
+    mode: str,
+    profile: bool,
+    out: Path,
+    servers: list[WebServer],
+    volume: bool = False,
+    gate_cost: bool = False,
+) -> dict:
     from bench import phases
-    from bench.bare import gate_copy_create
-    from bench.load import latency_ms, rate
     from bench.naive import naive_stock_table_create
     from bench.profile import profile_under_load
     from bench.report import charts
@@ -223,6 +271,17 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
     naive_stock_table_create(product_id=naive, stock=naive_keys)
     flash = product_with_keys(sku="BENCH-FLASH", keys=plan.flash_keys, per_buyer_limit=1)
     product_with_keys(sku="BENCH-LAG", keys=plan.lag_orders, per_buyer_limit=1)
+    # Checkout only (the ceiling's checkout side), both sides' rounds, warm-ups
+    # included, twice over: reconciliation may count one side's orders against the other's gate.
+    gated = (
+        product_with_keys(
+            sku="BENCH-GATE",
+            keys=4 * plan.rounds_ceiling * (plan.checkout_cap + 2 * plan.ceiling_concurrency),
+            per_buyer_limit=1,
+        )
+        if gate_cost
+        else None
+    )
     compared = (
         product_with_keys(
             sku="BENCH-SERVERS",
@@ -247,20 +306,7 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
             counters={"loadgen": wrk_cpu_seconds},
         )
 
-    gate_copy = gate_copy_create(product_id=hot)
-    phases.warm_up(url=stack.url, sku="BENCH-HOT", tag="warm", connections=plan.ceiling_concurrency, cpus=loadgen_cpus)
-    with meter() as cpu:
-        ceiling = phases.ceiling(
-            url=stack.url,
-            sku="BENCH-HOT",
-            gate_copy=gate_copy,
-            rounds=plan.rounds_ceiling,
-            duration=plan.round_seconds,
-            concurrency=plan.ceiling_concurrency,
-            count=plan.checkout_cap,
-            cpus=loadgen_cpus,
-        )
-    ceiling["cpu"] = cpu.percent
+    ceiling = ceiling_measure(stack, plan, sku="BENCH-HOT", product_id=hot, meter=meter, cpus=loadgen_cpus)
     lap("ceiling")
     with meter() as cpu:
         design = phases.design(
@@ -289,60 +335,13 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
     )
     lap("profile")
 
-    phases.persisted_wait(product_id=hot, timeout=120)
-    phases.broker_idle_wait(timeout=60)
-    lap("persist_backlog")
-    drain = {"batched": phases.drain(product_id=hot, count=plan.drain_orders, timeout=120)}
-    lap("drain_batched")
+    drain = {"batched": drain_measure(plan, product_id=hot, lap=lap)}
     redis = phases.redis_headroom(product_id=hot, requests=plan.headroom_requests)
     lap("redis_headroom")
     phases.broker_idle_wait(timeout=60)
     lap("mail_backlog")
 
-    with meter() as cpu:
-        sale = asyncio.run(
-            phases.flash_sale(
-                url=stack.url,
-                sku="BENCH-FLASH",
-                product_id=flash,
-                buyers=plan.flash_buyers,
-                concurrency=plan.design_concurrency,
-                poll_seconds=plan.flash_poll_seconds,
-                duration=plan.flash_seconds,
-            )
-        )
-    lap("flash_sale")
-    gates = phases.flash_gates(
-        product_id=flash, keys=plan.flash_keys, buyers=plan.flash_buyers, sale=sale, settle_timeout=30
-    )
-    last_delivery = max(gates["delivered_at"], default=sale["started_wall"])
-    flash_result = {
-        "keys": plan.flash_keys,
-        "buyers": plan.flash_buyers,
-        "concurrency": plan.design_concurrency,
-        "poll_seconds": plan.flash_poll_seconds,
-        "checkout_rps": round(rate(sale["checkouts"]), 1),
-        "checkout_latency_ms": latency_ms(sale["checkouts"]),
-        "paid_to_delivered_ms": latency_ms_from_seconds(gates["paid_to_delivered_s"]),
-        # 202 -> order row under the crowd, from the 202's arrival at the load
-        # generator, which is itself late under load: a lower bound.
-        "persist_lag_ms": latency_ms_from_seconds(gates["persist_lag_s"]),
-        "delivered_per_s": round(gates["delivered"] / max(last_delivery - sale["started_wall"], 1e-3), 1),
-        # The buyers' order polls (conditional, as the order page's): their
-        # share of the phase's requests, latency, and how many were 304s.
-        "polls": {
-            "count": len(sale["polls"]),
-            "share_of_requests": round(
-                len(sale["polls"])
-                / max(1, len(sale["polls"]) + len(sale["checkouts"]) + sum(1 for r in sale["runs"] if r.paid_at)),
-                3,
-            ),
-            "not_modified": sum(1 for p in sale["polls"] if p.status == 304),
-            "latency_ms": latency_ms(sale["polls"]),
-        },
-        "cpu": cpu.percent,
-        "gates": {k: v for k, v in gates.items() if k not in ("paid_to_delivered_s", "delivered_at", "persist_lag_s")},
-    }
+    flash_result, sale, gates = flash_measure(stack, plan, sku="BENCH-FLASH", product_id=flash, meter=meter, lap=lap)
     lap("flash_gates")
     steady = phases.persist_lag_steady(url=stack.url, sku="BENCH-LAG", count=plan.lag_orders, per_second=20)
     flash_result["persist_lag_steady_ms"] = latency_ms_from_seconds(steady["lag_s"])
@@ -373,6 +372,27 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
         else None
     )
     lap("servers")
+    if gate_cost:
+        from bench.gate_cost import gate_checkout_cost
+
+        gate_cost_result = gate_checkout_cost(
+            stack, plan, sku="BENCH-GATE", product_id=gated, meter=meter, cpus=loadgen_cpus
+        )
+    else:
+        gate_cost_result = None
+    lap("gate_cost")
+    volume_result = (
+        volume_compare(
+            stack,
+            plan,
+            empty={"ceiling": ceiling, "drain": drain["batched"], "flash": flash_result},
+            meter=meter,
+            lap=lap,
+            cpus=loadgen_cpus,
+        )
+        if volume
+        else None
+    )
     # Last: it leaves the server pinned (teardown stops it).
     scaling = (
         slope(
@@ -434,7 +454,183 @@ def run(stack: BenchStack, plan: Plan, *, mode: str, profile: bool, out: Path, s
         "profile": profile_top,
         "servers": server_comparison,
         "sustained": sustained_result,
+        "gate_cost": gate_cost_result,
+        "volume": volume_result,
         "phase_seconds": timings,
+    }
+
+
+def ceiling_measure(stack: BenchStack, plan: Plan, *, sku: str, product_id: int, meter, cpus: str) -> dict:
+    """The ceiling phase on a product of its own (bench.phases.ceiling, wrk
+    pinned to `cpus`) after a warm-up, with the CPU it used."""
+    from bench import phases
+    from bench.bare import gate_copy_create
+
+    gate_copy = gate_copy_create(product_id=product_id)
+    phases.warm_up(url=stack.url, sku=sku, tag=f"warm-{sku}", connections=plan.ceiling_concurrency, cpus=cpus)
+    with meter() as cpu:
+        ceiling = phases.ceiling(
+            url=stack.url,
+            sku=sku,
+            gate_copy=gate_copy,
+            rounds=plan.rounds_ceiling,
+            duration=plan.round_seconds,
+            concurrency=plan.ceiling_concurrency,
+            count=plan.checkout_cap,
+            cpus=cpus,
+        )
+    ceiling["cpu"] = cpu.percent
+    return ceiling
+
+
+def drain_measure(plan: Plan, *, product_id: int, lap) -> dict:
+    """The batched drain of the product's orders, once its queued
+    reservations are orders and the workers are idle."""
+    from bench import phases
+
+    phases.persisted_wait(product_id=product_id, timeout=120)
+    phases.broker_idle_wait(timeout=60)
+    lap("persist_backlog")
+    drain = phases.drain(product_id=product_id, count=plan.drain_orders, timeout=120)
+    lap("drain_batched")
+    return drain
+
+
+def flash_measure(stack: BenchStack, plan: Plan, *, sku: str, product_id: int, meter, lap) -> tuple[dict, dict, dict]:
+    """The whole flash sale on a product of its own, and its gates: (its
+    figures, the buyers' raw record, the gates' raw record)."""
+    from bench import phases
+    from bench.load import latency_ms, rate
+
+    with meter() as cpu:
+        sale = asyncio.run(
+            phases.flash_sale(
+                url=stack.url,
+                sku=sku,
+                product_id=product_id,
+                buyers=plan.flash_buyers,
+                concurrency=plan.design_concurrency,
+                poll_seconds=plan.flash_poll_seconds,
+                duration=plan.flash_seconds,
+            )
+        )
+    lap("flash_sale")
+    gates = phases.flash_gates(
+        product_id=product_id, keys=plan.flash_keys, buyers=plan.flash_buyers, sale=sale, settle_timeout=30
+    )
+    last_delivery = max(gates["delivered_at"], default=sale["started_wall"])
+    flash_result = {
+        "keys": plan.flash_keys,
+        "buyers": plan.flash_buyers,
+        "concurrency": plan.design_concurrency,
+        "poll_seconds": plan.flash_poll_seconds,
+        "checkout_rps": round(rate(sale["checkouts"]), 1),
+        "checkout_latency_ms": latency_ms(sale["checkouts"]),
+        "paid_to_delivered_ms": latency_ms_from_seconds(gates["paid_to_delivered_s"]),
+        # 202 -> order row under the crowd, from the 202's arrival at the load
+        # generator, which is itself late under load: a lower bound.
+        "persist_lag_ms": latency_ms_from_seconds(gates["persist_lag_s"]),
+        "delivered_per_s": round(gates["delivered"] / max(last_delivery - sale["started_wall"], 1e-3), 1),
+        # The buyers' order polls (conditional, as the order page's): their
+        # share of the phase's requests, latency, and how many were 304s.
+        "polls": {
+            "count": len(sale["polls"]),
+            "share_of_requests": round(
+                len(sale["polls"])
+                / max(1, len(sale["polls"]) + len(sale["checkouts"]) + sum(1 for r in sale["runs"] if r.paid_at)),
+                3,
+            ),
+            "not_modified": sum(1 for p in sale["polls"] if p.status == 304),
+            "latency_ms": latency_ms(sale["polls"]),
+        },
+        "cpu": cpu.percent,
+        "gates": {k: v for k, v in gates.items() if k not in ("paid_to_delivered_s", "delivered_at", "persist_lag_s")},
+    }
+    return flash_result, sale, gates
+
+
+# --- Volume (issue 15): the phases again with history in the tables
+
+
+def volume_compare(stack: BenchStack, plan: Plan, *, empty: dict, meter, lap, cpus: str) -> dict:
+    """Fill the tables (bench/volume.py), then the ceiling, the batched drain
+    and the flash sale again, each on fresh products of its own, as in the
+    empty-table run; each figure beside the empty run's and their ratio
+    (volume ÷ empty; within 10 % is 0.9–1.1). Then EXPLAIN of the hot
+    queries on the full tables."""
+    from apps.orders.models import Order
+    from bench import phases
+    from bench.scenario import product_with_keys
+    from bench.volume import hot_queries_explain, volume_fill
+
+    def vlap(name):
+        lap("volume_" + name)
+
+    # The same worker as the empty run's batched drain (the one-per-transaction
+    # drain and the gate cost left theirs).
+    stack.worker_restart()
+    vlap("worker_restart")
+    fill = volume_fill(orders=plan.volume_orders, keys=plan.volume_keys)
+    vlap("fill")
+    hot = product_with_keys(
+        sku="BENCH-HOT-V",
+        keys=plan.rounds_ceiling * plan.checkout_cap + 2 * plan.ceiling_concurrency,  # + the warm-up
+        per_buyer_limit=1,
+    )
+    flash = product_with_keys(sku="BENCH-FLASH-V", keys=plan.flash_keys, per_buyer_limit=1)
+    vlap("setup_data")
+    ceiling = ceiling_measure(stack, plan, sku="BENCH-HOT-V", product_id=hot, meter=meter, cpus=cpus)
+    vlap("ceiling")
+    drain = drain_measure(plan, product_id=hot, lap=vlap)
+    phases.broker_idle_wait(timeout=60)
+    vlap("mail_backlog")
+    flash_result, _sale, gates = flash_measure(
+        stack, plan, sku="BENCH-FLASH-V", product_id=flash, meter=meter, lap=vlap
+    )
+    vlap("flash_gates")
+    historic = Order.objects.filter(product__sku="HIST-000", status=Order.Status.DELIVERED).order_by("id").first()
+    explained = hot_queries_explain(product_id=hot, order_no=historic.order_no, order_id=historic.id)
+    vlap("explain")
+
+    figures = {
+        "ceiling: checkout req/s": ("rate", lambda r: r["ceiling"]["checkout_rps"]),
+        "ceiling: /healthz req/s": ("rate", lambda r: r["ceiling"]["healthz_rps"]),
+        "ceiling: checkout ÷ /healthz": ("rate", lambda r: r["ceiling"]["ceiling_ratio"]),
+        "ceiling: checkout p50 ms": ("latency", lambda r: r["ceiling"]["checkout_latency_ms"]["p50"]),
+        "ceiling: checkout p99 ms": ("latency", lambda r: r["ceiling"]["checkout_latency_ms"]["p99"]),
+        "drain: keys assigned/s (batched)": ("rate", lambda r: r["drain"]["keys_per_s"]),
+        "flash: checkout req/s": ("rate", lambda r: r["flash"]["checkout_rps"]),
+        "flash: checkout p50 ms": ("latency", lambda r: r["flash"]["checkout_latency_ms"]["p50"]),
+        "flash: checkout p99 ms": ("latency", lambda r: r["flash"]["checkout_latency_ms"]["p99"]),
+        "flash: paid → delivered p50 ms": ("latency", lambda r: r["flash"]["paid_to_delivered_ms"]["p50"]),
+        "flash: paid → delivered p95 ms": ("latency", lambda r: r["flash"]["paid_to_delivered_ms"]["p95"]),
+        "flash: order poll p99 ms": ("latency", lambda r: r["flash"]["polls"]["latency_ms"]["p99"]),
+        "flash: delivered orders/s": ("rate", lambda r: r["flash"]["delivered_per_s"]),
+    }
+    full = {"ceiling": ceiling, "drain": drain, "flash": flash_result}
+    rows = []
+    for name, (kind, pick) in figures.items():
+        before, after = pick(empty), pick(full)
+        ratio = round(after / before, 2) if before else 0.0
+        rows.append(
+            {
+                "figure": name,
+                "kind": kind,
+                "empty": before,
+                "volume": after,
+                "ratio": ratio,
+                "within_10pct": 0.9 <= ratio <= 1.1,
+            }
+        )
+    return {
+        "fill": fill,
+        "table": rows,
+        "explain": explained,
+        "all_hot_queries_use_an_index": all(q["uses_index"] for q in explained.values()),
+        "ceiling": ceiling,
+        "drain": drain,
+        "flash": flash_result,
+        "flash_gates": flash_result["gates"],
     }
 
 
@@ -446,6 +642,7 @@ def servers_compare(
     `rounds_ceiling` rounds, each server restarted for its round, the order
     reversed every round so a neighbour's load falls on all alike. Between two
     servers the Celery backlog of the last one's checkouts is persisted first."""
+
     from bench import phases
 
     runs = {

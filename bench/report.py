@@ -188,6 +188,10 @@ def markdown(result: dict) -> str:
         lines += _sustained_table(result["sustained"])
     if result.get("servers"):
         lines += _servers_table(result["servers"])
+    if result.get("gate_cost"):
+        lines += _gate_cost_table(result["gate_cost"])
+    if result.get("volume"):
+        lines += _volume_table(result["volume"])
     return "\n".join(lines)
 
 
@@ -371,6 +375,58 @@ def _sustained_table(s: dict) -> list[str]:
         f"{s['gates']['duplicates']} / {s['gates']['paid_undelivered']} |",
         "",
     ]
+
+
+def _gate_cost_table(cost: dict) -> list[str]:
+    """Checkout on a gate as prescribed (appendfsync always) against the same without AOF."""
+    always, off = cost["always"], cost["off"]
+    return [
+        f"## The durable gate's cost on checkout ({cost['rounds']} paired rounds of {cost['round_seconds']} s, "
+        f"{cost['concurrency']} clients; gate data on {cost['data_dir_filesystem']})",
+        "",
+        "| gate Redis (deploy/redis/redis.conf) | checkout req/s (rounds) | p50 / p99 ms | web CPU % |",
+        "|---|---|---|---|",
+        f"| `appendfsync always` (as prescribed) | {always['checkout_rps']} "
+        f"({', '.join(map(str, always['checkout_rps_rounds']))}) | {always['checkout_latency_ms']['p50']} / "
+        f"{always['checkout_latency_ms']['p99']} | {always['web_cpu']} |",
+        f"| `--appendonly no` | {off['checkout_rps']} ({', '.join(map(str, off['checkout_rps_rounds']))}) "
+        f"| {off['checkout_latency_ms']['p50']} / {off['checkout_latency_ms']['p99']} | {off['web_cpu']} |",
+        "",
+        f"Durable gate cost: checkout req/s always ÷ off = **{cost['checkout_rps_ratio']:.2f}** "
+        f"(median of the rounds' ratios {', '.join(map(str, cost['ratio_rounds']))}).",
+        "",
+    ]
+
+
+def _volume_table(volume: dict) -> list[str]:
+    """Each figure of ceiling, drain and flash on empty tables and with history, and their ratio."""
+    fill = volume["fill"]
+    lines = [
+        f"## Volume: {fill['orders']:,} orders and {fill['keys']:,} keys in the tables "
+        f"(filled in {fill['seconds']['total']} s)",
+        "",
+        "| figure | empty tables | with history | volume ÷ empty | within 10 % |",
+        "|---|---|---|---|---|",
+    ]
+    for row in volume["table"]:
+        lines.append(
+            f"| {row['figure']} | {row['empty']} | {row['volume']} | {row['ratio']:.2f} "
+            f"| {'yes' if row['within_10pct'] else '**no**'} |"
+        )
+    gates = volume["flash_gates"]
+    lines += [
+        "",
+        f"Flash sale with history: oversold {gates['oversold']}, keys delivered twice {gates['duplicates']}, "
+        f"paid but undelivered {gates['paid_undelivered']}, sold {gates['sold']} of {gates['expected_sold']}.",
+        "",
+        "| hot query (EXPLAIN on the full tables) | access per table: type, index, rows examined | index, no full scan |",
+        "|---|---|---|",
+    ]
+    for name, plan in volume["explain"].items():
+        access = "; ".join(f"{t['table']}: {t['type']}, {t['key']}, {t['rows']}" for t in plan["tables"])
+        lines.append(f"| {name} | {access or plan['extra']} | {'yes' if plan['uses_index'] else '**no**'} |")
+    lines.append("")
+    return lines
 
 
 def write(result: dict, *, out: Path) -> None:

@@ -206,23 +206,24 @@ class BenchStack:
     def _child(self, name: str, argv: list[str], env: dict | None = None) -> ChildProcess:
         return ChildProcess(name, argv, env=env or self.env, log_path=self.log_dir / f"{name}.log").start()
 
-    def web_start(self, server: WebServer | None = None, *, cpus: str = "") -> None:
+    def web_start(self, server: WebServer | None = None, *, cpus: str = "", **env) -> None:
         """The configured web server, or `server` (the server comparison);
         with `cpus` (a taskset list, "1" or "0-1"), it and every worker it
         forks run on those CPUs only (the scaling slope). taskset execs the
-        server, so the pid is the server's own."""
+        server, so the pid is the server's own. `env` overrides the run's
+        environment (another gate Redis)."""
         c = self.config
         server = server or WebServer(name=c.web_server, workers=c.web_workers, threads=c.web_threads)
         argv = web_server_command(server=server.name, port=self.port, workers=server.workers, threads=server.threads)
         if cpus:
             argv = ["taskset", "-c", cpus, *argv]
-        self.web = self._child(server.name, argv)
+        self.web = self._child(server.name, argv, {**self.env, **env})
         self.web.wait_for_url(f"{self.url}/healthz", timeout=60)
 
-    def web_restart(self, server: WebServer | None = None, *, cpus: str = "") -> None:
+    def web_restart(self, server: WebServer | None = None, *, cpus: str = "", **env) -> None:
         if self.web is not None:
             self.web.stop()
-        self.web_start(server, cpus=cpus)
+        self.web_start(server, cpus=cpus, **env)
 
     def worker_start(self, **env) -> None:
         """Start the worker and wait until it answers a control ping (its log
