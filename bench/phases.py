@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import psutil
 
-from .load import Sample, answers, closed_loop, latency_ms, post_json, rate, session_new
+from .load import PoolWait, Sample, answers, closed_loop, latency_ms, post_json, rate, session_new
 
 TERMINAL = ("delivered", "needs_attention", "refund_pending", "refunded", "expired")
 
@@ -424,6 +424,7 @@ async def flash_sale(
             await asyncio.sleep(0.1)
 
     polls: list[Sample] = []
+    pays: list[Sample] = []
 
     async def poll(session, run: BuyerRun, headers: dict, until) -> dict:
         """As static/orders/order.js polls: the last ETag in If-None-Match
@@ -434,11 +435,12 @@ async def flash_sale(
         while time.perf_counter() < deadline:
             stretched = max(hint, min(20.0, hint * min(3.0, 1.5**unchanged)))
             await asyncio.sleep(min(60.0, stretched) * random.uniform(0.8, 1.2))
-            sent = time.perf_counter()
+            sent, pool_wait = time.perf_counter(), PoolWait()
             try:
                 async with session.get(
                     f"{url}/api/v1/orders/{run.order_no}",
                     headers={**headers, **({"If-None-Match": etag} if etag else {})},
+                    trace_request_ctx=pool_wait,
                 ) as response:
                     status = response.status
                     body = await response.json(content_type=None) if status == 200 else {}
@@ -446,7 +448,7 @@ async def flash_sale(
                     retry_after = response.headers.get("Retry-After")
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
                 continue
-            polls.append(Sample(sent, time.perf_counter() - sent, status, ""))
+            polls.append(Sample(sent, time.perf_counter() - sent, status, "", pool_wait.total()))
             if status == 304:
                 unchanged += 1
                 if retry_after and retry_after.isdigit() and int(retry_after) != max(1, math.ceil(hint)):
@@ -463,14 +465,17 @@ async def flash_sale(
         return {}
 
     async def buyer(session, i):
-        sent = time.perf_counter()
+        sent, pool_wait = time.perf_counter(), PoolWait()
         try:
             status, body = await post_json(
-                session, f"{url}/api/v1/orders", {"sku": sku, "quantity": 1, "email": f"flash-{i}@bench.example.com"}
+                session,
+                f"{url}/api/v1/orders",
+                {"sku": sku, "quantity": 1, "email": f"flash-{i}@bench.example.com"},
+                pool_wait=pool_wait,
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             status, body = 0, {"error": type(exc).__name__}
-        checkouts.append(Sample(sent, time.perf_counter() - sent, status, body.get("error", "")))
+        checkouts.append(Sample(sent, time.perf_counter() - sent, status, body.get("error", ""), pool_wait.total()))
         run = BuyerRun(status=status, error=body.get("error", ""), order_no=body.get("order_no", ""))
         runs.append(run)
         if status != 202:
@@ -480,12 +485,14 @@ async def flash_sale(
         if not await poll(session, run, headers, lambda b: b.get("status") != "queued"):
             return
         for _ in range(5):  # a 503 while the sandbox is failing says to retry
+            sent, pool_wait = time.perf_counter(), PoolWait()
             try:
                 pay_status, _body = await post_json(
-                    session, f"{url}/api/v1/payments/sandbox/{run.order_no}/pay", {}, headers
+                    session, f"{url}/api/v1/payments/sandbox/{run.order_no}/pay", {}, headers, pool_wait=pool_wait
                 )
             except (TimeoutError, aiohttp.ClientError, OSError):
                 pay_status = 0
+            pays.append(Sample(sent, time.perf_counter() - sent, pay_status, "", pool_wait.total()))
             if pay_status == 202:
                 run.paid_at = time.perf_counter()
                 break
@@ -510,6 +517,7 @@ async def flash_sale(
         "stock_samples": stock_samples,
         # Each poll (200 or 304): its share of requests and its latency.
         "polls": polls,
+        "pays": pays,
     }
 
 
