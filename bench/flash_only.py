@@ -3,12 +3,17 @@ without the rest of `make bench` (a minute or two at the full size).
 
     .venv/bin/python -m bench.flash_only [--keys 1000] [--buyers 4000] [--concurrency 200]
         [--poll-seconds 2] [--seconds 120] [--web-server gunicorn|gunicorn-sync|granian]
-        [--web-workers 2] [--web-threads 16] --database cardshop_bench_<you> --prefix cardshop-bench-<you>
+        [--web-workers 2] [--web-threads 16] [--rounds 1] [--variant NAME=VALUE ...]
+        --database cardshop_bench_<you> --prefix cardshop-bench-<you>
 
 Same stack and settings as bench.flash_sale (bench/stack.py), the same phase
-(bench/phases.py flash_sale) and figures (bench/flash_sale.py flash_summary);
-writes `flash-only.json` and `flash-only.md` into --out and prints the
-latter. Exits 1 when a correctness gate fails (never on a timing)."""
+(bench/phases.py flash_sale) and figures (bench/flash_sale.py flash_summary).
+Each round sells a fresh product after a warm-up of the web server (in
+`make bench` the earlier phases warm it). With --variant, an A/B on one
+machine state: rounds alternate A (as configured) and B (the web server
+restarted with the variant's environment), so a neighbour's load falls on
+both alike. Writes `flash-only.json` and `flash-only.md` into --out and
+prints the latter. Exits 1 when a correctness gate fails (never on a timing)."""
 
 import argparse
 import asyncio
@@ -41,7 +46,16 @@ def main(argv=None) -> int:
     parser.add_argument("--database", default=os.environ.get("BENCH_DATABASE_NAME", "cardshop_bench"))
     parser.add_argument("--prefix", default=os.environ.get("BENCH_REDIS_KEY_PREFIX", "cardshop-bench"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment of the web server in the B rounds (every other round, from the second)",
+    )
     args = parser.parse_args(argv)
+    variant = dict(item.split("=", 1) for item in args.variant)
     plan = replace(
         FULL,
         flash_keys=args.keys,
@@ -67,9 +81,10 @@ def main(argv=None) -> int:
 
         django.setup()
         stack.broker_prepare()
-        result = run(stack, plan)
+        rounds = run(stack, plan, rounds=args.rounds, variant=variant)
     finally:
         stack.teardown()
+    result = {"rounds": rounds, "variant": variant}
     result["config"] = {
         "web_server": config.web_server,
         "web_workers": config.web_workers,
@@ -95,46 +110,80 @@ def main(argv=None) -> int:
     return 0
 
 
-def run(stack: BenchStack, plan) -> dict:
+def run(stack: BenchStack, plan, *, rounds: int, variant: dict) -> list[dict]:
     from bench import phases
     from bench.scenario import product_with_keys
 
-    flash = product_with_keys(sku="BENCH-FLASH", keys=plan.flash_keys, per_buyer_limit=1)
-    stack.web_start()
+    warm_keys = 2 * plan.design_concurrency
+    products = [
+        product_with_keys(sku=f"BENCH-FLASH-{r}", keys=plan.flash_keys, per_buyer_limit=1) for r in range(rounds)
+    ]
+    product_with_keys(sku="BENCH-WARM", keys=rounds * warm_keys, per_buyer_limit=1)
     stack.worker_start()
     stack.beat_start()
-    meter = phases.CpuMeter({"loadgen": lambda: [os.getpid()], "web": stack.server_pids, "workers": stack.worker_pids})
-    began = time.monotonic()
-    with meter as cpu:
-        sale = asyncio.run(
-            phases.flash_sale(
-                url=stack.url,
-                sku="BENCH-FLASH",
-                product_id=flash,
-                buyers=plan.flash_buyers,
-                concurrency=plan.design_concurrency,
-                poll_seconds=plan.flash_poll_seconds,
-                duration=plan.flash_seconds,
-            )
+    base_env = dict(stack.env)
+    results = []
+    for r, product_id in enumerate(products):
+        side = "B" if variant and r % 2 else "A"
+        stack.env = {**base_env, **(variant if side == "B" else {})}
+        stack.web_restart()
+        asyncio.run(
+            phases.warm_up(url=stack.url, sku="BENCH-WARM", tag=f"warm{r}", concurrency=plan.design_concurrency)
         )
-    seconds = round(time.monotonic() - began, 1)
-    gates = phases.flash_gates(
-        product_id=flash, keys=plan.flash_keys, buyers=plan.flash_buyers, sale=sale, settle_timeout=30
+        phases.persisted_wait(product_id=product_id, timeout=60)
+        phases.broker_idle_wait(timeout=60)
+        meter = phases.CpuMeter(
+            {"loadgen": lambda: [os.getpid()], "web": stack.server_pids, "workers": stack.worker_pids}
+        )
+        began = time.monotonic()
+        with meter as cpu:
+            sale = asyncio.run(
+                phases.flash_sale(
+                    url=stack.url,
+                    sku=f"BENCH-FLASH-{r}",
+                    product_id=product_id,
+                    buyers=plan.flash_buyers,
+                    concurrency=plan.design_concurrency,
+                    poll_seconds=plan.flash_poll_seconds,
+                    duration=plan.flash_seconds,
+                )
+            )
+        seconds = round(time.monotonic() - began, 1)
+        gates = phases.flash_gates(
+            product_id=product_id, keys=plan.flash_keys, buyers=plan.flash_buyers, sale=sale, settle_timeout=30
+        )
+        summary = flash_summary(plan=plan, sale=sale, gates=gates, cpu=cpu.percent)
+        summary.update(round=r, side=side, phase_seconds=seconds, loadavg=[round(x, 2) for x in os.getloadavg()])
+        results.append(summary)
+        print(f"round {r} ({side}): {summary_line(summary)}", flush=True)
+    stack.env = base_env
+    return results
+
+
+def summary_line(f: dict) -> str:
+    wire, arrival, polls = f["checkout_latency_ms"], f["checkout_latency_from_arrival_ms"], f["polls"]
+    return (
+        f"checkout on the wire p50/p99 {wire['p50']}/{wire['p99']} ms, from arrival {arrival['p50']}/{arrival['p99']}"
+        f" ms, {f['checkout_rps']} req/s; polls {polls['share_of_requests']:.0%} p99 {polls['latency_ms']['p99']} ms;"
+        f" web CPU {f['cpu']['web']} %; load {f['loadavg'][0]}"
     )
-    result = flash_summary(plan=plan, sale=sale, gates=gates, cpu=cpu.percent)
-    result["phase_seconds"] = seconds
-    return result
 
 
-def markdown(f: dict) -> str:
+def markdown(result: dict) -> str:
     from bench.report import flash_latency_rows
 
-    c = f["config"]
-    gates = f["gates"]
-    return "\n".join(
-        [
-            f"# Flash phase alone: {c['web_server']} {c['web_workers']}×{c['web_threads']}, "
-            f"{f['phase_seconds']} s, load average {c['loadavg_before']} → {c['loadavg_after']}",
+    c = result["config"]
+    variant = " ".join(f"{k}={v}" for k, v in result["variant"].items())
+    lines = [
+        f"# Flash phase alone: {c['web_server']} {c['web_workers']}×{c['web_threads']}, "
+        f"load average {c['loadavg_before']} → {c['loadavg_after']}"
+        + (f"; B rounds with {variant}" if variant else ""),
+        "",
+    ]
+    for f in result["rounds"]:
+        gates = f["gates"]
+        lines += [
+            f"## Round {f['round']} ({f['side']}), {f['phase_seconds']} s, load average {f['loadavg']}",
             "",
             "| measure | value |",
             "|---|---|",
@@ -148,7 +197,7 @@ def markdown(f: dict) -> str:
             f"| sold / delivered / expected | {gates['sold']} / {gates['delivered']} / {gates['expected_sold']} |",
             "",
         ]
-    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

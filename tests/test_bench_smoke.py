@@ -64,6 +64,17 @@ def test_quick_flash_sale_never_oversells_duplicates_or_strands_a_paid_order(tmp
         "paid_to_delivered_p95_ms",
     ):
         assert result[field] > 0, field
+    # The flash phase times each request on the wire and from arrival (the
+    # latter adds the wait for one of the generator's connections).
+    flash = result["flash"]
+    for wire, arrival in (
+        (flash["checkout_latency_ms"], flash["checkout_latency_from_arrival_ms"]),
+        (flash["polls"]["latency_ms"], flash["polls"]["latency_from_arrival_ms"]),
+        (flash["pay_latency_ms"], flash["pay_latency_from_arrival_ms"]),
+    ):
+        assert 0 < wire["p50"] <= arrival["p50"] and wire["p99"] <= arrival["p99"], (wire, arrival)
+    assert 0 < flash["polls"]["share_of_requests"] < 1, flash["polls"]
+    assert "flash checkout latency on the wire" in (tmp_path / "latest.md").read_text()
     table = {row["label"]: row for row in result["servers"]["table"]}
     assert set(table) == {"gunicorn 2×16", "granian 1×4"}, table
     for row in table.values():
