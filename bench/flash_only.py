@@ -98,15 +98,16 @@ def main(argv=None) -> int:
     text = markdown(result)
     (args.out / "flash-only.md").write_text(text)
     print(text)
-    gates = result["gates"]
-    if (
-        gates["oversold"]
-        or gates["duplicates"]
-        or gates["paid_undelivered"]
-        or not gates["sold_equals_min_keys_demand"]
-    ):
-        print("CORRECTNESS GATES FAILED", file=sys.stderr)
-        return 1
+    for sale in rounds:
+        gates = sale["gates"]
+        if (
+            gates["oversold"]
+            or gates["duplicates"]
+            or gates["paid_undelivered"]
+            or not gates["sold_equals_min_keys_demand"]
+        ):
+            print(f"CORRECTNESS GATES FAILED in round {sale['round']}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -70,9 +70,15 @@ def _pool_wait_tracing() -> aiohttp.TraceConfig:
 
 
 def session_new(*, concurrency: int, timeout: float = 30) -> aiohttp.ClientSession:
+    """`timeout` bounds opening a connection and each read, not the wait for
+    one of the `concurrency` connections: that queue is the generator's own
+    (a crowd larger than the pool waits in it for as long as the server takes
+    to answer those ahead), and a request must not fail for it."""
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     return aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout), trace_configs=[_pool_wait_tracing()]
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeout, sock_read=timeout),
+        trace_configs=[_pool_wait_tracing()],
     )
 
 
