@@ -500,7 +500,6 @@ def flash_measure(stack: BenchStack, plan: Plan, *, sku: str, product_id: int, m
     """The whole flash sale on a product of its own, and its gates: (its
     figures, the buyers' raw record, the gates' raw record)."""
     from bench import phases
-    from bench.load import latency_ms, rate
 
     with meter() as cpu:
         sale = asyncio.run(
@@ -518,35 +517,7 @@ def flash_measure(stack: BenchStack, plan: Plan, *, sku: str, product_id: int, m
     gates = phases.flash_gates(
         product_id=product_id, keys=plan.flash_keys, buyers=plan.flash_buyers, sale=sale, settle_timeout=30
     )
-    last_delivery = max(gates["delivered_at"], default=sale["started_wall"])
-    flash_result = {
-        "keys": plan.flash_keys,
-        "buyers": plan.flash_buyers,
-        "concurrency": plan.design_concurrency,
-        "poll_seconds": plan.flash_poll_seconds,
-        "checkout_rps": round(rate(sale["checkouts"]), 1),
-        "checkout_latency_ms": latency_ms(sale["checkouts"]),
-        "paid_to_delivered_ms": latency_ms_from_seconds(gates["paid_to_delivered_s"]),
-        # 202 -> order row under the crowd, from the 202's arrival at the load
-        # generator, which is itself late under load: a lower bound.
-        "persist_lag_ms": latency_ms_from_seconds(gates["persist_lag_s"]),
-        "delivered_per_s": round(gates["delivered"] / max(last_delivery - sale["started_wall"], 1e-3), 1),
-        # The buyers' order polls (conditional, as the order page's): their
-        # share of the phase's requests, latency, and how many were 304s.
-        "polls": {
-            "count": len(sale["polls"]),
-            "share_of_requests": round(
-                len(sale["polls"])
-                / max(1, len(sale["polls"]) + len(sale["checkouts"]) + sum(1 for r in sale["runs"] if r.paid_at)),
-                3,
-            ),
-            "not_modified": sum(1 for p in sale["polls"] if p.status == 304),
-            "latency_ms": latency_ms(sale["polls"]),
-        },
-        "cpu": cpu.percent,
-        "gates": {k: v for k, v in gates.items() if k not in ("paid_to_delivered_s", "delivered_at", "persist_lag_s")},
-    }
-    return flash_result, sale, gates
+    return flash_summary(plan=plan, sale=sale, gates=gates, cpu=cpu.percent), sale, gates
 
 
 # --- Volume (issue 15): the phases again with history in the tables
@@ -726,6 +697,49 @@ def servers_compare(
         "round_seconds": plan.round_seconds,
         "concurrency": plan.ceiling_concurrency,
         "table": table,
+    }
+
+
+def flash_summary(*, plan: Plan, sale: dict, gates: dict, cpu: dict) -> dict:
+    """The flash phase's figures (latest.json's "flash"). Latencies "on the
+    wire" start when the request had its connection; "from arrival" when the
+    buyer sent it, so they include waiting for one of the generator's
+    `concurrency` connections (docs/benchmarks.md "What is measured")."""
+    from bench.load import latency_ms, rate, wire_latency_ms
+
+    last_delivery = max(gates["delivered_at"], default=sale["started_wall"])
+    return {
+        "keys": plan.flash_keys,
+        "buyers": plan.flash_buyers,
+        "concurrency": plan.design_concurrency,
+        "poll_seconds": plan.flash_poll_seconds,
+        "checkout_rps": round(rate(sale["checkouts"]), 1),
+        # The target (issue 15) is judged on the wire: a real buyer has a
+        # connection of their own; the pool of `concurrency` is the generator's.
+        "checkout_latency_ms": wire_latency_ms(sale["checkouts"]),
+        "checkout_latency_from_arrival_ms": latency_ms(sale["checkouts"]),
+        "checkout_pool_wait_ms": latency_ms_from_seconds([s.pool_wait for s in sale["checkouts"]]),
+        "pay_latency_ms": wire_latency_ms(sale["pays"]),
+        "pay_latency_from_arrival_ms": latency_ms(sale["pays"]),
+        "paid_to_delivered_ms": latency_ms_from_seconds(gates["paid_to_delivered_s"]),
+        # 202 -> order row under the crowd, from the 202's arrival at the load
+        # generator, which is itself late under load: a lower bound.
+        "persist_lag_ms": latency_ms_from_seconds(gates["persist_lag_s"]),
+        "delivered_per_s": round(gates["delivered"] / max(last_delivery - sale["started_wall"], 1e-3), 1),
+        # The buyers' order polls (conditional, as the order page's): their
+        # share of the phase's requests, latency, and how many were 304s.
+        "polls": {
+            "count": len(sale["polls"]),
+            "share_of_requests": round(
+                len(sale["polls"]) / max(1, len(sale["polls"]) + len(sale["checkouts"]) + len(sale["pays"])),
+                3,
+            ),
+            "not_modified": sum(1 for p in sale["polls"] if p.status == 304),
+            "latency_ms": wire_latency_ms(sale["polls"]),
+            "latency_from_arrival_ms": latency_ms(sale["polls"]),
+        },
+        "cpu": cpu,
+        "gates": {k: v for k, v in gates.items() if k not in ("paid_to_delivered_s", "delivered_at", "persist_lag_s")},
     }
 
 

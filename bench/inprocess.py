@@ -1,7 +1,7 @@
 """Costs measured inside one process, without HTTP or gunicorn: where the
 figures of docs/benchmarks.md's profiler section come from.
 
-    .venv/bin/python -m bench.inprocess wsgi    # CPU per request: /healthz, bare EVALSHA view, checkout
+    .venv/bin/python -m bench.inprocess wsgi    # CPU per request: /healthz, bare EVALSHA view, checkout (accepted, sold out)
     .venv/bin/python -m bench.inprocess drain   # one fulfilment drain of 2000 paid orders, under cProfile
     .venv/bin/python -m bench.inprocess poll    # CPU and queries per order-status poll: 200 from MariaDB vs 304 from Redis
 
@@ -44,6 +44,9 @@ def wsgi_costs() -> dict:
     from bench.scenario import product_with_keys
 
     product_id = product_with_keys(sku="INPROC-HOT", keys=20_000, per_buyer_limit=1)
+    # One key, bought below: every later checkout is answered sold_out (the
+    # flash sale's common answer: 3 of its 4 buyers).
+    product_with_keys(sku="INPROC-SOLD", keys=1, per_buyer_limit=1)
     gate = gate_copy_create(product_id=product_id)
     app = get_wsgi_application()
     numbers = itertools.count()
@@ -72,6 +75,10 @@ def wsgi_costs() -> dict:
         body = {"sku": "INPROC-HOT", "quantity": 1, "email": f"inproc-{next(numbers)}@bench.example.com"}
         return call("POST", "/api/v1/orders", body)
 
+    def checkout_sold_out():
+        body = {"sku": "INPROC-SOLD", "quantity": 1, "email": f"inproc-{next(numbers)}@bench.example.com"}
+        return call("POST", "/api/v1/orders", body)
+
     def bare():
         return call("POST", "/bench/bare-evalsha", {"gate": gate, "email": f"inproc-{next(numbers)}@bench.example.com"})
 
@@ -79,10 +86,14 @@ def wsgi_costs() -> dict:
         status = fn()
         if not status.startswith(("200", "202")):
             raise RuntimeError(f"{name} answered {status}")
+    checkout_sold_out()  # the one key
+    if not checkout_sold_out().startswith("409"):
+        raise RuntimeError("the sold-out product still sells")
     return {
         "healthz_cpu_us": cpu_us_per_call(lambda: call("GET", "/healthz")),
         "bare_evalsha_cpu_us": cpu_us_per_call(bare),
         "checkout_cpu_us": cpu_us_per_call(checkout, calls=2000 // 5),
+        "checkout_sold_out_cpu_us": cpu_us_per_call(checkout_sold_out, calls=400),
     }
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .load import Sample, post_json
+from .load import PoolWait, Sample, post_json
 
 TERMINAL = ("delivered", "needs_attention", "refund_pending", "refunded", "expired")
 
@@ -44,6 +44,7 @@ class Journey:
     paid_poll_s: float
     polls: list  # every poll's Sample (200 or 304), appended as they answer
     checkouts: list  # every checkout's Sample
+    pays: list  # every pay request's Sample (a retry after a 503 is one more)
 
 
 async def order_poll(session, journey: Journey, run: BuyerRun, headers: dict, until, first_wait: float) -> dict:
@@ -56,11 +57,12 @@ async def order_poll(session, journey: Journey, run: BuyerRun, headers: dict, un
     while time.perf_counter() < journey.deadline:
         stretched = max(hint, min(20.0, hint * min(3.0, 1.5**unchanged)))
         await asyncio.sleep(min(60.0, stretched) * random.uniform(0.8, 1.2))
-        sent = time.perf_counter()
+        sent, pool_wait = time.perf_counter(), PoolWait()
         try:
             async with session.get(
                 f"{journey.url}/api/v1/orders/{run.order_no}",
                 headers={**headers, **({"If-None-Match": etag} if etag else {})},
+                trace_request_ctx=pool_wait,
             ) as response:
                 status = response.status
                 body = await response.json(content_type=None) if status == 200 else {}
@@ -68,7 +70,7 @@ async def order_poll(session, journey: Journey, run: BuyerRun, headers: dict, un
                 retry_after = response.headers.get("Retry-After")
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
             continue
-        journey.polls.append(Sample(sent, time.perf_counter() - sent, status, ""))
+        journey.polls.append(Sample(sent, time.perf_counter() - sent, status, "", pool_wait.total()))
         if status == 304:
             unchanged += 1
             if retry_after and retry_after.isdigit() and int(retry_after) != max(1, math.ceil(hint)):
@@ -88,12 +90,14 @@ async def order_poll(session, journey: Journey, run: BuyerRun, headers: dict, un
 async def sandbox_pay(session, journey: Journey, run: BuyerRun, headers: dict) -> bool:
     """The sandbox's pay button; a 503 while the sandbox is failing says to retry."""
     for _ in range(5):
+        sent, pool_wait = time.perf_counter(), PoolWait()
         try:
             status, _body = await post_json(
-                session, f"{journey.url}/api/v1/payments/sandbox/{run.order_no}/pay", {}, headers
+                session, f"{journey.url}/api/v1/payments/sandbox/{run.order_no}/pay", {}, headers, pool_wait=pool_wait
             )
         except (TimeoutError, aiohttp.ClientError, OSError):
             status = 0
+        journey.pays.append(Sample(sent, time.perf_counter() - sent, status, "", pool_wait.total()))
         if status == 202:
             run.paid_at = time.perf_counter()
             return True
@@ -103,14 +107,17 @@ async def sandbox_pay(session, journey: Journey, run: BuyerRun, headers: dict) -
 
 async def buyer_journey(session, journey: Journey, *, email: str) -> BuyerRun:
     """Checkout, wait until placed, pay at once, wait for the keys."""
-    sent, sent_wall = time.perf_counter(), time.time()
+    sent, sent_wall, pool_wait = time.perf_counter(), time.time(), PoolWait()
     try:
         status, body = await post_json(
-            session, f"{journey.url}/api/v1/orders", {"sku": journey.sku, "quantity": 1, "email": email}
+            session,
+            f"{journey.url}/api/v1/orders",
+            {"sku": journey.sku, "quantity": 1, "email": email},
+            pool_wait=pool_wait,
         )
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         status, body = 0, {"error": type(exc).__name__}
-    journey.checkouts.append(Sample(sent, time.perf_counter() - sent, status, body.get("error", "")))
+    journey.checkouts.append(Sample(sent, time.perf_counter() - sent, status, body.get("error", ""), pool_wait.total()))
     run = BuyerRun(
         status=status,
         error=body.get("error", ""),

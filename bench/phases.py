@@ -452,6 +452,7 @@ async def flash_sale(
         paid_poll_s=poll_seconds,
         polls=[],
         checkouts=[],
+        pays=[],
     )
     stock_samples: list[tuple[float, int]] = []
     done = asyncio.Event()
@@ -477,6 +478,7 @@ async def flash_sale(
         "stock_samples": stock_samples,
         # Each poll (200 or 304): its share of requests and its latency.
         "polls": journey.polls,
+        "pays": journey.pays,
     }
 
 

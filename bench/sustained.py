@@ -67,6 +67,7 @@ async def sustained(
         paid_poll_s=first_polls[1],
         polls=[],
         checkouts=[],
+        pays=[],
     )
     tasks = []
     async with session_new(concurrency=concurrency) as session:

@@ -68,6 +68,17 @@ def test_quick_flash_sale_never_oversells_duplicates_or_strands_a_paid_order(tmp
     # 1 and 2 cores) belongs to the full run only.
     assert result["ceiling"]["load_generator"].startswith("wrk") and result["ceiling"]["cpu"]["loadgen"] > 0
     assert result["slope"] == {"skipped": "smoke run"} and result["slope_ours"] is None
+    # The flash phase times each request on the wire and from arrival (the
+    # latter adds the wait for one of the generator's connections).
+    flash = result["flash"]
+    for wire, arrival in (
+        (flash["checkout_latency_ms"], flash["checkout_latency_from_arrival_ms"]),
+        (flash["polls"]["latency_ms"], flash["polls"]["latency_from_arrival_ms"]),
+        (flash["pay_latency_ms"], flash["pay_latency_from_arrival_ms"]),
+    ):
+        assert 0 < wire["p50"] <= arrival["p50"] and wire["p99"] <= arrival["p99"], (wire, arrival)
+    assert 0 < flash["polls"]["share_of_requests"] < 1, flash["polls"]
+    assert "flash checkout latency on the wire" in (tmp_path / "latest.md").read_text()
     table = {row["label"]: row for row in result["servers"]["table"]}
     assert set(table) == {"gunicorn 2×16", "granian 1×4"}, table
     for row in table.values():
