@@ -25,6 +25,15 @@ from testing.processes import (
 )
 
 PY = sys.executable
+# Threads of the payments worker (BenchStack.worker_start): each waits on one
+# webhook round trip at a time.
+PAYMENTS_WORKER_THREADS = 16
+
+
+def settings_queue(name: str) -> str:
+    from django.conf import settings
+
+    return getattr(settings, name)
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,7 @@ class BenchStack:
         self.log_dir = Path(tempfile.mkdtemp(prefix="cardshop-bench-"))
         self.web: ChildProcess | None = None
         self.worker: ChildProcess | None = None
+        self.payments_worker: ChildProcess | None = None
         self.beat: ChildProcess | None = None
 
     # --- database
@@ -226,18 +236,44 @@ class BenchStack:
         self.web_start(server, cpus=cpus, **env)
 
     def worker_start(self, **env) -> None:
-        """Start the worker and wait until it answers a control ping (its log
-        format belongs to the app's logging settings, so it is not read)."""
+        """Start the shop's worker on every queue but the payments queue, and
+        the payments worker (below) once; wait until each answers a control
+        ping (their log format belongs to the app's logging settings, so it
+        is not read).
+
+        The payments queue gets a worker of its own, threads rather than
+        processes: its tasks wait on payment providers' HTTP, and here they
+        are mostly the sandbox provider's webhook calls, which stand in for a
+        real provider's servers. On the shop's two worker processes, a crowd's
+        payments would queue persistence and fulfilment behind a few seconds
+        of webhook round trips to the busy web server: the provider's work
+        measured as the shop's."""
         # Imported here, not at the top: the driver puts bench_environment into
         # os.environ after importing this module, and the Celery app reads it.
         from cardshop.celery import app
 
+        def ping(node: str):
+            return lambda: bool(app.control.ping(destination=[node], timeout=0.5))
+
         node = f"bench-{self.port}@{socket.gethostname()}"
-        argv = celery_worker_command(concurrency=self.config.celery_concurrency, hostname=node)
-        self.worker = self._child("celery-worker", argv, {**self.env, **env})
-        self.worker.wait_until(
-            lambda: bool(app.control.ping(destination=[node], timeout=0.5)), timeout=60, what="a control ping answer"
+        argv = celery_worker_command(
+            concurrency=self.config.celery_concurrency,
+            hostname=node,
+            exclude_queues=settings_queue("CELERY_QUEUE_PAYMENTS"),
         )
+        self.worker = self._child("celery-worker", argv, {**self.env, **env})
+        if self.payments_worker is None or not self.payments_worker.alive():
+            payments_node = f"bench-payments-{self.port}@{socket.gethostname()}"
+            argv = celery_worker_command(
+                concurrency=PAYMENTS_WORKER_THREADS,
+                hostname=payments_node,
+                pool="threads",
+                queues=settings_queue("CELERY_QUEUE_PAYMENTS"),
+            )
+            # Started beside the shop's worker, not after it: both boot at once.
+            self.payments_worker = self._child("celery-payments-worker", argv, self.env)
+            self.payments_worker.wait_until(ping(payments_node), timeout=60, what="a control ping answer")
+        self.worker.wait_until(ping(node), timeout=60, what="a control ping answer")
 
     def worker_restart(self, **env) -> None:
         self.worker.stop()
@@ -260,14 +296,14 @@ class BenchStack:
         import psutil
 
         pids = []
-        for process in (self.worker, self.beat):
+        for process in (self.worker, self.payments_worker, self.beat):
             if process and process.alive():
                 parent = psutil.Process(process.pid)
                 pids += [parent.pid, *(child.pid for child in parent.children(recursive=True))]
         return pids
 
     def stop(self) -> None:
-        for process in (self.beat, self.worker, self.web):
+        for process in (self.beat, self.worker, self.payments_worker, self.web):
             if process is not None:
                 process.stop()
 

@@ -250,15 +250,26 @@ def _celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "cardshop", *args]
 
 
-def celery_worker_command(*, concurrency: int, hostname: str, beat_schedule: Path | None = None) -> list[str]:
-    """A prefork worker without gossip, mingle or heartbeats (they slow its
-    start, and no test or benchmark needs them); with `beat_schedule` it runs
-    the beat schedule too (-B), as a small deployment would."""
+def celery_worker_command(
+    *,
+    concurrency: int,
+    hostname: str,
+    beat_schedule: Path | None = None,
+    pool: str = "prefork",
+    queues: str = "",
+    exclude_queues: str = "",
+) -> list[str]:
+    """A worker (prefork unless `pool`) without gossip, mingle or heartbeats
+    (they slow its start, and no test or benchmark needs them); with
+    `beat_schedule` it runs the beat schedule too (-B), as a small deployment
+    would. `queues` / `exclude_queues`: Celery's -Q / -X (comma-separated)."""
     beat = ["-B", "--schedule", str(beat_schedule)] if beat_schedule else []
+    chosen = (["-Q", queues] if queues else []) + (["-X", exclude_queues] if exclude_queues else [])
     return _celery(
         "worker",
+        *chosen,
         "--pool",
-        "prefork",
+        pool,
         "--concurrency",
         str(concurrency),
         "--hostname",
