@@ -168,6 +168,10 @@ def main(argv=None) -> int:
     began = time.monotonic()
     loadavg_before = [round(x, 2) for x in os.getloadavg()]
     try:
+        # A run killed before its teardown leaves its prefix's keys behind; the
+        # product ids of the new database start over, so old per-buyer limits
+        # would refuse this run's buyers (409).
+        stack.redis_clear()
         stack.database_recreate()
         import django
 

@@ -31,7 +31,6 @@ from .redis_keys import (
 )
 from .reservations import HeldShare, Reservation
 from .scripts import lua_script, lua_scripts_pipelined
-from .sold_out_memo import sold_out_memo_forget
 
 logger = logging.getLogger(__name__)
 
@@ -167,9 +166,7 @@ def stock_reservation_release_unpaid(*, product_id: int, order_no: str) -> bool:
 
 def _release(*, product_id: int, order_no: str, unpaid_only: bool) -> bool:
     keys = [stock_key(product_id), buyers_key(product_id), reservations_key(product_id), unpaid_key(product_id)]
-    released = lua_script("release")(keys=keys, args=[order_no, "1" if unpaid_only else "0"]) == 1
-    sold_out_memo_forget(product_id=product_id)
-    return released
+    return lua_script("release")(keys=keys, args=[order_no, "1" if unpaid_only else "0"]) == 1
 
 
 # paid.lua's two flags, spelled out once (see its header).
@@ -243,7 +240,6 @@ def stock_buyers_uncount(*, product_id: int, order_no: str) -> bool:
 def stock_adjust(*, product_id: int, delta: int) -> int | None:
     """Move a warmed product's stock by delta; None when it is not warmed."""
     value = lua_script("adjust")(keys=[stock_key(product_id)], args=[delta])
-    sold_out_memo_forget(product_id=product_id)
     return None if value is None else int(value)
 
 

@@ -24,7 +24,6 @@ from apps.orders.models import COUNTED_STATUSES, HOLDING_STATUSES, Order
 from . import selectors, services
 from .redis_keys import coupon_uses_key, stock_key
 from .reservations import HeldShare, Reservation
-from .sold_out_memo import sold_out_memo_forget
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +73,6 @@ def _warm(product: Product, *, forget_first: bool) -> tuple[bool, int | None]:
     with persist_fence(product_id=product.id, timeout=settings.WARM_FENCE_TIMEOUT) as held:
         if not held:
             raise WarmBlocked(_("%(sku)s: reservations are being persisted; try again") % {"sku": product.sku})
-        # Whatever this process remembered of the stock is older than what follows.
-        sold_out_memo_forget(product_id=product.id)
         if forget_first:
             services.stock_gate_forget(product_id=product.id)
         if selectors.stock_remaining_known(product_id=product.id):

@@ -168,12 +168,6 @@ PRODUCT_CACHE_TTL = env.int("PRODUCT_CACHE_TTL", default=300)
 # Checkout reuses a process's copy of product info this long (the sale's rules
 # themselves are read by the checkout script from Redis on every call).
 CHECKOUT_PRODUCT_MEMO_SECONDS = env.float("CHECKOUT_PRODUCT_MEMO_SECONDS", default=2.0)
-# After the gate reported a product's stock short, checkout refuses larger
-# quantities in this process for this long without asking it (apps.stock.sold_out_memo):
-# stock returned by another process sells again at most this much later. 0: off.
-# Off by default until an unexplained 409 it caused in the benchmark's steady
-# persistence-lag checkouts (bench --smoke) is understood (docs/benchmarks.md).
-SOLD_OUT_MEMO_SECONDS = env.float("SOLD_OUT_MEMO_SECONDS", default=0.0)
 # While Redis is down each web process serves its last good copy of product
 # info and listings this long before reading MariaDB again (apps.core.last_good).
 CATALOG_FALLBACK_SECONDS = env.int("CATALOG_FALLBACK_SECONDS", default=300)

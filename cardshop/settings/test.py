@@ -23,10 +23,6 @@ WORKER_LOG_LEVEL = "INFO"
 
 # A test whose worker processes mail picks a backend they share (apps/orders/tests/mail_backends.py).
 EMAIL_BACKEND = env("TEST_EMAIL_BACKEND", default="django.core.mail.backends.locmem.EmailBackend")
-# Off (the default too): many tests sell a product out and restock it within
-# a second, some through another process or straight in Redis
-# (apps/orders/tests/test_checkout_sold_out_memo.py turns it on and tests it).
-SOLD_OUT_MEMO_SECONDS = 0.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LANGUAGE_CODE = "zh-hans"
 # RabbitMQ, as in production, in a virtual host of the suite's own (named like

@@ -24,7 +24,6 @@ from apps.coupons.services import coupon_buyer, coupon_use_return, coupon_use_ta
 from apps.stock import selectors as gate
 from apps.stock import services as stock
 from apps.stock.redis import gate_error_before_sending
-from apps.stock.sold_out_memo import sold_out_memo_note, sold_out_memo_refuses
 
 from ..exceptions import (
     CaptchaRequired,
@@ -125,13 +124,7 @@ def order_checkout(
         checkout_strike_record(product_id=product.id, buyer=buyer)
         raise
     # Checked before anything is taken (P7); sealed before Redis sees them (P5).
-    input_values = input_values_clean(fields=product.input_fields, values=fields)
-    # After the last key most of a crowd is still arriving: the gate told
-    # this process moments ago that it has less than this. A request with an
-    # idempotency key asks the gate anyway (a retry gets its first order).
-    if idempotency_key is None and sold_out_memo_refuses(product_id=product.id, quantity=quantity):
-        raise SoldOut()
-    sealed_input = input_values_seal(input_values)
+    sealed_input = input_values_seal(input_values_clean(fields=product.input_fields, values=fields))
     coupon_info = coupon_for_checkout(code=coupon_code, product_id=product.id) if coupon_code else None
     order_no = order_number_new(product_id=product.id)
     digest = idempotency_digest(email=buyer_email, key=idempotency_key) if idempotency_key else ""
@@ -195,7 +188,6 @@ def order_checkout(
             _coupon_give_back(coupon_info, order_no)
         logger.warning("checkout for %s paused: Redis unreachable", sku)
         raise SalePaused() from None
-    _stock_seen_note(outcome, product_id=product.id, quantity=quantity)
     if outcome.code == "ok":
         if outcome.persist_requested:
             persistence.order_persist_request_rollback_unsafe(product_id=product.id)
@@ -217,14 +209,6 @@ def order_checkout(
     if outcome.code == "duplicate":
         return _first_order(outcome.idempotency_value, fingerprint=fingerprint, product_id=product.id)
     raise _checkout_refusal(outcome)
-
-
-def _stock_seen_note(outcome: stock.ReserveOutcome, *, product_id: int, quantity: int) -> None:
-    """What the gate's answer says of the stock left, for sold_out_memo."""
-    if outcome.code == "ok":
-        sold_out_memo_note(product_id=product_id, stock_at_most=outcome.remaining)
-    elif outcome.code == "sold_out":
-        sold_out_memo_note(product_id=product_id, stock_at_most=quantity - 1)
 
 
 def _first_order(value: str, *, fingerprint: str, product_id: int) -> CheckoutResult:
