@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.flash_sale import FULL, flash_summary  # noqa: E402
+from bench.slope import available_cpus, cpu_plan  # noqa: E402
 from bench.stack import BenchStack, StackConfig, bench_environment  # noqa: E402
 from testing.processes import web_server_default  # noqa: E402
 
@@ -123,13 +124,15 @@ def run(stack: BenchStack, plan, *, rounds: int, variant: dict) -> list[dict]:
     stack.worker_start()
     stack.beat_start()
     base_env = dict(stack.env)
+    # wrk (the warm-up) where the main benchmark puts it.
+    loadgen_cpus = cpu_plan(cores=len(available_cpus()), available=available_cpus()).loadgen
     results = []
     for r, product_id in enumerate(products):
         side = "B" if variant and r % 2 else "A"
         stack.env = {**base_env, **(variant if side == "B" else {})}
         stack.web_restart()
-        asyncio.run(
-            phases.warm_up(url=stack.url, sku="BENCH-WARM", tag=f"warm{r}", concurrency=plan.design_concurrency)
+        phases.warm_up(
+            url=stack.url, sku="BENCH-WARM", tag=f"warm{r}", connections=plan.design_concurrency, cpus=loadgen_cpus
         )
         phases.persisted_wait(product_id=product_id, timeout=60)
         phases.broker_idle_wait(timeout=60)

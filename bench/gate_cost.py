@@ -92,11 +92,13 @@ def gate_checkout_cost(stack, plan, *, sku: str, product_id: int, meter, cpus: s
                 _persisted_wait(gates[name].client(), product_id=product_id, timeout=120)
         aof_bytes = gates["always"].client().info("persistence").get("aof_current_size", 0)
     finally:
-        stack.web_restart()
-        stack.worker_restart()
-        for gate in gates.values():
-            gate.remove()
-        shutil.rmtree(work, ignore_errors=True)
+        try:
+            stack.web_restart()
+            stack.worker_restart()
+        finally:
+            for gate in gates.values():
+                gate.remove()
+            shutil.rmtree(work, ignore_errors=True)
     pairs = [a / o for a, o in zip(runs["always"]["rates"], runs["off"]["rates"], strict=True) if o]
     result = {
         "rounds": plan.rounds_ceiling,

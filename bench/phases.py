@@ -306,11 +306,17 @@ def drain(*, product_id: int, count: int, timeout: float) -> dict:
 
     ids = list(
         Order.objects.filter(product_id=product_id, status=Order.Status.AWAITING_PAYMENT)
-        .order_by("id")
+        # The newest: the oldest are nearest to expiring (RESERVATION_TTL).
+        .order_by("-id")
         .values_list("id", flat=True)[:count]
     )
     started = timezone.now()
-    Order.objects.filter(id__in=ids).update(status=Order.Status.PAID, paid_at=started)
+    # Only orders still awaiting payment: one the expiry task took meanwhile
+    # is not marked paid (and is not waited for).
+    Order.objects.filter(id__in=ids, status=Order.Status.AWAITING_PAYMENT).update(
+        status=Order.Status.PAID, paid_at=started
+    )
+    ids = list(Order.objects.filter(id__in=ids, status=Order.Status.PAID, paid_at=started).values_list("id", flat=True))
     for order_id in ids:
         fulfilment_request_on_commit(order_id=order_id)
     deadline = time.monotonic() + timeout

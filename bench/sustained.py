@@ -173,7 +173,9 @@ def summary(*, phase: dict, delivered: dict, gates: dict, keys: int, rate_source
         "buyers_without_keys": len(runs) - len(with_keys),
         "time_to_keys_ms": _ms(time_to_keys),
         "time_to_keys_p99_target_ms": TIME_TO_KEYS_P99_TARGET_MS,
-        "time_to_keys_met": bool(with_keys) and keys_p99 <= TIME_TO_KEYS_P99_TARGET_MS,
+        # A buyer left without keys has waited longer than any: the target
+        # holds only when every buyer saw keys.
+        "time_to_keys_met": bool(with_keys) and len(with_keys) == len(runs) and keys_p99 <= TIME_TO_KEYS_P99_TARGET_MS,
         "checkout_to_delivered_ms": _ms(server),
         # The buyer's side before the server delivers: the wait for the
         # placed order (the order page's first poll) and the payment.
