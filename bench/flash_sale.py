@@ -70,7 +70,7 @@ class Plan:
 # sustained window) skips the one-order-per-transaction drain (a worker
 # restart), the scaling slope (eight web server restarts), the volume and
 # the durable gate's cost.
-QUICK = Plan(1, 1, 1.5, 64, 200, 4000, 300, 400, 0, 5_000, 100, 300, 1.0, 25, lag_orders=10, sustained=SUSTAINED_QUICK)
+QUICK = Plan(1, 1, 1.0, 64, 200, 4000, 300, 400, 0, 5_000, 100, 300, 1.0, 25, lag_orders=10, sustained=SUSTAINED_QUICK)
 FULL = Plan(5, 4, 5.0, 64, 200, 8000, 1000, 6000, 1000, 200_000, 1000, 4000, 2.0, 120, rounds_slope=4)
 SMOKE = Plan(1, 1, 1.0, 16, 50, 1000, 100, 200, 0, 5_000, 60, 150, 0.5, 20, lag_orders=20, sustained=SUSTAINED_SMOKE)
 

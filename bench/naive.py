@@ -5,6 +5,7 @@ the order and hand it the key. Every buyer of one product queues on that row.
 """
 
 import json
+import time
 
 from django.db import OperationalError, connection, transaction
 from django.http import JsonResponse
@@ -28,6 +29,26 @@ def naive_stock_table_create(*, product_id: int, stock: int) -> None:
             f"CREATE TABLE IF NOT EXISTS {STOCK_TABLE} (product_id BIGINT PRIMARY KEY, stock INT NOT NULL) ENGINE=InnoDB"
         )
         cursor.execute(f"REPLACE INTO {STOCK_TABLE} (product_id, stock) VALUES (%s, %s)", [product_id, stock])
+
+
+def naive_requests_wait(*, timeout: float = 90) -> int:
+    """Until no naive checkout is running in the server (each waits on the
+    stock row's lock, up to innodb_lock_wait_timeout). Returns how many were
+    still running when called."""
+    query = (
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+        f"WHERE INFO LIKE '%%{STOCK_TABLE}%%' AND ID <> CONNECTION_ID()"
+    )
+    deadline = time.monotonic() + timeout
+    first = None
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(query)
+            (running,) = cursor.fetchone()
+        first = running if first is None else first
+        if not running or time.monotonic() > deadline:
+            return first
+        time.sleep(0.2)
 
 
 @csrf_exempt

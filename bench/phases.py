@@ -17,6 +17,7 @@ import psutil
 
 from .journey import BuyerRun, Journey, buyer_journey
 from .load import Sample, closed_loop, post_json, rate, session_new
+from .naive import naive_requests_wait
 from .wrk import WrkRequest, accepted_rate, buyer_body, wrk_run
 
 
@@ -122,11 +123,21 @@ def warm_up(*, url: str, sku: str, tag: str, connections: int, cpus: str) -> Non
 
 
 def wrk_paired_rounds(
-    sides: dict, *, url: str, rounds: int, connections: int, seconds: float, ok: dict, cpus: str, first_round: int = 0
+    sides: dict,
+    *,
+    url: str,
+    rounds: int,
+    connections: int,
+    seconds: float,
+    ok: dict,
+    cpus: str,
+    first_round: int = 0,
+    settle: dict | None = None,
 ) -> dict:
     """Run the sides back to back with wrk, `rounds` times, the order swapped
     each round (round numbers start at `first_round`, so a caller running one
-    round at a time still alternates). `sides`: name -> round -> WrkRequest;
+    round at a time still alternates); `settle`: name -> a call made after
+    each of that side's runs, before the next side starts. `sides`: name -> round -> WrkRequest;
     `ok`: name -> the status counted as served ("202", "200"). Returns per side
     its wrk runs and per-round rates."""
     names = list(sides)
@@ -136,6 +147,8 @@ def wrk_paired_rounds(
             run = wrk_run(url=url, request=sides[name](r), seconds=seconds, connections=connections, cpus=cpus)
             result[name]["runs"].append(run)
             result[name]["rates"].append(accepted_rate(run, status=ok[name]))
+            if settle and name in settle:
+                settle[name]()
     return result
 
 
@@ -229,6 +242,10 @@ def design(
         ok={"ours": "202", "naive": "202"},
         cpus=cpus,
         first_round=first_round,
+        # wrk stops at its duration and closes its connections, but the naive
+        # requests it leaves behind go on queueing on the stock row's lock in
+        # the server's threads: the next side would find every thread taken.
+        settle={"naive": naive_requests_wait},
     )
     pairs = [o / n for o, n in zip(runs["ours"]["rates"], runs["naive"]["rates"], strict=False) if n]
     naive_answers = runs_answers(runs["naive"]["runs"])

@@ -41,7 +41,7 @@ class SustainedPlan:
 
 
 # The quick run's few seconds, capped so that they stay a few seconds of `make bench-quick`.
-SUSTAINED_QUICK = SustainedPlan(seconds=2, rate_cap=40, grace=5)
+SUSTAINED_QUICK = SustainedPlan(seconds=1.5, rate_cap=40, grace=4)
 SUSTAINED_SMOKE = SustainedPlan(seconds=2, rate_cap=10, grace=10)
 
 
