@@ -65,14 +65,7 @@ def main(argv=None) -> int:
         flash_poll_seconds=args.poll_seconds,
         flash_seconds=args.seconds,
     )
-    config = StackConfig(
-        database=args.database,
-        prefix=args.prefix,
-        web_workers=args.web_workers,
-        web_threads=args.web_threads,
-        web_server=args.web_server,
-        celery_concurrency=args.celery_concurrency,
-    )
+    config = StackConfig.from_args(args)
     stack = BenchStack(config)
     os.environ.update(bench_environment(config, site_url=stack.url))
     loadavg_before = [round(x, 2) for x in os.getloadavg()]

@@ -154,15 +154,7 @@ def main(argv=None) -> int:
         gate = RedisServer(
             config=GATE_REDIS_CONF, overrides=GATE_SETTINGS[args.gate_redis], name="bench-gate-redis"
         ).start()
-    config = StackConfig(
-        database=args.database,
-        prefix=args.prefix,
-        web_workers=args.web_workers,
-        web_threads=args.web_threads,
-        web_server=args.web_server,
-        celery_concurrency=args.celery_concurrency,
-        extra_env={"REDIS_URL": gate.url, "GATE_REDIS_URL": gate.url} if gate else {},
-    )
+    config = StackConfig.from_args(args, extra_env={"REDIS_URL": gate.url, "GATE_REDIS_URL": gate.url} if gate else {})
     stack = BenchStack(config)
     os.environ.update(bench_environment(config, site_url=stack.url))
     began = time.monotonic()

@@ -17,7 +17,6 @@ import psutil
 
 from .journey import BuyerRun, Journey, buyer_journey
 from .load import Sample, closed_loop, post_json, rate, session_new
-from .naive import naive_requests_wait
 from .wrk import WrkRequest, accepted_rate, buyer_body, wrk_run
 
 
@@ -230,6 +229,10 @@ def design(
 ) -> dict:
     """Orders/s of our checkout against the naive design, many buyers on one
     product; `counts` caps each side's requests a round (their keys)."""
+    # Imported here: bench/naive.py imports the app's models, which need
+    # Django set up, and this module is imported before that.
+    from .naive import naive_requests_wait
+
     runs = wrk_paired_rounds(
         {
             "ours": lambda r: checkout_wrk(sku, f"{tag}-ours{r}", counts["ours"]),

@@ -30,12 +30,6 @@ PY = sys.executable
 PAYMENTS_WORKER_THREADS = 16
 
 
-def settings_queue(name: str) -> str:
-    from django.conf import settings
-
-    return getattr(settings, name)
-
-
 @dataclass(frozen=True)
 class WebServer:
     """One web server as the benchmark runs it: `gunicorn` (gthread, workers ×
@@ -84,6 +78,21 @@ class StackConfig:
     # The Celery broker; empty: BENCH_CELERY_BROKER_URL, else the Redis broker.
     broker_url: str = ""
     extra_env: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args, **more) -> "StackConfig":
+        """From the options the benchmark commands share (--database,
+        --prefix, --web-server, --web-workers, --web-threads,
+        --celery-concurrency)."""
+        return cls(
+            database=args.database,
+            prefix=args.prefix,
+            web_workers=args.web_workers,
+            web_threads=args.web_threads,
+            web_server=args.web_server,
+            celery_concurrency=args.celery_concurrency,
+            **more,
+        )
 
 
 def bench_environment(config: StackConfig, *, site_url: str) -> dict:
@@ -250,6 +259,8 @@ class BenchStack:
         measured as the shop's."""
         # Imported here, not at the top: the driver puts bench_environment into
         # os.environ after importing this module, and the Celery app reads it.
+        from django.conf import settings
+
         from cardshop.celery import app
 
         def ping(node: str):
@@ -259,7 +270,7 @@ class BenchStack:
         argv = celery_worker_command(
             concurrency=self.config.celery_concurrency,
             hostname=node,
-            exclude_queues=settings_queue("CELERY_QUEUE_PAYMENTS"),
+            exclude_queues=settings.CELERY_QUEUE_PAYMENTS,
         )
         self.worker = self._child("celery-worker", argv, {**self.env, **env})
         if self.payments_worker is None or not self.payments_worker.alive():
@@ -268,7 +279,7 @@ class BenchStack:
                 concurrency=PAYMENTS_WORKER_THREADS,
                 hostname=payments_node,
                 pool="threads",
-                queues=settings_queue("CELERY_QUEUE_PAYMENTS"),
+                queues=settings.CELERY_QUEUE_PAYMENTS,
             )
             # Started beside the shop's worker, not after it: both boot at once.
             self.payments_worker = self._child("celery-payments-worker", argv, self.env)
