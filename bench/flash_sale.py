@@ -71,7 +71,24 @@ class Plan:
 # restart), the scaling slope (eight web server restarts), the volume and
 # the durable gate's cost.
 QUICK = Plan(1, 1, 1.0, 64, 200, 4000, 300, 400, 0, 5_000, 100, 300, 1.0, 25, lag_orders=10, sustained=SUSTAINED_QUICK)
-FULL = Plan(5, 4, 5.0, 64, 200, 8000, 1000, 6000, 1000, 200_000, 1000, 4000, 2.0, 120, rounds_slope=4)
+FULL = Plan(
+    5,
+    4,
+    5.0,
+    64,
+    200,
+    8000,
+    1000,
+    6000,
+    1000,
+    200_000,
+    1000,
+    4000,
+    2.0,
+    120,
+    rounds_slope=4,
+    sustained=SustainedPlan(search_steps=3),
+)
 SMOKE = Plan(1, 1, 1.0, 16, 50, 1000, 100, 200, 0, 5_000, 60, 150, 0.5, 20, lag_orders=20, sustained=SUSTAINED_SMOKE)
 
 
@@ -130,12 +147,23 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--sustained-seconds", type=float, default=None, help="its arrival window (default: the plan's)"
     )
+    parser.add_argument(
+        "--sustained-search",
+        type=int,
+        default=None,
+        help="runs, each at half the rate of the one before, searching the rate sustained end to end "
+        "(default: 3 in the full run, none in the quick one)",
+    )
     args = parser.parse_args(argv)
     plan, mode = (SMOKE, "smoke") if args.smoke else (QUICK, "quick") if args.quick else (FULL, "full")
     if args.sustained_rate is not None:
         plan = dataclasses.replace(plan, sustained=dataclasses.replace(plan.sustained, rate=args.sustained_rate))
     if args.sustained_seconds is not None:
         plan = dataclasses.replace(plan, sustained=dataclasses.replace(plan.sustained, seconds=args.sustained_seconds))
+    if args.sustained_search is not None:
+        plan = dataclasses.replace(
+            plan, sustained=dataclasses.replace(plan.sustained, search_steps=args.sustained_search)
+        )
     volume = mode == "full" if args.volume is None else args.volume
     gate_cost = mode == "full" if args.gate_cost is None else args.gate_cost
     plan = dataclasses.replace(
@@ -219,6 +247,13 @@ def main(argv=None) -> int:
         failed.append("sustained sold > accepted")
     if sustained_gates["answered_never_recorded"]:
         failed.append("sustained 202 never recorded")
+    for step in result["sustained"].get("search", {}).get("steps", []):
+        rate, step_gates = step["rate_per_s"], step["gates"]
+        failed += [
+            f"sustained at {rate}/s {g}" for g in ("oversold", "duplicates", "paid_undelivered") if step_gates[g]
+        ]
+        if step_gates["sold"] > step_gates["accepted"] or step_gates["answered_never_recorded"]:
+            failed.append(f"sustained at {rate}/s: sold > accepted or a 202 never recorded")
     if result.get("volume"):
         volume_gates = result["volume"]["flash_gates"]
         failed += [f"volume {g}" for g in ("oversold", "duplicates", "paid_undelivered") if volume_gates[g]]

@@ -516,8 +516,16 @@ def flash_gates(*, product_id: int, keys: int, buyers: int, sale: dict, settle_t
     from apps.stock.redis_keys import stock_key
 
     orders = Order.objects.filter(product_id=product_id)
+    # Payment notifications still in the payments queue (or in a retry's
+    # backoff) pay more orders after the buyers stop: let the queues drain,
+    # then count, in one query, the paid orders that are not delivered until
+    # a count finds none or the time is up. (Counting in a second query after
+    # waiting for "no order in `paid`" counted the orders a late notification
+    # had paid a moment before: in flight, not stuck.)
     deadline = time.monotonic() + settle_timeout
-    while orders.filter(status=Order.Status.PAID).exists() and time.monotonic() < deadline:
+    broker_idle_wait(timeout=settle_timeout)
+    paid_undelivered = orders.filter(paid_at__isnull=False).exclude(status=Order.Status.DELIVERED)
+    while (undelivered := paid_undelivered.count()) and time.monotonic() < deadline:
         time.sleep(0.5)
     runs: list[BuyerRun] = sale["runs"]
     accepted_count = sum(1 for r in runs if r.status == 202)
@@ -538,7 +546,7 @@ def flash_gates(*, product_id: int, keys: int, buyers: int, sale: dict, settle_t
         "answered_never_recorded": len(set(answered) - set(created)),
         "oversold": max(0, accepted_count - keys) + max(0, sold - keys) + max(0, -stock_left),
         "duplicates": sum(n - 1 for n in seen.values() if n > 1) + short_keys,
-        "paid_undelivered": orders.filter(paid_at__isnull=False).exclude(status=Order.Status.DELIVERED).count(),
+        "paid_undelivered": undelivered,
         "accepted": accepted_count,
         "sold": sold,
         "delivered": delivered.count(),

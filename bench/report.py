@@ -406,7 +406,35 @@ def _sustained_table(s: dict) -> list[str]:
         f"| gates: oversold / keys delivered twice / paid but undelivered | {s['gates']['oversold']} / "
         f"{s['gates']['duplicates']} / {s['gates']['paid_undelivered']} |",
         "",
+        *_sustainable_rate_table(s.get("search")),
     ]
+
+
+def _sustainable_rate_table(search: dict | None) -> list[str]:
+    """The runs at half the rate of the run before, until one met both targets."""
+    if not search:
+        return []
+    found = (
+        f"**{search['sustained_rate_per_s']}/s, {search['sustained_share_of_ceiling']:.1%} of the checkout ceiling**"
+        if search["sustained_rate_per_s"]
+        else "none of the rates tried"
+    )
+    lines = [
+        f"### The rate this machine sustains end to end ({search['seconds']} s runs, each at half the rate of the one before)",
+        "",
+        "| arrivals/s | share of the checkout ceiling | delivered ÷ arrival | time to keys p50 / p99 ms "
+        "| buyers without keys | polls per buyer | web CPU % | gates oversold / twice / paid undelivered | both targets |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for step in search["steps"]:
+        g = step["gates"]
+        lines.append(
+            f"| {step['rate_per_s']} | {step['share_of_ceiling']:.1%} | {step['delivered_share_of_rate']:.2f} "
+            f"| {step['time_to_keys_ms']['p50']} / {step['time_to_keys_ms']['p99']} | {step['buyers_without_keys']} "
+            f"| {step['polls_per_buyer']} | {step['cpu']['web']} | {g['oversold']} / {g['duplicates']} / "
+            f"{g['paid_undelivered']} | {'met' if step['met'] else 'missed'} |"
+        )
+    return [*lines, "", f"Sustained end to end with both targets met: {found}.", ""]
 
 
 def _gate_cost_table(cost: dict) -> list[str]:

@@ -38,6 +38,12 @@ class SustainedPlan:
     rate: float = 0.0
     rate_cap: float = 0.0
     grace: float = 30.0
+    # After the run at the target's rate, the search for the rate this
+    # machine sustains (sustainable_rate_search): at most this many runs,
+    # each at half the rate of the run before, `search_seconds` long.
+    search_steps: int = 0
+    search_seconds: float = 20.0
+    search_grace: float = 15.0
 
 
 # The quick run's few seconds, capped so that they stay a few seconds of `make bench-quick`.
@@ -202,15 +208,10 @@ def summary(*, phase: dict, delivered: dict, gates: dict, keys: int, rate_source
 
 
 def measure(stack, plan: SustainedPlan, *, checkout_rps: float, concurrency: int, meter) -> tuple[dict, dict]:
-    """The phase in a benchmark run (bench/flash_sale.py): its product and
-    keys, the buyers, the gates. Returns the figures and the raw phase (for
-    the chart)."""
-    from apps.orders.models import Order
-    from apps.orders.poll import BASE_POLL_MS
-
-    from . import phases
-    from .scenario import product_with_keys
-
+    """The phase in a benchmark run (bench/flash_sale.py) at the target's
+    rate (or the plan's), then, in a plan that asks for it, the search for
+    the rate this machine sustains. Returns the figures and the raw phase of
+    the first run (for the chart)."""
     if plan.rate:
         rate, source = plan.rate, "--sustained-rate"
     else:
@@ -221,9 +222,77 @@ def measure(stack, plan: SustainedPlan, *, checkout_rps: float, concurrency: int
         if plan.rate_cap and rate > plan.rate_cap:
             rate, source = plan.rate_cap, f"{source}, capped at {plan.rate_cap:g}/s in this plan"
     rate = max(rate, 1.0)
-    keys = keys_needed(rate=rate, seconds=plan.seconds)
+    result, phase = run_at(
+        stack,
+        sku="BENCH-SUSTAINED",
+        rate=rate,
+        seconds=plan.seconds,
+        grace=plan.grace,
+        concurrency=concurrency,
+        meter=meter,
+    )
+    result["rate_source"] = source
+    if plan.search_steps and not (result["delivered_share_met"] and result["time_to_keys_met"]):
+        result["search"] = sustainable_rate_search(
+            stack, plan, first_rate=rate / 2, checkout_rps=checkout_rps, concurrency=concurrency, meter=meter
+        )
+    return result, phase
+
+
+def sustainable_rate_search(stack, plan: SustainedPlan, *, first_rate, checkout_rps, concurrency, meter) -> dict:
+    """Shorter runs at half the rate of the run before, until one meets both
+    targets or `plan.search_steps` have run: the rate this machine carries
+    end to end, as a share of its checkout ceiling. Each run has a product
+    and gates of its own."""
+    steps, rate = [], first_rate
+    for step in range(plan.search_steps):
+        figures, _phase = run_at(
+            stack,
+            sku=f"BENCH-SUSTAINED-{step + 1}",
+            rate=max(rate, 1.0),
+            seconds=plan.search_seconds,
+            grace=plan.search_grace,
+            concurrency=concurrency,
+            meter=meter,
+        )
+        met = figures["delivered_share_met"] and figures["time_to_keys_met"]
+        steps.append(
+            {
+                "rate_per_s": figures["arrival_rate_per_s"],
+                "share_of_ceiling": round(figures["arrival_rate_per_s"] / checkout_rps, 3) if checkout_rps else 0.0,
+                "delivered_share_of_rate": figures["delivered_share_of_rate"],
+                "time_to_keys_ms": figures["time_to_keys_ms"],
+                "buyers_without_keys": figures["buyers_without_keys"],
+                "polls_per_buyer": figures["polls"]["per_buyer"],
+                "cpu": figures["cpu"],
+                "gates": figures["gates"],
+                "met": met,
+            }
+        )
+        if met:
+            break
+        rate /= 2
+    sustained = [s for s in steps if s["met"]]
+    return {
+        "seconds": plan.search_seconds,
+        "steps": steps,
+        "sustained_rate_per_s": sustained[0]["rate_per_s"] if sustained else None,
+        "sustained_share_of_ceiling": sustained[0]["share_of_ceiling"] if sustained else None,
+    }
+
+
+def run_at(stack, *, sku: str, rate: float, seconds: float, grace: float, concurrency: int, meter) -> tuple[dict, dict]:
+    """One sustained run on a product of its own: its keys, the buyers, the
+    gates. Returns the figures and the raw phase."""
+    from apps.orders.models import Order
+    from apps.orders.poll import BASE_POLL_MS
+
+    from . import phases
+    from .scenario import product_with_keys
+
+    keys = keys_needed(rate=rate, seconds=seconds)
     clock = time.monotonic()
-    product_id = product_with_keys(sku="BENCH-SUSTAINED", keys=keys, per_buyer_limit=1)
+    product_id = product_with_keys(sku=sku, keys=keys, per_buyer_limit=1)
     import_seconds = round(time.monotonic() - clock, 1)
     phases.persisted_wait(product_id=product_id, timeout=60)
     phases.broker_idle_wait(timeout=60)
@@ -231,21 +300,23 @@ def measure(stack, plan: SustainedPlan, *, checkout_rps: float, concurrency: int
         phase = asyncio.run(
             sustained(
                 url=stack.url,
-                sku="BENCH-SUSTAINED",
+                sku=sku,
                 rate=rate,
-                seconds=plan.seconds,
+                seconds=seconds,
                 concurrency=concurrency,
-                grace=plan.grace,
+                grace=grace,
                 # The order page as it is first rendered: a fresh order is
                 # queued, and after paying the buyer lands on it paid.
                 first_polls=(BASE_POLL_MS[Order.Status.QUEUED] / 1000, BASE_POLL_MS[Order.Status.PAID] / 1000),
             )
         )
+    # An overloaded run leaves payment notifications queued and retrying:
+    # the settling waits longer than after a flash sale.
     gates = phases.flash_gates(
-        product_id=product_id, keys=keys, buyers=len(phase["runs"]), sale=phase, settle_timeout=30
+        product_id=product_id, keys=keys, buyers=len(phase["runs"]), sale=phase, settle_timeout=90
     )
     result = summary(
-        phase=phase, delivered=delivered_times(product_id=product_id), gates=gates, keys=keys, rate_source=source
+        phase=phase, delivered=delivered_times(product_id=product_id), gates=gates, keys=keys, rate_source=""
     )
     result["keys_import_s"] = import_seconds
     # Where the orders ended (after the gates' settling): says what a missed target or gate was made of.
