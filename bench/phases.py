@@ -524,6 +524,8 @@ def flash_gates(*, product_id: int, keys: int, buyers: int, sale: dict, settle_t
     # had paid a moment before: in flight, not stuck.)
     deadline = time.monotonic() + settle_timeout
     broker_idle_wait(timeout=settle_timeout)
+    # However long the queues took, the count has a few seconds of its own.
+    deadline = max(deadline, time.monotonic() + 10)
     paid_undelivered = orders.filter(paid_at__isnull=False).exclude(status=Order.Status.DELIVERED)
     while (undelivered := paid_undelivered.count()) and time.monotonic() < deadline:
         time.sleep(0.5)
