@@ -53,3 +53,21 @@ def test_gates_of_every_flash_sale_count():
     assert merged["flashes"] == 2 and merged["paid_undelivered"] == 1 and merged["sold"] == 199
     assert merged["sold_equals_min_keys_demand"] is False
     assert gates_merged([good, good])["sold_equals_min_keys_demand"] is True
+
+
+def test_the_full_table_stack_has_its_own_database_prefix_and_rabbitmq_vhost(monkeypatch):
+    from bench.stack import StackConfig
+    from bench.volume_paired import volume_config
+
+    monkeypatch.delenv("BENCH_CELERY_BROKER_URL", raising=False)
+    redis = volume_config(StackConfig(database="cardshop_bench_x", prefix="cardshop-bench-x"))
+    # On the Redis broker the prefix separates the queues.
+    assert (redis.database, redis.prefix, redis.broker_url) == (
+        "cardshop_bench_x_volume",
+        "cardshop-bench-x-volume",
+        "",
+    )
+    amqp = volume_config(StackConfig(broker_url="amqp://guest:guest@127.0.0.1:5672/cardshop-bench"))
+    assert amqp.broker_url == "amqp://guest:guest@127.0.0.1:5672/cardshop-bench-volume"
+    monkeypatch.setenv("BENCH_CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    assert volume_config(StackConfig()).broker_url == "amqp://guest:guest@127.0.0.1:5672/%2F-volume"
