@@ -61,9 +61,13 @@ class Plan:
     # Sustained end to end (bench/sustained.py): its window, rate and grace.
     sustained: SustainedPlan = SustainedPlan()
     # The volume phase's history (bench/volume.py): orders and keys filled
-    # before ceiling, drain and flash run again.
+    # into a second stack's database; then `volume_rounds` paired rounds of
+    # ceiling and drain on empty and full tables, the first
+    # `volume_flash_rounds` of them with a flash sale a side (bench/volume_paired.py).
     volume_orders: int = 2_000_000
     volume_keys: int = 5_000_000
+    volume_rounds: int = 6
+    volume_flash_rounds: int = 2
 
 
 # The quick run (under a minute: one round a side, a smaller crowd, a 2 s
@@ -90,6 +94,8 @@ FULL = Plan(
     sustained=SustainedPlan(search_steps=3),
 )
 SMOKE = Plan(1, 1, 1.0, 16, 50, 1000, 100, 200, 0, 5_000, 60, 150, 0.5, 20, lag_orders=20, sustained=SUSTAINED_SMOKE)
+# With --volume, the small plans pair two rounds, one with a flash sale a side.
+QUICK, SMOKE = (dataclasses.replace(plan, volume_rounds=2, volume_flash_rounds=1) for plan in (QUICK, SMOKE))
 
 
 def main(argv=None) -> int:
@@ -121,7 +127,8 @@ def main(argv=None) -> int:
         "--volume",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="fill the tables with history, then ceiling, drain and flash again (default: on in the full run)",
+        help="ceiling, drain and flash on empty tables and on a second database filled with history, in paired "
+        "rounds (bench/volume_paired.py; default: on in the full run)",
     )
     parser.add_argument("--volume-orders", type=int, default=None, help="historic orders (default 2,000,000)")
     parser.add_argument("--volume-keys", type=int, default=None, help="keys in all (default 5,000,000)")
@@ -420,18 +427,12 @@ def run(
     else:
         gate_cost_result = None
     lap("gate_cost")
-    volume_result = (
-        volume_compare(
-            stack,
-            plan,
-            empty={"ceiling": ceiling, "drain": drain["batched"], "flash": flash_result},
-            meter=meter,
-            lap=lap,
-            cpus=loadgen_cpus,
-        )
-        if volume
-        else None
-    )
+    if volume:
+        from bench.volume_paired import volume_compare
+
+        volume_result = volume_compare(stack, plan, lap=lap, cpus=loadgen_cpus)
+    else:
+        volume_result = None
     # Last: it leaves the server pinned (teardown stops it). It starts once
     # the phases before it (the volume run's flash sale) are off the workers.
     phases.persisted_wait(product_id=hot, timeout=120)
@@ -560,93 +561,6 @@ def flash_measure(stack: BenchStack, plan: Plan, *, sku: str, product_id: int, m
         product_id=product_id, keys=plan.flash_keys, buyers=plan.flash_buyers, sale=sale, settle_timeout=30
     )
     return flash_summary(plan=plan, sale=sale, gates=gates, cpu=cpu.percent), sale, gates
-
-
-# --- Volume (issue 15): the phases again with history in the tables
-
-
-def volume_compare(stack: BenchStack, plan: Plan, *, empty: dict, meter, lap, cpus: str) -> dict:
-    """Fill the tables (bench/volume.py), then the ceiling, the batched drain
-    and the flash sale again, each on fresh products of its own, as in the
-    empty-table run; each figure beside the empty run's and their ratio
-    (volume ÷ empty; within 10 % is 0.9–1.1). Then EXPLAIN of the hot
-    queries on the full tables."""
-    from apps.orders.models import Order
-    from bench import phases
-    from bench.scenario import product_with_keys
-    from bench.volume import hot_queries_explain, volume_fill
-
-    def vlap(name):
-        lap("volume_" + name)
-
-    # The same worker as the empty run's batched drain (the one-per-transaction
-    # drain and the gate cost left theirs).
-    stack.worker_restart()
-    vlap("worker_restart")
-    fill = volume_fill(orders=plan.volume_orders, keys=plan.volume_keys)
-    vlap("fill")
-    hot = product_with_keys(
-        sku="BENCH-HOT-V",
-        keys=plan.rounds_ceiling * plan.checkout_cap + 2 * plan.ceiling_concurrency,  # + the warm-up
-        per_buyer_limit=1,
-    )
-    flash = product_with_keys(sku="BENCH-FLASH-V", keys=plan.flash_keys, per_buyer_limit=1)
-    vlap("setup_data")
-    ceiling = ceiling_measure(stack, plan, sku="BENCH-HOT-V", product_id=hot, meter=meter, cpus=cpus)
-    vlap("ceiling")
-    drain = drain_measure(plan, product_id=hot, lap=vlap)
-    phases.broker_idle_wait(timeout=60)
-    vlap("mail_backlog")
-    flash_result, _sale, gates = flash_measure(
-        stack, plan, sku="BENCH-FLASH-V", product_id=flash, meter=meter, lap=vlap
-    )
-    vlap("flash_gates")
-    historic = (
-        Order.objects.filter(product__sku__startswith="HIST-", status=Order.Status.DELIVERED).order_by("id").first()
-    )
-    explained = hot_queries_explain(product_id=hot, order_no=historic.order_no, order_id=historic.id)
-    vlap("explain")
-
-    figures = {
-        "ceiling: checkout req/s": ("rate", lambda r: r["ceiling"]["checkout_rps"]),
-        "ceiling: /healthz req/s": ("rate", lambda r: r["ceiling"]["healthz_rps"]),
-        "ceiling: checkout ÷ /healthz": ("rate", lambda r: r["ceiling"]["ceiling_ratio"]),
-        "ceiling: checkout p50 ms": ("latency", lambda r: r["ceiling"]["checkout_latency_ms"]["p50"]),
-        "ceiling: checkout p99 ms": ("latency", lambda r: r["ceiling"]["checkout_latency_ms"]["p99"]),
-        "drain: keys assigned/s (batched)": ("rate", lambda r: r["drain"]["keys_per_s"]),
-        "flash: checkout req/s": ("rate", lambda r: r["flash"]["checkout_rps"]),
-        "flash: checkout p50 ms": ("latency", lambda r: r["flash"]["checkout_latency_ms"]["p50"]),
-        "flash: checkout p99 ms": ("latency", lambda r: r["flash"]["checkout_latency_ms"]["p99"]),
-        "flash: paid → delivered p50 ms": ("latency", lambda r: r["flash"]["paid_to_delivered_ms"]["p50"]),
-        "flash: paid → delivered p95 ms": ("latency", lambda r: r["flash"]["paid_to_delivered_ms"]["p95"]),
-        "flash: order poll p99 ms": ("latency", lambda r: r["flash"]["polls"]["latency_ms"]["p99"]),
-        "flash: delivered orders/s": ("rate", lambda r: r["flash"]["delivered_per_s"]),
-    }
-    full = {"ceiling": ceiling, "drain": drain, "flash": flash_result}
-    rows = []
-    for name, (kind, pick) in figures.items():
-        before, after = pick(empty), pick(full)
-        ratio = round(after / before, 2) if before else 0.0
-        rows.append(
-            {
-                "figure": name,
-                "kind": kind,
-                "empty": before,
-                "volume": after,
-                "ratio": ratio,
-                "within_10pct": 0.9 <= ratio <= 1.1,
-            }
-        )
-    return {
-        "fill": fill,
-        "table": rows,
-        "explain": explained,
-        "all_hot_queries_use_an_index": all(q["uses_index"] for q in explained.values()),
-        "ceiling": ceiling,
-        "drain": drain,
-        "flash": flash_result,
-        "flash_gates": flash_result["gates"],
-    }
 
 
 def servers_compare(

@@ -459,25 +459,43 @@ def _gate_cost_table(cost: dict) -> list[str]:
 
 
 def _volume_table(volume: dict) -> list[str]:
-    """Each figure of ceiling, drain and flash on empty tables and with history, and their ratio."""
-    fill = volume["fill"]
+    """Each figure of ceiling, drain and flash on empty tables and with
+    history, measured in paired rounds (bench/volume_paired.py): each side's
+    rounds, the rounds' ratios and their median."""
+    fill, flushed = volume["fill"], volume["flushed"]
+
+    def listed(values):
+        return ", ".join(map(str, values))
+
     lines = [
         f"## Volume: {fill['orders']:,} orders and {fill['keys']:,} keys in the tables "
         f"(filled in {fill['seconds']['total']} s)",
         "",
-        "| figure | empty tables | with history | volume ÷ empty | within 10 % |",
-        "|---|---|---|---|---|",
+        f"{volume['rounds']} paired rounds, empty and full tables alternating (ABBA), the full tables on a second "
+        f"stack of their own; a flash sale a side in the first {volume['flash_rounds']}; ceiling rounds of "
+        f"{volume['round_seconds']} s, {volume['concurrency']} clients. Before the first round InnoDB's dirty pages "
+        f"went from {flushed['dirty_before']} to {flushed['dirty_after']} of {flushed['pages_total']} "
+        f"({flushed['seconds']} s, ended: {flushed['ended']}).",
+        "",
+        "| figure | empty tables: median (rounds) | with history: median (rounds) | volume ÷ empty per round "
+        "| median ratio | within 10 % |",
+        "|---|---|---|---|---|---|",
     ]
     for row in volume["table"]:
         lines.append(
-            f"| {row['figure']} | {row['empty']} | {row['volume']} | {row['ratio']:.2f} "
-            f"| {'yes' if row['within_10pct'] else '**no**'} |"
+            f"| {row['figure']} | {row['empty']} ({listed(row['empty_rounds'])}) "
+            f"| {row['volume']} ({listed(row['volume_rounds'])}) | {listed(row['ratio_rounds'])} "
+            f"| **{row['ratio']:.2f}** | {'yes' if row['within_10pct'] else '**no**'} |"
         )
-    gates = volume["flash_gates"]
+    lines.append("")
+    for side, label in (("full", "with history"), ("empty", "on empty tables")):
+        gates = volume["flash_gates_sides"][side]
+        lines.append(
+            f"Flash sales {label} ({gates['flashes']}): oversold {gates['oversold']}, keys delivered twice "
+            f"{gates['duplicates']}, paid but undelivered {gates['paid_undelivered']}, sold {gates['sold']} of "
+            f"{gates['expected_sold']}."
+        )
     lines += [
-        "",
-        f"Flash sale with history: oversold {gates['oversold']}, keys delivered twice {gates['duplicates']}, "
-        f"paid but undelivered {gates['paid_undelivered']}, sold {gates['sold']} of {gates['expected_sold']}.",
         "",
         "| hot query (EXPLAIN on the full tables) | access per table: type, index, rows examined | index, no full scan |",
         "|---|---|---|",

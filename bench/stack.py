@@ -144,6 +144,7 @@ class BenchStack:
         self.worker: ChildProcess | None = None
         self.payments_worker: ChildProcess | None = None
         self.beat: ChildProcess | None = None
+        self._control = None  # _control_app()
 
     # --- database
 
@@ -261,7 +262,7 @@ class BenchStack:
         # os.environ after importing this module, and the Celery app reads it.
         from django.conf import settings
 
-        from cardshop.celery import app
+        app = self._control_app()
 
         def ping(node: str):
             return lambda: bool(app.control.ping(destination=[node], timeout=0.5))
@@ -285,6 +286,26 @@ class BenchStack:
             self.payments_worker = self._child("celery-payments-worker", argv, self.env)
             self.payments_worker.wait_until(ping(payments_node), timeout=60, what="a control ping answer")
         self.worker.wait_until(ping(node), timeout=60, what="a control ping answer")
+
+    def _control_app(self):
+        """A Celery app on this stack's broker and key prefix, to ping its
+        workers. Not the driver's own app: that one's broker settings are the
+        driver's environment, which names only one stack, and the volume phase
+        runs a second stack beside it (bench/volume_paired.py), whose workers
+        listen on their own prefix (the Redis broker) or virtual host."""
+        if self._control is None:
+            from celery import Celery
+
+            from cardshop.broker import broker_transport_options
+
+            url = self.env["CELERY_BROKER_URL"]
+            self._control = Celery("bench-control", broker=url, set_as_current=False)
+            self._control.conf.broker_transport_options = broker_transport_options(
+                url=url,
+                key_prefix=self.env["REDIS_KEY_PREFIX"],
+                visibility_timeout=int(self.env["CELERY_VISIBILITY_TIMEOUT"]),
+            )
+        return self._control
 
     def worker_restart(self, **env) -> None:
         self.worker.stop()
@@ -320,6 +341,8 @@ class BenchStack:
 
     def teardown(self, *, keep_database: bool = False) -> None:
         self.stop()
+        if self._control is not None:
+            self._control.close()
         self.redis_clear()
         self.broker_clear()
         if not keep_database:
