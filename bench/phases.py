@@ -524,12 +524,22 @@ def flash_gates(*, product_id: int, keys: int, buyers: int, sale: dict, settle_t
     # had paid a moment before: in flight, not stuck.)
     deadline = time.monotonic() + settle_timeout
     broker_idle_wait(timeout=settle_timeout)
-    # However long the queues took, the count has a few seconds of its own.
+    # A notification waiting out a retry's backoff is held by a worker, not
+    # queued: also wait until every order whose buyer's payment was answered
+    # 202 is paid (or the time is up).
+    runs: list[BuyerRun] = sale["runs"]
+    payments_sent = [r.order_no for r in runs if r.paid_at]
+    while (
+        payments_sent
+        and orders.filter(order_no__in=payments_sent, paid_at__isnull=True).exists()
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    # However long that took, the count has a few seconds of its own.
     deadline = max(deadline, time.monotonic() + 10)
     paid_undelivered = orders.filter(paid_at__isnull=False).exclude(status=Order.Status.DELIVERED)
     while (undelivered := paid_undelivered.count()) and time.monotonic() < deadline:
         time.sleep(0.5)
-    runs: list[BuyerRun] = sale["runs"]
     accepted_count = sum(1 for r in runs if r.status == 202)
     sold = CardKey.objects.filter(product_id=product_id, status=CardKey.Status.SOLD).count()
     stock_left = int(stock_redis().get(stock_key(product_id)) or 0)

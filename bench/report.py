@@ -471,8 +471,8 @@ def _volume_table(volume: dict) -> list[str]:
         f"## Volume: {fill['orders']:,} orders and {fill['keys']:,} keys in the tables "
         f"(filled in {fill['seconds']['total']} s)",
         "",
-        f"{volume['rounds']} paired rounds, empty and full tables alternating (ABBA), the full tables on a second "
-        f"stack of their own; a flash sale a side in the first {volume['flash_rounds']}; ceiling rounds of "
+        f"{volume['rounds']} paired rounds, empty and full tables alternating (ABBA), each side on a new stack "
+        f"and database of its own; a flash sale a side in the first {volume['flash_rounds']}; ceiling rounds of "
         f"{volume['round_seconds']} s, {volume['concurrency']} clients. Before the first round InnoDB's dirty pages "
         f"went from {flushed['dirty_before']} to {flushed['dirty_after']} of {flushed['pages_total']} "
         f"({flushed['seconds']} s, ended: {flushed['ended']}).",

@@ -209,9 +209,9 @@ def summary(*, phase: dict, delivered: dict, gates: dict, keys: int, rate_source
 
 def measure(stack, plan: SustainedPlan, *, checkout_rps: float, concurrency: int, meter) -> tuple[dict, dict]:
     """The phase in a benchmark run (bench/flash_sale.py) at the target's
-    rate (or the plan's), then, in a plan that asks for it, the search for
-    the rate this machine sustains. Returns the figures and the raw phase of
-    the first run (for the chart)."""
+    rate (or the plan's). Returns the figures and the raw phase (for the
+    chart). The search for the rate this machine sustains
+    (sustainable_rate_search) runs later in the run, when search_wanted."""
     if plan.rate:
         rate, source = plan.rate, "--sustained-rate"
     else:
@@ -232,11 +232,12 @@ def measure(stack, plan: SustainedPlan, *, checkout_rps: float, concurrency: int
         meter=meter,
     )
     result["rate_source"] = source
-    if plan.search_steps and not (result["delivered_share_met"] and result["time_to_keys_met"]):
-        result["search"] = sustainable_rate_search(
-            stack, plan, first_rate=rate / 2, checkout_rps=checkout_rps, concurrency=concurrency, meter=meter
-        )
     return result, phase
+
+
+def search_wanted(plan: SustainedPlan, result: dict) -> bool:
+    """Whether the run at the target's rate missed a target in a plan that searches."""
+    return bool(plan.search_steps) and not (result["delivered_share_met"] and result["time_to_keys_met"])
 
 
 def sustainable_rate_search(stack, plan: SustainedPlan, *, first_rate, checkout_rps, concurrency, meter) -> dict:

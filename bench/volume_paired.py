@@ -3,11 +3,13 @@ flash sale on empty tables and on tables holding years of history
 (bench/volume.py), measured alternately in the same minutes, so the noise of
 a shared machine falls on both sides alike.
 
-- The run's own stack is the empty side. A second stack (bench/stack.py) on
-  its own database (`<run database>_volume`), Redis key prefix
-  (`<prefix>-volume`) and, on RabbitMQ, virtual host runs beside it: the
-  history is filled into that database only, and then its own web server,
-  workers and beat start.
+- Each side has a new stack (bench/stack.py) of its own beside the run's:
+  its own database (`<run database>_empty`, `<run database>_volume`), Redis
+  key prefix (`<prefix>-empty`, `<prefix>-volume`) and, on RabbitMQ,
+  virtual host. The history is filled into the full side's database only;
+  then both sides' web servers, workers and beat start. (The run's own
+  database is not the empty side: it holds the earlier phases' orders, whose
+  expiry would load one side only.)
 - Before the first round InnoDB writes the fill's pages out (FLUSH TABLES …
   FOR EXPORT, then the buffer pool's dirty pages are waited for:
   innodb_flushed_wait), so the fill's background writes do not slow the
@@ -119,18 +121,19 @@ def gates_merged(gates: list[dict]) -> dict:
 # --- the driver's side
 
 
-def volume_config(config: StackConfig) -> StackConfig:
-    """The full-table stack's configuration: the run's, on a database, a
-    Redis key prefix and (RabbitMQ) a virtual host of its own. The Redis
-    broker's keys carry the prefix already."""
+def volume_config(config: StackConfig, side: str = "volume") -> StackConfig:
+    """A side's stack configuration: the run's, on a database, a Redis key
+    prefix and (RabbitMQ) a virtual host of its own, named after the side
+    ("volume": the full tables; "empty"). The Redis broker's keys carry the
+    prefix already."""
     from cardshop.broker import broker_is_redis, broker_vhost
 
     broker = config.broker_url or os.environ.get("BENCH_CELERY_BROKER_URL", "")
     if broker and not broker_is_redis(broker):
         parts = urlsplit(broker)
-        broker = urlunsplit(parts._replace(path="/" + quote(broker_vhost(broker) + "-volume", safe="")))
+        broker = urlunsplit(parts._replace(path="/" + quote(f"{broker_vhost(broker)}-{side}", safe="")))
     return dataclasses.replace(
-        config, database=config.database + "_volume", prefix=config.prefix + "-volume", broker_url=broker
+        config, database=f"{config.database}_{side}", prefix=f"{config.prefix}-{side}", broker_url=broker
     )
 
 
@@ -145,6 +148,8 @@ def side_step(stack: BenchStack, step: str, **arguments) -> dict:
             cwd=ROOT,
             env=stack.env,
             check=True,
+            # A hung step must not hang the run: the longest, the full fill, takes ~5 min.
+            timeout=1800,
         )
         return json.loads(out.read_text())
 
@@ -193,27 +198,30 @@ def volume_compare(stack: BenchStack, plan: Plan, *, lap, cpus: str) -> dict:
     """The paired volume phase (module docstring) beside the run's `stack`;
     wrk on `cpus`. The second stack is torn down (its database dropped) also
     when the phase fails."""
-    full_stack = BenchStack(volume_config(stack.config))
-    stacks = {"empty": stack, "full": full_stack}
+    # Both sides on new stacks: the run's own database holds the earlier
+    # phases' orders, tens of thousands awaiting payment that its workers
+    # would expire during the rounds, on one side only.
+    full_stack = BenchStack(volume_config(stack.config, "volume"))
+    empty_stack = BenchStack(volume_config(stack.config, "empty"))
+    stacks = {"empty": empty_stack, "full": full_stack}
 
     def vlap(name):
         lap("volume_" + name)
 
     try:
-        full_stack.redis_clear()
-        full_stack.database_recreate()
-        full_stack.broker_prepare()
+        for s in stacks.values():
+            s.redis_clear()
+            s.database_recreate()
+            s.broker_prepare()
         vlap("database")
         fill = side_step(full_stack, "fill", orders=plan.volume_orders, keys=plan.volume_keys)
         vlap("fill")
         flushed = innodb_flushed_wait(timeout=120)
         vlap("flushed")
-        # The run's worker as the empty run's batched drain had it (the
-        # one-per-transaction drain restarts it with FULFIL_BATCH_SIZE=1).
-        stack.worker_restart()
-        full_stack.web_start()
-        full_stack.worker_start()
-        full_stack.beat_start()
+        for s in stacks.values():
+            s.web_start()
+            s.worker_start()
+            s.beat_start()
         vlap("start_processes")
         products = {
             side: side_step(s, "products", plan=dataclasses.asdict(plan), tag=side) for side, s in stacks.items()
@@ -247,7 +255,10 @@ def volume_compare(stack: BenchStack, plan: Plan, *, lap, cpus: str) -> dict:
         explained = side_step(full_stack, "explain", product_id=products["full"]["hot"]["id"])
         vlap("explain")
     finally:
-        full_stack.teardown()
+        try:
+            full_stack.teardown()
+        finally:
+            empty_stack.teardown()
 
     table = []
     for name, (kind, pick) in FIGURES.items():

@@ -55,7 +55,7 @@ def test_gates_of_every_flash_sale_count():
     assert gates_merged([good, good])["sold_equals_min_keys_demand"] is True
 
 
-def test_the_full_table_stack_has_its_own_database_prefix_and_rabbitmq_vhost(monkeypatch):
+def test_each_side_stack_has_its_own_database_prefix_and_rabbitmq_vhost(monkeypatch):
     from bench.stack import StackConfig
     from bench.volume_paired import volume_config
 
@@ -67,6 +67,8 @@ def test_the_full_table_stack_has_its_own_database_prefix_and_rabbitmq_vhost(mon
         "cardshop-bench-x-volume",
         "",
     )
+    empty = volume_config(StackConfig(database="cardshop_bench_x", prefix="cardshop-bench-x"), "empty")
+    assert (empty.database, empty.prefix) == ("cardshop_bench_x_empty", "cardshop-bench-x-empty")
     amqp = volume_config(StackConfig(broker_url="amqp://guest:guest@127.0.0.1:5672/cardshop-bench"))
     assert amqp.broker_url == "amqp://guest:guest@127.0.0.1:5672/cardshop-bench-volume"
     monkeypatch.setenv("BENCH_CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
