@@ -8,7 +8,14 @@ import uuid
 from django.conf import settings
 from django.db import connection
 
-from testing.processes import ChildProcess, celery_worker_command, free_port, granian_command, gunicorn_command
+from testing.processes import (
+    ChildProcess,
+    celery_worker_command,
+    free_port,
+    granian_command,
+    gunicorn_command,
+    gunicorn_sync_command,
+)
 
 
 def test_environment(**extra) -> dict:
@@ -63,13 +70,28 @@ class CeleryWorker(ChildProcess):
 
 class GunicornServer(ChildProcess):
     """The app under gunicorn, as production runs it, on a free local port.
-    `extra_env` overrides the test environment (e.g. REDIS_URL for a private Redis)."""
+    `extra_env` overrides the test environment (e.g. REDIS_URL for a private Redis);
+    `sync`: sync workers (the image's and `make run`'s) instead of gthread;
+    `args` are more of gunicorn's options (--timeout, --graceful-timeout ...)."""
 
-    def __init__(self, *, workers: int = 2, threads: int = 8, extra_env: dict | None = None):
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        threads: int = 8,
+        sync: bool = False,
+        args: tuple = (),
+        extra_env: dict | None = None,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_env = extra_env or {}
-        super().__init__("gunicorn", gunicorn_command(port=self.port, workers=workers, threads=threads))
+        command = (
+            gunicorn_sync_command(port=self.port, workers=workers)
+            if sync
+            else gunicorn_command(port=self.port, workers=workers, threads=threads)
+        )
+        super().__init__("gunicorn", [*command, *args])
 
     def start(self, timeout: float = 30) -> "GunicornServer":
         self.env = test_environment(**self.extra_env)
