@@ -387,7 +387,9 @@ def run(
     phases.broker_idle_wait(timeout=60)
     lap("mail_backlog")
 
-    flash_result, sale, gates = flash_measure(stack, plan, sku="BENCH-FLASH", product_id=flash, meter=meter, lap=lap)
+    flash_result, sale, gates = flash_measure(
+        stack.url, plan, sku="BENCH-FLASH", product_id=flash, meter=meter, lap=lap
+    )
     lap("flash_gates")
     steady = phases.persist_lag_steady(url=stack.url, sku="BENCH-LAG", count=plan.lag_orders, per_second=20)
     flash_result["persist_lag_steady_ms"] = latency_ms_from_seconds(steady["lag_s"])
@@ -553,7 +555,7 @@ def drain_measure(plan: Plan, *, product_id: int, lap) -> dict:
     return drain
 
 
-def flash_measure(stack: BenchStack, plan: Plan, *, sku: str, product_id: int, meter, lap) -> tuple[dict, dict, dict]:
+def flash_measure(url: str, plan: Plan, *, sku: str, product_id: int, meter, lap) -> tuple[dict, dict, dict]:
     """The whole flash sale on a product of its own, and its gates: (its
     figures, the buyers' raw record, the gates' raw record)."""
     from bench import phases
@@ -561,7 +563,7 @@ def flash_measure(stack: BenchStack, plan: Plan, *, sku: str, product_id: int, m
     with meter() as cpu:
         sale = asyncio.run(
             phases.flash_sale(
-                url=stack.url,
+                url=url,
                 sku=sku,
                 product_id=product_id,
                 buyers=plan.flash_buyers,

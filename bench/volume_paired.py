@@ -34,7 +34,6 @@ objects, the cache backend, kombu's pooled channels); a child per step has
 each of them right by construction, where switching them inside the driver
 would have to find every copy, and both sides are driven the same way."""
 
-import asyncio
 import dataclasses
 import json
 import os
@@ -46,7 +45,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from bench.flash_sale import Plan, flash_summary
+from bench.flash_sale import Plan, flash_measure
 from bench.stack import BenchStack, StackConfig
 from bench.sustained import SustainedPlan
 
@@ -400,23 +399,9 @@ def step_round(
     lap("mail_backlog")
     flash_result = None
     if flash:
-        with meter() as cpu:
-            sale = asyncio.run(
-                phases.flash_sale(
-                    url=url,
-                    sku=flash["sku"],
-                    product_id=flash["id"],
-                    buyers=plan.flash_buyers,
-                    concurrency=plan.design_concurrency,
-                    poll_seconds=plan.flash_poll_seconds,
-                    duration=plan.flash_seconds,
-                )
-            )
-        lap("flash_sale")
-        gates = phases.flash_gates(
-            product_id=flash["id"], keys=plan.flash_keys, buyers=plan.flash_buyers, sale=sale, settle_timeout=30
+        flash_result, _sale, _gates = flash_measure(
+            url, plan, sku=flash["sku"], product_id=flash["id"], meter=meter, lap=lap
         )
-        flash_result = flash_summary(plan=plan, sale=sale, gates=gates, cpu=cpu.percent)
         lap("flash_gates")
     # This side's leftovers (reservations, mail) off the workers before the
     # other side is measured.
